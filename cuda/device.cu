@@ -1,0 +1,55 @@
+// Device discovery: driver/runtime/library versions and the properties of every visible GPU.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <cufft.h>
+
+#include "genrelab/cuda/check.h"
+#include "genrelab/device.h"
+
+namespace genrelab {
+
+CudaStatus query_cuda() {
+  CudaStatus s;
+  cudaDriverGetVersion(&s.driver_version);
+  cudaRuntimeGetVersion(&s.runtime_version);
+  s.cudnn_version = int(cudnnGetVersion());
+  cufftGetVersion(&s.cufft_version);
+#if defined(GENRELAB_HAVE_NCCL) && GENRELAB_HAVE_NCCL
+  ncclGetVersion(&s.nccl_version);
+#endif
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    s.reason = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    (void)cudaGetLastError();
+    return s;
+  }
+  if (n == 0) { s.reason = "no CUDA device is visible"; return s; }
+  for (int i = 0; i < n; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    GpuInfo g;
+    g.index = i;
+    g.name = p.name;
+    g.cc_major = p.major;
+    g.cc_minor = p.minor;
+    g.total_bytes = p.totalGlobalMem;
+    g.sm_count = p.multiProcessorCount;
+    int mem_clock_khz = 0, bus_bits = 0;
+    cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, i);
+    cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, i);
+    g.peak_bandwidth_gbs = 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8) / 1e9;  // DDR: two transfers a clock
+    s.gpus.push_back(g);
+  }
+  cublasHandle_t h = nullptr;
+  if (cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
+    cublasGetVersion(h, &s.cublas_version);
+    cublasDestroy(h);
+  }
+  s.usable = !s.gpus.empty();
+  if (!s.usable) s.reason = "no CUDA device could be queried";
+  return s;
+}
+
+}  // namespace genrelab

@@ -1,0 +1,54 @@
+// `genrelab info`: GPUs, driver and library versions, or why no GPU is usable.
+#include <sndfile.h>
+#include <fftw3.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "genrelab/cli.h"
+#include "genrelab/device.h"
+
+namespace genrelab::cli {
+namespace {
+
+std::string version_string(int v, int major_div, int minor_div) {
+  if (v <= 0) return "n/a";
+  return std::to_string(v / major_div) + "." + std::to_string((v % major_div) / minor_div);
+}
+
+int run_info(const Args& args) {
+  if (!args.positional().empty()) args.usage_error("takes no arguments");
+  std::cout << "genrelab " << GENRELAB_VERSION << "\n";
+  std::cout << "libsndfile: " << sf_version_string() << "\n";
+  std::cout << "FFTW: " << fftwf_version << "\n";
+  std::cout << "CUDA backend: " << (built_with_cuda() ? "built in" : "not built") << "\n";
+  if (!built_with_cuda()) return 0;
+  const CudaStatus s = query_cuda();
+  std::cout << "CUDA driver: " << version_string(s.driver_version, 1000, 10)
+            << ", runtime: " << version_string(s.runtime_version, 1000, 10) << "\n";
+  std::cout << "cuDNN: " << (s.cudnn_version ? std::to_string(s.cudnn_version / 10000) + "." +
+                                                   std::to_string((s.cudnn_version % 10000) / 100) + "." +
+                                                   std::to_string(s.cudnn_version % 100)
+                                             : "n/a")
+            << ", cuFFT: " << s.cufft_version << ", cuBLAS: " << s.cublas_version << "\n";
+  std::cout << "NCCL: " << (s.nccl_version ? std::to_string(s.nccl_version) : "not built") << "\n";
+  if (!s.usable) {
+    std::cout << "GPUs: none usable (" << s.reason << ")\n";
+    return 0;
+  }
+  for (const auto& g : s.gpus) {
+    char line[256];
+    std::snprintf(line, sizeof line, "GPU %d: %s, compute capability %d.%d, %.1f GiB, %d SMs, %.0f GB/s peak",
+                  g.index, g.name.c_str(), g.cc_major, g.cc_minor, g.total_bytes / double(1ull << 30), g.sm_count,
+                  g.peak_bandwidth_gbs);
+    std::cout << line << "\n";
+  }
+  return 0;
+}
+
+CommandRegistrar reg{{"info", "GPUs, driver and library versions (or why no GPU is usable)",
+                      "usage: genrelab info\n\nPrints the build's backends, library versions and every visible GPU.\n",
+                      {}, run_info}};
+
+}  // namespace
+}  // namespace genrelab::cli

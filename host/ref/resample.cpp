@@ -1,0 +1,61 @@
+// Host side of the windowed-sinc resampler: filter table design and the CPU loop.
+#include "genrelab/ops/resample.h"
+
+#include "genrelab/parallel_for.h"
+
+namespace genrelab {
+
+namespace {
+// Modified Bessel function of the first kind, order 0 (power series).
+double bessel_i0(double x) {
+  double sum = 1.0, term = 1.0;
+  const double q = x * x / 4.0;
+  for (int k = 1; k < 200; ++k) {
+    term *= q / (double(k) * k);
+    sum += term;
+    if (term < sum * 1e-17) break;
+  }
+  return sum;
+}
+}  // namespace
+
+std::vector<float> make_resample_table(const ResampleFilterDesign& d) {
+  GENRELAB_CHECK(d.zero_crossings > 0 && d.per_crossing > 0, "bad resample filter design");
+  const int64_t n = int64_t(d.zero_crossings) * d.per_crossing;
+  std::vector<float> table(size_t(n + 2), 0.0f);
+  const double i0_beta = bessel_i0(d.beta);
+  for (int64_t k = 0; k <= n; ++k) {
+    const double u = double(k) / d.per_crossing;  // in zero crossings
+    const double sinc = k == 0 ? 1.0 : std::sin(M_PI * u) / (M_PI * u);
+    const double r = u / d.zero_crossings;
+    const double window = bessel_i0(d.beta * std::sqrt(std::max(0.0, 1.0 - r * r))) / i0_beta;
+    table[size_t(k)] = float(sinc * window);
+  }
+  return table;
+}
+
+int64_t resampled_length(int64_t n, double in_rate, double out_rate) {
+  return int64_t(std::ceil(double(n) * out_rate / in_rate - 1e-9));
+}
+
+std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
+                            const ResampleFilterDesign& design) {
+  GENRELAB_CHECK(in_rate > 0 && out_rate > 0, "resample rates must be positive");
+  if (in_rate == out_rate) return x;
+  static thread_local std::vector<float> table;
+  static thread_local ResampleFilterDesign cached{-1, -1, 0, 0};
+  if (cached.zero_crossings != design.zero_crossings || cached.per_crossing != design.per_crossing ||
+      cached.beta != design.beta) {
+    table = make_resample_table(design);
+    cached = design;
+  }
+  const int64_t n_out = resampled_length(int64_t(x.size()), in_rate, out_rate);
+  std::vector<float> y(static_cast<size_t>(n_out));
+  const ResampleFunctor f{x.data(), y.data(), table.data(), int64_t(x.size()), n_out, in_rate / out_rate,
+                          design.rolloff * std::min(1.0, out_rate / in_rate), design.zero_crossings,
+                          design.per_crossing};
+  cpu_for_2d(1, n_out, f);
+  return y;
+}
+
+}  // namespace genrelab

@@ -1,0 +1,51 @@
+// Project-wide basics: the host/device qualifier for shared functors, integer helpers, and the
+// always-on checks and error types that the CLI maps onto exit codes (2 config/usage, 1 runtime).
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#if defined(__CUDACC__)
+#define GENRELAB_HD __host__ __device__ __forceinline__
+#else
+#define GENRELAB_HD inline
+#endif
+
+namespace genrelab {
+
+template <typename T>
+GENRELAB_HD constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
+
+// A problem with what the user asked for (config key, command-line usage): exit code 2.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A problem found while running (I/O, decoding, CUDA, numerics): exit code 1.
+struct RuntimeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+[[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
+inline std::string concat() { return {}; }
+template <typename... Args>
+std::string concat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+}  // namespace detail
+
+}  // namespace genrelab
+
+// Always-on precondition check (never compiled out, unlike assert): throws RuntimeError naming
+// the failed expression, file and line, plus an optional streamed message.
+#define GENRELAB_CHECK(cond, ...)                                                           \
+  do {                                                                                      \
+    if (!(cond))                                                                            \
+      ::genrelab::detail::check_failed(#cond, __FILE__, __LINE__,                           \
+                                       ::genrelab::detail::concat(__VA_ARGS__));            \
+  } while (0)

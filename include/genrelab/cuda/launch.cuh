@@ -1,0 +1,49 @@
+// The GPU side of the gather-form functor pattern: launch a functor over a 1-D or 2-D index
+// space on an explicit stream. Each thread computes one element; kernels keep a bounds guard.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "genrelab/common.h"
+#include "genrelab/cuda/check.h"
+
+namespace genrelab::cuda {
+
+template <typename F>
+__global__ void for_1d_kernel(int64_t n, F f) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) f(i);
+}
+
+template <typename F>
+__global__ void for_2d_kernel(int64_t rows, int64_t cols, F f) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t r = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
+  if (r < rows && c < cols) f(r, c);
+}
+
+// Grid: one thread per element, 256 threads a block.
+template <typename F>
+void launch_1d(int64_t n, const F& f, cudaStream_t stream) {
+  if (n <= 0) return;
+  constexpr int kBlock = 256;
+  const int64_t blocks = ceil_div<int64_t>(n, kBlock);
+  GENRELAB_CHECK(blocks < (int64_t(1) << 31), "1-D launch too large: ", n, " elements");
+  for_1d_kernel<<<unsigned(blocks), kBlock, 0, stream>>>(n, f);
+  GENRELAB_CUDA_CHECK(cudaGetLastError());
+}
+
+// Grid: x runs along columns (contiguous, coalesced), y along rows; 32×8 threads a block.
+template <typename F>
+void launch_2d(int64_t rows, int64_t cols, const F& f, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const dim3 block(32, 8);
+  const int64_t gx = ceil_div<int64_t>(cols, block.x), gy = ceil_div<int64_t>(rows, block.y);
+  GENRELAB_CHECK(gx < (int64_t(1) << 31) && gy < 65536, "2-D launch too large: ", rows, "x", cols);
+  for_2d_kernel<<<dim3(unsigned(gx), unsigned(gy)), block, 0, stream>>>(rows, cols, f);
+  GENRELAB_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace genrelab::cuda

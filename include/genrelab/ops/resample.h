@@ -1,0 +1,64 @@
+// Band-limited resampling by a Kaiser-windowed sinc, in gather form: one functor call computes
+// one output sample from the input taps around its position. Used to decode clips at another
+// rate and to bring time-stretched audio back to length in the pitch shift. The filter is
+// tabulated on the host (ResampleFilter) and passed to the functor by pointer.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "genrelab/common.h"
+
+namespace genrelab {
+
+// Filter design: `zero_crossings` lobes each side, `per_crossing` table points per lobe,
+// Kaiser window with `beta`, passband `rolloff` of the lower Nyquist frequency.
+struct ResampleFilterDesign {
+  int zero_crossings = 32;
+  int per_crossing = 512;
+  double beta = 9.0;
+  double rolloff = 0.945;
+};
+
+// table[k] = windowed sinc at offset k / per_crossing zero crossings, k = 0 .. zeros*per+1.
+std::vector<float> make_resample_table(const ResampleFilterDesign& design);
+
+// Output length for n input samples: ceil(n * out_rate / in_rate).
+int64_t resampled_length(int64_t n, double in_rate, double out_rate);
+
+struct ResampleFunctor {
+  const float* x;      // x: (batch, n_in)
+  float* y;            // y: (batch, n_out)
+  const float* table;  // (zeros * per + 2)
+  int64_t n_in, n_out;
+  double step;         // input samples per output sample = in_rate / out_rate
+  double scale;        // filter scale = rolloff * min(1, out_rate / in_rate)
+  int zeros, per;
+
+  // One output sample (row = clip, col = output index).
+  GENRELAB_HD void operator()(int64_t row, int64_t j) const {
+    const double t = double(j) * step;  // position in input samples
+    const double reach = zeros / scale;  // taps on each side
+    int64_t k0 = int64_t(std::ceil(t - reach)), k1 = int64_t(std::floor(t + reach));
+    if (k0 < 0) k0 = 0;
+    if (k1 > n_in - 1) k1 = n_in - 1;
+    const float* xr = x + row * n_in;
+    double acc = 0.0;
+    for (int64_t k = k0; k <= k1; ++k) {
+      const double u = std::fabs(t - double(k)) * scale * per;  // table position
+      const int64_t i = int64_t(u);
+      if (i >= int64_t(zeros) * per) continue;
+      const double frac = u - double(i);
+      const double h = table[i] + frac * (table[i + 1] - table[i]);
+      acc += h * xr[k];
+    }
+    y[row * n_out + j] = float(acc * scale);
+  }
+};
+
+// CPU resampling of one signal (the functor looped over on the host).
+std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
+                            const ResampleFilterDesign& design = {});
+
+}  // namespace genrelab

@@ -1,0 +1,152 @@
+// Experiment config: defaults, extends chains, --set typing, and the error messages for unknown
+// keys, wrong types, cycles and bad --set syntax.
+#include <fstream>
+
+#include "genrelab/common.h"
+#include "genrelab/config.h"
+#include "test_util.h"
+
+using namespace genrelab;
+
+namespace {
+std::string write(const std::filesystem::path& dir, const std::string& name, const std::string& text) {
+  const auto p = dir / name;
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+  return p.string();
+}
+std::string config_error(const std::function<void()>& f) {
+  try { f(); } catch (const ConfigError& e) { return e.what(); }
+  return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("config defaults are the baseline settings", "[config]") {
+  const Config c;
+  CHECK(c.get_int("features.n_fft") == 1024);
+  CHECK(c.get_int("features.hop_length") == 512);
+  CHECK(c.get_int("features.n_mels") == 128);
+  CHECK(c.get_number("features.power") == 2.0);
+  CHECK(c.get_string("features.pad_mode") == "reflect");
+  CHECK_FALSE(c.get_bool("features.db"));
+  CHECK_FALSE(c.get_optional_number("features.fmax").has_value());
+  CHECK(c.get_number("train.epsilon") == Approx(1e-7));
+  CHECK(c.at("model.layers").size() == 17);
+  CHECK(c.get_string("split.kind") == "sklearn");
+  CHECK(c.get_int("split.seed") == 6);
+}
+
+TEST_CASE("config extends chains merge deeply and record sources", "[config]") {
+  const auto dir = test::temp_dir("config-extends");
+  write(dir, "base.json", R"({"name": "base", "features": {"n_mels": 64, "hop_length": 256}, "train": {"epochs": 3}})");
+  const auto child = write(dir, "sub/child.json", R"({"extends": "../base.json", "features": {"n_mels": 80}})");
+  const Config c = Config::load(child, {"train.lr=0.01"});
+  CHECK(c.get_int("features.n_mels") == 80);
+  CHECK(c.get_int("features.hop_length") == 256);
+  CHECK(c.get_int("train.epochs") == 3);
+  CHECK(c.get_number("train.lr") == 0.01);
+  CHECK(c.get_string("name") == "base");
+  CHECK(c.source_of("features.n_mels") == child);
+  CHECK(c.source_of("train.lr") == "--set");
+  CHECK(c.source_of("features.fmin") == "default");
+}
+
+TEST_CASE("config file without a name takes the file stem", "[config]") {
+  const auto dir = test::temp_dir("config-name");
+  const auto f = write(dir, "my-ablation.json", R"({"train": {"epochs": 2}})");
+  CHECK(Config::load(f).name() == "my-ablation");
+}
+
+TEST_CASE("config errors name the file the key and a suggestion", "[config]") {
+  const auto dir = test::temp_dir("config-errors");
+  struct Case { std::string text; std::vector<std::string> expect; };
+  const std::vector<Case> cases = {
+      {R"({"features": {"n_ftt": 2048}})", {"features.n_ftt", "unknown key", "did you mean 'features.n_fft'"}},
+      {R"({"dataset": {"n_fft": 2048}})", {"dataset.n_fft", "did you mean 'features.n_fft'"}},
+      {R"({"featurs": {"n_fft": 2048}})", {"featurs", "did you mean 'features'"}},
+      {R"({"features": {"n_fft": "big"}})", {"features.n_fft", "expected an integer", "\"big\""}},
+      {R"({"features": {"n_fft": 1024.5}})", {"features.n_fft", "expected an integer"}},
+      {R"({"features": {"pad_mode": "reflct"}})", {"features.pad_mode", "did you mean 'reflect'"}},
+      {R"({"train": {"lr": -1}})", {"train.lr", ">= 0"}},
+      {R"({"features": 3})", {"features", "expected an object"}},
+      {R"({"features": {"fmax": 20000}})", {"features.fmax", "Nyquist"}},
+      {R"({"augment": {"noise": {"min_amplitude": 0.5, "max_amplitude": 0.1}}})", {"augment.noise.min_amplitude", "must not exceed"}},
+      {R"({"model": {"layers": [{"filters": 3}]}})", {"model.layers", "missing its \"type\""}},
+      {R"({"split": {"kind": "manifest"}})", {"split.kind", "split.train_list", "manifest"}},
+      {R"([1, 2])", {"must be a JSON object"}},
+      {"{\"train\": {\"lr\": 0.1,}}", {":1:", "invalid JSON"}},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto f = write(dir, "case" + std::to_string(i) + ".json", cases[i].text);
+    const std::string msg = config_error([&] { Config::load(f); });
+    INFO("case " << i << ": " << cases[i].text << " -> " << msg);
+    CHECK(msg.find(f) != std::string::npos);
+    for (const auto& e : cases[i].expect) CHECK(msg.find(e) != std::string::npos);
+  }
+}
+
+TEST_CASE("config extends cycles and missing parents are reported", "[config]") {
+  const auto dir = test::temp_dir("config-cycle");
+  const auto a = write(dir, "a.json", R"({"extends": "b.json"})");
+  write(dir, "b.json", R"({"extends": "a.json"})");
+  const std::string msg = config_error([&] { Config::load(a); });
+  CHECK(msg.find("cycle") != std::string::npos);
+  const auto c = write(dir, "c.json", R"({"extends": "missing.json"})");
+  CHECK(config_error([&] { Config::load(c); }).find("missing.json") != std::string::npos);
+  CHECK(config_error([&] { Config::load((dir / "nope.json").string()); }).find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("set overrides are typed by the schema", "[config]") {
+  Config c;
+  c.apply_override("features.n_mels=64");
+  c.apply_override("features.fmax=8000");
+  c.apply_override("features.ref=max");
+  c.apply_override("dataset.root=/data/1234");
+  c.apply_override("dataset.classes=blues,jazz");
+  c.apply_override("train.clip_norm=null");
+  c.apply_override("features.center=false");
+  c.apply_override("model.layers[0].filters=32");
+  CHECK(c.get_int("features.n_mels") == 64);
+  CHECK(c.get_number("features.fmax") == 8000);
+  CHECK(c.get_string("features.ref") == "max");
+  CHECK(c.get_string("dataset.root") == "/data/1234");  // a string key keeps digits as text
+  CHECK(c.get_string_list("dataset.classes") == std::vector<std::string>{"blues", "jazz"});
+  CHECK_FALSE(c.get_bool("features.center"));
+  CHECK(c.at("model.layers")[0]["filters"] == 32);
+
+  CHECK(config_error([&] { c.apply_override("features.n_mels"); }).find("expected key=value") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("=3"); }).find("expected key=value") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("features.n_mel=3"); }).find("did you mean 'features.n_mels'") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("features.n_mels=many"); }).find("expected an integer") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("features.center=yes"); }).find("true or false") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("features=3"); }).find("is a section") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("model.layers[99].filters=3"); }).find("17 layers") != std::string::npos);
+}
+
+TEST_CASE("paths expand ${VAR} only when used", "[config]") {
+  const auto dir = test::temp_dir("config-env");
+  const auto f = write(dir, "exp.json", R"({"dataset": {"root": "${GENRELAB_TEST_UNSET_VAR}/gtzan"}, "split": {"train_list": "lists/train.txt", "kind": "manifest", "test_list": "/abs/test.txt"}})");
+  ::unsetenv("GENRELAB_TEST_UNSET_VAR");
+  const Config c = Config::load(f);  // loading alone does not need the variable
+  const std::string msg = config_error([&] { c.get_path("dataset.root"); });
+  CHECK(msg.find("GENRELAB_TEST_UNSET_VAR is not set") != std::string::npos);
+  CHECK(msg.find("dataset.root") != std::string::npos);
+  ::setenv("GENRELAB_TEST_UNSET_VAR", "/srv/music", 1);
+  CHECK(c.get_path("dataset.root") == "/srv/music/gtzan");
+  ::unsetenv("GENRELAB_TEST_UNSET_VAR");
+  // Relative paths in a file resolve against that file's folder; absolute ones stay.
+  CHECK(c.get_path("split.train_list") == (dir / "lists/train.txt").string());
+  CHECK(c.get_path("split.test_list") == "/abs/test.txt");
+  CHECK(c.get_path("output.dir") == "runs");  // output.dir: relative to the working directory
+}
+
+TEST_CASE("a saved resolved config loads back to the same document", "[config]") {
+  Config c;
+  c.apply_override("features.n_mels=40");
+  const json saved = c.resolved_for_saving();
+  const Config back = Config::from_resolved(saved, "run/config.json");
+  CHECK(back.resolved() == saved);
+  json bad = saved;
+  bad["features"]["colour"] = "blue";
+  CHECK(config_error([&] { Config::from_resolved(bad, "run/config.json"); }).find("features.colour") != std::string::npos);
+}
