@@ -1,0 +1,178 @@
+// libsndfile decoding to float mono at a requested rate, and WAV writing.
+#include "genrelab/audio.h"
+
+#include <sndfile.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "genrelab/ops/resample.h"
+
+namespace genrelab {
+
+namespace {
+
+struct SndfileCloser {
+  void operator()(SNDFILE* f) const { if (f) sf_close(f); }
+};
+using SndfilePtr = std::unique_ptr<SNDFILE, SndfileCloser>;
+
+std::string format_name(int format) {
+  SF_FORMAT_INFO major{}, sub{};
+  major.format = format & SF_FORMAT_TYPEMASK;
+  sub.format = format & SF_FORMAT_SUBMASK;
+  std::string s = sf_command(nullptr, SFC_GET_FORMAT_INFO, &major, sizeof major) == 0 && major.name ? major.name : "?";
+  if (sf_command(nullptr, SFC_GET_FORMAT_INFO, &sub, sizeof sub) == 0 && sub.name) s += std::string(" ") + sub.name;
+  return s;
+}
+
+// Memory source for sf_open_virtual.
+struct MemorySource {
+  const unsigned char* data;
+  sf_count_t size, pos;
+};
+sf_count_t mem_length(void* user) { return static_cast<MemorySource*>(user)->size; }
+sf_count_t mem_seek(sf_count_t offset, int whence, void* user) {
+  auto* m = static_cast<MemorySource*>(user);
+  sf_count_t p = whence == SEEK_SET ? offset : whence == SEEK_CUR ? m->pos + offset : m->size + offset;
+  if (p < 0) p = 0;
+  if (p > m->size) p = m->size;
+  m->pos = p;
+  return p;
+}
+sf_count_t mem_read(void* ptr, sf_count_t count, void* user) {
+  auto* m = static_cast<MemorySource*>(user);
+  const sf_count_t n = std::max<sf_count_t>(0, std::min(count, m->size - m->pos));
+  if (n > 0) std::memcpy(ptr, m->data + m->pos, size_t(n));
+  m->pos += n;
+  return n;
+}
+sf_count_t mem_write(const void*, sf_count_t, void*) { return 0; }
+sf_count_t mem_tell(void* user) { return static_cast<MemorySource*>(user)->pos; }
+
+Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, const DecodeOptions& opt) {
+  SndfilePtr file(raw);
+  if (info.channels <= 0) throw AudioError(path, "the header declares " + std::to_string(info.channels) + " channels");
+  if (info.channels > 256) throw AudioError(path, "the header declares an absurd channel count (" + std::to_string(info.channels) + ")");
+  if (info.samplerate <= 0 || info.samplerate > 1'000'000)
+    throw AudioError(path, "the header declares an absurd sample rate (" + std::to_string(info.samplerate) + " Hz)");
+  if (info.frames <= 0) throw AudioError(path, "holds no audio samples (empty or header-only file)");
+
+  Audio out;
+  out.source.frames = info.frames;
+  out.source.sample_rate = info.samplerate;
+  out.source.channels = info.channels;
+  out.source.format = format_name(info.format);
+
+  // Frames needed from the file: all, or enough for the requested output length.
+  int64_t want = info.frames;
+  if (opt.max_input_frames) want = std::min(want, *opt.max_input_frames);
+  if (opt.length) {
+    const double ratio = double(info.samplerate) / opt.sample_rate;
+    // Extra input for the resampling filter's reach when rates differ.
+    const int64_t need = int64_t(std::ceil(double(*opt.length) * ratio)) + (info.samplerate != opt.sample_rate ? 256 : 0);
+    want = std::min(want, need);
+  }
+  const int ch = info.channels;
+  std::vector<float> mono(size_t(want), 0.0f);
+  std::vector<float> block(size_t(4096) * ch);
+  int64_t got = 0;
+  sf_command(file.get(), SFC_SET_SCALE_FLOAT_INT_READ, nullptr, SF_FALSE);
+  while (got < want) {
+    const sf_count_t frames = std::min<sf_count_t>(4096, want - got);
+    const sf_count_t n = sf_readf_float(file.get(), block.data(), frames);
+    if (n <= 0) break;
+    for (sf_count_t i = 0; i < n; ++i) {
+      float acc = 0;
+      for (int c = 0; c < ch; ++c) acc += block[size_t(i * ch + c)];
+      mono[size_t(got + i)] = ch == 1 ? acc : acc / float(ch);
+    }
+    got += n;
+  }
+  const int err = sf_error(file.get());
+  if (got == 0) throw AudioError(path, err ? std::string("cannot decode: ") + sf_strerror(file.get()) : "holds no decodable audio samples");
+  if (got < want) {
+    if (err) throw AudioError(path, std::string("truncated or corrupt after ") + std::to_string(got) + " of " +
+                                        std::to_string(info.frames) + " frames: " + sf_strerror(file.get()));
+    // The header promised more frames than the data holds: keep what is there.
+    mono.resize(size_t(got));
+  }
+  for (size_t i = 0; i < mono.size(); ++i)
+    if (!std::isfinite(mono[i]))
+      throw AudioError(path, "contains a NaN or infinite sample (at frame " + std::to_string(i) + ")");
+
+  if (info.samplerate != opt.sample_rate) mono = resample(mono, info.samplerate, opt.sample_rate);
+  if (opt.length) mono.resize(size_t(*opt.length), 0.0f);
+  out.samples = std::move(mono);
+  out.sample_rate = opt.sample_rate;
+  return out;
+}
+
+}  // namespace
+
+AudioInfo probe_audio(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw AudioError(path, "no such file");
+  if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
+  if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
+  SF_INFO info{};
+  SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
+  if (!f) throw AudioError(path, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  AudioInfo a;
+  a.frames = info.frames;
+  a.sample_rate = info.samplerate;
+  a.channels = info.channels;
+  a.format = format_name(info.format);
+  return a;
+}
+
+Audio decode_audio(const std::string& path, const DecodeOptions& options) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw AudioError(path, "no such file");
+  if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
+  if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
+  SF_INFO info{};
+  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
+  if (!f) throw AudioError(path, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  return decode_open(f, info, path, options);
+}
+
+Audio decode_audio_memory(const void* data, size_t size, const std::string& name, const DecodeOptions& options) {
+  if (size == 0) throw AudioError(name, "is empty (0 bytes)");
+  MemorySource src{static_cast<const unsigned char*>(data), sf_count_t(size), 0};
+  SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
+  SF_INFO info{};
+  SNDFILE* f = sf_open_virtual(&io, SFM_READ, &info, &src);
+  if (!f) throw AudioError(name, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  return decode_open(f, info, name, options);
+}
+
+void write_wav(const std::string& path, const std::vector<float>& samples, int sample_rate, WavEncoding encoding) {
+  SF_INFO info{};
+  info.samplerate = sample_rate;
+  info.channels = 1;
+  info.format = SF_FORMAT_WAV | (encoding == WavEncoding::float32 ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_16);
+  const std::string tmp = path + ".tmp";
+  SNDFILE* raw = sf_open(tmp.c_str(), SFM_WRITE, &info);
+  if (!raw) throw RuntimeError("cannot write " + path + ": " + sf_strerror(nullptr));
+  SndfilePtr f(raw);
+  if (encoding == WavEncoding::pcm16) sf_command(raw, SFC_SET_CLIPPING, nullptr, SF_TRUE);
+  const sf_count_t n = sf_writef_float(raw, samples.data(), sf_count_t(samples.size()));
+  const bool ok = n == sf_count_t(samples.size());
+  const std::string err = sf_strerror(raw);
+  f.reset();
+  if (!ok) {
+    std::filesystem::remove(tmp);
+    throw RuntimeError("cannot write " + path + ": " + err);
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+const std::vector<std::string>& audio_extensions() {
+  static const std::vector<std::string> ext = {".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".snd"};
+  return ext;
+}
+
+}  // namespace genrelab

@@ -1,0 +1,62 @@
+// Audio decoding and writing through libsndfile: any format it reads (WAV, AU, FLAC, OGG, MP3)
+// → float32 mono (channels averaged) at a requested rate (windowed-sinc resampling), optionally
+// cut or zero-padded to a fixed length. Every failure is an AudioError naming the file and reason.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "genrelab/common.h"
+
+namespace genrelab {
+
+// A file that cannot be used as audio (missing, empty, not audio, truncated, unsupported,
+// NaN/Inf samples, zero samples). `what()` is "PATH: REASON".
+struct AudioError : RuntimeError {
+  AudioError(const std::string& path, const std::string& reason)
+      : RuntimeError(path + ": " + reason), path(path), reason(reason) {}
+  std::string path, reason;
+};
+
+struct AudioInfo {
+  int64_t frames = 0;  // samples per channel, as the header says
+  int sample_rate = 0;
+  int channels = 0;
+  std::string format;  // e.g. "WAV PCM_16", "FLAC PCM_16"
+  double seconds() const { return sample_rate > 0 ? double(frames) / sample_rate : 0.0; }
+};
+
+struct DecodeOptions {
+  int sample_rate = 22050;               // output rate; other rates are resampled
+  std::optional<int64_t> length;         // cut or zero-pad to this many samples (after resampling)
+  std::optional<int64_t> max_input_frames;  // read at most this many input frames (speed: a cut clip)
+};
+
+struct Audio {
+  std::vector<float> samples;  // samples: (n,) mono
+  int sample_rate = 0;
+  AudioInfo source;            // what the file held
+};
+
+// Reads only the header.
+AudioInfo probe_audio(const std::string& path);
+
+// Decodes a whole file (or its first frames), mixes to mono, resamples, cuts/pads.
+Audio decode_audio(const std::string& path, const DecodeOptions& options = {});
+
+// Decodes from memory (libsndfile virtual I/O); `name` labels errors.
+Audio decode_audio_memory(const void* data, size_t size, const std::string& name, const DecodeOptions& options = {});
+
+enum class WavEncoding { pcm16, float32 };
+
+// Writes mono samples as WAV (atomically: NAME.tmp then rename). float32 keeps values beyond ±1.
+void write_wav(const std::string& path, const std::vector<float>& samples, int sample_rate,
+               WavEncoding encoding = WavEncoding::float32);
+
+// File extensions (lower case, with dot) that the dataset scanner treats as audio.
+const std::vector<std::string>& audio_extensions();
+
+}  // namespace genrelab

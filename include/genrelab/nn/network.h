@@ -1,0 +1,103 @@
+// A trainable network on one backend: forward, softmax cross-entropy, backward and the
+// optimizer update in one train_step; inference; state (weights, statistics, optimizer moments)
+// as host tensors for checkpoints and cross-backend tests. Both backends implement this
+// interface layer by layer (LayerImpl), so tests can compare any layer across backends.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "genrelab/config.h"
+#include "genrelab/device.h"
+#include "genrelab/nn/model.h"
+
+namespace genrelab::nn {
+
+struct TrainHyper {
+  std::string optimizer = "adam";  // adam | adamw | sgd
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7;
+  double momentum = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;       // decoupled (AdamW, SGD)
+  double l2 = 0.0;                 // l2 * sum(w^2) over kernels added to the loss
+  double clip_norm = 0.0;          // 0 = off
+  double label_smoothing = 0.0;
+  std::string init = "glorot_uniform";
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16
+  bool deterministic = false;
+  uint32_t seed = 0;
+  static TrainHyper from_config(const Config& config);
+};
+
+// Keys every random draw of a step (dropout masks): the example's position in the global batch,
+// never the rank or the local position, so data-parallel runs draw what a single process draws.
+struct StepKey {
+  uint32_t seed = 0;
+  uint64_t step = 0;           // global optimisation step (0-based)
+  int64_t first_example = 0;   // global batch position of this shard's first example
+};
+
+struct StepStats {
+  double loss_sum = 0;   // sum of per-example losses over the batch (without the L2 term)
+  int64_t correct = 0;   // argmax == label
+  int64_t examples = 0;
+};
+
+struct NamedTensor {
+  std::string name;           // "3.conv2d_2.kernel", "adam.m.3.conv2d_2.kernel", "step"
+  std::vector<int64_t> dims;
+  std::vector<float> data;
+};
+
+// One backend's implementation of one layer. Buffers live in the backend's memory (host for
+// cpu, device for cuda). x: (n, in.h, in.w, in.c); y: (n, out.h, out.w, out.c).
+class LayerImpl {
+ public:
+  virtual ~LayerImpl() = default;
+  virtual void forward(const float* x, float* y, int64_t n, bool training, const StepKey& key) = 0;
+  // Writes dx (skipped when dx is null) and ADDS the parameter gradients into grads().
+  virtual void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n,
+                        const StepKey& key) = 0;
+  virtual std::vector<float*> params() { return {}; }  // in LayerDesc::params order
+  virtual std::vector<float*> grads() { return {}; }   // trainable params only, same order
+};
+
+class Network {
+ public:
+  virtual ~Network() = default;
+  virtual Device device() const = 0;
+  virtual const ModelPlan& plan() const = 0;
+
+  // One optimisation step: x (n, H, W, C) and labels (n) in this backend's memory; the learning
+  // rate of this step comes from the schedule (outside). `global_batch` is the example count the
+  // gradient is averaged over (the sum of all shards in data-parallel training).
+  virtual void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
+                          const StepKey& key) = 0;
+  // Inference (dropout off, batch norm on moving statistics): probabilities (n, classes) into
+  // host memory; x in this backend's memory.
+  virtual void predict(const float* x, int64_t n, float* probs_host) = 0;
+  // Loss sum and correct count of the last train_step (synchronises on the GPU).
+  virtual StepStats last_stats() = 0;
+
+  // Weights, batch-norm statistics, optimizer moments and the step counter as host tensors.
+  virtual std::vector<NamedTensor> state() = 0;
+  // Throws RuntimeError naming the first tensor whose name or shape does not match.
+  virtual void load_state(const std::vector<NamedTensor>& state) = 0;
+
+  // The layer implementations, for per-layer tests and `bench --what layers`.
+  virtual LayerImpl& layer(size_t index) = 0;
+};
+
+// Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
+// every backend: one tensor per parameter in plan order.
+std::vector<NamedTensor> initial_weights(const ModelPlan& plan, const TrainHyper& hyper);
+
+std::unique_ptr<Network> make_cpu_network(const ModelPlan& plan, const TrainHyper& hyper);
+#if GENRELAB_HAVE_CUDA
+std::unique_ptr<Network> make_cuda_network(const ModelPlan& plan, const TrainHyper& hyper);
+#endif
+std::unique_ptr<Network> make_network(Device device, const ModelPlan& plan, const TrainHyper& hyper);
+
+}  // namespace genrelab::nn
