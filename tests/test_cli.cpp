@@ -1,0 +1,84 @@
+// The command line's conventions: exit codes (0 ok, 2 usage/config), errors on stderr naming
+// the problem, data only on stdout.
+#include <fstream>
+#include <iterator>
+
+#include "genrelab/config.h"
+#include "test_util.h"
+
+using namespace genrelab;
+
+namespace {
+struct Result {
+  int rc;
+  std::string out, err;
+};
+Result run(const std::string& args) {
+  const auto dir = test::temp_dir("cli");
+  const std::string err_file = (dir / "stderr").string();
+  Result r;
+  r.rc = test::run_command(test::genrelab_binary() + " " + args + " 2>" + err_file, &r.out);
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+}  // namespace
+
+TEST_CASE("cli unknown command exits 2 with a suggestion", "[cli]") {
+  const Result r = run("trian");
+  CHECK(r.rc == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("unknown command 'trian'") != std::string::npos);
+}
+
+TEST_CASE("cli unknown option exits 2 naming the option", "[cli]") {
+  const Result r = run("config show --sett features.n_mels=3");
+  CHECK(r.rc == 2);
+  CHECK(r.err.find("--sett") != std::string::npos);
+  CHECK(r.err.find("did you mean --set") != std::string::npos);
+}
+
+TEST_CASE("cli help exits 0 on stdout", "[cli]") {
+  const Result r = run("--help");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("commands:") != std::string::npos);
+  const Result c = run("config show --help");
+  CHECK(c.rc == 0);
+  CHECK(c.out.find("usage: genrelab config show") != std::string::npos);
+}
+
+TEST_CASE("cli config show prints only the resolved JSON", "[cli]") {
+  const Result r = run("config show --set features.n_mels=64 --set train.epochs=3");
+  REQUIRE(r.rc == 0);
+  const json doc = json::parse(r.out);  // stdout is exactly one JSON document
+  CHECK(doc["features"]["n_mels"] == 64);
+  CHECK(doc["train"]["epochs"] == 3);
+  CHECK(doc["features"]["n_fft"] == 1024);
+}
+
+TEST_CASE("cli config errors exit 2 and name the key", "[cli]") {
+  const Result r = run("config show --set features.n_mels=lots");
+  CHECK(r.rc == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("features.n_mels") != std::string::npos);
+  const Result m = run("config show /nonexistent/exp.json");
+  CHECK(m.rc == 2);
+  CHECK(m.err.find("/nonexistent/exp.json") != std::string::npos);
+}
+
+TEST_CASE("experiments README documents every schema key", "[cli][docs]") {
+  // experiments/README.md embeds `genrelab config keys --markdown`; regenerate it with
+  // tools/update-docs.sh when the schema changes.
+  const Result r = run("config keys --markdown");
+  REQUIRE(r.rc == 0);
+  std::ifstream in(test::source_dir() + "/experiments/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), {});
+  CHECK(readme.find(r.out) != std::string::npos);
+}
+
+TEST_CASE("cli info reports the backends", "[cli]") {
+  const Result r = run("info");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("libsndfile") != std::string::npos);
+  CHECK(r.out.find("CUDA backend:") != std::string::npos);
+}

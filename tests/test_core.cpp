@@ -1,0 +1,120 @@
+// Core plumbing: the error-check family (status → message naming call, file, line), the backend
+// switch, and the RAII owners (round trips on a GPU, [gpu]).
+#include <complex>
+#include <numeric>
+
+#include "genrelab/common.h"
+#include "genrelab/device.h"
+#include "genrelab/ops/stft.h"
+#include "test_util.h"
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/memory.h"
+#endif
+
+using namespace genrelab;
+
+TEST_CASE("GENRELAB_CHECK throws with the expression and message", "[core]") {
+  try {
+    const int batch = 0;
+    GENRELAB_CHECK(batch > 0, "batch was ", batch);
+    FAIL("no exception");
+  } catch (const RuntimeError& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("batch > 0") != std::string::npos);
+    CHECK(msg.find("batch was 0") != std::string::npos);
+    CHECK(msg.find("test_core.cpp") != std::string::npos);
+  }
+}
+
+TEST_CASE("device switch honours cpu and rejects unknown names", "[core]") {
+  CHECK(resolve_device("cpu") == Device::cpu);
+  CHECK_THROWS_AS(resolve_device("gpu"), ConfigError);
+  const CudaStatus s = query_cuda();
+  if (s.usable) {
+    CHECK(resolve_device("cuda") == Device::cuda);
+    CHECK(resolve_device("") == Device::cuda);
+  } else {
+    CHECK_THROWS_AS(resolve_device("cuda"), RuntimeError);
+    CHECK(resolve_device("") == Device::cpu);
+    CHECK_FALSE(s.reason.empty());
+  }
+}
+
+#if GENRELAB_HAVE_CUDA
+TEST_CASE("CUDA status checks name the call and the status", "[core]") {
+  auto message = [](auto&& f) -> std::string {
+    try { f(); } catch (const RuntimeError& e) { return e.what(); }
+    return "(no error)";
+  };
+  const std::string rt = message([] { GENRELAB_CUDA_CHECK(cudaErrorInvalidValue); });
+  CHECK(rt.find("cudaErrorInvalidValue") != std::string::npos);
+  CHECK(rt.find("test_core.cpp") != std::string::npos);
+  const std::string fft = message([] { GENRELAB_CUDA_CHECK(CUFFT_INVALID_SIZE); });
+  CHECK(fft.find("CUFFT_INVALID_SIZE") != std::string::npos);
+  const std::string dnn = message([] { GENRELAB_CUDA_CHECK(CUDNN_STATUS_BAD_PARAM); });
+  CHECK(dnn.find("CUDNN_STATUS_BAD_PARAM") != std::string::npos);
+  const std::string blas = message([] { GENRELAB_CUDA_CHECK(CUBLAS_STATUS_INVALID_VALUE); });
+  CHECK(blas.find("CUBLAS_STATUS_INVALID_VALUE") != std::string::npos);
+  CHECK(message([] { GENRELAB_CUDA_CHECK(cudaSuccess); }) == "(no error)");
+}
+
+TEST_CASE("device and pinned buffers round trip and move", "[core][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  cuda::Stream stream;
+  cuda::PinnedBuffer<float> host(1000), back(1000);
+  std::iota(host.data(), host.data() + 1000, 0.5f);
+  cuda::DeviceBuffer<float> dev(1000);
+  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dev.data(), host.data(), dev.bytes(), cudaMemcpyHostToDevice, stream));
+  cuda::DeviceBuffer<float> moved = std::move(dev);
+  CHECK(dev.data() == nullptr);
+  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(back.data(), moved.data(), moved.bytes(), cudaMemcpyDeviceToHost, stream));
+  stream.synchronize();
+  for (int i = 0; i < 1000; ++i) CHECK(back[size_t(i)] == host[size_t(i)]);
+}
+
+TEST_CASE("out of GPU memory is a clear error", "[core][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  try {
+    cuda::DeviceBuffer<float> huge(size_t(1) << 45);  // 128 TiB
+    FAIL("allocation succeeded");
+  } catch (const RuntimeError& e) {
+    CHECK(std::string(e.what()).find("out of GPU memory") != std::string::npos);
+  }
+}
+
+TEST_CASE("cuFFT plan matches FFTW", "[core][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  const int n = 1024, batch = 3;
+  std::vector<float> x(size_t(n) * batch);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.37 * double(i)) + 0.1 * double(i % 7));
+  std::vector<std::complex<float>> want(size_t(n / 2 + 1) * batch), got(want.size());
+  CpuRealFft(n, batch, n).forward(x.data(), want.data());
+  cuda::Stream stream;
+  cuda::DeviceBuffer<float> dx(x.size());
+  cuda::DeviceBuffer<cufftComplex> dy(want.size());
+  GENRELAB_CUDA_CHECK(cudaMemcpy(dx.data(), x.data(), dx.bytes(), cudaMemcpyHostToDevice));
+  cuda::FftPlan plan = cuda::FftPlan::r2c_1d(n, batch, n);
+  GENRELAB_CUDA_CHECK(cufftSetStream(plan.get(), stream));
+  GENRELAB_CUDA_CHECK(cufftExecR2C(plan.get(), dx.data(), dy.data()));
+  stream.synchronize();
+  GENRELAB_CUDA_CHECK(cudaMemcpy(got.data(), dy.data(), dy.bytes(), cudaMemcpyDeviceToHost));
+  std::vector<float> g, w;
+  for (size_t i = 0; i < got.size(); ++i) {
+    g.push_back(got[i].real()); g.push_back(got[i].imag());
+    w.push_back(want[i].real()); w.push_back(want[i].imag());
+  }
+  test::require_close(g, w, 1e-3, 1e-5, "cuFFT vs FFTW");
+}
+
+TEST_CASE("events time a stream", "[core][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  cuda::Stream stream;
+  cuda::Event start(true), stop(true);
+  cuda::DeviceBuffer<float> buf(1 << 24);
+  start.record(stream);
+  buf.zero(stream);
+  stop.record(stream);
+  stop.synchronize();
+  CHECK(stop.ms_since(start) >= 0.0f);
+}
+#endif
