@@ -1,0 +1,80 @@
+// Run directories: `<parent>/<name>-<UTC timestamp>/` holding config.json, run.json (command
+// line, overrides, versions), metrics.jsonl (one object per epoch), summary.json, checkpoints and
+// SVG plots. Every file is written as NAME.tmp and renamed, so a killed run never leaves a
+// half-written file; two runs started in the same second get distinct directories.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "genrelab/config.h"
+
+namespace genrelab {
+
+struct EpochMetrics {
+  int epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;
+  std::optional<double> valid_loss, valid_accuracy;
+  double seconds = 0, samples_per_second = 0;
+  double lr = 0;
+};
+
+json to_json(const EpochMetrics& m);
+// Throws RuntimeError naming `source` when a required key is missing or mistyped.
+EpochMetrics metrics_from_json(const json& j, const std::string& source);
+
+// Confusion counts: rows = true class, columns = predicted class.
+using ConfusionMatrix = std::vector<std::vector<int64_t>>;
+
+struct RunSummary {
+  double best_test_accuracy = 0;
+  int best_epoch = 0;                 // selected on valid accuracy when a valid split exists
+  std::string best_epoch_selected_by;  // "test" | "valid"
+  double final_test_accuracy = 0;
+  std::vector<std::string> classes;
+  std::vector<double> per_class_accuracy;  // recall per true class, final epoch
+  ConfusionMatrix confusion_matrix;        // final epoch
+  double wall_seconds = 0;
+  std::string device;
+  json versions;
+};
+
+// Builds the summary from the epoch metrics and the final confusion matrix.
+RunSummary summarize(const std::vector<EpochMetrics>& metrics, const ConfusionMatrix& confusion,
+                     const std::vector<std::string>& classes, double wall_seconds, const std::string& device);
+json to_json(const RunSummary& s);
+
+// Library and build versions recorded with every run.
+json version_info();
+
+class RunDir {
+ public:
+  // Creates a fresh `<parent>/<name>-<YYYYmmddTHHMMSSZ>` (adding -2, -3, ... when taken).
+  // Throws RuntimeError when the parent cannot be created or written.
+  static RunDir create(const std::string& parent, const std::string& name);
+  // Opens an existing run directory (for resume, eval, report).
+  static RunDir open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const;
+
+  void write_json(const std::string& name, const json& doc) const;  // atomic
+  json read_json(const std::string& name) const;                    // RuntimeError naming the file
+  bool has(const std::string& name) const;
+
+  // metrics.jsonl: rewritten whole (atomically) with every epoch so far.
+  void write_metrics(const std::vector<EpochMetrics>& metrics) const;
+  std::vector<EpochMetrics> read_metrics() const;
+
+ private:
+  explicit RunDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// UTC timestamp "YYYYmmddTHHMMSSZ".
+std::string utc_timestamp();
+
+}  // namespace genrelab

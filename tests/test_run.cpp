@@ -1,0 +1,124 @@
+// Run directories, metrics, summaries, SVG plots and `genrelab report`.
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <thread>
+
+#include "genrelab/plots.h"
+#include "genrelab/run.h"
+#include "test_util.h"
+
+using namespace genrelab;
+
+namespace {
+EpochMetrics epoch(int e, double train_acc, double test_acc, std::optional<double> valid = std::nullopt) {
+  EpochMetrics m;
+  m.epoch = e;
+  m.train_loss = 2.0 / e;
+  m.train_accuracy = train_acc;
+  m.test_loss = 2.5 / e;
+  m.test_accuracy = test_acc;
+  if (valid) { m.valid_accuracy = valid; m.valid_loss = 1.0; }
+  m.seconds = 1.5;
+  m.samples_per_second = 100;
+  return m;
+}
+
+// Parses an SVG with Python's XML parser; returns "" when well-formed.
+std::string xml_problem(const std::string& path) {
+  const std::string py = test::python().empty() ? "python3" : test::python();
+  std::string out;
+  const int rc = test::run_command(py + " -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); "
+                                         "assert d.documentElement.tagName==\"svg\"' " + path + " 2>&1", &out);
+  return rc == 0 ? "" : out;
+}
+}  // namespace
+
+TEST_CASE("run directories are unique even when created in the same second", "[run]") {
+  const auto parent = test::temp_dir("rundirs");
+  std::vector<std::string> paths(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&, i] { paths[size_t(i)] = RunDir::create(parent.string(), "exp").path(); });
+  for (auto& t : threads) t.join();
+  CHECK(std::set<std::string>(paths.begin(), paths.end()).size() == 8);
+  for (const auto& p : paths) CHECK(p.find((parent / "exp-").string()) == 0);
+}
+
+TEST_CASE("metrics round trip through metrics.jsonl", "[run]") {
+  const auto parent = test::temp_dir("metrics");
+  const RunDir run = RunDir::create(parent.string(), "m");
+  std::vector<EpochMetrics> ms = {epoch(1, 0.5, 0.4), epoch(2, 0.7, 0.6, 0.65)};
+  run.write_metrics(ms);
+  CHECK_FALSE(std::filesystem::exists(run.file("metrics.jsonl.tmp")));
+  const auto back = run.read_metrics();
+  REQUIRE(back.size() == 2);
+  CHECK(back[1].test_accuracy == 0.6);
+  CHECK(back[1].valid_accuracy.value() == 0.65);
+  CHECK_FALSE(back[0].valid_accuracy.has_value());
+  // Every line is one JSON object with the documented keys.
+  std::ifstream in(run.file("metrics.jsonl"));
+  std::string line;
+  std::getline(in, line);
+  const json j = json::parse(line);
+  for (const char* k : {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_second"})
+    CHECK(j.contains(k));
+}
+
+TEST_CASE("summary picks the best epoch on test or on valid", "[run]") {
+  const ConfusionMatrix cm = {{8, 2}, {1, 9}};
+  const RunSummary s = summarize({epoch(1, 0.5, 0.4), epoch(2, 0.6, 0.7), epoch(3, 0.8, 0.65)}, cm, {"a", "b"}, 12.0, "cpu");
+  CHECK(s.best_epoch == 2);
+  CHECK(s.best_test_accuracy == 0.7);
+  CHECK(s.final_test_accuracy == 0.65);
+  CHECK(s.best_epoch_selected_by == "test");
+  CHECK(s.per_class_accuracy == std::vector<double>{0.8, 0.9});
+  const RunSummary v = summarize({epoch(1, 0.5, 0.9, 0.3), epoch(2, 0.6, 0.5, 0.8)}, cm, {"a", "b"}, 1.0, "cpu");
+  CHECK(v.best_epoch == 2);  // selected on valid, not on the flattering test accuracy
+  CHECK(v.best_test_accuracy == 0.5);
+  const json j = to_json(s);
+  for (const char* k : {"best_test_accuracy", "best_epoch", "final_test_accuracy", "per_class_accuracy", "confusion_matrix",
+                        "classes", "wall_seconds", "device", "versions"})
+    CHECK(j.contains(k));
+  CHECK(j["per_class_accuracy"]["b"] == 0.9);
+}
+
+TEST_CASE("plots are well-formed SVG", "[run]") {
+  const auto dir = test::temp_dir("plots");
+  const std::string curves = (dir / "curves.svg").string(), conf = (dir / "confusion.svg").string(),
+                    bars = (dir / "bars.svg").string();
+  std::ofstream(curves) << curves_svg({epoch(1, 0.5, 0.4), epoch(2, 0.7, 0.6, 0.65)}, "exp <&> \"1\"");
+  std::ofstream(conf) << confusion_svg({{3, 1, 0}, {0, 4, 0}, {2, 0, 2}}, {"blues", "rock & roll", "jazz"}, "confusion");
+  std::ofstream(bars) << bar_chart_svg({"a", "b"}, {0.5, 0.9}, "acc");
+  CHECK(xml_problem(curves).empty());
+  CHECK(xml_problem(conf).empty());
+  CHECK(xml_problem(bars).empty());
+  std::ifstream in(conf);
+  const std::string svg((std::istreambuf_iterator<char>(in)), {});
+  CHECK(svg.find(">4</text>") != std::string::npos);  // counts are printed in the cells
+  CHECK(svg.find("rock &amp; roll") != std::string::npos);
+}
+
+TEST_CASE("report collects runs into markdown csv and svg", "[run][cli]") {
+  const auto parent = test::temp_dir("report");
+  for (int i = 0; i < 2; ++i) {
+    const RunDir run = RunDir::create(parent.string(), i == 0 ? "baseline" : "noaug");
+    run.write_json("config.json", json{{"name", i == 0 ? "baseline" : "noaug"}, {"train", {{"epochs", 2}}}});
+    run.write_json("run.json", json{{"overrides", i == 0 ? json::array() : json::array({"train.lr=0.01"})}});
+    run.write_metrics({epoch(1, 0.5, 0.4), epoch(2, 0.7, i == 0 ? 0.6 : 0.55)});
+    if (i == 0) run.write_json("summary.json", to_json(summarize(run.read_metrics(), {{1}}, {"a"}, 3.0, "cpu")));
+  }
+  std::string out;
+  const int rc = test::run_command(test::genrelab_binary() + " report " + parent.string() + " 2>/dev/null", &out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("| baseline |") != std::string::npos);
+  CHECK(out.find("`train.lr=0.01`") != std::string::npos);
+  CHECK(out.find("60.0 %") != std::string::npos);
+  CHECK(out.find("incomplete") != std::string::npos);
+  std::ifstream csv(parent / "report.csv");
+  std::string header;
+  std::getline(csv, header);
+  CHECK(header == "run,experiment,overrides,best_test_accuracy,best_epoch,final_test_accuracy,epochs,seconds,status");
+  CHECK(xml_problem((parent / "report.svg").string()).empty());
+  CHECK(test::run_command(test::genrelab_binary() + " report /nonexistent 2>/dev/null") == 2);
+}
