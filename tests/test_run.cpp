@@ -122,3 +122,27 @@ TEST_CASE("report collects runs into markdown csv and svg", "[run][cli]") {
   CHECK(xml_problem((parent / "report.svg").string()).empty());
   CHECK(test::run_command(test::genrelab_binary() + " report /nonexistent 2>/dev/null") == 2);
 }
+
+TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli]") {
+  const auto dir = test::temp_dir("slurm");
+  const std::string exps = test::source_dir() + "/experiments/ablations/noise-only.json " + test::source_dir() +
+                           "/experiments/ablations/log-mel.json";
+  const std::string script = (dir / "sweep.sbatch").string();
+  REQUIRE(test::run_command(test::genrelab_binary() + " sweep " + exps + " --set train.epochs=3 --slurm " + script +
+                            " --out " + dir.string() + " 2>/dev/null") == 0);
+  CHECK(test::run_command("bash -n " + script) == 0);
+  std::ifstream in(script);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  CHECK(text.find("#SBATCH --array=0-1") != std::string::npos);
+  CHECK(text.find("#SBATCH --gres=gpu:1") != std::string::npos);
+  CHECK(text.find("noise-only.json'  # 0") != std::string::npos);
+  CHECK(text.find("log-mel.json'  # 1") != std::string::npos);
+  CHECK(text.find("--set 'train.epochs=3'") != std::string::npos);
+  // Which experiment does array task 1 run? Evaluate the script's array in bash.
+  std::string picked;
+  test::run_command("bash -c 'SLURM_ARRAY_TASK_ID=1; eval \"$(sed -n \"/^experiments=(/,/^)/p\" " + script +
+                        ")\"; echo ${experiments[$SLURM_ARRAY_TASK_ID]}'", &picked);
+  CHECK(picked.find("log-mel.json") != std::string::npos);
+  // A bad experiment is refused before anything is written.
+  CHECK(test::run_command(test::genrelab_binary() + " sweep /nonexistent.json --slurm " + script + " 2>/dev/null") == 2);
+}
