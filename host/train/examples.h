@@ -1,0 +1,80 @@
+// Training and evaluation examples in backend memory: the windows of (optionally augmented)
+// clips turned into mel features, with their labels and the clip each window came from.
+// Internal to the trainer, eval and predict (host/train/).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "genrelab/augment.h"
+#include "genrelab/device.h"
+#include "genrelab/features.h"
+#include "genrelab/train.h"
+
+namespace genrelab {
+
+// A table of T in the backend's memory: a host vector on cpu, a device buffer on cuda.
+template <typename T>
+class BackendArray {
+ public:
+  explicit BackendArray(Device device);
+  ~BackendArray();
+  BackendArray(BackendArray&&) noexcept;
+  BackendArray& operator=(BackendArray&&) noexcept;
+
+  void resize(size_t count);  // contents are kept up to min(old, new) size on cpu only
+  size_t size() const { return size_; }
+  T* data();
+  const T* data() const;
+  // Host → backend at `offset` elements; backend → host.
+  void upload(size_t offset, const T* host, size_t count);
+  void download(size_t offset, T* host, size_t count) const;
+  // dst (backend memory, (n, row)) = rows idx[0..n) of this table viewed as (size/row, row).
+  void gather_rows(const int64_t* idx, int64_t n, int64_t row, T* dst) const;
+
+ private:
+  Device device_;
+  size_t size_ = 0;
+  std::vector<T> host_;
+  void* device_buffer_ = nullptr;  // cuda::DeviceBuffer<T>* on cuda
+};
+
+// Windows of clips as mel features.
+struct ExampleSet {
+  explicit ExampleSet(Device device) : features(device), labels_backend(device) {}
+  int64_t count = 0;                 // windows
+  int64_t feature_size = 0;          // n_mels * n_frames
+  std::vector<int32_t> labels;       // labels: (count,) class of each window
+  std::vector<int64_t> group;        // group: (count,) index of the window's clip in `clip_labels`
+  std::vector<int32_t> clip_labels;  // clip_labels: (clips,)
+  BackendArray<float> features;      // features: (count, n_mels, n_frames)
+  BackendArray<int32_t> labels_backend;  // labels again, in backend memory
+};
+
+// Turns clips into examples. Each AugmentedExample's waveform steps are applied to its source
+// clip (all clips have the same length), the result is cut into windows, featurised (dB and
+// standardisation as configured) and SpecAugment-masked when the example says so.
+class ExampleBuilder {
+ public:
+  ExampleBuilder(Device device, MelExtractor& mel, const AugmentSettings& augment, const WindowSpec& windows,
+                 int sample_rate);
+  ~ExampleBuilder();
+
+  // audio[i]: (clip_samples,) host; labels[i]: class of clip i. Builds one example per plan entry
+  // (`plan[k].source` indexes audio) into `out` (replacing its contents).
+  void build(const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
+             const std::vector<AugmentedExample>& plan, ExampleSet& out, const std::string& label);
+
+  // Mel band statistics of the clean windows of `audio` (features.standardize).
+  MelBandStats band_stats(const std::vector<const std::vector<float>*>& audio);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Plain (unaugmented) plan: one example per clip.
+std::vector<AugmentedExample> identity_plan(int64_t clips);
+
+}  // namespace genrelab

@@ -1,0 +1,442 @@
+// `genrelab train`: the whole job. Everything that can be wrong with the request (config, data
+// root, model shape, output folder) is checked before any long work; the run directory is
+// created first and every file in it is written atomically; SIGINT/SIGTERM stop at the next
+// step boundary with a checkpoint; `--resume` continues to the result an uninterrupted run gives
+// (all randomness is keyed by seed, epoch, step and clip, never by wall-clock or order of work).
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+
+#include "examples.h"
+#include "genrelab/augment.h"
+#include "genrelab/common.h"
+#include "genrelab/dataset.h"
+#include "genrelab/io.h"
+#include "genrelab/nn/checkpoint.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/schedule.h"
+#include "genrelab/nvtx.h"
+#include "genrelab/ops/philox.h"
+#include "genrelab/plots.h"
+#include "genrelab/progress.h"
+#include "genrelab/split.h"
+#include "genrelab/train.h"
+#if GENRELAB_HAVE_CUDA
+#include <cuda_profiler_api.h>
+#endif
+
+namespace fs = std::filesystem;
+
+namespace genrelab {
+
+// ---- small shared pieces ---------------------------------------------------------------------
+
+WindowSpec WindowSpec::from_config(const Config& c) {
+  WindowSpec w;
+  const auto clip = c.get_optional_int("dataset.clip_samples");
+  const auto win = c.get_optional_int("dataset.window_samples");
+  if (!win && !clip)
+    c.fail("dataset.clip_samples",
+           "training needs a fixed input length: set dataset.clip_samples (e.g. 617400 = 28 s at 22050 Hz) "
+           "or dataset.window_samples");
+  w.window = win ? *win : *clip;
+  if (clip && win && *win > *clip)
+    c.fail("dataset.window_samples", "is longer than dataset.clip_samples (" + std::to_string(*win) + " > " +
+                                         std::to_string(*clip) + ")");
+  w.hop = c.get_optional_int("dataset.window_hop").value_or(w.window);
+  return w;
+}
+
+std::vector<int64_t> WindowSpec::starts(int64_t n) const {
+  std::vector<int64_t> s;
+  if (n <= window) return {0};
+  for (int64_t p = 0; p + window <= n; p += hop) s.push_back(p);
+  return s;
+}
+
+std::vector<int64_t> epoch_permutation(int64_t n, uint32_t seed, uint32_t epoch) {
+  std::vector<int64_t> p(size_t(n));
+  std::iota(p.begin(), p.end(), 0);
+  const PhiloxStream rng(seed, RngPurpose::shuffle, epoch, 0);
+  for (int64_t i = n - 1; i > 0; --i) {
+    // Unbiased draw in [0, i] by rejection on 32-bit words.
+    const uint64_t range = uint64_t(i) + 1;
+    const uint64_t limit = (uint64_t(1) << 32) - ((uint64_t(1) << 32) % range);
+    uint64_t k = uint64_t(n - 1 - i) * 16, w;
+    do { w = rng.word(k++); } while (w >= limit);
+    std::swap(p[size_t(i)], p[size_t(w % range)]);
+  }
+  return p;
+}
+
+ClipScores score_clips(const std::vector<float>& probs, int64_t classes, const std::vector<int64_t>& group,
+                       const std::vector<int32_t>& labels) {
+  ClipScores s;
+  s.clips = int64_t(labels.size());
+  s.confusion.assign(size_t(classes), std::vector<int64_t>(size_t(classes), 0));
+  std::vector<double> sum(size_t(s.clips * classes), 0.0);
+  std::vector<int64_t> windows(size_t(s.clips), 0);
+  for (size_t w = 0; w < group.size(); ++w) {
+    const int64_t c = group[w];
+    ++windows[size_t(c)];
+    for (int64_t k = 0; k < classes; ++k) sum[size_t(c * classes + k)] += probs[w * size_t(classes) + size_t(k)];
+  }
+  int64_t correct = 0;
+  for (int64_t c = 0; c < s.clips; ++c) {
+    int64_t best = 0;
+    for (int64_t k = 1; k < classes; ++k)
+      if (sum[size_t(c * classes + k)] > sum[size_t(c * classes + best)]) best = k;
+    const double p_true = windows[size_t(c)] ? sum[size_t(c * classes + labels[size_t(c)])] / double(windows[size_t(c)]) : 0.0;
+    s.loss += -std::log(std::max(p_true, 1e-12));
+    correct += best == labels[size_t(c)];
+    ++s.confusion[size_t(labels[size_t(c)])][size_t(best)];
+  }
+  if (s.clips > 0) {
+    s.loss /= double(s.clips);
+    s.accuracy = double(correct) / double(s.clips);
+  }
+  return s;
+}
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+// Installs SIGINT/SIGTERM handlers for the scope of a training run.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+std::string pct(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%5.1f %%", 100.0 * v);
+  return b;
+}
+
+// Window probabilities of every example of `set`: (count, classes) host.
+std::vector<float> predict_all(nn::Network& net, const ExampleSet& set, int64_t classes, int64_t batch) {
+  std::vector<float> probs(size_t(set.count * classes));
+  for (int64_t first = 0; first < set.count; first += batch) {
+    const int64_t n = std::min(batch, set.count - first);
+    net.predict(set.features.data() + first * set.feature_size, n, probs.data() + first * classes);
+  }
+  return probs;
+}
+
+// Free bytes on the file system holding `path`.
+uint64_t free_bytes(const std::string& path) {
+  struct statvfs s {};
+  if (::statvfs(path.c_str(), &s) != 0) return UINT64_MAX;
+  return uint64_t(s.f_bavail) * s.f_frsize;
+}
+
+}  // namespace
+
+int run_training(const TrainRequest& req) {
+  const auto t_start = std::chrono::steady_clock::now();
+  Progress::set_enabled(!req.quiet);
+
+  // ---- 1. the request: config, device, run directory ----
+  Config config;
+  std::unique_ptr<RunDir> run;
+  json run_info;
+  if (!req.resume.empty()) {
+    if (!req.experiment.empty()) throw ConfigError("genrelab train: give either EXPERIMENT.json or --resume RUN_DIR, not both");
+    if (!req.overrides.empty()) throw ConfigError("genrelab train --resume: --set is not allowed (the run keeps its config)");
+    run = std::make_unique<RunDir>(RunDir::open(req.resume));
+    if (run->has("summary.json")) {
+      std::cerr << "genrelab train: " << run->path() << " has already finished (summary.json exists); nothing to resume\n";
+      std::cout << run->path() << "\n";
+      return 0;
+    }
+    // A kill during a write can leave NAME.tmp beside the intact NAME: drop the leftovers.
+    for (const auto& e : fs::directory_iterator(run->path()))
+      if (e.path().extension() == ".tmp") fs::remove(e.path());
+    config = Config::from_resolved(run->read_json("config.json"), run->file("config.json"));
+    run_info = run->has("run.json") ? run->read_json("run.json") : json::object();
+  } else {
+    if (req.experiment.empty()) throw ConfigError("genrelab train: expects EXPERIMENT.json (or --resume RUN_DIR)");
+    config = Config::load(req.experiment, req.overrides);
+  }
+  const Device device = resolve_device(req.device.empty() && run_info.contains("device") ? run_info["device"].get<std::string>() : req.device);
+
+  // Everything checkable is checked before any long work.
+  const MelParams mel_params = MelParams::from_config(config);
+  mel_params.validate();
+  const AugmentSettings augment = AugmentSettings::from_config(config);
+  const nn::TrainHyper hyper = nn::TrainHyper::from_config(config);
+  const WindowSpec windows = WindowSpec::from_config(config);
+  const int64_t frames = mel_params.n_frames(windows.window);
+  if (frames < 1) config.fail("dataset.window_samples", "gives no feature frame (shorter than features.n_fft)");
+  DatasetOptions data_options = dataset_options_from_config(config);
+  const Dataset dataset = scan_dataset(data_options);
+  const int64_t classes = int64_t(dataset.classes.size());
+  const nn::ModelPlan plan = nn::plan_model(config, nn::Shape3{mel_params.n_mels, frames, 1}, classes);
+  const SplitOptions split_options = split_options_from_config(config);
+
+  if (!run) {
+    const std::string parent = req.out.empty() ? config.get_path("output.dir") : req.out;
+    run = std::make_unique<RunDir>(RunDir::create(parent, config.name()));
+    run->write_json("config.json", config.resolved_for_saving());
+    run_info = {{"experiment", fs::absolute(req.experiment).string()},
+                {"overrides", req.overrides},
+                {"device", device_name(device)},
+                {"started_utc", utc_timestamp()},
+                {"host", [] { char h[256] = {}; ::gethostname(h, sizeof h - 1); return std::string(h); }()},
+                {"versions", version_info()}};
+    run->write_json("run.json", run_info);
+  }
+  std::cerr << "genrelab train: run directory " << run->path() << " (" << device_name(device) << ", "
+            << plan.param_count() << " parameters)\n";
+  const uint64_t checkpoint_bytes = uint64_t(plan.param_count()) * 4 * 3 + (1 << 20);
+  if (free_bytes(run->path()) < checkpoint_bytes)
+    throw RuntimeError("the output folder " + run->path() + " has less free space than one checkpoint needs (" +
+                       std::to_string(checkpoint_bytes >> 20) + " MiB); free some space or choose --out elsewhere");
+
+  // ---- 2. data: decode, split ----
+  LoadOptions load;
+  load.decode = decode_options_from_config(config);
+  load.progress = !req.quiet;
+  LoadedDataset loaded = load_dataset(dataset, load);
+  const std::vector<Clip> clips = clip_records(loaded);
+  if (!config.get_optional_int("dataset.clip_samples")) {
+    const size_t n0 = loaded.clips.front().samples.size();
+    for (const auto& c : loaded.clips)
+      if (c.samples.size() != n0)
+        config.fail("dataset.clip_samples", "is null but the clips differ in length (" + c.clip.name + " has " +
+                                                std::to_string(c.samples.size()) + " samples, " +
+                                                loaded.clips.front().clip.name + " " + std::to_string(n0) +
+                                                "); set a length, e.g. --set dataset.clip_samples=" +
+                                                std::to_string(n0));
+  }
+  const Split split = make_split(clips, int(classes), split_options, loaded.skipped);
+  for (const auto& miss : split.missed)
+    std::cerr << "warning: " << miss.list << ":" << miss.line << ": " << miss.entry << ": " << miss.reason << "\n";
+  if (split.train.empty() || split.test.empty())
+    throw ConfigError("the split leaves " + std::to_string(split.train.size()) + " training and " +
+                      std::to_string(split.test.size()) + " test clips out of " + std::to_string(clips.size()) +
+                      "; add clips or change split.test_fraction");
+  {
+    json names = {{"train", json::array()}, {"valid", json::array()}, {"test", json::array()}, {"skipped", json::array()}};
+    for (int64_t i : split.train) names["train"].push_back(clips[size_t(i)].name);
+    for (int64_t i : split.valid) names["valid"].push_back(clips[size_t(i)].name);
+    for (int64_t i : split.test) names["test"].push_back(clips[size_t(i)].name);
+    for (const auto& s : loaded.skipped) names["skipped"].push_back({{"file", s.name}, {"reason", s.reason}});
+    names["classes"] = dataset.classes;
+    names["root"] = dataset.root;
+    names["class_root"] = dataset.class_root;
+    run->write_json("split.json", names);
+  }
+  auto gather = [&](const std::vector<int64_t>& idx, std::vector<const std::vector<float>*>& audio, std::vector<int32_t>& labels) {
+    for (int64_t i : idx) {
+      audio.push_back(&loaded.clips[size_t(i)].samples);
+      labels.push_back(int32_t(loaded.clips[size_t(i)].clip.label));
+    }
+  };
+  std::vector<const std::vector<float>*> train_audio, valid_audio, test_audio;
+  std::vector<int32_t> train_labels, valid_labels, test_labels;
+  gather(split.train, train_audio, train_labels);
+  gather(split.valid, valid_audio, valid_labels);
+  gather(split.test, test_audio, test_labels);
+  std::vector<uint32_t> train_keys;
+  for (int64_t i : split.train) train_keys.push_back(uint32_t(i));
+  std::cerr << "genrelab train: " << clips.size() << " clips (" << loaded.skipped.size() << " skipped): "
+            << split.train.size() << " train, " << split.valid.size() << " valid, " << split.test.size() << " test\n";
+
+  // ---- 3. features ----
+  MelExtractor mel(mel_params, device);
+  ExampleBuilder builder(device, mel, augment, windows, mel_params.sample_rate);
+  if (mel_params.standardize) {
+    MelBandStats stats;
+    if (run->has("feature_stats.json")) {
+      const json j = run->read_json("feature_stats.json");
+      stats.mean = j.at("mean").get<std::vector<float>>();
+      stats.std = j.at("std").get<std::vector<float>>();
+    } else {
+      stats = builder.band_stats(train_audio);
+      run->write_json("feature_stats.json", {{"mean", stats.mean}, {"std", stats.std}});
+    }
+    mel.set_band_stats(stats);
+  }
+  // Train examples: offline copies once; online, rebuilt every epoch.
+  // Plans index the key list, which runs parallel to train_audio.
+  auto plan_for_epoch = [&](int epoch) { return plan_augment(augment, train_keys, uint32_t(epoch)); };
+  ExampleSet train_set(device), valid_set(device), test_set(device);
+  const bool online = augment.mode == AugmentSettings::Mode::online;
+  if (!online) builder.build(train_audio, train_labels, plan_for_epoch(0), train_set, "train set");
+  builder.build(test_audio, test_labels, identity_plan(int64_t(test_audio.size())), test_set, "test set");
+  if (!valid_audio.empty())
+    builder.build(valid_audio, valid_labels, identity_plan(int64_t(valid_audio.size())), valid_set, "valid set");
+
+  // ---- 4. network, resume state ----
+  std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
+  const int epochs = int(config.get_int("train.epochs"));
+  const int64_t batch = config.get_int("train.batch_size");
+  const int checkpoint_every = int(config.get_int("train.checkpoint_every"));
+  std::vector<EpochMetrics> metrics;
+  int start_epoch = 1;
+  uint64_t step = 0;
+  int64_t resume_batches = 0;  // batches of start_epoch already done (mid-epoch stop)
+  double resume_loss = 0, resume_seconds = 0;
+  int64_t resume_correct = 0, resume_examples = 0;
+  const std::string checkpoint_path = run->file("checkpoint.bin");
+  if (fs::exists(checkpoint_path)) {
+    const nn::Checkpoint ck = nn::load_checkpoint(checkpoint_path, plan);
+    net->load_state(ck.tensors);
+    const json& m = ck.meta;
+    start_epoch = m.at("epoch").get<int>();
+    step = m.at("step").get<uint64_t>();
+    resume_batches = m.value("batches_done", int64_t(0));
+    resume_loss = m.value("loss_sum", 0.0);
+    resume_correct = m.value("correct", int64_t(0));
+    resume_examples = m.value("examples", int64_t(0));
+    resume_seconds = m.value("seconds", 0.0);
+    metrics = run->read_metrics();
+    if (int(metrics.size()) > start_epoch - 1) metrics.resize(size_t(start_epoch - 1));
+    std::cerr << "genrelab train: resuming at epoch " << start_epoch << (resume_batches ? " (batch " + std::to_string(resume_batches + 1) + ")" : "")
+              << " from " << checkpoint_path << "\n";
+  } else if (!req.resume.empty()) {
+    std::cerr << "genrelab train: " << run->path() << " has no checkpoint yet; starting from the beginning\n";
+  }
+  auto save_checkpoint = [&](int epoch, int64_t batches_done, double loss_sum, int64_t correct, int64_t examples, double seconds) {
+    json meta = {{"epoch", epoch}, {"step", step}, {"batches_done", batches_done}, {"loss_sum", loss_sum},
+                 {"correct", correct}, {"examples", examples}, {"seconds", seconds}, {"experiment", config.name()}};
+    nn::save_checkpoint(checkpoint_path, plan, net->state(), meta);
+  };
+
+  // ---- 5. epochs ----
+  StopSignals signals;
+#if GENRELAB_HAVE_CUDA
+  bool profiling = false;
+#endif
+  const int64_t warmup_steps = 3;
+  ClipScores last_test;
+  for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
+    NvtxRange epoch_range("epoch");
+    if (online) builder.build(train_audio, train_labels, plan_for_epoch(epoch), train_set, "augment");
+    const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
+    const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
+    const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
+    BackendArray<float> x(device);
+    BackendArray<int32_t> y(device);
+    x.resize(size_t(batch * train_set.feature_size));
+    y.resize(size_t(batch));
+    double loss_sum = epoch == start_epoch ? resume_loss : 0;
+    int64_t correct = epoch == start_epoch ? resume_correct : 0, seen = epoch == start_epoch ? resume_examples : 0;
+    const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
+    const auto t_epoch = std::chrono::steady_clock::now();
+    const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
+    Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps");
+    for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
+      const int64_t n = std::min(batch, train_set.count - b * batch);
+      train_set.features.gather_rows(perm.data() + b * batch, n, train_set.feature_size, x.data());
+      train_set.labels_backend.gather_rows(perm.data() + b * batch, n, 1, y.data());
+#if GENRELAB_HAVE_CUDA
+      if (req.profile_steps > 0 && int64_t(step) == warmup_steps) { cudaProfilerStart(); profiling = true; }
+#endif
+      net->train_step(x.data(), y.data(), n, n, float(schedule.at(step)), nn::StepKey{hyper.seed, step, 0});
+      const nn::StepStats st = net->last_stats();
+      if (!std::isfinite(st.loss_sum)) {
+        throw RuntimeError("the loss became " + std::string(std::isnan(st.loss_sum) ? "NaN" : "infinite") + " at epoch " +
+                           std::to_string(epoch) + ", step " + std::to_string(step) + "; the last good checkpoint is kept in " +
+                           checkpoint_path + ". Try a lower train.lr or train.clip_norm");
+      }
+      loss_sum += st.loss_sum;
+      correct += st.correct;
+      seen += st.examples;
+      ++step;
+      bar.advance();
+      if (req.profile_steps > 0 && int64_t(step) >= warmup_steps + req.profile_steps) {
+#if GENRELAB_HAVE_CUDA
+        if (profiling) cudaProfilerStop();
+#endif
+        bar.finish();
+        std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
+        return 0;
+      }
+      if (g_stop_signal) {
+        const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+        save_checkpoint(epoch, b + 1, loss_sum, correct, seen, secs);
+        bar.finish();
+        const int sig = g_stop_signal;
+        std::cerr << "genrelab train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " at epoch " << epoch
+                  << ", step " << step << "; checkpoint written. Continue with: genrelab train --resume " << run->path() << "\n";
+        return 128 + sig;
+      }
+    }
+    bar.finish();
+    const double seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+
+    EpochMetrics m;
+    m.epoch = epoch;
+    m.train_loss = seen ? loss_sum / double(seen) : 0;
+    m.train_accuracy = seen ? double(correct) / double(seen) : 0;
+    {
+      NvtxRange eval_range("evaluate");
+      last_test = score_clips(predict_all(*net, test_set, classes, batch), classes, test_set.group, test_set.clip_labels);
+      m.test_loss = last_test.loss;
+      m.test_accuracy = last_test.accuracy;
+      if (valid_set.count > 0) {
+        const ClipScores v = score_clips(predict_all(*net, valid_set, classes, batch), classes, valid_set.group, valid_set.clip_labels);
+        m.valid_loss = v.loss;
+        m.valid_accuracy = v.accuracy;
+      }
+    }
+    m.seconds = seconds;
+    m.samples_per_second = seconds > 0 ? double(seen) / seconds : 0;
+    m.lr = schedule.at(step > 0 ? step - 1 : 0);
+    metrics.push_back(m);
+    run->write_metrics(metrics);
+    write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
+    write_file_atomic(run->file("confusion.svg"),
+                      confusion_svg(last_test.confusion, dataset.classes, config.name() + ": test, epoch " + std::to_string(epoch)));
+    if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch + 1, 0, 0, 0, 0, 0);
+    char line[256];
+    std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,
+                  m.train_loss, pct(m.train_accuracy).c_str(), pct(m.test_accuracy).c_str(),
+                  m.valid_accuracy ? ("  valid " + pct(*m.valid_accuracy)).c_str() : "", m.seconds, m.samples_per_second);
+    std::cerr << line << "\n";
+  }
+
+  // ---- 6. summary ----
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const RunSummary summary = summarize(metrics, last_test.confusion, dataset.classes, wall, device_name(device));
+  run->write_json("summary.json", to_json(summary));
+  std::cerr << "\n  " << config.name() << " (" << device_name(device) << ")\n"
+            << "  best test accuracy   " << pct(summary.best_test_accuracy) << "  (epoch " << summary.best_epoch
+            << ", selected on " << summary.best_epoch_selected_by << ")\n"
+            << "  final test accuracy  " << pct(summary.final_test_accuracy) << "\n";
+  for (size_t k = 0; k < summary.classes.size(); ++k) {
+    char row[128];
+    std::snprintf(row, sizeof row, "    %-12s %s\n", summary.classes[k].c_str(), pct(summary.per_class_accuracy[k]).c_str());
+    std::cerr << row;
+  }
+  std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";
+  std::cout << run->path() << "\n";
+  return 0;
+}
+
+}  // namespace genrelab
