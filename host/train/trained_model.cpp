@@ -30,9 +30,8 @@ TrainedModel TrainedModel::load(const std::string& run_dir, Device device) {
   const int64_t frames = m.mel_params_.n_frames(m.windows_.window);
   const nn::ModelPlan plan = nn::plan_model(m.config_, nn::Shape3{m.mel_params_.n_mels, frames, 1}, int64_t(m.classes_.size()));
   if (!run.has("checkpoint.bin")) throw RuntimeError(run_dir + ": no checkpoint.bin yet; the run has not finished an epoch");
-  const nn::Checkpoint ck = nn::load_checkpoint(run.file("checkpoint.bin"), plan);
   m.net_ = nn::make_network(device, plan, nn::TrainHyper::from_config(m.config_));
-  m.net_->load_state(ck.tensors);
+  nn::restore_checkpoint(run.file("checkpoint.bin"), *m.net_);
   return m;
 }
 

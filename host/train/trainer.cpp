@@ -304,27 +304,34 @@ int run_training(const TrainRequest& req) {
   int64_t resume_correct = 0, resume_examples = 0;
   const std::string checkpoint_path = run->file("checkpoint.bin");
   if (fs::exists(checkpoint_path)) {
-    const nn::Checkpoint ck = nn::load_checkpoint(checkpoint_path, plan);
-    net->load_state(ck.tensors);
-    const json& m = ck.meta;
-    start_epoch = m.at("epoch").get<int>();
-    step = m.at("step").get<uint64_t>();
-    resume_batches = m.value("batches_done", int64_t(0));
+    const nn::CheckpointMeta ck = nn::restore_checkpoint(checkpoint_path, *net);
+    const json& m = ck.extra;
+    start_epoch = int(ck.epoch) + 1;
+    step = uint64_t(ck.step);
+    resume_batches = m.value("batches_done", int64_t(0));  // > 0: stopped inside epoch start_epoch
     resume_loss = m.value("loss_sum", 0.0);
     resume_correct = m.value("correct", int64_t(0));
     resume_examples = m.value("examples", int64_t(0));
     resume_seconds = m.value("seconds", 0.0);
     metrics = run->read_metrics();
     if (int(metrics.size()) > start_epoch - 1) metrics.resize(size_t(start_epoch - 1));
-    std::cerr << "genrelab train: resuming at epoch " << start_epoch << (resume_batches ? " (batch " + std::to_string(resume_batches + 1) + ")" : "")
-              << " from " << checkpoint_path << "\n";
+    std::cerr << "genrelab train: resuming at epoch " << start_epoch
+              << (resume_batches ? " (batch " + std::to_string(resume_batches + 1) + ")" : "") << " from "
+              << checkpoint_path << "\n";
   } else if (!req.resume.empty()) {
     std::cerr << "genrelab train: " << run->path() << " has no checkpoint yet; starting from the beginning\n";
   }
-  auto save_checkpoint = [&](int epoch, int64_t batches_done, double loss_sum, int64_t correct, int64_t examples, double seconds) {
-    json meta = {{"epoch", epoch}, {"step", step}, {"batches_done", batches_done}, {"loss_sum", loss_sum},
-                 {"correct", correct}, {"examples", examples}, {"seconds", seconds}, {"experiment", config.name()}};
-    nn::save_checkpoint(checkpoint_path, plan, net->state(), meta);
+  // A checkpoint records the completed epochs and steps; a stop inside an epoch also records the
+  // batches done and the epoch's running sums, so resuming continues mid-epoch.
+  auto save_checkpoint = [&](int completed_epochs, int64_t batches_done, double loss_sum, int64_t correct,
+                             int64_t examples, double seconds) {
+    nn::CheckpointMeta meta;
+    meta.epoch = completed_epochs;
+    meta.step = int64_t(step);
+    meta.rng = {{"train_seed", hyper.seed}, {"augment_seed", augment.seed}, {"shuffle_epoch", completed_epochs + 1}};
+    meta.extra = {{"batches_done", batches_done}, {"loss_sum", loss_sum}, {"correct", correct},
+                  {"examples", examples}, {"seconds", seconds}, {"experiment", config.name()}};
+    nn::save_checkpoint(checkpoint_path, plan, hyper, net->state(), meta);
   };
 
   // ---- 5. epochs ----
@@ -379,7 +386,7 @@ int run_training(const TrainRequest& req) {
       }
       if (g_stop_signal) {
         const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-        save_checkpoint(epoch, b + 1, loss_sum, correct, seen, secs);
+        save_checkpoint(epoch - 1, b + 1, loss_sum, correct, seen, secs);
         bar.finish();
         const int sig = g_stop_signal;
         std::cerr << "genrelab train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " at epoch " << epoch
@@ -413,7 +420,7 @@ int run_training(const TrainRequest& req) {
     write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
     write_file_atomic(run->file("confusion.svg"),
                       confusion_svg(last_test.confusion, dataset.classes, config.name() + ": test, epoch " + std::to_string(epoch)));
-    if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch + 1, 0, 0, 0, 0, 0);
+    if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch, 0, 0, 0, 0, 0);
     char line[256];
     std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,
                   m.train_loss, pct(m.train_accuracy).c_str(), pct(m.test_accuracy).c_str(),
