@@ -213,7 +213,7 @@ LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options) {
       if (options.warn) std::cerr << "warning: " << dataset.clips[i].path << ": " << slots[i].error << " (skipped)\n";
     }
   }
-  if (out.clips.empty())
+  if (out.clips.empty() && options.require_usable)
     throw RuntimeError("no usable clip in " + dataset.class_root + ": all " + std::to_string(n) +
                        " audio files failed to decode (see the warnings above)");
   return out;

@@ -71,6 +71,7 @@ struct LoadOptions {
   bool keep_samples = true;    // false: decode (to validate) but keep only the source info
   bool warn = true;            // one "warning: PATH: REASON (skipped)" line on stderr per bad file
   bool progress = true;        // progress bar on stderr
+  bool require_usable = true;  // throw RuntimeError when no clip decodes (false: return the skips)
 };
 
 struct LoadedDataset {
@@ -80,7 +81,7 @@ struct LoadedDataset {
 };
 
 // Decodes every clip on a pool of threads. Never stops for a bad clip; throws RuntimeError only
-// when no clip at all is usable.
+// when no clip at all is usable (unless !require_usable).
 LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options);
 
 // The usable clips' records (what split functions take).
