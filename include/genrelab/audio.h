@@ -23,6 +23,7 @@ namespace genrelab {
 //   header-only (0 samples)    "holds no audio samples (header only): as unusable as an empty file"
 //   data shorter than declared "truncated: the header declares N frames but the file holds only M"
 //                              (a WAV cut inside its data, or a header that lies about its length)
+//   undecodable from the start "cannot decode: <libsndfile's reason>"
 //   read error mid-file        "truncated or corrupt after N of M frames: <libsndfile's reason>"
 //   NaN/Inf in a float file    "contains a NaN or infinite sample (at frame N)"
 struct AudioError : RuntimeError {
