@@ -76,7 +76,8 @@ DatasetOptions dataset_options_from_config(const Config& config) {
   DatasetOptions o;
   o.root = config.get_path("dataset.root");
   if (o.root.empty())
-    config.fail("dataset.root", "no dataset root is set; set dataset.root in the experiment or pass --set dataset.root=DIR");
+    config.fail("dataset.root",
+                "no dataset root is set; set dataset.root in the experiment or pass --set dataset.root=DIR");
   o.layout = config.get_string("dataset.layout");
   o.classes = config.get_string_list("dataset.classes");
   o.max_clips_per_class = config.get_optional_int("dataset.max_clips_per_class");
@@ -135,8 +136,9 @@ Dataset scan_dataset(const DatasetOptions& options) {
 
   const std::vector<std::string> folders = subfolders(class_root);
   if (folders.empty())
-    throw RuntimeError("dataset root " + class_root.string() +
-                       " holds no class folders (expected <root>/<class>/<audio files>, or genres_original/ or genres/)");
+    throw RuntimeError(
+        "dataset root " + class_root.string() +
+        " holds no class folders (expected <root>/<class>/<audio files>, or genres_original/ or genres/)");
   if (options.classes.empty()) {
     ds.classes = folders;
   } else {
@@ -154,8 +156,7 @@ Dataset scan_dataset(const DatasetOptions& options) {
     std::vector<std::string> files = audio_files(class_root / cls);
     if (options.max_clips_per_class && int64_t(files.size()) > *options.max_clips_per_class)
       files.resize(size_t(*options.max_clips_per_class));
-    for (const std::string& f : files)
-      ds.clips.push_back({(class_root / cls / f).string(), cls + "/" + f, int(label)});
+    for (const std::string& f : files) ds.clips.push_back({(class_root / cls / f).string(), cls + "/" + f, int(label)});
   }
   if (ds.clips.empty()) {
     std::string exts;

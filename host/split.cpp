@@ -173,9 +173,10 @@ Split stratified_split(const std::vector<Clip>& clips, int n_classes, const Spli
 
 Split manifest_split(const std::vector<Clip>& clips, const SplitOptions& o, const std::vector<SkippedFile>& skipped) {
   if (o.train_list.empty() || o.test_list.empty())
-    throw ConfigError("split.kind is manifest: set split.train_list and split.test_list (split.valid_list is optional)");
-  std::map<std::string, int64_t> usable;       // "class/stem" → clip index
-  std::map<std::string, std::string> failed;   // "class/stem" → decode reason
+    throw ConfigError(
+        "split.kind is manifest: set split.train_list and split.test_list (split.valid_list is optional)");
+  std::map<std::string, int64_t> usable;      // "class/stem" → clip index
+  std::map<std::string, std::string> failed;  // "class/stem" → decode reason
   for (size_t i = 0; i < clips.size(); ++i) usable.emplace(strip_extension(clips[i].name), int64_t(i));
   for (const auto& f : skipped) failed.emplace(strip_extension(f.name), f.reason);
 
@@ -195,7 +196,8 @@ Split manifest_split(const std::vector<Clip>& clips, const SplitOptions& o, cons
       const auto it = usable.find(key);
       if (it == usable.end()) {
         const auto f = failed.find(key);
-        s.missed.push_back({file, line_no, entry, f != failed.end() ? "failed to decode: " + f->second : "not on disk"});
+        s.missed.push_back(
+            {file, line_no, entry, f != failed.end() ? "failed to decode: " + f->second : "not on disk"});
         continue;
       }
       const auto prev = taken.find(it->second);

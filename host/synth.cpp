@@ -93,8 +93,12 @@ struct Canvas {
       double s = 0;
       const double ph = hz * t;  // in cycles
       switch (timbre) {
-        case Timbre::sine: s = sin_cycles(ph) + 0.15 * sin_cycles(2 * ph); break;
-        case Timbre::organ: s = sin_cycles(ph) + 0.5 * sin_cycles(2 * ph) + 0.25 * sin_cycles(4 * ph); break;
+        case Timbre::sine:
+          s = sin_cycles(ph) + 0.15 * sin_cycles(2 * ph);
+          break;
+        case Timbre::organ:
+          s = sin_cycles(ph) + 0.5 * sin_cycles(2 * ph) + 0.25 * sin_cycles(4 * ph);
+          break;
         case Timbre::square:
           for (int h = 1; h <= 9 && h * hz < nyq; h += 2) s += sin_cycles(h * ph) / h;
           break;
@@ -162,16 +166,16 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
     int root;  // MIDI root of the melody/chord register
   };
   static const Style styles[10] = {
-      {78, 95, 0.33, &kBlues, 52},       // blues
-      {58, 72, 0.0, &kMajor, 67},        // classical
-      {98, 115, 0.0, &kPentaMajor, 60},  // country
-      {118, 126, 0.0, &kMinor, 67},      // disco
-      {84, 94, 0.1, &kMinor, 55},        // hiphop
-      {125, 150, 0.33, &kDorian, 60},    // jazz
-      {150, 180, 0.0, &kPhrygian, 40},   // metal
-      {108, 122, 0.0, &kMajor, 74},      // pop
-      {68, 80, 0.0, &kMajor, 62},        // reggae
-      {120, 140, 0.0, &kPentaMinor, 50}, // rock
+      {78, 95, 0.33, &kBlues, 52},        // blues
+      {58, 72, 0.0, &kMajor, 67},         // classical
+      {98, 115, 0.0, &kPentaMajor, 60},   // country
+      {118, 126, 0.0, &kMinor, 67},       // disco
+      {84, 94, 0.1, &kMinor, 55},         // hiphop
+      {125, 150, 0.33, &kDorian, 60},     // jazz
+      {150, 180, 0.0, &kPhrygian, 40},    // metal
+      {108, 122, 0.0, &kMajor, 74},       // pop
+      {68, 80, 0.0, &kMajor, 62},         // reggae
+      {120, 140, 0.0, &kPentaMinor, 50},  // rock
   };
   const Style& st = styles[genre];
   const double bpm = r.uniform(st.bpm_lo, st.bpm_hi);
@@ -190,29 +194,39 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
       case 0:  // blues: swung saw riff, walking root bass, soft backbeat
         c.tone(t, beat * 0.9, midi_hz(scale_note(sc, root - 24, chord_deg + (in_bar % 2) * 2)), 0.35, Timbre::saw);
         for (int e = 0; e < 2; ++e)
-          if (r.chance(0.7)) c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.22, Timbre::saw);
+          if (r.chance(0.7))
+            c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.22, Timbre::saw);
         if (in_bar == 0 || in_bar == 2) c.kick(t, 0.5, 110, 50, 0.08);
         if (in_bar == 1 || in_bar == 3) c.noise(r, t, 0.18, 0.06, 0.5, 190, 0);
         c.noise(r, eighth(2 * b + 1), 0.05, 0.02, 0.9, 0, 0.2);
         break;
       case 1:  // classical: no drums, slow sine triads and a legato melody
         if (in_bar == 0)
-          for (int v = 0; v < 3; ++v) c.tone(t, beat * 4, midi_hz(scale_note(sc, root - 12, chord_deg + 2 * v)), 0.18, Timbre::sine);
-        if (r.chance(0.8)) c.tone(t, beat * (r.chance(0.5) ? 1.0 : 2.0), midi_hz(scale_note(sc, root, r.integer(0, 9))), 0.28, Timbre::sine);
+          for (int v = 0; v < 3; ++v)
+            c.tone(t, beat * 4, midi_hz(scale_note(sc, root - 12, chord_deg + 2 * v)), 0.18, Timbre::sine);
+        if (r.chance(0.8))
+          c.tone(t, beat * (r.chance(0.5) ? 1.0 : 2.0), midi_hz(scale_note(sc, root, r.integer(0, 9))), 0.28,
+                 Timbre::sine);
         break;
       case 2:  // country: plucked boom-chick, alternating bass, steady hats
         c.tone(t, beat, midi_hz(scale_note(sc, root - 24, chord_deg + (in_bar % 2 ? 3 : 0))), 0.4, Timbre::pluck);
-        for (int e = 0; e < 2; ++e) c.tone(eighth(2 * b + e), beat * 0.5, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.25, Timbre::pluck);
-        if (in_bar % 2 == 0) c.kick(t, 0.45, 100, 55, 0.07);
-        else c.noise(r, t, 0.2, 0.07, 0.55, 200, 0);
+        for (int e = 0; e < 2; ++e)
+          c.tone(eighth(2 * b + e), beat * 0.5, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.25, Timbre::pluck);
+        if (in_bar % 2 == 0)
+          c.kick(t, 0.45, 100, 55, 0.07);
+        else
+          c.noise(r, t, 0.2, 0.07, 0.55, 200, 0);
         c.noise(r, eighth(2 * b + 1), 0.06, 0.015, 0.95, 0, 0);
         break;
       case 3:  // disco: four on the floor, open hats on off-beats, octave bass, square stabs
         c.kick(t, 0.6, 140, 50, 0.09);
         c.noise(r, eighth(2 * b + 1), 0.12, 0.09, 0.95, 0, 0.15);
         if (in_bar % 2 == 1) c.noise(r, t, 0.2, 0.08, 0.6, 220, 0);
-        for (int e = 0; e < 2; ++e) c.tone(eighth(2 * b + e), beat * 0.35, midi_hz(scale_note(sc, root - 24, chord_deg) + 12 * e), 0.3, Timbre::saw);
-        if (r.chance(0.6)) c.tone(eighth(2 * b + 1), beat * 0.3, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.2, Timbre::square);
+        for (int e = 0; e < 2; ++e)
+          c.tone(eighth(2 * b + e), beat * 0.35, midi_hz(scale_note(sc, root - 24, chord_deg) + 12 * e), 0.3,
+                 Timbre::saw);
+        if (r.chance(0.6))
+          c.tone(eighth(2 * b + 1), beat * 0.3, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.2, Timbre::square);
         break;
       case 4:  // hiphop: long 808 kicks, loud backbeat, quiet sixteenth hats, sparse low keys
         if (in_bar == 0 || (in_bar == 2 && r.chance(0.5))) c.kick(t, 0.8, 90, 42, 0.25);
@@ -226,7 +240,9 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
         if (in_bar % 2 == 1) c.noise(r, eighth(2 * b + 1), 0.06, 0.15, 0.95, 0, 0.35);
         c.tone(t, beat * 0.95, midi_hz(scale_note(sc, root - 24, chord_deg + r.integer(-2, 4))), 0.4, Timbre::sine);
         if (r.chance(0.45))
-          for (int v = 0; v < 4; ++v) c.tone(eighth(2 * b + 1), beat * 0.4, midi_hz(scale_note(sc, root, chord_deg + 2 * v)), 0.08, Timbre::organ);
+          for (int v = 0; v < 4; ++v)
+            c.tone(eighth(2 * b + 1), beat * 0.4, midi_hz(scale_note(sc, root, chord_deg + 2 * v)), 0.08,
+                   Timbre::organ);
         break;
       case 6:  // metal: distorted low sixteenth chugs (power chords), double kick, loud crash
         for (int s = 0; s < 4; ++s) {
@@ -241,16 +257,24 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
         break;
       case 7:  // pop: bright high square melody, pad, kick 1&3, snare 2&4, hats
         for (int e = 0; e < 2; ++e)
-          if (r.chance(0.85)) c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.22, Timbre::square);
+          if (r.chance(0.85))
+            c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(scale_note(sc, root, r.integer(0, 7))), 0.22,
+                   Timbre::square);
         if (in_bar == 0)
-          for (int v = 0; v < 3; ++v) c.tone(t, beat * 4, midi_hz(scale_note(sc, root - 12, chord_deg + 2 * v)), 0.08, Timbre::saw);
-        if (in_bar % 2 == 0) c.kick(t, 0.55, 120, 50, 0.08);
-        else c.noise(r, t, 0.25, 0.08, 0.6, 210, 0);
+          for (int v = 0; v < 3; ++v)
+            c.tone(t, beat * 4, midi_hz(scale_note(sc, root - 12, chord_deg + 2 * v)), 0.08, Timbre::saw);
+        if (in_bar % 2 == 0)
+          c.kick(t, 0.55, 120, 50, 0.08);
+        else
+          c.noise(r, t, 0.25, 0.08, 0.6, 210, 0);
         c.noise(r, eighth(2 * b + 1), 0.06, 0.02, 0.95, 0, 0.1);
         break;
       case 8:  // reggae: off-beat organ skanks, deep syncopated bass, one drop on beat 3
-        for (int v = 0; v < 3; ++v) c.tone(eighth(2 * b + 1), beat * 0.2, midi_hz(scale_note(sc, root, chord_deg + 2 * v)), 0.14, Timbre::organ);
-        if (in_bar != 3) c.tone(t + (in_bar == 1 ? beat / 2 : 0), beat * 0.7, midi_hz(scale_note(sc, root - 24, chord_deg + r.integer(0, 2))), 0.45, Timbre::sine);
+        for (int v = 0; v < 3; ++v)
+          c.tone(eighth(2 * b + 1), beat * 0.2, midi_hz(scale_note(sc, root, chord_deg + 2 * v)), 0.14, Timbre::organ);
+        if (in_bar != 3)
+          c.tone(t + (in_bar == 1 ? beat / 2 : 0), beat * 0.7,
+                 midi_hz(scale_note(sc, root - 24, chord_deg + r.integer(0, 2))), 0.45, Timbre::sine);
         if (in_bar == 2) {
           c.kick(t, 0.6, 100, 48, 0.12);
           c.noise(r, t, 0.2, 0.04, 0.7, 330, 0);
@@ -263,8 +287,10 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
           c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(n0), 0.2, Timbre::distorted);
           c.tone(eighth(2 * b + e), beat * 0.45, midi_hz(n0 + 7), 0.14, Timbre::distorted);
         }
-        if (in_bar % 2 == 0) c.kick(t, 0.6, 120, 52, 0.08);
-        else c.noise(r, t, 0.32, 0.1, 0.6, 200, 0);
+        if (in_bar % 2 == 0)
+          c.kick(t, 0.6, 120, 52, 0.08);
+        else
+          c.noise(r, t, 0.32, 0.1, 0.6, 200, 0);
         if (in_bar == 0) c.noise(r, t, 0.14, 0.35, 0.95, 0, 0.25);
         c.noise(r, eighth(2 * b + 1), 0.07, 0.02, 0.95, 0, 0);
         break;
@@ -277,7 +303,7 @@ void render_genre(int genre, Canvas& c, Rng& r, double seconds) {
 }  // namespace
 
 const std::vector<std::string>& gtzan_genres() {
-  static const std::vector<std::string> g = {"blues", "classical", "country", "disco", "hiphop",
+  static const std::vector<std::string> g = {"blues", "classical", "country", "disco",  "hiphop",
                                              "jazz",  "metal",     "pop",     "reggae", "rock"};
   return g;
 }

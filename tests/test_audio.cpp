@@ -62,7 +62,8 @@ void write_sf(const std::string& path, const std::vector<float>& frames, int cha
   info.format = format;
   SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
   REQUIRE(f != nullptr);
-  REQUIRE(sf_writef_float(f, frames.data(), sf_count_t(frames.size() / size_t(channels))) == sf_count_t(frames.size() / size_t(channels)));
+  REQUIRE(sf_writef_float(f, frames.data(), sf_count_t(frames.size() / size_t(channels))) ==
+          sf_count_t(frames.size() / size_t(channels)));
   sf_close(f);
 }
 
@@ -75,7 +76,8 @@ std::vector<float> stereo_test_signal() {
     const double t = i / sr;
     const double l = 0.4 * std::sin(2 * kPi * 440 * t) + 0.2 * std::sin(2 * kPi * 3000 * t) +
                      0.1 * std::sin(2 * kPi * 9000 * t) + 0.1 * std::sin(2 * kPi * 15000 * t);
-    const double r = 0.3 * std::sin(2 * kPi * 1234.5 * t + 0.3) + 0.2 * std::sin(2 * kPi * (200 * t + 7800 / 0.25 / 2 * t * t));
+    const double r =
+        0.3 * std::sin(2 * kPi * 1234.5 * t + 0.3) + 0.2 * std::sin(2 * kPi * (200 * t + 7800 / 0.25 / 2 * t * t));
     x[size_t(2 * i)] = float(l);
     x[size_t(2 * i + 1)] = float(r);
   }
@@ -103,10 +105,16 @@ double tone_amplitude(const std::vector<float>& x, double hz, double sr, size_t 
 }
 
 // --- WAV byte builders for the bad-input table ---
-void put32(std::string& s, uint32_t v) { for (int i = 0; i < 4; ++i) s += char((v >> (8 * i)) & 0xff); }
-void put16(std::string& s, uint16_t v) { s += char(v & 0xff); s += char(v >> 8); }
+void put32(std::string& s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s += char((v >> (8 * i)) & 0xff);
+}
+void put16(std::string& s, uint16_t v) {
+  s += char(v & 0xff);
+  s += char(v >> 8);
+}
 // A canonical 44-byte-header WAV; `declared` overrides the data chunk's byte count.
-std::string wav_bytes(int channels, uint32_t rate, int bits, int format, const std::string& data, int64_t declared = -1) {
+std::string wav_bytes(int channels, uint32_t rate, int bits, int format, const std::string& data,
+                      int64_t declared = -1) {
   std::string fmt;
   const int block = std::max(channels, 1) * bits / 8;
   put16(fmt, uint16_t(format));
@@ -228,8 +236,8 @@ TEST_CASE("a 44.1 kHz stereo real clip decodes like librosa soxr_hq", "[audio][p
   }
   const std::string path = (tmp / "stereo44.wav").string();
   write_sf(path, st, 2, 44100, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
-  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' resample '" + path +
-                            "' '" + (tmp / "ref.f32").string() + "'") == 0);
+  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' resample '" +
+                            path + "' '" + (tmp / "ref.f32").string() + "'") == 0);
   const auto want = read_f32((tmp / "ref.f32").string());
   const Audio a = decode_audio(path);
   REQUIRE(a.samples.size() == want.size());
@@ -254,7 +262,8 @@ TEST_CASE("resampling keeps a tone's amplitude and frequency and removes aliases
     CHECK(tone_amplitude(a.samples, hz, 22050, 1000, 21050) == Approx(0.5).epsilon(1e-3));
     std::vector<float> ideal(22050);
     for (int j = 0; j < 22050; ++j) ideal[size_t(j)] = float(0.5 * std::sin(2 * kPi * hz * j / 22050.0));
-    const std::vector<float> got(a.samples.begin() + 1000, a.samples.end() - 1000), want(ideal.begin() + 1000, ideal.end() - 1000);
+    const std::vector<float> got(a.samples.begin() + 1000, a.samples.end() - 1000),
+        want(ideal.begin() + 1000, ideal.end() - 1000);
     test::require_close(got, want, 2e-3, 0.0, "tone " + std::to_string(hz));
   }
   // Tones above the new Nyquist (11025 Hz) are suppressed by at least 60 dB (their aliases would
@@ -346,17 +355,20 @@ TEST_CASE("bad audio files give their documented reasons", "[audio]") {
     nan_data.append(reinterpret_cast<const char*>(&v), 4);
   }
   const std::vector<Case> cases = {
-      {"truncated-in-data.wav", good.substr(0, 44 + 800), "truncated: the header declares 1000 frames but the file holds only 400"},
+      {"truncated-in-data.wav", good.substr(0, 44 + 800),
+       "truncated: the header declares 1000 frames but the file holds only 400"},
       {"truncated-in-header.wav", good.substr(0, 30), "not a readable audio file ("},
       {"empty.wav", "", "is empty (0 bytes)"},
-      {"text.wav", std::string(200, 'x') + "\nthis is a text file\n", "not a readable audio file (Format not recognised.)"},
+      {"text.wav", std::string(200, 'x') + "\nthis is a text file\n",
+       "not a readable audio file (Format not recognised.)"},
       {"header-lies.wav", wav_bytes(1, 22050, 16, 1, pcm16_data(1000), 4000),
        "truncated: the header declares 2000 frames but the file holds only 1000"},
       {"zero-channels.wav", wav_bytes(0, 22050, 16, 1, std::string(2000, '\0')), "the header declares 0 channels"},
       {"absurd-rate.wav", wav_bytes(1, 2000000000u, 16, 1, pcm16_data(1000)),
        "the header declares an absurd sample rate (2000000000 Hz)"},
       {"nan.wav", wav_bytes(1, 22050, 32, 3, nan_data), "contains a NaN or infinite sample (at frame 50)"},
-      {"header-only.wav", wav_bytes(1, 22050, 16, 1, ""), "holds no audio samples (header only): as unusable as an empty file"},
+      {"header-only.wav", wav_bytes(1, 22050, 16, 1, ""),
+       "holds no audio samples (header only): as unusable as an empty file"},
   };
   for (const auto& c : cases) {
     const std::string p = write_bytes(tmp / c.name, c.bytes);
@@ -383,7 +395,8 @@ TEST_CASE("bad audio files give their documented reasons", "[audio]") {
 TEST_CASE("a truncated FLAC and AU are reported as truncated", "[audio]") {
   const auto tmp = test::temp_dir("audio-trunc");
   std::vector<float> x(22050);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = float(0.3 * std::sin(double(i) * 0.07) + 0.1 * std::sin(double(i) * 0.013));
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(0.3 * std::sin(double(i) * 0.07) + 0.1 * std::sin(double(i) * 0.013));
   const std::string au = (tmp / "tone.au").string(), flac = (tmp / "tone.flac").string();
   write_sf(au, x, 1, 22050, SF_FORMAT_AU | SF_FORMAT_PCM_16);
   write_sf(flac, x, 1, 22050, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
@@ -391,8 +404,10 @@ TEST_CASE("a truncated FLAC and AU are reported as truncated", "[audio]") {
   write_bytes(tmp / "cut.au", au_bytes.substr(0, 20000));
   write_bytes(tmp / "cut.flac", flac_bytes.substr(0, flac_bytes.size() / 2));
   // AU: big-endian data offset at byte 4; 16-bit mono frames after it.
-  const uint32_t offset = uint32_t(static_cast<unsigned char>(au_bytes[4])) << 24 | uint32_t(static_cast<unsigned char>(au_bytes[5])) << 16 |
-                          uint32_t(static_cast<unsigned char>(au_bytes[6])) << 8 | uint32_t(static_cast<unsigned char>(au_bytes[7]));
+  const uint32_t offset = uint32_t(static_cast<unsigned char>(au_bytes[4])) << 24 |
+                          uint32_t(static_cast<unsigned char>(au_bytes[5])) << 16 |
+                          uint32_t(static_cast<unsigned char>(au_bytes[6])) << 8 |
+                          uint32_t(static_cast<unsigned char>(au_bytes[7]));
   CHECK(decode_error((tmp / "cut.au").string()) ==
         "truncated: the header declares 22050 frames but the file holds only " + std::to_string((20000 - offset) / 2));
   CHECK(decode_error((tmp / "cut.flac").string()).rfind("truncated", 0) == 0);

@@ -71,8 +71,10 @@ TEST_CASE("data synth writes the GTZAN Kaggle layout deterministically", "[data]
     }
   CHECK(files == 20);
   // Same options → byte-identical files; another seed → different audio.
-  REQUIRE(run_genrelab("data synth '" + (tmp / "again").string() + "' --clips-per-genre 2 --seconds 0.5 --seed 3", tmp).rc == 0);
-  REQUIRE(run_genrelab("data synth '" + (tmp / "other").string() + "' --clips-per-genre 2 --seconds 0.5 --seed 4", tmp).rc == 0);
+  REQUIRE(run_genrelab("data synth '" + (tmp / "again").string() + "' --clips-per-genre 2 --seconds 0.5 --seed 3", tmp)
+              .rc == 0);
+  REQUIRE(run_genrelab("data synth '" + (tmp / "other").string() + "' --clips-per-genre 2 --seconds 0.5 --seed 4", tmp)
+              .rc == 0);
   const std::string rel = "genres_original/jazz/jazz.00001.wav";
   CHECK(read_file((a / rel).string()) == read_file((tmp / "again" / rel).string()));
   CHECK(read_file((a / rel).string()) != read_file((tmp / "other" / rel).string()));
@@ -172,7 +174,8 @@ print('%.4f %.4f' % (cv(X, Y), cv(R, Y)))
 )";
   std::ofstream(tmp / "learn.py") << script;
   std::string out;
-  REQUIRE(test::run_command("'" + py + "' '" + (tmp / "learn.py").string() + "' '" + (tmp / "d").string() + "'", &out) == 0);
+  REQUIRE(test::run_command("'" + py + "' '" + (tmp / "learn.py").string() + "' '" + (tmp / "d").string() + "'",
+                            &out) == 0);
   double spectral = 0, loudness = 0;
   std::istringstream(out) >> spectral >> loudness;
   INFO("spectral accuracy " << spectral << ", loudness-only accuracy " << loudness);
@@ -213,7 +216,8 @@ TEST_CASE("data check prints a per-class table and the bad files", "[data][cli]"
   CHECK(row["total"][1] == "21");
   CHECK(row["total"][2] == "2");
   CHECK(r.out.find("bad files (2, skipped by every command):") != std::string::npos);
-  CHECK(r.out.find((root / "genres_original" / "jazz" / "jazz.00054.wav").string() + ": is empty (0 bytes)") != std::string::npos);
+  CHECK(r.out.find((root / "genres_original" / "jazz" / "jazz.00054.wav").string() + ": is empty (0 bytes)") !=
+        std::string::npos);
   CHECK(r.out.find("rock.00099.wav: not a readable audio file") != std::string::npos);
 
   // No usable clip: exit 1. Missing root: exit 1 with a clear message. No argument: usage, exit 2.
@@ -235,7 +239,8 @@ TEST_CASE("data split prints only split lines and equals sklearn over the usable
   const fs::path root = small_synth(tmp);
   std::ofstream(root / "genres_original" / "jazz" / "jazz.00054.wav") << "";  // skipped, not counted
   const std::string exp = (tmp / "exp.json").string();
-  std::ofstream(exp) << R"({"dataset": {"root": "synth"}, "split": {"kind": "sklearn", "test_fraction": 0.2, "seed": 6}})";
+  std::ofstream(exp)
+      << R"({"dataset": {"root": "synth"}, "split": {"kind": "sklearn", "test_fraction": 0.2, "seed": 6}})";
   const Result r = run_genrelab("data split '" + exp + "'", tmp);
   REQUIRE(r.rc == 0);
   const auto out = lines(r.out);
@@ -255,12 +260,13 @@ TEST_CASE("data split prints only split lines and equals sklearn over the usable
   CHECK(out == want);
 
   // --set reaches the split; a bad key is a usage error naming it.
-  const Result v = run_genrelab("data split '" + exp + "' --set split.valid_fraction=0.1 --set split.kind=stratified", tmp);
+  const Result v =
+      run_genrelab("data split '" + exp + "' --set split.valid_fraction=0.1 --set split.kind=stratified", tmp);
   REQUIRE(v.rc == 0);
   std::map<std::string, int> count;
   for (const auto& l : lines(v.out)) ++count[l.substr(0, l.find('\t'))];
-  CHECK(count["test"] == 10);   // ceil(0.2 * 2) = 1 per genre
-  CHECK(count["valid"] == 0);   // a genre of 2 keeps one clip for training
+  CHECK(count["test"] == 10);  // ceil(0.2 * 2) = 1 per genre
+  CHECK(count["valid"] == 0);  // a genre of 2 keeps one clip for training
   CHECK(count["train"] == 10);
   const Result bad = run_genrelab("data split '" + exp + "' --set split.sed=3", tmp);
   CHECK(bad.rc == 2);
@@ -278,9 +284,11 @@ TEST_CASE("data split with the filtered manifest lists on gtzan-mini", "[data][c
   const auto tmp = test::temp_dir("cli-manifest");
   const std::string exp = (tmp / "exp.json").string();
   std::ofstream(exp) << json{{"dataset", {{"root", dir}}},
-                             {"split", {{"kind", "manifest"}, {"train_list", (lists / "train_filtered.txt").string()},
-                                        {"valid_list", (lists / "valid_filtered.txt").string()},
-                                        {"test_list", (lists / "test_filtered.txt").string()}}}}
+                             {"split",
+                              {{"kind", "manifest"},
+                               {"train_list", (lists / "train_filtered.txt").string()},
+                               {"valid_list", (lists / "valid_filtered.txt").string()},
+                               {"test_list", (lists / "test_filtered.txt").string()}}}}
                             .dump();
   const Result r = run_genrelab("data split '" + exp + "'", tmp);
   REQUIRE(r.rc == 0);
@@ -311,7 +319,8 @@ TEST_CASE("data split with the filtered manifest lists on gtzan-mini", "[data][c
 TEST_CASE("bench decode reports throughput for each thread count", "[data][cli]") {
   const auto tmp = test::temp_dir("cli-bench");
   const fs::path root = small_synth(tmp);
-  const Result r = run_genrelab("bench --what decode '" + root.string() + "' --threads 2 --json '" + (tmp / "b.json").string() + "'", tmp);
+  const Result r = run_genrelab(
+      "bench --what decode '" + root.string() + "' --threads 2 --json '" + (tmp / "b.json").string() + "'", tmp);
   REQUIRE(r.rc == 0);
   const auto out = lines(r.out);
   REQUIRE(out.size() == 3);

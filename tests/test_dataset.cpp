@@ -19,7 +19,8 @@ std::vector<float> tone(int label, int index, size_t n = 2205) {
 }
 
 // Writes <dir>/<class>/<class>.000NN.<ext> for each class and count.
-void make_tree(const fs::path& dir, const std::vector<std::string>& classes, int per_class, const std::string& ext = ".wav") {
+void make_tree(const fs::path& dir, const std::vector<std::string>& classes, int per_class,
+               const std::string& ext = ".wav") {
   for (size_t c = 0; c < classes.size(); ++c) {
     fs::create_directories(dir / classes[c]);
     for (int i = 0; i < per_class; ++i) {
@@ -52,9 +53,9 @@ TEST_CASE("dataset layouts are found and clips sorted by class then name", "[dat
   make_tree(tmp / "kaggle" / "genres_original", {"rock", "blues", "jazz"}, 3);
   make_tree(tmp / "orig" / "genres", {"pop", "disco"}, 2, ".au");
   make_tree(tmp / "plain", {"b", "a"}, 2);
-  std::ofstream(tmp / "plain" / "a" / "notes.txt") << "not audio";   // ignored: no audio extension
-  std::ofstream(tmp / "plain" / "a" / ".hidden.wav") << "x";          // ignored: hidden
-  fs::create_directories(tmp / "plain" / ".cache");                    // ignored: hidden folder
+  std::ofstream(tmp / "plain" / "a" / "notes.txt") << "not audio";  // ignored: no audio extension
+  std::ofstream(tmp / "plain" / "a" / ".hidden.wav") << "x";        // ignored: hidden
+  fs::create_directories(tmp / "plain" / ".cache");                 // ignored: hidden folder
 
   DatasetOptions o;
   o.root = (tmp / "kaggle").string();
@@ -71,7 +72,8 @@ TEST_CASE("dataset layouts are found and clips sorted by class then name", "[dat
   o.root = (tmp / "orig").string();
   d = scan_dataset(o);
   CHECK(d.layout == "gtzan");
-  CHECK(names(d) == std::vector<std::string>{"disco/disco.00000.au", "disco/disco.00001.au", "pop/pop.00000.au", "pop/pop.00001.au"});
+  CHECK(names(d) == std::vector<std::string>{"disco/disco.00000.au", "disco/disco.00001.au", "pop/pop.00000.au",
+                                             "pop/pop.00001.au"});
 
   // The genres folder itself as the root, and the plain layout.
   o.root = (tmp / "orig" / "genres").string();
@@ -100,7 +102,8 @@ TEST_CASE("dataset classes follow the config order and max_clips_per_class", "[d
   const Config config = Config::load(cfg);
   const Dataset d = scan_dataset(dataset_options_from_config(config));
   CHECK(d.classes == std::vector<std::string>{"rock", "blues"});
-  CHECK(names(d) == std::vector<std::string>{"rock/rock.00000.wav", "rock/rock.00001.wav", "blues/blues.00000.wav", "blues/blues.00001.wav"});
+  CHECK(names(d) == std::vector<std::string>{"rock/rock.00000.wav", "rock/rock.00001.wav", "blues/blues.00000.wav",
+                                             "blues/blues.00001.wav"});
   CHECK(d.clips[2].label == 1);
 
   DatasetOptions o;
@@ -131,8 +134,8 @@ TEST_CASE("dataset root errors are clear", "[dataset]") {
 TEST_CASE("loader decodes every clip like decode_audio and skips bad files", "[dataset]") {
   const auto tmp = test::temp_dir("dataset-loader");
   make_tree(tmp, {"blues", "jazz"}, 5);
-  std::ofstream(tmp / "jazz" / "jazz.00054.wav") << "";                        // empty
-  std::ofstream(tmp / "blues" / "blues.00009.wav") << "RIFF this is no wav";   // not audio
+  std::ofstream(tmp / "jazz" / "jazz.00054.wav") << "";                       // empty
+  std::ofstream(tmp / "blues" / "blues.00009.wav") << "RIFF this is no wav";  // not audio
   DatasetOptions o;
   o.root = tmp.string();
   const Dataset d = scan_dataset(o);
@@ -154,7 +157,8 @@ TEST_CASE("loader decodes every clip like decode_audio and skips bad files", "[d
       const auto& c = l.clips[i];
       CHECK(c.clip.label == int(i / 5));
       const int index = int(i % 5);
-      CHECK(c.clip.name == d.classes[size_t(c.clip.label)] + "/" + d.classes[size_t(c.clip.label)] + ".0000" + std::to_string(index) + ".wav");
+      CHECK(c.clip.name == d.classes[size_t(c.clip.label)] + "/" + d.classes[size_t(c.clip.label)] + ".0000" +
+                               std::to_string(index) + ".wav");
       REQUIRE(c.samples.size() == 3000);
       // The written tone (within one 16-bit step) then zero padding from 2205 to 3000.
       std::vector<float> want = tone(c.clip.label, index);

@@ -17,7 +17,8 @@ namespace {
 
 std::vector<Clip> fake_clips(int64_t n, int n_classes) {
   std::vector<Clip> clips;
-  for (int64_t i = 0; i < n; ++i) clips.push_back({"/x/" + std::to_string(i), std::to_string(i), int(i * n_classes / n)});
+  for (int64_t i = 0; i < n; ++i)
+    clips.push_back({"/x/" + std::to_string(i), std::to_string(i), int(i * n_classes / n)});
   return clips;
 }
 
@@ -92,7 +93,8 @@ TEST_CASE("splits equal a live sklearn run", "[split][python]") {
   }
   const auto dir = test::temp_dir("split-live");
   const std::string out = (dir / "fixtures.json").string();
-  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/fixtures/make_split_fixtures.py' '" + out + "'") == 0);
+  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/fixtures/make_split_fixtures.py' '" + out +
+                            "'") == 0);
   check_fixture(json::parse(read_file(out)));
 }
 
@@ -119,7 +121,8 @@ TEST_CASE("manifest split matches list lines to any extension and reports misses
                              {"/r/jazz/jazz.00000.au", "jazz/jazz.00000.au", 1},
                              {"/r/jazz/jazz.00001.wav", "jazz/jazz.00001.wav", 1}};
   const std::vector<SkippedFile> skipped = {{"/r/jazz/jazz.00054.wav", "jazz/jazz.00054.wav", "is empty (0 bytes)"}};
-  std::ofstream(dir / "train.txt") << "# comment\nblues/blues.00001.wav\njazz/jazz.00054.wav\n\njazz/jazz.00000.wav\r\n";
+  std::ofstream(dir / "train.txt")
+      << "# comment\nblues/blues.00001.wav\njazz/jazz.00054.wav\n\njazz/jazz.00000.wav\r\n";
   std::ofstream(dir / "valid.txt") << "blues/blues.00099.wav\n";
   std::ofstream(dir / "test.txt") << "jazz/jazz.00001.wav\nblues/blues.00000.wav\nblues/blues.00001.wav\n";
   SplitOptions o;

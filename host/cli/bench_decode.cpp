@@ -49,13 +49,15 @@ int run_decode_bench(const cli::Args& args) {
   const LoadedDataset threaded = load_dataset(ds, lo);  // also warms the page cache
   for (const auto& c : threaded.clips) {
     const Audio a = decode_audio(c.clip.path, lo.decode);
-    if (a.samples != c.samples) throw RuntimeError("bench decode: threaded decode of " + c.clip.path + " differs from a serial decode");
+    if (a.samples != c.samples)
+      throw RuntimeError("bench decode: threaded decode of " + c.clip.path + " differs from a serial decode");
   }
   double samples = 0;
   for (const auto& c : threaded.clips) samples += double(c.samples.size());
   const double mb = samples * sizeof(float) / 1e6;
-  std::fprintf(stderr, "bench decode: %zu clips (%zu skipped), %.1f MB of float32 PCM per pass; threaded result equals serial\n",
-               threaded.clips.size(), threaded.skipped.size(), mb);
+  std::fprintf(
+      stderr, "bench decode: %zu clips (%zu skipped), %.1f MB of float32 PCM per pass; threaded result equals serial\n",
+      threaded.clips.size(), threaded.skipped.size(), mb);
 
   json results = json::array();
   std::printf("%-8s %10s %12s %10s %9s\n", "threads", "seconds", "MB/s", "clips/s", "speedup");
@@ -74,15 +76,20 @@ int run_decode_bench(const cli::Args& args) {
     results.push_back({{"threads", t}, {"seconds", best}, {"mb_per_s", mb / best}, {"clips_per_s", clips_per_s}});
   }
   if (const auto out = args.get("--json")) {
-    json doc = {{"bench", "decode"}, {"root", ds.class_root}, {"clips", threaded.clips.size()},
-                {"skipped", threaded.skipped.size()}, {"megabytes", mb}, {"sample_rate", lo.decode.sample_rate},
+    json doc = {{"bench", "decode"},
+                {"root", ds.class_root},
+                {"clips", threaded.clips.size()},
+                {"skipped", threaded.skipped.size()},
+                {"megabytes", mb},
+                {"sample_rate", lo.decode.sample_rate},
                 {"results", results}};
     write_file_atomic(*out, doc.dump(2) + "\n");
   }
   return 0;
 }
 
-BenchRegistrar reg{{"decode", "decoded PCM MB/s and clips/s of the threaded loader for 1..--threads threads (ROOT argument)",
+BenchRegistrar reg{{"decode",
+                    "decoded PCM MB/s and clips/s of the threaded loader for 1..--threads threads (ROOT argument)",
                     run_decode_bench}};
 
 }  // namespace

@@ -74,13 +74,14 @@ int run_check(const Args& args) {
   }
 
   std::printf("collection: %s (layout %s)\n", ds.class_root.c_str(), ds.layout.c_str());
-  std::printf("%-16s %6s %5s %9s %-14s %-9s %9s\n", "class", "clips", "bad", "minutes", "sample rates", "channels", "shortest");
+  std::printf("%-16s %6s %5s %9s %-14s %-9s %9s\n", "class", "clips", "bad", "minutes", "sample rates", "channels",
+              "shortest");
   auto print_row = [](const std::string& name, const Row& r) {
     char shortest[32] = "-";
     if (r.clips) std::snprintf(shortest, sizeof shortest, "%.2f s", r.shortest);
     std::printf("%-16s %6d %5d %9.1f %-14s %-9s %9s\n", name.c_str(), r.clips, r.bad, r.seconds / 60.0,
-                r.rates.empty() ? "-" : join_ints(r.rates).c_str(), r.channels.empty() ? "-" : join_ints(r.channels).c_str(),
-                shortest);
+                r.rates.empty() ? "-" : join_ints(r.rates).c_str(),
+                r.channels.empty() ? "-" : join_ints(r.channels).c_str(), shortest);
   };
   for (size_t i = 0; i < ds.classes.size(); ++i) print_row(ds.classes[i], rows[i]);
   print_row("total", total);
@@ -127,7 +128,8 @@ int run_synth(const Args& args) {
 // ---- data split --------------------------------------------------------------------------------
 
 int run_split(const Args& args) {
-  if (args.positional().size() != 1) args.usage_error("expects one EXPERIMENT.json (genrelab data split EXPERIMENT.json)");
+  if (args.positional().size() != 1)
+    args.usage_error("expects one EXPERIMENT.json (genrelab data split EXPERIMENT.json)");
   const Config config = Config::load(args.positional()[0], args.all("--set"));
   const Dataset ds = scan_dataset(dataset_options_from_config(config));
   const SplitOptions so = split_options_from_config(config);
@@ -146,11 +148,13 @@ int run_split(const Args& args) {
     std::cerr << "warning: " << m.list << ":" << m.line << ": " << m.entry << ": " << m.reason << " (left out)\n";
   }
   if (not_on_disk > 10) std::cerr << "warning: ... and " << not_on_disk - 10 << " more listed clips not on disk\n";
-  std::cerr << "data split: " << clips.size() << " usable clips (" << loaded.skipped.size() << " skipped): "
-            << split.train.size() << " train, " << split.valid.size() << " valid, " << split.test.size() << " test\n";
+  std::cerr << "data split: " << clips.size() << " usable clips (" << loaded.skipped.size()
+            << " skipped): " << split.train.size() << " train, " << split.valid.size() << " valid, "
+            << split.test.size() << " test\n";
   std::string out;
   for (const auto& [name, list] : {std::pair<const char*, const std::vector<int64_t>*>{"train", &split.train},
-                                   {"valid", &split.valid}, {"test", &split.test}})
+                                   {"valid", &split.valid},
+                                   {"test", &split.test}})
     for (int64_t i : *list) out += std::string(name) + "\t" + clips[size_t(i)].name + "\n";
   std::cout << out << std::flush;
   return 0;
@@ -158,39 +162,45 @@ int run_split(const Args& args) {
 
 const OptionSpec kThreads{"--threads", true, false, "decoding threads (default: all cores)"};
 
-CommandRegistrar reg_check{{"data check", "per-class table of a collection (clips, minutes, rates) and its bad files",
-                            "usage: genrelab data check ROOT [--set key=value ...] [--threads N]\n\n"
-                            "Decodes every audio file under ROOT (layouts: genres_original/<genre>/, genres/<genre>/, or\n"
-                            "<class>/ folders; --set dataset.layout=... to force one) and prints, per class: usable clips,\n"
-                            "bad files, total minutes, sample rates, channel counts and the shortest clip; then every bad\n"
-                            "file with its reason. Exit 0 when at least one clip is usable, 1 otherwise.\n",
-                            {config_option(), set_option(), kThreads},
-                            run_check}};
+CommandRegistrar reg_check{
+    {"data check",
+     "per-class table of a collection (clips, minutes, rates) and its bad files",
+     "usage: genrelab data check ROOT [--set key=value ...] [--threads N]\n\n"
+     "Decodes every audio file under ROOT (layouts: genres_original/<genre>/, genres/<genre>/, or\n"
+     "<class>/ folders; --set dataset.layout=... to force one) and prints, per class: usable clips,\n"
+     "bad files, total minutes, sample rates, channel counts and the shortest clip; then every bad\n"
+     "file with its reason. Exit 0 when at least one clip is usable, 1 otherwise.\n",
+     {config_option(), set_option(), kThreads},
+     run_check}};
 
-CommandRegistrar reg_synth{{"data synth", "make the synthetic 10-genre demo collection (GTZAN Kaggle layout)",
-                            "usage: genrelab data synth OUT [--clips-per-genre N] [--seconds S] [--seed K] [--threads N]\n\n"
-                            "Writes OUT/genres_original/<genre>/<genre>.000NN.wav for the ten GTZAN genre names (22050 Hz,\n"
-                            "16-bit mono). Genres differ in tempo, pitch range, timbre and rhythm (e.g. disco: four-on-the-\n"
-                            "floor at ~120 BPM; classical: slow sine chords, no drums; metal: distorted low chugs at\n"
-                            "150-180 BPM); every clip draws its own tempo, key, start offset, notes, gain and noise level.\n"
-                            "Defaults: 30 clips per genre, 3 s each, seed 0 (300 clips, about 40 MB) — the collection\n"
-                            "experiments/quickstart.json expects; a small CNN learns it on a 2-core CPU in under 2 minutes.\n"
-                            "The same options always give the same files.\n",
-                            {{"--clips-per-genre", true, false, "clips per genre (default 30)"},
-                             {"--seconds", true, false, "clip length in seconds (default 3)"},
-                             {"--seed", true, false, "random seed (default 0)"},
-                             kThreads},
-                            run_synth}};
+CommandRegistrar reg_synth{
+    {"data synth",
+     "make the synthetic 10-genre demo collection (GTZAN Kaggle layout)",
+     "usage: genrelab data synth OUT [--clips-per-genre N] [--seconds S] [--seed K] [--threads N]\n\n"
+     "Writes OUT/genres_original/<genre>/<genre>.000NN.wav for the ten GTZAN genre names (22050 Hz,\n"
+     "16-bit mono). Genres differ in tempo, pitch range, timbre and rhythm (e.g. disco: four-on-the-\n"
+     "floor at ~120 BPM; classical: slow sine chords, no drums; metal: distorted low chugs at\n"
+     "150-180 BPM); every clip draws its own tempo, key, start offset, notes, gain and noise level.\n"
+     "Defaults: 30 clips per genre, 3 s each, seed 0 (300 clips, about 40 MB) — the collection\n"
+     "experiments/quickstart.json expects; a small CNN learns it on a 2-core CPU in under 2 minutes.\n"
+     "The same options always give the same files.\n",
+     {{"--clips-per-genre", true, false, "clips per genre (default 30)"},
+      {"--seconds", true, false, "clip length in seconds (default 3)"},
+      {"--seed", true, false, "random seed (default 0)"},
+      kThreads},
+     run_synth}};
 
-CommandRegistrar reg_split{{"data split", "print an experiment's train/valid/test split (one TAB-separated line per clip)",
-                            "usage: genrelab data split EXPERIMENT.json [--set key=value ...] [--threads N]\n\n"
-                            "Decodes the experiment's collection, splits the usable clips as split.kind says (sklearn,\n"
-                            "stratified or manifest) and prints only 'train<TAB>path', 'valid<TAB>path' and\n"
-                            "'test<TAB>path' lines on stdout (paths relative to the class folders, e.g.\n"
-                            "blues/blues.00003.flac), in split order. Skipped files and manifest lines that name no usable\n"
-                            "clip go to stderr.\n",
-                            {set_option(), kThreads},
-                            run_split}};
+CommandRegistrar reg_split{
+    {"data split",
+     "print an experiment's train/valid/test split (one TAB-separated line per clip)",
+     "usage: genrelab data split EXPERIMENT.json [--set key=value ...] [--threads N]\n\n"
+     "Decodes the experiment's collection, splits the usable clips as split.kind says (sklearn,\n"
+     "stratified or manifest) and prints only 'train<TAB>path', 'valid<TAB>path' and\n"
+     "'test<TAB>path' lines on stdout (paths relative to the class folders, e.g.\n"
+     "blues/blues.00003.flac), in split order. Skipped files and manifest lines that name no usable\n"
+     "clip go to stderr.\n",
+     {set_option(), kThreads},
+     run_split}};
 
 }  // namespace
 }  // namespace genrelab::cli

@@ -22,8 +22,8 @@ class Config;
 struct DatasetOptions {
   std::string root;
   std::string layout = "auto";
-  std::vector<std::string> classes;                 // label order; empty = class folders, sorted
-  std::optional<int64_t> max_clips_per_class;       // first N files of each class (sorted order)
+  std::vector<std::string> classes;            // label order; empty = class folders, sorted
+  std::optional<int64_t> max_clips_per_class;  // first N files of each class (sorted order)
 };
 
 // dataset.root (required: ConfigError when empty), dataset.layout, dataset.classes,
@@ -39,9 +39,9 @@ struct Clip {
 };
 
 struct Dataset {
-  std::string root;         // the root as given, made absolute
-  std::string class_root;   // the folder holding the class folders
-  std::string layout;       // the layout used ("gtzan-kaggle", "gtzan" or "folders")
+  std::string root;        // the root as given, made absolute
+  std::string class_root;  // the folder holding the class folders
+  std::string layout;      // the layout used ("gtzan-kaggle", "gtzan" or "folders")
   std::vector<std::string> classes;
   std::vector<Clip> clips;  // sorted by label, then file name
 };
