@@ -181,13 +181,15 @@ CommandRegistrar reg_synth{
      "16-bit mono). Genres differ in tempo, pitch range, timbre and rhythm (e.g. disco: four-on-the-\n"
      "floor at ~120 BPM; classical: slow sine chords, no drums; metal: distorted low chugs at\n"
      "150-180 BPM); every clip draws its own tempo, key, start offset, notes, gain and noise level.\n"
-     "Defaults: 30 clips per genre, 3 s each, seed 0 (300 clips, about 40 MB) — the collection\n"
-     "experiments/quickstart.json expects; a small CNN learns it on a 2-core CPU in under 2 minutes.\n"
+     "Defaults: 30 clips per genre, 3 s (66150 samples) each, seed 0: 300 clips, about 40 MB, the\n"
+     "collection experiments/quickstart.json expects, sized so that a small CNN on log-mel features\n"
+     "trains on a 2-core CPU in well under 2 minutes. Per-band log-power statistics already separate\n"
+     "the genres (a nearest-centroid classifier scores about 0.99), loudness alone does not (about 0.3).\n"
      "The same options always give the same files.\n",
      {{"--clips-per-genre", true, false, "clips per genre (default 30)"},
       {"--seconds", true, false, "clip length in seconds (default 3)"},
       {"--seed", true, false, "random seed (default 0)"},
-      kThreads},
+      {"--threads", true, false, "writer threads (default: all cores)"}},
      run_synth}};
 
 CommandRegistrar reg_split{
