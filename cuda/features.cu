@@ -170,6 +170,17 @@ class CudaMelBackend final : public MelExtractor::Backend {
     return out;
   }
 
+  void accumulate_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
+                       MelBandStatsAccumulator& acc) override {
+    const int64_t n_frames = p_.n_frames(n_samples);
+    cuda::DeviceBuffer<float> d_audio(audio.size());                                  // (batch, n_samples)
+    cuda::DeviceBuffer<float> d_mel(size_t(batch) * size_t(p_.n_mels) * size_t(n_frames));  // (batch, n_mels, n_frames)
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(d_audio.data(), audio.data(), audio.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream_));
+    mel(d_audio.data(), batch, n_samples, d_mel.data(), false, stream_.get());
+    accumulate(d_mel.data(), batch, n_frames, acc, stream_.get());
+  }
+
  private:
   // One batched R2C plan per (clips in the pass, frames per clip): `clips * n_frames`
   // transforms of n_fft real samples, n_fft apart, into n_fft/2+1 complex bins each.

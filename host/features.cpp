@@ -1,5 +1,7 @@
 // MelExtractor: parameters from the config, the backend switch, and the CPU backend (FFTW for
-// the FFTs, the ops/stft.h + ops/mel.h functors looped on the host for everything else).
+// the FFTs, the ops/stft.h + ops/mel.h functors looped on the host for everything else). The CPU
+// backend frames and transforms in double precision, like librosa (numpy windows and FFTs in
+// float64), so it stays the accurate oracle even 80 dB below a frame's peak.
 #include "genrelab/features.h"
 
 #include <algorithm>
@@ -88,32 +90,32 @@ namespace {
 class CpuMelBackend final : public MelExtractor::Backend {
  public:
   CpuMelBackend(const MelParams& p, const MelFilterbank& fb)
-      : p_(p), fb_(fb), window_(hann_window(p.n_fft, p.win_length)) {}
+      : p_(p), fb_(fb), window_(hann_window_f64(p.n_fft, p.win_length)) {}
 
   void mel(const float* audio, int64_t batch, int64_t n_samples, float* mel, bool standardize,
            CUstream_st*) override {
     const int64_t n_frames = p_.n_frames(n_samples);
     if (batch == 0 || n_frames == 0) return;
-    const CpuRealFft& fft = plan_for(n_frames);
+    const CpuRealFft64& fft = plan_for(n_frames);
     const int n_fft = p_.n_fft, n_bins = p_.n_bins(), n_mels = p_.n_mels;
     // Clips run in parallel, each through the whole chain with its own workspace (it stays in
     // cache); a single clip instead spreads each functor loop over the threads.
 #pragma omp parallel if (batch > 1)
     {
-      std::vector<float> frames(size_t(n_frames) * size_t(n_fft));                 // frames: (n_frames, n_fft)
-      std::vector<std::complex<float>> spec(size_t(n_frames) * size_t(n_bins));  // spec: (n_frames, n_bins)
+      std::vector<double> frames(size_t(n_frames) * size_t(n_fft));                 // frames: (n_frames, n_fft)
+      std::vector<std::complex<double>> spec(size_t(n_frames) * size_t(n_bins));  // spec: (n_frames, n_bins)
       std::vector<float> power(size_t(n_bins) * size_t(n_frames));                  // power: (n_bins, n_frames)
       float clip_max = 0, ref_db = 0, floor_db = 0;
 #pragma omp for schedule(dynamic)
       for (int64_t b = 0; b < batch; ++b) {
         float* out = mel + b * n_mels * n_frames;  // out: (n_mels, n_frames)
         cpu_for_2d(n_frames, n_fft,
-                   FrameFunctor{audio + b * n_samples, window_.data(), frames.data(), n_samples, n_frames, n_fft,
+                   BasicFrameFunctor<double>{audio + b * n_samples, window_.data(), frames.data(), n_samples, n_frames, n_fft,
                                 p_.hop_length, n_fft, p_.center, p_.pad_mode});
         fft.forward(frames.data(), spec.data());
         cpu_for_2d(n_bins, n_frames,
-                   PowerSpectrumFunctor{reinterpret_cast<const float*>(spec.data()), power.data(), n_frames, n_bins,
-                                        p_.power});
+                   BasicPowerSpectrumFunctor<double>{reinterpret_cast<const double*>(spec.data()), power.data(),
+                                                     n_frames, n_bins, p_.power});
         cpu_for_2d(n_mels, n_frames,
                    MelFilterbankFunctor{power.data(), fb_.start.data(), fb_.count.data(), fb_.offset.data(),
                                         fb_.weights.data(), out, n_frames, n_bins, n_mels});
@@ -145,23 +147,29 @@ class CpuMelBackend final : public MelExtractor::Backend {
     return out;
   }
 
+  void accumulate_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
+                       MelBandStatsAccumulator& acc) override {
+    const std::vector<float> m = mel_host(audio, batch, n_samples, false);  // (batch, n_mels, n_frames)
+    acc.add(m.data(), batch, p_.n_frames(n_samples));
+  }
+
  private:
   // One FFTW plan (all frames of a clip) per frame count, shared by the threads (execution of a
   // plan is thread-safe; planning is not, hence the lock).
-  const CpuRealFft& plan_for(int64_t n_frames) {
+  const CpuRealFft64& plan_for(int64_t n_frames) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = plans_.find(n_frames);
     if (it == plans_.end())
-      it = plans_.emplace(n_frames, std::make_unique<CpuRealFft>(p_.n_fft, n_frames, p_.n_fft)).first;
+      it = plans_.emplace(n_frames, std::make_unique<CpuRealFft64>(p_.n_fft, n_frames, p_.n_fft)).first;
     return *it->second;
   }
 
   MelParams p_;
   MelFilterbank fb_;
-  std::vector<float> window_;  // window: (n_fft,)
+  std::vector<double> window_;  // window: (n_fft,)
   std::vector<float> mean_, inv_std_;
   std::mutex mu_;
-  std::map<int64_t, std::unique_ptr<CpuRealFft>> plans_;
+  std::map<int64_t, std::unique_ptr<CpuRealFft64>> plans_;
 };
 
 }  // namespace
@@ -232,6 +240,16 @@ void MelExtractor::accumulate_band_stats(const float* mel, int64_t batch, int64_
                  params_.n_mels);
   if (batch == 0 || n_frames == 0) return;
   backend_->accumulate(mel, batch, n_frames, acc, stream);
+}
+
+void MelExtractor::accumulate_band_stats_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
+                                              MelBandStatsAccumulator& acc) {
+  check_clip_shape(params_, batch, n_samples);
+  GENRELAB_CHECK(int64_t(audio.size()) == batch * n_samples, "audio holds ", audio.size(), " samples, expected ",
+                 batch, " x ", n_samples);
+  GENRELAB_CHECK(acc.n_mels() == params_.n_mels, "accumulator has ", acc.n_mels(), " bands, features.n_mels is ",
+                 params_.n_mels);
+  if (batch > 0) backend_->accumulate_host(audio, batch, n_samples, acc);
 }
 
 }  // namespace genrelab

@@ -86,6 +86,10 @@ class MelExtractor {
   // mel: (batch, n_mels, n_frames)
   void accumulate_band_stats(const float* mel, int64_t batch, int64_t n_frames, MelBandStatsAccumulator& acc,
                              CUstream_st* stream = nullptr);
+  // Computes the unstandardised mels of host audio (batch, n_samples) on the backend and adds
+  // them to `acc`: the whole statistics pass for clips held in host memory.
+  void accumulate_band_stats_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
+                                  MelBandStatsAccumulator& acc);
 
   // Backend interface (CPU in host/features.cpp, CUDA in cuda/features.cu).
   struct Backend {
@@ -97,6 +101,8 @@ class MelExtractor {
                             CUstream_st* stream) = 0;
     virtual std::vector<float> mel_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
                                         bool standardize) = 0;
+    virtual void accumulate_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
+                                 MelBandStatsAccumulator& acc) = 0;
   };
 
  private:

@@ -51,20 +51,28 @@ MelFilterbank make_mel_filterbank(const MelFilterbankSpec& spec);
 
 // ---- functors --------------------------------------------------------------------------------
 
-// |X|^power from one complex value: power 2 needs no square root, power 1 is the magnitude.
-GENRELAB_HD float spectral_power(float re, float im, float power) {
-  const float p2 = re * re + im * im;
-  if (power == 2.0f) return p2;
-  const float mag = sqrtf(p2);
-  if (power == 1.0f) return mag;
-  return powf(mag, power);
+GENRELAB_HD float real_sqrt(float v) { return sqrtf(v); }
+GENRELAB_HD double real_sqrt(double v) { return sqrt(v); }
+
+// |X|^power from one complex value, computed in the spectrum's precision and rounded to float
+// once (like librosa's np.abs(stft) ** power): power 2 needs no square root, power 1 is the
+// magnitude.
+template <typename Real>
+GENRELAB_HD float spectral_power(Real re, Real im, float power) {
+  const Real p2 = re * re + im * im;
+  if (power == 2.0f) return float(p2);
+  const Real mag = real_sqrt(p2);
+  if (power == 1.0f) return float(mag);
+  return powf(float(mag), power);
 }
 
 // power[b, f, t] = |spec[b, t, f]|^power. The transpose puts frames innermost so that the mel
-// functor's reads along a band are contiguous across neighbouring frames.
-struct PowerSpectrumFunctor {
-  const float* spec;  // spec: (batch, n_frames, n_bins) complex as interleaved (re, im)
-  float* power;       // power: (batch, n_bins, n_frames)
+// functor's reads along a band are contiguous across neighbouring frames. Real is the spectrum's
+// precision (float from cuFFT, double in the CPU reference).
+template <typename Real>
+struct BasicPowerSpectrumFunctor {
+  const Real* spec;  // spec: (batch, n_frames, n_bins) complex as interleaved (re, im)
+  float* power;      // power: (batch, n_bins, n_frames)
   int64_t n_frames;
   int n_bins;
   float exponent;
@@ -72,10 +80,11 @@ struct PowerSpectrumFunctor {
   // row = b * n_bins + f, col = t
   GENRELAB_HD void operator()(int64_t row, int64_t t) const {
     const int64_t b = row / n_bins, f = row % n_bins;
-    const float* z = spec + 2 * ((b * n_frames + t) * n_bins + f);
+    const Real* z = spec + 2 * ((b * n_frames + t) * n_bins + f);
     power[row * n_frames + t] = spectral_power(z[0], z[1], exponent);
   }
 };
+using PowerSpectrumFunctor = BasicPowerSpectrumFunctor<float>;
 
 // mel[b, m, t] = sum over the band of filter m of weights * power[b, f, t].
 struct MelFilterbankFunctor {
