@@ -72,7 +72,11 @@ class CudaMelBackend final : public MelExtractor::Backend {
     // Clips per pass: as many as fit the workspace budget (and cuFFT's int batch count).
     const double per_clip = double(n_frames) * (4.0 * n_fft + 8.0 * n_bins + 4.0 * n_bins);
     int64_t per_pass = std::max<int64_t>(1, int64_t(kPassBytes / per_clip));
-    per_pass = std::min<int64_t>({per_pass, batch, std::max<int64_t>(1, ((int64_t(1) << 31) - 1) / n_frames)});
+    // launch_2d covers at most 65535 * 8 rows; the framing grid has clips * n_frames rows.
+    constexpr int64_t kMaxRows = 65535 * 8;
+    GENRELAB_CHECK(n_frames <= kMaxRows, "a clip of ", n_frames, " frames is too long for one pass; split it");
+    per_pass = std::min<int64_t>({per_pass, batch, kMaxRows / n_frames, kMaxRows / n_bins, kMaxRows / n_mels});
+    per_pass = std::max<int64_t>(per_pass, 1);
     frames_.resize(size_t(per_pass * n_frames) * size_t(n_fft));   // frames: (per_pass * n_frames, n_fft)
     spec_.resize(size_t(per_pass * n_frames) * size_t(n_bins));    // spec: (per_pass, n_frames, n_bins)
     power_.resize(size_t(per_pass * n_frames) * size_t(n_bins));   // power: (per_pass, n_bins, n_frames)
@@ -98,27 +102,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
                 MelFilterbankFunctor{power_.data(), start_.data(), count_.data(), offset_.data(), weights_.data(), out,
                                      n_frames, n_bins, n_mels},
                 s);
+      if (p_.db) to_db(out, cb, int64_t(n_mels) * n_frames, s);
+      if (standardize)
+        launch_2d(cb * n_mels, n_frames, StandardizeFunctor{out, mean_.data(), inv_std_.data(), n_frames, n_mels}, s);
     }
-
-    if (p_.db) {
-      const int64_t per_clip_values = int64_t(n_mels) * n_frames;
-      clip_max_.resize(size_t(batch));
-      ref_db_.resize(size_t(batch));
-      floor_db_.resize(size_t(batch));
-      auto starts = thrust::make_transform_iterator(thrust::make_counting_iterator<int64_t>(0), SegmentStart{per_clip_values});
-      size_t temp_bytes = 0;
-      GENRELAB_CUDA_CHECK(cub::DeviceSegmentedReduce::Max(nullptr, temp_bytes, mel, clip_max_.data(), batch, starts,
-                                                          starts + 1, s));
-      temp_.resize(std::max<size_t>(temp_bytes, 1));
-      GENRELAB_CUDA_CHECK(cub::DeviceSegmentedReduce::Max(temp_.data(), temp_bytes, mel, clip_max_.data(), batch,
-                                                          starts, starts + 1, s));
-      launch_1d(batch, DbClipFunctor{clip_max_.data(), ref_db_.data(), floor_db_.data(), p_.db_params}, s);
-      // power_to_db: rows = clip, columns = (mel band, frame).
-      launch_2d(batch, per_clip_values,
-                PowerToDbFunctor{mel, ref_db_.data(), floor_db_.data(), per_clip_values, p_.db_params.amin}, s);
-    }
-    if (standardize)
-      launch_2d(batch * n_mels, n_frames, StandardizeFunctor{mel, mean_.data(), inv_std_.data(), n_frames, n_mels}, s);
     if (!user_stream) stream_.synchronize();
   }
 
@@ -182,6 +169,25 @@ class CudaMelBackend final : public MelExtractor::Backend {
   }
 
  private:
+  // power_to_db of `clips` clips in place: per-clip maximum by a CUB segmented reduction, then
+  // the per-clip reference and floor, then the element-wise conversion.
+  // mel: (clips, per_clip)
+  void to_db(float* mel, int64_t clips, int64_t per_clip, cudaStream_t s) {
+    clip_max_.resize(size_t(clips));
+    ref_db_.resize(size_t(clips));
+    floor_db_.resize(size_t(clips));
+    auto starts = thrust::make_transform_iterator(thrust::make_counting_iterator<int64_t>(0), SegmentStart{per_clip});
+    size_t temp_bytes = 0;
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceSegmentedReduce::Max(nullptr, temp_bytes, mel, clip_max_.data(), clips, starts, starts + 1, s));
+    temp_.resize(std::max<size_t>(temp_bytes, 1));
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceSegmentedReduce::Max(temp_.data(), temp_bytes, mel, clip_max_.data(), clips, starts, starts + 1, s));
+    launch_1d(clips, DbClipFunctor{clip_max_.data(), ref_db_.data(), floor_db_.data(), p_.db_params}, s);
+    // Grid: rows = clip, columns = (mel band, frame).
+    launch_2d(clips, per_clip, PowerToDbFunctor{mel, ref_db_.data(), floor_db_.data(), per_clip, p_.db_params.amin}, s);
+  }
+
   // One batched R2C plan per (clips in the pass, frames per clip): `clips * n_frames`
   // transforms of n_fft real samples, n_fft apart, into n_fft/2+1 complex bins each.
   const cuda::FftPlan& plan_for(int64_t clips, int64_t n_frames) {
