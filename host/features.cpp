@@ -4,6 +4,8 @@
 // float64), so it stays the accurate oracle even 80 dB below a frame's peak.
 #include "genrelab/features.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -112,11 +114,17 @@ class CpuMelBackend final : public MelExtractor::Backend {
     const int n_fft = p_.n_fft, n_bins = p_.n_bins(), n_mels = p_.n_mels;
     // Clips run in parallel, each through the whole chain with its own workspace (it stays in
     // cache); a single clip instead spreads each functor loop over the threads.
+    // Workspaces persist across calls (one per thread), so repeated batches do not page-fault.
+    if (workspaces_.size() < size_t(omp_get_max_threads())) workspaces_.resize(size_t(omp_get_max_threads()));
 #pragma omp parallel if (batch > 1)
     {
-      std::vector<double> frames(size_t(n_frames) * size_t(n_fft));                 // frames: (n_frames, n_fft)
-      std::vector<std::complex<double>> spec(size_t(n_frames) * size_t(n_bins));  // spec: (n_frames, n_bins)
-      std::vector<float> power(size_t(n_bins) * size_t(n_frames));                  // power: (n_bins, n_frames)
+      Workspace& ws = workspaces_[size_t(omp_get_thread_num())];
+      ws.frames.resize(size_t(n_frames) * size_t(n_fft));  // frames: (n_frames, n_fft)
+      ws.spec.resize(size_t(n_frames) * size_t(n_bins));    // spec: (n_frames, n_bins)
+      ws.power.resize(size_t(n_bins) * size_t(n_frames));   // power: (n_bins, n_frames)
+      std::vector<double>& frames = ws.frames;
+      std::vector<std::complex<double>>& spec = ws.spec;
+      std::vector<float>& power = ws.power;
       float clip_max = 0, ref_db = 0, floor_db = 0;
 #pragma omp for schedule(dynamic)
       for (int64_t b = 0; b < batch; ++b) {
@@ -182,6 +190,12 @@ class CpuMelBackend final : public MelExtractor::Backend {
   std::vector<float> mean_, inv_std_;
   std::mutex mu_;
   std::map<int64_t, std::unique_ptr<CpuRealFft64>> plans_;
+  struct Workspace {
+    std::vector<double> frames;
+    std::vector<std::complex<double>> spec;
+    std::vector<float> power;
+  };
+  std::vector<Workspace> workspaces_;  // one per OpenMP thread
 };
 
 }  // namespace
