@@ -1,9 +1,9 @@
 // GPU mel spectrograms: the ops/stft.h + ops/mel.h functors launched with launch_2d, one cuFFT
 // R2C plan per batch shape (cached), CUB segmented reductions for the per-clip maximum of
 // power_to_db and for the per-band statistics. Everything is enqueued on the caller's stream.
-#include <cub/device/device_segmented_reduce.cuh>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
+#include <cub/device/device_segmented_reduce.cuh>
 
 #include <map>
 #include <utility>
@@ -32,8 +32,8 @@ struct ToDouble {
 
 // (x[i] - mean of its row)^2 in double, for the second pass of the per-row variance.
 struct SquaredDeviation {
-  const float* x;           // x: (rows, length)
-  const double* row_sum;    // row_sum: (rows,)
+  const float* x;         // x: (rows, length)
+  const double* row_sum;  // row_sum: (rows,)
   int64_t length;
   GENRELAB_HD double operator()(int64_t i) const {
     const int64_t r = i / length;
@@ -45,7 +45,8 @@ struct SquaredDeviation {
 template <typename T>
 void upload(cuda::DeviceBuffer<T>& dst, const std::vector<T>& src) {
   dst.resize(src.size());
-  if (!src.empty()) GENRELAB_CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice));
+  if (!src.empty())
+    GENRELAB_CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice));
 }
 
 // Workspace budget of one pass (frames + spectrum + power); bigger batches run in several passes.
@@ -77,9 +78,9 @@ class CudaMelBackend final : public MelExtractor::Backend {
     GENRELAB_CHECK(n_frames <= kMaxRows, "a clip of ", n_frames, " frames is too long for one pass; split it");
     per_pass = std::min<int64_t>({per_pass, batch, kMaxRows / n_frames, kMaxRows / n_bins, kMaxRows / n_mels});
     per_pass = std::max<int64_t>(per_pass, 1);
-    frames_.resize(size_t(per_pass * n_frames) * size_t(n_fft));   // frames: (per_pass * n_frames, n_fft)
-    spec_.resize(size_t(per_pass * n_frames) * size_t(n_bins));    // spec: (per_pass, n_frames, n_bins)
-    power_.resize(size_t(per_pass * n_frames) * size_t(n_bins));   // power: (per_pass, n_bins, n_frames)
+    frames_.resize(size_t(per_pass * n_frames) * size_t(n_fft));  // frames: (per_pass * n_frames, n_fft)
+    spec_.resize(size_t(per_pass * n_frames) * size_t(n_bins));   // spec: (per_pass, n_frames, n_bins)
+    power_.resize(size_t(per_pass * n_frames) * size_t(n_bins));  // power: (per_pass, n_bins, n_frames)
 
     for (int64_t c0 = 0; c0 < batch; c0 += per_pass) {
       const int64_t cb = std::min(per_pass, batch - c0);
@@ -93,10 +94,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
       GENRELAB_CUDA_CHECK(cufftSetStream(plan.get(), s));
       GENRELAB_CUDA_CHECK(cufftExecR2C(plan.get(), frames_.data(), spec_.data()));
       // Power: rows = (clip, bin), columns = frame (coalesced writes of the transposed layout).
-      launch_2d(cb * n_bins, n_frames,
-                PowerSpectrumFunctor{reinterpret_cast<const float*>(spec_.data()), power_.data(), n_frames, n_bins,
-                                     p_.power},
-                s);
+      launch_2d(
+          cb * n_bins, n_frames,
+          PowerSpectrumFunctor{reinterpret_cast<const float*>(spec_.data()), power_.data(), n_frames, n_bins, p_.power},
+          s);
       // Filterbank: rows = (clip, mel band), columns = frame.
       launch_2d(cb * n_mels, n_frames,
                 MelFilterbankFunctor{power_.data(), start_.data(), count_.data(), offset_.data(), weights_.data(), out,
@@ -125,10 +126,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
     auto deviations = thrust::make_transform_iterator(thrust::make_counting_iterator<int64_t>(0),
                                                       SquaredDeviation{mel, row_sum_.data(), n_frames});
     size_t bytes_sum = 0, bytes_m2 = 0;
-    GENRELAB_CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(nullptr, bytes_sum, as_double, row_sum_.data(), rows, starts,
-                                                        starts + 1, s));
-    GENRELAB_CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(nullptr, bytes_m2, deviations, row_m2_.data(), rows, starts,
-                                                        starts + 1, s));
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceSegmentedReduce::Sum(nullptr, bytes_sum, as_double, row_sum_.data(), rows, starts, starts + 1, s));
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceSegmentedReduce::Sum(nullptr, bytes_m2, deviations, row_m2_.data(), rows, starts, starts + 1, s));
     temp_.resize(std::max<size_t>({bytes_sum, bytes_m2, 1}));
     GENRELAB_CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(temp_.data(), bytes_sum, as_double, row_sum_.data(), rows,
                                                         starts, starts + 1, s));
@@ -136,8 +137,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
                                                         starts, starts + 1, s));
     const size_t n_rows = size_t(rows);
     std::vector<double> sum(n_rows), m2(n_rows);
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(sum.data(), row_sum_.data(), sum.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m2.data(), row_m2_.data(), m2.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(sum.data(), row_sum_.data(), sum.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(m2.data(), row_m2_.data(), m2.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(s));
     for (int64_t r = 0; r < rows; ++r)
       acc.add_row(int(r % p_.n_mels), double(n_frames), sum[size_t(r)] / double(n_frames), m2[size_t(r)]);
@@ -149,10 +152,11 @@ class CudaMelBackend final : public MelExtractor::Backend {
     cuda::DeviceBuffer<float> d_audio(audio.size()), d_mel(out_count);  // (batch, n_samples), (batch, n_mels, n_frames)
     std::vector<float> out(out_count);
     if (audio.empty() || out_count == 0) return out;
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(d_audio.data(), audio.data(), audio.size() * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream_));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(d_audio.data(), audio.data(), audio.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
     mel(d_audio.data(), batch, n_samples, d_mel.data(), standardize, stream_.get());
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(out.data(), d_mel.data(), out_count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(out.data(), d_mel.data(), out_count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     stream_.synchronize();
     return out;
   }
@@ -160,10 +164,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
   void accumulate_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
                        MelBandStatsAccumulator& acc) override {
     const int64_t n_frames = p_.n_frames(n_samples);
-    cuda::DeviceBuffer<float> d_audio(audio.size());                                  // (batch, n_samples)
+    cuda::DeviceBuffer<float> d_audio(audio.size());                                        // (batch, n_samples)
     cuda::DeviceBuffer<float> d_mel(size_t(batch) * size_t(p_.n_mels) * size_t(n_frames));  // (batch, n_mels, n_frames)
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(d_audio.data(), audio.data(), audio.size() * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream_));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(d_audio.data(), audio.data(), audio.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
     mel(d_audio.data(), batch, n_samples, d_mel.data(), false, stream_.get());
     accumulate(d_mel.data(), batch, n_frames, acc, stream_.get());
   }
@@ -200,10 +204,10 @@ class CudaMelBackend final : public MelExtractor::Backend {
 
   MelParams p_;
   cuda::Stream stream_;
-  cuda::DeviceBuffer<float> window_;   // window: (n_fft,)
+  cuda::DeviceBuffer<float> window_;                // window: (n_fft,)
   cuda::DeviceBuffer<int> start_, count_, offset_;  // (n_mels,) each
-  cuda::DeviceBuffer<float> weights_;  // weights: (non-zero filterbank weights,)
-  cuda::DeviceBuffer<float> mean_, inv_std_;  // (n_mels,) each
+  cuda::DeviceBuffer<float> weights_;               // weights: (non-zero filterbank weights,)
+  cuda::DeviceBuffer<float> mean_, inv_std_;        // (n_mels,) each
   cuda::DeviceBuffer<float> frames_, power_;
   cuda::DeviceBuffer<cufftComplex> spec_;
   cuda::DeviceBuffer<float> clip_max_, ref_db_, floor_db_;  // (batch,) each

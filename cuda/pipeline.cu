@@ -32,7 +32,8 @@ class CudaStager final : public FeaturePipeline::Stager {
     {
       NvtxRange r("copy");
       consumed_[s].wait_on(copy_);  // the slot's device buffer is free once its last batch was featurised
-      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(device_audio_[s].data(), pinned_[s].data(), bytes, cudaMemcpyHostToDevice, copy_));
+      GENRELAB_CUDA_CHECK(
+          cudaMemcpyAsync(device_audio_[s].data(), pinned_[s].data(), bytes, cudaMemcpyHostToDevice, copy_));
       uploaded_[s].record(copy_);
     }
     uploaded_[s].wait_on(compute_);

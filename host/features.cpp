@@ -41,7 +41,8 @@ MelParams MelParams::from_config(const Config& c) {
     if (p.db_params.ref <= 0.0f) c.fail("features.ref", "must be positive or \"max\"");
   }
   p.db_params.amin = float(c.get_number("features.amin"));
-  if (p.db_params.amin <= 0.0f) c.fail("features.amin", "must be strictly positive (librosa's power_to_db requires it)");
+  if (p.db_params.amin <= 0.0f)
+    c.fail("features.amin", "must be strictly positive (librosa's power_to_db requires it)");
   const auto top = c.get_optional_number("features.top_db");
   p.db_params.use_top_db = top.has_value();
   p.db_params.top_db = float(top.value_or(0.0));
@@ -78,7 +79,7 @@ MelFilterbankSpec MelParams::filterbank_spec() const {
 double mel_pipeline_bytes(const MelParams& p, int64_t batch, int64_t n_samples) {
   const double frames = double(batch) * double(p.n_frames(n_samples));
   const double audio = 4.0 * double(batch) * double(n_samples);
-  const double framed = 4.0 * frames * p.n_fft * 2;      // written by framing, read by the FFT
+  const double framed = 4.0 * frames * p.n_fft * 2;       // written by framing, read by the FFT
   const double spectrum = 8.0 * frames * p.n_bins() * 2;  // written by the FFT, read by the power step
   const double power = 4.0 * frames * p.n_bins() * 2;     // written, then read by the filterbank
   const double mel = 4.0 * frames * p.n_mels * (p.db ? 3 : 1);
@@ -106,8 +107,7 @@ class CpuMelBackend final : public MelExtractor::Backend {
   CpuMelBackend(const MelParams& p, const MelFilterbank& fb)
       : p_(p), fb_(fb), window_(hann_window_f64(p.n_fft, p.win_length)) {}
 
-  void mel(const float* audio, int64_t batch, int64_t n_samples, float* mel, bool standardize,
-           CUstream_st*) override {
+  void mel(const float* audio, int64_t batch, int64_t n_samples, float* mel, bool standardize, CUstream_st*) override {
     const int64_t n_frames = p_.n_frames(n_samples);
     if (batch == 0 || n_frames == 0) return;
     const CpuRealFft64& fft = plan_for(n_frames);
@@ -120,8 +120,8 @@ class CpuMelBackend final : public MelExtractor::Backend {
     {
       Workspace& ws = workspaces_[size_t(omp_get_thread_num())];
       ws.frames.resize(size_t(n_frames) * size_t(n_fft));  // frames: (n_frames, n_fft)
-      ws.spec.resize(size_t(n_frames) * size_t(n_bins));    // spec: (n_frames, n_bins)
-      ws.power.resize(size_t(n_bins) * size_t(n_frames));   // power: (n_bins, n_frames)
+      ws.spec.resize(size_t(n_frames) * size_t(n_bins));   // spec: (n_frames, n_bins)
+      ws.power.resize(size_t(n_bins) * size_t(n_frames));  // power: (n_bins, n_frames)
       std::vector<double>& frames = ws.frames;
       std::vector<std::complex<double>>& spec = ws.spec;
       std::vector<float>& power = ws.power;
@@ -130,19 +130,20 @@ class CpuMelBackend final : public MelExtractor::Backend {
       for (int64_t b = 0; b < batch; ++b) {
         float* out = mel + b * n_mels * n_frames;  // out: (n_mels, n_frames)
         cpu_for_2d(n_frames, n_fft,
-                   BasicFrameFunctor<double>{audio + b * n_samples, window_.data(), frames.data(), n_samples, n_frames, n_fft,
-                                p_.hop_length, n_fft, p_.center, p_.pad_mode});
+                   BasicFrameFunctor<double>{audio + b * n_samples, window_.data(), frames.data(), n_samples, n_frames,
+                                             n_fft, p_.hop_length, n_fft, p_.center, p_.pad_mode});
         fft.forward(frames.data(), spec.data());
         for_2d_column_tiles(n_bins, n_frames,
-                   BasicPowerSpectrumFunctor<double>{reinterpret_cast<const double*>(spec.data()), power.data(),
-                                                     n_frames, n_bins, p_.power});
+                            BasicPowerSpectrumFunctor<double>{reinterpret_cast<const double*>(spec.data()),
+                                                              power.data(), n_frames, n_bins, p_.power});
         cpu_for_2d(n_mels, n_frames,
                    MelFilterbankFunctor{power.data(), fb_.start.data(), fb_.count.data(), fb_.offset.data(),
                                         fb_.weights.data(), out, n_frames, n_bins, n_mels});
         if (p_.db) {
           clip_max = *std::max_element(out, out + n_mels * n_frames);
           DbClipFunctor{&clip_max, &ref_db, &floor_db, p_.db_params}(0);
-          cpu_for_2d(1, n_mels * n_frames, PowerToDbFunctor{out, &ref_db, &floor_db, n_mels * n_frames, p_.db_params.amin});
+          cpu_for_2d(1, n_mels * n_frames,
+                     PowerToDbFunctor{out, &ref_db, &floor_db, n_mels * n_frames, p_.db_params.amin});
         }
         if (standardize)
           cpu_for_2d(n_mels, n_frames, StandardizeFunctor{out, mean_.data(), inv_std_.data(), n_frames, n_mels});
@@ -215,8 +216,8 @@ std::unique_ptr<MelExtractor::Backend> make_cuda_mel_backend(const MelParams&, c
 MelExtractor::MelExtractor(const MelParams& params, Device device)
     : params_(params), device_(device), filterbank_(make_mel_filterbank(params.filterbank_spec())) {
   params_.validate();
-  backend_ = device == Device::cuda ? make_cuda_mel_backend(params_, filterbank_)
-                                   : make_cpu_mel_backend(params_, filterbank_);
+  backend_ =
+      device == Device::cuda ? make_cuda_mel_backend(params_, filterbank_) : make_cpu_mel_backend(params_, filterbank_);
 }
 
 MelExtractor::~MelExtractor() = default;
@@ -234,7 +235,8 @@ void check_clip_shape(const MelParams& p, int64_t batch, int64_t n_samples) {
 void MelExtractor::compute(const float* audio, int64_t batch, int64_t n_samples, float* mel, CUstream_st* stream) {
   check_clip_shape(params_, batch, n_samples);
   if (params_.standardize && !has_stats_)
-    throw RuntimeError("features.standardize is true but no band statistics were given (they come from the training set)");
+    throw RuntimeError(
+        "features.standardize is true but no band statistics were given (they come from the training set)");
   backend_->mel(audio, batch, n_samples, mel, params_.standardize, stream);
 }
 
@@ -246,10 +248,11 @@ void MelExtractor::compute_unstandardized(const float* audio, int64_t batch, int
 
 std::vector<float> MelExtractor::compute_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples) {
   check_clip_shape(params_, batch, n_samples);
-  GENRELAB_CHECK(int64_t(audio.size()) == batch * n_samples, "audio holds ", audio.size(), " samples, expected ",
-                 batch, " x ", n_samples);
+  GENRELAB_CHECK(int64_t(audio.size()) == batch * n_samples, "audio holds ", audio.size(), " samples, expected ", batch,
+                 " x ", n_samples);
   if (params_.standardize && !has_stats_)
-    throw RuntimeError("features.standardize is true but no band statistics were given (they come from the training set)");
+    throw RuntimeError(
+        "features.standardize is true but no band statistics were given (they come from the training set)");
   return backend_->mel_host(audio, batch, n_samples, params_.standardize);
 }
 
@@ -271,8 +274,8 @@ void MelExtractor::accumulate_band_stats(const float* mel, int64_t batch, int64_
 void MelExtractor::accumulate_band_stats_host(const std::vector<float>& audio, int64_t batch, int64_t n_samples,
                                               MelBandStatsAccumulator& acc) {
   check_clip_shape(params_, batch, n_samples);
-  GENRELAB_CHECK(int64_t(audio.size()) == batch * n_samples, "audio holds ", audio.size(), " samples, expected ",
-                 batch, " x ", n_samples);
+  GENRELAB_CHECK(int64_t(audio.size()) == batch * n_samples, "audio holds ", audio.size(), " samples, expected ", batch,
+                 " x ", n_samples);
   GENRELAB_CHECK(acc.n_mels() == params_.n_mels, "accumulator has ", acc.n_mels(), " bands, features.n_mels is ",
                  params_.n_mels);
   if (batch > 0) backend_->accumulate_host(audio, batch, n_samples, acc);

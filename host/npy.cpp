@@ -29,8 +29,10 @@ std::string npy_encode(const float* data, const std::vector<int64_t>& shape) {
     count *= d;
     dims += std::to_string(d) + ", ";
   }
-  if (shape.size() > 1) dims.resize(dims.size() - 2);  // "(3,)" keeps its comma, "(3, 4)" does not
-  else if (shape.size() == 1) dims.pop_back();
+  if (shape.size() > 1)
+    dims.resize(dims.size() - 2);  // "(3,)" keeps its comma, "(3, 4)" does not
+  else if (shape.size() == 1)
+    dims.pop_back();
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   const size_t prefix = 10;  // magic (6) + version (2) + header length (2)
   const size_t total = (prefix + header.size() + 1 + 63) / 64 * 64;
@@ -52,7 +54,9 @@ void write_npy(const std::string& path, const float* data, const std::vector<int
 }
 
 NpyArray npy_decode(const std::string& bytes, const std::string& name) {
-  auto bad = [&](const std::string& why) -> RuntimeError { return RuntimeError(name + ": not a usable .npy file: " + why); };
+  auto bad = [&](const std::string& why) -> RuntimeError {
+    return RuntimeError(name + ": not a usable .npy file: " + why);
+  };
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("missing the \\x93NUMPY magic");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len, start;
@@ -73,7 +77,8 @@ NpyArray npy_decode(const std::string& bytes, const std::string& name) {
   if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'"))) throw bad("no 'descr' in the header");
   const std::string descr = m[1];
   if (descr != "<f4" && descr != "<f8") throw bad("dtype " + descr + " (float32 or float64 expected)");
-  if (!std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*(True|False)"))) throw bad("no 'fortran_order'");
+  if (!std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*(True|False)")))
+    throw bad("no 'fortran_order'");
   if (m[1] == "True") throw bad("Fortran order is not supported");
   if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) throw bad("no 'shape'");
   NpyArray a;

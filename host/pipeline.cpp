@@ -20,7 +20,9 @@ namespace {
 class CpuStager final : public FeaturePipeline::Stager {
  public:
   CpuStager(MelExtractor& ex, const PipelineOptions& o)
-      : ex_(ex), opt_(o), mel_(size_t(o.batch_size) * size_t(ex.params().n_mels) * size_t(ex.n_frames(o.clip_samples))) {
+      : ex_(ex),
+        opt_(o),
+        mel_(size_t(o.batch_size) * size_t(ex.params().n_mels) * size_t(ex.n_frames(o.clip_samples))) {
     for (int i = 0; i < o.ring; ++i) slots_.emplace_back(size_t(o.batch_size) * size_t(o.clip_samples));
   }
   float* slot(int i) override { return slots_[size_t(i)].data(); }

@@ -91,9 +91,9 @@ double checksum(const std::vector<float>& x) {
 }
 
 struct Errors {
-  double rel = 0;          // max |ours - ref| / max |ref| (linear outputs)
-  double db_above = 0;     // max |ours - ref| in dB where ref is above its top_db floor + 1e-3 dB
-  double db_all = 0;       // max |ours - ref| in dB everywhere
+  double rel = 0;       // max |ours - ref| / max |ref| (linear outputs)
+  double db_above = 0;  // max |ours - ref| in dB where ref is above its top_db floor + 1e-3 dB
+  double db_all = 0;    // max |ours - ref| in dB everywhere
 };
 
 // Compares one clip's (n_mels, n_frames) output with librosa's. For dB outputs the floor of the
@@ -129,8 +129,8 @@ double db_tolerance(Device d) { return d == Device::cuda ? 3e-3 : 1e-3; }
 
 void require_parity(const std::string& name, const Errors& e, const MelParams& p, Device device = Device::cpu) {
   if (p.db) {
-    std::cout << "mel parity " << name << ": max |ours - librosa| = " << e.db_above
-              << " dB above the floor (" << e.db_all << " dB everywhere)\n";
+    std::cout << "mel parity " << name << ": max |ours - librosa| = " << e.db_above << " dB above the floor ("
+              << e.db_all << " dB everywhere)\n";
     INFO(name << ": dB error " << e.db_above);
     CHECK(e.db_above <= db_tolerance(device));
   } else {
@@ -210,13 +210,14 @@ TEST_CASE("mel filterbank equals librosa.filters.mel", "[mel]") {
     const std::vector<float> got = fb.dense();
     double err = 0;
     for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(double(got[i]) - double(want[i])));
-    std::cout << "mel filterbank " << std::string(g.at("name")) << ": max |ours - librosa| = " << err
-              << " (max weight " << wmax << ")\n";
+    std::cout << "mel filterbank " << std::string(g.at("name")) << ": max |ours - librosa| = " << err << " (max weight "
+              << wmax << ")\n";
     test::require_close(got, want, 1e-7 * wmax, 2e-6, g.at("name"));
     // Same support: weights that are not negligible sit on the same bins (a 1e-15 rounding
     // residue where a triangle touches zero may be zero on one side and not the other).
     size_t differ = 0;
-    for (size_t i = 0; i < got.size(); ++i) differ += (std::fabs(got[i]) > 1e-9f * wmax) != (std::fabs(want[i]) > 1e-9f * wmax);
+    for (size_t i = 0; i < got.size(); ++i)
+      differ += (std::fabs(got[i]) > 1e-9f * wmax) != (std::fabs(want[i]) > 1e-9f * wmax);
     CHECK(differ == 0);
     // Each band is one contiguous run: weights outside [start, start + count) are zero.
     size_t outside = 0;
@@ -517,11 +518,13 @@ TEST_CASE("features command writes librosa-equal mels for one and several files"
                           &log) == (whole.samples.size() == decode_audio(b).samples.size() ? 0 : 2));
   if (whole.samples.size() != decode_audio(b).samples.size()) CHECK_THAT(log, Catch::Contains("dataset.clip_samples"));
   // A missing file: runtime error (1) naming it; --out missing: usage error (2).
-  CHECK(test::run_command("'" + bin + "' features /nonexistent/x.wav --out '" + out1 + "' --device cpu 2>&1", &log) == 1);
+  CHECK(test::run_command("'" + bin + "' features /nonexistent/x.wav --out '" + out1 + "' --device cpu 2>&1", &log) ==
+        1);
   CHECK_THAT(log, Catch::Contains("/nonexistent/x.wav"));
   CHECK(test::run_command("'" + bin + "' features '" + a + "' --device cpu 2>&1", &log) == 2);
-  CHECK(test::run_command("'" + bin + "' features '" + a + "' --out '" + out1 +
-                              "' --device cpu --set features.n_melz=3 2>&1", &log) == 2);
+  CHECK(test::run_command(
+            "'" + bin + "' features '" + a + "' --out '" + out1 + "' --device cpu --set features.n_melz=3 2>&1",
+            &log) == 2);
   CHECK_THAT(log, Catch::Contains("n_mels"));
   // --device cpu never initialises CUDA: the device is not even queried (no "no usable GPU"
   // notice, which every query on a GPU-less machine prints), and no process opens a
@@ -529,9 +532,9 @@ TEST_CASE("features command writes librosa-equal mels for one and several files"
   REQUIRE(test::run_command("'" + bin + "' features '" + a + "' --out '" + out1 + "' --device cpu 2>&1", &log) == 0);
   CHECK(log.find("no usable GPU") == std::string::npos);
   if (test::run_command("command -v strace >/dev/null 2>&1") == 0) {
-    if (test::run_command("strace -f -e trace=open,openat '" + bin + "' features '" + a + "' --out '" + out1 +
-                              "' --device cpu 2>&1",
-                          &log) == 0)
+    if (test::run_command(
+            "strace -f -e trace=open,openat '" + bin + "' features '" + a + "' --out '" + out1 + "' --device cpu 2>&1",
+            &log) == 0)
       CHECK(log.find("/dev/nvidia") == std::string::npos);
     else
       WARN("strace cannot trace here (ptrace not permitted?): the /dev/nvidia check is skipped");

@@ -29,7 +29,8 @@ std::vector<std::string> make_files(const std::filesystem::path& dir) {
       const int64_t n = 3000 + 1500 * i;
       std::vector<float> y(static_cast<size_t>(n));
       for (int64_t t = 0; t < n; ++t)
-        y[size_t(t)] = float(0.4 * std::sin(2 * M_PI * (200.0 + 150.0 * i) * double(t) / rate) + 0.05 * std::sin(0.37 * double(t * i)));
+        y[size_t(t)] = float(0.4 * std::sin(2 * M_PI * (200.0 + 150.0 * i) * double(t) / rate) +
+                             0.05 * std::sin(0.37 * double(t * i)));
       write_wav(path, y, rate);
     }
     files.push_back(path);
@@ -144,7 +145,8 @@ TEST_CASE("GPU pipeline equals the CPU pipeline", "[pipeline][gpu]") {
     REQUIRE(b.stream != nullptr);
     std::vector<float> mel(size_t(b.count * per));
 #if GENRELAB_HAVE_CUDA
-    REQUIRE(cudaMemcpyAsync(mel.data(), b.mel, mel.size() * sizeof(float), cudaMemcpyDeviceToHost, b.stream) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(mel.data(), b.mel, mel.size() * sizeof(float), cudaMemcpyDeviceToHost, b.stream) ==
+            cudaSuccess);
     REQUIRE(cudaStreamSynchronize(b.stream) == cudaSuccess);
 #endif
     for (int64_t c = 0; c < b.count; ++c) {

@@ -29,7 +29,8 @@ std::vector<float> synthetic_clips(int64_t n, int64_t samples) {
       state = state * 1664525u + 1013904223u;
       const double noise = (state >> 8) / 16777216.0 * 2.0 - 1.0;
       const double t = double(i) / 22050.0;
-      audio[size_t(c * samples + i)] = float(0.05 * noise + 0.3 * std::sin(2 * M_PI * f1 * t) + 0.1 * std::sin(2 * M_PI * f2 * t));
+      audio[size_t(c * samples + i)] =
+          float(0.05 * noise + 0.3 * std::sin(2 * M_PI * f1 * t) + 0.1 * std::sin(2 * M_PI * f2 * t));
     }
   }
   return audio;
@@ -81,16 +82,18 @@ int run_features_bench(const cli::Args& args) {
       }
     }
     const double tol = params.db ? 3e-3 : 1e-4;
-    std::cerr << "bench features: check against the CPU reference: max " << (params.db ? "dB error " : "relative error ")
-              << err << " (tolerance " << tol << ")\n";
-    if (!(err <= tol)) throw RuntimeError("bench features: result differs from the CPU reference (max error " + std::to_string(err) + ")");
+    std::cerr << "bench features: check against the CPU reference: max "
+              << (params.db ? "dB error " : "relative error ") << err << " (tolerance " << tol << ")\n";
+    if (!(err <= tol))
+      throw RuntimeError("bench features: result differs from the CPU reference (max error " + std::to_string(err) +
+                         ")");
   }
 
   std::vector<double> seconds;
   double peak_gbs = 0;
   std::string device_label = "cpu";
   if (device == Device::cpu) {
-    std::vector<float> mel(size_t(clips) * per_clip);  // mel: (clips, n_mels, n_frames)
+    std::vector<float> mel(size_t(clips) * per_clip);             // mel: (clips, n_mels, n_frames)
     extractor.compute(audio.data(), clips, samples, mel.data());  // warm-up: FFTW plans, page faults
     for (int it = 0; it < iterations; ++it) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -129,7 +132,8 @@ int run_features_bench(const cli::Args& args) {
                 static_cast<long long>(clips), double(clips) / median, median * 1e3, gbs,
                 peak_gbs > 0 ? (std::to_string(int(std::lround(100.0 * gbs / peak_gbs))) + " %").c_str() : "n/a");
   std::cout << line;
-  std::cout << "  traffic model (float32 GPU layout): audio read + frames, spectrum and power written and read once + mel written = "
+  std::cout << "  traffic model (float32 GPU layout): audio read + frames, spectrum and power written and read once + "
+               "mel written = "
             << bytes / 1e9 << " GB per pass (audio in + mel out alone: " << min_bytes / 1e9 << " GB)\n";
   const json result = {{"bench", "features"},
                        {"device", device_name(device)},

@@ -44,8 +44,13 @@ std::vector<Audio> decode_all(const std::vector<std::string>& files, const Decod
   std::string message;
   size_t bad = 0;
   for (const auto& e : errors)
-    if (!e.empty()) { message += "\n  " + e; ++bad; }
-  if (bad) throw RuntimeError("cannot decode " + std::to_string(bad) + " of " + std::to_string(files.size()) + " files:" + message);
+    if (!e.empty()) {
+      message += "\n  " + e;
+      ++bad;
+    }
+  if (bad)
+    throw RuntimeError("cannot decode " + std::to_string(bad) + " of " + std::to_string(files.size()) +
+                       " files:" + message);
   return clips;
 }
 
@@ -59,8 +64,9 @@ int run_features(const Args& args) {
   const Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   const MelParams params = MelParams::from_config(config);
   if (params.standardize)
-    throw ConfigError("features.standardize: standardisation uses band statistics of a training set, which "
-                      "`genrelab features` does not have; it writes unstandardised mels (set features.standardize=false)");
+    throw ConfigError(
+        "features.standardize: standardisation uses band statistics of a training set, which "
+        "`genrelab features` does not have; it writes unstandardised mels (set features.standardize=false)");
   const std::optional<int64_t> clip_samples = config.get_optional_int("dataset.clip_samples");
   const Device device = resolve_device(args.get_or("--device", ""));
 
@@ -73,8 +79,8 @@ int run_features(const Args& args) {
   for (size_t i = 1; i < clips.size(); ++i)
     if (int64_t(clips[i].samples.size()) != n_samples)
       throw ConfigError("clips have different lengths (" + files[0] + ": " + std::to_string(n_samples) + " samples, " +
-                        files[i] + ": " + std::to_string(clips[i].samples.size()) +
-                        " samples at " + std::to_string(params.sample_rate) +
+                        files[i] + ": " + std::to_string(clips[i].samples.size()) + " samples at " +
+                        std::to_string(params.sample_rate) +
                         " Hz); cut or pad them to one length with --set dataset.clip_samples=N");
   if (!params.center && n_samples < params.n_fft)
     throw ConfigError("features.center=false needs clips of at least features.n_fft=" + std::to_string(params.n_fft) +
@@ -103,7 +109,8 @@ int run_features(const Args& args) {
 }
 
 CommandRegistrar reg{
-    {"features", "mel spectrograms of audio files as a .npy array (librosa-compatible)",
+    {"features",
+     "mel spectrograms of audio files as a .npy array (librosa-compatible)",
      "usage: genrelab features FILE... --out OUT.npy [--config EXPERIMENT.json] [--set key=value ...]\n"
      "                         [--device cuda|cpu]\n\n"
      "Computes librosa.feature.melspectrogram of each file with the experiment's `features` settings\n"

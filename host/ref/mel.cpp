@@ -8,8 +8,8 @@
 namespace genrelab {
 
 namespace {
-constexpr double kSlaneyFsp = 200.0 / 3.0;    // Hz per mel in the linear region
-constexpr double kSlaneyMinLogHz = 1000.0;    // start of the log region
+constexpr double kSlaneyFsp = 200.0 / 3.0;  // Hz per mel in the linear region
+constexpr double kSlaneyMinLogHz = 1000.0;  // start of the log region
 const double kSlaneyLogStep = std::log(6.4) / 27.0;
 }  // namespace
 
@@ -36,8 +36,8 @@ std::vector<float> MelFilterbank::dense() const {
 }
 
 MelFilterbank make_mel_filterbank(const MelFilterbankSpec& spec) {
-  GENRELAB_CHECK(spec.sample_rate > 0 && spec.n_fft >= 2 && spec.n_mels >= 1, "bad mel filterbank: sr=",
-                 spec.sample_rate, " n_fft=", spec.n_fft, " n_mels=", spec.n_mels);
+  GENRELAB_CHECK(spec.sample_rate > 0 && spec.n_fft >= 2 && spec.n_mels >= 1,
+                 "bad mel filterbank: sr=", spec.sample_rate, " n_fft=", spec.n_fft, " n_mels=", spec.n_mels);
   const double fmax = spec.fmax < 0 ? spec.sample_rate / 2.0 : spec.fmax;
   GENRELAB_CHECK(spec.fmin >= 0 && fmax > spec.fmin, "mel filterbank needs 0 <= fmin < fmax (fmin=", spec.fmin,
                  ", fmax=", fmax, ")");

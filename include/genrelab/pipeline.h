@@ -15,20 +15,20 @@
 namespace genrelab {
 
 struct PipelineOptions {
-  int64_t batch_size = 32;      // clips per batch
+  int64_t batch_size = 32;        // clips per batch
   int64_t clip_samples = 617400;  // every clip is cut or zero-padded to this length
-  int decode_threads = 0;       // 0: std::thread::hardware_concurrency()
-  int ring = 3;                 // staging buffers: batches being decoded, uploaded or featurised at once
+  int decode_threads = 0;         // 0: std::thread::hardware_concurrency()
+  int ring = 3;                   // staging buffers: batches being decoded, uploaded or featurised at once
 };
 
 // One featurised batch, handed to the sink in order.
 struct FeatureBatch {
-  int64_t index = 0;  // batch number
-  int64_t first = 0;  // index of its first clip in the file list
-  int64_t count = 0;  // clips in the batch (the last one may be short)
-  const float* mel = nullptr;  // mel: (count, n_mels, n_frames) in backend memory (device memory on cuda)
+  int64_t index = 0;                // batch number
+  int64_t first = 0;                // index of its first clip in the file list
+  int64_t count = 0;                // clips in the batch (the last one may be short)
+  const float* mel = nullptr;       // mel: (count, n_mels, n_frames) in backend memory (device memory on cuda)
   std::vector<std::string> errors;  // errors: (count,) "" or why the clip could not be decoded (its audio was zeros)
-  CUstream_st* stream = nullptr;  // cuda: the compute stream that produced `mel` (nullptr on cpu)
+  CUstream_st* stream = nullptr;    // cuda: the compute stream that produced `mel` (nullptr on cpu)
 };
 
 class FeaturePipeline {
