@@ -64,8 +64,8 @@ void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s
 
 struct Augmenter::Impl {
   // STFT workspaces (see stretch()), resized on demand.
-  DeviceBuffer<float> window, frames, spec, stretched, audio, tmp, tmp2, table;
-  DeviceBuffer<double> incr, rate, step, scale;
+  DeviceBuffer<float> window, frames, spec, stretched, audio, tmp, tmp2, bank;
+  DeviceBuffer<double> polar, incr, rate, step;
   DeviceBuffer<int64_t> t_out, length, valid, shift;
   DeviceBuffer<float> factor, amplitude;
   DeviceBuffer<PhiloxStream> streams;
@@ -78,7 +78,7 @@ struct Augmenter::Impl {
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
   std::vector<int64_t> h_t_out, h_length, h_valid, h_shift;
-  std::vector<float> h_factor, h_amplitude;
+  std::vector<float> h_factor, h_amplitude, h_bank;
   std::vector<PhiloxStream> h_streams;
   std::vector<int32_t> h_rows;
   std::vector<uint8_t> h_applied;
@@ -90,13 +90,6 @@ struct Augmenter::Impl {
     GENRELAB_CUDA_CHECK(cudaMemcpyAsync(window.data(), w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // `w` dies here
     window_n_fft = n_fft;
-  }
-  void ensure_table(cudaStream_t stream) {
-    if (table.size()) return;
-    const auto t = make_resample_table(ResampleFilterDesign{});
-    table.resize(t.size());
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(table.data(), t.data(), t.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
-    GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
   cufftHandle plan_r2c(int n_fft, int64_t batch, cudaStream_t stream) {
     if (r2c_n != n_fft || r2c_batch != batch) {
@@ -123,7 +116,8 @@ struct Augmenter::Impl {
 Augmenter::Augmenter() : impl_(std::make_unique<Impl>()) {}
 Augmenter::~Augmenter() = default;
 
-// Stages: frame (rows = clip·frame, cols = n_fft) → cuFFT R2C → phase increments (rows = clip·bin,
+// Stages: frame (rows = clip·frame, cols = n_fft) → cuFFT R2C → polar (rows = clip·frame, cols =
+// bin) → phase increments (rows = clip·bin,
 // cols = output frame) → segmented exclusive scan per (clip, bin) → synthesis (rows = clip·output
 // frame, cols = bin) → cuFFT C2R → overlap-add (rows = clip, cols = output sample).
 void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vector<double>& rate,
@@ -157,10 +151,12 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   GENRELAB_CUDA_CHECK(cufftExecR2C(m.plan_r2c(n_fft, batch * n_frames, stream), m.frames.data(),
                                    reinterpret_cast<cufftComplex*>(m.spec.data())));
 
-  const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max};
-  // incr: (batch, bins, t_out_max) → exclusive prefix sums in place
+  const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, t_out_max, 1};  // bin-major: one scan segment per bin
+  // polar: (batch, n_frames, bins, 2); incr: (batch, bins, t_out_max) → exclusive prefix sums in place
+  m.polar.resize(size_t(batch * n_frames * bins * 2));
+  launch_2d(batch * n_frames, bins, PolarFunctor{m.spec.data(), m.polar.data(), bins}, stream);
   m.incr.resize(size_t(batch * bins * t_out_max));
-  launch_2d(batch * bins, t_out_max, PhaseAdvanceFunctor{m.spec.data(), m.incr.data(), m.rate.data(), m.t_out.data(), g},
+  launch_2d(batch * bins, t_out_max, PhaseAdvanceFunctor{m.polar.data(), m.incr.data(), m.rate.data(), m.t_out.data(), g},
             stream);
   const auto keys = thrust::make_transform_iterator(thrust::counting_iterator<int64_t>(0), RowOf{t_out_max});
   const int64_t total = batch * bins * t_out_max;
@@ -170,7 +166,7 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   // stretched: (batch, t_out_max, bins, 2); frames reused as (batch, t_out_max, n_fft)
   m.stretched.resize(size_t(batch * t_out_max * bins * 2));
   launch_2d(batch * t_out_max, bins,
-            PvSynthFunctor{m.spec.data(), m.incr.data(), m.stretched.data(), m.rate.data(), m.t_out.data(), g}, stream);
+            PvSynthFunctor{m.polar.data(), m.incr.data(), m.stretched.data(), m.rate.data(), m.t_out.data(), g}, stream);
   GENRELAB_CUDA_CHECK(cufftExecC2R(m.plan_c2r(n_fft, batch * t_out_max, stream),
                                    reinterpret_cast<cufftComplex*>(m.stretched.data()), m.frames.data()));
   launch_2d(batch, stride,
@@ -184,7 +180,6 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
                             int hop, float* y, cudaStream_t stream) {
   GENRELAB_CHECK(int64_t(semitones.size()) == batch, "pitch_shift: one semitone value per row");
   Impl& m = *impl_;
-  m.ensure_table(stream);
   const ResampleFilterDesign design{};
   std::vector<double> rate(static_cast<size_t>(batch));
   std::vector<int64_t> len(static_cast<size_t>(batch));
@@ -204,14 +199,14 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
     m.h_step[size_t(b)] = 1.0 / rate[size_t(b)];
     m.h_scale[size_t(b)] = design.rolloff * std::min(1.0, rate[size_t(b)]);
   }
+  const PolyphaseBank geo = pitch_shift_bank(m.h_scale, &m.h_bank);  // bank: (batch, phases + 1, taps)
   upload(m.step, m.h_step, stream);
-  upload(m.scale, m.h_scale, stream);
   upload(m.valid, m.h_valid, stream);
-  upload(m.length, len, stream);  // n_in per row (stretch() is done with `length`)
-  GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // `len` dies here
+  upload(m.bank, m.h_bank, stream);
+  // m.length already holds `len` (the istft lengths uploaded by stretch()), the rows' n_in here
   launch_2d(batch, n,
-            ResampleRowsFunctor{m.audio.data(), y, m.table.data(), m.length.data(), m.valid.data(), m.step.data(),
-                                m.scale.data(), len_max, n, design.zero_crossings, design.per_crossing},
+            ResampleRowsFunctor{m.audio.data(), y, m.bank.data(), m.length.data(), m.valid.data(), m.step.data(),
+                                len_max, n, geo},
             stream);
 }
 
@@ -275,7 +270,7 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
       for (int64_t r = 0; r < count; ++r) m.h_amplitude[size_t(rows[size_t(r)])] = float(values[size_t(r)]);
       upload(m.amplitude, m.h_amplitude, stream);
       upload(m.streams, m.h_streams, stream);
-      launch_2d(batch, n, NoiseFunctor{y, y, m.amplitude.data(), m.streams.data(), n}, stream);
+      launch_2d(batch, NoiseFunctor::cols(n), NoiseFunctor{y, y, m.amplitude.data(), m.streams.data(), n}, stream);
     }
   }
 }

@@ -162,6 +162,21 @@ std::vector<AugmentedExample> plan_augment(const AugmentSettings& s, const std::
   return s.mode == AugmentSettings::Mode::online ? plan_online(s, clip_keys, epoch) : plan_offline(s, clip_keys);
 }
 
+PolyphaseBank pitch_shift_bank(const std::vector<double>& scale, std::vector<float>* bank) {
+  const ResampleFilterDesign design{};
+  PolyphaseBank geo;
+  geo.phases = 512;
+  for (double sc : scale) geo.half = std::max(geo.half, polyphase_half(design, sc));
+  geo.taps = 2 * geo.half;
+  const size_t per_row = size_t(geo.phases + 1) * size_t(geo.taps);
+  bank->assign(per_row * scale.size(), 0.0f);
+  for (size_t b = 0; b < scale.size(); ++b) {
+    const auto row = make_polyphase_bank(design, scale[b], geo.phases, geo.half);
+    std::copy(row.begin(), row.end(), bank->begin() + long(b * per_row));
+  }
+  return geo;
+}
+
 float gain_factor(double db) { return float(std::pow(10.0, db / 20.0)); }
 int64_t shift_samples(double fraction, int64_t n) { return int64_t(std::nearbyint(fraction * double(n))); }
 
@@ -169,23 +184,40 @@ int64_t shift_samples(double fraction, int64_t n) { return int64_t(std::nearbyin
 
 namespace {
 
+// cpu_for_2d spreads rows over threads; a batch of one clip would run on one thread, so the
+// per-sample functors loop over the flattened (row, col) space instead.
+template <typename F>
+void cpu_for_rows(int64_t rows, int64_t cols, const F& f) {
+  if (cols <= 0) return;
+  cpu_for_1d(rows * cols, [&](int64_t i) { f(i / cols, i % cols); });
+}
+
 // One row's phase-vocoder result: spec (n_frames, bins) complex → out (t_out_max, bins).
 // Phase increments, their prefix sum along t (a plain loop: the GPU uses a segmented scan), synthesis.
 void phase_vocoder_rows(const float* spec, float* out, int64_t batch, const PvGeometry& g, const double* rate,
                         const int64_t* t_out) {
-  // incr, acc: (batch, bins, t_out_max)
+  // polar: (batch, n_frames, bins, 2); incr, acc: (batch, t_out_max, bins) (g.stride_k = 1)
+  std::vector<double> polar(static_cast<size_t>(batch * g.n_frames * g.bins * 2));
+  cpu_for_2d(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
   std::vector<double> incr(static_cast<size_t>(batch * g.bins * g.t_out_max));
-  cpu_for_2d(batch * g.bins, g.t_out_max, PhaseAdvanceFunctor{spec, incr.data(), rate, t_out, g});
-  cpu_for_1d(batch * g.bins, [&](int64_t row) {
-    double run = 0.0;
-    double* r = incr.data() + row * g.t_out_max;
+  const PhaseAdvanceFunctor advance{polar.data(), incr.data(), rate, t_out, g};
+  // the functor's (clip·bin, frame) grid, looped frame-major so the writes are contiguous
+  cpu_for_2d(batch * g.t_out_max, g.bins, [&](int64_t row, int64_t k) {
+    advance((row / g.t_out_max) * g.bins + k, row % g.t_out_max);
+  });
+  // exclusive prefix sum along t, all bins of a frame at once
+  cpu_for_1d(batch, [&](int64_t b) {
+    std::vector<double> run(size_t(g.bins), 0.0);
     for (int64_t t = 0; t < g.t_out_max; ++t) {
-      const double v = r[t];
-      r[t] = run;  // exclusive
-      run += v;
+      double* r = incr.data() + g.at(b, 0, t);
+      for (int k = 0; k < g.bins; ++k) {
+        const double v = r[k];
+        r[k] = run[size_t(k)];
+        run[size_t(k)] += v;
+      }
     }
   });
-  cpu_for_2d(batch * g.t_out_max, g.bins, PvSynthFunctor{spec, incr.data(), out, rate, t_out, g});
+  cpu_for_2d(batch * g.t_out_max, g.bins, PvSynthFunctor{polar.data(), incr.data(), out, rate, t_out, g});
 }
 
 // x: (batch, n) → y: (batch, out_stride): librosa time_stretch of row b by rate[b] with istft
@@ -209,7 +241,7 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
     t_out[size_t(b)] = int64_t(std::ceil(double(n_frames) / rate[b]));
     t_out_max = std::max(t_out_max, t_out[size_t(b)]);
   }
-  const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max};
+  const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, 1, bins};
   // stretched: (batch, t_out_max, bins) complex; inv: (batch, t_out_max, n_fft)
   std::vector<std::complex<float>> stretched(static_cast<size_t>(batch * t_out_max * bins));
   phase_vocoder_rows(reinterpret_cast<const float*>(spec.data()), reinterpret_cast<float*>(stretched.data()), batch,
@@ -217,13 +249,8 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   spec = {};
   frames.assign(size_t(batch * t_out_max * n_fft), 0.0f);
   CpuRealFft(n_fft, batch * t_out_max, n_fft).inverse(stretched.data(), frames.data());
-  cpu_for_2d(batch, out_stride,
+  cpu_for_rows(batch, out_stride,
              OverlapAddFunctor{frames.data(), window.data(), y, t_out.data(), length, t_out_max, out_stride, n_fft, hop});
-}
-
-const std::vector<float>& resample_table() {
-  static const std::vector<float> table = make_resample_table(ResampleFilterDesign{});
-  return table;
 }
 
 // Pitch shift of the rows of x (batch, n) by semitones[b] into y (batch, n).
@@ -245,10 +272,10 @@ void pitch_shift_rows(const float* x, int64_t batch, int64_t n, const double* se
   }
   std::vector<float> stretched(static_cast<size_t>(batch * len_max));  // (batch, len_max)
   stretch_rows(x, batch, n, rate.data(), len.data(), len_max, n_fft, hop, stretched.data());
-  const auto& table = resample_table();
-  cpu_for_2d(batch, n,
-             ResampleRowsFunctor{stretched.data(), y, table.data(), len.data(), valid.data(), step.data(), scale.data(),
-                                 len_max, n, design.zero_crossings, design.per_crossing});
+  std::vector<float> bank;  // bank: (batch, phases + 1, taps)
+  const PolyphaseBank geo = pitch_shift_bank(scale, &bank);
+  cpu_for_rows(batch, n,
+               ResampleRowsFunctor{stretched.data(), y, bank.data(), len.data(), valid.data(), step.data(), len_max, n, geo});
 }
 
 }  // namespace
@@ -260,7 +287,7 @@ std::vector<std::complex<float>> phase_vocoder(const std::vector<std::complex<fl
                  n_frames, " frames x ", bins, " bins");
   GENRELAB_CHECK(rate > 0 && n_frames >= 1, "phase vocoder needs rate > 0 and at least one frame");
   const int64_t t_out = int64_t(std::ceil(double(n_frames) / rate));
-  const PvGeometry g{n_fft, hop, bins, n_frames, t_out};
+  const PvGeometry g{n_fft, hop, bins, n_frames, t_out, 1, bins};
   std::vector<std::complex<float>> out(static_cast<size_t>(t_out * bins));
   phase_vocoder_rows(reinterpret_cast<const float*>(spec.data()), reinterpret_cast<float*>(out.data()), 1, g, &rate,
                      &t_out);
@@ -300,19 +327,19 @@ std::vector<float> apply_augment_cpu(const AugmentedExample& e, const AugmentSet
       }
       case AugmentKind::time_shift: {
         const int64_t shift = shift_samples(step.value, n);
-        cpu_for_2d(1, n, ShiftFunctor{cur.data(), tmp.data(), &shift, n, s.time_shift.rollover});
+        cpu_for_rows(1, n, ShiftFunctor{cur.data(), tmp.data(), &shift, n, s.time_shift.rollover});
         cur.swap(tmp);
         break;
       }
       case AugmentKind::gain: {
         const float f = gain_factor(step.value);
-        cpu_for_2d(1, n, GainFunctor{cur.data(), cur.data(), &f, n});
+        cpu_for_rows(1, n, GainFunctor{cur.data(), cur.data(), &f, n});
         break;
       }
       case AugmentKind::noise: {
         const float a = float(step.value);
         const PhiloxStream rng = e.noise_stream(s.seed);
-        cpu_for_2d(1, n, NoiseFunctor{cur.data(), cur.data(), &a, &rng, n});
+        cpu_for_rows(1, NoiseFunctor::cols(n), NoiseFunctor{cur.data(), cur.data(), &a, &rng, n});
         break;
       }
       case AugmentKind::spec_mask: break;  // acts on the mel spectrogram (apply_spec_mask_cpu)

@@ -18,7 +18,8 @@ namespace genrelab {
 // ---- element-wise waveform augmentations -------------------------------------------------------
 
 // audiomentations AddGaussianNoise: y = x + amplitude·N(0, 1), the normal number j of the row's
-// Philox stream, written as one explicit fma so host and device give identical bits.
+// Philox stream, written as one explicit fma so host and device give identical bits. One call
+// produces the four samples 4q .. 4q+3 that share a Philox block (cols = ⌈n/4⌉).
 struct NoiseFunctor {
   const float* x;                // x: (batch, n)
   float* y;                      // y: (batch, n); may alias x
@@ -26,11 +27,18 @@ struct NoiseFunctor {
   const PhiloxStream* streams;   // streams: (batch,), keyed (seed, noise, clip, epoch)
   int64_t n;
 
-  GENRELAB_HD void operator()(int64_t row, int64_t j) const {
-    const int64_t i = row * n + j;
+  GENRELAB_HD void operator()(int64_t row, int64_t q) const {
     const float a = amplitude[row];
-    y[i] = a == 0.0f ? x[i] : exact::fma(a, streams[row].normal(uint64_t(j)), x[i]);
+    float z[4];
+    if (a != 0.0f) streams[row].normal4(uint64_t(q), z);
+    for (int l = 0; l < 4; ++l) {
+      const int64_t j = 4 * q + l;
+      if (j >= n) break;
+      const int64_t i = row * n + j;
+      y[i] = a == 0.0f ? x[i] : exact::fma(a, z[l], x[i]);
+    }
   }
+  static int64_t cols(int64_t n) { return (n + 3) / 4; }
 };
 
 // Gain: y = x · factor (factor = 10^(dB/20), computed on the host).
@@ -119,31 +127,51 @@ struct SpecMaskFunctor {
 //   phase[t] = angle(D[0]) + Σ_{s<t} (φ + princarg(angle(D[i0_s+1]) − angle(D[i0_s]) − φ)),
 // φ = hop·2πk/n_fft, a scan over t per bin: PhaseAdvanceFunctor writes the increments,
 // a prefix sum per (clip, bin) row (plain loop on the CPU, CUB/Thrust on the GPU) accumulates
-// them, PvSynthFunctor builds the complex frames. Spectra are interleaved (re, im) floats.
+// them, PvSynthFunctor builds the complex frames (PolarFunctor first turns the input STFT into
+// magnitude and angle once). Spectra are interleaved (re, im) floats.
 
 struct PvGeometry {
   int n_fft, hop, bins;     // bins = n_fft/2 + 1
   int64_t n_frames;         // input frames per clip
   int64_t t_out_max;        // output frames allocated per clip
+  // Layout of the increment / accumulated-phase array of a clip (bins · t_out_max values):
+  // element (k, t) at k·stride_k + t·stride_t. The GPU uses (t_out_max, 1) so that each bin's
+  // scan is one contiguous segment; the CPU uses (1, bins) so that its scan loop over t runs
+  // over all bins of a frame at once, contiguously.
+  int64_t stride_k, stride_t;
+
+  GENRELAB_HD int64_t at(int64_t b, int64_t k, int64_t t) const {
+    return b * int64_t(bins) * t_out_max + k * stride_k + t * stride_t;
+  }
 
   GENRELAB_HD double phi(int k) const { return double(hop) * (2.0 * M_PI * double(k) / double(n_fft)); }
 };
 
-GENRELAB_HD double pv_angle(const float* spec, int64_t frame, int64_t n_frames, int bins, int k) {
-  if (frame >= n_frames) return 0.0;
-  const float* c = spec + 2 * (frame * bins + k);
-  return std::atan2(double(c[1]), double(c[0]));
-}
-GENRELAB_HD double pv_abs(const float* spec, int64_t frame, int64_t n_frames, int bins, int k) {
-  if (frame >= n_frames) return 0.0;
-  const float* c = spec + 2 * (frame * bins + k);
-  return std::hypot(double(c[0]), double(c[1]));
+// polar[b, t, k] = (|D|, angle(D)) of every input bin, computed once (the advance and synthesis
+// read each input bin several times). row = b·n_frames + t, col = k.
+struct PolarFunctor {
+  const float* spec;   // spec: (batch, n_frames, bins, 2)
+  double* polar;       // polar: (batch, n_frames, bins, 2) magnitude, angle
+  int bins;
+
+  GENRELAB_HD void operator()(int64_t row, int64_t k) const {
+    const float* c = spec + 2 * (row * bins + k);
+    double* o = polar + 2 * (row * bins + k);
+    o[0] = std::sqrt(double(c[0]) * c[0] + double(c[1]) * c[1]);  // exact-range: no overflow in double
+    o[1] = std::atan2(double(c[1]), double(c[0]));
+  }
+};
+
+// Field f (0 magnitude, 1 angle) of input frame `frame` of a clip's polar array; zero past the end
+// (librosa pads D with two zero columns).
+GENRELAB_HD double pv_polar(const double* polar, int64_t frame, int64_t n_frames, int bins, int k, int f) {
+  return frame < n_frames ? polar[2 * (frame * bins + k) + f] : 0.0;
 }
 
 // incr[b, k, t] = phase increment after output frame t (0 for t ≥ t_out[b]). row = b·bins + k.
 struct PhaseAdvanceFunctor {
-  const float* spec;       // spec: (batch, n_frames, bins, 2)
-  double* incr;            // incr: (batch, bins, t_out_max)
+  const double* polar;     // polar: (batch, n_frames, bins, 2) from PolarFunctor
+  double* incr;            // incr: (batch, bins · t_out_max) laid out by g.stride_k, g.stride_t
   const double* rate;      // rate: (batch,)
   const int64_t* t_out;    // t_out: (batch,) output frames = ⌈n_frames / rate⌉
   PvGeometry g;
@@ -155,21 +183,23 @@ struct PhaseAdvanceFunctor {
     if (t < t_out[b]) {
       const double step = double(t) * rate[b];
       const int64_t i0 = int64_t(step);
-      const float* s = spec + b * g.n_frames * g.bins * 2;
+      const double* s = polar + b * g.n_frames * g.bins * 2;
       const double phi = g.phi(k);
-      double d = pv_angle(s, i0 + 1, g.n_frames, g.bins, k) - pv_angle(s, i0, g.n_frames, g.bins, k) - phi;
-      d -= 2.0 * M_PI * std::nearbyint(d / (2.0 * M_PI));  // numpy.round: half to even
+      double d = pv_polar(s, i0 + 1, g.n_frames, g.bins, k, 1) - pv_polar(s, i0, g.n_frames, g.bins, k, 1) - phi;
+      d -= 2.0 * M_PI * std::nearbyint(d * (0.5 / M_PI));  // numpy.round: half to even
       v = phi + d;
     }
-    incr[row * g.t_out_max + t] = v;
+    incr[g.at(b, k, t)] = v;
   }
 };
 
 // out[b, t, k] = mag · e^{i·phase}, phase = angle(D[b, 0, k]) + acc[b, k, t] (acc = exclusive
-// prefix sum of incr along t). row = b·t_out_max + t, col = k.
+// prefix sum of incr along t). The phase is reduced to [−π, π] in double precision, then its
+// cosine and sine are taken in float (librosa itself keeps the phase in float32). row =
+// b·t_out_max + t, col = k.
 struct PvSynthFunctor {
-  const float* spec;       // spec: (batch, n_frames, bins, 2)
-  const double* acc;       // acc: (batch, bins, t_out_max)
+  const double* polar;     // polar: (batch, n_frames, bins, 2) from PolarFunctor
+  const double* acc;       // acc: (batch, bins · t_out_max) laid out by g.stride_k, g.stride_t
   float* out;              // out: (batch, t_out_max, bins, 2)
   const double* rate;      // rate: (batch,)
   const int64_t* t_out;    // t_out: (batch,)
@@ -179,15 +209,17 @@ struct PvSynthFunctor {
     const int64_t b = row / g.t_out_max, t = row % g.t_out_max;
     float* o = out + 2 * (row * g.bins + k);
     if (t >= t_out[b] || g.n_frames == 0) { o[0] = 0.0f; o[1] = 0.0f; return; }
-    const float* s = spec + b * g.n_frames * g.bins * 2;
+    const double* s = polar + b * g.n_frames * g.bins * 2;
     const double step = double(t) * rate[b];
     const int64_t i0 = int64_t(step);
     const double alpha = step - double(i0);
-    const double mag = (1.0 - alpha) * pv_abs(s, i0, g.n_frames, g.bins, int(k)) +
-                       alpha * pv_abs(s, i0 + 1, g.n_frames, g.bins, int(k));
-    const double phase = pv_angle(s, 0, g.n_frames, g.bins, int(k)) + acc[(b * g.bins + k) * g.t_out_max + t];
-    o[0] = float(mag * std::cos(phase));
-    o[1] = float(mag * std::sin(phase));
+    const double mag = (1.0 - alpha) * pv_polar(s, i0, g.n_frames, g.bins, int(k), 0) +
+                       alpha * pv_polar(s, i0 + 1, g.n_frames, g.bins, int(k), 0);
+    double phase = pv_polar(s, 0, g.n_frames, g.bins, int(k), 1) + acc[g.at(b, k, t)];
+    phase -= 2.0 * M_PI * std::nearbyint(phase * (0.5 / M_PI));
+    const float ph = float(phase), m = float(mag);
+    o[0] = m * std::cos(ph);
+    o[1] = m * std::sin(ph);
   }
 };
 
@@ -236,21 +268,52 @@ struct OverlapAddFunctor {
 
 // Band-limited resampling with per-row rates (pitch shift: from sr/rate back to sr), writing
 // `n_out` samples per row with zeros past each row's resampled length (librosa.util.fix_length).
+// The windowed sinc of ResampleFunctor, re-tabulated per rate as a polyphase bank
+// (make_polyphase_bank): bank row p holds the taps for an output that falls p/phases of a sample
+// after input sample k_base = ⌊t⌋, tap m weighting input k_base − half + m. An output blends
+// the two neighbouring phase rows linearly; both dot products run over contiguous memory.
+struct PolyphaseBank {
+  int phases = 0;   // rows − 1
+  int taps = 0;     // taps per row
+  int half = 0;     // taps before k_base + 1
+};
+
 struct ResampleRowsFunctor {
   const float* x;            // x: (batch, x_stride), row b holds n_in[b] samples
   float* y;                  // y: (batch, n_out)
-  const float* table;        // (zeros·per + 2) windowed-sinc table (make_resample_table)
+  const float* bank;         // bank: (batch, phases + 1, taps) per-row polyphase filters
   const int64_t* n_in;       // n_in: (batch,)
   const int64_t* n_valid;    // n_valid: (batch,) resampled length ⌈n_in·out/in⌉
   const double* step;        // step: (batch,) input samples per output sample
-  const double* scale;       // scale: (batch,) rolloff·min(1, out/in)
   int64_t x_stride, n_out;
-  int zeros, per;
+  PolyphaseBank geo;
 
   GENRELAB_HD void operator()(int64_t b, int64_t j) const {
     float v = 0.0f;
-    if (j < n_valid[b])
-      v = resample_at(x + b * x_stride, n_in[b], double(j) * step[b], scale[b], table, zeros, per);
+    if (j < n_valid[b]) {
+      const double t = double(j) * step[b];
+      const int64_t kb = int64_t(std::floor(t));
+      const double pos = (t - double(kb)) * geo.phases;
+      int p = int(pos);
+      if (p > geo.phases - 1) p = geo.phases - 1;
+      const float w = float(pos - double(p));
+      const float* f0 = bank + (b * int64_t(geo.phases + 1) + p) * geo.taps;
+      const float* f1 = f0 + geo.taps;
+      const int64_t first = kb - geo.half + 1;  // input index of tap 0
+      int m0 = 0, m1 = geo.taps;
+      if (first < 0) m0 = int(-first);
+      if (first + m1 > n_in[b]) m1 = int(n_in[b] - first);
+      const float* xr = x + b * x_stride + first;
+      float a0 = 0.0f, a1 = 0.0f;
+#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
+#pragma omp simd reduction(+ : a0, a1)
+#endif
+      for (int m = m0; m < m1; ++m) {
+        a0 += f0[m] * xr[m];
+        a1 += f1[m] * xr[m];
+      }
+      v = a0 + w * (a1 - a0);
+    }
     y[b * n_out + j] = v;
   }
 };

@@ -63,6 +63,14 @@ struct ResampleFunctor {
   }
 };
 
+// A polyphase bank of the windowed sinc for one filter `scale` (rolloff · min(1, out/in)):
+// (phases + 1) rows of 2·half floats; row p, tap m = scale · h((p/phases + half − 1 − m)·scale),
+// the weight of input ⌊t⌋ − half + 1 + m for an output at t = ⌊t⌋ + p/phases. h is the tabulated
+// windowed sinc (zero beyond `zeros` crossings). `half` must be at least polyphase_half(design,
+// scale) (a batch of rates shares the largest).
+int polyphase_half(const ResampleFilterDesign& design, double scale);
+std::vector<float> make_polyphase_bank(const ResampleFilterDesign& design, double scale, int phases, int half);
+
 // CPU resampling of one signal (the functor looped over on the host).
 std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
                             const ResampleFilterDesign& design = {});
