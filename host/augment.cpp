@@ -2,6 +2,8 @@
 // CPU reference execution (the ops/augment.h functors looped with cpu_for_*, FFTW for the STFTs).
 #include "genrelab/augment.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -192,14 +194,44 @@ void cpu_for_rows(int64_t rows, int64_t cols, const F& f) {
   cpu_for_1d(rows * cols, [&](int64_t i) { f(i / cols, i % cols); });
 }
 
+// FFTs of `count` frames split over the OpenMP threads (FFTW's execution is thread-safe; each part
+// plans its own batch). in: (count, n_fft) real; out: (count, n_fft/2+1) complex.
+void parallel_fft(int n_fft, int64_t count, bool forward, float* real, std::complex<float>* cplx) {
+  const int bins = n_fft / 2 + 1;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), count / 64));
+  const int64_t chunk = ceil_div<int64_t>(count, parts);
+#pragma omp parallel for schedule(static, 1) if (parts > 1)
+  for (int64_t p = 0; p < parts; ++p) {
+    const int64_t begin = p * chunk, c = std::min(chunk, count - begin);
+    if (c <= 0) continue;
+    const CpuRealFft fft(n_fft, c, n_fft);
+    if (forward) fft.forward(real + begin * n_fft, cplx + begin * bins);
+    else fft.inverse(cplx + begin * bins, real + begin * n_fft);
+  }
+}
+
+// Large scratch arrays of the phase vocoder, kept per thread between calls (a 28 s clip needs
+// ~100 MB; allocating and faulting them in afresh costs as much as a third of a pitch shift).
+struct StretchWorkspace {
+  std::vector<float> frames;                         // (batch, frames, n_fft)
+  std::vector<std::complex<float>> spec, stretched;  // (batch, frames, bins)
+  std::vector<double> polar, incr;                   // (batch, frames, bins, 2), (batch, t_out, bins)
+};
+StretchWorkspace& workspace() {
+  static thread_local StretchWorkspace ws;
+  return ws;
+}
+
 // One row's phase-vocoder result: spec (n_frames, bins) complex → out (t_out_max, bins).
 // Phase increments, their prefix sum along t (a plain loop: the GPU uses a segmented scan), synthesis.
 void phase_vocoder_rows(const float* spec, float* out, int64_t batch, const PvGeometry& g, const double* rate,
                         const int64_t* t_out) {
   // polar: (batch, n_frames, bins, 2); incr, acc: (batch, t_out_max, bins) (g.stride_k = 1)
-  std::vector<double> polar(static_cast<size_t>(batch * g.n_frames * g.bins * 2));
+  std::vector<double>& polar = workspace().polar;
+  polar.resize(static_cast<size_t>(batch * g.n_frames * g.bins * 2));
   cpu_for_2d(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
-  std::vector<double> incr(static_cast<size_t>(batch * g.bins * g.t_out_max));
+  std::vector<double>& incr = workspace().incr;
+  incr.resize(static_cast<size_t>(batch * g.bins * g.t_out_max));
   const PhaseAdvanceFunctor advance{polar.data(), incr.data(), rate, t_out, g};
   // the functor's (clip·bin, frame) grid, looped frame-major so the writes are contiguous
   cpu_for_2d(batch * g.t_out_max, g.bins, [&](int64_t row, int64_t k) {
@@ -229,11 +261,14 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   const int64_t n_frames = stft_frame_count(n, n_fft, hop, true);
   const auto window = hann_window(n_fft, n_fft);
   // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins) complex
-  std::vector<float> frames(static_cast<size_t>(batch * n_frames * n_fft));
+  StretchWorkspace& ws = workspace();
+  std::vector<float>& frames = ws.frames;
+  frames.resize(static_cast<size_t>(batch * n_frames * n_fft));
   cpu_for_2d(batch * n_frames, n_fft,
              FrameFunctor{x, window.data(), frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant});
-  std::vector<std::complex<float>> spec(static_cast<size_t>(batch * n_frames * bins));
-  CpuRealFft(n_fft, batch * n_frames, n_fft).forward(frames.data(), spec.data());
+  std::vector<std::complex<float>>& spec = ws.spec;
+  spec.resize(static_cast<size_t>(batch * n_frames * bins));
+  parallel_fft(n_fft, batch * n_frames, true, frames.data(), spec.data());
   std::vector<int64_t> t_out(static_cast<size_t>(batch));
   int64_t t_out_max = 1;
   for (int64_t b = 0; b < batch; ++b) {
@@ -243,12 +278,12 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   }
   const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, 1, bins};
   // stretched: (batch, t_out_max, bins) complex; inv: (batch, t_out_max, n_fft)
-  std::vector<std::complex<float>> stretched(static_cast<size_t>(batch * t_out_max * bins));
+  std::vector<std::complex<float>>& stretched = ws.stretched;
+  stretched.resize(static_cast<size_t>(batch * t_out_max * bins));
   phase_vocoder_rows(reinterpret_cast<const float*>(spec.data()), reinterpret_cast<float*>(stretched.data()), batch,
                      g, rate, t_out.data());
-  spec = {};
-  frames.assign(size_t(batch * t_out_max * n_fft), 0.0f);
-  CpuRealFft(n_fft, batch * t_out_max, n_fft).inverse(stretched.data(), frames.data());
+  frames.resize(size_t(batch * t_out_max * n_fft));  // every value is written by the inverse FFT
+  parallel_fft(n_fft, batch * t_out_max, false, frames.data(), stretched.data());
   cpu_for_rows(batch, out_stride,
              OverlapAddFunctor{frames.data(), window.data(), y, t_out.data(), length, t_out_max, out_stride, n_fft, hop});
 }

@@ -64,7 +64,7 @@ int run_augment(const Args& args) {
   } else {
 #if GENRELAB_HAVE_CUDA
     cuda::Stream stream;
-    cuda::DeviceBuffer<float> dx(size_t(n)), dy(size_t(n));  // dx, dy: (1, n)
+    cuda::DeviceBuffer<float> dx(static_cast<size_t>(n)), dy(static_cast<size_t>(n));  // dx, dy: (1, n)
     GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx.data(), audio.samples.data(), dx.bytes(), cudaMemcpyHostToDevice, stream));
     cuda::Augmenter aug;
     aug.apply({e}, s, dx.data(), dy.data(), n, stream);

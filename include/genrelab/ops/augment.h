@@ -157,8 +157,9 @@ struct PolarFunctor {
   GENRELAB_HD void operator()(int64_t row, int64_t k) const {
     const float* c = spec + 2 * (row * bins + k);
     double* o = polar + 2 * (row * bins + k);
-    o[0] = std::sqrt(double(c[0]) * c[0] + double(c[1]) * c[1]);  // exact-range: no overflow in double
-    o[1] = std::atan2(double(c[1]), double(c[0]));
+    // float precision, as numpy's abs/angle of librosa's complex64 STFT
+    o[0] = double(std::sqrt(c[0] * c[0] + c[1] * c[1]));
+    o[1] = double(std::atan2(c[1], c[0]));
   }
 };
 
@@ -218,8 +219,15 @@ struct PvSynthFunctor {
     double phase = pv_polar(s, 0, g.n_frames, g.bins, int(k), 1) + acc[g.at(b, k, t)];
     phase -= 2.0 * M_PI * std::nearbyint(phase * (0.5 / M_PI));
     const float ph = float(phase), m = float(mag);
-    o[0] = m * std::cos(ph);
-    o[1] = m * std::sin(ph);
+    float sn, cs;
+#if defined(__CUDA_ARCH__)
+    sincosf(ph, &sn, &cs);
+#else
+    sn = std::sin(ph);
+    cs = std::cos(ph);
+#endif
+    o[0] = m * cs;
+    o[1] = m * sn;
   }
 };
 
