@@ -217,7 +217,7 @@ TEST_CASE("philox normal is bit-identical on GPU and CPU", "[augment][philox][gp
   const PhiloxStream s(77, RngPurpose::noise, 3, 1);
   const int64_t n = 1 << 20;
   cuda::Stream stream;
-  cuda::DeviceBuffer<float> d(size_t(n));
+  cuda::DeviceBuffer<float> d(static_cast<size_t>(n));
   cuda::fill_normal(s, d.data(), n, stream);
   std::vector<float> got(static_cast<size_t>(n));
   GENRELAB_CUDA_CHECK(cudaMemcpyAsync(got.data(), d.data(), d.bytes(), cudaMemcpyDeviceToHost, stream));
@@ -506,6 +506,20 @@ TEST_CASE("pitch shift and time stretch edge cases", "[augment]") {
     }
     const auto t = time_stretch(s, 1.25);
     CHECK(t.size() == size_t(std::max<int64_t>(1, int64_t(std::nearbyint(double(len) / 1.25)))));
+  }
+  // a clip shorter than n_fft against librosa (committed goldens)
+  {
+    const json meta = golden_meta();
+    const auto sig = read_f32(golden_dir() + "/signal.f32");
+    const std::vector<float> shortx(sig.begin(), sig.begin() + int64_t(meta["short_n"]));
+    const auto want = read_f32(golden_dir() + "/short_stretch.f32");
+    test::require_close(time_stretch(shortx, 1.25), want, 2e-5, 1e-4, "short time stretch");
+    for (int steps : meta["short_steps"].get<std::vector<int>>()) {
+      const auto ref = read_f32(golden_dir() + "/short_pitch_" + std::to_string(steps) + ".f32");
+      const double err = mean_abs_db(pitch_shift(shortx, 22050, steps), ref);
+      INFO("short clip, " << steps << " semitones: " << err << " dB");
+      CHECK(err < 1.0);
+    }
   }
   // an augmented example keeps the clip length for time stretch (fix_length)
   AugmentSettings st;

@@ -6,6 +6,8 @@
   pv_rate{R}.f32        (frames_out, bins, 2) librosa.phase_vocoder(pv_in, rate=R, hop_length=128, n_fft=512)
   stretch_rate{R}.f32   librosa.effects.time_stretch(signal, rate=R) (n_fft 2048, hop 512)
   pitch_{N}.f32         librosa.effects.pitch_shift(signal, sr=22050, n_steps=N)
+  short_pitch_{N}.f32   librosa.effects.pitch_shift(signal[:1500], sr=22050, n_steps=N) (shorter than n_fft)
+  short_stretch.f32     librosa.effects.time_stretch(signal[:1500], rate=1.25)
   meta.json             shapes and parameters
 
 Usage: augment_golden.py OUT_DIR   (the committed copy lives in tests/data/golden/augment/)
@@ -23,6 +25,8 @@ PV_N = 4096  # samples the phase-vocoder golden uses
 PV_RATES = [0.8, 1.5]
 STRETCH_RATES = [0.8, 1.25]
 PITCH_STEPS = [-4, 3, 12]
+SHORT_N = 1500  # shorter than n_fft = 2048
+SHORT_STEPS = [-24, 7, 24]
 
 
 def test_signal():
@@ -70,6 +74,12 @@ def main():
     for n in PITCH_STEPS:
         s = librosa.effects.pitch_shift(y64, sr=SR, n_steps=n)
         save(os.path.join(out, f"pitch_{n}.f32"), s)
+    short = y64[:SHORT_N]
+    for n in SHORT_STEPS:
+        save(os.path.join(out, f"short_pitch_{n}.f32"), librosa.effects.pitch_shift(short, sr=SR, n_steps=n))
+    save(os.path.join(out, "short_stretch.f32"), librosa.effects.time_stretch(short, rate=1.25))
+    meta["short_n"] = SHORT_N
+    meta["short_steps"] = SHORT_STEPS
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
