@@ -106,6 +106,7 @@ class GpuContext {
   GpuContext& operator=(const GpuContext&) = delete;
 
   cudaStream_t stream() const { return stream_.get(); }
+  void stream_sync() const { stream_.synchronize(); }
   cudnnHandle_t cudnn() const { return cudnn_.get(); }
   cublasHandle_t cublas() const { return cublas_.get(); }
   Precision precision() const { return precision_; }
