@@ -20,7 +20,6 @@ class BatchNormLayer final : public GpuLayer {
         eps_(d.spec["epsilon"].get<double>()),
         stats_(size_t(4 * d.in.c)) {
     GENRELAB_CHECK(eps_ >= CUDNN_BN_MIN_EPSILON, "batchnorm epsilon ", eps_, " below cuDNN's minimum");
-    bn_ = TensorDesc::channels(d.in.c);
   }
 
   void forward(const float* x, float* y, int64_t n, bool training, const StepKey&) override {
@@ -34,8 +33,8 @@ class BatchNormLayer final : public GpuLayer {
                                                                   param(3), eps_));
       return;
     }
-    float* batch_mean = stats_.data();       // (C)
-    float* batch_var = stats_.data() + C;    // (C), unbiased
+    float* batch_mean = stats_.data();     // (C)
+    float* batch_var = stats_.data() + C;  // (C), unbiased
     float* save_mean = stats_.data() + 2 * C;
     float* save_inv = stats_.data() + 3 * C;  // 1 / √(biased var + ε), reused by backward
     GENRELAB_CUDA_CHECK(cudnnBatchNormalizationForwardTraining(ctx_.cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_,
@@ -43,8 +42,8 @@ class BatchNormLayer final : public GpuLayer {
                                                                batch_var, eps_, save_mean, save_inv));
     const int64_t m = n * desc_.in.h * desc_.in.w;
     launch_1d(C,
-              ops::BatchNormMoving<float>{param(2), param(3), batch_mean, m > 1 ? batch_var : nullptr,
-                                          float(momentum_), float(double(m - 1) / double(m))},
+              ops::BatchNormMoving<float>{param(2), param(3), batch_mean, m > 1 ? batch_var : nullptr, float(momentum_),
+                                          float(double(m - 1) / double(m))},
               ctx_.stream());
   }
 
@@ -64,6 +63,8 @@ class BatchNormLayer final : public GpuLayer {
   void setup(int64_t n) {
     if (n == n_) return;
     xd_.set(n, desc_.in.h, desc_.in.w, desc_.in.c);
+    // (1, C, 1, 1) descriptor of gamma, beta and the statistics, as cuDNN derives it from x.
+    GENRELAB_CUDA_CHECK(cudnnDeriveBNTensorDescriptor(bn_, xd_, CUDNN_BATCHNORM_SPATIAL));
     n_ = n;
   }
 

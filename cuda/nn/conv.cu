@@ -39,8 +39,7 @@ class ConvLayer final : public GpuLayer {
     // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
     GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xin, w_, param(0), conv_, algos_->fwd, ws,
                                                 algos_->fwd_bytes, &zero, yd_, y));
-    bias_activation(y, has_bias_ ? param(1) : nullptr, n * desc_.out.size(), desc_.out.c, act_, alpha_,
-                    ctx_.stream());
+    bias_activation(y, has_bias_ ? param(1) : nullptr, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
   }
 
   // Follows a training forward of the same x (the padded copy of x is reused).
@@ -70,12 +69,12 @@ class ConvLayer final : public GpuLayer {
     void* ws = ctx_.workspace(algos_->bwd_data_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_data_math));
     // dx (n, hp, wp, c) = dz ⋆ᵀ w
-    GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, w_, param(0), yd_, dz, conv_,
-                                                     algos_->bwd_data, ws, algos_->bwd_data_bytes, &zero, xd_, dxin));
+    GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, w_, param(0), yd_, dz, conv_, algos_->bwd_data,
+                                                     ws, algos_->bwd_data_bytes, &zero, xd_, dxin));
     if (asym_) {
       const Shape3 in = desc_.in;
-      launch_1d(n * in.size(),
-                ops::CropNhwc<float>{dxin, dx, in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left}, ctx_.stream());
+      launch_1d(n * in.size(), ops::CropNhwc<float>{dxin, dx, in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left},
+                ctx_.stream());
     }
   }
 
@@ -87,9 +86,19 @@ class ConvLayer final : public GpuLayer {
     if (n == n_) return;
     xd_.set(n, hp_, wp_, desc_.in.c);
     yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c);
-    ConvShape shape{n, hp_, wp_, desc_.in.c, desc_.out.c, g_.kh, g_.kw,
-                    asym_ ? 0 : int(g_.pad_top), asym_ ? 0 : int(g_.pad_left),
-                    int(g_.sh), int(g_.sw), int(g_.dh), int(g_.dw)};
+    ConvShape shape{n,
+                    hp_,
+                    wp_,
+                    desc_.in.c,
+                    desc_.out.c,
+                    g_.kh,
+                    g_.kw,
+                    asym_ ? 0 : int(g_.pad_top),
+                    asym_ ? 0 : int(g_.pad_left),
+                    int(g_.sh),
+                    int(g_.sw),
+                    int(g_.dh),
+                    int(g_.dw)};
     algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_);
     n_ = n;
   }

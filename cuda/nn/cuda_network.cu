@@ -2,8 +2,8 @@
 // the L2 term, global-norm clipping and the optimizer updates through the shared functors of
 // ops/nn_*.h (the CPU backend runs the same arithmetic), loss and accuracy counted on the device.
 // train_step never synchronises the host; last_stats(), last_times(), state() and predict() do.
-#include <cub/device/device_reduce.cuh>
 #include <thrust/iterator/transform_iterator.h>
+#include <cub/device/device_reduce.cuh>
 
 #include <cmath>
 #include <map>
@@ -99,8 +99,8 @@ class CudaNetwork final : public Network {
       t.g = l.grads()[g];
     }
     sq_.resize(std::max<size_t>(trainable_.size(), 1));
-    scalars_.resize(2);      // clip scale, spare
-    dstats_.resize(2);       // loss sum, global norm
+    scalars_.resize(2);  // clip scale, spare
+    dstats_.resize(2);   // loss sum, global norm
     dcorrect_.resize(1);
     load_weights(initial_weights(plan_, hyper_));
     // Reduction scratch, sized for the largest tensor (the clip norm) once.
@@ -143,7 +143,8 @@ class CudaNetwork final : public Network {
     double loss = 0;
     int32_t correct = 0;
     GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&loss, dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx_.stream()));
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&correct, dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream()));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(&correct, dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream()));
     ctx_.stream_sync();
     s.loss_sum = loss;
     s.correct = correct;
@@ -213,7 +214,8 @@ class CudaNetwork final : public Network {
             if (p.trainable)
               for (const auto& slot : slots_) known = known || t.name == slot + "." + nm;
           }
-        if (!known) throw RuntimeError("load_state: unexpected tensor '" + t.name + "' (not part of this model and optimizer)");
+        if (!known)
+          throw RuntimeError("load_state: unexpected tensor '" + t.name + "' (not part of this model and optimizer)");
       }
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerDesc& L = plan_.layers[li];
@@ -299,10 +301,12 @@ class CudaNetwork final : public Network {
       for (size_t k = 0; k < trainable_.size(); ++k) {
         auto it = thrust::make_transform_iterator(trainable_[k].g, SquareToDouble{});
         size_t bytes = reduce_tmp_.bytes();
-        GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, sq_.data() + k, trainable_[k].size, s));
+        GENRELAB_CUDA_CHECK(
+            cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, sq_.data() + k, trainable_[k].size, s));
       }
-      cuda::launch_1d(1, ClipScale{sq_.data(), int64_t(trainable_.size()), hyper_.clip_norm, scalars_.data(),
-                                   dstats_.data() + 1}, s);
+      cuda::launch_1d(
+          1, ClipScale{sq_.data(), int64_t(trainable_.size()), hyper_.clip_norm, scalars_.data(), dstats_.data() + 1},
+          s);
       for (auto& t : trainable_)
         launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, scalars_.data(), 0.0f}, s);
     }
@@ -316,9 +320,10 @@ class CudaNetwork final : public Network {
                                          float(hyper_.beta2), float(hyper_.epsilon), decay},
                   s);
       else
-        launch_1d(t.size,
-                  ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov, decay},
-                  s);
+        launch_1d(
+            t.size,
+            ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov, decay},
+            s);
     }
   }
 
@@ -357,13 +362,15 @@ class CudaNetwork final : public Network {
   size_t reduce_bytes(int64_t count) {
     size_t bytes = 0;
     auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), SquareToDouble{});
-    GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
     return bytes;
   }
   size_t reduce_bytes_loss(int64_t count) {
     size_t bytes = 0;
     auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), FloatToDouble{});
-    GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
     return bytes;
   }
   size_t reduce_bytes_int(int64_t count) {
@@ -404,7 +411,8 @@ class CudaNetwork final : public Network {
 
   std::vector<float> to_host(const float* d, int64_t count) {
     std::vector<float> h(static_cast<size_t>(count));
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(h.data(), d, size_t(count) * sizeof(float), cudaMemcpyDeviceToHost, ctx_.stream()));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(h.data(), d, size_t(count) * sizeof(float), cudaMemcpyDeviceToHost, ctx_.stream()));
     ctx_.stream_sync();
     return h;
   }
@@ -448,17 +456,17 @@ class CudaNetwork final : public Network {
   std::vector<std::string> slots_;
   std::vector<std::unique_ptr<GpuLayer>> layers_;
   std::vector<Trainable> trainable_;
-  int64_t cap_ = 0;                              // batch size the buffers hold
-  std::vector<DeviceBuffer<float>> act_store_;   // act_store_[i]: (cap, out_i); empty for flatten
-  std::vector<float*> act_;                      // output of layer i (flatten: its input's memory)
-  DeviceBuffer<float> grad_[2];                  // (cap, widest layer): dy / dx ping-pong
-  DeviceBuffer<float> losses_;                   // (cap) per-example loss
-  DeviceBuffer<int32_t> correct_;                // (cap) argmax == label
-  DeviceBuffer<double> dstats_;                  // [0] loss sum of the last step, [1] last global norm
-  DeviceBuffer<int32_t> dcorrect_;               // correct count of the last step
-  DeviceBuffer<double> sq_;                      // (trainable tensors) sums of squared gradients
-  DeviceBuffer<float> scalars_;                  // [0] clip scale
-  DeviceBuffer<uint8_t> reduce_tmp_;             // CUB scratch
+  int64_t cap_ = 0;                             // batch size the buffers hold
+  std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten
+  std::vector<float*> act_;                     // output of layer i (flatten: its input's memory)
+  DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
+  DeviceBuffer<float> losses_;                  // (cap) per-example loss
+  DeviceBuffer<int32_t> correct_;               // (cap) argmax == label
+  DeviceBuffer<double> dstats_;                 // [0] loss sum of the last step, [1] last global norm
+  DeviceBuffer<int32_t> dcorrect_;              // correct count of the last step
+  DeviceBuffer<double> sq_;                     // (trainable tensors) sums of squared gradients
+  DeviceBuffer<float> scalars_;                 // [0] clip scale
+  DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch
   cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
   uint64_t step_ = 0;
   int64_t last_n_ = 0;

@@ -10,6 +10,11 @@
 namespace genrelab::cuda::nn {
 
 namespace {
+struct FillOnes {
+  float* p;
+  __device__ void operator()(int64_t i) const { p[i] = 1.0f; }
+};
+
 int to_int(int64_t v, const char* what) {
   GENRELAB_CHECK(v > 0 && v < (int64_t(1) << 31), what, " ", v, " does not fit a cuDNN descriptor");
   return int(v);
@@ -44,8 +49,8 @@ ActivationDesc::ActivationDesc(cudnnActivationMode_t mode, double coef) {
 
 std::string ConvShape::key() const {
   std::ostringstream os;
-  os << n << ',' << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w
-     << '|' << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w;
+  os << n << ',' << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w << '|'
+     << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w;
   return os.str();
 }
 
@@ -75,7 +80,7 @@ const float* GpuContext::ones(int64_t count) {
   if (size_t(count) > ones_.size()) {
     ones_.resize(size_t(count));
     float* p = ones_.data();
-    launch_1d(count, [p] __device__(int64_t i) { p[i] = 1.0f; }, stream());
+    launch_1d(count, FillOnes{p}, stream());
   }
   return ones_.data();
 }
@@ -92,8 +97,8 @@ namespace {
 // when asked, and keeps the math the precision allows. The heuristics (cudnnGet*_v7) need no
 // buffers and never overwrite gradients, unlike cudnnFind*Ex benchmarking.
 template <typename Perf>
-const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision,
-                 const char* what, const ConvShape& shape) {
+const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision, const char* what,
+                 const ConvShape& shape) {
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[size_t(i)];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
@@ -145,8 +150,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     a.bwd_data = p->algo;
     a.bwd_data_math = math_for(p->mathType, precision_);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_data_math));
-    GENRELAB_CUDA_CHECK(
-        cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
   }
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
   {

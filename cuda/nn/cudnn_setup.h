@@ -24,10 +24,15 @@ template <typename H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
 class CudnnDesc {
  public:
   CudnnDesc() { GENRELAB_CUDA_CHECK(Create(&h_)); }
-  ~CudnnDesc() { if (h_) Destroy(h_); }
+  ~CudnnDesc() {
+    if (h_) Destroy(h_);
+  }
   CudnnDesc(CudnnDesc&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
   CudnnDesc& operator=(CudnnDesc&& o) noexcept {
-    if (this != &o) { if (h_) Destroy(h_); h_ = std::exchange(o.h_, nullptr); }
+    if (this != &o) {
+      if (h_) Destroy(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
     return *this;
   }
   CudnnDesc(const CudnnDesc&) = delete;
@@ -40,30 +45,32 @@ class CudnnDesc {
 };
 
 // A 4-D float tensor in NHWC memory order (cuDNN takes the sizes as n, c, h, w).
-class TensorDesc : public CudnnDesc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
+class TensorDesc
+    : public CudnnDesc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
  public:
   TensorDesc() = default;
   TensorDesc(int64_t n, int64_t h, int64_t w, int64_t c) { set(n, h, w, c); }
   void set(int64_t n, int64_t h, int64_t w, int64_t c);
-  // A (1, c, 1, 1) tensor: per-channel bias, batch-norm scale/shift/statistics.
-  static TensorDesc channels(int64_t c) { return TensorDesc(1, 1, 1, c); }
 };
 
 // A conv kernel (filters, kh, kw, in_c) in cuDNN's NHWC filter format ("KRSC").
-class FilterDesc : public CudnnDesc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor> {
+class FilterDesc
+    : public CudnnDesc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor> {
  public:
   FilterDesc() = default;
   FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c);
 };
 
 // A 2-D cross-correlation (what Keras Conv2D computes) with symmetric padding.
-class ConvDesc : public CudnnDesc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor> {
+class ConvDesc : public CudnnDesc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+                                  cudnnDestroyConvolutionDescriptor> {
  public:
   ConvDesc() = default;
   ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w);
 };
 
-class PoolDesc : public CudnnDesc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor> {
+class PoolDesc
+    : public CudnnDesc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor> {
  public:
   PoolDesc() = default;
   PoolDesc(cudnnPoolingMode_t mode, int kh, int kw, int pad_h, int pad_w, int stride_h, int stride_w);
@@ -89,8 +96,8 @@ struct ConvAlgos {
 // The geometry a convolution's algorithms depend on (input already padded when the padding is
 // asymmetric, see conv.cu).
 struct ConvShape {
-  int64_t n, h, w, c;        // input (n, h, w, c)
-  int64_t k, r, s;           // kernel (k, r, s, c)
+  int64_t n, h, w, c;  // input (n, h, w, c)
+  int64_t k, r, s;     // kernel (k, r, s, c)
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   std::string key() const;
 };

@@ -66,7 +66,9 @@ class ActivationLayer final : public GpuLayer {
       : GpuLayer(d, ctx), act_(int(genrelab::nn::activation_of(d))), alpha_(float(genrelab::nn::activation_alpha(d))) {}
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
     const int64_t count = n * desc_.out.size();
-    if (y != x) GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+    if (y != x)
+      GENRELAB_CUDA_CHECK(
+          cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
     bias_activation(y, nullptr, count, desc_.out.c, act_, alpha_, ctx_.stream());
   }
   void backward(const float*, const float* y, const float* dy, float* dx, int64_t n, const StepKey&) override {
@@ -85,7 +87,9 @@ class DropoutLayer final : public GpuLayer {
   void forward(const float* x, float* y, int64_t n, bool training, const StepKey& key) override {
     const int64_t count = n * desc_.out.size();
     if (!training || rate_ == 0.0f) {
-      if (y != x) GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+      if (y != x)
+        GENRELAB_CUDA_CHECK(
+            cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
       return;
     }
     launch_1d(count, ops::DropoutApply<float>{mask(key), x, y}, ctx_.stream());
@@ -94,7 +98,9 @@ class DropoutLayer final : public GpuLayer {
     if (!dx) return;
     const int64_t count = n * desc_.out.size();
     if (rate_ == 0.0f) {
-      if (dx != dy) GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx, dy, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+      if (dx != dy)
+        GENRELAB_CUDA_CHECK(
+            cudaMemcpyAsync(dx, dy, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
       return;
     }
     launch_1d(count, ops::DropoutApply<float>{mask(key), dy, dx}, ctx_.stream());
@@ -114,11 +120,13 @@ class FlattenLayer final : public GpuLayer {
   using GpuLayer::GpuLayer;
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
     if (y != x)
-      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(n * desc_.out.size()) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+      GENRELAB_CUDA_CHECK(
+          cudaMemcpyAsync(y, x, size_t(n * desc_.out.size()) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
   }
   void backward(const float*, const float*, const float* dy, float* dx, int64_t n, const StepKey&) override {
     if (dx && dx != dy)
-      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx, dy, size_t(n * desc_.in.size()) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx, dy, size_t(n * desc_.in.size()) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                          ctx_.stream()));
   }
 };
 

@@ -16,13 +16,14 @@ namespace {
 
 class PoolLayer final : public GpuLayer {
  public:
-  PoolLayer(const LayerDesc& d, GpuContext& ctx) : GpuLayer(d, ctx), g_(genrelab::nn::window_of(d)), max_(d.type == "maxpool2d") {
+  PoolLayer(const LayerDesc& d, GpuContext& ctx)
+      : GpuLayer(d, ctx), g_(genrelab::nn::window_of(d)), max_(d.type == "maxpool2d") {
     padded_ = g_.pad_top || g_.pad_bottom || g_.pad_left || g_.pad_right;
     hp_ = d.in.h + g_.pad_top + g_.pad_bottom;
     wp_ = d.in.w + g_.pad_left + g_.pad_right;
     use_cudnn_ = max_ || !padded_;
     if (use_cudnn_) {
-      const cudnnPoolingMode_t mode = !max_ ? CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING
+      const cudnnPoolingMode_t mode = !max_                 ? CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING
                                       : ctx.deterministic() ? CUDNN_POOLING_MAX_DETERMINISTIC
                                                             : CUDNN_POOLING_MAX;
       pool_ = PoolDesc(mode, int(g_.kh), int(g_.kw), 0, 0, int(g_.sh), int(g_.sw));
@@ -76,8 +77,8 @@ class PoolLayer final : public GpuLayer {
     n_ = n;
   }
   ops::PoolGeom geom() const {
-    return {desc_.in.h, desc_.in.w, desc_.in.c, desc_.out.h, desc_.out.w, g_.kh, g_.kw, g_.sh, g_.sw, g_.pad_top,
-            g_.pad_left};
+    return {desc_.in.h, desc_.in.w, desc_.in.c, desc_.out.h, desc_.out.w, g_.kh,
+            g_.kw,      g_.sh,      g_.sw,      g_.pad_top,  g_.pad_left};
   }
 
   genrelab::nn::Window2d g_;

@@ -18,8 +18,8 @@ template <typename T>
 struct PadNhwc {
   const T* in;
   T* out;
-  int64_t h, w, c;     // input spatial size and channels
-  int64_t hp, wp;      // padded size
+  int64_t h, w, c;  // input spatial size and channels
+  int64_t hp, wp;   // padded size
   int64_t top, left;
   T fill;
   GENRELAB_HD void operator()(int64_t i) const {
