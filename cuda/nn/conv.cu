@@ -31,8 +31,8 @@ class ConvLayer final : public GpuLayer {
   }
 
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
-    setup(n);
     const float* xin = pad_input(x, n);
+    setup(n, xin);
     const float one = 1.0f, zero = 0.0f;
     void* ws = ctx_.workspace(algos_->fwd_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
@@ -44,7 +44,8 @@ class ConvLayer final : public GpuLayer {
 
   // Follows a training forward of the same x (the padded copy of x is reused).
   void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n, const StepKey&) override {
-    setup(n);
+    const float* xin = asym_ ? xpad_.data() : x;
+    setup(n, xin);
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation.
     const float* dz = dy;
@@ -54,7 +55,6 @@ class ConvLayer final : public GpuLayer {
       dz = s;
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
-    const float* xin = asym_ ? xpad_.data() : x;
     const float one = 1.0f, zero = 0.0f;
     {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);
@@ -81,8 +81,9 @@ class ConvLayer final : public GpuLayer {
  private:
   using Shape3 = genrelab::nn::Shape3;
 
-  // Descriptors and algorithms for batch n (cached by shape in the context).
-  void setup(int64_t n) {
+  // Descriptors and algorithms for batch n (cached by shape in the context; a new shape is
+  // benchmarked on the input xin and the current kernel).
+  void setup(int64_t n, const float* xin) {
     if (n == n_) return;
     xd_.set(n, hp_, wp_, desc_.in.c);
     yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c);
@@ -99,7 +100,7 @@ class ConvLayer final : public GpuLayer {
                     int(g_.sw),
                     int(g_.dh),
                     int(g_.dw)};
-    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_);
+    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, xin, param(0));
     n_ = n;
   }
 

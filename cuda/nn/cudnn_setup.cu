@@ -93,9 +93,8 @@ cudnnMathType_t GpuContext::conv_math() const {
 
 namespace {
 
-// The first algorithm cuDNN's heuristics rank highest that ran (status success), is deterministic
-// when asked, and keeps the math the precision allows. The heuristics (cudnnGet*_v7) need no
-// buffers and never overwrite gradients, unlike cudnnFind*Ex benchmarking.
+// The first algorithm in cuDNN's ranking (fastest measured for Find, heuristic order for Get) that
+// ran (status success), is deterministic when asked, and keeps the math the precision allows.
 template <typename Perf>
 const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision, const char* what,
                  const ConvShape& shape) {
@@ -120,11 +119,52 @@ cudnnMathType_t math_for(cudnnMathType_t reported, Precision precision) {
 
 }  // namespace
 
+namespace {
+
+// Output buffers and workspace for cudnnFind*Ex, which runs every candidate on real data. The
+// outputs are scratch (the forward's y and the backward's dx slots, a temporary dw), so benchmarking
+// never overwrites activations or accumulated gradients.
+struct FindBuffers {
+  float* y = nullptr;   // y-sized; also stands in for dy (its contents do not matter)
+  float* dx = nullptr;  // x-sized
+  DeviceBuffer<float> dw;
+  DeviceBuffer<uint8_t> ws;
+};
+
+size_t bytes_of(const TensorDesc& t) {
+  size_t b = 0;
+  GENRELAB_CUDA_CHECK(cudnnGetTensorSizeInBytes(t, &b));
+  return b;
+}
+
+}  // namespace
+
 const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
-                                        const ConvDesc& conv, const TensorDesc& y) {
+                                        const ConvDesc& conv, const TensorDesc& y, const float* x_data,
+                                        const float* w_data) {
   const std::string key = shape.key();
   auto it = algos_.find(key);
   if (it != algos_.end()) return it->second;
+
+  // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
+  // run to run, and a different algorithm rounds differently, so deterministic runs take the
+  // heuristics' stable ranking (cudnnGet*_v7) instead.
+  const bool bench = !deterministic_ && x_data && w_data;
+  FindBuffers fb;
+  size_t ws_limit = 0;
+  if (bench) {
+    fb.y = scratch(0, int64_t(bytes_of(y) / sizeof(float)));
+    fb.dx = scratch(1, int64_t(bytes_of(x) / sizeof(float)));
+    fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
+    size_t free_b = 0, total_b = 0;
+    GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    ws_limit = std::min<size_t>(size_t(1) << 30, free_b / 4);
+    try {
+      fb.ws.resize(ws_limit);
+    } catch (const RuntimeError&) {
+      ws_limit = 0;  // benchmark only the algorithms that need no workspace
+    }
+  }
 
   ConvAlgos a;
   cudnnHandle_t h = cudnn();
@@ -133,7 +173,11 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     int max = 0, got = 0;
     GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
+                                                                 perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
     const auto* p = pick(perfs, got, deterministic_, precision_, "forward", shape);
     a.fwd = p->algo;
     a.fwd_math = math_for(p->mathType, precision_);
@@ -145,7 +189,11 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     int max = 0, got = 0;
     GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
+                                                                      perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
     const auto* p = pick(perfs, got, deterministic_, precision_, "backward-data", shape);
     a.bwd_data = p->algo;
     a.bwd_data_math = math_for(p->mathType, precision_);
@@ -157,7 +205,11 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     int max = 0, got = 0;
     GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+          h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
     const auto* p = pick(perfs, got, deterministic_, precision_, "backward-filter", shape);
     a.bwd_filter = p->algo;
     a.bwd_filter_math = math_for(p->mathType, precision_);

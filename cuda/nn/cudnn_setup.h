@@ -131,10 +131,11 @@ class GpuContext {
   // A device vector of at least `count` ones (for bias gradients as matrix-vector products).
   const float* ones(int64_t count);
 
-  // Algorithms for one convolution geometry, chosen once (heuristics, see choose_algos in the .cu)
-  // and cached by shape; `deterministic` restricts the choice to deterministic algorithms.
+  // Algorithms for one convolution geometry, chosen once and cached by shape: benchmarked on the
+  // given data (cudnnFind*Ex) when x_data and w_data are given and the run is not deterministic,
+  // else cuDNN's heuristics restricted to deterministic algorithms when asked (see the .cu).
   const ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
-                              const TensorDesc& y);
+                              const TensorDesc& y, const float* x_data = nullptr, const float* w_data = nullptr);
 
   // cudnnMathType_t that fp32/tf32 asks of convolutions without a chosen algorithm.
   cudnnMathType_t conv_math() const;
