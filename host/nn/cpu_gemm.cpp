@@ -1,6 +1,6 @@
-// A small blocked GEMM for the CPU backend: packed A/B panels per (row, column) tile, a 4×16
-// register micro-kernel, OpenMP across tiles; compiled twice (AVX2/FMA and baseline x86-64) and
-// picked at run time, since the project builds without -march=native.
+// A small blocked GEMM for the CPU backend: packed A/B panels per (row, column) tile, a 4 × 2-vector
+// register micro-kernel, OpenMP across tiles; the kernel is compiled twice (AVX2/FMA and baseline
+// x86-64) and picked at run time, since the project builds without -march=native.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -14,57 +14,35 @@ namespace genrelab::nn {
 
 namespace {
 
-constexpr int64_t kMC = 64, kNC = 256, kKC = 256, kMR = 4, kNR = 16;
+constexpr int64_t kMC = 64, kNC = 256, kKC = 256, kMR = 4;
 
-// C tile (mb, nb) at c (row stride ldc) += ap (mb, kb) · bp (kb, nb), both packed contiguously.
+// The register kernel twice: for AVX2/FMA (selected when the CPU has them) and baseline SSE2.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#define GEMM_VECTOR_BYTES 32
+#include "cpu_gemm_kernel.inc"
+#undef GEMM_VECTOR_BYTES
+}  // namespace avx2
+#pragma GCC pop_options
+namespace sse {
+#define GEMM_VECTOR_BYTES 16
+#include "cpu_gemm_kernel.inc"
+#undef GEMM_VECTOR_BYTES
+}  // namespace sse
+
+const bool kHaveAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+// Column panel width: the packed B layout must match the kernel that runs.
 template <typename T>
-__attribute__((always_inline)) inline void tile_kernel(int64_t mb, int64_t nb, int64_t kb, const T* __restrict ap,
-                                                       const T* __restrict bp, T* __restrict c, int64_t ldc) {
-  int64_t i = 0;
-  for (; i + kMR <= mb; i += kMR) {
-    int64_t j = 0;
-    for (; j + kNR <= nb; j += kNR) {
-      T acc[kMR][kNR] = {};
-      for (int64_t k = 0; k < kb; ++k) {
-        const T* b = bp + k * nb + j;
-        for (int64_t r = 0; r < kMR; ++r) {
-          const T a = ap[(i + r) * kb + k];
-          for (int64_t jj = 0; jj < kNR; ++jj) acc[r][jj] += a * b[jj];
-        }
-      }
-      for (int64_t r = 0; r < kMR; ++r)
-        for (int64_t jj = 0; jj < kNR; ++jj) c[(i + r) * ldc + j + jj] += acc[r][jj];
-    }
-    for (; j < nb; ++j)
-      for (int64_t r = 0; r < kMR; ++r) {
-        T s = 0;
-        for (int64_t k = 0; k < kb; ++k) s += ap[(i + r) * kb + k] * bp[k * nb + j];
-        c[(i + r) * ldc + j] += s;
-      }
-  }
-  for (; i < mb; ++i) {
-    T* crow = c + i * ldc;
-    for (int64_t k = 0; k < kb; ++k) {
-      const T a = ap[i * kb + k];
-      const T* b = bp + k * nb;
-      for (int64_t j = 0; j < nb; ++j) crow[j] += a * b[j];
-    }
-  }
+int64_t panel_width() {
+  return kHaveAvx2 ? 2 * avx2::Vec<T>::width : 2 * sse::Vec<T>::width;
 }
 
-__attribute__((target_clones("arch=haswell", "default"))) void tile_f32(int64_t mb, int64_t nb, int64_t kb, const float* ap,
-                                                                         const float* bp, float* c, int64_t ldc) {
-  tile_kernel<float>(mb, nb, kb, ap, bp, c, ldc);
-}
-__attribute__((target_clones("arch=haswell", "default"))) void tile_f64(int64_t mb, int64_t nb, int64_t kb, const double* ap,
-                                                                         const double* bp, double* c, int64_t ldc) {
-  tile_kernel<double>(mb, nb, kb, ap, bp, c, ldc);
-}
-inline void tile(int64_t mb, int64_t nb, int64_t kb, const float* ap, const float* bp, float* c, int64_t ldc) {
-  tile_f32(mb, nb, kb, ap, bp, c, ldc);
-}
-inline void tile(int64_t mb, int64_t nb, int64_t kb, const double* ap, const double* bp, double* c, int64_t ldc) {
-  tile_f64(mb, nb, kb, ap, bp, c, ldc);
+template <typename T>
+void tile(int64_t mb, int64_t nb, int64_t kb, const T* ap, const T* bp, T* c, int64_t ldc) {
+  if (kHaveAvx2) avx2::tile(mb, nb, kb, ap, bp, c, ldc);
+  else sse::tile(mb, nb, kb, ap, bp, c, ldc);
 }
 
 // A(i, k) = ta ? A[k·lda + i] : A[i·lda + k]; B(k, j) = tb ? B[j·ldb + k] : B[k·ldb + j].
@@ -93,7 +71,8 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, in
   const bool parallel = big && mt * nt > 1 && threads > 1;
 #pragma omp parallel if (parallel)
   {
-    std::vector<T> ap(kMC * kKC), bp(kKC * kNC);
+    const int64_t NR = panel_width<T>();
+    std::vector<T> ap(size_t(kMC * kKC)), bp(size_t(ceil_div(kNC, NR) * NR * kKC));
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t bi = 0; bi < mt; ++bi)
       for (int64_t bj = 0; bj < nt; ++bj) {
@@ -101,19 +80,19 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, in
         const int64_t j0 = bj * kNC, nb = std::min(kNC, N - j0);
         for (int64_t k0 = 0; k0 < K; k0 += kKC) {
           const int64_t kb = std::min(kKC, K - k0);
-          // ap: (mb, kb) rows of A; bp: (kb, nb) rows of B.
-          if (ta) {
-            for (int64_t k = 0; k < kb; ++k)
-              for (int64_t i = 0; i < mb; ++i) ap[i * kb + k] = A[(k0 + k) * lda + i0 + i];
-          } else {
-            for (int64_t i = 0; i < mb; ++i) std::memcpy(&ap[i * kb], A + (i0 + i) * lda + k0, size_t(kb) * sizeof(T));
+          // ap: row panels (kb, 4); bp: column panels (kb, NR); both zero-padded.
+          std::fill(ap.begin(), ap.begin() + ceil_div(mb, kMR) * kMR * kb, T(0));
+          for (int64_t i = 0; i < mb; ++i) {
+            T* dst = ap.data() + (i / kMR) * kb * kMR + i % kMR;
+            if (ta)
+              for (int64_t k = 0; k < kb; ++k) dst[k * kMR] = A[(k0 + k) * lda + i0 + i];
+            else
+              for (int64_t k = 0; k < kb; ++k) dst[k * kMR] = A[(i0 + i) * lda + k0 + k];
           }
-          if (tb) {
+          std::fill(bp.begin(), bp.begin() + ceil_div(nb, NR) * NR * kb, T(0));
+          for (int64_t k = 0; k < kb; ++k)
             for (int64_t j = 0; j < nb; ++j)
-              for (int64_t k = 0; k < kb; ++k) bp[k * nb + j] = B[(j0 + j) * ldb + k0 + k];
-          } else {
-            for (int64_t k = 0; k < kb; ++k) std::memcpy(&bp[k * nb], B + (k0 + k) * ldb + j0, size_t(nb) * sizeof(T));
-          }
+              bp[size_t((j / NR) * kb * NR + k * NR + j % NR)] = tb ? B[(j0 + j) * ldb + k0 + k] : B[(k0 + k) * ldb + j0 + j];
           tile(mb, nb, kb, ap.data(), bp.data(), C + i0 * N + j0, N);
         }
       }

@@ -1,6 +1,7 @@
 // CPU pooling: max / average over 2-D windows with Keras padding (padded cells never count: a
 // max ignores them, an average divides by the in-bounds cells, like TensorFlow), and global
-// average pooling. Forward and backward are gather loops (one output element per call).
+// average pooling. Forward and average backward are gather loops (one output element per call);
+// max backward scatters each window's gradient to its argmax, one example per thread.
 #include <algorithm>
 #include <limits>
 
@@ -35,13 +36,37 @@ class Pool2d final : public CpuLayer<T> {
     });
   }
 
-  // dx[e, ih, iw, c] = Σ over the windows covering (ih, iw) of: dy / cells (average), or dy when
-  // (ih, iw) is the window's first maximum in row-major order (max).
+  // Average: dx[e, ih, iw, c] = Σ over the windows covering (ih, iw) of dy / cells (a gather).
+  // Max: each window's dy goes to its first maximum in row-major order (TensorFlow's choice);
+  // examples are independent, so threads take whole examples and scatter without races.
   void backward(const T* x, const T* y, const T* dy, T* dx, int64_t n, const StepKey&) override {
     if (!dx) return;
     const Shape3 in = this->desc_.in, out = this->desc_.out;
     const Window2d g = g_;
-    const bool is_max = max_;
+    if (max_) {
+#pragma omp parallel for schedule(static) if (n * out.size() > 4096)
+      for (int64_t e = 0; e < n; ++e) {
+        T* dxe = dx + e * in.size();
+        const T* xe = x + e * in.size();
+        std::fill(dxe, dxe + in.size(), T(0));
+        for (int64_t oh = 0; oh < out.h; ++oh)
+          for (int64_t ow = 0; ow < out.w; ++ow) {
+            const int64_t h0 = std::max<int64_t>(oh * g.sh - g.pad_top, 0), h1 = std::min(oh * g.sh - g.pad_top + g.kh, in.h);
+            const int64_t w0 = std::max<int64_t>(ow * g.sw - g.pad_left, 0), w1 = std::min(ow * g.sw - g.pad_left + g.kw, in.w);
+            const int64_t o = ((e * out.h + oh) * out.w + ow) * out.c;
+            for (int64_t c = 0; c < in.c; ++c) {
+              int64_t best = (h0 * in.w + w0) * in.c + c;
+              for (int64_t hh = h0; hh < h1; ++hh)
+                for (int64_t ww = w0; ww < w1; ++ww) {
+                  const int64_t idx = (hh * in.w + ww) * in.c + c;
+                  if (xe[idx] > xe[best]) best = idx;
+                }
+              dxe[best] += dy[o + c];
+            }
+          }
+      }
+      return;
+    }
     cpu_for_1d(n * in.size(), [=](int64_t i) {
       const int64_t c = i % in.c, iw = (i / in.c) % in.w, ih = (i / (in.c * in.w)) % in.h, e = i / in.size();
       // Covering outputs: oh·sh − pt ≤ ih < oh·sh − pt + kh.
@@ -52,23 +77,9 @@ class Pool2d final : public CpuLayer<T> {
       T acc = T(0);
       for (int64_t oh = oh0; oh <= oh1; ++oh)
         for (int64_t ow = ow0; ow <= ow1; ++ow) {
-          const int64_t o = ((e * out.h + oh) * out.w + ow) * out.c + c;
           const int64_t h0 = std::max<int64_t>(oh * g.sh - g.pad_top, 0), h1 = std::min(oh * g.sh - g.pad_top + g.kh, in.h);
           const int64_t w0 = std::max<int64_t>(ow * g.sw - g.pad_left, 0), w1 = std::min(ow * g.sw - g.pad_left + g.kw, in.w);
-          if (!is_max) {
-            acc += dy[o] / T((h1 - h0) * (w1 - w0));
-            continue;
-          }
-          // Is (ih, iw) the first position holding the window's maximum?
-          bool first = false, done = false;
-          for (int64_t hh = h0; hh < h1 && !done; ++hh)
-            for (int64_t ww = w0; ww < w1; ++ww)
-              if (x[((e * in.h + hh) * in.w + ww) * in.c + c] == y[o]) {
-                first = hh == ih && ww == iw;
-                done = true;
-                break;
-              }
-          if (first) acc += dy[o];
+          acc += dy[((e * out.h + oh) * out.w + ow) * out.c + c] / T((h1 - h0) * (w1 - w0));
         }
       dx[i] = acc;
     });
