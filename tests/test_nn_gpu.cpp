@@ -130,6 +130,34 @@ TEST_CASE("nn gpu extra device clip scale equals GradFinish", "[nn][gpu_extra]")
   CHECK(g2[3] == random_vec(100, 7, -1, 1)[3] * scale);
 }
 
+TEST_CASE("nn gpu extra rnn sequence gather and scatter", "[nn][gpu_extra]") {
+  // x (n, h, T, c) → seq (T, n, h·c) → x again; one element checked by hand.
+  const int64_t n = 2, h = 3, T = 4, c = 2;
+  const auto x = random_vec(n * h * T * c, 8, -1, 1);
+  std::vector<float> seq(x.size()), back(x.size());
+  cpu_for_1d(int64_t(seq.size()), ops::RnnGatherSequence<float>{x.data(), seq.data(), n, h, T, c});
+  // seq[t = 2][e = 1][f = hh·c + cc = 2·2 + 1] = x[1][2][2][1]
+  CHECK(seq[size_t((2 * n + 1) * (h * c) + 2 * c + 1)] == x[size_t(((1 * h + 2) * T + 2) * c + 1)]);
+  cpu_for_1d(int64_t(back.size()), ops::RnnScatterSequence<float>{seq.data(), back.data(), n, h, T, c});
+  CHECK(back == x);
+}
+
+TEST_CASE("nn gpu extra strided copy moves a gate block and back", "[nn][gpu_extra]") {
+  // Keras kernel (in = 3, G·units = 3·2): gate g = 1 → a (units, in) row-major matrix.
+  const int64_t in = 3, units = 2, GU = 6;
+  const auto k = random_vec(in * GU, 9, -1, 1);
+  std::vector<float> m(size_t(units * in), 0.0f), dk(k.size(), 1.0f);
+  cpu_for_1d(units * in, ops::StridedCopy2d<float>{k.data() + units, m.data(), in, 1, GU, in, 1, false});
+  for (int64_t j = 0; j < units; ++j)
+    for (int64_t f = 0; f < in; ++f) CHECK(m[size_t(j * in + f)] == k[size_t(f * GU + units + j)]);
+  cpu_for_1d(units * in, ops::StridedCopy2d<float>{m.data(), dk.data() + units, in, in, 1, 1, GU, true});
+  for (int64_t f = 0; f < in; ++f)
+    for (int64_t col = 0; col < GU; ++col) {
+      const bool in_block = col >= units && col < 2 * units;
+      CHECK(dk[size_t(f * GU + col)] == (in_block ? 1.0f + k[size_t(f * GU + col)] : 1.0f));
+    }
+}
+
 #if GENRELAB_HAVE_CUDA
 
 using cuda::nn::GpuContext;
@@ -289,6 +317,19 @@ TEST_CASE("nn gpu dense equals the cpu layer", "[gpu][nn]") {
   check_layer(hidden, {3, 5, 7}, 5, 2, tol, Precision::fp32, true);  // fused head: logits
 }
 
+TEST_CASE("nn gpu gru and lstm equal the cpu layers", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-4;
+  check_layer(with_head({{"type", "gru"}, {"units", 5}}), {3, 6, 2}, 3, 0, tol);
+  check_layer(with_head({{"type", "gru"}, {"units", 4}, {"bidirectional", true}, {"return_sequences", true}}),
+              {2, 5, 3}, 2, 0, tol);
+  check_layer(with_head({{"type", "gru"}, {"units", 3}, {"use_bias", false}}), {1, 4, 2}, 1, 0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 4}}), {3, 7, 1}, 3, 0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 3}, {"bidirectional", true}, {"use_bias", false}}), {2, 4, 2}, 2,
+              0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 6}, {"return_sequences", true}}), {1, 5, 4}, 2, 0, tol);
+}
+
 TEST_CASE("nn gpu tf32 layers stay close to fp32", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   // TF32 keeps 10 mantissa bits of each product input: about 1e-3 relative per product.
@@ -444,16 +485,14 @@ TEST_CASE("nn gpu out of memory names the batch size", "[gpu][nn]") {
                       Catch::Contains("train.batch_size=") && Catch::Contains("100000 examples"));
 }
 
-TEST_CASE("nn gpu unsupported precision and layers are config errors", "[gpu][nn]") {
+TEST_CASE("nn gpu unsupported precision is a config error", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
   nn::TrainHyper h;
   h.precision = "bf16";
   REQUIRE_THROWS_AS(nn::make_cuda_network(plan, h), ConfigError);
-  const auto rnn = nn::plan_layers(json::parse(R"([{"type": "gru", "units": 4},
-      {"type": "dense", "units": "classes", "activation": "softmax"}])"),
-                                   {3, 6, 1}, 3);
-  REQUIRE_THROWS_AS(nn::make_cuda_network(rnn, nn::TrainHyper{}), ConfigError);
+  h.precision = "fp16";
+  REQUIRE_THROWS_AS(nn::make_cuda_network(plan, h), ConfigError);
 }
 
 #endif  // GENRELAB_HAVE_CUDA

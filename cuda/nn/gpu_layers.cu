@@ -140,9 +140,7 @@ std::unique_ptr<GpuLayer> make_gpu_layer(const LayerDesc& d, GpuContext& ctx) {
   if (d.type == "relu" || d.type == "elu" || d.type == "leaky_relu") return std::make_unique<ActivationLayer>(d, ctx);
   if (d.type == "dropout") return std::make_unique<DropoutLayer>(d, ctx);
   if (d.type == "flatten") return std::make_unique<FlattenLayer>(d, ctx);
-  if (d.type == "gru" || d.type == "lstm")
-    throw ConfigError("model.layers[" + std::to_string(d.index) + "]: layer type '" + d.type +
-                      "' is not implemented on the cuda device yet; train this model with --device cpu");
+  if (d.type == "gru" || d.type == "lstm") return make_rnn_layer(d, ctx);
   throw ConfigError("model.layers[" + std::to_string(d.index) + "]: layer type '" + d.type +
                     "' has no cuda implementation");
 }

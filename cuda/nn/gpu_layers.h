@@ -37,14 +37,15 @@ class GpuLayer : public LayerImpl {
   std::vector<DeviceBuffer<float>> params_, grads_;  // grads_[i] empty for non-trainable params
 };
 
-// One layer of the registry. gru and lstm are not implemented on the GPU: a ConfigError says so.
+// One layer of the registry.
 std::unique_ptr<GpuLayer> make_gpu_layer(const LayerDesc& desc, GpuContext& ctx);
 
-// One family each (conv.cu, pool.cu, dense.cu, batchnorm.cu).
+// One family each (conv.cu, pool.cu, dense.cu, batchnorm.cu, rnn.cu).
 std::unique_ptr<GpuLayer> make_conv_layer(const LayerDesc& desc, GpuContext& ctx);
 std::unique_ptr<GpuLayer> make_pool_layer(const LayerDesc& desc, GpuContext& ctx);  // max, avg, global avg
 std::unique_ptr<GpuLayer> make_dense_layer(const LayerDesc& desc, GpuContext& ctx);
 std::unique_ptr<GpuLayer> make_batchnorm_layer(const LayerDesc& desc, GpuContext& ctx);
+std::unique_ptr<GpuLayer> make_rnn_layer(const LayerDesc& desc, GpuContext& ctx);  // gru, lstm (rnn.cu)
 
 // Launchers shared by several layers (gpu_layers.cu).
 // y (count) = act(y + bias[i % channels]) in place; bias may be null.

@@ -158,4 +158,48 @@ struct GradFinishDeviceScale {
   GENRELAB_HD void operator()(int64_t i) const { g[i] = g[i] * scale[0] + l2x2 * w[i]; }
 };
 
+// out[r·out_r + c·out_c] (+)= in[r·in_r + c·in_c] over a rows × cols index space, one output
+// element per call (the mapping must be one-to-one): moves gate blocks between Keras recurrent
+// kernels (in, G·units) and cuDNN's per-gate (units, in) matrices, in either direction.
+template <typename T>
+struct StridedCopy2d {
+  const T* in;
+  T* out;
+  int64_t cols;
+  int64_t in_r, in_c, out_r, out_c;
+  bool accumulate;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t r = i / cols, c = i % cols;
+    const T v = in[r * in_r + c * in_c];
+    T& o = out[r * out_r + c * out_c];
+    o = accumulate ? o + v : v;
+  }
+};
+
+// The recurrent layers' time axis (see nn/model.h): seq (T, n, F) time-major, the layout cuDNN's
+// packed RNN data takes, from x (n, h, T, c) with F = h·c, seq[t][e][hh·c + cc] = x[e][hh][t][cc].
+template <typename T>
+struct RnnGatherSequence {
+  const T* x;
+  T* seq;
+  int64_t n, h, steps, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t F = h * c;
+    const int64_t f = i % F, e = (i / F) % n, t = i / (F * n);
+    seq[i] = x[((e * h + f / c) * steps + t) * c + f % c];
+  }
+};
+
+// The inverse: dx (n, h, T, c) from dseq (T, n, F).
+template <typename T>
+struct RnnScatterSequence {
+  const T* seq;
+  T* x;
+  int64_t n, h, steps, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % c, t = (i / c) % steps, hh = (i / (c * steps)) % h, e = i / (c * steps * h);
+    x[i] = seq[(t * n + e) * (h * c) + hh * c + cc];
+  }
+};
+
 }  // namespace genrelab::ops
