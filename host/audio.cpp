@@ -3,10 +3,15 @@
 
 #include <sndfile.h>
 
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 #include "genrelab/ops/resample.h"
 
@@ -52,13 +57,78 @@ sf_count_t mem_read(void* ptr, sf_count_t count, void* user) {
 sf_count_t mem_write(const void*, sf_count_t, void*) { return 0; }
 sf_count_t mem_tell(void* user) { return static_cast<MemorySource*>(user)->pos; }
 
+// Bytes per frame of an uncompressed format, or 0 when it is compressed / unknown.
+int64_t bytes_per_frame(const SF_INFO& info) {
+  int b = 0;
+  switch (info.format & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_S8: case SF_FORMAT_PCM_U8: case SF_FORMAT_ULAW: case SF_FORMAT_ALAW: b = 1; break;
+    case SF_FORMAT_PCM_16: b = 2; break;
+    case SF_FORMAT_PCM_24: b = 3; break;
+    case SF_FORMAT_PCM_32: case SF_FORMAT_FLOAT: b = 4; break;
+    case SF_FORMAT_DOUBLE: b = 8; break;
+    default: return 0;
+  }
+  return int64_t(b) * info.channels;
+}
+
+// libsndfile quietly clamps a WAV/AU data chunk that claims more bytes than the file holds and
+// only notes it in its log ("data : DECLARED (should be ACTUAL)"). A file whose data stops short
+// of what its header declares is truncated (or its header lies); either way it is not trusted.
+// Returns {declared, actual} data bytes when that happened.
+std::optional<std::pair<int64_t, int64_t>> short_data_chunk(SNDFILE* file) {
+  std::string log(16384, '\0');
+  sf_command(file, SFC_GET_LOG_INFO, log.data(), int(log.size()));
+  log.resize(std::strlen(log.c_str()));
+  size_t pos = 0;
+  while (pos < log.size()) {
+    size_t end = log.find('\n', pos);
+    if (end == std::string::npos) end = log.size();
+    std::string line = log.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    std::string head = line.substr(first, 4);
+    for (char& c : head) c = char(std::tolower(static_cast<unsigned char>(c)));
+    const size_t colon = line.find(':'), should = line.find("(should be");
+    if (head != "data" || colon == std::string::npos || should == std::string::npos) continue;
+    const long long declared = std::atoll(line.c_str() + colon + 1);
+    const long long actual = std::atoll(line.c_str() + should + 10);
+    // 0 and 0xFFFFFFFF are the "length unknown" conventions of streamed WAV writers.
+    if (declared > actual && declared != 0xFFFFFFFFLL && declared != -1) return std::make_pair(int64_t(declared), int64_t(actual));
+  }
+  return std::nullopt;
+}
+
+// libsndfile reports open failures through one global error slot, so opening is serialised to
+// keep each thread's reason its own (opening reads only the header; decoding runs in parallel).
+std::mutex& open_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::string open_failure_reason() {
+  const std::string why = sf_strerror(nullptr);
+  if (why.find("Channel count is zero") != std::string::npos) return "the header declares 0 channels";
+  return "not a readable audio file (" + why + ")";
+}
+
 Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, const DecodeOptions& opt) {
   SndfilePtr file(raw);
   if (info.channels <= 0) throw AudioError(path, "the header declares " + std::to_string(info.channels) + " channels");
   if (info.channels > 256) throw AudioError(path, "the header declares an absurd channel count (" + std::to_string(info.channels) + ")");
   if (info.samplerate <= 0 || info.samplerate > 1'000'000)
     throw AudioError(path, "the header declares an absurd sample rate (" + std::to_string(info.samplerate) + " Hz)");
-  if (info.frames <= 0) throw AudioError(path, "holds no audio samples (empty or header-only file)");
+  if (const auto mismatch = short_data_chunk(file.get())) {
+    const int64_t bpf = bytes_per_frame(info);
+    if (bpf == 0)
+      throw AudioError(path, "truncated: the header declares " + std::to_string(mismatch->first) +
+                                 " data bytes but the file holds only " + std::to_string(mismatch->second));
+    if (mismatch->first / bpf > mismatch->second / bpf)
+      throw AudioError(path, "truncated: the header declares " + std::to_string(mismatch->first / bpf) +
+                                 " frames but the file holds only " + std::to_string(mismatch->second / bpf));
+  }
+  if (info.frames <= 0) throw AudioError(path, "holds no audio samples (header only): as unusable as an empty file");
+  const int out_rate = opt.sample_rate > 0 ? opt.sample_rate : info.samplerate;
 
   Audio out;
   out.source.frames = info.frames;
@@ -70,24 +140,30 @@ Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, co
   int64_t want = info.frames;
   if (opt.max_input_frames) want = std::min(want, *opt.max_input_frames);
   if (opt.length) {
-    const double ratio = double(info.samplerate) / opt.sample_rate;
+    const double ratio = double(info.samplerate) / out_rate;
     // Extra input for the resampling filter's reach when rates differ.
-    const int64_t need = int64_t(std::ceil(double(*opt.length) * ratio)) + (info.samplerate != opt.sample_rate ? 256 : 0);
+    const int64_t need = int64_t(std::ceil(double(*opt.length) * ratio)) + (info.samplerate != out_rate ? 256 : 0);
     want = std::min(want, need);
   }
   const int ch = info.channels;
   std::vector<float> mono(size_t(want), 0.0f);
-  std::vector<float> block(size_t(4096) * ch);
+  std::vector<float> block(ch == 1 ? 0 : size_t(4096) * ch);  // block: (4096, channels) interleaved
   int64_t got = 0;
   sf_command(file.get(), SFC_SET_SCALE_FLOAT_INT_READ, nullptr, SF_FALSE);
   while (got < want) {
+    if (ch == 1) {  // mono: straight into the output
+      const sf_count_t n = sf_readf_float(file.get(), mono.data() + got, want - got);
+      if (n <= 0) break;
+      got += n;
+      continue;
+    }
     const sf_count_t frames = std::min<sf_count_t>(4096, want - got);
     const sf_count_t n = sf_readf_float(file.get(), block.data(), frames);
     if (n <= 0) break;
     for (sf_count_t i = 0; i < n; ++i) {
       float acc = 0;
       for (int c = 0; c < ch; ++c) acc += block[size_t(i * ch + c)];
-      mono[size_t(got + i)] = ch == 1 ? acc : acc / float(ch);
+      mono[size_t(got + i)] = acc / float(ch);
     }
     got += n;
   }
@@ -96,17 +172,17 @@ Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, co
   if (got < want) {
     if (err) throw AudioError(path, std::string("truncated or corrupt after ") + std::to_string(got) + " of " +
                                         std::to_string(info.frames) + " frames: " + sf_strerror(file.get()));
-    // The header promised more frames than the data holds: keep what is there.
-    mono.resize(size_t(got));
+    throw AudioError(path, "truncated: the header declares " + std::to_string(info.frames) +
+                               " frames but the file holds only " + std::to_string(got));
   }
   for (size_t i = 0; i < mono.size(); ++i)
     if (!std::isfinite(mono[i]))
       throw AudioError(path, "contains a NaN or infinite sample (at frame " + std::to_string(i) + ")");
 
-  if (info.samplerate != opt.sample_rate) mono = resample(mono, info.samplerate, opt.sample_rate);
+  if (info.samplerate != out_rate) mono = resample(mono, info.samplerate, out_rate);
   if (opt.length) mono.resize(size_t(*opt.length), 0.0f);
   out.samples = std::move(mono);
-  out.sample_rate = opt.sample_rate;
+  out.sample_rate = out_rate;
   return out;
 }
 
@@ -118,8 +194,10 @@ AudioInfo probe_audio(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
   if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
   SF_INFO info{};
+  std::unique_lock<std::mutex> lock(open_mutex());
   SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
-  if (!f) throw AudioError(path, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  if (!f) throw AudioError(path, open_failure_reason());
+  lock.unlock();
   AudioInfo a;
   a.frames = info.frames;
   a.sample_rate = info.samplerate;
@@ -134,8 +212,10 @@ Audio decode_audio(const std::string& path, const DecodeOptions& options) {
   if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
   if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
   SF_INFO info{};
+  std::unique_lock<std::mutex> lock(open_mutex());
   SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-  if (!f) throw AudioError(path, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  if (!f) throw AudioError(path, open_failure_reason());
+  lock.unlock();
   return decode_open(f, info, path, options);
 }
 
@@ -144,8 +224,10 @@ Audio decode_audio_memory(const void* data, size_t size, const std::string& name
   MemorySource src{static_cast<const unsigned char*>(data), sf_count_t(size), 0};
   SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
   SF_INFO info{};
+  std::unique_lock<std::mutex> lock(open_mutex());
   SNDFILE* f = sf_open_virtual(&io, SFM_READ, &info, &src);
-  if (!f) throw AudioError(name, std::string("not a readable audio file (") + sf_strerror(nullptr) + ")");
+  if (!f) throw AudioError(name, open_failure_reason());
+  lock.unlock();
   return decode_open(f, info, name, options);
 }
 

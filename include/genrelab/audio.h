@@ -13,8 +13,19 @@
 
 namespace genrelab {
 
-// A file that cannot be used as audio (missing, empty, not audio, truncated, unsupported,
-// NaN/Inf samples, zero samples). `what()` is "PATH: REASON".
+// A file that cannot be used as audio. `what()` is "PATH: REASON"; the reasons (tests check them):
+//   missing file               "no such file"
+//   a folder                   "is a folder, not an audio file"
+//   0 bytes                    "is empty (0 bytes)"
+//   not audio / cut in header  "not a readable audio file (<libsndfile's reason>)"
+//   0 channels in the header   "the header declares 0 channels"
+//   rate <= 0 or > 1 MHz       "the header declares an absurd sample rate (N Hz)"
+//   header-only (0 samples)    "holds no audio samples (header only): as unusable as an empty file"
+//   data shorter than declared "truncated: the header declares N frames but the file holds only M"
+//                              (a WAV cut inside its data, or a header that lies about its length)
+//   undecodable from the start "cannot decode: <libsndfile's reason>"
+//   read error mid-file        "truncated or corrupt after N of M frames: <libsndfile's reason>"
+//   NaN/Inf in a float file    "contains a NaN or infinite sample (at frame N)"
 struct AudioError : RuntimeError {
   AudioError(const std::string& path, const std::string& reason)
       : RuntimeError(path + ": " + reason), path(path), reason(reason) {}
@@ -30,7 +41,7 @@ struct AudioInfo {
 };
 
 struct DecodeOptions {
-  int sample_rate = 22050;               // output rate; other rates are resampled
+  int sample_rate = 22050;               // output rate; other rates are resampled (0 = the file's own rate)
   std::optional<int64_t> length;         // cut or zero-pad to this many samples (after resampling)
   std::optional<int64_t> max_input_frames;  // read at most this many input frames (speed: a cut clip)
 };

@@ -5,9 +5,19 @@
 //   conv2d kernel (filters, kh, kw, in_c) [cuDNN NHWC "KRSC"], bias (filters)
 //   dense  kernel (in, units) [Keras], bias (units)
 //   batchnorm gamma, beta, moving_mean, moving_var (c)
+//   gru    kernel (features, 3·units), recurrent_kernel (units, 3·units), bias (2, 3·units)
+//          [Keras reset_after=True; gate blocks z, r, h; bias row 0 = input, row 1 = recurrent]
+//   lstm   kernel (features, 4·units), recurrent_kernel (units, 4·units), bias (4·units)
+//          [Keras; gate blocks i, f, c, o]
+//   bidirectional recurrent layers add backward_kernel, backward_recurrent_kernel, backward_bias.
+// Recurrent layers run over the time axis = the w (frames) axis: an input (h, w, c) is read as
+// w time steps of h·c features, feature index hh·c + cc (x[t][f] = in[hh][t][cc]); the output is
+// (1, w, units·dirs) with return_sequences, else (1, 1, units·dirs) (dirs = 2 when bidirectional,
+// forward and backward halves concatenated like Keras merge_mode="concat").
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,10 +29,13 @@ struct Shape3 {
   int64_t h = 1, w = 1, c = 1;
   int64_t size() const { return h * w * c; }
   bool operator==(const Shape3& o) const { return h == o.h && w == o.w && c == o.c; }
+  bool operator!=(const Shape3& o) const { return !(*this == o); }
   std::string str() const;  // "(128, 1206, 1)"
 };
 
-enum class Init { glorot_uniform, he_uniform, he_normal, zeros, ones };
+// orthogonal: Keras's recurrent-kernel default; lstm_bias: zeros with the forget-gate block at
+// one (Keras unit_forget_bias=True).
+enum class Init { glorot_uniform, he_uniform, he_normal, zeros, ones, orthogonal, lstm_bias };
 
 struct ParamSpec {
   std::string name;           // "kernel", "bias", "gamma", ...
@@ -42,6 +55,8 @@ struct LayerDesc {
   Shape3 in, out;
   std::vector<ParamSpec> params;
   int64_t param_count() const;
+  // Multiply-adds × 2 of one example's forward pass (conv2d, dense, gru, lstm; 0 for the rest).
+  int64_t forward_flops() const;
 };
 
 struct ModelPlan {
@@ -50,18 +65,43 @@ struct ModelPlan {
   std::vector<LayerDesc> layers;
   int64_t param_count() const;
   int64_t trainable_count() const;
+  int64_t forward_flops() const;  // per example
 };
 
 // Validates `model.layers` (unknown layer types or keys are ConfigErrors naming
 // model.layers[i].key and the file) and infers every shape. A layer that cannot produce a valid
 // shape is rejected with its index, its input shape and the reason. `"units": "classes"` in a
-// dense layer means the number of classes. The last layer must produce (1, 1, classes).
+// dense layer means the number of classes. The last layer must be dense(classes) with softmax.
 ModelPlan plan_model(const Config& config, Shape3 input, int64_t classes);
+// The same from a bare layer list (tests, tools); `source` names where the list came from.
+ModelPlan plan_layers(const json& layers, Shape3 input, int64_t classes, const std::string& source = "model.layers");
+
+// Mel frames of `samples` audio samples under the config's features: 1 + samples / hop when
+// features.center, else 1 + (samples − n_fft) / hop (0 when shorter than n_fft).
+int64_t feature_frames(const Config& config, int64_t samples);
+// The network input (n_mels, frames, 1) of one training example: frames of
+// dataset.window_samples when set, else of dataset.clip_samples; nullopt when neither is set.
+std::optional<Shape3> input_shape(const Config& config);
 
 // Keras-style table: layer (type), output shape, params; then totals.
 std::string model_summary(const ModelPlan& plan);
 
 // The registered layer types (for docs and tests that loop over them).
 std::vector<std::string> layer_types();
+
+// Geometry of a window layer (conv2d, maxpool2d, avgpool2d) with its padding resolved the
+// TensorFlow/Keras way: "valid" pads nothing and floors; "same" gives out = ceil(in / stride) and
+// pads total = max((out − 1)·stride + (k − 1)·dilation + 1 − in, 0), top/left = total / 2 (the odd
+// element goes to the bottom/right).
+struct Window2d {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+};
+Window2d window_of(const LayerDesc& layer);
+
+// Element-wise activation codes shared with the functors in ops/nn_activation.h.
+enum class Act : int { none = 0, relu, elu, leaky_relu, tanh, sigmoid, softmax };
+Act activation_of(const LayerDesc& layer);  // the layer's fused activation ("activation" key or its type)
+double activation_alpha(const LayerDesc& layer);  // elu / leaky_relu alpha (0 otherwise)
 
 }  // namespace genrelab::nn

@@ -45,6 +45,11 @@ struct StepStats {
   int64_t examples = 0;
 };
 
+// Wall time of the parts of the last train_step (milliseconds; 0 where a backend does not time).
+struct StepTimes {
+  double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;
+};
+
 struct NamedTensor {
   std::string name;           // "3.conv2d_2.kernel", "adam.m.3.conv2d_2.kernel", "step"
   std::vector<int64_t> dims;
@@ -80,6 +85,8 @@ class Network {
   virtual void predict(const float* x, int64_t n, float* probs_host) = 0;
   // Loss sum and correct count of the last train_step (synchronises on the GPU).
   virtual StepStats last_stats() = 0;
+  // Forward / backward / optimizer split of the last train_step (for `bench --what train`).
+  virtual StepTimes last_times() { return {}; }
 
   // Weights, batch-norm statistics, optimizer moments and the step counter as host tensors.
   virtual std::vector<NamedTensor> state() = 0;
@@ -89,6 +96,13 @@ class Network {
   // The layer implementations, for per-layer tests and `bench --what layers`.
   virtual LayerImpl& layer(size_t index) = 0;
 };
+
+// The state() tensor names: "<index>.<layer name>.<param>" for every parameter (batch-norm moving
+// statistics included), then the optimizer's moments under "adam.m.", "adam.v." (adam and adamw)
+// or "sgd.velocity." + the parameter's name, then "step" (dims {1}, the optimisation steps taken;
+// exact up to 2^24). Both backends use these helpers so checkpoints move between them.
+std::string param_tensor_name(const LayerDesc& layer, const ParamSpec& param);
+std::vector<std::string> optimizer_slots(const std::string& optimizer);  // {"adam.m", "adam.v"} | {"sgd.velocity"}
 
 // Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
 // every backend: one tensor per parameter in plan order.

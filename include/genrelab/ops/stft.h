@@ -25,6 +25,8 @@ inline int64_t stft_frame_count(int64_t n_samples, int n_fft, int hop, bool cent
 // Periodic Hann window of `win_length` (scipy.signal.get_window('hann', N, fftbins=True)),
 // zero-padded on both sides to n_fft like librosa.util.pad_center.
 std::vector<float> hann_window(int n_fft, int win_length);
+// The same window in double precision (what scipy returns), for the CPU reference.
+std::vector<double> hann_window_f64(int n_fft, int win_length);
 
 // numpy.pad 'reflect' index for position i of a signal of length n (any i, repeated reflection).
 GENRELAB_HD int64_t reflect_index(int64_t i, int64_t n) {
@@ -36,11 +38,13 @@ GENRELAB_HD int64_t reflect_index(int64_t i, int64_t n) {
 }
 
 // frames[b, t, k] = window[k] * padded(x[b])[t * hop + k], where padded() is x with n_fft/2
-// samples of centre padding on each side (reflect or zeros) when `center`.
-struct FrameFunctor {
-  const float* x;       // x: (batch, n_samples)
-  const float* window;  // window: (n_fft,)
-  float* frames;        // frames: (batch, n_frames, frame_stride), first n_fft used
+// samples of centre padding on each side (reflect or zeros) when `center`. Real is the frame
+// precision: float on the GPU, double in the CPU reference (as librosa windows in float64).
+template <typename Real>
+struct BasicFrameFunctor {
+  const float* x;      // x: (batch, n_samples)
+  const Real* window;  // window: (n_fft,)
+  Real* frames;        // frames: (batch, n_frames, frame_stride), first n_fft used
   int64_t n_samples, n_frames;
   int n_fft, hop, frame_stride;
   bool center;
@@ -53,9 +57,10 @@ struct FrameFunctor {
     float v = 0.0f;
     if (i >= 0 && i < n_samples) v = x[b * n_samples + i];
     else if (pad == PadMode::reflect && n_samples > 0) v = x[b * n_samples + reflect_index(i, n_samples)];
-    frames[row * frame_stride + k] = window[k] * v;
+    frames[row * frame_stride + k] = window[k] * Real(v);
   }
 };
+using FrameFunctor = BasicFrameFunctor<float>;
 
 // Batched real FFTs on the CPU with FFTW (single precision). Planning is serialised (FFTW's
 // planner is not thread-safe); execution is thread-safe and works on any (unaligned) arrays.
@@ -71,6 +76,31 @@ class CpuRealFft {
   void forward(const float* in, std::complex<float>* out) const;
   // in: (batch, n/2+1) complex -> out: (batch, in_stride) real, unnormalised (like FFTW/cuFFT)
   void inverse(const std::complex<float>* in, float* out) const;
+
+  int size() const { return n_; }
+  int64_t batch() const { return batch_; }
+
+ private:
+  int n_;
+  int64_t batch_;
+  int stride_;
+  void* forward_plan_ = nullptr;
+  void* inverse_plan_ = nullptr;
+};
+
+// The same in double precision (FFTW's fftw_ plans): the CPU reference computes librosa's
+// float64 FFT, so its spectra keep full accuracy far below a frame's peak.
+class CpuRealFft64 {
+ public:
+  CpuRealFft64(int n, int64_t batch, int in_stride);
+  ~CpuRealFft64();
+  CpuRealFft64(const CpuRealFft64&) = delete;
+  CpuRealFft64& operator=(const CpuRealFft64&) = delete;
+
+  // in: (batch, in_stride) real -> out: (batch, n/2+1) complex
+  void forward(const double* in, std::complex<double>* out) const;
+  // in: (batch, n/2+1) complex -> out: (batch, in_stride) real, unnormalised
+  void inverse(const std::complex<double>* in, double* out) const;
 
   int size() const { return n_; }
   int64_t batch() const { return batch_; }

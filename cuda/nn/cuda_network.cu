@@ -1,0 +1,481 @@
+// The CUDA backend's Network: GPU layers on one stream, the fused softmax cross-entropy head,
+// the L2 term, global-norm clipping and the optimizer updates through the shared functors of
+// ops/nn_*.h (the CPU backend runs the same arithmetic), loss and accuracy counted on the device.
+// train_step never synchronises the host; last_stats(), last_times(), state() and predict() do.
+#include <thrust/iterator/transform_iterator.h>
+#include <cub/device/device_reduce.cuh>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "genrelab/common.h"
+#include "genrelab/cuda/launch.cuh"
+#include "genrelab/nn/network.h"
+#include "genrelab/nn/schedule.h"
+#include "genrelab/ops/nn_gpu_extra.h"
+#include "genrelab/ops/nn_loss.h"
+#include "genrelab/ops/nn_optim.h"
+#include "gpu_layers.h"
+
+namespace genrelab::nn {
+
+namespace {
+
+using cuda::DeviceBuffer;
+using cuda::launch_1d;
+using cuda::nn::GpuContext;
+using cuda::nn::GpuLayer;
+using cuda::nn::Precision;
+
+struct SquareToDouble {
+  __host__ __device__ double operator()(float v) const { return double(v) * double(v); }
+};
+struct FloatToDouble {
+  __host__ __device__ double operator()(float v) const { return double(v); }
+};
+
+// TensorFlow's clip_by_global_norm scale from the per-tensor sums of squares (one thread):
+// scale = clip / norm when norm > clip, else 1.
+struct ClipScale {
+  const double* sq;
+  int64_t tensors;
+  double clip;
+  float* scale;
+  double* norm;
+  __device__ void operator()(int64_t) const {
+    double s = 0;
+    for (int64_t k = 0; k < tensors; ++k) s += sq[k];
+    const double nrm = sqrt(s);
+    norm[0] = nrm;
+    scale[0] = nrm > clip ? float(clip / nrm) : 1.0f;
+  }
+};
+
+Precision precision_of(const TrainHyper& h) {
+  if (h.precision == "fp32") return Precision::fp32;
+  if (h.precision == "tf32") return Precision::tf32;
+  throw ConfigError("train.precision = " + h.precision +
+                    ": mixed precision (bf16/fp16) is not supported on the cuda device yet; use fp32 or tf32");
+}
+
+std::string mib(double bytes) {
+  std::ostringstream os;
+  os.precision(0);
+  os << std::fixed << bytes / (1 << 20) << " MiB";
+  return os.str();
+}
+
+class CudaLayerImpl;
+
+class CudaNetwork final : public Network {
+ public:
+  CudaNetwork(const ModelPlan& plan, const TrainHyper& hyper)
+      : plan_(plan), hyper_(hyper), ctx_(precision_of(hyper), hyper.deterministic) {
+    GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
+    slots_ = optimizer_slots(hyper.optimizer);
+    for (const auto& L : plan_.layers) {
+      layers_.push_back(cuda::nn::make_gpu_layer(L, ctx_));
+      for (const auto& p : L.params)
+        if (p.trainable) {
+          Trainable t;
+          t.layer = layers_.size() - 1;
+          t.param = size_t(&p - L.params.data());
+          t.size = p.size();
+          t.decay = p.decay;
+          for (size_t s = 0; s < slots_.size(); ++s) {
+            t.moments.emplace_back(size_t(p.size()));
+            t.moments.back().zero(ctx_.stream());
+          }
+          trainable_.push_back(std::move(t));
+        }
+    }
+    for (auto& t : trainable_) {
+      GpuLayer& l = *layers_[t.layer];
+      t.w = l.params()[t.param];
+      // grads() lists trainable parameters only: count the trainable ones before t.param.
+      size_t g = 0;
+      for (size_t j = 0; j < t.param; ++j) g += plan_.layers[t.layer].params[j].trainable ? 1 : 0;
+      t.g = l.grads()[g];
+    }
+    sq_.resize(std::max<size_t>(trainable_.size(), 1));
+    scalars_.resize(2);  // clip scale, spare
+    dstats_.resize(2);   // loss sum, global norm
+    dcorrect_.resize(1);
+    load_weights(initial_weights(plan_, hyper_));
+    // Reduction scratch, sized for the largest tensor (the clip norm) once.
+    size_t bytes = 1;
+    for (const auto& t : trainable_) bytes = std::max(bytes, reduce_bytes(t.size));
+    reduce_tmp_.resize(bytes);
+    ctx_.stream_sync();
+  }
+
+  Device device() const override { return Device::cuda; }
+  const ModelPlan& plan() const override { return plan_; }
+
+  void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
+                  const StepKey& key) override {
+    GENRELAB_CHECK(n > 0 && global_batch >= n, "train_step: n = ", n, ", global_batch = ", global_batch);
+    try {
+      run_train_step(x, labels, n, global_batch, lr, key);
+    } catch (const RuntimeError& e) {
+      rethrow_oom(e, n);
+    }
+  }
+
+  void predict(const float* x, int64_t n, float* probs_host) override {
+    if (n == 0) return;
+    try {
+      ensure_batch(n);
+      layers_.back()->set_logits_output(false);
+      forward_all(x, n, false, StepKey{});
+    } catch (const RuntimeError& e) {
+      rethrow_oom(e, n);
+    }
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(probs_host, act_[layers_.size() - 1], size_t(n * plan_.classes) * sizeof(float),
+                                        cudaMemcpyDeviceToHost, ctx_.stream()));
+    ctx_.stream_sync();
+  }
+
+  StepStats last_stats() override {
+    StepStats s;
+    if (last_n_ == 0) return s;
+    double loss = 0;
+    int32_t correct = 0;
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&loss, dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx_.stream()));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(&correct, dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream()));
+    ctx_.stream_sync();
+    s.loss_sum = loss;
+    s.correct = correct;
+    s.examples = last_n_;
+    return s;
+  }
+
+  StepTimes last_times() override {
+    StepTimes t;
+    if (last_n_ == 0) return t;
+    ev_end_.synchronize();
+    t.forward_ms = ev_fwd_.ms_since(ev_start_);
+    t.backward_ms = ev_bwd_.ms_since(ev_fwd_);
+    t.optimizer_ms = ev_end_.ms_since(ev_bwd_);
+    return t;
+  }
+
+  std::vector<NamedTensor> state() override {
+    std::vector<NamedTensor> out;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      const auto ptrs = layers_[li]->params();
+      for (size_t j = 0; j < L.params.size(); ++j)
+        out.push_back({param_tensor_name(L, L.params[j]), L.params[j].dims, to_host(ptrs[j], L.params[j].size())});
+    }
+    for (size_t s = 0; s < slots_.size(); ++s)
+      for (const auto& t : trainable_) {
+        const LayerDesc& L = plan_.layers[t.layer];
+        const ParamSpec& p = L.params[t.param];
+        out.push_back({slots_[s] + "." + param_tensor_name(L, p), p.dims, to_host(t.moments[s].data(), p.size())});
+      }
+    out.push_back({"step", {1}, {float(step_)}});
+    return out;
+  }
+
+  void load_state(const std::vector<NamedTensor>& state) override {
+    std::map<std::string, const NamedTensor*> given;
+    for (const auto& t : state) given[t.name] = &t;
+    size_t expected = 1;  // "step"
+    auto find = [&](const std::string& name, const std::vector<int64_t>& dims) -> const NamedTensor& {
+      auto it = given.find(name);
+      if (it == given.end())
+        throw RuntimeError("load_state: the state has no tensor '" + name + "' (model or optimizer differs)");
+      check_tensor(*it->second, name, dims);
+      return *it->second;
+    };
+    // Validate everything before copying anything.
+    for (const auto& L : plan_.layers)
+      for (const auto& p : L.params) {
+        find(param_tensor_name(L, p), p.dims);
+        ++expected;
+      }
+    for (const auto& slot : slots_)
+      for (const auto& t : trainable_) {
+        const ParamSpec& p = plan_.layers[t.layer].params[t.param];
+        find(slot + "." + param_tensor_name(plan_.layers[t.layer], p), p.dims);
+        ++expected;
+      }
+    const NamedTensor& step = find("step", {1});
+    if (given.size() != expected)
+      for (const auto& t : state) {
+        bool known = t.name == "step";
+        for (const auto& L : plan_.layers)
+          for (const auto& p : L.params) {
+            const std::string nm = param_tensor_name(L, p);
+            known = known || t.name == nm;
+            if (p.trainable)
+              for (const auto& slot : slots_) known = known || t.name == slot + "." + nm;
+          }
+        if (!known)
+          throw RuntimeError("load_state: unexpected tensor '" + t.name + "' (not part of this model and optimizer)");
+      }
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      const auto ptrs = layers_[li]->params();
+      for (size_t j = 0; j < L.params.size(); ++j) to_device(given[param_tensor_name(L, L.params[j])]->data, ptrs[j]);
+    }
+    for (size_t s = 0; s < slots_.size(); ++s)
+      for (auto& t : trainable_) {
+        const LayerDesc& L = plan_.layers[t.layer];
+        to_device(given[slots_[s] + "." + param_tensor_name(L, L.params[t.param])]->data, t.moments[s].data());
+      }
+    step_ = uint64_t(std::llround(step.data[0]));
+    ctx_.stream_sync();  // the host vectors may go away after return
+  }
+
+  LayerImpl& layer(size_t index) override {
+    GENRELAB_CHECK(index < layers_.size(), "layer ", index, " of ", layers_.size());
+    return *layers_[index];
+  }
+
+ private:
+  struct Trainable {
+    size_t layer = 0, param = 0;
+    int64_t size = 0;
+    bool decay = false;
+    float* w = nullptr;
+    float* g = nullptr;
+    std::vector<DeviceBuffer<float>> moments;  // one per optimizer slot
+  };
+
+  void run_train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
+                      const StepKey& key) {
+    ensure_batch(n);
+    cudaStream_t s = ctx_.stream();
+    const size_t L = layers_.size();
+    const int64_t C = plan_.classes;
+    const float ls = float(hyper_.label_smoothing);
+    ev_start_.record(s);
+    layers_.back()->set_logits_output(true);
+    forward_all(x, n, true, key);
+    const float* logits = act_[L - 1];  // (n, classes)
+
+    // Head: per-example loss and correct flags, summed on the device (read in last_stats).
+    launch_1d(n, ops::SoftmaxXentLoss<float>{logits, labels, C, ls, losses_.data(), correct_.data()}, s);
+    {
+      auto it = thrust::make_transform_iterator(losses_.data(), FloatToDouble{});
+      size_t bytes = reduce_tmp_.bytes();
+      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, dstats_.data(), n, s));
+      bytes = reduce_tmp_.bytes();
+      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, correct_.data(), dcorrect_.data(), n, s));
+    }
+    ev_fwd_.record(s);
+
+    // Backward: dlogits into grad buffer 0, then ping-pong between the two gradient buffers.
+    float* dy = grad_[0].data();
+    float* dx = grad_[1].data();
+    launch_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy}, s);
+    for (auto& l : layers_) l->zero_grads();
+    for (size_t i = L; i-- > 0;) {
+      if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
+      const float* xin = i == 0 ? x : act_[i - 1];
+      layers_[i]->backward(xin, act_[i], dy, i == 0 ? nullptr : dx, n, key);
+      std::swap(dy, dx);
+    }
+    layers_.back()->set_logits_output(false);
+    ev_bwd_.record(s);
+
+    apply_optimizer(lr, key.step);
+    ++step_;
+    last_n_ = n;
+    ev_end_.record(s);
+  }
+
+  // L2 gradient (2·l2·w on kernels), global-norm clipping with the norm taken after the L2 term
+  // (TensorFlow's clip_by_global_norm; the scale stays on the device), then the update: the order
+  // and functors of the CPU backend.
+  void apply_optimizer(float lr, uint64_t step) {
+    cudaStream_t s = ctx_.stream();
+    if (hyper_.l2 > 0)
+      for (auto& t : trainable_)
+        if (t.decay) launch_1d(t.size, ops::GradFinish<float>{t.g, t.w, 1.0f, float(2.0 * hyper_.l2)}, s);
+    if (hyper_.clip_norm > 0) {
+      for (size_t k = 0; k < trainable_.size(); ++k) {
+        auto it = thrust::make_transform_iterator(trainable_[k].g, SquareToDouble{});
+        size_t bytes = reduce_tmp_.bytes();
+        GENRELAB_CUDA_CHECK(
+            cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, sq_.data() + k, trainable_[k].size, s));
+      }
+      cuda::launch_1d(
+          1, ClipScale{sq_.data(), int64_t(trainable_.size()), hyper_.clip_norm, scalars_.data(), dstats_.data() + 1},
+          s);
+      for (auto& t : trainable_)
+        launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, scalars_.data(), 0.0f}, s);
+    }
+    const bool adam = hyper_.optimizer != "sgd";
+    const float lr_t = adam ? float(adam_step_size(lr, hyper_.beta1, hyper_.beta2, step)) : lr;
+    for (auto& t : trainable_) {
+      const float decay = t.decay && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
+      if (adam)
+        launch_1d(t.size,
+                  ops::AdamUpdate<float>{t.w, t.g, t.moments[0].data(), t.moments[1].data(), lr_t, float(hyper_.beta1),
+                                         float(hyper_.beta2), float(hyper_.epsilon), decay},
+                  s);
+      else
+        launch_1d(
+            t.size,
+            ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov, decay},
+            s);
+    }
+  }
+
+  void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const float* xin = i == 0 ? x : act_[i - 1];
+      if (plan_.layers[i].type == "flatten") {
+        act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
+        continue;
+      }
+      layers_[i]->forward(xin, act_[i], n, training, key);
+    }
+  }
+
+  // Activation, gradient and head buffers for batches up to n (grown, never shrunk).
+  void ensure_batch(int64_t n) {
+    if (n <= cap_) return;
+    int64_t widest = plan_.classes;
+    for (const auto& L : plan_.layers) widest = std::max({widest, L.in.size(), L.out.size()});
+    act_store_.resize(layers_.size());
+    act_.assign(layers_.size(), nullptr);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (plan_.layers[i].type == "flatten") continue;
+      act_store_[i].resize(size_t(n * plan_.layers[i].out.size()));
+      act_[i] = act_store_[i].data();
+    }
+    grad_[0].resize(size_t(n * widest));
+    grad_[1].resize(size_t(n * widest));
+    losses_.resize(size_t(n));
+    correct_.resize(size_t(n));
+    const size_t bytes = std::max({reduce_bytes(n), reduce_bytes_loss(n), reduce_bytes_int(n)});
+    if (bytes > reduce_tmp_.bytes()) reduce_tmp_.resize(bytes);
+    cap_ = n;
+  }
+
+  size_t reduce_bytes(int64_t count) {
+    size_t bytes = 0;
+    auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), SquareToDouble{});
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
+    return bytes;
+  }
+  size_t reduce_bytes_loss(int64_t count) {
+    size_t bytes = 0;
+    auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), FloatToDouble{});
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
+    return bytes;
+  }
+  size_t reduce_bytes_int(int64_t count) {
+    size_t bytes = 0;
+    GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes, static_cast<const int32_t*>(nullptr),
+                                               static_cast<int32_t*>(nullptr), count, ctx_.stream()));
+    return bytes;
+  }
+
+  // Bytes one example needs on the device (activations, two gradient buffers, scratch), for
+  // the out-of-memory message.
+  double bytes_per_example() const {
+    double floats = 0, widest = double(plan_.classes);
+    for (const auto& L : plan_.layers) {
+      if (L.type != "flatten") floats += double(L.out.size());
+      widest = std::max({widest, double(L.in.size()), double(L.out.size())});
+    }
+    return (floats + 4 * widest) * sizeof(float);
+  }
+
+  [[noreturn]] void rethrow_oom(const RuntimeError& e, int64_t n) {
+    const std::string what = e.what();
+    if (what.find("out of GPU memory") == std::string::npos && what.find("ALLOC_FAILED") == std::string::npos &&
+        what.find("out of memory") == std::string::npos)
+      throw;
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    const double per = bytes_per_example();
+    const double have = double(free_b) + double(cap_) * per;  // what this network's buffers could reuse
+    const int64_t fit = int64_t(0.8 * have / per);
+    std::ostringstream os;
+    os << "the GPU ran out of memory for a batch of " << n << " examples: this model needs about " << mib(per)
+       << " per example (" << mib(per * double(n)) << " for the batch) plus cuDNN workspace; " << mib(double(free_b))
+       << " of " << mib(double(total_b)) << " are free. Try train.batch_size=" << std::max<int64_t>(1, fit)
+       << " or smaller (" << what << ")";
+    throw RuntimeError(os.str());
+  }
+
+  std::vector<float> to_host(const float* d, int64_t count) {
+    std::vector<float> h(static_cast<size_t>(count));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(h.data(), d, size_t(count) * sizeof(float), cudaMemcpyDeviceToHost, ctx_.stream()));
+    ctx_.stream_sync();
+    return h;
+  }
+  void to_device(const std::vector<float>& h, float* d) {
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice, ctx_.stream()));
+  }
+
+  static std::string dims_str(const std::vector<int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + (d.size() == 1 ? ",)" : ")");
+  }
+  static void check_tensor(const NamedTensor& got, const std::string& name, const std::vector<int64_t>& dims) {
+    int64_t size = 1;
+    for (int64_t d : dims) size *= d;
+    if (got.dims != dims)
+      throw RuntimeError("load_state: tensor '" + name + "' has shape " + dims_str(got.dims) + ", the model expects " +
+                         dims_str(dims));
+    if (int64_t(got.data.size()) != size)
+      throw RuntimeError("load_state: tensor '" + name + "' holds " + std::to_string(got.data.size()) +
+                         " values, its shape " + dims_str(dims) + " needs " + std::to_string(size));
+  }
+
+  void load_weights(const std::vector<NamedTensor>& w) {
+    size_t k = 0;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      const auto ptrs = layers_[li]->params();
+      for (size_t j = 0; j < L.params.size(); ++j) {
+        GENRELAB_CHECK(k < w.size() && int64_t(w[k].data.size()) == L.params[j].size(),
+                       "initial weights do not match the plan");
+        to_device(w[k++].data, ptrs[j]);
+      }
+    }
+    ctx_.stream_sync();
+  }
+
+  ModelPlan plan_;
+  TrainHyper hyper_;
+  GpuContext ctx_;
+  std::vector<std::string> slots_;
+  std::vector<std::unique_ptr<GpuLayer>> layers_;
+  std::vector<Trainable> trainable_;
+  int64_t cap_ = 0;                             // batch size the buffers hold
+  std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten
+  std::vector<float*> act_;                     // output of layer i (flatten: its input's memory)
+  DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
+  DeviceBuffer<float> losses_;                  // (cap) per-example loss
+  DeviceBuffer<int32_t> correct_;               // (cap) argmax == label
+  DeviceBuffer<double> dstats_;                 // [0] loss sum of the last step, [1] last global norm
+  DeviceBuffer<int32_t> dcorrect_;              // correct count of the last step
+  DeviceBuffer<double> sq_;                     // (trainable tensors) sums of squared gradients
+  DeviceBuffer<float> scalars_;                 // [0] clip scale
+  DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch
+  cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
+  uint64_t step_ = 0;
+  int64_t last_n_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> make_cuda_network(const ModelPlan& plan, const TrainHyper& hyper) {
+  return std::make_unique<CudaNetwork>(plan, hyper);
+}
+
+}  // namespace genrelab::nn

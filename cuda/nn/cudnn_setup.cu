@@ -1,0 +1,223 @@
+// cuDNN descriptors, the shared GPU context and convolution algorithm selection (cached by shape).
+#include "cudnn_setup.h"
+
+#include <sstream>
+#include <vector>
+
+#include "genrelab/common.h"
+#include "genrelab/cuda/launch.cuh"
+
+namespace genrelab::cuda::nn {
+
+namespace {
+struct FillOnes {
+  float* p;
+  __device__ void operator()(int64_t i) const { p[i] = 1.0f; }
+};
+
+int to_int(int64_t v, const char* what) {
+  GENRELAB_CHECK(v > 0 && v < (int64_t(1) << 31), what, " ", v, " does not fit a cuDNN descriptor");
+  return int(v);
+}
+}  // namespace
+
+void TensorDesc::set(int64_t n, int64_t h, int64_t w, int64_t c) {
+  GENRELAB_CUDA_CHECK(cudnnSetTensor4dDescriptor(get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, to_int(n, "batch"),
+                                                 to_int(c, "channels"), to_int(h, "height"), to_int(w, "width")));
+}
+
+FilterDesc::FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c) {
+  // NHWC filter format = memory order (k, r, s, c): the canonical conv kernel layout.
+  GENRELAB_CUDA_CHECK(cudnnSetFilter4dDescriptor(get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, to_int(k, "filters"),
+                                                 to_int(c, "channels"), to_int(r, "kernel height"),
+                                                 to_int(s, "kernel width")));
+}
+
+ConvDesc::ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w) {
+  GENRELAB_CUDA_CHECK(cudnnSetConvolution2dDescriptor(get(), pad_h, pad_w, stride_h, stride_w, dil_h, dil_w,
+                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+}
+
+PoolDesc::PoolDesc(cudnnPoolingMode_t mode, int kh, int kw, int pad_h, int pad_w, int stride_h, int stride_w) {
+  GENRELAB_CUDA_CHECK(
+      cudnnSetPooling2dDescriptor(get(), mode, CUDNN_PROPAGATE_NAN, kh, kw, pad_h, pad_w, stride_h, stride_w));
+}
+
+ActivationDesc::ActivationDesc(cudnnActivationMode_t mode, double coef) {
+  GENRELAB_CUDA_CHECK(cudnnSetActivationDescriptor(get(), mode, CUDNN_PROPAGATE_NAN, coef));
+}
+
+std::string ConvShape::key() const {
+  std::ostringstream os;
+  os << n << ',' << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w << '|'
+     << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w;
+  return os.str();
+}
+
+GpuContext::GpuContext(Precision precision, bool deterministic) : precision_(precision), deterministic_(deterministic) {
+  GENRELAB_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream_.get()));
+  GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
+  // still exact fp32). tf32: tensor cores round the inputs of each product to 10-bit mantissas.
+  GENRELAB_CUDA_CHECK(cublasSetMathMode(
+      cublas_.get(), precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  // Bias gradients and dense products only read device pointers for alpha/beta from the host.
+  GENRELAB_CUDA_CHECK(cublasSetPointerMode(cublas_.get(), CUBLAS_POINTER_MODE_HOST));
+}
+
+void* GpuContext::workspace(size_t bytes) {
+  if (bytes > workspace_.bytes()) workspace_.resize(bytes);
+  return workspace_.data();
+}
+
+float* GpuContext::scratch(int slot, int64_t count) {
+  GENRELAB_CHECK(slot >= 0 && slot < 2, "scratch slot ", slot);
+  if (size_t(count) > scratch_[slot].size()) scratch_[slot].resize(size_t(count));
+  return scratch_[slot].data();
+}
+
+const float* GpuContext::ones(int64_t count) {
+  if (size_t(count) > ones_.size()) {
+    ones_.resize(size_t(count));
+    float* p = ones_.data();
+    launch_1d(count, FillOnes{p}, stream());
+  }
+  return ones_.data();
+}
+
+cudnnMathType_t GpuContext::conv_math() const {
+  // In cuDNN 8+ the default math of float convolutions may use TF32 tensor cores; FMA_MATH keeps
+  // strict fp32. TENSOR_OP_MATH asks for TF32 (ALLOW_CONVERSION could go down to fp16: not used).
+  return precision_ == Precision::tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+}
+
+namespace {
+
+// The first algorithm in cuDNN's ranking (fastest measured for Find, heuristic order for Get) that
+// ran (status success), is deterministic when asked, and keeps the math the precision allows.
+template <typename Perf>
+const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision, const char* what,
+                 const ConvShape& shape) {
+  for (int i = 0; i < count; ++i) {
+    const Perf& p = perfs[size_t(i)];
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // may round to fp16
+    if (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;
+    return &p;
+  }
+  throw RuntimeError(std::string("cuDNN offers no ") + (deterministic ? "deterministic " : "") + what +
+                     " algorithm for the convolution " + shape.key() +
+                     (deterministic ? "; set train.deterministic=false" : ""));
+}
+
+// fp32 forces FMA math on the descriptor whatever the heuristic reported (DEFAULT_MATH may use
+// TF32 on Ampere and newer); tf32 takes the math type that goes with the chosen algorithm.
+cudnnMathType_t math_for(cudnnMathType_t reported, Precision precision) {
+  return precision == Precision::fp32 ? CUDNN_FMA_MATH : reported;
+}
+
+}  // namespace
+
+namespace {
+
+// Output buffers and workspace for cudnnFind*Ex, which runs every candidate on real data. The
+// outputs are scratch (the forward's y and the backward's dx slots, a temporary dw), so benchmarking
+// never overwrites activations or accumulated gradients.
+struct FindBuffers {
+  float* y = nullptr;   // y-sized; also stands in for dy (its contents do not matter)
+  float* dx = nullptr;  // x-sized
+  DeviceBuffer<float> dw;
+  DeviceBuffer<uint8_t> ws;
+};
+
+size_t bytes_of(const TensorDesc& t) {
+  size_t b = 0;
+  GENRELAB_CUDA_CHECK(cudnnGetTensorSizeInBytes(t, &b));
+  return b;
+}
+
+}  // namespace
+
+const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
+                                        const ConvDesc& conv, const TensorDesc& y, const float* x_data,
+                                        const float* w_data) {
+  const std::string key = shape.key();
+  auto it = algos_.find(key);
+  if (it != algos_.end()) return it->second;
+
+  // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
+  // run to run, and a different algorithm rounds differently, so deterministic runs take the
+  // heuristics' stable ranking (cudnnGet*_v7) instead.
+  const bool bench = !deterministic_ && x_data && w_data;
+  FindBuffers fb;
+  size_t ws_limit = 0;
+  if (bench) {
+    fb.y = scratch(0, int64_t(bytes_of(y) / sizeof(float)));
+    fb.dx = scratch(1, int64_t(bytes_of(x) / sizeof(float)));
+    fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
+    size_t free_b = 0, total_b = 0;
+    GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    ws_limit = std::min<size_t>(size_t(1) << 30, free_b / 4);
+    try {
+      fb.ws.resize(ws_limit);
+    } catch (const RuntimeError&) {
+      ws_limit = 0;  // benchmark only the algorithms that need no workspace
+    }
+  }
+
+  ConvAlgos a;
+  cudnnHandle_t h = cudnn();
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
+  {
+    int max = 0, got = 0;
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
+                                                                 perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
+    const auto* p = pick(perfs, got, deterministic_, precision_, "forward", shape);
+    a.fwd = p->algo;
+    a.fwd_math = math_for(p->mathType, precision_);
+    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.fwd_math));
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
+  }
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
+  {
+    int max = 0, got = 0;
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
+                                                                      perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
+    const auto* p = pick(perfs, got, deterministic_, precision_, "backward-data", shape);
+    a.bwd_data = p->algo;
+    a.bwd_data_math = math_for(p->mathType, precision_);
+    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_data_math));
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
+  }
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
+  {
+    int max = 0, got = 0;
+    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+    if (bench)
+      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+          h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
+    else
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
+    const auto* p = pick(perfs, got, deterministic_, precision_, "backward-filter", shape);
+    a.bwd_filter = p->algo;
+    a.bwd_filter_math = math_for(p->mathType, precision_);
+    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_filter_math));
+    GENRELAB_CUDA_CHECK(
+        cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
+  }
+  return algos_.emplace(key, a).first->second;
+}
+
+}  // namespace genrelab::cuda::nn

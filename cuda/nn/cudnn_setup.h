@@ -1,0 +1,155 @@
+// cuDNN setup in one place for the GPU network: RAII descriptors, the per-network GPU context
+// (stream, handles, shared workspace, ones vector), and convolution algorithm choice cached by shape.
+// Layout: every activation is NHWC (channels-last, the canonical host layout) and every conv
+// kernel is KRSC = (filters, kh, kw, in_c), cuDNN's NHWC filter format; nothing is transposed.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cudnn.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "genrelab/cuda/memory.h"
+
+namespace genrelab::cuda::nn {
+
+// How matrix products and convolutions may round their inputs.
+enum class Precision { fp32, tf32 };
+
+// ---- RAII descriptors (move-only, destructors never throw) ----------------------------------
+
+template <typename H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
+class CudnnDesc {
+ public:
+  CudnnDesc() { GENRELAB_CUDA_CHECK(Create(&h_)); }
+  ~CudnnDesc() {
+    if (h_) Destroy(h_);
+  }
+  CudnnDesc(CudnnDesc&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  CudnnDesc& operator=(CudnnDesc&& o) noexcept {
+    if (this != &o) {
+      if (h_) Destroy(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  CudnnDesc(const CudnnDesc&) = delete;
+  CudnnDesc& operator=(const CudnnDesc&) = delete;
+  H get() const { return h_; }
+  operator H() const { return h_; }
+
+ private:
+  H h_ = nullptr;
+};
+
+// A 4-D float tensor in NHWC memory order (cuDNN takes the sizes as n, c, h, w).
+class TensorDesc
+    : public CudnnDesc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
+ public:
+  TensorDesc() = default;
+  TensorDesc(int64_t n, int64_t h, int64_t w, int64_t c) { set(n, h, w, c); }
+  void set(int64_t n, int64_t h, int64_t w, int64_t c);
+};
+
+// A conv kernel (filters, kh, kw, in_c) in cuDNN's NHWC filter format ("KRSC").
+class FilterDesc
+    : public CudnnDesc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor> {
+ public:
+  FilterDesc() = default;
+  FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c);
+};
+
+// A 2-D cross-correlation (what Keras Conv2D computes) with symmetric padding.
+class ConvDesc : public CudnnDesc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+                                  cudnnDestroyConvolutionDescriptor> {
+ public:
+  ConvDesc() = default;
+  ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w);
+};
+
+class PoolDesc
+    : public CudnnDesc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor> {
+ public:
+  PoolDesc() = default;
+  PoolDesc(cudnnPoolingMode_t mode, int kh, int kw, int pad_h, int pad_w, int stride_h, int stride_w);
+};
+
+class ActivationDesc
+    : public CudnnDesc<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor> {
+ public:
+  ActivationDesc() = default;
+  ActivationDesc(cudnnActivationMode_t mode, double coef);
+};
+
+// ---- convolution algorithms --------------------------------------------------------------
+
+struct ConvAlgos {
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
+  size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+};
+
+// The geometry a convolution's algorithms depend on (input already padded when the padding is
+// asymmetric, see conv.cu).
+struct ConvShape {
+  int64_t n, h, w, c;  // input (n, h, w, c)
+  int64_t k, r, s;     // kernel (k, r, s, c)
+  int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
+  std::string key() const;
+};
+
+// ---- the per-network GPU context ---------------------------------------------------------
+
+// Everything the GPU layers of one network share. Handles are bound to `stream` once, so every
+// cuDNN/cuBLAS call and every launch of one network runs in order on that stream.
+class GpuContext {
+ public:
+  GpuContext(Precision precision, bool deterministic);
+  GpuContext(const GpuContext&) = delete;
+  GpuContext& operator=(const GpuContext&) = delete;
+
+  cudaStream_t stream() const { return stream_.get(); }
+  void stream_sync() const { stream_.synchronize(); }
+  cudnnHandle_t cudnn() const { return cudnn_.get(); }
+  cublasHandle_t cublas() const { return cublas_.get(); }
+  Precision precision() const { return precision_; }
+  bool deterministic() const { return deterministic_; }
+
+  // The shared workspace, grown (never shrunk) to at least `bytes`. Growing frees the old block;
+  // cudaFree waits for the device, so work already queued with the old block finishes first.
+  void* workspace(size_t bytes);
+  size_t workspace_bytes() const { return workspace_.bytes(); }
+
+  // Scratch float buffers shared by the layers (slot 0: activation gradients, slot 1: padded
+  // input gradients), grown to at least `count`; valid until the next call with the same slot.
+  float* scratch(int slot, int64_t count);
+
+  // A device vector of at least `count` ones (for bias gradients as matrix-vector products).
+  const float* ones(int64_t count);
+
+  // Algorithms for one convolution geometry, chosen once and cached by shape: benchmarked on the
+  // given data (cudnnFind*Ex) when x_data and w_data are given and the run is not deterministic,
+  // else cuDNN's heuristics restricted to deterministic algorithms when asked (see the .cu).
+  const ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
+                              const TensorDesc& y, const float* x_data = nullptr, const float* w_data = nullptr);
+
+  // cudnnMathType_t that fp32/tf32 asks of convolutions without a chosen algorithm.
+  cudnnMathType_t conv_math() const;
+
+ private:
+  Precision precision_;
+  bool deterministic_;
+  Stream stream_;
+  CudnnHandle cudnn_;
+  CublasHandle cublas_;
+  DeviceBuffer<uint8_t> workspace_;
+  DeviceBuffer<float> ones_;
+  DeviceBuffer<float> scratch_[2];
+  std::map<std::string, ConvAlgos> algos_;
+};
+
+}  // namespace genrelab::cuda::nn

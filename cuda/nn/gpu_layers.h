@@ -1,0 +1,60 @@
+// The GPU network's layers: one LayerImpl per registered layer type, buffers in device memory,
+// all work queued on the owning GpuContext's stream (no host synchronisation).
+// x: (n, in.h, in.w, in.c), y: (n, out.h, out.w, out.c), NHWC.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "cudnn_setup.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+
+namespace genrelab::cuda::nn {
+
+using genrelab::nn::LayerDesc;
+using genrelab::nn::LayerImpl;
+using genrelab::nn::StepKey;
+
+// Parameter and gradient storage shared by every GPU layer.
+class GpuLayer : public LayerImpl {
+ public:
+  GpuLayer(const LayerDesc& desc, GpuContext& ctx);
+  const LayerDesc& desc() const { return desc_; }
+  std::vector<float*> params() override;  // LayerDesc::params order
+  std::vector<float*> grads() override;   // trainable params only, same order
+  // The fused classifier head (see CpuLayer::set_logits_output): a softmax dense layer outputs
+  // logits in forward and takes dL/dlogits in backward. Only dense layers honour it.
+  virtual void set_logits_output(bool on) {}
+  // Zeroes the gradients (queued on the stream).
+  void zero_grads();
+
+ protected:
+  float* param(size_t i) { return params_[i].data(); }
+  float* grad(size_t i) { return grads_[i].data(); }  // i indexes LayerDesc::params
+  LayerDesc desc_;
+  GpuContext& ctx_;
+  std::vector<DeviceBuffer<float>> params_, grads_;  // grads_[i] empty for non-trainable params
+};
+
+// One layer of the registry.
+std::unique_ptr<GpuLayer> make_gpu_layer(const LayerDesc& desc, GpuContext& ctx);
+
+// One family each (conv.cu, pool.cu, dense.cu, batchnorm.cu, rnn.cu).
+std::unique_ptr<GpuLayer> make_conv_layer(const LayerDesc& desc, GpuContext& ctx);
+std::unique_ptr<GpuLayer> make_pool_layer(const LayerDesc& desc, GpuContext& ctx);  // max, avg, global avg
+std::unique_ptr<GpuLayer> make_dense_layer(const LayerDesc& desc, GpuContext& ctx);
+std::unique_ptr<GpuLayer> make_batchnorm_layer(const LayerDesc& desc, GpuContext& ctx);
+std::unique_ptr<GpuLayer> make_rnn_layer(const LayerDesc& desc, GpuContext& ctx);  // gru, lstm (rnn.cu)
+
+// Launchers shared by several layers (gpu_layers.cu).
+// y (count) = act(y + bias[i % channels]) in place; bias may be null.
+void bias_activation(float* y, const float* bias, int64_t count, int64_t channels, int act, float alpha,
+                     cudaStream_t stream);
+// dz (count) = dy · act'(y); dz may alias dy.
+void activation_backward(const float* y, const float* dy, float* dz, int64_t count, int act, float alpha,
+                         cudaStream_t stream);
+// db (channels) += column sums of dz (rows, channels) row-major, on cuBLAS (gemv with ones).
+void add_bias_grad(GpuContext& ctx, const float* dz, float* db, int64_t rows, int64_t channels);
+
+}  // namespace genrelab::cuda::nn

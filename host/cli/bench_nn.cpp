@@ -1,0 +1,193 @@
+// `genrelab bench --what train` (whole optimisation steps: samples/s, forward/backward/optimizer
+// split, achieved GFLOP/s from the plan's conv/dense/recurrent FLOPs) and `--what layers`
+// (forward and backward time per layer, like `caffe time`), on synthetic inputs for the model of
+// an experiment file (default: the baseline), on either backend.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "genrelab/bench.h"
+#include "genrelab/common.h"
+#include "genrelab/config.h"
+#include "genrelab/device.h"
+#include "genrelab/io.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/philox.h"
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/memory.h"
+#endif
+
+namespace genrelab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A buffer in the backend's memory, filled from the host.
+template <typename T>
+class BackendBuffer {
+ public:
+  BackendBuffer(Device d, const std::vector<T>& host) : device_(d), host_(host) {
+#if GENRELAB_HAVE_CUDA
+    if (d == Device::cuda) {
+      dev_.resize(host.size());
+      GENRELAB_CUDA_CHECK(cudaMemcpy(dev_.data(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    }
+#endif
+  }
+  T* data() {
+#if GENRELAB_HAVE_CUDA
+    if (device_ == Device::cuda) return dev_.data();
+#endif
+    return host_.data();
+  }
+
+ private:
+  Device device_;
+  std::vector<T> host_;
+#if GENRELAB_HAVE_CUDA
+  cuda::DeviceBuffer<T> dev_;
+#endif
+};
+
+void sync(Device d) {
+#if GENRELAB_HAVE_CUDA
+  if (d == Device::cuda) GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
+}
+
+std::vector<float> uniform_floats(size_t n, uint32_t salt) {
+  const PhiloxStream s(42, RngPurpose::noise, salt, 0);
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = s.uniform(i);
+  return v;
+}
+
+struct Setup {
+  Config config;
+  Device device = Device::cpu;
+  nn::ModelPlan plan;
+  nn::TrainHyper hyper;
+  int64_t batch = 0, iterations = 0;
+};
+
+Setup setup(const cli::Args& args) {
+  Setup s;
+  s.config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
+  s.device = resolve_device(args.get_or("--device", ""));
+  std::optional<nn::Shape3> in = nn::input_shape(s.config);
+  if (!in) {
+    std::cerr << "bench: the config fixes no clip or window length; using the baseline's 617400 samples\n";
+    in = nn::Shape3{s.config.get_int("features.n_mels"), nn::feature_frames(s.config, 617400), 1};
+  }
+  int64_t classes = int64_t(s.config.get_string_list("dataset.classes").size());
+  if (classes == 0) classes = 10;
+  s.plan = nn::plan_model(s.config, *in, classes);
+  s.hyper = nn::TrainHyper::from_config(s.config);
+  s.batch = s.config.get_int("train.batch_size");
+  s.iterations = s.device == Device::cpu ? 3 : 20;
+  if (auto it = args.get("--iterations")) {
+    try { s.iterations = std::stoll(*it); } catch (...) { s.iterations = 0; }
+    if (s.iterations < 1) args.usage_error("--iterations needs a positive integer, got '" + *it + "'");
+  }
+  std::cerr << "bench: " << s.plan.layers.size() << " layers, " << s.plan.param_count() << " parameters, input "
+            << s.plan.input.str() << ", batch " << s.batch << ", " << device_name(s.device) << "\n";
+  return s;
+}
+
+void maybe_write_json(const cli::Args& args, const json& j) {
+  if (auto path = args.get("--json")) write_file_atomic(*path, j.dump(2) + "\n");
+}
+
+int bench_train(const cli::Args& args) {
+  Setup s = setup(args);
+  auto net = nn::make_network(s.device, s.plan, s.hyper);
+  const int64_t n = s.batch, C = s.plan.classes;
+  BackendBuffer<float> x(s.device, uniform_floats(size_t(n * s.plan.input.size()), 1));
+  std::vector<int32_t> labels_host(static_cast<size_t>(n));
+  for (int64_t e = 0; e < n; ++e) labels_host[size_t(e)] = int32_t(e % C);
+  BackendBuffer<int32_t> labels(s.device, labels_host);
+  // Correctness first: a warm-up step must give a finite loss near ln(classes) (random init).
+  net->train_step(x.data(), labels.data(), n, n, float(s.hyper.lr), {s.hyper.seed, 0, 0});
+  const nn::StepStats first = net->last_stats();
+  const double mean_loss = first.loss_sum / double(n);
+  if (!std::isfinite(mean_loss) || first.examples != n)
+    throw RuntimeError("bench train: the warm-up step gave loss " + std::to_string(mean_loss));
+  double total_ms = 0;
+  nn::StepTimes parts;
+  for (int64_t it = 0; it < s.iterations; ++it) {
+    sync(s.device);
+    const auto t0 = Clock::now();
+    net->train_step(x.data(), labels.data(), n, n, float(s.hyper.lr), {s.hyper.seed, uint64_t(it + 1), 0});
+    net->last_stats();  // synchronises
+    total_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const nn::StepTimes t = net->last_times();
+    parts.forward_ms += t.forward_ms;
+    parts.backward_ms += t.backward_ms;
+    parts.optimizer_ms += t.optimizer_ms;
+  }
+  const double ms = total_ms / double(s.iterations);
+  const double flops = 3.0 * double(s.plan.forward_flops()) * double(n);  // forward + 2× for backward
+  const double gflops = flops / (ms * 1e-3) / 1e9;
+  char line[512];
+  std::printf("train step (%s, batch %lld, %lld iterations, first loss %.4f)\n", device_name(s.device), (long long)n,
+              (long long)s.iterations, mean_loss);
+  std::snprintf(line, sizeof line,
+                "  samples/s      %10.1f\n  ms/step        %10.2f\n    forward      %10.2f\n    backward     %10.2f\n"
+                "    optimizer    %10.2f\n  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n",
+                double(n) / (ms * 1e-3), ms, parts.forward_ms / double(s.iterations), parts.backward_ms / double(s.iterations),
+                parts.optimizer_ms / double(s.iterations), flops / 1e9, gflops);
+  std::cout << line;
+  maybe_write_json(args, {{"bench", "train"}, {"device", device_name(s.device)}, {"batch", n}, {"iterations", s.iterations},
+                          {"params", s.plan.param_count()}, {"samples_per_second", double(n) / (ms * 1e-3)}, {"ms_per_step", ms},
+                          {"forward_ms", parts.forward_ms / double(s.iterations)}, {"backward_ms", parts.backward_ms / double(s.iterations)},
+                          {"optimizer_ms", parts.optimizer_ms / double(s.iterations)}, {"gflop_per_step", flops / 1e9},
+                          {"gflops", gflops}, {"first_loss", mean_loss}});
+  return 0;
+}
+
+int bench_layers(const cli::Args& args) {
+  Setup s = setup(args);
+  auto net = nn::make_network(s.device, s.plan, s.hyper);
+  const int64_t n = s.batch;
+  std::printf("%-4s %-18s %-15s %-22s %12s %12s %12s\n", "#", "layer", "type", "output", "forward ms", "backward ms", "GFLOP/s");
+  json rows = json::array();
+  double fsum = 0, bsum = 0;
+  for (size_t i = 0; i < s.plan.layers.size(); ++i) {
+    const nn::LayerDesc& L = s.plan.layers[i];
+    nn::LayerImpl& impl = net->layer(i);
+    BackendBuffer<float> x(s.device, uniform_floats(size_t(n * L.in.size()), uint32_t(2 * i)));
+    BackendBuffer<float> dy(s.device, uniform_floats(size_t(n * L.out.size()), uint32_t(2 * i + 1)));
+    BackendBuffer<float> y(s.device, std::vector<float>(size_t(n * L.out.size())));
+    BackendBuffer<float> dx(s.device, std::vector<float>(size_t(n * L.in.size())));
+    const nn::StepKey key{s.hyper.seed, 0, 0};
+    impl.forward(x.data(), y.data(), n, true, key);  // warm-up (and cuDNN algorithm choice)
+    impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
+    sync(s.device);
+    auto t0 = Clock::now();
+    for (int64_t it = 0; it < s.iterations; ++it) impl.forward(x.data(), y.data(), n, true, key);
+    sync(s.device);
+    const double f = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
+    t0 = Clock::now();
+    for (int64_t it = 0; it < s.iterations; ++it) impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
+    sync(s.device);
+    const double b = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
+    const double flops = 3.0 * double(L.forward_flops()) * double(n);
+    const double gf = flops > 0 ? flops / ((f + b) * 1e-3) / 1e9 : 0.0;
+    std::printf("%-4zu %-18s %-15s %-22s %12.3f %12.3f %12.2f\n", i, L.name.c_str(), L.type.c_str(), L.out.str().c_str(), f, b, gf);
+    rows.push_back({{"index", i}, {"name", L.name}, {"type", L.type}, {"forward_ms", f}, {"backward_ms", b}, {"gflops", gf}});
+    fsum += f;
+    bsum += b;
+  }
+  std::printf("Average Forward pass: %.3f ms.\nAverage Backward pass: %.3f ms.\nAverage Forward-Backward: %.3f ms.\n", fsum, bsum, fsum + bsum);
+  maybe_write_json(args, {{"bench", "layers"}, {"device", device_name(s.device)}, {"batch", n}, {"iterations", s.iterations},
+                          {"layers", rows}, {"forward_ms", fsum}, {"backward_ms", bsum}});
+  return 0;
+}
+
+BenchRegistrar train_reg{{"train", "whole training steps of the experiment's model: samples/s, forward/backward/optimizer ms, GFLOP/s",
+                          bench_train}};
+BenchRegistrar layers_reg{{"layers", "forward and backward time of each layer of the experiment's model", bench_layers}};
+
+}  // namespace
+}  // namespace genrelab

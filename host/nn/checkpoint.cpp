@@ -1,0 +1,197 @@
+// Checkpoint files (docs/checkpoint-format.md): "GLABCKPT", u32 version, u32 flags, u64 header
+// length, JSON header, zero padding to 64 bytes, float32 tensor data, u64 FNV-1a checksum of
+// everything before it. All integers and floats little-endian.
+#include "genrelab/nn/checkpoint.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "genrelab/common.h"
+#include "genrelab/io.h"
+
+namespace genrelab::nn {
+
+namespace {
+
+uint64_t fnv1a(const char* data, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= uint8_t(data[i]);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool little_endian() {
+  const uint32_t one = 1;
+  uint8_t b;
+  std::memcpy(&b, &one, 1);
+  return b == 1;
+}
+
+template <typename U>
+void put(std::string& out, U v) {
+  char b[sizeof(U)];
+  for (size_t i = 0; i < sizeof(U); ++i) b[i] = char((uint64_t(v) >> (8 * i)) & 0xff);
+  out.append(b, sizeof(U));
+}
+
+template <typename U>
+U get(const std::string& in, size_t off) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < sizeof(U); ++i) v |= uint64_t(uint8_t(in[off + i])) << (8 * i);
+  return U(v);
+}
+
+json shape_json(const Shape3& s) { return json::array({s.h, s.w, s.c}); }
+
+std::string dims_str(const json& d) {
+  std::string s = "(";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + d[i].dump();
+  return s + (d.size() == 1 ? ",)" : ")");
+}
+
+constexpr size_t kPrefix = 24;  // magic 8 + version 4 + flags 4 + header length 8
+
+}  // namespace
+
+json plan_to_json(const ModelPlan& plan) {
+  json layers = json::array();
+  for (const auto& L : plan.layers) {
+    json params = json::array();
+    for (const auto& p : L.params) params.push_back({{"name", p.name}, {"shape", p.dims}, {"trainable", p.trainable}});
+    layers.push_back({{"index", L.index}, {"type", L.type}, {"name", L.name}, {"spec", L.spec}, {"in", shape_json(L.in)},
+                      {"out", shape_json(L.out)}, {"params", params}});
+  }
+  return {{"input", shape_json(plan.input)}, {"classes", plan.classes}, {"param_count", plan.param_count()}, {"layers", layers}};
+}
+
+void save_checkpoint(const std::string& path, const ModelPlan& plan, const TrainHyper& hyper,
+                     const std::vector<NamedTensor>& tensors, const CheckpointMeta& meta) {
+  GENRELAB_CHECK(little_endian(), "checkpoints are written on little-endian hosts only");
+  json header;
+  header["format"] = "genrelab-checkpoint";
+  header["version"] = kCheckpointVersion;
+  header["model"] = plan_to_json(plan);
+  header["optimizer"] = {{"name", hyper.optimizer}, {"lr", hyper.lr}, {"beta1", hyper.beta1}, {"beta2", hyper.beta2},
+                         {"epsilon", hyper.epsilon}, {"momentum", hyper.momentum}, {"nesterov", hyper.nesterov},
+                         {"weight_decay", hyper.weight_decay}, {"l2", hyper.l2}, {"clip_norm", hyper.clip_norm},
+                         {"label_smoothing", hyper.label_smoothing}, {"init", hyper.init}, {"precision", hyper.precision},
+                         {"seed", hyper.seed}, {"slots", optimizer_slots(hyper.optimizer)}};
+  header["epoch"] = meta.epoch;
+  header["step"] = meta.step;
+  header["rng"] = meta.rng;
+  header["extra"] = meta.extra;
+  json list = json::array();
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    int64_t size = 1;
+    for (int64_t d : t.dims) size *= d;
+    GENRELAB_CHECK(size == int64_t(t.data.size()), "tensor '", t.name, "' has ", t.data.size(), " values for its shape");
+    list.push_back({{"name", t.name}, {"dtype", "float32"}, {"shape", t.dims}, {"offset", offset}, {"bytes", t.data.size() * 4}});
+    offset += t.data.size() * 4;
+  }
+  header["tensors"] = list;
+  header["data_bytes"] = offset;
+  const std::string text = header.dump();
+
+  std::string out;
+  out.reserve(kPrefix + text.size() + 64 + size_t(offset) + 8);
+  out.append(kCheckpointMagic, 8);
+  put<uint32_t>(out, kCheckpointVersion);
+  put<uint32_t>(out, 0);
+  put<uint64_t>(out, text.size());
+  out += text;
+  out.append((64 - out.size() % 64) % 64, '\0');
+  for (const auto& t : tensors) out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
+  put<uint64_t>(out, fnv1a(out.data(), out.size()));
+  write_file_atomic(path, out);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  GENRELAB_CHECK(little_endian(), "checkpoints are read on little-endian hosts only");
+  const std::string in = read_file(path);
+  auto bad = [&](const std::string& why) -> RuntimeError { return RuntimeError(path + ": " + why); };
+  if (in.size() < 8 || std::memcmp(in.data(), kCheckpointMagic, 8) != 0)
+    throw bad("not a genrelab checkpoint (bad magic; expected the file to start with \"GLABCKPT\")");
+  if (in.size() < kPrefix + 8) throw bad("truncated checkpoint (" + std::to_string(in.size()) + " bytes)");
+  const uint32_t version = get<uint32_t>(in, 8);
+  if (version != kCheckpointVersion)
+    throw bad("checkpoint format version " + std::to_string(version) + ", this genrelab reads version " +
+              std::to_string(kCheckpointVersion) + (version > kCheckpointVersion ? " (written by a newer genrelab)" : ""));
+  const uint64_t hlen = get<uint64_t>(in, 16);
+  if (hlen > in.size() - kPrefix) throw bad("truncated checkpoint (the header needs " + std::to_string(hlen) + " bytes)");
+  Checkpoint ck;
+  try {
+    ck.header = json::parse(in.substr(kPrefix, size_t(hlen)));
+  } catch (const json::exception& e) {
+    throw bad(std::string("corrupt checkpoint header: ") + e.what());
+  }
+  size_t data = kPrefix + size_t(hlen);
+  data += (64 - data % 64) % 64;
+  try {
+    const uint64_t data_bytes = ck.header.at("data_bytes").get<uint64_t>();
+    if (in.size() < data + data_bytes + 8)
+      throw bad("truncated checkpoint: " + std::to_string(in.size()) + " bytes, the header describes " +
+                std::to_string(data + data_bytes + 8) + " (an interrupted copy?)");
+    if (in.size() > data + data_bytes + 8) throw bad("corrupt checkpoint: " + std::to_string(in.size() - (data + data_bytes + 8)) + " unexpected trailing bytes");
+    const uint64_t sum = get<uint64_t>(in, size_t(data + data_bytes));
+    if (sum != fnv1a(in.data(), size_t(data + data_bytes))) throw bad("corrupt checkpoint: checksum mismatch");
+    ck.meta.epoch = ck.header.at("epoch").get<int64_t>();
+    ck.meta.step = ck.header.at("step").get<int64_t>();
+    ck.meta.rng = ck.header.value("rng", json::object());
+    ck.meta.extra = ck.header.value("extra", json::object());
+    for (const auto& t : ck.header.at("tensors")) {
+      NamedTensor nt;
+      nt.name = t.at("name").get<std::string>();
+      if (t.at("dtype") != "float32") throw bad("tensor '" + nt.name + "' has dtype " + t.at("dtype").dump() + " (float32 expected)");
+      nt.dims = t.at("shape").get<std::vector<int64_t>>();
+      const uint64_t off = t.at("offset").get<uint64_t>(), bytes = t.at("bytes").get<uint64_t>();
+      int64_t size = 1;
+      for (int64_t d : nt.dims) size *= d;
+      if (bytes != uint64_t(size) * 4 || off + bytes > data_bytes) throw bad("corrupt checkpoint: tensor '" + nt.name + "' extent");
+      nt.data.resize(size_t(size));
+      std::memcpy(nt.data.data(), in.data() + data + off, size_t(bytes));
+      ck.tensors.push_back(std::move(nt));
+    }
+  } catch (const json::exception& e) {
+    throw bad(std::string("corrupt checkpoint header: ") + e.what());
+  }
+  return ck;
+}
+
+void check_checkpoint_plan(const Checkpoint& ckpt, const ModelPlan& plan, const std::string& path) {
+  const json want = plan_to_json(plan);
+  const json& got = ckpt.header.value("model", json::object());
+  auto fail = [&](const std::string& what) { throw RuntimeError(path + ": the checkpoint does not match this model: " + what); };
+  if (got.value("input", json()) != want["input"])
+    fail("input shape " + dims_str(got.value("input", json::array())) + " in the checkpoint, " + dims_str(want["input"]) + " here");
+  if (got.value("classes", json()) != want["classes"])
+    fail(got.value("classes", json()).dump() + " classes in the checkpoint, " + want["classes"].dump() + " here");
+  const json gl = got.value("layers", json::array()), wl = want["layers"];
+  for (size_t i = 0; i < std::min(gl.size(), wl.size()); ++i) {
+    const json& a = gl[i];
+    const json& b = wl[i];
+    const std::string at = "layer " + std::to_string(i) + ": ";
+    if (a.value("type", "") != b["type"]) fail(at + "the checkpoint has a " + a.value("type", "?") + ", this model a " + b["type"].get<std::string>());
+    if (a.value("out", json()) != b["out"])
+      fail(at + b["name"].get<std::string>() + " outputs " + dims_str(a.value("out", json::array())) + " in the checkpoint, " +
+           dims_str(b["out"]) + " here");
+    if (a.value("params", json()) != b["params"]) fail(at + b["name"].get<std::string>() + " parameters differ: " + a.value("params", json()).dump() + " vs " + b["params"].dump());
+  }
+  if (gl.size() != wl.size())
+    fail(std::to_string(gl.size()) + " layers in the checkpoint, " + std::to_string(wl.size()) + " in this model");
+}
+
+CheckpointMeta restore_checkpoint(const std::string& path, Network& network) {
+  const Checkpoint ck = load_checkpoint(path);
+  check_checkpoint_plan(ck, network.plan(), path);
+  try {
+    network.load_state(ck.tensors);
+  } catch (const RuntimeError& e) {
+    throw RuntimeError(path + ": " + e.what());
+  }
+  return ck.meta;
+}
+
+}  // namespace genrelab::nn

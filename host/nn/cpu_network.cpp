@@ -1,0 +1,290 @@
+// The CPU backend's Network: layers from cpu_layers.h, the fused softmax cross-entropy head, the
+// L2 penalty, global-norm clipping and the optimizer updates, all through the functors of
+// ops/nn_*.h that the CUDA backend launches too.
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "genrelab/common.h"
+#include "genrelab/nn/cpu_layers.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/nn/schedule.h"
+#include "genrelab/ops/nn_activation.h"
+#include "genrelab/ops/nn_loss.h"
+#include "genrelab/ops/nn_optim.h"
+#include "genrelab/parallel_for.h"
+
+namespace genrelab::nn {
+
+namespace {
+
+// LayerImpl over a float CpuLayer (parameter storage stays in the CpuLayer).
+class CpuLayerImpl final : public LayerImpl {
+ public:
+  explicit CpuLayerImpl(CpuLayer<float>& l) : l_(l) {}
+  void forward(const float* x, float* y, int64_t n, bool training, const StepKey& key) override { l_.forward(x, y, n, training, key); }
+  void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n, const StepKey& key) override {
+    l_.backward(x, y, dy, dx, n, key);
+  }
+  std::vector<float*> params() override {
+    std::vector<float*> p;
+    for (auto& v : l_.params()) p.push_back(v.data());
+    return p;
+  }
+  std::vector<float*> grads() override {
+    std::vector<float*> g;
+    for (auto& v : l_.grads()) g.push_back(v.data());
+    return g;
+  }
+
+ private:
+  CpuLayer<float>& l_;
+};
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+class CpuNetwork final : public Network {
+ public:
+  CpuNetwork(const ModelPlan& plan, const TrainHyper& hyper) : plan_(plan), hyper_(hyper) {
+    GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
+    slots_ = optimizer_slots(hyper.optimizer);
+    for (const auto& L : plan_.layers) {
+      layers_.push_back(make_cpu_layer<float>(L));
+      impls_.push_back(std::make_unique<CpuLayerImpl>(*layers_.back()));
+      // Optimizer moments: one buffer per slot per trainable parameter.
+      std::vector<std::vector<std::vector<float>>> per_param;
+      for (const auto& p : L.params)
+        if (p.trainable) per_param.emplace_back(slots_.size(), std::vector<float>(size_t(p.size()), 0.0f));
+      moments_.push_back(std::move(per_param));
+    }
+    load_weights(initial_weights(plan_, hyper_));
+  }
+
+  Device device() const override { return Device::cpu; }
+  const ModelPlan& plan() const override { return plan_; }
+
+  void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr, const StepKey& key) override {
+    GENRELAB_CHECK(n > 0 && global_batch >= n, "train_step: n = ", n, ", global_batch = ", global_batch);
+    const int64_t C = plan_.classes;
+    for (int64_t e = 0; e < n; ++e)
+      GENRELAB_CHECK(labels[e] >= 0 && labels[e] < C, "train_step: label ", labels[e], " of example ", e, " is outside [0, ", C, ")");
+    auto t0 = Clock::now();
+    const size_t L = layers_.size();
+    layers_.back()->set_logits_output(true);
+    forward_all(x, n, true, key);
+    const float* logits = acts_[L - 1].data();  // (n, classes)
+
+    // Head: per-example loss and the gradient of the mean loss over the global batch.
+    losses_.resize(size_t(n));
+    correct_.resize(size_t(n));
+    const float ls = float(hyper_.label_smoothing);
+    cpu_for_1d(n, ops::SoftmaxXentLoss<float>{logits, labels, C, ls, losses_.data(), correct_.data()});
+    stats_ = {};
+    for (int64_t e = 0; e < n; ++e) {
+      stats_.loss_sum += double(losses_[size_t(e)]);
+      stats_.correct += correct_[size_t(e)];
+    }
+    stats_.examples = n;
+    times_.forward_ms = ms_since(t0);
+
+    t0 = Clock::now();
+    dy_.resize(size_t(n * C));
+    cpu_for_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy_.data()});
+    for (auto& l : layers_) l->zero_grads();
+    for (size_t i = L; i-- > 0;) {
+      const float* xin = i == 0 ? x : acts_[i - 1].data();
+      float* dx = nullptr;
+      if (i > 0) {
+        dx_.resize(size_t(n * plan_.layers[i].in.size()));
+        dx = dx_.data();
+      }
+      layers_[i]->backward(xin, acts_[i].data(), dy_.data(), dx, n, key);
+      if (i > 0) dy_.swap(dx_);
+    }
+    layers_.back()->set_logits_output(false);
+    times_.backward_ms = ms_since(t0);
+
+    t0 = Clock::now();
+    apply_optimizer(lr, key.step);
+    ++step_;
+    times_.optimizer_ms = ms_since(t0);
+  }
+
+  void predict(const float* x, int64_t n, float* probs_host) override {
+    if (n == 0) return;
+    layers_.back()->set_logits_output(false);
+    forward_all(x, n, false, StepKey{});
+    const auto& probs = acts_.back();
+    std::copy(probs.begin(), probs.begin() + n * plan_.classes, probs_host);
+  }
+
+  StepStats last_stats() override { return stats_; }
+  StepTimes last_times() override { return times_; }
+
+  std::vector<NamedTensor> state() override {
+    std::vector<NamedTensor> out;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      for (size_t j = 0; j < L.params.size(); ++j)
+        out.push_back({param_tensor_name(L, L.params[j]), L.params[j].dims, layers_[li]->params()[j]});
+    }
+    for (size_t s = 0; s < slots_.size(); ++s)
+      for (size_t li = 0; li < layers_.size(); ++li) {
+        const LayerDesc& L = plan_.layers[li];
+        size_t t = 0;
+        for (const auto& p : L.params) {
+          if (!p.trainable) continue;
+          out.push_back({slots_[s] + "." + param_tensor_name(L, p), p.dims, moments_[li][t++][s]});
+        }
+      }
+    out.push_back({"step", {1}, {float(step_)}});
+    return out;
+  }
+
+  void load_state(const std::vector<NamedTensor>& state) override {
+    const std::vector<NamedTensor> want = state_layout();
+    std::map<std::string, const NamedTensor*> given;
+    for (const auto& t : state) given[t.name] = &t;
+    for (const auto& w : want) {
+      auto it = given.find(w.name);
+      if (it == given.end()) throw RuntimeError("load_state: the state has no tensor '" + w.name + "' (model or optimizer differs)");
+      check_tensor(*it->second, w);
+    }
+    if (given.size() != want.size())
+      for (const auto& t : state) {
+        bool known = false;
+        for (const auto& w : want) known = known || w.name == t.name;
+        if (!known) throw RuntimeError("load_state: unexpected tensor '" + t.name + "' (not part of this model and optimizer)");
+      }
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      size_t t = 0;
+      for (size_t j = 0; j < L.params.size(); ++j) {
+        layers_[li]->params()[j] = given[param_tensor_name(L, L.params[j])]->data;
+        if (!L.params[j].trainable) continue;
+        for (size_t s = 0; s < slots_.size(); ++s) moments_[li][t][s] = given[slots_[s] + "." + param_tensor_name(L, L.params[j])]->data;
+        ++t;
+      }
+    }
+    step_ = uint64_t(std::llround(given["step"]->data[0]));
+  }
+
+  LayerImpl& layer(size_t index) override {
+    GENRELAB_CHECK(index < impls_.size(), "layer ", index, " of ", impls_.size());
+    return *impls_[index];
+  }
+
+ private:
+  // Names and shapes of state(), without the data.
+  std::vector<NamedTensor> state_layout() const {
+    std::vector<NamedTensor> out;
+    for (const auto& L : plan_.layers)
+      for (const auto& p : L.params) out.push_back({param_tensor_name(L, p), p.dims, {}});
+    for (const auto& slot : slots_)
+      for (const auto& L : plan_.layers)
+        for (const auto& p : L.params)
+          if (p.trainable) out.push_back({slot + "." + param_tensor_name(L, p), p.dims, {}});
+    out.push_back({"step", {1}, {}});
+    return out;
+  }
+
+  static std::string dims_str(const std::vector<int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + (d.size() == 1 ? ",)" : ")");
+  }
+
+  static void check_tensor(const NamedTensor& got, const NamedTensor& want) {
+    int64_t size = 1;
+    for (int64_t d : want.dims) size *= d;
+    if (got.dims != want.dims)
+      throw RuntimeError("load_state: tensor '" + want.name + "' has shape " + dims_str(got.dims) + ", the model expects " + dims_str(want.dims));
+    if (int64_t(got.data.size()) != size)
+      throw RuntimeError("load_state: tensor '" + want.name + "' holds " + std::to_string(got.data.size()) + " values, its shape " +
+                         dims_str(want.dims) + " needs " + std::to_string(size));
+  }
+
+  void load_weights(const std::vector<NamedTensor>& w) {
+    size_t k = 0;
+    for (size_t li = 0; li < layers_.size(); ++li)
+      for (auto& p : layers_[li]->params()) {
+        GENRELAB_CHECK(k < w.size() && w[k].data.size() == p.size(), "initial weights do not match the plan");
+        p = w[k++].data;
+      }
+  }
+
+  void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
+    acts_.resize(layers_.size());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      acts_[i].resize(size_t(n * plan_.layers[i].out.size()));
+      layers_[i]->forward(i == 0 ? x : acts_[i - 1].data(), acts_[i].data(), n, training, key);
+    }
+  }
+
+  // L2 gradient (2·l2·w on kernels), global-norm clipping (TensorFlow's clip_by_global_norm:
+  // scale = clip / max(norm, clip), the norm taken after the L2 term), then the update.
+  void apply_optimizer(float lr, uint64_t step) {
+    std::vector<std::pair<float*, float*>> pg;  // (param, grad) of trainable params
+    std::vector<std::pair<int64_t, bool>> info;  // (size, decay)
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      size_t t = 0;
+      const LayerDesc& L = plan_.layers[li];
+      for (size_t j = 0; j < L.params.size(); ++j) {
+        if (!L.params[j].trainable) continue;
+        pg.push_back({layers_[li]->params()[j].data(), layers_[li]->grads()[t++].data()});
+        info.push_back({L.params[j].size(), L.params[j].decay});
+      }
+    }
+    if (hyper_.l2 > 0)
+      for (size_t k = 0; k < pg.size(); ++k)
+        if (info[k].second) cpu_for_1d(info[k].first, ops::GradFinish<float>{pg[k].second, pg[k].first, 1.0f, float(2.0 * hyper_.l2)});
+    if (hyper_.clip_norm > 0) {
+      double sq = 0;
+      for (size_t k = 0; k < pg.size(); ++k)
+        for (int64_t i = 0; i < info[k].first; ++i) sq += double(pg[k].second[i]) * double(pg[k].second[i]);
+      const double norm = std::sqrt(sq);
+      last_grad_norm_ = norm;
+      if (norm > hyper_.clip_norm) {
+        const float scale = float(hyper_.clip_norm / norm);
+        for (size_t k = 0; k < pg.size(); ++k) cpu_for_1d(info[k].first, ops::GradFinish<float>{pg[k].second, pg[k].first, scale, 0.0f});
+      }
+    }
+    const bool adam = hyper_.optimizer != "sgd";
+    const float lr_t = adam ? float(adam_step_size(lr, hyper_.beta1, hyper_.beta2, step)) : lr;
+    size_t k = 0;
+    for (size_t li = 0; li < layers_.size(); ++li)
+      for (auto& slot : moments_[li]) {
+        const float decay = info[k].second && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
+        if (adam)
+          cpu_for_1d(info[k].first, ops::AdamUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), slot[1].data(), lr_t,
+                                                           float(hyper_.beta1), float(hyper_.beta2), float(hyper_.epsilon), decay});
+        else
+          cpu_for_1d(info[k].first, ops::SgdUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), lr, float(hyper_.momentum),
+                                                          hyper_.nesterov, decay});
+        ++k;
+      }
+  }
+
+  ModelPlan plan_;
+  TrainHyper hyper_;
+  std::vector<std::string> slots_;
+  std::vector<std::unique_ptr<CpuLayer<float>>> layers_;
+  std::vector<std::unique_ptr<CpuLayerImpl>> impls_;
+  std::vector<std::vector<std::vector<std::vector<float>>>> moments_;  // [layer][trainable param][slot]
+  std::vector<std::vector<float>> acts_;  // acts_[i]: output of layer i, (n, out)
+  std::vector<float> dy_, dx_, losses_;
+  std::vector<int32_t> correct_;
+  uint64_t step_ = 0;
+  double last_grad_norm_ = 0;
+  StepStats stats_;
+  StepTimes times_;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> make_cpu_network(const ModelPlan& plan, const TrainHyper& hyper) {
+  return std::make_unique<CpuNetwork>(plan, hyper);
+}
+
+}  // namespace genrelab::nn

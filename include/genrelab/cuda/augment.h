@@ -1,0 +1,48 @@
+// GPU execution of augmentation plans (genrelab/augment.h) on device batches: the ops/augment.h
+// functors launched with launch_2d, cuFFT for the phase-vocoder STFTs, Thrust for the phase scan.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "genrelab/augment.h"
+#include "genrelab/cuda/memory.h"
+
+namespace genrelab::cuda {
+
+// y[i] = stream.normal(i) for i < n. y: (n,) device
+void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s);
+
+// Holds the workspaces and cuFFT plans of a batch pipeline so that repeated batches reuse them.
+class Augmenter {
+ public:
+  Augmenter();
+  ~Augmenter();
+  Augmenter(const Augmenter&) = delete;
+  Augmenter& operator=(const Augmenter&) = delete;
+
+  // Applies each example's waveform steps (chain order) to its row. x: (batch, n) device,
+  // y: (batch, n) device (distinct from x); batch = examples.size().
+  void apply(const std::vector<AugmentedExample>& examples, const AugmentSettings& s, const float* x, float* y,
+             int64_t n, cudaStream_t stream);
+  // SpecAugment in place on the rows whose example has a spec_mask step. mel: (batch, n_mels, n_frames)
+  void spec_mask(const std::vector<AugmentedExample>& examples, const AugmentSettings& s, float* mel,
+                 int64_t n_mels, int64_t n_frames, cudaStream_t stream);
+
+  // librosa time stretch of every row: x: (batch, n) → y: (batch, stride), row b stretched by
+  // rate[b] with istft length length[b] (zeros after it, up to stride).
+  void stretch(const float* x, int64_t batch, int64_t n, const std::vector<double>& rate,
+               const std::vector<int64_t>& length, int64_t stride, int n_fft, int hop, float* y, cudaStream_t stream);
+  // Pitch shift of every row by semitones[b]. x: (batch, n) → y: (batch, n), distinct buffers.
+  void pitch_shift(const float* x, int64_t batch, int64_t n, const std::vector<double>& semitones, int n_fft, int hop,
+                   float* y, cudaStream_t stream);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace genrelab::cuda

@@ -1,0 +1,50 @@
+// The CPU reference backend's layers, templated on the scalar: float for training, double for
+// the finite-difference gradient checks. Plain loops (OpenMP across examples or GEMM tiles);
+// convolutions and dense layers run im2col + a blocked GEMM; element-wise work runs the shared
+// functors of ops/nn_*.h. Buffers are host memory: x (n, in.h, in.w, in.c), y (n, out.h, out.w, out.c).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+
+namespace genrelab::nn {
+
+template <typename T>
+class CpuLayer {
+ public:
+  explicit CpuLayer(const LayerDesc& desc);
+  virtual ~CpuLayer() = default;
+  const LayerDesc& desc() const { return desc_; }
+
+  virtual void forward(const T* x, T* y, int64_t n, bool training, const StepKey& key) = 0;
+  // Writes dx (skipped when null) and ADDS parameter gradients into grad(). Follows a training
+  // forward of the same x (batch norm uses batch statistics, dropout the same key).
+  virtual void backward(const T* x, const T* y, const T* dy, T* dx, int64_t n, const StepKey& key) = 0;
+  // The fused classifier head: when on, a dense layer with softmax outputs logits in forward and
+  // takes dL/dlogits in backward (the softmax lives in the loss). Off by default.
+  virtual void set_logits_output(bool on) {}
+
+  // Parameters in LayerDesc::params order, and gradients of the trainable ones (same order).
+  std::vector<std::vector<T>>& params() { return params_; }
+  std::vector<std::vector<T>>& grads() { return grads_; }
+  void zero_grads();
+
+ protected:
+  LayerDesc desc_;
+  std::vector<std::vector<T>> params_, grads_;
+};
+
+// One layer of the registry (see layer_types()).
+template <typename T>
+std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
+
+// C (M, N) = A (M, K) · B (K, N) [+ C when accumulate], row-major. ta: A is stored as its
+// transpose (K, M); tb: B is stored as (N, K). Blocked, packed panels, OpenMP across tiles.
+template <typename T>
+void cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate);
+
+}  // namespace genrelab::nn

@@ -1,0 +1,131 @@
+// Element-wise network functors shared by the CPU and CUDA backends (gather form: one call
+// computes one output element): fused bias + activation, activation derivatives, softmax and its
+// backward, and dropout masks keyed by Philox. Templated on the scalar so CPU gradient checks can
+// run the same arithmetic in double.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "genrelab/common.h"
+#include "genrelab/ops/philox.h"
+
+namespace genrelab::ops {
+
+// Activation codes (same values as nn::Act).
+enum : int { kActNone = 0, kActRelu, kActElu, kActLeakyRelu, kActTanh, kActSigmoid, kActSoftmax };
+
+template <typename T>
+GENRELAB_HD T activate(int act, T z, T alpha) {
+  switch (act) {
+    case kActRelu: return z > T(0) ? z : T(0);
+    case kActElu: return z > T(0) ? z : alpha * (exp(z) - T(1));
+    case kActLeakyRelu: return z > T(0) ? z : alpha * z;
+    case kActTanh: return tanh(z);
+    case kActSigmoid: return T(1) / (T(1) + exp(-z));
+    default: return z;  // none; softmax is applied row-wise (SoftmaxRows)
+  }
+}
+
+// d activation / dz written in terms of the OUTPUT y (so backward needs no pre-activation copy).
+// relu/elu/leaky_relu use y > 0 ⇔ z > 0 (alpha ≥ 0); the derivative at z = 0 is taken from the
+// negative side (TensorFlow's convention for relu).
+template <typename T>
+GENRELAB_HD T activation_grad(int act, T y, T alpha) {
+  switch (act) {
+    case kActRelu: return y > T(0) ? T(1) : T(0);
+    case kActElu: return y > T(0) ? T(1) : y + alpha;
+    case kActLeakyRelu: return y > T(0) ? T(1) : alpha;
+    case kActTanh: return T(1) - y * y;
+    case kActSigmoid: return y * (T(1) - y);
+    default: return T(1);
+  }
+}
+
+// y[i] = act(y[i] + bias[i % channels]) in place; y: (rows, channels); bias may be null.
+template <typename T>
+struct BiasActivation {
+  T* y;
+  const T* bias;
+  int64_t channels;
+  int act;
+  T alpha;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const T z = bias ? y[i] + bias[i % channels] : y[i];
+    y[i] = activate<T>(act, z, alpha);
+  }
+};
+
+// dz[i] = dy[i] · act'(y[i]); dz may alias dy.
+template <typename T>
+struct ActivationBackward {
+  const T* y;
+  const T* dy;
+  T* dz;
+  int act;
+  T alpha;
+  GENRELAB_HD void operator()(int64_t i) const { dz[i] = dy[i] * activation_grad<T>(act, y[i], alpha); }
+};
+
+// y (rows, cols) = softmax of z along each row; each call recomputes its row's max and sum
+// (rows are class vectors, short). y must not alias z.
+template <typename T>
+struct SoftmaxRows {
+  const T* z;
+  T* y;
+  int64_t cols;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const T* row = z + (i / cols) * cols;
+    T mx = row[0];
+    for (int64_t k = 1; k < cols; ++k) mx = row[k] > mx ? row[k] : mx;
+    T sum = T(0);
+    for (int64_t k = 0; k < cols; ++k) sum += exp(row[k] - mx);
+    y[i] = exp(z[i] - mx) / sum;
+  }
+};
+
+// Backward of a row softmax: dz_k = y_k (dy_k − Σ_j dy_j y_j). dz must not alias dy.
+template <typename T>
+struct SoftmaxRowsBackward {
+  const T* y;
+  const T* dy;
+  T* dz;
+  int64_t cols;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t r0 = (i / cols) * cols;
+    T dot = T(0);
+    for (int64_t k = 0; k < cols; ++k) dot += dy[r0 + k] * y[r0 + k];
+    dz[i] = y[i] * (dy[i] - dot);
+  }
+};
+
+// Inverted dropout (Keras): an element is kept with probability 1 − rate and scaled by
+// 1 / (1 − rate). The mask of element j of the example at global batch position e, in step
+// `step` of layer `layer`, is Philox(seed, dropout; a = layer, b = step) word
+// (e · layer_size + j): independent of the backend, the shard and the launch order. The same
+// functor applies the mask forward (x → y) and backward (dy → dx).
+struct DropoutMask {
+  PhiloxStream stream;
+  float rate = 0;
+  int64_t layer_size = 0;     // elements per example
+  int64_t first_example = 0;  // global batch position of local example 0
+  DropoutMask() = default;
+  GENRELAB_HD DropoutMask(uint32_t seed, uint64_t step, int layer, float rate_, int64_t layer_size_, int64_t first_example_)
+      : stream(seed, RngPurpose::dropout, uint32_t(layer), uint32_t(step)), rate(rate_), layer_size(layer_size_),
+        first_example(first_example_) {}
+  // i: local element index (local example · layer_size + j).
+  GENRELAB_HD bool keep(int64_t i) const { return stream.uniform(uint64_t(first_example * layer_size + i)) >= rate; }
+};
+
+template <typename T>
+struct DropoutApply {
+  DropoutMask mask;
+  const T* in;
+  T* out;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const T scale = T(1) / (T(1) - T(mask.rate));
+    out[i] = mask.keep(i) ? in[i] * scale : T(0);
+  }
+};
+
+}  // namespace genrelab::ops

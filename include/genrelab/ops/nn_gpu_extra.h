@@ -1,0 +1,205 @@
+// Element-wise work of the GPU network that cuDNN and cuBLAS do not cover, as gather functors
+// (one call = one output element) so CPU tests run the same arithmetic: asymmetric padding copies
+// (Keras "same" pads the odd element bottom/right, cuDNN only symmetrically), average pooling that
+// counts only valid elements, global average pooling, batch-norm moving statistics, and the clip
+// scale read from device memory (so the clip-norm step never synchronises the host).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "genrelab/common.h"
+
+namespace genrelab::ops {
+
+// out (n, h + pad_top + pad_bottom, w + pad_left + pad_right, c) = in (n, h, w, c) placed at
+// (pad_top, pad_left), `fill` elsewhere (0 for convolution, −inf for max pooling).
+template <typename T>
+struct PadNhwc {
+  const T* in;
+  T* out;
+  int64_t h, w, c;  // input spatial size and channels
+  int64_t hp, wp;   // padded size
+  int64_t top, left;
+  T fill;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % c, xw = (i / c) % wp, xh = (i / (c * wp)) % hp, nn = i / (c * wp * hp);
+    const int64_t sh = xh - top, sw = xw - left;
+    out[i] = (sh >= 0 && sh < h && sw >= 0 && sw < w) ? in[((nn * h + sh) * w + sw) * c + cc] : fill;
+  }
+};
+
+// out (n, h, w, c) = in (n, hp, wp, c) cut at (top, left): the inverse of PadNhwc, used to bring
+// the gradient of a padded input back to the unpadded one.
+template <typename T>
+struct CropNhwc {
+  const T* in;
+  T* out;
+  int64_t h, w, c, hp, wp, top, left;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % c, xw = (i / c) % w, xh = (i / (c * w)) % h, nn = i / (c * w * h);
+    out[i] = in[((nn * hp + xh + top) * wp + xw + left) * c + cc];
+  }
+};
+
+// Window geometry of a pooling layer on an unpadded input; pads are Keras's (top/left the smaller).
+struct PoolGeom {
+  int64_t h, w, c, oh, ow, kh, kw, sh, sw, top, left;
+};
+
+// Keras/TensorFlow average pooling: the mean over the window's elements that lie inside the
+// input (padding is not counted). y: (n, oh, ow, c); x: (n, h, w, c).
+template <typename T>
+struct AvgPoolForward {
+  const T* x;
+  T* y;
+  PoolGeom g;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % g.c, ox = (i / g.c) % g.ow, oy = (i / (g.c * g.ow)) % g.oh, nn = i / (g.c * g.ow * g.oh);
+    const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
+    T sum = T(0);
+    int64_t count = 0;
+    for (int64_t a = 0; a < g.kh; ++a) {
+      const int64_t yy = y0 + a;
+      if (yy < 0 || yy >= g.h) continue;
+      for (int64_t b = 0; b < g.kw; ++b) {
+        const int64_t xx = x0 + b;
+        if (xx < 0 || xx >= g.w) continue;
+        sum += x[((nn * g.h + yy) * g.w + xx) * g.c + cc];
+        ++count;
+      }
+    }
+    y[i] = count ? sum / T(count) : T(0);
+  }
+};
+
+// dx (n, h, w, c): each input element gathers dy / count over the windows that contain it.
+template <typename T>
+struct AvgPoolBackward {
+  const T* dy;
+  T* dx;
+  PoolGeom g;
+  GENRELAB_HD int64_t count(int64_t oy, int64_t ox) const {
+    const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
+    const int64_t ch = (y0 + g.kh < g.h ? y0 + g.kh : g.h) - (y0 > 0 ? y0 : 0);
+    const int64_t cw = (x0 + g.kw < g.w ? x0 + g.kw : g.w) - (x0 > 0 ? x0 : 0);
+    return ch * cw;
+  }
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % g.c, xx = (i / g.c) % g.w, yy = (i / (g.c * g.w)) % g.h, nn = i / (g.c * g.w * g.h);
+    // Windows oy with oy·sh − top ≤ yy < oy·sh − top + kh.
+    const int64_t py = yy + g.top, px = xx + g.left;
+    const int64_t oy_hi = py / g.sh < g.oh - 1 ? py / g.sh : g.oh - 1;
+    const int64_t ox_hi = px / g.sw < g.ow - 1 ? px / g.sw : g.ow - 1;
+    const int64_t oy_lo = py - g.kh + 1 > 0 ? ceil_div(py - g.kh + 1, g.sh) : 0;
+    const int64_t ox_lo = px - g.kw + 1 > 0 ? ceil_div(px - g.kw + 1, g.sw) : 0;
+    T sum = T(0);
+    for (int64_t oy = oy_lo; oy <= oy_hi; ++oy)
+      for (int64_t ox = ox_lo; ox <= ox_hi; ++ox)
+        sum += dy[((nn * g.oh + oy) * g.ow + ox) * g.c + cc] / T(count(oy, ox));
+    dx[i] = sum;
+  }
+};
+
+// y (n, c) = mean of x (n, hw, c) over the hw positions.
+template <typename T>
+struct GlobalAvgPoolForward {
+  const T* x;
+  T* y;
+  int64_t hw, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t nn = i / c, cc = i % c;
+    T sum = T(0);
+    for (int64_t p = 0; p < hw; ++p) sum += x[(nn * hw + p) * c + cc];
+    y[i] = sum / T(hw);
+  }
+};
+
+// dx (n, hw, c) = dy (n, c) / hw.
+template <typename T>
+struct GlobalAvgPoolBackward {
+  const T* dy;
+  T* dx;
+  int64_t hw, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % c, nn = i / (hw * c);
+    dx[i] = dy[nn * c + cc] / T(hw);
+  }
+};
+
+// Keras moving statistics from this batch's mean and variance over m = n·h·w values per channel:
+// moving = momentum·moving + (1 − momentum)·batch, with the biased (divide by m) batch variance.
+// `batch_var_unbiased` holds cuDNN's running-variance output with an averaging factor of 1 (the
+// batch variance with Bessel's correction, m/(m − 1)), so the biased one is it · (m − 1)/m;
+// null when m = 1 (the biased variance is then 0, the unbiased one undefined).
+template <typename T>
+struct BatchNormMoving {
+  T* moving_mean;
+  T* moving_var;
+  const T* batch_mean;
+  const T* batch_var_unbiased;
+  T momentum;
+  T unbias_to_bias;  // (m − 1) / m
+  GENRELAB_HD void operator()(int64_t c) const {
+    moving_mean[c] = momentum * moving_mean[c] + (T(1) - momentum) * batch_mean[c];
+    const T var = batch_var_unbiased ? batch_var_unbiased[c] * unbias_to_bias : T(0);
+    moving_var[c] = momentum * moving_var[c] + (T(1) - momentum) * var;
+  }
+};
+
+// g[i] = g[i] · (*scale) + l2x2 · w[i]: ops::GradFinish with the clip scale read from device
+// memory, where the global-norm reduction left it.
+template <typename T>
+struct GradFinishDeviceScale {
+  T* g;
+  const T* w;
+  const T* scale;  // one value, on the device
+  T l2x2;
+  GENRELAB_HD void operator()(int64_t i) const { g[i] = g[i] * scale[0] + l2x2 * w[i]; }
+};
+
+// out[r·out_r + c·out_c] (+)= in[r·in_r + c·in_c] over a rows × cols index space, one output
+// element per call (the mapping must be one-to-one): moves gate blocks between Keras recurrent
+// kernels (in, G·units) and cuDNN's per-gate (units, in) matrices, in either direction.
+template <typename T>
+struct StridedCopy2d {
+  const T* in;
+  T* out;
+  int64_t cols;
+  int64_t in_r, in_c, out_r, out_c;
+  bool accumulate;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t r = i / cols, c = i % cols;
+    const T v = in[r * in_r + c * in_c];
+    T& o = out[r * out_r + c * out_c];
+    o = accumulate ? o + v : v;
+  }
+};
+
+// The recurrent layers' time axis (see nn/model.h): seq (T, n, F) time-major, the layout cuDNN's
+// packed RNN data takes, from x (n, h, T, c) with F = h·c, seq[t][e][hh·c + cc] = x[e][hh][t][cc].
+template <typename T>
+struct RnnGatherSequence {
+  const T* x;
+  T* seq;
+  int64_t n, h, steps, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t F = h * c;
+    const int64_t f = i % F, e = (i / F) % n, t = i / (F * n);
+    seq[i] = x[((e * h + f / c) * steps + t) * c + f % c];
+  }
+};
+
+// The inverse: dx (n, h, T, c) from dseq (T, n, F).
+template <typename T>
+struct RnnScatterSequence {
+  const T* seq;
+  T* x;
+  int64_t n, h, steps, c;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const int64_t cc = i % c, t = (i / c) % steps, hh = (i / (c * steps)) % h, e = i / (c * steps * h);
+    x[i] = seq[(t * n + e) * (h * c) + hh * c + cc];
+  }
+};
+
+}  // namespace genrelab::ops

@@ -1,0 +1,66 @@
+// Optimizer updates shared by both backends, one parameter element per call, with Keras 3
+// semantics (the per-step scalars — bias-corrected rate, decay factors — are computed on the host
+// in double by nn::optimizer_scalars, see nn/schedule.h):
+//   adam:  m += (g − m)(1 − β1); v += (g² − v)(1 − β2); w −= lr_t · m / (√v + ε),
+//          lr_t = lr · √(1 − β2^t) / (1 − β1^t), t = step + 1
+//   adamw: w −= w · wd · lr first (decoupled; kernels only), then the adam update
+//   sgd:   v = μ v − lr g; w += v, or with Nesterov w += μ v − lr g (Keras form: the velocity
+//          holds −lr·Σ…, so a changing lr acts on new gradients only); decoupled decay as adamw
+// plus the L2 penalty gradient and the global-norm clipping scale.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "genrelab/common.h"
+
+namespace genrelab::ops {
+
+template <typename T>
+struct AdamUpdate {
+  T* w;
+  const T* g;
+  T* m;
+  T* v;
+  T lr_t, beta1, beta2, epsilon;
+  T decay;  // lr · weight_decay for decayed parameters under adamw, else 0
+  GENRELAB_HD void operator()(int64_t i) const {
+    T wi = w[i];
+    if (decay != T(0)) wi -= wi * decay;
+    const T gi = g[i];
+    const T mi = m[i] + (gi - m[i]) * (T(1) - beta1);
+    const T vi = v[i] + (gi * gi - v[i]) * (T(1) - beta2);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - lr_t * mi / (sqrt(vi) + epsilon);
+  }
+};
+
+template <typename T>
+struct SgdUpdate {
+  T* w;
+  const T* g;
+  T* velocity;
+  T lr, momentum;
+  bool nesterov;
+  T decay;  // lr · weight_decay for decayed parameters, else 0
+  GENRELAB_HD void operator()(int64_t i) const {
+    T wi = w[i];
+    if (decay != T(0)) wi -= wi * decay;
+    const T vi = momentum * velocity[i] - lr * g[i];
+    velocity[i] = vi;
+    w[i] = nesterov ? wi + momentum * vi - lr * g[i] : wi + vi;
+  }
+};
+
+// g[i] = g[i] · scale + l2x2 · w[i]: the clip scale and the L2 penalty gradient (2·l2·w) in one
+// pass; l2x2 = 0 for parameters without decay.
+template <typename T>
+struct GradFinish {
+  T* g;
+  const T* w;
+  T scale, l2x2;
+  GENRELAB_HD void operator()(int64_t i) const { g[i] = g[i] * scale + l2x2 * w[i]; }
+};
+
+}  // namespace genrelab::ops

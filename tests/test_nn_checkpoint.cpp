@@ -1,0 +1,130 @@
+// Checkpoints: bitwise save → load round trip (identical logits after restoring), the trainer's
+// metadata, and clear errors for truncated, corrupt, foreign, newer-version and mismatched files.
+#include <cstring>
+#include <fstream>
+
+#include "genrelab/common.h"
+#include "genrelab/io.h"
+#include "genrelab/nn/checkpoint.h"
+#include "genrelab/ops/philox.h"
+#include "test_util.h"
+
+using namespace genrelab;
+using namespace genrelab::nn;
+
+namespace {
+
+ModelPlan small_plan(int filters = 6) {
+  json layers = json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "batchnorm"}, {"type": "maxpool2d", "size": 2}, {"type": "dropout", "rate": 0.2},
+    {"type": "flatten"}, {"type": "dense", "units": "classes", "activation": "softmax"}])");
+  layers[0]["filters"] = filters;
+  return plan_layers(layers, {6, 8, 2}, 4);
+}
+
+std::vector<float> inputs(int64_t n) {
+  const PhiloxStream s(3, RngPurpose::noise, 0, 0);
+  std::vector<float> x(size_t(n * 6 * 8 * 2));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = s.uniform(i);
+  return x;
+}
+
+std::string runtime_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const RuntimeError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
+  const auto dir = test::temp_dir("nn-ckpt");
+  const std::string path = (dir / "ckpt.bin").string();
+  const ModelPlan plan = small_plan();
+  for (const std::string opt : {"adam", "sgd"}) {
+    TrainHyper h;
+    h.optimizer = opt;
+    h.momentum = opt == "sgd" ? 0.9 : 0.0;
+    auto net = make_cpu_network(plan, h);
+    const auto x = inputs(8);
+    const std::vector<int32_t> y = {0, 1, 2, 3, 0, 1, 2, 3};
+    for (uint64_t s = 0; s < 3; ++s) net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, s, 0});
+    CheckpointMeta meta;
+    meta.epoch = 2;
+    meta.step = 3;
+    meta.rng = {{"shuffle_seed", 0}, {"augment_epoch", 2}};
+    meta.extra = {{"best_test_accuracy", 0.5}};
+    save_checkpoint(path, plan, h, net->state(), meta);
+
+    auto other = make_cpu_network(plan, h);
+    const CheckpointMeta back = restore_checkpoint(path, *other);
+    CHECK(back.epoch == 2);
+    CHECK(back.step == 3);
+    CHECK(back.rng == meta.rng);
+    CHECK(back.extra == meta.extra);
+    const auto a = net->state(), b = other->state();
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i].name == b[i].name);
+      CHECK(a[i].dims == b[i].dims);
+      CHECK(std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * 4) == 0);
+    }
+    std::vector<float> pa(8 * 4), pb(8 * 4);
+    net->predict(x.data(), 8, pa.data());
+    other->predict(x.data(), 8, pb.data());
+    CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * 4) == 0);
+    // Both continue identically.
+    net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 3, 0});
+    other->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 3, 0});
+    CHECK(net->last_stats().loss_sum == other->last_stats().loss_sum);
+  }
+}
+
+TEST_CASE("nn checkpoint errors name the file and the problem", "[nn]") {
+  const auto dir = test::temp_dir("nn-ckpt-bad");
+  const std::string path = (dir / "ckpt.bin").string();
+  const ModelPlan plan = small_plan();
+  TrainHyper h;
+  auto net = make_cpu_network(plan, h);
+  save_checkpoint(path, plan, h, net->state(), {});
+  const std::string good = read_file(path);
+  auto variant = [&](const std::string& name, const std::string& bytes) {
+    const std::string p = (dir / name).string();
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  };
+  std::string p = variant("truncated.bin", good.substr(0, good.size() - 100));
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("truncated"));
+  p = variant("short.bin", good.substr(0, 20));
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("truncated"));
+  p = variant("magic.bin", "PK" + good.substr(2));
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("bad magic"));
+  std::string v2 = good;
+  v2[8] = 2;
+  p = variant("version.bin", v2);
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("version 2") && Catch::Contains("newer"));
+  std::string flipped = good;
+  flipped[good.size() - 20] ^= 0x10;
+  p = variant("flipped.bin", flipped);
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("checksum"));
+  CHECK_THAT(runtime_error([&] { load_checkpoint((dir / "missing.bin").string()); }), Catch::Contains("missing.bin"));
+
+  // A model with 8 filters instead of 6: the first mismatch is layer 0's output shape.
+  auto wider = make_cpu_network(small_plan(8), h);
+  CHECK_THAT(runtime_error([&] { restore_checkpoint(path, *wider); }),
+             Catch::StartsWith(path) && Catch::Contains("layer 0") && Catch::Contains("(6, 8, 6)") && Catch::Contains("(6, 8, 8)"));
+  // Another optimizer's state: the first missing moment is named.
+  TrainHyper sgd;
+  sgd.optimizer = "sgd";
+  auto other = make_cpu_network(plan, sgd);
+  CHECK_THAT(runtime_error([&] { restore_checkpoint(path, *other); }), Catch::StartsWith(path) && Catch::Contains("sgd.velocity.0.conv2d_1.kernel"));
+  // load_state names a tensor whose shape is wrong.
+  auto state = net->state();
+  state[0].dims = {6, 3, 3, 1};
+  CHECK_THAT(runtime_error([&] { net->load_state(state); }),
+             Catch::Contains("0.conv2d_1.kernel") && Catch::Contains("(6, 3, 3, 1)") && Catch::Contains("(6, 3, 3, 2)"));
+}

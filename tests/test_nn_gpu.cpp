@@ -1,0 +1,501 @@
+// GPU network backend: every GPU layer's forward and backward against the CPU reference layer on
+// odd shapes, a 20-step training run on both backends, the state round trip, precision and error
+// paths ([gpu], skipped without a GPU); and the GPU-only gather functors of ops/nn_gpu_extra.h
+// against the CPU reference layers and hand-computed values (these run everywhere).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "genrelab/nn/cpu_layers.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/nn_gpu_extra.h"
+#include "genrelab/ops/nn_optim.h"
+#include "genrelab/ops/philox.h"
+#include "genrelab/parallel_for.h"
+#include "test_util.h"
+
+#if GENRELAB_HAVE_CUDA
+#include "../cuda/nn/gpu_layers.h"
+#endif
+
+namespace genrelab {
+namespace {
+
+using genrelab::json;
+using nn::Shape3;
+
+std::vector<float> random_vec(int64_t count, uint32_t seed, double lo, double hi) {
+  const PhiloxStream s(seed, RngPurpose::init, 99, 7);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(s.uniform_range(uint64_t(i), lo, hi));
+  return v;
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::fabs(x)));
+  return m;
+}
+
+// |got − want| ≤ tol·(max|want| + 1e-3) + tol·|want|: relative to the tensor's scale, so sums
+// that cancel to near zero are judged against the magnitude of their terms.
+void require_rel(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+  test::require_close(got, want, tol * (max_abs(want) + 1e-3), tol, what);
+}
+
+// ---- gather functors of ops/nn_gpu_extra.h on the CPU ------------------------------------------
+
+TEST_CASE("nn gpu extra pad and crop round trip", "[nn][gpu_extra]") {
+  const int64_t n = 2, h = 3, w = 4, c = 5, top = 1, left = 0, hp = h + 1 + 2, wp = w + 0 + 1;
+  const auto x = random_vec(n * h * w * c, 1, -1, 1);
+  std::vector<float> padded(size_t(n * hp * wp * c)), back(x.size());
+  cpu_for_1d(int64_t(padded.size()), ops::PadNhwc<float>{x.data(), padded.data(), h, w, c, hp, wp, top, left, -9.0f});
+  // Hand-checked positions: (1, 0, 2, 3) lands at (1, 1, 2, 3); row 0 and the last column are fill.
+  CHECK(padded[size_t(((1 * hp + 1) * wp + 2) * c + 3)] == x[size_t(((1 * h + 0) * w + 2) * c + 3)]);
+  CHECK(padded[size_t(((0 * hp + 0) * wp + 1) * c + 0)] == -9.0f);
+  CHECK(padded[size_t(((1 * hp + 2) * wp + 4) * c + 2)] == -9.0f);
+  CHECK(padded[size_t(((1 * hp + 4) * wp + 0) * c + 2)] == -9.0f);
+  int64_t fills = 0;
+  for (float v : padded) fills += v == -9.0f;
+  CHECK(fills == n * (hp * wp - h * w) * c);
+  cpu_for_1d(int64_t(back.size()), ops::CropNhwc<float>{padded.data(), back.data(), h, w, c, hp, wp, top, left});
+  CHECK(back == x);
+}
+
+// Runs the functor pooling (as the GPU does for average pooling with "same") against the CPU layer.
+void check_avgpool_functors(const json& layer, Shape3 in, int64_t n) {
+  const auto plan = nn::plan_layers(
+      json::array({layer, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+      in, 3);
+  const nn::LayerDesc& d = plan.layers[0];
+  const nn::Window2d g = nn::window_of(d);
+  const ops::PoolGeom geom{d.in.h, d.in.w, d.in.c, d.out.h, d.out.w, g.kh, g.kw, g.sh, g.sw, g.pad_top, g.pad_left};
+  auto cpu = nn::make_cpu_layer<float>(d);
+  const auto x = random_vec(n * in.size(), 2, -2, 2), dy = random_vec(n * d.out.size(), 3, -1, 1);
+  std::vector<float> y_ref(dy.size()), y(dy.size()), dx_ref(x.size()), dx(x.size());
+  cpu->forward(x.data(), y_ref.data(), n, true, {});
+  cpu->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, {});
+  cpu_for_1d(int64_t(y.size()), ops::AvgPoolForward<float>{x.data(), y.data(), geom});
+  cpu_for_1d(int64_t(dx.size()), ops::AvgPoolBackward<float>{dy.data(), dx.data(), geom});
+  require_rel(y, y_ref, 1e-6, "avgpool forward");
+  require_rel(dx, dx_ref, 1e-6, "avgpool backward");
+}
+
+TEST_CASE("nn gpu extra avgpool same equals the cpu layer", "[nn][gpu_extra]") {
+  check_avgpool_functors({{"type", "avgpool2d"}, {"size", 3}, {"stride", 2}, {"padding", "same"}}, {7, 8, 4}, 2);
+  check_avgpool_functors({{"type", "avgpool2d"}, {"size", json::array({2, 3})}, {"padding", "same"}}, {5, 7, 3}, 3);
+  check_avgpool_functors({{"type", "avgpool2d"}, {"size", 2}, {"stride", 1}, {"padding", "same"}}, {4, 5, 2}, 1);
+  check_avgpool_functors({{"type", "avgpool2d"}, {"size", 2}}, {7, 9, 3}, 2);  // valid, odd sizes floor
+}
+
+TEST_CASE("nn gpu extra global avgpool equals the cpu layer", "[nn][gpu_extra]") {
+  const auto plan = nn::plan_layers(
+      json::array({{{"type", "global_avgpool"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+      {5, 3, 6}, 3);
+  const nn::LayerDesc& d = plan.layers[0];
+  auto cpu = nn::make_cpu_layer<float>(d);
+  const int64_t n = 3;
+  const auto x = random_vec(n * d.in.size(), 4, -1, 1), dy = random_vec(n * d.out.size(), 5, -1, 1);
+  std::vector<float> y_ref(dy.size()), y(dy.size()), dx_ref(x.size()), dx(x.size());
+  cpu->forward(x.data(), y_ref.data(), n, true, {});
+  cpu->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, {});
+  cpu_for_1d(int64_t(y.size()), ops::GlobalAvgPoolForward<float>{x.data(), y.data(), 15, 6});
+  cpu_for_1d(int64_t(dx.size()), ops::GlobalAvgPoolBackward<float>{dy.data(), dx.data(), 15, 6});
+  require_rel(y, y_ref, 1e-6, "global avgpool forward");
+  require_rel(dx, dx_ref, 1e-6, "global avgpool backward");
+}
+
+TEST_CASE("nn gpu extra batchnorm moving statistics by hand", "[nn][gpu_extra]") {
+  // m = 4 values per channel; cuDNN reports the unbiased variance 2.0 → biased 1.5.
+  std::vector<float> mm{1.0f, -2.0f}, mv{1.0f, 0.5f};
+  const std::vector<float> bm{3.0f, 0.0f}, bv{2.0f, 8.0f};
+  cpu_for_1d(2, ops::BatchNormMoving<float>{mm.data(), mv.data(), bm.data(), bv.data(), 0.9f, 0.75f});
+  CHECK(mm[0] == Approx(0.9 * 1.0 + 0.1 * 3.0));
+  CHECK(mm[1] == Approx(0.9 * -2.0));
+  CHECK(mv[0] == Approx(0.9 * 1.0 + 0.1 * 1.5));
+  CHECK(mv[1] == Approx(0.9 * 0.5 + 0.1 * 6.0));
+  // m = 1: no variance reported, the batch variance is 0.
+  cpu_for_1d(2, ops::BatchNormMoving<float>{mm.data(), mv.data(), bm.data(), nullptr, 0.5f, 0.0f});
+  CHECK(mv[0] == Approx(0.5 * (0.9 + 0.15)));
+}
+
+TEST_CASE("nn gpu extra device clip scale equals GradFinish", "[nn][gpu_extra]") {
+  const auto w = random_vec(100, 6, -1, 1);
+  auto g1 = random_vec(100, 7, -1, 1), g2 = g1;
+  const float scale = 0.37f;
+  cpu_for_1d(100, ops::GradFinish<float>{g1.data(), w.data(), scale, 0.0f});
+  cpu_for_1d(100, ops::GradFinishDeviceScale<float>{g2.data(), w.data(), &scale, 0.0f});
+  CHECK(g1 == g2);
+  CHECK(g2[3] == random_vec(100, 7, -1, 1)[3] * scale);
+}
+
+TEST_CASE("nn gpu extra rnn sequence gather and scatter", "[nn][gpu_extra]") {
+  // x (n, h, T, c) → seq (T, n, h·c) → x again; one element checked by hand.
+  const int64_t n = 2, h = 3, T = 4, c = 2;
+  const auto x = random_vec(n * h * T * c, 8, -1, 1);
+  std::vector<float> seq(x.size()), back(x.size());
+  cpu_for_1d(int64_t(seq.size()), ops::RnnGatherSequence<float>{x.data(), seq.data(), n, h, T, c});
+  // seq[t = 2][e = 1][f = hh·c + cc = 2·2 + 1] = x[1][2][2][1]
+  CHECK(seq[size_t((2 * n + 1) * (h * c) + 2 * c + 1)] == x[size_t(((1 * h + 2) * T + 2) * c + 1)]);
+  cpu_for_1d(int64_t(back.size()), ops::RnnScatterSequence<float>{seq.data(), back.data(), n, h, T, c});
+  CHECK(back == x);
+}
+
+TEST_CASE("nn gpu extra strided copy moves a gate block and back", "[nn][gpu_extra]") {
+  // Keras kernel (in = 3, G·units = 3·2): gate g = 1 → a (units, in) row-major matrix.
+  const int64_t in = 3, units = 2, GU = 6;
+  const auto k = random_vec(in * GU, 9, -1, 1);
+  std::vector<float> m(size_t(units * in), 0.0f), dk(k.size(), 1.0f);
+  cpu_for_1d(units * in, ops::StridedCopy2d<float>{k.data() + units, m.data(), in, 1, GU, in, 1, false});
+  for (int64_t j = 0; j < units; ++j)
+    for (int64_t f = 0; f < in; ++f) CHECK(m[size_t(j * in + f)] == k[size_t(f * GU + units + j)]);
+  cpu_for_1d(units * in, ops::StridedCopy2d<float>{m.data(), dk.data() + units, in, in, 1, 1, GU, true});
+  for (int64_t f = 0; f < in; ++f)
+    for (int64_t col = 0; col < GU; ++col) {
+      const bool in_block = col >= units && col < 2 * units;
+      CHECK(dk[size_t(f * GU + col)] == (in_block ? 1.0f + k[size_t(f * GU + col)] : 1.0f));
+    }
+}
+
+#if GENRELAB_HAVE_CUDA
+
+using cuda::nn::GpuContext;
+using cuda::nn::Precision;
+
+std::vector<float> download(const float* d, int64_t count) {
+  std::vector<float> h(static_cast<size_t>(count));
+  GENRELAB_CUDA_CHECK(cudaMemcpy(h.data(), d, size_t(count) * sizeof(float), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+void upload(const std::vector<float>& h, float* d) {
+  GENRELAB_CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+struct DevVec {
+  cuda::DeviceBuffer<float> buf;
+  explicit DevVec(const std::vector<float>& h) : buf(h.size()) { upload(h, buf.data()); }
+  explicit DevVec(size_t count) : buf(count) {}
+  float* get() { return buf.data(); }
+};
+
+json head() {
+  return json::array({{{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+}
+
+// Layer `index` of `layers` on the GPU against the CPU reference: training forward, backward
+// (input gradient and accumulated parameter gradients, batch-norm moving statistics), and the
+// inference forward, within tol relative to each tensor's scale.
+void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Precision precision = Precision::fp32,
+                 bool logits = false) {
+  const auto plan = nn::plan_layers(layers, in, 3);
+  const nn::LayerDesc& d = plan.layers[index];
+  INFO("layer " << d.name << " " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str() << " n " << n);
+  auto cpu = nn::make_cpu_layer<float>(d);
+  GpuContext ctx(precision, false);
+  auto gpu = cuda::nn::make_gpu_layer(d, ctx);
+  cpu->set_logits_output(logits);
+  gpu->set_logits_output(logits);
+  for (size_t j = 0; j < d.params.size(); ++j) {
+    const bool var = d.params[j].name == "moving_var";
+    auto p = random_vec(d.params[j].size(), 20 + uint32_t(j), var ? 0.5 : -0.8, var ? 2.0 : 0.8);
+    cpu->params()[j] = p;
+    upload(p, gpu->params()[j]);
+  }
+  const auto x = random_vec(n * d.in.size(), 30, -1.5, 1.5);
+  const auto dy = random_vec(n * d.out.size(), 31, -1, 1);
+  const nn::StepKey key{11, 4, 7};
+  std::vector<float> y_ref(dy.size()), dx_ref(x.size());
+  DevVec dx_d(x), y_d(dy.size()), dy_d(dy), dxo_d(x.size());
+
+  cpu->forward(x.data(), y_ref.data(), n, true, key);
+  gpu->forward(dx_d.get(), y_d.get(), n, true, key);
+  require_rel(download(y_d.get(), int64_t(dy.size())), y_ref, tol, "training forward y");
+
+  cpu->zero_grads();
+  gpu->zero_grads();
+  cpu->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, key);
+  gpu->backward(dx_d.get(), y_d.get(), dy_d.get(), dxo_d.get(), n, key);
+  require_rel(download(dxo_d.get(), int64_t(x.size())), dx_ref, tol, "backward dx");
+  const auto g = gpu->grads();
+  REQUIRE(g.size() == cpu->grads().size());
+  for (size_t j = 0; j < g.size(); ++j)
+    require_rel(download(g[j], int64_t(cpu->grads()[j].size())), cpu->grads()[j], tol, "gradient " + std::to_string(j));
+  for (size_t j = 0; j < d.params.size(); ++j)
+    require_rel(download(gpu->params()[j], d.params[j].size()), cpu->params()[j], tol,
+                "param after step " + d.params[j].name);
+
+  cpu->forward(x.data(), y_ref.data(), n, false, key);
+  gpu->forward(dx_d.get(), y_d.get(), n, false, key);
+  require_rel(download(y_d.get(), int64_t(dy.size())), y_ref, tol, "inference forward y");
+}
+
+json with_head(json layer) {
+  json l = json::array({layer});
+  for (const auto& h : head()) l.push_back(h);
+  return l;
+}
+
+TEST_CASE("nn gpu conv2d equals the cpu layer", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-4;
+  check_layer(with_head({{"type", "conv2d"}, {"filters", 5}, {"kernel", json::array({3, 2})}, {"activation", "relu"}}),
+              {7, 9, 3}, 3, 0, tol);
+  // "same" with an even kernel and stride 2: asymmetric padding (the padded-copy path).
+  check_layer(with_head({{"type", "conv2d"},
+                         {"filters", 4},
+                         {"kernel", 2},
+                         {"stride", 2},
+                         {"padding", "same"},
+                         {"activation", "elu"}}),
+              {6, 7, 2}, 2, 0, tol);
+  // "same" with an odd kernel and dilation 2: symmetric padding handled by cuDNN, no bias.
+  check_layer(with_head({{"type", "conv2d"},
+                         {"filters", 3},
+                         {"kernel", 3},
+                         {"dilation", 2},
+                         {"padding", "same"},
+                         {"activation", "leaky_relu"},
+                         {"use_bias", false}}),
+              {8, 5, 4}, 2, 0, tol);
+  check_layer(with_head({{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"activation", "tanh"}}), {3, 4, 5}, 1, 0,
+              tol);
+  check_layer(with_head({{"type", "conv2d"},
+                         {"filters", 2},
+                         {"kernel", json::array({2, 3})},
+                         {"stride", json::array({1, 2})},
+                         {"activation", "sigmoid"}}),
+              {5, 9, 1}, 4, 0, tol);
+}
+
+TEST_CASE("nn gpu pooling equals the cpu layer", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-5;
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}}), {7, 9, 3}, 3, 0, tol);
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}, {"padding", "same"}}), {7, 8, 4}, 2, 0,
+              tol);
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}), {5, 5, 2}, 2, 0, tol);
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", json::array({6, 4})}}), {13, 9, 3}, 2, 0, tol);
+  check_layer(with_head({{"type", "avgpool2d"}, {"size", 2}}), {7, 9, 3}, 3, 0, tol);
+  check_layer(with_head({{"type", "avgpool2d"}, {"size", 3}, {"stride", 2}, {"padding", "same"}}), {7, 8, 4}, 2, 0,
+              tol);
+  check_layer(
+      json::array({{{"type", "global_avgpool"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+      {5, 3, 6}, 3, 0, tol);
+}
+
+TEST_CASE("nn gpu batchnorm equals the cpu layer", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  check_layer(with_head({{"type", "batchnorm"}}), {5, 3, 6}, 4, 0, 2e-4);
+  check_layer(with_head({{"type", "batchnorm"}, {"momentum", 0.9}, {"epsilon", 1e-5}}), {1, 1, 7}, 5, 0, 2e-4);
+}
+
+TEST_CASE("nn gpu elementwise layers equal the cpu layers", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-6;
+  check_layer(with_head({{"type", "relu"}}), {4, 5, 3}, 2, 0, tol);
+  check_layer(with_head({{"type", "elu"}, {"alpha", 0.7}}), {4, 5, 3}, 2, 0, tol);
+  check_layer(with_head({{"type", "leaky_relu"}}), {4, 5, 3}, 2, 0, tol);
+  // Dropout masks come from the shared Philox functor: identical, not just close.
+  check_layer(with_head({{"type", "dropout"}, {"rate", 0.3}}), {4, 5, 3}, 3, 0, 0.0);
+  check_layer(with_head({{"type", "flatten"}}), {4, 5, 3}, 2, 0, 0.0);
+}
+
+TEST_CASE("nn gpu dense equals the cpu layer", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-4;
+  const json hidden = json::array({{{"type", "flatten"}},
+                                   {{"type", "dense"}, {"units", 13}, {"activation", "relu"}},
+                                   {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  check_layer(hidden, {3, 5, 7}, 5, 1, tol);
+  const json no_bias = json::array({{{"type", "flatten"}},
+                                    {{"type", "dense"}, {"units", 9}, {"use_bias", false}},
+                                    {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  check_layer(no_bias, {1, 1, 11}, 3, 1, tol);
+  check_layer(hidden, {3, 5, 7}, 5, 2, tol);                         // softmax probabilities
+  check_layer(hidden, {3, 5, 7}, 5, 2, tol, Precision::fp32, true);  // fused head: logits
+}
+
+TEST_CASE("nn gpu gru and lstm equal the cpu layers", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const double tol = 1e-4;
+  check_layer(with_head({{"type", "gru"}, {"units", 5}}), {3, 6, 2}, 3, 0, tol);
+  check_layer(with_head({{"type", "gru"}, {"units", 4}, {"bidirectional", true}, {"return_sequences", true}}),
+              {2, 5, 3}, 2, 0, tol);
+  check_layer(with_head({{"type", "gru"}, {"units", 3}, {"use_bias", false}}), {1, 4, 2}, 1, 0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 4}}), {3, 7, 1}, 3, 0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 3}, {"bidirectional", true}, {"use_bias", false}}), {2, 4, 2}, 2,
+              0, tol);
+  check_layer(with_head({{"type", "lstm"}, {"units", 6}, {"return_sequences", true}}), {1, 5, 4}, 2, 0, tol);
+}
+
+TEST_CASE("nn gpu tf32 layers stay close to fp32", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  // TF32 keeps 10 mantissa bits of each product input: about 1e-3 relative per product.
+  const double tol = 5e-3;
+  check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}, {"activation", "relu"}}), {9, 11, 8}, 4, 0,
+              tol, Precision::tf32);
+  const json hidden = json::array({{{"type", "flatten"}},
+                                   {{"type", "dense"}, {"units", 64}, {"activation", "relu"}},
+                                   {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  check_layer(hidden, {4, 4, 8}, 8, 1, tol, Precision::tf32);
+}
+
+// ---- whole network -----------------------------------------------------------------------
+
+json small_cnn() {
+  return json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "batchnorm"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.25},
+    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "elu"},
+    {"type": "avgpool2d", "size": 2, "padding": "same"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 16, "activation": "relu"},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "dense", "units": "classes", "activation": "softmax"}
+  ])");
+}
+
+struct Batch {
+  std::vector<float> x;
+  std::vector<int32_t> labels;
+};
+
+Batch make_batch(const nn::ModelPlan& plan, int64_t n, uint32_t seed) {
+  Batch b;
+  b.x = random_vec(n * plan.input.size(), seed, -1, 1);
+  const PhiloxStream s(seed, RngPurpose::shuffle, 1, 2);
+  for (int64_t e = 0; e < n; ++e) b.labels.push_back(int32_t(s.word(uint64_t(e)) % uint32_t(plan.classes)));
+  return b;
+}
+
+// 20 steps on both backends from the same initial weights: per-step losses and correct counts,
+// then every state tensor.
+void check_training(const nn::TrainHyper& hyper, double loss_tol, double state_tol) {
+  const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+  auto cpu = nn::make_cpu_network(plan, hyper);
+  auto gpu = nn::make_cuda_network(plan, hyper);
+  const int64_t n = 7, global = 7;
+  cuda::DeviceBuffer<float> xd{static_cast<size_t>(n * plan.input.size())};
+  cuda::DeviceBuffer<int32_t> ld{static_cast<size_t>(n)};
+  for (uint64_t step = 0; step < 20; ++step) {
+    const Batch b = make_batch(plan, n, 100 + uint32_t(step % 5));
+    upload(b.x, xd.data());
+    GENRELAB_CUDA_CHECK(cudaMemcpy(ld.data(), b.labels.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+    const nn::StepKey key{hyper.seed, step, 0};
+    const float lr = float(hyper.lr);
+    cpu->train_step(b.x.data(), b.labels.data(), n, global, lr, key);
+    gpu->train_step(xd.data(), ld.data(), n, global, lr, key);
+    const auto sc = cpu->last_stats(), sg = gpu->last_stats();
+    INFO("step " << step);
+    CHECK(sg.examples == n);
+    CHECK(sg.loss_sum == Approx(sc.loss_sum).epsilon(loss_tol));
+    CHECK(std::abs(sg.correct - sc.correct) <= 1);  // a near-tie may flip one argmax
+  }
+  const auto sc = cpu->state(), sg = gpu->state();
+  REQUIRE(sc.size() == sg.size());
+  for (size_t i = 0; i < sc.size(); ++i) {
+    REQUIRE(sg[i].name == sc[i].name);
+    REQUIRE(sg[i].dims == sc[i].dims);
+    require_rel(sg[i].data, sc[i].data, state_tol, sc[i].name);
+  }
+  // Inference on both.
+  const Batch b = make_batch(plan, n, 555);
+  upload(b.x, xd.data());
+  std::vector<float> pc(size_t(n * plan.classes)), pg(pc.size());
+  cpu->predict(b.x.data(), n, pc.data());
+  gpu->predict(xd.data(), n, pg.data());
+  require_rel(pg, pc, loss_tol, "predict probabilities");
+}
+
+TEST_CASE("nn gpu 20 training steps equal the cpu backend with adam", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  nn::TrainHyper h;
+  h.optimizer = "adam";
+  h.lr = 1e-3;
+  h.l2 = 1e-3;
+  h.clip_norm = 0.5;  // exercises the device-side global norm
+  h.label_smoothing = 0.1;
+  h.seed = 3;
+  h.deterministic = true;
+  // Adam divides by √v: parameters whose gradients are tiny move by up to lr per step whatever
+  // their size, so states are compared at a few lr-steps' tolerance, losses tightly.
+  check_training(h, 5e-4, 5e-3);
+}
+
+TEST_CASE("nn gpu 20 training steps equal the cpu backend with sgd", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  nn::TrainHyper h;
+  h.optimizer = "sgd";
+  h.lr = 0.05;
+  h.momentum = 0.9;
+  h.nesterov = true;
+  h.weight_decay = 1e-3;
+  h.seed = 5;
+  check_training(h, 1e-4, 2e-4);
+}
+
+TEST_CASE("nn gpu state round trip", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+  nn::TrainHyper h;
+  h.seed = 9;
+  auto cpu = nn::make_cpu_network(plan, h);
+  const Batch b = make_batch(plan, 5, 77);
+  cpu->train_step(b.x.data(), b.labels.data(), 5, 5, 1e-3f, {9, 0, 0});
+  cpu->train_step(b.x.data(), b.labels.data(), 5, 5, 1e-3f, {9, 1, 0});
+  const auto want = cpu->state();
+  // CPU state → GPU → host: bit-identical copies, the same names, and the step counter.
+  auto gpu = nn::make_cuda_network(plan, h);
+  gpu->load_state(want);
+  const auto got = gpu->state();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].dims == want[i].dims);
+    CHECK(got[i].data == want[i].data);
+  }
+  CHECK(got.back().name == "step");
+  CHECK(got.back().data[0] == 2.0f);
+  // Initial weights equal the CPU backend's before any step.
+  auto gpu0 = nn::make_cuda_network(plan, h);
+  auto cpu0 = nn::make_cpu_network(plan, h);
+  const auto s0 = gpu0->state(), c0 = cpu0->state();
+  for (size_t i = 0; i < s0.size(); ++i) CHECK(s0[i].data == c0[i].data);
+  // A wrong shape is refused with the tensor's name.
+  auto bad = want;
+  bad[0].dims[0] += 1;
+  REQUIRE_THROWS_WITH(gpu->load_state(bad), Catch::Contains(bad[0].name) && Catch::Contains("shape"));
+  auto missing = want;
+  missing.erase(missing.begin() + 1);
+  REQUIRE_THROWS_WITH(gpu->load_state(missing), Catch::Contains(want[1].name));
+}
+
+TEST_CASE("nn gpu out of memory names the batch size", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(json::parse(R"([{"type": "conv2d", "filters": 64, "kernel": 1},
+      {"type": "global_avgpool"}, {"type": "dense", "units": "classes", "activation": "softmax"}])"),
+                                    {1024, 1024, 1}, 3);
+  auto gpu = nn::make_cuda_network(plan, nn::TrainHyper{});
+  // 100 000 examples × 256 MiB of activations: far beyond any GPU; fails before touching x.
+  REQUIRE_THROWS_WITH(gpu->train_step(nullptr, nullptr, 100000, 100000, 1e-3f, {}),
+                      Catch::Contains("train.batch_size=") && Catch::Contains("100000 examples"));
+}
+
+TEST_CASE("nn gpu unsupported precision is a config error", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+  nn::TrainHyper h;
+  h.precision = "bf16";
+  REQUIRE_THROWS_AS(nn::make_cuda_network(plan, h), ConfigError);
+  h.precision = "fp16";
+  REQUIRE_THROWS_AS(nn::make_cuda_network(plan, h), ConfigError);
+}
+
+#endif  // GENRELAB_HAVE_CUDA
+
+}  // namespace
+}  // namespace genrelab
