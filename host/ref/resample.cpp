@@ -2,6 +2,9 @@
 #include "genrelab/ops/resample.h"
 
 #include <mutex>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
 
 #include "genrelab/parallel_for.h"
 
@@ -70,10 +73,8 @@ int64_t resampled_length(int64_t n, double in_rate, double out_rate) {
   return int64_t(std::ceil(double(n) * out_rate / in_rate - 1e-9));
 }
 
-std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
-                            const ResampleFilterDesign& design) {
-  GENRELAB_CHECK(in_rate > 0 && out_rate > 0, "resample rates must be positive");
-  if (in_rate == out_rate) return x;
+namespace {
+const std::vector<float>& cached_table(const ResampleFilterDesign& design) {
   static thread_local std::vector<float> table;
   static thread_local ResampleFilterDesign cached{-1, -1, 0, 0};
   if (cached.zero_crossings != design.zero_crossings || cached.per_crossing != design.per_crossing ||
@@ -81,11 +82,62 @@ std::vector<float> resample(const std::vector<float>& x, double in_rate, double 
     table = make_resample_table(design);
     cached = design;
   }
+  return table;
+}
+}  // namespace
+
+PolyphasePlan make_polyphase_plan(double in_rate, double out_rate, const ResampleFilterDesign& design, int64_t max_up) {
+  PolyphasePlan plan;
+  if (in_rate != std::floor(in_rate) || out_rate != std::floor(out_rate) || in_rate <= 0 || out_rate <= 0) return plan;
+  const int64_t a = int64_t(out_rate), b = int64_t(in_rate), g = std::gcd(a, b);
+  if (a / g > max_up) return plan;
+  plan.up = a / g;
+  plan.down = b / g;
+  const std::vector<float>& table = cached_table(design);
+  const double scale = design.rolloff * std::min(1.0, out_rate / in_rate);
+  const double reach = design.zero_crossings / scale;  // taps on each side, in input samples
+  plan.left = int(std::floor(reach)) + 1;
+  plan.taps = 2 * plan.left + 1;
+  plan.coef.assign(size_t(plan.up * plan.taps), 0.0f);
+  const int64_t limit = int64_t(design.zero_crossings) * design.per_crossing;
+  for (int64_t phase = 0; phase < plan.up; ++phase)
+    for (int m = 0; m < plan.taps; ++m) {
+      // Output at base + phase/up, input at base - left + m: distance phase/up + left - m.
+      const double d = double(phase) / double(plan.up) + plan.left - m;
+      if (std::fabs(d) > reach) continue;  // ResampleFunctor's tap range
+      const double u = std::fabs(d) * scale * design.per_crossing;
+      const int64_t i = int64_t(u);
+      if (i >= limit) continue;
+      const double frac = u - double(i);
+      plan.coef[size_t(phase * plan.taps + m)] = float((table[size_t(i)] + frac * (table[size_t(i) + 1] - table[size_t(i)])) * scale);
+    }
+  return plan;
+}
+
+std::vector<float> resample_direct(const std::vector<float>& x, double in_rate, double out_rate,
+                                   const ResampleFilterDesign& design) {
+  GENRELAB_CHECK(in_rate > 0 && out_rate > 0, "resample rates must be positive");
+  if (in_rate == out_rate) return x;
+  const std::vector<float>& table = cached_table(design);
   const int64_t n_out = resampled_length(int64_t(x.size()), in_rate, out_rate);
-  std::vector<float> y(static_cast<size_t>(n_out));
+  std::vector<float> y(static_cast<size_t>(n_out));  // y: (n_out,)
   const ResampleFunctor f{x.data(), y.data(), table.data(), int64_t(x.size()), n_out, in_rate / out_rate,
                           design.rolloff * std::min(1.0, out_rate / in_rate), design.zero_crossings,
                           design.per_crossing};
+  cpu_for_2d(1, n_out, f);
+  return y;
+}
+
+std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
+                            const ResampleFilterDesign& design) {
+  GENRELAB_CHECK(in_rate > 0 && out_rate > 0, "resample rates must be positive");
+  if (in_rate == out_rate) return x;
+  const PolyphasePlan plan = make_polyphase_plan(in_rate, out_rate, design);
+  if (plan.up == 0) return resample_direct(x, in_rate, out_rate, design);
+  const int64_t n_out = resampled_length(int64_t(x.size()), in_rate, out_rate);
+  std::vector<float> y(static_cast<size_t>(n_out));  // y: (n_out,)
+  const PolyphaseResampleFunctor f{x.data(), y.data(), plan.coef.data(), int64_t(x.size()), n_out,
+                                   plan.up, plan.down, plan.taps, plan.left};
   cpu_for_2d(1, n_out, f);
   return y;
 }

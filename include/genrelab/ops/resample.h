@@ -71,8 +71,62 @@ struct ResampleFunctor {
 int polyphase_half(const ResampleFilterDesign& design, double scale);
 std::vector<float> make_polyphase_bank(const ResampleFilterDesign& design, double scale, int phases, int half);
 
-// CPU resampling of one signal (the functor looped over on the host).
+// The same filter in polyphase form, for a rational ratio out_rate / in_rate = up / down (lowest
+// terms): output j sits at input position (j·down) / up = base + phase / up, and row `phase` of
+// `coef` holds the (scaled) filter taps for inputs base - left .. base - left + taps - 1. The taps
+// are the table interpolation ResampleFunctor evaluates, computed once per phase instead of once
+// per output sample, so both give the same result up to float rounding of the taps (≈1e-7).
+struct PolyphaseResampleFunctor {
+  const float* x;     // x: (batch, n_in)
+  float* y;           // y: (batch, n_out)
+  const float* coef;  // coef: (up, taps)
+  int64_t n_in, n_out, up, down;
+  int taps, left;
+
+  GENRELAB_HD void operator()(int64_t row, int64_t j) const {
+    const int64_t pos = j * down;
+    const int64_t base = pos / up, phase = pos - base * up;
+    const int64_t k0 = base - left;
+    const float* c = coef + phase * taps;
+    const float* xr = x + row * n_in;
+    // Four partial sums: independent chains the compiler can overlap.
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (k0 >= 0 && k0 + taps <= n_in) {
+      const float* xs = xr + k0;
+      int m = 0;
+      for (; m + 4 <= taps; m += 4) {
+        a0 += c[m] * xs[m];
+        a1 += c[m + 1] * xs[m + 1];
+        a2 += c[m + 2] * xs[m + 2];
+        a3 += c[m + 3] * xs[m + 3];
+      }
+      for (; m < taps; ++m) a0 += c[m] * xs[m];
+    } else {  // near the edges: inputs outside the signal count as zero
+      for (int m = 0; m < taps; ++m) {
+        const int64_t k = k0 + m;
+        if (k >= 0 && k < n_in) a0 += c[m] * xr[k];
+      }
+    }
+    y[row * n_out + j] = (a0 + a1) + (a2 + a3);
+  }
+};
+
+// Polyphase taps for in_rate → out_rate when both are integers whose reduced ratio has
+// up <= max_up; otherwise `up` is 0 (use ResampleFunctor).
+struct PolyphasePlan {
+  int64_t up = 0, down = 0;
+  int taps = 0, left = 0;
+  std::vector<float> coef;  // coef: (up, taps)
+};
+PolyphasePlan make_polyphase_plan(double in_rate, double out_rate, const ResampleFilterDesign& design = {},
+                                  int64_t max_up = 4096);
+
+// CPU resampling of one signal: the polyphase functor for integer rates with a small reduced ratio
+// (e.g. 44100 → 22050, 48000 → 22050, 16000 → 22050), the general functor otherwise.
 std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate,
                             const ResampleFilterDesign& design = {});
+// The general functor only (any ratio); the reference the polyphase path is tested against.
+std::vector<float> resample_direct(const std::vector<float>& x, double in_rate, double out_rate,
+                                   const ResampleFilterDesign& design = {});
 
 }  // namespace genrelab
