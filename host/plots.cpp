@@ -56,7 +56,7 @@ void panel(std::ostringstream& os, double x0, double y0, double w, double h, con
   if (ymax - ymin < 1e-12) { ymax += 0.5; ymin -= 0.5; }
   if (!unit_range) ymin = std::min(ymin, 0.0);
   if (xmax == xmin) { xmax += 1; }
-  const double L = x0 + 50, R = x0 + w - 10, T = y0 + 30, B = y0 + h - 40;
+  const double L = x0 + 50, R = x0 + w - 10, T = y0 + 42, B = y0 + h - 40;
   auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (R - L); };
   auto py = [&](double y) { return B - (y - ymin) / (ymax - ymin) * (B - T); };
   os << "<text x=\"" << (L + R) / 2 << "\" y=\"" << y0 + 18 << "\" text-anchor=\"middle\" font-weight=\"bold\">" << esc(title) << "</text>\n";
@@ -65,19 +65,24 @@ void panel(std::ostringstream& os, double x0, double y0, double w, double h, con
     const double yv = ymin + (ymax - ymin) * i / 4.0;
     os << "<line x1=\"" << L << "\" x2=\"" << R << "\" y1=\"" << py(yv) << "\" y2=\"" << py(yv) << "\" stroke=\"#eee\"/>"
        << "<text x=\"" << L - 5 << "\" y=\"" << py(yv) + 4 << "\" text-anchor=\"end\">" << num(yv) << "</text>\n";
-    const double xv = xmin + (xmax - xmin) * i / 4.0;
-    os << "<text x=\"" << px(xv) << "\" y=\"" << B + 15 << "\" text-anchor=\"middle\">" << num(xv) << "</text>\n";
   }
+  // Epoch ticks: whole numbers, at most about six.
+  const double xstep = std::max(1.0, std::ceil((xmax - xmin) / 6.0));
+  for (double xv = xmin; xv <= xmax + 1e-9; xv += xstep)
+    os << "<text x=\"" << px(xv) << "\" y=\"" << B + 15 << "\" text-anchor=\"middle\">" << num(xv) << "</text>\n";
   os << "<text x=\"" << (L + R) / 2 << "\" y=\"" << B + 32 << "\" text-anchor=\"middle\">epoch</text>\n";
-  double ly = T + 14;
+  double lx = R;
+  for (auto it = series.rbegin(); it != series.rend(); ++it) {
+    if (it->x.empty()) continue;
+    os << "<text x=\"" << lx << "\" y=\"" << T - 6 << "\" text-anchor=\"end\" fill=\"" << it->colour << "\">" << esc(it->name) << "</text>\n";
+    lx -= 8.0 * double(it->name.size()) + 14;
+  }
   for (const auto& s : series) {
     if (s.x.empty()) continue;
     os << "<polyline fill=\"none\" stroke=\"" << s.colour << "\" stroke-width=\"2\" points=\"";
     for (size_t i = 0; i < s.x.size(); ++i)
       if (std::isfinite(s.y[i])) os << px(s.x[i]) << "," << py(s.y[i]) << " ";
     os << "\"/>\n";
-    os << "<text x=\"" << R - 8 << "\" y=\"" << ly << "\" text-anchor=\"end\" fill=\"" << s.colour << "\">" << esc(s.name) << "</text>\n";
-    ly += 14;
   }
 }
 

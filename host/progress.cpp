@@ -22,8 +22,8 @@ std::string format_seconds(double s) {
 
 void Progress::set_enabled(bool enabled) { g_enabled = enabled; }
 
-Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(::isatty(2) != 0),
+Progress::Progress(std::string label, int64_t total, std::string unit, bool terminal_only)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(::isatty(2) != 0), terminal_only_(terminal_only),
       start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 Progress::~Progress() { finish(); }
@@ -46,7 +46,7 @@ void Progress::finish() {
 }
 
 void Progress::draw(bool final_line) {
-  if (!g_enabled) return;
+  if (!g_enabled || (terminal_only_ && !tty_)) return;
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double rate = elapsed > 0 ? done_ / elapsed : 0;

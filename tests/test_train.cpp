@@ -1,5 +1,6 @@
 // Training end to end on the CPU backend: the run directory's files, resume to the identical
 // result, a SIGKILL mid-run, predict and eval on clips of any length, and config errors.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -56,7 +57,7 @@ struct Result {
   int rc;
   std::string out, err;
 };
-Result genrelab(const std::string& args) {
+Result run_genrelab(const std::string& args) {
   const auto dir = test::temp_dir("train-cli");
   Result r;
   r.rc = test::run_command(test::genrelab_binary() + " " + args + " 2>" + (dir / "err").string(), &r.out);
@@ -71,7 +72,7 @@ std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("
 
 TEST_CASE("train writes a complete run directory", "[train]") {
   const auto dir = test::temp_dir("train-files");
-  const Result r = genrelab("train " + tiny_experiment(dir, 3) + " --device cpu --quiet --out " + (dir / "runs").string());
+  const Result r = run_genrelab("train " + tiny_experiment(dir, 3) + " --device cpu --quiet --out " + (dir / "runs").string());
   INFO(r.err);
   REQUIRE(r.rc == 0);
   const std::string run_dir = trim(r.out);  // stdout: the run directory, nothing else
@@ -101,10 +102,10 @@ TEST_CASE("train writes a complete run directory", "[train]") {
 TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]") {
   const auto dir = test::temp_dir("train-resume");
   const std::string exp = tiny_experiment(dir, 4);
-  const Result straight = genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "a").string());
+  const Result straight = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "a").string());
   REQUIRE(straight.rc == 0);
   // Two epochs, then continue the same run directory to four.
-  const Result first = genrelab("train " + exp + " --set train.epochs=2 --device cpu --quiet --out " + (dir / "b").string());
+  const Result first = run_genrelab("train " + exp + " --set train.epochs=2 --device cpu --quiet --out " + (dir / "b").string());
   REQUIRE(first.rc == 0);
   const std::string run_b = trim(first.out);
   // The finished 2-epoch run says so; widen it to 4 epochs by editing its config, as a user
@@ -113,7 +114,7 @@ TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]"
   cfg["train"]["epochs"] = 4;
   RunDir::open(run_b).write_json("config.json", cfg);
   fs::remove(fs::path(run_b) / "summary.json");
-  const Result resumed = genrelab("train --resume " + run_b + " --device cpu --quiet");
+  const Result resumed = run_genrelab("train --resume " + run_b + " --device cpu --quiet");
   INFO(resumed.err);
   REQUIRE(resumed.rc == 0);
   const auto a = RunDir::open(trim(straight.out)).read_metrics();
@@ -126,7 +127,7 @@ TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]"
     CHECK(a[i].test_loss == b[i].test_loss);
   }
   CHECK(read_file(trim(straight.out) + "/checkpoint.bin").size() > 0);
-  const Result again = genrelab("train --resume " + run_b + " --device cpu --quiet");
+  const Result again = run_genrelab("train --resume " + run_b + " --device cpu --quiet");
   CHECK(again.rc == 0);
   CHECK(again.err.find("already finished") != std::string::npos);
 }
@@ -134,7 +135,7 @@ TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]"
 TEST_CASE("a SIGKILL mid-run leaves only complete files and resume finishes", "[train]") {
   const auto dir = test::temp_dir("train-kill");
   const std::string exp = tiny_experiment(dir, 6);
-  const Result ref = genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
+  const Result ref = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
   REQUIRE(ref.rc == 0);
   const pid_t pid = fork();
   if (pid == 0) {
@@ -160,7 +161,7 @@ TEST_CASE("a SIGKILL mid-run leaves only complete files and resume finishes", "[
     if (e.path().extension() == ".json") CHECK_NOTHROW(json::parse(read_file(e.path().string())));
   }
   CHECK_NOTHROW(RunDir::open(run_dir).read_metrics());
-  const Result resumed = genrelab("train --resume " + run_dir + " --device cpu --quiet");
+  const Result resumed = run_genrelab("train --resume " + run_dir + " --device cpu --quiet");
   INFO(resumed.err);
   REQUIRE(resumed.rc == 0);
   const auto a = RunDir::open(trim(ref.out)).read_metrics();
@@ -172,7 +173,7 @@ TEST_CASE("a SIGKILL mid-run leaves only complete files and resume finishes", "[
 
 TEST_CASE("predict and eval classify clips of any length", "[train]") {
   const auto dir = test::temp_dir("train-predict");
-  const Result r = genrelab("train " + tiny_experiment(dir, 2) + " --device cpu --quiet --out " + (dir / "runs").string());
+  const Result r = run_genrelab("train " + tiny_experiment(dir, 2) + " --device cpu --quiet --out " + (dir / "runs").string());
   REQUIRE(r.rc == 0);
   const std::string run_dir = trim(r.out);
   // A 10-minute file and a 1-second file, made from a training clip.
@@ -181,7 +182,7 @@ TEST_CASE("predict and eval classify clips of any length", "[train]") {
   while (long_audio.size() < size_t(600 * 22050)) long_audio.insert(long_audio.end(), clip.samples.begin(), clip.samples.end());
   write_wav((dir / "long.wav").string(), long_audio, 22050);
   write_wav((dir / "short.wav").string(), std::vector<float>(clip.samples.begin(), clip.samples.begin() + 22050), 22050);
-  const Result p = genrelab("predict " + run_dir + " " + (dir / "long.wav").string() + " " + (dir / "short.wav").string() +
+  const Result p = run_genrelab("predict " + run_dir + " " + (dir / "long.wav").string() + " " + (dir / "short.wav").string() +
                             " --json --device cpu");
   INFO(p.err);
   REQUIRE(p.rc == 0);
@@ -202,7 +203,7 @@ TEST_CASE("predict and eval classify clips of any length", "[train]") {
   fs::copy_file(tiny_data() + "/genres_original/blues/blues.00001.wav", data / "blues" / "a.wav");
   fs::copy_file(tiny_data() + "/genres_original/rock/rock.00001.wav", data / "rock" / "b.wav");
   std::ofstream(data / "rock" / "broken.wav") << "not audio at all";
-  const Result e = genrelab("eval " + run_dir + " --data " + data.string() + " --json --device cpu");
+  const Result e = run_genrelab("eval " + run_dir + " --data " + data.string() + " --json --device cpu");
   INFO(e.err);
   REQUIRE(e.rc == 0);
   const json ev = json::parse(e.out);
@@ -210,7 +211,7 @@ TEST_CASE("predict and eval classify clips of any length", "[train]") {
   CHECK(ev["skipped"].size() == 1);
   CHECK(e.err.find("broken.wav") != std::string::npos);
   // eval of its own test split agrees with the run's final accuracy.
-  const Result own = genrelab("eval " + run_dir + " --json --device cpu");
+  const Result own = run_genrelab("eval " + run_dir + " --json --device cpu");
   REQUIRE(own.rc == 0);
   CHECK(json::parse(own.out)["accuracy"].get<double>() ==
         Approx(RunDir::open(run_dir).read_json("summary.json")["final_test_accuracy"].get<double>()));
@@ -219,16 +220,73 @@ TEST_CASE("predict and eval classify clips of any length", "[train]") {
 TEST_CASE("train config errors name the file and the key", "[train]") {
   const auto dir = test::temp_dir("train-errors");
   const std::string exp = tiny_experiment(dir, 1);
-  Result r = genrelab("train " + exp + " --set train.batch_sise=3 --device cpu");
+  Result r = run_genrelab("train " + exp + " --set train.batch_sise=3 --device cpu");
   CHECK(r.rc == 2);
   CHECK(r.err.find("train.batch_sise") != std::string::npos);
   CHECK(r.err.find("did you mean 'train.batch_size'") != std::string::npos);
-  r = genrelab("train " + exp + " --set dataset.root=/nonexistent/folder --device cpu");
+  r = run_genrelab("train " + exp + " --set dataset.root=/nonexistent/folder --device cpu");
   CHECK(r.rc != 0);
   CHECK(r.err.find("/nonexistent/folder") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "runs"));  // nothing is created before the request is valid
   // A model that does not fit its input shape is rejected before training, naming the layer.
-  r = genrelab("train " + exp + " --set model.layers[1].size=64 --device cpu --out " + (dir / "runs").string());
+  r = run_genrelab("train " + exp + " --set model.layers[1].size=64 --device cpu --out " + (dir / "runs").string());
   CHECK(r.rc == 2);
   CHECK(r.err.find("model.layers[") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[train]") {
+  const auto dir = test::temp_dir("train-term");
+  const std::string exp = tiny_experiment(dir, 5);
+  const Result ref = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
+  REQUIRE(ref.rc == 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
+          (dir / "term").string().c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  std::string run_dir;
+  for (int i = 0; i < 600 && run_dir.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (fs::exists(dir / "term"))
+      for (const auto& e : fs::directory_iterator(dir / "term"))
+        if (fs::exists(e.path() / "metrics.jsonl")) run_dir = e.path().string();
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE_FALSE(run_dir.empty());
+  // Either it stopped cleanly (143, checkpoint written) or it had already finished (0).
+  REQUIRE(WIFEXITED(status));
+  const int rc = WEXITSTATUS(status);
+  CHECK((rc == 143 || rc == 0));
+  if (rc == 143) {
+    CHECK(fs::exists(fs::path(run_dir) / "checkpoint.bin"));  // stopped after the first epoch
+    CHECK_FALSE(fs::exists(fs::path(run_dir) / "summary.json"));
+    const Result resumed = run_genrelab("train --resume " + run_dir + " --device cpu --quiet");
+    INFO(resumed.err);
+    REQUIRE(resumed.rc == 0);
+  }
+  const auto a = RunDir::open(trim(ref.out)).read_metrics();
+  const auto b = RunDir::open(run_dir).read_metrics();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].train_loss == b[i].train_loss);
+    CHECK(a[i].test_accuracy == b[i].test_accuracy);
+  }
+}
+
+TEST_CASE("quickstart reaches 90 percent test accuracy on the demo data", "[train][slow]") {
+  const auto dir = test::temp_dir("quickstart");
+  REQUIRE(test::run_command(test::genrelab_binary() + " data synth " + (dir / "demo").string() + " 2>/dev/null") == 0);
+  const Result r = run_genrelab("train " + test::source_dir() + "/experiments/quickstart.json --set dataset.root=" +
+                                (dir / "demo").string() + " --device cpu --quiet --out " + (dir / "runs").string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const json s = RunDir::open(trim(r.out)).read_json("summary.json");
+  WARN("quickstart final test accuracy " << s["final_test_accuracy"].get<double>() << " in " << s["wall_seconds"].get<double>() << " s");
+  CHECK(s["final_test_accuracy"].get<double>() >= 0.90);
 }

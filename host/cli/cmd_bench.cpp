@@ -41,7 +41,7 @@ int run_bench(const Args& args) {
   throw ConfigError("genrelab bench: unknown --what '" + what + "'" + (guess.empty() ? "" : " (did you mean '" + guess + "'?)"));
 }
 
-CommandRegistrar reg{{"bench", "benchmarks: decode, features, augment, train, layers, allreduce",
+CommandRegistrar reg{{"bench", "benchmarks: decode, features, augment, train, layers",
                       "usage: genrelab bench --what NAME [ARGS...] [--device cuda|cpu] [--json OUT.json]\n\n"
                       "Times one stage, after checking its result, and prints achieved throughput beside the\n"
                       "hardware's roofline. Run without --what for the list.\n",

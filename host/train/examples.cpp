@@ -128,7 +128,7 @@ template class BackendArray<int32_t>;
 // ---- ExampleBuilder -------------------------------------------------------------------------
 
 std::vector<AugmentedExample> identity_plan(int64_t clips) {
-  std::vector<AugmentedExample> plan(size_t(clips));
+  std::vector<AugmentedExample> plan(static_cast<size_t>(clips));
   for (int64_t i = 0; i < clips; ++i) {
     plan[size_t(i)].source = i;
     plan[size_t(i)].clip_key = uint32_t(i);
@@ -280,7 +280,7 @@ MelBandStats ExampleBuilder::band_stats(const std::vector<const std::vector<floa
   const std::vector<int64_t> starts = m.windows.starts(n);
   const int64_t per = int64_t(starts.size()), window = m.windows.window;
   const int64_t frames = m.mel.n_frames(window), n_mels = m.mel.params().n_mels;
-  MelBandStatsAccumulator acc(int(n_mels));
+  MelBandStatsAccumulator acc(static_cast<int>(n_mels));
   const int64_t chunk = 16;
   std::vector<float> windows(size_t(chunk * per * window));
   std::vector<float> mel(size_t(chunk * per * n_mels * frames));

@@ -62,7 +62,7 @@ std::vector<int64_t> WindowSpec::starts(int64_t n) const {
 }
 
 std::vector<int64_t> epoch_permutation(int64_t n, uint32_t seed, uint32_t epoch) {
-  std::vector<int64_t> p(size_t(n));
+  std::vector<int64_t> p(static_cast<size_t>(n));
   std::iota(p.begin(), p.end(), 0);
   const PhiloxStream rng(seed, RngPurpose::shuffle, epoch, 0);
   for (int64_t i = n - 1; i > 0; --i) {
@@ -158,6 +158,7 @@ uint64_t free_bytes(const std::string& path) {
 int run_training(const TrainRequest& req) {
   const auto t_start = std::chrono::steady_clock::now();
   Progress::set_enabled(!req.quiet);
+  StopSignals signals;  // SIGINT/SIGTERM: stop at the next step (or stage) boundary
 
   // ---- 1. the request: config, device, run directory ----
   Config config;
@@ -232,6 +233,13 @@ int run_training(const TrainRequest& req) {
                                                 "); set a length, e.g. --set dataset.clip_samples=" +
                                                 std::to_string(n0));
   }
+  auto stopped_before_training = [&]() {
+    if (!g_stop_signal) return false;
+    std::cerr << "genrelab train: stopped by " << (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
+              << " before training started; continue with: genrelab train --resume " << run->path() << "\n";
+    return true;
+  };
+  if (stopped_before_training()) return 128 + g_stop_signal;
   const Split split = make_split(clips, int(classes), split_options, loaded.skipped);
   for (const auto& miss : split.missed)
     std::cerr << "warning: " << miss.list << ":" << miss.line << ": " << miss.entry << ": " << miss.reason << "\n";
@@ -291,6 +299,8 @@ int run_training(const TrainRequest& req) {
   if (!valid_audio.empty())
     builder.build(valid_audio, valid_labels, identity_plan(int64_t(valid_audio.size())), valid_set, "valid set");
 
+  if (stopped_before_training()) return 128 + g_stop_signal;
+
   // ---- 4. network, resume state ----
   std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
   const int epochs = int(config.get_int("train.epochs"));
@@ -335,7 +345,6 @@ int run_training(const TrainRequest& req) {
   };
 
   // ---- 5. epochs ----
-  StopSignals signals;
 #if GENRELAB_HAVE_CUDA
   bool profiling = false;
 #endif
@@ -356,7 +365,7 @@ int run_training(const TrainRequest& req) {
     const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
-    Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps");
+    Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       const int64_t n = std::min(batch, train_set.count - b * batch);
       train_set.features.gather_rows(perm.data() + b * batch, n, train_set.feature_size, x.data());

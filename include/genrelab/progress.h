@@ -11,7 +11,9 @@ namespace genrelab {
 
 class Progress {
  public:
-  Progress(std::string label, int64_t total, std::string unit);
+  // `terminal_only`: draw nothing unless stderr is a terminal (for many short repeated bars,
+  // such as the steps of each epoch, whose summary line is printed anyway).
+  Progress(std::string label, int64_t total, std::string unit, bool terminal_only = false);
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -28,7 +30,7 @@ class Progress {
   std::string label_, unit_;
   int64_t total_, done_ = 0;
   int last_decile_ = -1;
-  bool tty_, finished_ = false;
+  bool tty_, terminal_only_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;
   std::mutex mu_;
 };
