@@ -290,3 +290,18 @@ TEST_CASE("quickstart reaches 90 percent test accuracy on the demo data", "[trai
   WARN("quickstart final test accuracy " << s["final_test_accuracy"].get<double>() << " in " << s["wall_seconds"].get<double>() << " s");
   CHECK(s["final_test_accuracy"].get<double>() >= 0.90);
 }
+
+TEST_CASE("gtzan-mini experiment beats chance on held-out real clips", "[train][slow]") {
+  GENRELAB_REQUIRE_TEST_AUDIO(audio);
+  const auto dir = test::temp_dir("gtzan-mini");
+  const Result r = run_genrelab("train " + test::source_dir() + "/experiments/gtzan-mini.json --set dataset.root=" + audio +
+                                " --device cpu --quiet --out " + (dir / "runs").string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const json s = RunDir::open(trim(r.out)).read_json("summary.json");
+  const json split = RunDir::open(trim(r.out)).read_json("split.json");
+  WARN("gtzan-mini: final test accuracy " << s["final_test_accuracy"].get<double>() << " on " << split["test"].size()
+                                          << " held-out clips (chance 0.10)");
+  CHECK(split["test"].size() == 20);
+  CHECK(s["final_test_accuracy"].get<double>() >= 0.30);
+}
