@@ -143,8 +143,8 @@ struct ExampleBuilder::Impl {
   WindowSpec windows;
   int sample_rate;
 #if GENRELAB_HAVE_CUDA
-  std::unique_ptr<cuda::Augmenter> augmenter;
-  cuda::Stream stream;
+  std::unique_ptr<cuda::Augmenter> augmenter;  // created on first GPU use: the CPU backend never touches CUDA
+  std::unique_ptr<cuda::Stream> stream;
 #endif
   Impl(Device d, MelExtractor& m, const AugmentSettings& a, const WindowSpec& w, int sr)
       : device(d), mel(m), augment(a), windows(w), sample_rate(sr) {}
@@ -239,7 +239,8 @@ void ExampleBuilder::build(const std::vector<const std::vector<float>*>& audio, 
 
 #if GENRELAB_HAVE_CUDA
   if (!m.augmenter) m.augmenter = std::make_unique<cuda::Augmenter>();
-  cudaStream_t stream = m.stream.get();
+  if (!m.stream) m.stream = std::make_unique<cuda::Stream>();
+  cudaStream_t stream = m.stream->get();
   cuda::PinnedBuffer<float> staging(size_t(chunk * n));
   cuda::DeviceBuffer<float> clips(size_t(chunk * n)), augmented(size_t(chunk * n)), windows(size_t(chunk * per * window));
   for (int64_t first = 0; first < int64_t(plan.size()); first += chunk) {
