@@ -68,6 +68,31 @@ Result run_genrelab(const std::string& args) {
 
 std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
 
+// Starts `genrelab train EXP --out OUT` in a child process (output discarded) and returns its pid
+// and, once it appears, the run directory holding `marker` (empty if it never does).
+struct Child {
+  pid_t pid;
+  std::string run_dir;
+};
+Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker) {
+  Child c{fork(), ""};
+  if (c.pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
+          out.string().c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 1500 && c.run_dir.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (fs::exists(out))
+      for (const auto& e : fs::directory_iterator(out))
+        if (fs::exists(e.path() / marker)) c.run_dir = e.path().string();
+  }
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("train writes a complete run directory", "[train]") {
@@ -137,25 +162,11 @@ TEST_CASE("a SIGKILL mid-run leaves only complete files and resume finishes", "[
   const std::string exp = tiny_experiment(dir, 6);
   const Result ref = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
   REQUIRE(ref.rc == 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
-          (dir / "killed").string().c_str(), (char*)nullptr);
-    _exit(127);
-  }
   // Kill once the first epoch's metrics exist.
-  std::string run_dir;
-  for (int i = 0; i < 600 && run_dir.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs::exists(dir / "killed"))
-      for (const auto& e : fs::directory_iterator(dir / "killed"))
-        if (fs::exists(e.path() / "metrics.jsonl")) run_dir = e.path().string();
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
+  const Child child = start_train_and_wait_for(exp, dir / "killed", "metrics.jsonl");
+  kill(child.pid, SIGKILL);
+  waitpid(child.pid, nullptr, 0);
+  const std::string run_dir = child.run_dir;
   REQUIRE_FALSE(run_dir.empty());
   for (const auto& e : fs::directory_iterator(run_dir)) {
     if (e.path().extension() == ".json") CHECK_NOTHROW(json::parse(read_file(e.path().string())));
@@ -239,25 +250,11 @@ TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[trai
   const std::string exp = tiny_experiment(dir, 5);
   const Result ref = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
   REQUIRE(ref.rc == 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
-          (dir / "term").string().c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  std::string run_dir;
-  for (int i = 0; i < 600 && run_dir.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (fs::exists(dir / "term"))
-      for (const auto& e : fs::directory_iterator(dir / "term"))
-        if (fs::exists(e.path() / "metrics.jsonl")) run_dir = e.path().string();
-  }
-  kill(pid, SIGTERM);
+  const Child child = start_train_and_wait_for(exp, dir / "term", "metrics.jsonl");
+  kill(child.pid, SIGTERM);
   int status = 0;
-  waitpid(pid, &status, 0);
+  waitpid(child.pid, &status, 0);
+  const std::string run_dir = child.run_dir;
   REQUIRE_FALSE(run_dir.empty());
   // Either it stopped cleanly (143, checkpoint written) or it had already finished (0).
   REQUIRE(WIFEXITED(status));
