@@ -258,6 +258,18 @@ int run_training(const TrainRequest& req) {
     names["class_root"] = dataset.class_root;
     run->write_json("split.json", names);
   }
+  {
+    std::vector<int64_t> test_per_class(size_t(classes), 0), train_per_class(size_t(classes), 0);
+    for (int64_t i : split.test) ++test_per_class[size_t(clips[size_t(i)].label)];
+    for (int64_t i : split.train) ++train_per_class[size_t(clips[size_t(i)].label)];
+    for (int64_t k = 0; k < classes; ++k) {
+      if (train_per_class[size_t(k)] == 0)
+        std::cerr << "warning: class '" << dataset.classes[size_t(k)] << "' has no training clip; the model cannot learn it\n";
+      if (test_per_class[size_t(k)] == 0)
+        std::cerr << "warning: class '" << dataset.classes[size_t(k)]
+                  << "' has no test clip; its test accuracy is reported as 0 (use split.kind stratified to keep every class)\n";
+    }
+  }
   auto gather = [&](const std::vector<int64_t>& idx, std::vector<const std::vector<float>*>& audio, std::vector<int32_t>& labels) {
     for (int64_t i : idx) {
       audio.push_back(&loaded.clips[size_t(i)].samples);
