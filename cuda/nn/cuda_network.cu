@@ -31,6 +31,10 @@ using cuda::nn::Precision;
 struct SquareToDouble {
   __host__ __device__ double operator()(float v) const { return double(v) * double(v); }
 };
+// 1 for a NaN or infinite value, else 0 (summed by the NaN/Inf guard).
+struct NonFiniteToCount {
+  __host__ __device__ int64_t operator()(float v) const { return isfinite(v) ? 0 : 1; }
+};
 struct FloatToDouble {
   __host__ __device__ double operator()(float v) const { return double(v); }
 };
@@ -229,6 +233,35 @@ class CudaNetwork final : public Network {
       }
     step_ = uint64_t(std::llround(step.data[0]));
     ctx_.stream_sync();  // the host vectors may go away after return
+  }
+
+  // One device-side sum per tensor into dnonfinite_, one copy back, one synchronisation.
+  std::vector<int64_t> count_nonfinite(const std::vector<std::pair<const float*, int64_t>>& tensors) override {
+    std::vector<int64_t> counts(tensors.size(), 0);
+    if (tensors.empty()) return counts;
+    cudaStream_t s = ctx_.stream();
+    if (dnonfinite_.size() < tensors.size()) dnonfinite_.resize(tensors.size());
+    size_t need = 1;
+    for (const auto& t : tensors) {
+      size_t bytes = 0;
+      auto it = thrust::make_transform_iterator(t.first, NonFiniteToCount{});
+      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<int64_t*>(nullptr), t.second, s));
+      need = std::max(need, bytes);
+    }
+    if (need > reduce_tmp_.bytes()) {
+      ctx_.stream_sync();
+      reduce_tmp_.resize(need);
+    }
+    for (size_t k = 0; k < tensors.size(); ++k) {
+      size_t bytes = reduce_tmp_.bytes();
+      auto it = thrust::make_transform_iterator(tensors[k].first, NonFiniteToCount{});
+      GENRELAB_CUDA_CHECK(
+          cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, dnonfinite_.data() + k, tensors[k].second, s));
+    }
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(counts.data(), dnonfinite_.data(), tensors.size() * sizeof(int64_t),
+                                        cudaMemcpyDeviceToHost, s));
+    ctx_.stream_sync();
+    return counts;
   }
 
   LayerImpl& layer(size_t index) override {
@@ -467,6 +500,7 @@ class CudaNetwork final : public Network {
   DeviceBuffer<double> sq_;                     // (trainable tensors) sums of squared gradients
   DeviceBuffer<float> scalars_;                 // [0] clip scale
   DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch
+  DeviceBuffer<int64_t> dnonfinite_;            // (tensors) non-finite counts of check_finite
   cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
   uint64_t step_ = 0;
   int64_t last_n_ = 0;

@@ -175,6 +175,15 @@ class CpuNetwork final : public Network {
     return *impls_[index];
   }
 
+ protected:
+  std::vector<int64_t> count_nonfinite(const std::vector<std::pair<const float*, int64_t>>& tensors) override {
+    std::vector<int64_t> counts(tensors.size(), 0);
+    for (size_t k = 0; k < tensors.size(); ++k)
+      for (int64_t i = 0; i < tensors[k].second; ++i) counts[k] += std::isfinite(tensors[k].first[i]) ? 0 : 1;
+    return counts;
+  }
+ public:
+
  private:
   // Names and shapes of state(), without the data.
   std::vector<NamedTensor> state_layout() const {

@@ -392,6 +392,13 @@ int run_training(const TrainRequest& req) {
                            std::to_string(epoch) + ", step " + std::to_string(step) + "; the last good checkpoint is kept in " +
                            checkpoint_path + ". Try a lower train.lr or train.clip_norm");
       }
+      // The loss can be finite while a gradient or the updated weights are not: the next step
+      // would then train on NaN. Stop here, before any checkpoint takes the broken weights.
+      if (std::string where; !net->check_finite(&where)) {
+        throw RuntimeError(where + " at epoch " + std::to_string(epoch) + ", step " + std::to_string(step) +
+                           "; training stopped and the last good checkpoint is kept in " + checkpoint_path +
+                           ". Try a lower train.lr or train.clip_norm");
+      }
       loss_sum += st.loss_sum;
       correct += st.correct;
       seen += st.examples;

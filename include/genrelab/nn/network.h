@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "genrelab/config.h"
@@ -95,6 +96,17 @@ class Network {
 
   // The layer implementations, for per-layer tests and `bench --what layers`.
   virtual LayerImpl& layer(size_t index) = 0;
+
+  // NaN/Inf guard, called after train_step: true when every gradient of the last step and every
+  // parameter is finite. Otherwise false, and `where` (when given) names the layer, e.g.
+  // "non-finite gradient in layer 3 (conv2d_2)" or "non-finite weights in layer 0 (conv2d_1)";
+  // layers are searched from the output back (the order backward meets them), gradients first.
+  bool check_finite(std::string* where = nullptr);
+
+ protected:
+  // Non-finite value counts of host-side (cpu) or device-side (cuda) float tensors, one count per
+  // (pointer, length) pair; the cuda backend reduces on the device and synchronises once.
+  virtual std::vector<int64_t> count_nonfinite(const std::vector<std::pair<const float*, int64_t>>& tensors) = 0;
 };
 
 // The state() tensor names: "<index>.<layer name>.<param>" for every parameter (batch-norm moving
