@@ -274,6 +274,11 @@ void Config::merge_file(const std::string& file, std::vector<std::string>& chain
       throw ConfigError(file + ": extends: expected the path of another experiment file, got " + short_json(parent));
     fs::path p = parent.get<std::string>();
     if (p.is_relative()) p = fs::path(file).parent_path() / p;
+    std::error_code exists_ec;
+    if (!fs::exists(p, exists_ec))
+      throw ConfigError(file + ": extends: " + p.string() + " does not exist (\"extends\" takes a path relative to " +
+                        (fs::path(file).parent_path().empty() ? std::string(".") : fs::path(file).parent_path().string()) +
+                        ")");
     merge_file(p.string(), chain);
   }
 
