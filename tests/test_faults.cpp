@@ -151,7 +151,7 @@ TEST_CASE("SIGKILL at random moments leaves complete files and resume matches", 
   const double ref_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int resumed_identically = 0, killed_before_config = 0;
   std::string points;
-  for (uint32_t seed : {1u, 2u, 3u, 4u}) {
+  for (uint32_t seed : {1u, 2u, 3u}) {
     std::mt19937 rng(seed);
     const double delay = std::uniform_real_distribution<double>(0.05, 0.95)(rng) * ref_seconds;
     const fs::path out = dir / ("killed" + std::to_string(seed));
@@ -185,22 +185,22 @@ TEST_CASE("SIGKILL at random moments leaves complete files and resume matches", 
     for (size_t i = 0; same && i < a.size(); ++i) same = a[i].train_loss == b[i].train_loss && a[i].test_loss == b[i].test_loss;
     resumed_identically += same;
   }
-  WARN("kill points: 4, resumed identically: " << resumed_identically << ", killed before config.json: " << killed_before_config
+  WARN("kill points: 3, resumed identically: " << resumed_identically << ", killed before config.json: " << killed_before_config
                     << " (reference run " << ref_seconds << " s)" << points);
-  CHECK(resumed_identically + killed_before_config == 4);
+  CHECK(resumed_identically + killed_before_config == 3);
 }
 
 TEST_CASE("a file-size limit during a checkpoint write fails clearly and keeps the previous checkpoint", "[faults]") {
   const auto dir = test::temp_dir("faults-efbig");
-  // conv filters 32 and 64: about 20k parameters, a checkpoint of about 240 KB (weights + Adam moments).
-  const std::string exp = tiny_experiment(dir, 2, 32, 64);
+  // conv filters 16 and 32: about 5k parameters, a checkpoint of about 62 KB (weights + Adam moments).
+  const std::string exp = tiny_experiment(dir, 2, 16, 32);
   const std::string run_dir = finished_run_to_extend(exp, dir / "runs", 1, {{"train", {{"epochs", 2}}}});
   const std::string ckpt = run_dir + "/checkpoint.bin";
   const auto size_before = fs::file_size(ckpt);
-  REQUIRE(size_before > 200 * 1024);
-  // RLIMIT_FSIZE of 100 KiB with SIGXFSZ ignored: write() fails with EFBIG past the limit, as on
-  // a full disk; the smaller files of the epoch (metrics, plots) still fit.
-  const Result r = run_shell("bash -c 'trap \"\" XFSZ; ulimit -f 100; exec " + test::genrelab_binary() +
+  REQUIRE(size_before > 48 * 1024);
+  // RLIMIT_FSIZE of 32 KiB with SIGXFSZ ignored: write() fails with EFBIG past the limit, as on
+  // a full disk; the smaller files of the epoch (metrics, plots of at most 16 KB) still fit.
+  const Result r = run_shell("bash -c 'trap \"\" XFSZ; ulimit -f 32; exec " + test::genrelab_binary() +
                              " train --resume " + run_dir + " --device cpu --quiet'");
   INFO(r.err);
   CHECK(r.rc == 1);
@@ -285,7 +285,7 @@ TEST_CASE("clips deleted or truncated between scan and decode are warned and ski
 
 TEST_CASE("two trainings into the same output folder get distinct run directories", "[faults]") {
   const auto dir = test::temp_dir("faults-twin");
-  const std::string exp = tiny_experiment(dir, 2);
+  const std::string exp = tiny_experiment(dir, 1);
   const pid_t a = start_train(exp, dir / "runs");
   const pid_t b = start_train(exp, dir / "runs");
   int sa = 0, sb = 0;
@@ -298,7 +298,7 @@ TEST_CASE("two trainings into the same output folder get distinct run directorie
   for (const auto& d : dirs) {
     require_complete_files(d);
     CHECK(fs::exists(fs::path(d) / "summary.json"));
-    CHECK(RunDir::open(d).read_metrics().size() == 2);
+    CHECK(RunDir::open(d).read_metrics().size() == 1);
   }
   // Same experiment, same seeds: nothing of one leaked into the other, so the results agree.
   require_same_metrics(dirs[0], dirs[1]);
