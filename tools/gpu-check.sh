@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# One-command GPU validation (under 10 minutes on an H100): Release build for the local GPU,
-# every test including [gpu], the [gpu] tests under compute-sanitizer (memcheck, racecheck,
-# synccheck), every benchmark, the PyTorch/torchaudio peers, and OUT_DIR/summary.md.
-#   usage: tools/gpu-check.sh OUT_DIR        (on an offline machine: source .gpu/env.sh first)
+# One-command GPU validation (under 10 minutes on an H100): Release build for the local GPU, every
+# test including [gpu], every benchmark with JSON (tools/bench/README.md) and its PyTorch /
+# torchaudio / librosa / audiomentations peers, OUT_DIR/summary.md with the ratio table
+# (tools/bench/compare.py), then the [gpu] tests under compute-sanitizer with the time left.
+#   usage: tools/gpu-check.sh OUT_DIR
+# Offline GPU machines: .gpu/env.sh (the exports of docs/gpu-offline.md) is sourced when present.
+# Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 560 s in all), GENRELAB_BENCH_PYTHON (the
+# interpreter with torch/torchaudio for the peers; default python3).
 set -uo pipefail
 out=${1:?usage: tools/gpu-check.sh OUT_DIR}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$root"
+[ -f .gpu/env.sh ] && . .gpu/env.sh
 t0=$(date +%s)
 budget=${GENRELAB_GPU_CHECK_BUDGET_S:-560}
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-  echo "gpu-check: no GPU on this machine (nvidia-smi finds none); nothing to validate" >&2
+  echo "gpu-check: no GPU on this machine (nvidia-smi is missing or lists no GPU); nothing validated." >&2
+  echo "gpu-check: run it on a machine with an NVIDIA GPU and driver (docs/gpu-offline.md)." >&2
   exit 1
 fi
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -n1)
@@ -58,31 +64,40 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 }
 
 jobs=$(nproc)
-step build 360 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
-if [ -x build-gpu/genrelab_tests ]; then
-  step tests 180 ctest --test-dir build-gpu --output-on-failure -j "$jobs"
-  step gpu-tests 120 build-gpu/genrelab_tests "[gpu]" --durations yes
+py=${GENRELAB_BENCH_PYTHON:-python3}
+bin=build-gpu/genrelab
+# Per-step limits (seconds; each is also cut to the budget left). Nominal on an H100 with 16
+# cores: build ~150, tests ~90, benches ~10-40 each, peers ~10-60 each; sanitizers get the rest.
+step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
+if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
+  step tests 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs"
+
+  # Benchmarks, ours and the peers on the same work (paired by "work" in compare.py).
+  demo="$out/demo-data"
+  [ -n "${GENRELAB_TEST_AUDIO:-}" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
+  step bench-decode 60 "$bin" bench --what decode "${GENRELAB_TEST_AUDIO:-$demo}" --json "$out/bench-decode.json"
+  step bench-features-cuda 60 "$bin" bench --what features --device cuda --clips 256 --json "$out/bench-features-cuda.json"
+  step bench-features-cpu 60 "$bin" bench --what features --device cpu --clips 16 --json "$out/bench-features-cpu.json"
+  step peer-mel-torchaudio 60 "$py" tools/bench/mel_torchaudio.py --device cuda --clips 256 --json "$out/peer-mel-torchaudio.json"
+  step peer-mel-librosa 90 "$py" tools/bench/mel_librosa.py --device cpu --clips 16 --repeat 1 --json "$out/peer-mel-librosa.json"
+  step bench-augment-cuda 60 "$bin" bench --what augment --device cuda --clips 64 --json "$out/bench-augment-cuda.json"
+  step peer-augment-torchaudio 90 "$py" tools/bench/augment_peers.py --device cuda --plan "$out/bench-augment-cuda.json" --json "$out/peer-augment-torchaudio.json"
+  step bench-augment-cpu 60 "$bin" bench --what augment --device cpu --clips 8 --json "$out/bench-augment-cpu.json"
+  step peer-augment-audiomentations 90 "$py" tools/bench/augment_peers.py --device cpu --plan "$out/bench-augment-cpu.json" --json "$out/peer-augment-audiomentations.json"
+  for prec in fp32 tf32; do
+    step "bench-train-$prec" 60 "$bin" bench --what train --device cuda --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
+    step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
+  done
+  step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
+  "$py" tools/bench/compare.py "$out" >"$out/ratios.md" 2>"$out/compare.log" || python3 tools/bench/compare.py "$out" >"$out/ratios.md" 2>>"$out/compare.log" || true
+
   if command -v compute-sanitizer >/dev/null 2>&1; then
-    step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]"
-    step racecheck 90 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]"
-    step synccheck 90 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]"
+    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]"
+    step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]"
+    step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]"
   else
     rows+=("| compute-sanitizer | not found | - |")
   fi
-  # Benchmarks: ours (JSON) and the peers in the same run.
-  demo="$out/demo-data"
-  [ -d "$demo" ] || build-gpu/genrelab data synth "$demo" >/dev/null 2>&1 || true
-  for what in $(build-gpu/genrelab bench 2>&1 | awk 'NR>1 && NF {print $1}'); do
-    args=(--device cuda --json "$out/bench-$what.json")
-    [ "$what" = decode ] && args=("${GENRELAB_TEST_AUDIO:-$demo}" --json "$out/bench-$what.json")
-    step "bench-$what" 90 build-gpu/genrelab bench --what "$what" "${args[@]}"
-  done
-  for peer in tools/bench/*.py; do
-    [ "$(basename "$peer")" = compare.py ] && continue
-    name=$(basename "$peer" .py)
-    step "peer-$name" 120 python3 "$peer" --device cuda --json "$out/peer-$name.json"
-  done
-  python3 tools/bench/compare.py "$out" >"$out/ratios.md" 2>"$out/compare.log" || true
 fi
 
 {

@@ -13,6 +13,7 @@
 #include "genrelab/cuda/launch.cuh"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
+#include "genrelab/nvtx.h"
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
@@ -80,6 +81,8 @@ class CudaNetwork final : public Network {
     slots_ = optimizer_slots(hyper.optimizer);
     for (const auto& L : plan_.layers) {
       layers_.push_back(cuda::nn::make_gpu_layer(L, ctx_));
+      fwd_names_.push_back("fwd " + L.name);  // NVTX range names, built once
+      bwd_names_.push_back("bwd " + L.name);
       for (const auto& p : L.params)
         if (p.trainable) {
           Trainable t;
@@ -288,7 +291,10 @@ class CudaNetwork final : public Network {
     const float ls = float(hyper_.label_smoothing);
     ev_start_.record(s);
     layers_.back()->set_logits_output(true);
-    forward_all(x, n, true, key);
+    {
+      NvtxRange range("forward");
+      forward_all(x, n, true, key);
+    }
     const float* logits = act_[L - 1];  // (n, classes)
 
     // Head: per-example loss and correct flags, summed on the device (read in last_stats).
@@ -303,6 +309,7 @@ class CudaNetwork final : public Network {
     ev_fwd_.record(s);
 
     // Backward: dlogits into grad buffer 0, then ping-pong between the two gradient buffers.
+    auto backward_range = std::make_unique<NvtxRange>("backward");
     float* dy = grad_[0].data();
     float* dx = grad_[1].data();
     launch_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy}, s);
@@ -310,13 +317,20 @@ class CudaNetwork final : public Network {
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
       const float* xin = i == 0 ? x : act_[i - 1];
-      layers_[i]->backward(xin, act_[i], dy, i == 0 ? nullptr : dx, n, key);
+      {
+        NvtxRange range(bwd_names_[i].c_str());
+        layers_[i]->backward(xin, act_[i], dy, i == 0 ? nullptr : dx, n, key);
+      }
       std::swap(dy, dx);
     }
     layers_.back()->set_logits_output(false);
+    backward_range.reset();
     ev_bwd_.record(s);
 
-    apply_optimizer(lr, key.step);
+    {
+      NvtxRange range("optimizer");
+      apply_optimizer(lr, key.step);
+    }
     ++step_;
     last_n_ = n;
     ev_end_.record(s);
@@ -367,6 +381,7 @@ class CudaNetwork final : public Network {
         act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
         continue;
       }
+      NvtxRange range(fwd_names_[i].c_str());
       layers_[i]->forward(xin, act_[i], n, training, key);
     }
   }
@@ -488,6 +503,7 @@ class CudaNetwork final : public Network {
   GpuContext ctx_;
   std::vector<std::string> slots_;
   std::vector<std::unique_ptr<GpuLayer>> layers_;
+  std::vector<std::string> fwd_names_, bwd_names_;  // NVTX range names per layer: "fwd conv2d_1"
   std::vector<Trainable> trainable_;
   int64_t cap_ = 0;                             // batch size the buffers hold
   std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten

@@ -175,7 +175,11 @@ int run(const cli::Args& args) {
     const json j = {{"bench", "augment"}, {"impl", "genrelab"}, {"device", device_name(device)}, {"device_name", device_desc},
                     {"clips", clips}, {"samples", kSamples}, {"examples", int64_t(plan.size())}, {"noise_applied", noise},
                     {"pitch_applied", pitch}, {"seconds", seconds}, {"cpu_seconds", cpu_time}, {"clips_per_second", clips_per_s},
-                    {"audio_gb_per_second", gbytes / seconds}, {"steps", steps}};
+                    {"audio_gb_per_second", gbytes / seconds}, {"steps", steps},
+                    // the shared convention of tools/bench/README.md (paired with the peers by "work")
+                    {"results", json::array({{{"work", "augment-offline-baseline"}, {"device", device_name(device)},
+                                              {"items", clips}, {"unit", "clips"}, {"seconds", seconds},
+                                              {"cpu_seconds", cpu_time}, {"items_per_s", clips_per_s}}})}};
     write_file_atomic(*args.get("--json"), j.dump() + "\n");
   }
   return 0;

@@ -73,10 +73,20 @@ int run_decode_bench(const cli::Args& args) {
     if (t == 1) base = best;
     const double clips_per_s = double(threaded.clips.size() + threaded.skipped.size()) / best;
     std::printf("%-8d %10.3f %12.1f %10.1f %8.2fx\n", t, best, mb / best, clips_per_s, base / best);
-    results.push_back({{"threads", t}, {"seconds", best}, {"mb_per_s", mb / best}, {"clips_per_s", clips_per_s}});
+    // "work": "decode" is the row with the most threads (the one compared with peers)
+    results.push_back({{"work", t == max_threads ? std::string("decode") : "decode-" + std::to_string(t) + "-threads"},
+                       {"device", "cpu"},
+                       {"threads", t},
+                       {"items", threaded.clips.size() + threaded.skipped.size()},
+                       {"unit", "clips"},
+                       {"seconds", best},
+                       {"mb_per_s", mb / best},
+                       {"clips_per_s", clips_per_s},
+                       {"items_per_s", clips_per_s}});
   }
   if (const auto out = args.get("--json")) {
     json doc = {{"bench", "decode"},
+                {"device", "cpu"},
                 {"root", ds.class_root},
                 {"clips", threaded.clips.size()},
                 {"skipped", threaded.skipped.size()},

@@ -149,7 +149,14 @@ int run_features_bench(const cli::Args& args) {
                        {"clips_per_s", double(clips) / median},
                        {"gb_per_s", gbs},
                        {"peak_gb_per_s", peak_gbs},
-                       {"fraction_of_peak", peak_gbs > 0 ? gbs / peak_gbs : 0.0}};
+                       {"fraction_of_peak", peak_gbs > 0 ? gbs / peak_gbs : 0.0},
+                       // the shared convention of tools/bench/README.md (paired with the peers by "work")
+                       {"results", json::array({{{"work", "mel-baseline"},
+                                                 {"device", device_name(device)},
+                                                 {"items", clips},
+                                                 {"unit", "clips"},
+                                                 {"seconds", median},
+                                                 {"items_per_s", double(clips) / median}}})}};
   std::cout << result.dump() << "\n";
   if (const auto out = args.get("--json")) write_file_atomic(*out, result.dump(2) + "\n");
   return 0;

@@ -1,7 +1,8 @@
-// `genrelab bench --what train` (whole optimisation steps: samples/s, forward/backward/optimizer
+// `genrelab bench --what train` (one epoch of whole optimisation steps: examples/s, forward/backward/optimizer
 // split, achieved GFLOP/s from the plan's conv/dense/recurrent FLOPs) and `--what layers`
 // (forward and backward time per layer, like `caffe time`), on synthetic inputs for the model of
 // an experiment file (default: the baseline), on either backend.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -99,10 +100,24 @@ void maybe_write_json(const cli::Args& args, const json& j) {
   if (auto path = args.get("--json")) write_file_atomic(*path, j.dump(2) + "\n");
 }
 
+// One epoch of the baseline's training work (SPEC §1: 2 397 training examples, batch 32, so 74 full
+// steps and one of 29) on random inputs of the model's shape, timed after a warm-up step. On the
+// GPU the whole epoch runs by default; with --iterations K below the epoch's step count (the CPU
+// default is 3) only K full steps run and the epoch time is extrapolated (said in the output).
 int bench_train(const cli::Args& args) {
   Setup s = setup(args);
   auto net = nn::make_network(s.device, s.plan, s.hyper);
   const int64_t n = s.batch, C = s.plan.classes;
+  int64_t examples = 2397;  // the baseline's training-set size
+  if (auto c = args.get("--clips")) {
+    try { examples = std::stoll(*c); } catch (...) { examples = 0; }
+    if (examples < 1) args.usage_error("--clips (examples per epoch) needs a positive integer, got '" + *c + "'");
+  }
+  const int64_t epoch_steps = (examples + n - 1) / n;
+  const int64_t steps = (s.device == Device::cuda && !args.has("--iterations")) ? epoch_steps
+                                                                               : std::min(s.iterations, epoch_steps);
+  const bool extrapolated = steps < epoch_steps;
+  // x: (batch, H, W, C) random inputs reused by every step (the work does not depend on the values)
   BackendBuffer<float> x(s.device, uniform_floats(size_t(n * s.plan.input.size()), 1));
   std::vector<int32_t> labels_host(static_cast<size_t>(n));
   for (int64_t e = 0; e < n; ++e) labels_host[size_t(e)] = int32_t(e % C);
@@ -113,36 +128,80 @@ int bench_train(const cli::Args& args) {
   const double mean_loss = first.loss_sum / double(n);
   if (!std::isfinite(mean_loss) || first.examples != n)
     throw RuntimeError("bench train: the warm-up step gave loss " + std::to_string(mean_loss));
-  double total_ms = 0;
-  nn::StepTimes parts;
-  for (int64_t it = 0; it < s.iterations; ++it) {
-    sync(s.device);
-    const auto t0 = Clock::now();
-    net->train_step(x.data(), labels.data(), n, n, float(s.hyper.lr), {s.hyper.seed, uint64_t(it + 1), 0});
-    net->last_stats();  // synchronises
-    total_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    const nn::StepTimes t = net->last_times();
-    parts.forward_ms += t.forward_ms;
-    parts.backward_ms += t.backward_ms;
-    parts.optimizer_ms += t.optimizer_ms;
+  // The epoch's last, partial batch has its own shape (cuDNN algorithm choice): warm it up too.
+  if (!extrapolated && examples % n != 0) {
+    const int64_t tail = examples % n;
+    net->train_step(x.data(), labels.data(), tail, tail, float(s.hyper.lr), {s.hyper.seed, 0, 0});
+    net->last_stats();
   }
-  const double ms = total_ms / double(s.iterations);
+  double total_ms = 0;
+  int64_t timed_examples = 0;
+  nn::StepTimes parts;
+  sync(s.device);
+  const auto epoch_t0 = Clock::now();
+  for (int64_t it = 0; it < steps; ++it) {
+    // the epoch's last step is partial (2 397 = 74 × 32 + 29); an extrapolated run times full steps
+    const int64_t nb = extrapolated ? n : std::min(n, examples - it * n);
+    const auto t0 = Clock::now();
+    net->train_step(x.data(), labels.data(), nb, nb, float(s.hyper.lr), {s.hyper.seed, uint64_t(it + 1), 0});
+    if (s.device == Device::cpu || extrapolated) {
+      net->last_stats();  // synchronises; on the GPU a full epoch runs without per-step syncs
+      const nn::StepTimes t = net->last_times();
+      parts.forward_ms += t.forward_ms;
+      parts.backward_ms += t.backward_ms;
+      parts.optimizer_ms += t.optimizer_ms;
+    }
+    total_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    timed_examples += nb;
+  }
+  net->last_stats();
+  sync(s.device);
+  const double loop_s = std::chrono::duration<double>(Clock::now() - epoch_t0).count();
+  const double timed_s = extrapolated ? total_ms * 1e-3 : loop_s;
+  const double epoch_s = extrapolated ? timed_s * double(examples) / double(timed_examples) : timed_s;
+  const double ms = timed_s * 1e3 / double(steps);
+  const double per_s = double(examples) / epoch_s;
+  const bool have_parts = s.device == Device::cpu || extrapolated;
   const double flops = 3.0 * double(s.plan.forward_flops()) * double(n);  // forward + 2× for backward
   const double gflops = flops / (ms * 1e-3) / 1e9;
-  char line[512];
-  std::printf("train step (%s, batch %lld, %lld iterations, first loss %.4f)\n", device_name(s.device), (long long)n,
-              (long long)s.iterations, mean_loss);
+  char line[768];
+  std::printf("train epoch (%s, %s, batch %lld, %lld examples = %lld steps; timed %lld step%s%s; first loss %.4f)\n",
+              device_name(s.device), s.hyper.precision.c_str(), (long long)n, (long long)examples,
+              (long long)epoch_steps, (long long)steps, steps == 1 ? "" : "s",
+              extrapolated ? ", epoch time EXTRAPOLATED from them" : "", mean_loss);
   std::snprintf(line, sizeof line,
-                "  samples/s      %10.1f\n  ms/step        %10.2f\n    forward      %10.2f\n    backward     %10.2f\n"
-                "    optimizer    %10.2f\n  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n",
-                double(n) / (ms * 1e-3), ms, parts.forward_ms / double(s.iterations), parts.backward_ms / double(s.iterations),
-                parts.optimizer_ms / double(s.iterations), flops / 1e9, gflops);
+                "  examples/s     %10.1f\n  epoch s        %10.3f%s\n  ms/step        %10.2f\n", per_s, epoch_s,
+                extrapolated ? " (extrapolated)" : "", ms);
   std::cout << line;
-  maybe_write_json(args, {{"bench", "train"}, {"device", device_name(s.device)}, {"batch", n}, {"iterations", s.iterations},
-                          {"params", s.plan.param_count()}, {"samples_per_second", double(n) / (ms * 1e-3)}, {"ms_per_step", ms},
-                          {"forward_ms", parts.forward_ms / double(s.iterations)}, {"backward_ms", parts.backward_ms / double(s.iterations)},
-                          {"optimizer_ms", parts.optimizer_ms / double(s.iterations)}, {"gflop_per_step", flops / 1e9},
-                          {"gflops", gflops}, {"first_loss", mean_loss}});
+  if (have_parts) {
+    std::snprintf(line, sizeof line, "    forward      %10.2f\n    backward     %10.2f\n    optimizer    %10.2f\n",
+                  parts.forward_ms / double(steps), parts.backward_ms / double(steps), parts.optimizer_ms / double(steps));
+    std::cout << line;
+  }
+  std::snprintf(line, sizeof line, "  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n", flops / 1e9, gflops);
+  std::cout << line;
+  if (extrapolated)
+    std::cerr << "bench train: timed " << steps << " of the epoch's " << epoch_steps
+              << " steps; the epoch time is extrapolated (use --iterations " << epoch_steps << " for a full epoch)\n";
+  // "train-epoch-baseline" only for the baseline's work (SPEC §1), which the peer train_torch.py does
+  const bool baseline = s.plan.param_count() == 15637450 && n == 32 && examples == 2397 &&
+                        s.plan.input == nn::Shape3{128, 1206, 1};
+  const std::string work =
+      baseline ? std::string("train-epoch-baseline") : "train-epoch-" + s.config.name();
+  json j = {{"bench", "train"}, {"device", device_name(s.device)}, {"precision", s.hyper.precision}, {"batch", n},
+            {"examples", examples}, {"epoch_steps", epoch_steps}, {"timed_steps", steps}, {"extrapolated", extrapolated},
+            {"params", s.plan.param_count()}, {"samples_per_second", per_s}, {"ms_per_step", ms},
+            {"gflop_per_step", flops / 1e9}, {"gflops", gflops}, {"first_loss", mean_loss},
+            // the shared convention of tools/bench/README.md (paired with the peers by "work")
+            {"results", json::array({{{"work", work}, {"device", device_name(s.device)},
+                                      {"precision", s.hyper.precision}, {"items", examples}, {"unit", "examples"},
+                                      {"seconds", epoch_s}, {"items_per_s", per_s}, {"extrapolated", extrapolated}}})}};
+  if (have_parts) {
+    j["forward_ms"] = parts.forward_ms / double(steps);
+    j["backward_ms"] = parts.backward_ms / double(steps);
+    j["optimizer_ms"] = parts.optimizer_ms / double(steps);
+  }
+  maybe_write_json(args, j);
   return 0;
 }
 
@@ -181,7 +240,12 @@ int bench_layers(const cli::Args& args) {
   }
   std::printf("Average Forward pass: %.3f ms.\nAverage Backward pass: %.3f ms.\nAverage Forward-Backward: %.3f ms.\n", fsum, bsum, fsum + bsum);
   maybe_write_json(args, {{"bench", "layers"}, {"device", device_name(s.device)}, {"batch", n}, {"iterations", s.iterations},
-                          {"layers", rows}, {"forward_ms", fsum}, {"backward_ms", bsum}});
+                          {"layers", rows}, {"forward_ms", fsum}, {"backward_ms", bsum},
+                          // the shared convention of tools/bench/README.md: the sum of the layers' times
+                          {"results", json::array({{{"work", "layers-forward-backward"}, {"device", device_name(s.device)},
+                                                    {"precision", s.hyper.precision}, {"items", n}, {"unit", "examples"},
+                                                    {"seconds", (fsum + bsum) * 1e-3},
+                                                    {"items_per_s", double(n) / ((fsum + bsum) * 1e-3)}}})}});
   return 0;
 }
 

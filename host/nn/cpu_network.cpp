@@ -9,6 +9,7 @@
 #include "genrelab/nn/cpu_layers.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
+#include "genrelab/nvtx.h"
 #include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
@@ -51,6 +52,8 @@ class CpuNetwork final : public Network {
     slots_ = optimizer_slots(hyper.optimizer);
     for (const auto& L : plan_.layers) {
       layers_.push_back(make_cpu_layer<float>(L));
+      fwd_names_.push_back("fwd " + L.name);  // NVTX range names, built once
+      bwd_names_.push_back("bwd " + L.name);
       impls_.push_back(std::make_unique<CpuLayerImpl>(*layers_.back()));
       // Optimizer moments: one buffer per slot per trainable parameter.
       std::vector<std::vector<std::vector<float>>> per_param;
@@ -72,7 +75,10 @@ class CpuNetwork final : public Network {
     auto t0 = Clock::now();
     const size_t L = layers_.size();
     layers_.back()->set_logits_output(true);
-    forward_all(x, n, true, key);
+    {
+      NvtxRange range("forward");
+      forward_all(x, n, true, key);
+    }
     const float* logits = acts_[L - 1].data();  // (n, classes)
 
     // Head: per-example loss and the gradient of the mean loss over the global batch.
@@ -89,6 +95,7 @@ class CpuNetwork final : public Network {
     times_.forward_ms = ms_since(t0);
 
     t0 = Clock::now();
+    auto backward_range = std::make_unique<NvtxRange>("backward");
     dy_.resize(size_t(n * C));
     cpu_for_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy_.data()});
     for (auto& l : layers_) l->zero_grads();
@@ -99,14 +106,21 @@ class CpuNetwork final : public Network {
         dx_.resize(size_t(n * plan_.layers[i].in.size()));
         dx = dx_.data();
       }
-      layers_[i]->backward(xin, acts_[i].data(), dy_.data(), dx, n, key);
+      {
+        NvtxRange range(bwd_names_[i].c_str());
+        layers_[i]->backward(xin, acts_[i].data(), dy_.data(), dx, n, key);
+      }
       if (i > 0) dy_.swap(dx_);
     }
     layers_.back()->set_logits_output(false);
+    backward_range.reset();
     times_.backward_ms = ms_since(t0);
 
     t0 = Clock::now();
-    apply_optimizer(lr, key.step);
+    {
+      NvtxRange range("optimizer");
+      apply_optimizer(lr, key.step);
+    }
     ++step_;
     times_.optimizer_ms = ms_since(t0);
   }
@@ -227,6 +241,7 @@ class CpuNetwork final : public Network {
     acts_.resize(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
       acts_[i].resize(size_t(n * plan_.layers[i].out.size()));
+      NvtxRange range(fwd_names_[i].c_str());
       layers_[i]->forward(i == 0 ? x : acts_[i - 1].data(), acts_[i].data(), n, training, key);
     }
   }
@@ -279,6 +294,7 @@ class CpuNetwork final : public Network {
   TrainHyper hyper_;
   std::vector<std::string> slots_;
   std::vector<std::unique_ptr<CpuLayer<float>>> layers_;
+  std::vector<std::string> fwd_names_, bwd_names_;  // NVTX range names per layer: "fwd conv2d_1"
   std::vector<std::unique_ptr<CpuLayerImpl>> impls_;
   std::vector<std::vector<std::vector<std::vector<float>>>> moments_;  // [layer][trainable param][slot]
   std::vector<std::vector<float>> acts_;  // acts_[i]: output of layer i, (n, out)

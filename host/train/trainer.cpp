@@ -380,13 +380,20 @@ int run_training(const TrainRequest& req) {
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       const int64_t n = std::min(batch, train_set.count - b * batch);
-      train_set.features.gather_rows(perm.data() + b * batch, n, train_set.feature_size, x.data());
-      train_set.labels_backend.gather_rows(perm.data() + b * batch, n, 1, y.data());
 #if GENRELAB_HAVE_CUDA
       if (req.profile_steps > 0 && int64_t(step) == warmup_steps) { cudaProfilerStart(); profiling = true; }
 #endif
-      net->train_step(x.data(), y.data(), n, n, float(schedule.at(step)), nn::StepKey{hyper.seed, step, 0});
-      const nn::StepStats st = net->last_stats();
+      {
+        NvtxRange gather_range("gather batch");
+        train_set.features.gather_rows(perm.data() + b * batch, n, train_set.feature_size, x.data());
+        train_set.labels_backend.gather_rows(perm.data() + b * batch, n, 1, y.data());
+      }
+      nn::StepStats st;
+      {
+        NvtxRange step_range("train step");  // ends after last_stats(), which waits for the step
+        net->train_step(x.data(), y.data(), n, n, float(schedule.at(step)), nn::StepKey{hyper.seed, step, 0});
+        st = net->last_stats();
+      }
       if (!std::isfinite(st.loss_sum)) {
         throw RuntimeError("the loss became " + std::string(std::isnan(st.loss_sum) ? "NaN" : "infinite") + " at epoch " +
                            std::to_string(epoch) + ", step " + std::to_string(step) + "; the last good checkpoint is kept in " +

@@ -4,14 +4,17 @@ copy with p 0.7 and a pitch-shift copy with p 0.5, clips of 617 400 samples) don
 audiomentations + librosa on the CPU (AddGaussianNoise(0.001, 0.015) and
 PitchShift(-4, 12, method="librosa_phase_vocoder"), i.e. librosa.effects.pitch_shift), and by
 torchaudio's PitchShift on the GPU when torch/torchaudio import and CUDA is available.
-Prints one JSON line per implementation.
+Prints (and with --json writes) the JSON of tools/bench/README.md: work "augment-offline-baseline",
+items_per_s = source clips/s, one result per implementation (each names its "peer" and "device").
 
-usage: augment_peers.py [--clips N] [--plan GENRELAB_BENCH.json] [--skip-gpu]
+usage: augment_peers.py [--clips N] [--plan GENRELAB_BENCH.json] [--device cpu|cuda|both] [--json OUT.json]
+  --device: cpu = audiomentations + librosa, cuda = torchaudio, both (the default); --skip-gpu = cpu
   --plan: replay exactly the applied copies (kind, value) that `genrelab bench --what augment
           --json FILE` drew, so both sides do the same work; without it the copies are drawn here.
 """
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -91,29 +94,45 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--plan")
-    ap.add_argument("--skip-gpu", action="store_true")
+    ap.add_argument("--device", choices=["cpu", "cuda", "both"], default="both")
+    ap.add_argument("--skip-gpu", action="store_true", help="same as --device cpu")
+    ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
+    if args.skip_gpu:
+        args.device = "cpu"
     clips, steps = make_plan(args)
     sources = [synth_clip(k) for k in range(min(clips, 4))]
     n_noise = sum(1 for k, _ in steps if k == "noise")
     n_pitch = len(steps) - n_noise
-    common = {"bench": "augment", "clips": clips, "samples": SAMPLES, "noise_applied": n_noise, "pitch_applied": n_pitch}
-    sec, cpu = run_cpu(clips, steps, sources)
-    print(json.dumps({**common, "impl": "librosa+audiomentations", "device": "cpu", "seconds": sec,
-                      "cpu_seconds": cpu, "clips_per_second": clips / sec}), flush=True)
-    if args.skip_gpu:
-        return
-    try:
-        sec = run_gpu(clips, steps, sources)
-    except ImportError as e:
-        print(json.dumps({**common, "impl": "torchaudio", "device": "cuda", "skipped": f"not importable: {e}"}))
-        return
-    if sec is None:
-        print(json.dumps({**common, "impl": "torchaudio", "device": "cuda", "skipped": "no CUDA device"}))
-    else:
-        print(json.dumps({**common, "impl": "torchaudio", "device": "cuda", "seconds": sec,
-                          "clips_per_second": clips / sec}))
-
+    common = {"work": "augment-offline-baseline", "items": clips, "unit": "clips", "samples": SAMPLES,
+              "noise_applied": n_noise, "pitch_applied": n_pitch}
+    results = []
+    if args.device in ("cpu", "both"):
+        sec, cpu = run_cpu(clips, steps, sources)
+        results.append({**common, "peer": "librosa+audiomentations", "device": "cpu", "seconds": sec,
+                        "cpu_seconds": cpu, "items_per_s": clips / sec})
+    if args.device in ("cuda", "both"):
+        skipped = None
+        try:
+            sec = run_gpu(clips, steps, sources)
+            if sec is None:
+                skipped = "no CUDA device"
+        except ImportError as e:
+            skipped = f"not importable: {e}"
+        if skipped:  # no "items_per_s": compare.py leaves it out of the table
+            results.append({**common, "peer": "torchaudio", "device": "cuda", "skipped": skipped})
+        else:
+            results.append({**common, "peer": "torchaudio", "device": "cuda", "seconds": sec,
+                            "items_per_s": clips / sec})
+    doc = {"peer": results[0]["peer"], "device": results[0]["device"], "results": results}
+    print(json.dumps(doc))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+    if args.device == "cuda" and "skipped" in results[0]:
+        print(f"augment_peers: torchaudio on the GPU: {results[0]['skipped']}", file=sys.stderr)
+        return 1
+    return 0
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

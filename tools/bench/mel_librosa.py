@@ -2,11 +2,12 @@
 """CPU peer of `genrelab bench --what features` and of `genrelab features`: librosa mel spectrograms.
 
 Default: N synthetic clips (617 400 samples = 28 s at 22 050 Hz, the baseline length) through
-librosa.feature.melspectrogram with the baseline parameters; prints one JSON line with clips/s.
+librosa.feature.melspectrogram with the baseline parameters; prints (and with --json writes) the
+JSON of tools/bench/README.md, work "mel-baseline", items_per_s = clips/s (best of --repeat).
 With --files: the end-to-end job of `genrelab features FILE... --out OUT.npy
 --set dataset.clip_samples=617400` (librosa.load, melspectrogram, np.save), to time with `time`.
 
-usage: mel_librosa.py [--clips 16] [--repeat 3]
+usage: mel_librosa.py [--clips 16] [--repeat 3] [--device cpu] [--json OUT.json]
        mel_librosa.py --files A.flac B.flac ... --out OUT.npy [--clip-samples 617400]
 """
 import argparse
@@ -29,7 +30,11 @@ def main():
     ap.add_argument("--files", nargs="+")
     ap.add_argument("--out")
     ap.add_argument("--clip-samples", type=int, default=617400)
+    ap.add_argument("--device", default="cpu", help="cpu only (librosa has no GPU backend)")
+    ap.add_argument("--json", help="also write the result to this file")
     a = ap.parse_args()
+    if a.device != "cpu":
+        ap.error("librosa runs on the CPU only: use --device cpu")
     if a.files:
         mels = []
         for f in a.files:
@@ -47,9 +52,13 @@ def main():
         for y in audio:
             librosa.feature.melspectrogram(y=y, **PARAMS)
         best = min(best, time.perf_counter() - t0)
-    print(json.dumps({"tool": "librosa", "version": librosa.__version__, "device": "cpu", "clips": a.clips,
-                      "samples_per_clip": a.samples, "seconds": best, "clips_per_s": a.clips / best}))
-
+    doc = {"peer": "librosa", "version": librosa.__version__, "device": "cpu",
+           "results": [{"work": "mel-baseline", "device": "cpu", "items": a.clips, "unit": "clips",
+                        "samples_per_clip": a.samples, "seconds": best, "items_per_s": a.clips / best}]}
+    print(json.dumps(doc))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=2)
 
 if __name__ == "__main__":
     main()
