@@ -51,7 +51,7 @@ failed=0
 step() {  # step NAME TIMEOUT_S COMMAND...
   local name=$1 limit=$2; shift 2
   local now=$(( $(date +%s) - t0 ))
-  if [ "$now" -ge "$budget" ]; then rows+=("| $name | not run (time budget) | - |"); return; fi
+  if [ "$now" -ge "$budget" ]; then rows+=("| $name | NOT RUN (time budget) | - |"); failed=1; return 1; fi
   [ "$limit" -gt $(( budget - now )) ] && limit=$(( budget - now ))
   local s=$(date +%s)
   timeout "$limit" "$@" >"$out/$name.log" 2>&1

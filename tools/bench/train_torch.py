@@ -20,7 +20,7 @@ Prints (and with --json writes) the JSON of tools/bench/README.md: work "train-e
 items_per_s = examples/s, with "precision".
 
 usage: train_torch.py [--device cuda|cpu] [--precision fp32|tf32|bf16] [--examples 2397] [--batch 32]
-                      [--warmup 5] [--steps N] [--json OUT.json]
+                      [--warmup N] [--steps N] [--json OUT.json]
 """
 import argparse
 import json
@@ -69,11 +69,13 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     ap.add_argument("--examples", type=int, default=2397, help="examples per epoch (the baseline's training set)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (cuDNN autotuning, allocator)")
+    ap.add_argument("--warmup", type=int, help="untimed steps first (cuDNN autotuning, allocator); default 5, CPU 1")
     ap.add_argument("--steps", type=int, help="time only this many full steps and extrapolate (CPU default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the result to this file")
     a = ap.parse_args()
+    if a.warmup is None:
+        a.warmup = 1 if a.device == "cpu" else 5
     if a.examples < 1 or a.batch < 1 or a.warmup < 0:
         ap.error("--examples and --batch must be positive, --warmup non-negative")
     if a.device == "cuda" and not torch.cuda.is_available():
