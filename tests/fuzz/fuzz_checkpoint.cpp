@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "genrelab/common.h"
 #include "genrelab/nn/checkpoint.h"
 
 namespace {

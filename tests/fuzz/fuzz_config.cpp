@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "genrelab/common.h"
 #include "genrelab/config.h"
 
 namespace {

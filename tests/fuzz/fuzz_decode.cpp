@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "genrelab/common.h"
 #include "genrelab/audio.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

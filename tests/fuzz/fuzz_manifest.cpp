@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "genrelab/common.h"
 #include "genrelab/split.h"
 
 namespace {
