@@ -146,20 +146,27 @@ Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, co
     want = std::min(want, need);
   }
   const int ch = info.channels;
-  std::vector<float> mono(size_t(want), 0.0f);
-  std::vector<float> block(ch == 1 ? 0 : size_t(4096) * ch);  // block: (4096, channels) interleaved
+  // The frame count is the header's word: the output grows with what actually decodes (block by
+  // block), so a header declaring 10^12 frames in a few bytes allocates nothing unbounded.
+  constexpr sf_count_t kBlock = 65536;
+  std::vector<float> mono;  // mono: (got,)
+  mono.reserve(size_t(std::min<int64_t>(want, kBlock)));
+  std::vector<float> block(ch == 1 ? 0 : size_t(kBlock) * ch);  // block: (kBlock, channels) interleaved
   int64_t got = 0;
   sf_command(file.get(), SFC_SET_SCALE_FLOAT_INT_READ, nullptr, SF_FALSE);
   while (got < want) {
+    const sf_count_t frames = std::min<sf_count_t>(kBlock, want - got);
     if (ch == 1) {  // mono: straight into the output
-      const sf_count_t n = sf_readf_float(file.get(), mono.data() + got, want - got);
+      mono.resize(size_t(got + frames));
+      const sf_count_t n = sf_readf_float(file.get(), mono.data() + got, frames);
+      mono.resize(size_t(got + std::max<sf_count_t>(n, 0)));
       if (n <= 0) break;
       got += n;
       continue;
     }
-    const sf_count_t frames = std::min<sf_count_t>(4096, want - got);
     const sf_count_t n = sf_readf_float(file.get(), block.data(), frames);
     if (n <= 0) break;
+    mono.resize(size_t(got + n));
     for (sf_count_t i = 0; i < n; ++i) {
       float acc = 0;
       for (int c = 0; c < ch; ++c) acc += block[size_t(i * ch + c)];

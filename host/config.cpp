@@ -305,6 +305,13 @@ void Config::merge_file(const std::string& file, std::vector<std::string>& chain
 }
 
 void Config::apply_override(const std::string& assignment) {
+  // Values become JSON strings, which must be UTF-8 (dumping an invalid one throws much later:
+  // in an error message or when the run's config.json is written).
+  try {
+    (void)json(assignment).dump();
+  } catch (const json::type_error&) {
+    throw ConfigError("--set: the assignment is not valid UTF-8 text");
+  }
   const auto eq = assignment.find('=');
   const std::string key = eq == std::string::npos ? "" : strip(assignment.substr(0, eq));
   if (eq == std::string::npos || key.empty())

@@ -413,3 +413,29 @@ TEST_CASE("a truncated FLAC and AU are reported as truncated", "[audio]") {
   CHECK(decode_error((tmp / "cut.flac").string()).rfind("truncated", 0) == 0);
   CHECK(decode_audio(au).samples.size() == 22050);
 }
+
+TEST_CASE("a header declaring absurdly many frames is truncated not a huge allocation", "[audio]") {
+  // A 1 s FLAC whose STREAMINFO claims 2^36 - 1 samples (256 GiB as float32): the decoder must
+  // read what is there and report the shortfall, never size its output from the header.
+  const auto tmp = test::temp_dir("audio-huge-header");
+  std::vector<float> x(22050);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(0.3 * std::sin(double(i) * 0.07));
+  const std::string flac = (tmp / "tone.flac").string();
+  write_sf(flac, x, 1, 22050, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
+  std::string bytes = read_file(flac);
+  REQUIRE(bytes.compare(0, 4, "fLaC") == 0);
+  // STREAMINFO starts at byte 8; its total-samples field is the low 36 bits of bytes 18..25.
+  bytes[21] = char(uint8_t(bytes[21]) | 0x0f);
+  for (int i = 22; i < 26; ++i) bytes[size_t(i)] = char(0xff);
+  const std::string lied = write_bytes(tmp / "lies.flac", bytes);
+  CHECK(probe_audio(lied).frames == (int64_t(1) << 36) - 1);
+  const std::string reason = decode_error(lied);
+  CHECK(reason.rfind("truncated", 0) == 0);
+  CHECK_THAT(reason, Catch::Contains("68719476735"));
+  try {
+    decode_audio_memory(bytes.data(), bytes.size(), "lies.flac");
+    FAIL("decoded from memory without error");
+  } catch (const AudioError& e) {
+    CHECK(e.reason.rfind("truncated", 0) == 0);
+  }
+}

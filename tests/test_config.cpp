@@ -121,6 +121,14 @@ TEST_CASE("set overrides are typed by the schema", "[config]") {
   CHECK(config_error([&] { c.apply_override("features.center=yes"); }).find("true or false") != std::string::npos);
   CHECK(config_error([&] { c.apply_override("features=3"); }).find("is a section") != std::string::npos);
   CHECK(config_error([&] { c.apply_override("model.layers[99].filters=3"); }).find("17 layers") != std::string::npos);
+  // Bytes that are not UTF-8 (a Latin-1 "é", a lone continuation byte) are refused up front: as a
+  // JSON string they would make every later dump (messages, the run's config.json) throw.
+  CHECK(config_error([&] { c.apply_override("features.n_mels=\xe9"); }).find("not valid UTF-8") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("dataset.root=/data/caf\xe9"); }).find("not valid UTF-8") != std::string::npos);
+  CHECK(config_error([&] { c.apply_override("dataset.classes=a,\x80"); }).find("not valid UTF-8") != std::string::npos);
+  c.apply_override("dataset.root=/data/caf\xc3\xa9");  // UTF-8 "café" is fine
+  CHECK(c.get_string("dataset.root") == "/data/caf\xc3\xa9");
+  CHECK(c.resolved_for_saving().dump().find("caf\xc3\xa9") != std::string::npos);
 }
 
 TEST_CASE("paths expand ${VAR} only when used", "[config]") {

@@ -128,3 +128,58 @@ TEST_CASE("nn checkpoint errors name the file and the problem", "[nn]") {
   CHECK_THAT(runtime_error([&] { net->load_state(state); }),
              Catch::Contains("0.conv2d_1.kernel") && Catch::Contains("(6, 3, 3, 1)") && Catch::Contains("(6, 3, 3, 2)"));
 }
+
+namespace {
+
+// A checkpoint file built by hand: prefix, `header`, padding to 64, `data`, a correct checksum.
+std::string forged_checkpoint(const json& header, const std::string& data) {
+  auto put = [](std::string& out, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
+  };
+  const std::string text = header.dump();
+  std::string out(kCheckpointMagic, 8);
+  put(out, kCheckpointVersion, 4);
+  put(out, 0, 4);
+  put(out, text.size(), 8);
+  out += text;
+  out.append((64 - out.size() % 64) % 64, '\0');
+  out += data;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64 (docs/checkpoint-format.md)
+  for (char c : out) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  put(out, h, 8);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("nn checkpoint sizes from the header cannot wrap or allocate unbounded", "[nn]") {
+  const auto dir = test::temp_dir("nn-ckpt-sizes");
+  const std::string p = (dir / "forged.bin").string();
+  auto load_error = [&](const std::string& bytes) {
+    std::ofstream(p, std::ios::binary) << bytes;
+    return runtime_error([&] { load_checkpoint(p); });
+  };
+  auto header = [](json tensors, uint64_t data_bytes) {
+    return json{{"epoch", 0}, {"step", 0}, {"tensors", std::move(tensors)}, {"data_bytes", data_bytes}};
+  };
+  const std::string eight(8, '\0');
+  // A data size near 2^64 would wrap "header end + data + checksum" below the file size.
+  CHECK_THAT(load_error(forged_checkpoint(header(json::array(), ~uint64_t(0) - 70), eight)),
+             Catch::StartsWith(p) && Catch::Contains("truncated"));
+  // A negative dimension: 4·(−1) bytes wraps to 2^64 − 4 and offset + bytes wraps to 0.
+  json neg = json::array({{{"name", "a"}, {"dtype", "float32"}, {"shape", {-1}}, {"offset", 4}, {"bytes", ~uint64_t(0) - 3}}});
+  CHECK_THAT(load_error(forged_checkpoint(header(neg, 8), eight)), Catch::StartsWith(p) && Catch::Contains("tensor 'a'"));
+  // Dimensions whose product wraps modulo 2^64 to 2 elements: (2^32+1)(2^32-1) = 2^64 - 1 ≡ -1.
+  const int64_t a = (int64_t(1) << 32) + 1, b = (int64_t(1) << 32) - 1;
+  json big = json::array({{{"name", "b"}, {"dtype", "float32"}, {"shape", {a, b, a, b, 2}}, {"offset", 0}, {"bytes", 8}}});
+  CHECK_THAT(load_error(forged_checkpoint(header(big, 8), eight)), Catch::StartsWith(p) && Catch::Contains("tensor 'b'"));
+  // An offset near 2^64 wrapping offset + bytes.
+  json off = json::array({{{"name", "c"}, {"dtype", "float32"}, {"shape", {1}}, {"offset", ~uint64_t(0) - 1}, {"bytes", 4}}});
+  CHECK_THAT(load_error(forged_checkpoint(header(off, 8), eight)), Catch::StartsWith(p) && Catch::Contains("tensor 'c'"));
+  // The same layout with sane numbers loads: two floats.
+  json ok = json::array({{{"name", "d"}, {"dtype", "float32"}, {"shape", {2}}, {"offset", 0}, {"bytes", 8}}});
+  std::ofstream(p, std::ios::binary) << forged_checkpoint(header(ok, 8), eight);
+  const Checkpoint ck = load_checkpoint(p);
+  REQUIRE(ck.tensors.size() == 1);
+  CHECK(ck.tensors[0].data == std::vector<float>{0.0f, 0.0f});
+}

@@ -10,6 +10,10 @@ cd "$root"
 packages=(build-essential cmake ninja-build pkg-config ccache git
           libsndfile1-dev libfftw3-dev nlohmann-json3-dev catch2 librandom123-dev
           python3 python3-venv python3-pip)
+# CI's full checks (tools/test.sh with CI=true) also build the libFuzzer targets with clang.
+if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,9 @@
 # Python references (numpy, scikit-learn, librosa, audiomentations) come from PyPI into .venv/
 # for the live parity tests; when PyPI is unreachable those tests fall back to committed fixtures.
 #   GENRELAB_TEST_AUDIO=DIR   real clips (../shared/data/gtzan-mini) for the tests that need them
+#   CI=true or GENRELAB_FULL_CHECKS=1   after the suite, also: the AddressSanitizer + UBSan CPU build
+#                              (build-asan/) and its tests except [slow], then tools/fuzz.sh
+#                              (GENRELAB_FUZZ_SECONDS per target, default 60); see docs/reliability.md
 #   extra arguments go to ctest (e.g. -L fast, -E slow, -R mel)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,3 +29,31 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 ctest --test-dir build --output-on-failure -j "$jobs" "$@"
 echo "test: finished in $(( $(date +%s) - start )) s" >&2
+
+if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
+  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+  # ---- AddressSanitizer + UndefinedBehaviorSanitizer (CPU only; the option forces CUDA off) ----
+  asan_start=$(date +%s)
+  if [ ! -f build-asan/CMakeCache.txt ]; then
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENRELAB_SANITIZE=ON >&2
+  fi
+  cmake --build build-asan -j "$jobs" >&2
+  # Tests tagged [slow] (full training runs) are left out: ~10x slower under the sanitizers, and
+  # they run the same code as the fast training tests. The list comes from the test binary itself.
+  slow=$(build-asan/genrelab_tests "[slow]" --list-test-names-only | sed -e '/^$/d' -e 's/[][().*+?^$|\\]/\\&/g' |
+         paste -sd'|' -)
+  exclude=()
+  if [ -n "$slow" ]; then exclude=(-E "^(${slow})\$"); fi
+  # Leaks: reported and fatal, except the OpenMP runtime's own (tools/lsan.supp).
+  ASAN_OPTIONS="detect_leaks=1" \
+  LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" "${exclude[@]}"
+  echo "test: sanitizer build and tests finished in $(( $(date +%s) - asan_start )) s" >&2
+
+  # ---- libFuzzer targets (clang; tests/fuzz/) ----
+  fuzz_start=$(date +%s)
+  "$root/tools/fuzz.sh" "${GENRELAB_FUZZ_SECONDS:-60}" build-fuzz
+  echo "test: fuzzing finished in $(( $(date +%s) - fuzz_start )) s" >&2
+  echo "test: full checks finished in $(( $(date +%s) - start )) s" >&2
+fi

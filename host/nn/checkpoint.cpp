@@ -131,7 +131,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   data += (64 - data % 64) % 64;
   try {
     const uint64_t data_bytes = ck.header.at("data_bytes").get<uint64_t>();
-    if (in.size() < data + data_bytes + 8)
+    // data_bytes is compared with the file size before any sum, so an absurd value cannot wrap.
+    if (data_bytes > in.size() || in.size() < data + data_bytes + 8)
       throw bad("truncated checkpoint: " + std::to_string(in.size()) + " bytes, the header describes " +
                 std::to_string(data + data_bytes + 8) + " (an interrupted copy?)");
     if (in.size() > data + data_bytes + 8) throw bad("corrupt checkpoint: " + std::to_string(in.size() - (data + data_bytes + 8)) + " unexpected trailing bytes");
@@ -147,9 +148,16 @@ Checkpoint load_checkpoint(const std::string& path) {
       if (t.at("dtype") != "float32") throw bad("tensor '" + nt.name + "' has dtype " + t.at("dtype").dump() + " (float32 expected)");
       nt.dims = t.at("shape").get<std::vector<int64_t>>();
       const uint64_t off = t.at("offset").get<uint64_t>(), bytes = t.at("bytes").get<uint64_t>();
-      int64_t size = 1;
-      for (int64_t d : nt.dims) size *= d;
-      if (bytes != uint64_t(size) * 4 || off + bytes > data_bytes) throw bad("corrupt checkpoint: tensor '" + nt.name + "' extent");
+      // Every dimension >= 0 and the element count within the data section, checked without
+      // overflow (the sizes come from the file: absurd ones must not wrap or allocate).
+      uint64_t size = 1;
+      for (int64_t d : nt.dims) {
+        if (d < 0 || (d > 0 && size > data_bytes / 4 / uint64_t(d)))
+          throw bad("corrupt checkpoint: tensor '" + nt.name + "' shape " + t.at("shape").dump() + " does not fit the data");
+        size *= uint64_t(d);
+      }
+      if (bytes != size * 4 || off > data_bytes || bytes > data_bytes - off)
+        throw bad("corrupt checkpoint: tensor '" + nt.name + "' extent");
       nt.data.resize(size_t(size));
       std::memcpy(nt.data.data(), in.data() + data + off, size_t(bytes));
       ck.tensors.push_back(std::move(nt));
