@@ -21,75 +21,13 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/run.h"
 #include "test_util.h"
+#include "train_fixtures.h"
 
 using namespace genrelab;
+using namespace genrelab::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A tiny synthetic collection (10 classes × 6 clips × 1 s), made once per test process.
-std::string tiny_data() {
-  static const std::string dir = [] {
-    const auto d = test::temp_dir("faults-data");
-    REQUIRE(test::run_command(test::genrelab_binary() + " data synth " + (d / "demo").string() +
-                              " --clips-per-genre 6 --seconds 1 --seed 3 2>/dev/null") == 0);
-    return (d / "demo").string();
-  }();
-  return dir;
-}
-
-// A small experiment on the tiny collection: 1-second clips, 32 mels, a two-conv CNN
-// (layers: 0 conv2d_1, 1 maxpool, 2 dropout, 3 conv2d_2, 4 global_avgpool, 5 dense).
-std::string tiny_experiment(const fs::path& dir, int epochs, int filters1 = 8, int filters2 = 8) {
-  const std::string path = (dir / "tiny.json").string();
-  std::ofstream(path) << R"({
-    "name": "tiny",
-    "dataset": {"root": ")" << tiny_data() << R"(", "clip_samples": 22050},
-    "split": {"kind": "stratified", "test_fraction": 0.34, "seed": 1},
-    "features": {"n_mels": 32, "db": true, "top_db": 80},
-    "augment": {"noise": {"p": 0.5}},
-    "model": {"layers": [
-      {"type": "conv2d", "filters": )" << filters1 << R"(, "kernel": 3, "activation": "relu"},
-      {"type": "maxpool2d", "size": 2},
-      {"type": "dropout", "rate": 0.1},
-      {"type": "conv2d", "filters": )" << filters2 << R"(, "kernel": 3, "activation": "relu"},
-      {"type": "global_avgpool"},
-      {"type": "dense", "units": "classes", "activation": "softmax"}]},
-    "train": {"epochs": )" << epochs << R"(, "batch_size": 8, "lr": 0.003, "seed": 5}
-  })";
-  return path;
-}
-
-struct Result {
-  int rc;
-  std::string out, err;
-};
-// Runs a shell command line (`cmd` may hold the genrelab binary anywhere), stderr captured.
-Result run_shell(const std::string& cmd) {
-  static int counter = 0;
-  const auto err_file = test::temp_dir("faults-cli") / ("err" + std::to_string(counter++));
-  Result r;
-  r.rc = test::run_command(cmd + " 2>" + err_file.string(), &r.out);
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
-Result run_genrelab(const std::string& args) { return run_shell(test::genrelab_binary() + " " + args); }
-
-std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
-
-pid_t start_train(const std::string& exp, const fs::path& out) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
-          out.string().c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  return pid;
-}
 
 std::vector<std::string> run_dirs(const fs::path& out) {
   std::vector<std::string> dirs;

@@ -15,85 +15,12 @@
 #include "genrelab/run.h"
 #include "genrelab/train.h"
 #include "test_util.h"
+#include "train_fixtures.h"
 
 using namespace genrelab;
+using namespace genrelab::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-// A tiny synthetic collection (10 classes × 6 clips × 1 s), made once per test process.
-std::string tiny_data() {
-  static const std::string dir = [] {
-    const auto d = test::temp_dir("train-data");
-    REQUIRE(test::run_command(test::genrelab_binary() + " data synth " + (d / "demo").string() +
-                              " --clips-per-genre 6 --seconds 1 --seed 3 2>/dev/null") == 0);
-    return (d / "demo").string();
-  }();
-  return dir;
-}
-
-// A small experiment on the tiny collection: 1-second clips, 32 mels, a two-conv CNN.
-std::string tiny_experiment(const fs::path& dir, int epochs) {
-  const std::string path = (dir / "tiny.json").string();
-  std::ofstream(path) << R"({
-    "name": "tiny",
-    "dataset": {"root": ")" << tiny_data() << R"(", "clip_samples": 22050},
-    "split": {"kind": "stratified", "test_fraction": 0.34, "seed": 1},
-    "features": {"n_mels": 32, "db": true, "top_db": 80},
-    "augment": {"noise": {"p": 0.5}},
-    "model": {"layers": [
-      {"type": "conv2d", "filters": 8, "kernel": 3, "activation": "relu"},
-      {"type": "maxpool2d", "size": 2},
-      {"type": "dropout", "rate": 0.1},
-      {"type": "conv2d", "filters": 8, "kernel": 3, "activation": "relu"},
-      {"type": "global_avgpool"},
-      {"type": "dense", "units": "classes", "activation": "softmax"}]},
-    "train": {"epochs": )" << epochs << R"(, "batch_size": 8, "lr": 0.003, "seed": 5}
-  })";
-  return path;
-}
-
-struct Result {
-  int rc;
-  std::string out, err;
-};
-Result run_genrelab(const std::string& args) {
-  const auto dir = test::temp_dir("train-cli");
-  Result r;
-  r.rc = test::run_command(test::genrelab_binary() + " " + args + " 2>" + (dir / "err").string(), &r.out);
-  std::ifstream in(dir / "err");
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
-
-std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
-
-// Starts `genrelab train EXP --out OUT` in a child process (output discarded) and returns its pid
-// and, once it appears, the run directory holding `marker` (empty if it never does).
-struct Child {
-  pid_t pid;
-  std::string run_dir;
-};
-Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker) {
-  Child c{fork(), ""};
-  if (c.pid == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(test::genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
-          out.string().c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 1500 && c.run_dir.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (fs::exists(out))
-      for (const auto& e : fs::directory_iterator(out))
-        if (fs::exists(e.path() / marker)) c.run_dir = e.path().string();
-  }
-  return c;
-}
-
-}  // namespace
 
 TEST_CASE("train writes a complete run directory", "[train]") {
   const auto dir = test::temp_dir("train-files");

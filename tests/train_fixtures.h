@@ -1,0 +1,104 @@
+// Shared fixtures of the training and fault tests: a tiny synthetic collection, a small
+// experiment on it, and helpers that run `genrelab` (or a training child process) and capture output.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+
+#include "test_util.h"
+
+namespace genrelab::test {
+
+namespace fs = std::filesystem;
+
+// A tiny synthetic collection (10 classes × 6 clips × 1 s), made once per test process.
+inline std::string tiny_data() {
+  static const std::string dir = [] {
+    const auto d = temp_dir("tiny-data");
+    REQUIRE(run_command(genrelab_binary() + " data synth " + (d / "demo").string() +
+                              " --clips-per-genre 6 --seconds 1 --seed 3 2>/dev/null") == 0);
+    return (d / "demo").string();
+  }();
+  return dir;
+}
+
+// A small experiment on the tiny collection: 1-second clips, 32 mels, a two-conv CNN
+// (layers: 0 conv2d_1, 1 maxpool, 2 dropout, 3 conv2d_2, 4 global_avgpool, 5 dense).
+inline std::string tiny_experiment(const fs::path& dir, int epochs, int filters1 = 8, int filters2 = 8) {
+  const std::string path = (dir / "tiny.json").string();
+  std::ofstream(path) << R"({
+    "name": "tiny",
+    "dataset": {"root": ")" << tiny_data() << R"(", "clip_samples": 22050},
+    "split": {"kind": "stratified", "test_fraction": 0.34, "seed": 1},
+    "features": {"n_mels": 32, "db": true, "top_db": 80},
+    "augment": {"noise": {"p": 0.5}},
+    "model": {"layers": [
+      {"type": "conv2d", "filters": )" << filters1 << R"(, "kernel": 3, "activation": "relu"},
+      {"type": "maxpool2d", "size": 2},
+      {"type": "dropout", "rate": 0.1},
+      {"type": "conv2d", "filters": )" << filters2 << R"(, "kernel": 3, "activation": "relu"},
+      {"type": "global_avgpool"},
+      {"type": "dense", "units": "classes", "activation": "softmax"}]},
+    "train": {"epochs": )" << epochs << R"(, "batch_size": 8, "lr": 0.003, "seed": 5}
+  })";
+  return path;
+}
+
+struct Result {
+  int rc;
+  std::string out, err;
+};
+// Runs a shell command line (`cmd` may hold the genrelab binary anywhere), stderr captured.
+inline Result run_shell(const std::string& cmd) {
+  static int counter = 0;
+  const auto err_file = temp_dir("cli-out") / ("err" + std::to_string(counter++));
+  Result r;
+  r.rc = run_command(cmd + " 2>" + err_file.string(), &r.out);
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+inline Result run_genrelab(const std::string& args) { return run_shell(genrelab_binary() + " " + args); }
+
+inline std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
+
+inline pid_t start_train(const std::string& exp, const fs::path& out) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
+          out.string().c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Starts `genrelab train EXP --out OUT` in a child process (output discarded) and returns its pid
+// and, once it appears, the run directory holding `marker` (empty if it never does).
+struct Child {
+  pid_t pid;
+  std::string run_dir;
+};
+inline Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker) {
+  Child c{start_train(exp, out), ""};
+  for (int i = 0; i < 1500 && c.run_dir.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (fs::exists(out))
+      for (const auto& e : fs::directory_iterator(out))
+        if (fs::exists(e.path() / marker)) c.run_dir = e.path().string();
+  }
+  return c;
+}
+
+}  // namespace genrelab::test
