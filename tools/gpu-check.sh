@@ -46,6 +46,16 @@ if [ -z "${GENRELAB_TEST_AUDIO:-}" ]; then
   done
 fi
 
+# Python packages for the parity tests and CPU peers, carried as wheels (docs/gpu-offline.md).
+py=${GENRELAB_BENCH_PYTHON:-python3}
+if [ -d .gpu/wheels ]; then
+  "$py" -m pip install -q --no-index --find-links .gpu/wheels librosa audiomentations soundfile >"$out/wheels.log" 2>&1 ||
+    echo "gpu-check: installing .gpu/wheels failed (see wheels.log); the librosa tests and peers may skip" >&2
+fi
+if [ -z "${GENRELAB_PYTHON:-}" ] && "$py" -c 'import librosa, sklearn, audiomentations' >/dev/null 2>&1; then
+  export GENRELAB_PYTHON=$(command -v "$py")
+fi
+
 declare -a rows=()
 failed=0
 step() {  # step NAME TIMEOUT_S COMMAND...
@@ -64,32 +74,41 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 }
 
 jobs=$(nproc)
-py=${GENRELAB_BENCH_PYTHON:-python3}
 bin=build-gpu/genrelab
-# Per-step limits (seconds; each is also cut to the budget left). Nominal on an H100 with 16
-# cores: build ~150, tests ~90, benches ~10-40 each, peers ~10-60 each; sanitizers get the rest.
+audio=${GENRELAB_TEST_AUDIO:-}
+# Per-step limits (seconds; each is also cut to the budget left), most valuable first: the build,
+# the [gpu] tests, whole training runs on the GPU, the GPU benchmarks beside their peers, the
+# sanitizers, then the whole suite and the CPU side by side. Nominal on an H100 with 16 cores:
+# build ~150, [gpu] tests ~60, each training ~20-60, benches ~10-40, peers ~10-60.
 step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
-  step tests 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs"
+  step gpu-tests 150 build-gpu/genrelab_tests "[gpu]" --durations yes
+
+  # Whole runs on the GPU: the real-music example and the article's recipe on the same clips.
+  if [ -n "$audio" ]; then
+    step train-gtzan-mini-cuda 90 "$bin" train experiments/gtzan-mini.json --device cuda --quiet \
+      --set "dataset.root=$audio" --out "$out/runs"
+    step train-baseline-cuda 120 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json --device cuda \
+      --quiet --out "$out/runs"
+    step train-rcnn-cuda 90 env GTZAN_ROOT="$audio" "$bin" train experiments/ablations/paper-rcnn.json --device cuda \
+      --quiet --set train.epochs=5 --out "$out/runs"
+    step features-cli 60 bash -c "f=('$audio'/genres/*/*.flac); o=/tmp/genrelab-features; \
+      time '$bin' features \"\${f[@]}\" --set dataset.clip_samples=617400 --out \$o-cuda.npy --device cuda && \
+      time '$bin' features \"\${f[@]}\" --set dataset.clip_samples=617400 --out \$o-cpu.npy --device cpu && \
+      '$py' -c \"import numpy as n; a=n.load('\$o-cuda.npy'); b=n.load('\$o-cpu.npy'); \
+print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b).max()))\""
+  fi
 
   # Benchmarks, ours and the peers on the same work (paired by "work" in compare.py).
-  demo="$out/demo-data"
-  [ -n "${GENRELAB_TEST_AUDIO:-}" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
-  step bench-decode 60 "$bin" bench --what decode "${GENRELAB_TEST_AUDIO:-$demo}" --json "$out/bench-decode.json"
   step bench-features-cuda 60 "$bin" bench --what features --device cuda --clips 256 --json "$out/bench-features-cuda.json"
-  step bench-features-cpu 60 "$bin" bench --what features --device cpu --clips 16 --json "$out/bench-features-cpu.json"
   step peer-mel-torchaudio 60 "$py" tools/bench/mel_torchaudio.py --device cuda --clips 256 --json "$out/peer-mel-torchaudio.json"
-  step peer-mel-librosa 90 "$py" tools/bench/mel_librosa.py --device cpu --clips 16 --repeat 1 --json "$out/peer-mel-librosa.json"
   step bench-augment-cuda 60 "$bin" bench --what augment --device cuda --clips 64 --json "$out/bench-augment-cuda.json"
   step peer-augment-torchaudio 90 "$py" tools/bench/augment_peers.py --device cuda --plan "$out/bench-augment-cuda.json" --json "$out/peer-augment-torchaudio.json"
-  step bench-augment-cpu 60 "$bin" bench --what augment --device cpu --clips 8 --json "$out/bench-augment-cpu.json"
-  step peer-augment-audiomentations 90 "$py" tools/bench/augment_peers.py --device cpu --plan "$out/bench-augment-cpu.json" --json "$out/peer-augment-audiomentations.json"
   for prec in fp32 tf32; do
     step "bench-train-$prec" 60 "$bin" bench --what train --device cuda --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
   step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
-  "$py" tools/bench/compare.py "$out" >"$out/ratios.md" 2>"$out/compare.log" || python3 tools/bench/compare.py "$out" >"$out/ratios.md" 2>>"$out/compare.log" || true
 
   if command -v compute-sanitizer >/dev/null 2>&1; then
     step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]"
@@ -98,6 +117,19 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   else
     rows+=("| compute-sanitizer | not found | - |")
   fi
+  if command -v ncu >/dev/null 2>&1; then
+    step ncu-features 60 ncu --section SpeedOfLight --launch-count 16 "$bin" bench --what features --device cuda --clips 64 --iterations 1
+  fi
+
+  step tests 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs"
+  demo="$out/demo-data"
+  [ -n "$audio" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
+  step bench-decode 60 "$bin" bench --what decode "${audio:-$demo}" --json "$out/bench-decode.json"
+  step bench-features-cpu 60 "$bin" bench --what features --device cpu --clips 16 --json "$out/bench-features-cpu.json"
+  step peer-mel-librosa 90 "$py" tools/bench/mel_librosa.py --device cpu --clips 16 --repeat 1 --json "$out/peer-mel-librosa.json"
+  step bench-augment-cpu 60 "$bin" bench --what augment --device cpu --clips 8 --json "$out/bench-augment-cpu.json"
+  step peer-augment-audiomentations 90 "$py" tools/bench/augment_peers.py --device cpu --plan "$out/bench-augment-cpu.json" --json "$out/peer-augment-audiomentations.json"
+  "$py" tools/bench/compare.py "$out" >"$out/ratios.md" 2>"$out/compare.log" || python3 tools/bench/compare.py "$out" >"$out/ratios.md" 2>>"$out/compare.log" || true
 fi
 
 {
