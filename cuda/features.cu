@@ -45,8 +45,7 @@ struct SquaredDeviation {
 template <typename T>
 void upload(cuda::DeviceBuffer<T>& dst, const std::vector<T>& src) {
   dst.resize(src.size());
-  if (!src.empty())
-    GENRELAB_CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice));
+  cuda::copy_to_device(dst.data(), src.data(), src.size());
 }
 
 // Workspace budget of one pass (frames + spectrum + power); bigger batches run in several passes.

@@ -72,7 +72,7 @@ TEST_CASE("device and pinned buffers round trip and move", "[core][gpu]") {
   for (int i = 0; i < 1000; ++i) CHECK(back[size_t(i)] == host[size_t(i)]);
 }
 
-TEST_CASE("out of GPU memory is a clear error", "[core][gpu]") {
+TEST_CASE("out of GPU memory is a clear error", "[core][gpu][oom]") {
   GENRELAB_REQUIRE_GPU();
   try {
     cuda::DeviceBuffer<float> huge(size_t(1) << 45);  // 128 TiB
@@ -92,12 +92,12 @@ TEST_CASE("cuFFT plan matches FFTW", "[core][gpu]") {
   cuda::Stream stream;
   cuda::DeviceBuffer<float> dx(x.size());
   cuda::DeviceBuffer<cufftComplex> dy(want.size());
-  GENRELAB_CUDA_CHECK(cudaMemcpy(dx.data(), x.data(), dx.bytes(), cudaMemcpyHostToDevice));
+  cuda::copy_to_device(dx.data(), x.data(), x.size());
   cuda::FftPlan plan = cuda::FftPlan::r2c_1d(n, batch, n);
   GENRELAB_CUDA_CHECK(cufftSetStream(plan.get(), stream));
   GENRELAB_CUDA_CHECK(cufftExecR2C(plan.get(), dx.data(), dy.data()));
   stream.synchronize();
-  GENRELAB_CUDA_CHECK(cudaMemcpy(got.data(), dy.data(), dy.bytes(), cudaMemcpyDeviceToHost));
+  cuda::copy_to_host(reinterpret_cast<cufftComplex*>(got.data()), dy.data(), got.size());
   std::vector<float> g, w;
   for (size_t i = 0; i < got.size(); ++i) {
     g.push_back(got[i].real()); g.push_back(got[i].imag());

@@ -107,7 +107,7 @@ int run_features_bench(const cli::Args& args) {
     device_label = status.gpus.empty() ? "cuda" : status.gpus[0].name;
     cuda::Stream stream;
     cuda::DeviceBuffer<float> d_audio(audio.size()), d_mel(size_t(clips) * per_clip);
-    GENRELAB_CUDA_CHECK(cudaMemcpy(d_audio.data(), audio.data(), audio.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cuda::copy_to_device(d_audio.data(), audio.data(), audio.size());
     extractor.compute(d_audio.data(), clips, samples, d_mel.data(), stream.get());  // warm-up: cuFFT plan
     stream.synchronize();
     cuda::Event start(true), stop(true);

@@ -32,7 +32,7 @@ class BackendBuffer {
 #if GENRELAB_HAVE_CUDA
     if (d == Device::cuda) {
       dev_.resize(host.size());
-      GENRELAB_CUDA_CHECK(cudaMemcpy(dev_.data(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+      cuda::copy_to_device(dev_.data(), host.data(), host.size());
     }
 #endif
   }

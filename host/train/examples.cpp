@@ -91,7 +91,7 @@ void BackendArray<T>::upload(size_t offset, const T* host, size_t count) {
     return;
   }
 #if GENRELAB_HAVE_CUDA
-  GENRELAB_CUDA_CHECK(cudaMemcpy(data() + offset, host, count * sizeof(T), cudaMemcpyHostToDevice));
+  cuda::copy_to_device(data() + offset, host, count);
 #endif
 }
 
@@ -103,7 +103,7 @@ void BackendArray<T>::download(size_t offset, T* host, size_t count) const {
     return;
   }
 #if GENRELAB_HAVE_CUDA
-  GENRELAB_CUDA_CHECK(cudaMemcpy(host, data() + offset, count * sizeof(T), cudaMemcpyDeviceToHost));
+  cuda::copy_to_host(host, data() + offset, count);
 #endif
 }
 
@@ -117,8 +117,14 @@ void BackendArray<T>::gather_rows(const int64_t* idx, int64_t n, int64_t row, T*
     return;
   }
 #if GENRELAB_HAVE_CUDA
-  for (int64_t i = 0; i < n; ++i)
-    GENRELAB_CUDA_CHECK(cudaMemcpy(dst + i * row, data() + idx[i] * row, size_t(row) * sizeof(T), cudaMemcpyDeviceToDevice));
+  // Device-to-device copies on the legacy stream, then a wait for them: the network's stream
+  // (non-blocking) would not order itself after them.
+  for (int64_t i = 0; i < n; ++i) {
+    GENRELAB_CHECK(size_t((idx[i] + 1) * row) <= size_, "row ", idx[i], " out of range");
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dst + i * row, data() + idx[i] * row, size_t(row) * sizeof(T),
+                                        cudaMemcpyDeviceToDevice, cudaStreamLegacy));
+  }
+  GENRELAB_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
 #endif
 }
 

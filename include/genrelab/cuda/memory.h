@@ -22,17 +22,25 @@ class DeviceBuffer {
   DeviceBuffer() = default;
   explicit DeviceBuffer(size_t count) { resize(count); }
   ~DeviceBuffer() { release(); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)), capacity_(std::exchange(o.capacity_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    if (this != &o) { release(); ptr_ = std::exchange(o.ptr_, nullptr); count_ = std::exchange(o.count_, 0); }
+    if (this != &o) {
+      release();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      count_ = std::exchange(o.count_, 0);
+      capacity_ = std::exchange(o.capacity_, 0);
+    }
     return *this;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
-  // Reallocates only when growing beyond the current size; contents are not kept.
+  // Reallocates only when growing beyond the largest size so far (cudaFree synchronises the
+  // device, so an epoch's smaller last batch must not cost a reallocation on the next full one);
+  // contents are not kept.
   void resize(size_t count) {
-    if (count <= count_ && ptr_) { count_ = count; return; }
+    if (count <= capacity_ && ptr_) { count_ = count; return; }
     release();
     if (count == 0) return;
     const cudaError_t s = cudaMalloc(reinterpret_cast<void**>(&ptr_), count * sizeof(T));
@@ -42,7 +50,7 @@ class DeviceBuffer {
       throw RuntimeError("out of GPU memory allocating " + std::to_string(count * sizeof(T) >> 20) +
                          " MiB (" + cudaGetErrorString(s) + "); try a smaller train.batch_size");
     }
-    count_ = count;
+    count_ = capacity_ = count;
   }
   void zero(cudaStream_t stream) { if (count_) GENRELAB_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, bytes(), stream)); }
 
@@ -52,10 +60,30 @@ class DeviceBuffer {
   size_t bytes() const { return count_ * sizeof(T); }
 
  private:
-  void release() noexcept { if (ptr_) cudaFree(ptr_); ptr_ = nullptr; count_ = 0; }
+  void release() noexcept { if (ptr_) cudaFree(ptr_); ptr_ = nullptr; count_ = capacity_ = 0; }
   T* ptr_ = nullptr;
-  size_t count_ = 0;
+  size_t count_ = 0, capacity_ = 0;
 };
+
+// Blocking copies between pageable host memory and the device for set-up, tests and other cold
+// paths, complete on both sides when they return. Plain cudaMemcpy is not enough here: it runs on
+// the legacy default stream, which the non-blocking streams used everywhere else (Stream below)
+// do not wait for, and a host-to-device copy from pageable memory may return before its DMA has
+// landed. Hot paths use cudaMemcpyAsync on their own stream instead.
+template <typename T>
+void copy_to_device(T* dst, const T* src, size_t count) {
+  if (count == 0) return;
+  GENRELAB_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(T), cudaMemcpyHostToDevice));
+  GENRELAB_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+}
+
+// Waits for all queued device work first (src may come from any stream).
+template <typename T>
+void copy_to_host(T* dst, const T* src, size_t count) {
+  GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+  if (count == 0) return;
+  GENRELAB_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(T), cudaMemcpyDeviceToHost));
+}
 
 // Page-locked host memory (cudaHostAlloc) so copies can run asynchronously.
 template <typename T>
