@@ -8,7 +8,9 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <random>
 #include <sstream>
+#include <tuple>
 
 #include "genrelab/audio.h"
 #include "genrelab/augment.h"
@@ -582,6 +584,54 @@ TEST_CASE("pitch shift and time stretch match librosa on a real clip", "[augment
   CHECK(checked == 7);
 }
 
+// ---- stability of the phase vocoder ------------------------------------------------------------
+
+// Largest relative L2 change of a pitch-shifted or time-stretched clip that a float-ulp change of
+// its input may cause: the accumulated phase of a weak bin (angle of a near-zero value) moves
+// freely, and a later strong frame of that bin inherits the move. librosa behaves the same way;
+// the CPU path moves by up to 1.4e-3 for a 1e-7 input change (next test), the GPU path (cuFFT
+// rounding instead of FFTW's) differs from the CPU path by as much.
+namespace {
+
+constexpr double kPhaseVocoderStability = 5e-3;
+
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double se = 0, sr = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = double(got[i]) - double(want[i]);
+    se += d * d;
+    sr += double(want[i]) * double(want[i]);
+  }
+  return std::sqrt(se / std::max(sr, 1e-300));
+}
+
+}  // namespace
+
+TEST_CASE("phase vocoder output is stable under ulp-level input changes", "[augment]") {
+  AugmentSettings s;
+  s.seed = 11;
+  const int64_t n = 50000;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const auto& [kind, value, b] : std::vector<std::tuple<AugmentKind, double, int>>{
+           {AugmentKind::pitch_shift, -4, 3}, {AugmentKind::pitch_shift, 12, 4},
+           {AugmentKind::time_stretch, 0.8, 5}, {AugmentKind::time_stretch, 1.25, 6}}) {
+    std::vector<float> x(static_cast<size_t>(n)), nudged(x.size());
+    for (int64_t i = 0; i < n; ++i) {
+      x[size_t(i)] = 0.4f * float(std::sin(2 * M_PI * (200.0 + 50 * b) * double(i) / 22050)) +
+                     0.1f * float(std::sin(0.37 * double(i * (b + 1))));
+      nudged[size_t(i)] = x[size_t(i)] * (1.0f + 1e-7f * normal(rng));
+    }
+    const auto e = example_with(kind, value, uint32_t(b));
+    const auto a = apply_augment_cpu(e, s, x.data(), n, 22050);
+    const auto c = apply_augment_cpu(e, s, nudged.data(), n, 22050);
+    const double err = relative_l2(c, a);
+    INFO(augment_name(kind) << " " << value << ": relative L2 change " << err << " for a 1e-7 input change");
+    CHECK(err < kPhaseVocoderStability);
+  }
+}
+
 // ---- the command ---------------------------------------------------------------------------------
 
 TEST_CASE("augment command writes the augmented float WAV", "[augment][cli]") {
@@ -653,9 +703,19 @@ TEST_CASE("augment kernels on the GPU equal the CPU reference", "[augment][gpu]"
     const bool elementwise = ex[size_t(b)].steps.size() == 1 && (ex[size_t(b)].steps[0].kind == AugmentKind::noise ||
                                                                   ex[size_t(b)].steps[0].kind == AugmentKind::gain ||
                                                                   ex[size_t(b)].steps[0].kind == AugmentKind::time_shift);
-    // element-wise kernels are bit-identical; the STFT paths differ by cuFFT vs FFTW rounding
-    test::require_close(g, want, elementwise ? 0.0 : 2e-5, elementwise ? 0.0 : 1e-4,
-                        "row " + std::to_string(b) + " " + augment_name(ex[size_t(b)].steps.empty() ? AugmentKind::noise : ex[size_t(b)].steps[0].kind));
+    const std::string what =
+        "row " + std::to_string(b) + " " +
+        augment_name(ex[size_t(b)].steps.empty() ? AugmentKind::noise : ex[size_t(b)].steps[0].kind);
+    if (elementwise) {
+      test::require_close(g, want, 0.0, 0.0, what);  // element-wise kernels are bit-identical
+    } else {
+      // The STFT paths start from cuFFT vs FFTW rounding, which the phase vocoder's accumulated
+      // phase amplifies in weak bins (see "phase vocoder output is stable under ulp-level input
+      // changes"): compared in relative L2, with the bar that test holds the CPU path to.
+      const double e = relative_l2(g, want);
+      INFO(what << ": relative L2 GPU vs CPU " << e);
+      CHECK(e < kPhaseVocoderStability);
+    }
   }
   // SpecAugment masks: identical
   const int64_t n_mels = 128, n_frames = 97;
