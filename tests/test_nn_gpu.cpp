@@ -89,6 +89,60 @@ TEST_CASE("nn gpu extra avgpool same equals the cpu layer", "[nn][gpu_extra]") {
   check_avgpool_functors({{"type", "avgpool2d"}, {"size", 2}}, {7, 9, 3}, 2);  // valid, odd sizes floor
 }
 
+// Runs the max-pooling functors (forward with argmax, gather backward) against the CPU layer, on
+// inputs quantised to a few values so that windows hold ties: bit-identical results.
+void check_maxpool_functors(const json& layer, Shape3 in, int64_t n) {
+  const auto plan = nn::plan_layers(
+      json::array({layer, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+      in, 3);
+  const nn::LayerDesc& d = plan.layers[0];
+  INFO("layer " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str());
+  const nn::Window2d g = nn::window_of(d);
+  const ops::PoolGeom geom{d.in.h, d.in.w, d.in.c, d.out.h, d.out.w, g.kh, g.kw, g.sh, g.sw, g.pad_top, g.pad_left};
+  auto cpu = nn::make_cpu_layer<float>(d);
+  auto x = random_vec(n * in.size(), 6, -2, 2);
+  for (float& v : x) v = std::round(v * 1.5f);  // five levels: many ties
+  const auto dy = random_vec(n * d.out.size(), 7, -1, 1);
+  std::vector<float> y_ref(dy.size()), y(dy.size()), dx_ref(x.size()), dx(x.size());
+  std::vector<uint8_t> argmax(dy.size());
+  cpu->forward(x.data(), y_ref.data(), n, true, {});
+  cpu->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, {});
+  cpu_for_1d(int64_t(y.size()), ops::MaxPoolForward<float>{x.data(), y.data(), argmax.data(), geom});
+  cpu_for_1d(int64_t(dx.size()), ops::MaxPoolBackward<float>{dy.data(), argmax.data(), dx.data(), geom});
+  test::require_close(y, y_ref, 0, 0, "maxpool forward");
+  test::require_close(dx, dx_ref, 0, 0, "maxpool backward");
+  using Disjoint = ops::MaxPoolBackwardDisjoint<float>;
+  if (Disjoint::applies(geom)) {  // the per-window form the GPU uses when windows do not overlap
+    std::vector<float> dxw(x.size(), Disjoint::covers_input(geom) ? NAN : 0.0f);  // NaN: every cell must be written
+    cpu_for_1d(int64_t(y.size()), Disjoint{dy.data(), argmax.data(), dxw.data(), geom});
+    test::require_close(dxw, dx_ref, 0, 0, "maxpool backward, one call per window");
+  }
+  // Hand check of one window: its gradient lands on its first maximum in row-major order.
+  const int64_t c = 1 % in.c;
+  float best = -INFINITY;
+  int64_t at = -1;
+  for (int64_t a = 0; a < g.kh; ++a)
+    for (int64_t b = 0; b < g.kw; ++b) {
+      const int64_t ih = a - g.pad_top, iw = b - g.pad_left;
+      if (ih < 0 || iw < 0 || ih >= in.h || iw >= in.w) continue;
+      const float v = x[size_t((ih * in.w + iw) * in.c + c)];
+      if (v > best) { best = v; at = a * g.kw + b; }
+    }
+  CHECK(y[size_t(c)] == best);
+  CHECK(int64_t(argmax[size_t(c)]) == at);
+}
+
+TEST_CASE("nn gpu extra maxpool with argmax equals the cpu layer", "[nn][gpu_extra]") {
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}}, {127, 33, 4}, 2);  // the baseline's: odd rows floor
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}, {"padding", "same"}}, {7, 8, 4}, 2);
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", json::array({2, 3})}, {"padding", "same"}}, {5, 7, 3}, 3);
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 3}, {"stride", 1}}, {6, 5, 2}, 2);  // overlapping windows
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 6}}, {7, 74, 5}, 1);
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}}, {8, 6, 3}, 2);  // windows cover the input exactly
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"stride", 3}}, {8, 9, 2}, 2);  // gaps between windows
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}, {7, 5, 3}, 2);
+}
+
 TEST_CASE("nn gpu extra global avgpool equals the cpu layer", "[nn][gpu_extra]") {
   const auto plan = nn::plan_layers(
       json::array({{{"type", "global_avgpool"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
@@ -165,12 +219,12 @@ using cuda::nn::Precision;
 
 std::vector<float> download(const float* d, int64_t count) {
   std::vector<float> h(static_cast<size_t>(count));
-  GENRELAB_CUDA_CHECK(cudaMemcpy(h.data(), d, size_t(count) * sizeof(float), cudaMemcpyDeviceToHost));
+  cuda::copy_to_host(h.data(), d, size_t(count));
   return h;
 }
 
 void upload(const std::vector<float>& h, float* d) {
-  GENRELAB_CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
+  cuda::copy_to_device(d, h.data(), h.size());
 }
 
 struct DevVec {
@@ -332,12 +386,14 @@ TEST_CASE("nn gpu gru and lstm equal the cpu layers", "[gpu][nn]") {
 
 TEST_CASE("nn gpu tf32 layers stay close to fp32", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
-  // TF32 keeps 10 mantissa bits of each product input: about 1e-3 relative per product.
+  // TF32 keeps 10 mantissa bits of each product input: about 1e-3 relative per product. The
+  // layers are linear: behind a relu, a pre-activation near 0 can change sign between TF32 and
+  // fp32 and switch a whole gradient path on or off (seen on an H200 when cuDNN's benchmark chose
+  // another algorithm under load), which says nothing about TF32's accuracy.
   const double tol = 5e-3;
-  check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}, {"activation", "relu"}}), {9, 11, 8}, 4, 0,
-              tol, Precision::tf32);
+  check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}}), {9, 11, 8}, 4, 0, tol, Precision::tf32);
   const json hidden = json::array({{{"type", "flatten"}},
-                                   {{"type", "dense"}, {"units", 64}, {"activation", "relu"}},
+                                   {{"type", "dense"}, {"units", 64}},
                                    {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
   check_layer(hidden, {4, 4, 8}, 8, 1, tol, Precision::tf32);
 }
@@ -384,7 +440,7 @@ void check_training(const nn::TrainHyper& hyper, double loss_tol, double state_t
   for (uint64_t step = 0; step < 20; ++step) {
     const Batch b = make_batch(plan, n, 100 + uint32_t(step % 5));
     upload(b.x, xd.data());
-    GENRELAB_CUDA_CHECK(cudaMemcpy(ld.data(), b.labels.data(), size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+    cuda::copy_to_device(ld.data(), b.labels.data(), size_t(n));
     const nn::StepKey key{hyper.seed, step, 0};
     const float lr = float(hyper.lr);
     cpu->train_step(b.x.data(), b.labels.data(), n, global, lr, key);
@@ -474,7 +530,7 @@ TEST_CASE("nn gpu state round trip", "[gpu][nn]") {
   REQUIRE_THROWS_WITH(gpu->load_state(missing), Catch::Contains(want[1].name));
 }
 
-TEST_CASE("nn gpu out of memory names the batch size", "[gpu][nn]") {
+TEST_CASE("nn gpu out of memory names the batch size", "[gpu][nn][oom]") {
   GENRELAB_REQUIRE_GPU();
   const auto plan = nn::plan_layers(json::parse(R"([{"type": "conv2d", "filters": 64, "kernel": 1},
       {"type": "global_avgpool"}, {"type": "dense", "units": "classes", "activation": "softmax"}])"),

@@ -38,11 +38,6 @@ ConvDesc::ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, 
                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
 }
 
-PoolDesc::PoolDesc(cudnnPoolingMode_t mode, int kh, int kw, int pad_h, int pad_w, int stride_h, int stride_w) {
-  GENRELAB_CUDA_CHECK(
-      cudnnSetPooling2dDescriptor(get(), mode, CUDNN_PROPAGATE_NAN, kh, kw, pad_h, pad_w, stride_h, stride_w));
-}
-
 ActivationDesc::ActivationDesc(cudnnActivationMode_t mode, double coef) {
   GENRELAB_CUDA_CHECK(cudnnSetActivationDescriptor(get(), mode, CUDNN_PROPAGATE_NAN, coef));
 }

@@ -69,13 +69,6 @@ class ConvDesc : public CudnnDesc<cudnnConvolutionDescriptor_t, cudnnCreateConvo
   ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w);
 };
 
-class PoolDesc
-    : public CudnnDesc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor> {
- public:
-  PoolDesc() = default;
-  PoolDesc(cudnnPoolingMode_t mode, int kh, int kw, int pad_h, int pad_w, int stride_h, int stride_w);
-};
-
 class ActivationDesc
     : public CudnnDesc<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor> {
  public:
