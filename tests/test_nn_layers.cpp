@@ -5,6 +5,7 @@
 
 #include "genrelab/nn/cpu_layers.h"
 #include "genrelab/nn/model.h"
+#include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/philox.h"
 #include "test_util.h"
 
@@ -235,6 +236,21 @@ TEST_CASE("nn dropout masks are keyed by step layer and global example", "[nn]")
   CHECK(y2 != y);
   l->forward(x.data(), y2.data(), n, false, {3, 11, 0});
   CHECK(y2 == x);
+  // Element by element against the mask's definition, on a shard whose global offset is not a
+  // multiple of a Philox block (27 elements per example, first example 1): the functor takes four
+  // elements per block and must still read word e·27 + j for each.
+  const LayerDesc odd = desc_of(json::parse(R"({"type": "dropout", "rate": 0.4})"), {3, 3, 3});
+  auto lo = make_cpu_layer<float>(odd);
+  std::vector<float> xo(size_t(5 * 27)), yo(xo.size());
+  for (size_t i = 0; i < xo.size(); ++i) xo[i] = 1.0f + float(i);
+  lo->forward(xo.data(), yo.data(), 5, true, {9, 2, 1});
+  const ops::DropoutMask m(9, 2, odd.index, 0.4f, 27, 1);
+  for (int64_t i = 0; i < 5 * 27; ++i) {
+    const PhiloxStream s(9, RngPurpose::dropout, uint32_t(odd.index), 2);
+    const bool keep = s.uniform(uint64_t(27 + i)) >= 0.4f;
+    REQUIRE(keep == m.keep(i));
+    REQUIRE(yo[size_t(i)] == (keep ? xo[size_t(i)] * (1.0f / (1.0f - 0.4f)) : 0.0f));
+  }
 }
 
 TEST_CASE("nn dense forward and gemm match direct products", "[nn]") {

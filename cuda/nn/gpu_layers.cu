@@ -92,7 +92,7 @@ class DropoutLayer final : public GpuLayer {
             cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
       return;
     }
-    launch_1d(count, ops::DropoutApply<float>{mask(key), x, y}, ctx_.stream());
+    launch_1d(ops::DropoutApply<float>::groups(count), ops::DropoutApply<float>{mask(key), x, y, count}, ctx_.stream());
   }
   void backward(const float*, const float*, const float* dy, float* dx, int64_t n, const StepKey& key) override {
     if (!dx) return;
@@ -103,7 +103,7 @@ class DropoutLayer final : public GpuLayer {
             cudaMemcpyAsync(dx, dy, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
       return;
     }
-    launch_1d(count, ops::DropoutApply<float>{mask(key), dy, dx}, ctx_.stream());
+    launch_1d(ops::DropoutApply<float>::groups(count), ops::DropoutApply<float>{mask(key), dy, dx, count}, ctx_.stream());
   }
 
  private:

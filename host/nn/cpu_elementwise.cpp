@@ -39,13 +39,13 @@ class Dropout final : public CpuLayer<T> {
       std::copy(x, x + total, y);
       return;
     }
-    cpu_for_1d(total, ops::DropoutApply<T>{mask(key), x, y});
+    cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key), x, y, total});
   }
   void backward(const T*, const T*, const T* dy, T* dx, int64_t n, const StepKey& key) override {
     if (!dx) return;
     const int64_t total = n * this->desc_.in.size();
     if (rate_ == 0.0f) std::copy(dy, dy + total, dx);
-    else cpu_for_1d(total, ops::DropoutApply<T>{mask(key), dy, dx});
+    else cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key), dy, dx, total});
   }
 
  private:

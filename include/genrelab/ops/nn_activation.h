@@ -117,14 +117,27 @@ struct DropoutMask {
   GENRELAB_HD bool keep(int64_t i) const { return stream.uniform(uint64_t(first_example * layer_size + i)) >= rate; }
 };
 
+// One call applies the mask to the (up to) four elements 4·g … 4·g + 3 that share a Philox block
+// when the layer's global offset is a multiple of 4 (then one block per call instead of one per
+// element: Philox, not memory, bounds this kernel otherwise); launch over groups(count).
 template <typename T>
 struct DropoutApply {
   DropoutMask mask;
   const T* in;
   T* out;
-  GENRELAB_HD void operator()(int64_t i) const {
+  int64_t count;  // elements in the batch
+  static GENRELAB_HD int64_t groups(int64_t count) { return (count + 3) / 4; }
+  GENRELAB_HD void operator()(int64_t g) const {
     const T scale = T(1) / (T(1) - T(mask.rate));
-    out[i] = mask.keep(i) ? in[i] * scale : T(0);
+    const int64_t first = 4 * g, last = first + 4 < count ? first + 4 : count;
+    const uint64_t base = uint64_t(mask.first_example * mask.layer_size);
+    uint64_t block_index = (base + uint64_t(first)) >> 2;
+    r123::Philox4x32::ctr_type block = mask.stream.block(block_index);
+    for (int64_t i = first; i < last; ++i) {
+      const uint64_t w = base + uint64_t(i);
+      if ((w >> 2) != block_index) block = mask.stream.block(block_index = w >> 2);
+      out[i] = PhiloxStream::uniform_of(block.v[w & 3]) >= mask.rate ? in[i] * scale : T(0);
+    }
   }
 };
 

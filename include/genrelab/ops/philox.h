@@ -174,7 +174,9 @@ struct PhiloxStream {
   GENRELAB_HD uint32_t word(uint64_t i) const { return block(i >> 2).v[i & 3]; }
 
   // Uniform in [0, 1) with 24 random bits (exactly representable: identical on every device).
-  GENRELAB_HD float uniform(uint64_t i) const { return float(word(i) >> 8) * (1.0f / 16777216.0f); }
+  GENRELAB_HD float uniform(uint64_t i) const { return uniform_of(word(i)); }
+  // The uniform in [0, 1) with 24 random bits that word w gives.
+  GENRELAB_HD static float uniform_of(uint32_t w) { return float(w >> 8) * (1.0f / 16777216.0f); }
   // Uniform in [0, 1) with 53 random bits, from two words.
   GENRELAB_HD double uniform_double(uint64_t i) const {
     const auto blk = block(i >> 1);
