@@ -9,6 +9,14 @@
 
 namespace genrelab {
 
+void use_gpu(int index) {
+  int n = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDeviceCount(&n));
+  if (index < 0 || index >= n)
+    throw RuntimeError("GPU " + std::to_string(index) + " is not visible (" + std::to_string(n) + " visible)");
+  GENRELAB_CUDA_CHECK(cudaSetDevice(index));
+}
+
 CudaStatus query_cuda() {
   CudaStatus s;
   cudaDriverGetVersion(&s.driver_version);

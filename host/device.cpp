@@ -17,6 +17,7 @@ CudaStatus query_cuda() {
   s.reason = "this genrelab was built without the CUDA backend (GENRELAB_CUDA=OFF)";
   return s;
 }
+void use_gpu(int) { throw RuntimeError("this genrelab was built without the CUDA backend"); }
 #endif
 
 Device resolve_device(const std::string& requested) {

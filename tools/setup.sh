@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-packages=(build-essential cmake ninja-build pkg-config ccache git
+packages=(build-essential cmake ninja-build pkg-config ccache git openmpi-bin libopenmpi-dev
           libsndfile1-dev libfftw3-dev nlohmann-json3-dev catch2 librandom123-dev
           python3 python3-venv python3-pip)
 # CI's full checks (tools/test.sh with CI=true) also build the libFuzzer targets with clang.

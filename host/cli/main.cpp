@@ -8,6 +8,7 @@
 #include "genrelab/cli.h"
 #include "genrelab/common.h"
 #include "genrelab/config.h"
+#include "genrelab/dist.h"
 
 using namespace genrelab;
 
@@ -74,11 +75,11 @@ int run(int argc, char** argv) {
   return best->run(args);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_catching(int argc, char** argv) {
   try {
     return run(argc, argv);
+  } catch (const ReportedError& e) {
+    return e.code;
   } catch (const ConfigError& e) {
     std::cerr << "genrelab: error: " << e.what() << "\n";
     return 2;
@@ -89,4 +90,12 @@ int main(int argc, char** argv) {
     std::cerr << "genrelab: error: " << e.what() << "\n";
     return 1;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int code = run_catching(argc, argv);
+  dist::shutdown(code);  // a data-parallel rank: finalize MPI, or abort the job when this rank failed alone
+  return code;
 }

@@ -68,12 +68,19 @@ class CpuNetwork final : public Network {
   const ModelPlan& plan() const override { return plan_; }
 
   void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr, const StepKey& key) override {
-    GENRELAB_CHECK(n > 0 && global_batch >= n, "train_step: n = ", n, ", global_batch = ", global_batch);
+    GENRELAB_CHECK(n >= 0 && global_batch >= n && global_batch > 0 && (n > 0 || comm_),
+                   "train_step: n = ", n, ", global_batch = ", global_batch);
     const int64_t C = plan_.classes;
     for (int64_t e = 0; e < n; ++e)
       GENRELAB_CHECK(labels[e] >= 0 && labels[e] < C, "train_step: label ", labels[e], " of example ", e, " is outside [0, ", C, ")");
     auto t0 = Clock::now();
     const size_t L = layers_.size();
+    if (n == 0) {  // an empty shard: no gradient of its own, but the same collectives and update
+      for (auto& l : layers_) l->zero_grads();
+      stats_ = {};
+      finish_step(lr, key.step);
+      return;
+    }
     layers_.back()->set_logits_output(true);
     {
       NvtxRange range("forward");
@@ -116,11 +123,29 @@ class CpuNetwork final : public Network {
     backward_range.reset();
     times_.backward_ms = ms_since(t0);
 
-    t0 = Clock::now();
+    finish_step(lr, key.step);
+  }
+
+  // Sums the gradients over the ranks (data-parallel), applies the optimizer, and lets the
+  // non-trainable parameters follow rank 0.
+  void finish_step(float lr, uint64_t step) {
+    auto t0 = Clock::now();
+    if (comm_) {
+      NvtxRange range("all-reduce gradients");
+      for (auto& l : layers_)
+        for (auto& g : l->grads()) comm_->all_reduce_sum(g.data(), int64_t(g.size()), dist::DType::f32);
+    }
     {
       NvtxRange range("optimizer");
-      apply_optimizer(lr, key.step);
+      apply_optimizer(lr, step);
     }
+    if (comm_)
+      for (size_t li = 0; li < layers_.size(); ++li)
+        for (size_t j = 0; j < plan_.layers[li].params.size(); ++j)
+          if (!plan_.layers[li].params[j].trainable) {
+            auto& p = layers_[li]->params()[j];
+            comm_->broadcast(p.data(), int64_t(p.size() * sizeof(float)), 0);
+          }
     ++step_;
     times_.optimizer_ms = ms_since(t0);
   }

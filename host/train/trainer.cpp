@@ -10,6 +10,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -18,6 +19,7 @@
 #include "examples.h"
 #include "genrelab/augment.h"
 #include "genrelab/common.h"
+#include "genrelab/dist.h"
 #include "genrelab/dataset.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/checkpoint.h"
@@ -137,15 +139,34 @@ std::string pct(double v) {
   return b;
 }
 
-// Window probabilities of every example of `set`: (count, classes) host.
-std::vector<float> predict_all(nn::Network& net, const ExampleSet& set, int64_t classes, int64_t batch) {
-  std::vector<float> probs(size_t(set.count * classes));
-  for (int64_t first = 0; first < set.count; first += batch) {
-    const int64_t n = std::min(batch, set.count - first);
+// Window probabilities of every example of `set`: (count, classes) host. Data-parallel: each rank
+// predicts its shard and the sum over ranks (zeros elsewhere) gives every rank all of them.
+std::vector<float> predict_all(nn::Network& net, const ExampleSet& set, int64_t classes, int64_t batch,
+                               dist::Communicator* comm) {
+  std::vector<float> probs(size_t(set.count * classes), 0.0f);
+  const dist::Shard mine = comm ? dist::shard_of(set.count, comm->rank(), comm->size()) : dist::Shard{0, set.count};
+  for (int64_t first = mine.first; first < mine.first + mine.count; first += batch) {
+    const int64_t n = std::min(batch, mine.first + mine.count - first);
     net.predict(set.features.data() + first * set.feature_size, n, probs.data() + first * classes);
   }
+  if (comm) comm->all_reduce_sum_host(probs.data(), int64_t(probs.size()), dist::DType::f32);
   return probs;
 }
+
+// Silences std::cerr for its lifetime (the ranks other than 0 of a data-parallel run: rank 0
+// speaks for the job). Errors are printed after it is gone.
+class QuietStderr {
+ public:
+  explicit QuietStderr(bool quiet) : old_(quiet ? std::cerr.rdbuf(nullptr) : nullptr) {}
+  ~QuietStderr() {
+    if (old_) std::cerr.rdbuf(old_);
+  }
+  QuietStderr(const QuietStderr&) = delete;
+  QuietStderr& operator=(const QuietStderr&) = delete;
+
+ private:
+  std::streambuf* old_;
+};
 
 // Free bytes on the file system holding `path`.
 uint64_t free_bytes(const std::string& path) {
@@ -175,8 +196,9 @@ int run_training(const TrainRequest& req) {
       return 0;
     }
     // A kill during a write can leave NAME.tmp beside the intact NAME: drop the leftovers.
-    for (const auto& e : fs::directory_iterator(run->path()))
-      if (e.path().extension() == ".tmp") fs::remove(e.path());
+    if (dist::World::from_environment().is_root())
+      for (const auto& e : fs::directory_iterator(run->path()))
+        if (e.path().extension() == ".tmp") fs::remove(e.path());
     config = Config::from_resolved(run->read_json("config.json"), run->file("config.json"));
     run_info = run->has("run.json") ? run->read_json("run.json") : json::object();
   } else {
@@ -184,6 +206,39 @@ int run_training(const TrainRequest& req) {
     config = Config::load(req.experiment, req.overrides);
   }
   const Device device = resolve_device(req.device.empty() && run_info.contains("device") ? run_info["device"].get<std::string>() : req.device);
+
+  // Data parallel (mpirun, srun, --gpus): one rank per GPU (or CPU process), rank 0 writes.
+  const dist::World world = dist::World::from_environment();
+  const bool root = world.is_root();
+  QuietStderr quiet_rank(!root);
+  if (!root) Progress::set_enabled(false);
+  if (world.distributed() && device == Device::cuda) use_gpu(dist::local_gpu(world, int(query_cuda().gpus.size())));
+  const std::string out_parent =
+      !req.resume.empty() ? fs::path(req.resume).parent_path().string() : req.out.empty() ? config.get_path("output.dir") : req.out;
+  std::unique_ptr<dist::Communicator> comm =
+      dist::make_communicator(world, device, out_parent, config.get_number("train.comm_timeout_s"));
+  if (comm) {
+    // Every rank must train the same experiment: compare the resolved configs' hashes.
+    const std::string mine = dist::hash_hex(config.resolved_for_saving().dump());
+    const std::string rank0 = comm->broadcast_string(mine, 0);
+    const int64_t differing = comm->sum(int64_t(mine != rank0));
+    if (differing > 0) {
+      // Every rank reports before any exits (the first exit ends the job).
+      const std::string msg =
+          mine != rank0 ? "rank " + std::to_string(world.rank) + ": its resolved config (hash " + mine +
+                              ") differs from rank 0's (hash " + rank0 +
+                              "); start every rank with the same experiment file, --set overrides and environment"
+                        : "rank " + std::to_string(world.rank) + ": " + std::to_string(differing) +
+                              " rank(s) have a resolved config different from rank 0's (hash " + rank0 +
+                              "); start every rank with the same experiment file, --set overrides and environment";
+      std::fprintf(stderr, "genrelab: error: %s\n", msg.c_str());
+      std::fflush(stderr);
+      comm->barrier();
+      throw ReportedError(msg, 2);
+    }
+    std::cerr << "genrelab train: data parallel over " << world.size << " ranks (" << dist::launcher_name(world.launcher)
+              << ", " << comm->name() << "); global batch " << config.get_int("train.batch_size") << "\n";
+  }
 
   // Everything checkable is checked before any long work.
   const MelParams mel_params = MelParams::from_config(config);
@@ -199,17 +254,20 @@ int run_training(const TrainRequest& req) {
   const nn::ModelPlan plan = nn::plan_model(config, nn::Shape3{mel_params.n_mels, frames, 1}, classes);
   const SplitOptions split_options = split_options_from_config(config);
 
-  if (!run) {
-    const std::string parent = req.out.empty() ? config.get_path("output.dir") : req.out;
-    run = std::make_unique<RunDir>(RunDir::create(parent, config.name()));
+  if (!run && !root) {
+    run = std::make_unique<RunDir>(RunDir::open(comm->broadcast_string("", 0)));  // rank 0 names it
+  } else if (!run) {
+    run = std::make_unique<RunDir>(RunDir::create(out_parent, config.name()));
     run->write_json("config.json", config.resolved_for_saving());
     run_info = {{"experiment", fs::absolute(req.experiment).string()},
                 {"overrides", req.overrides},
                 {"device", device_name(device)},
                 {"started_utc", utc_timestamp()},
                 {"host", [] { char h[256] = {}; ::gethostname(h, sizeof h - 1); return std::string(h); }()},
-                {"versions", version_info()}};
+                {"versions", version_info()},
+                {"world", {{"ranks", world.size}, {"launcher", dist::launcher_name(world.launcher)}}}};
     run->write_json("run.json", run_info);
+    if (comm) comm->broadcast_string(run->path(), 0);  // the others open it once it is complete
   }
   std::cerr << "genrelab train: run directory " << run->path() << " (" << device_name(device) << ", "
             << plan.param_count() << " parameters)\n";
@@ -257,7 +315,7 @@ int run_training(const TrainRequest& req) {
     names["classes"] = dataset.classes;
     names["root"] = dataset.root;
     names["class_root"] = dataset.class_root;
-    run->write_json("split.json", names);
+    if (root) run->write_json("split.json", names);
   }
   {
     std::vector<int64_t> test_per_class(size_t(classes), 0), train_per_class(size_t(classes), 0);
@@ -297,8 +355,8 @@ int run_training(const TrainRequest& req) {
       stats.mean = j.at("mean").get<std::vector<float>>();
       stats.std = j.at("std").get<std::vector<float>>();
     } else {
-      stats = builder.band_stats(train_audio);
-      run->write_json("feature_stats.json", {{"mean", stats.mean}, {"std", stats.std}});
+      stats = builder.band_stats(train_audio);  // every rank computes the same statistics
+      if (root) run->write_json("feature_stats.json", {{"mean", stats.mean}, {"std", stats.std}});
     }
     mel.set_band_stats(stats);
   }
@@ -316,6 +374,13 @@ int run_training(const TrainRequest& req) {
 
   // ---- 4. network, resume state ----
   std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
+  net->set_communicator(comm.get());
+  if (comm && config.get_bool("train.sync_batchnorm"))
+    for (const auto& L : plan.layers)
+      if (L.type == "batchnorm")
+        config.fail("train.sync_batchnorm", "is not implemented yet for data-parallel runs: each rank normalises with "
+                                            "its own shard's statistics when it is false (the moving statistics follow "
+                                            "rank 0); set it to false");
   const int epochs = int(config.get_int("train.epochs"));
   const int64_t batch = config.get_int("train.batch_size");
   const int checkpoint_every = int(config.get_int("train.checkpoint_every"));
@@ -379,6 +444,10 @@ int run_training(const TrainRequest& req) {
   bool profiling = false;
 #endif
   const int64_t warmup_steps = 3;
+  const int64_t test_stop_after_steps = [] {
+    const char* v = std::getenv("GENRELAB_TEST_STOP_AFTER_STEPS");
+    return v ? std::atoll(v) : int64_t(0);
+  }();
   ClipScores last_test;
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
@@ -390,26 +459,42 @@ int run_training(const TrainRequest& req) {
     BackendArray<int32_t> y(device);
     x.resize(size_t(batch * train_set.feature_size));
     y.resize(size_t(batch));
-    double loss_sum = epoch == start_epoch ? resume_loss : 0;
-    int64_t correct = epoch == start_epoch ? resume_correct : 0, seen = epoch == start_epoch ? resume_examples : 0;
+    // This rank's sums over its shards (rank 0 also holds what a resumed epoch had before the stop);
+    // summed over the ranks when the epoch ends or stops.
+    const bool resumed_here = epoch == start_epoch && root;
+    double loss_sum = resumed_here ? resume_loss : 0;
+    int64_t correct = resumed_here ? resume_correct : 0, seen = resumed_here ? resume_examples : 0;
+    auto global_sums = [&] {
+      if (comm) {
+        double sums[3] = {loss_sum, double(correct), double(seen)};
+        comm->all_reduce_sum_host(sums, 3, dist::DType::f64);
+        loss_sum = sums[0];
+        correct = int64_t(sums[1]);
+        seen = int64_t(sums[2]);
+      }
+    };
     const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
-      const int64_t n = std::min(batch, train_set.count - b * batch);
+      const int64_t n = std::min(batch, train_set.count - b * batch);  // the global batch
+      // This rank's shard: global positions [mine.first, mine.first + mine.count) of the batch.
+      const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+      const int64_t* rows = perm.data() + b * batch + mine.first;
 #if GENRELAB_HAVE_CUDA
       if (req.profile_steps > 0 && int64_t(step) == warmup_steps) { cudaProfilerStart(); profiling = true; }
 #endif
       {
         NvtxRange gather_range("gather batch");
-        train_set.features.gather_rows(perm.data() + b * batch, n, train_set.feature_size, x.data());
-        train_set.labels_backend.gather_rows(perm.data() + b * batch, n, 1, y.data());
+        train_set.features.gather_rows(rows, mine.count, train_set.feature_size, x.data());
+        train_set.labels_backend.gather_rows(rows, mine.count, 1, y.data());
       }
       nn::StepStats st;
       {
         NvtxRange step_range("train step");  // ends after last_stats(), which waits for the step
-        net->train_step(x.data(), y.data(), n, n, float(schedule.at(step)), nn::StepKey{hyper.seed, step, 0});
+        net->train_step(x.data(), y.data(), mine.count, n, float(schedule.at(step)),
+                        nn::StepKey{hyper.seed, step, mine.first});
         st = net->last_stats();
       }
       if (!std::isfinite(st.loss_sum)) {
@@ -437,17 +522,25 @@ int run_training(const TrainRequest& req) {
         std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
         return 0;
       }
-      if (g_stop_signal) {
+      // A stop must happen at the same step on every rank: they agree on it after each step.
+      // GENRELAB_TEST_STOP_AFTER_STEPS=N (a test hook) acts as a SIGTERM after global step N.
+      int stop_signal = g_stop_signal;
+      if (test_stop_after_steps > 0 && step == uint64_t(test_stop_after_steps)) stop_signal = SIGTERM;
+      if (comm && comm->sum(int64_t(stop_signal != 0)) > 0 && !stop_signal) stop_signal = SIGTERM;
+      if (stop_signal) {
         const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-        save_checkpoint(epoch - 1, b + 1, loss_sum, correct, seen, secs, false);
+        global_sums();
+        if (root) save_checkpoint(epoch - 1, b + 1, loss_sum, correct, seen, secs, false);
+        if (comm) comm->barrier();  // the checkpoint is complete before any rank exits
         bar.finish();
-        const int sig = g_stop_signal;
+        const int sig = stop_signal;
         std::cerr << "genrelab train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " at epoch " << epoch
                   << ", step " << step << "; checkpoint written. Continue with: genrelab train --resume " << run->path() << "\n";
         return 128 + sig;
       }
     }
     bar.finish();
+    global_sums();
     const double seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
 
     EpochMetrics m;
@@ -456,11 +549,13 @@ int run_training(const TrainRequest& req) {
     m.train_accuracy = seen ? double(correct) / double(seen) : 0;
     {
       NvtxRange eval_range("evaluate");
-      last_test = score_clips(predict_all(*net, test_set, classes, batch), classes, test_set.group, test_set.clip_labels);
+      last_test =
+          score_clips(predict_all(*net, test_set, classes, batch, comm.get()), classes, test_set.group, test_set.clip_labels);
       m.test_loss = last_test.loss;
       m.test_accuracy = last_test.accuracy;
       if (valid_set.count > 0) {
-        const ClipScores v = score_clips(predict_all(*net, valid_set, classes, batch), classes, valid_set.group, valid_set.clip_labels);
+        const ClipScores v = score_clips(predict_all(*net, valid_set, classes, batch, comm.get()), classes,
+                                         valid_set.group, valid_set.clip_labels);
         m.valid_loss = v.loss;
         m.valid_accuracy = v.accuracy;
       }
@@ -469,11 +564,13 @@ int run_training(const TrainRequest& req) {
     m.samples_per_second = seconds > 0 ? double(seen) / seconds : 0;
     m.lr = schedule.at(step > 0 ? step - 1 : 0);
     metrics.push_back(m);
-    run->write_metrics(metrics);
-    write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
-    write_file_atomic(run->file("confusion.svg"),
-                      confusion_svg(last_test.confusion, dataset.classes, config.name() + ": test, epoch " + std::to_string(epoch)));
-    if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
+    if (root) {
+      run->write_metrics(metrics);
+      write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
+      write_file_atomic(run->file("confusion.svg"), confusion_svg(last_test.confusion, dataset.classes,
+                                                                  config.name() + ": test, epoch " + std::to_string(epoch)));
+      if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
+    }
     char line[256];
     std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,
                   m.train_loss, pct(m.train_accuracy).c_str(), pct(m.test_accuracy).c_str(),
@@ -485,7 +582,8 @@ int run_training(const TrainRequest& req) {
   finish_checkpoint();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   const RunSummary summary = summarize(metrics, last_test.confusion, dataset.classes, wall, device_name(device));
-  run->write_json("summary.json", to_json(summary));
+  if (root) run->write_json("summary.json", to_json(summary));
+  if (comm) comm->barrier();  // summary.json is complete before any rank exits
   std::cerr << "\n  " << config.name() << " (" << device_name(device) << ")\n"
             << "  best test accuracy   " << pct(summary.best_test_accuracy) << "  (epoch " << summary.best_epoch
             << ", selected on " << summary.best_epoch_selected_by << ")\n"
@@ -496,7 +594,7 @@ int run_training(const TrainRequest& req) {
     std::cerr << row;
   }
   std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";
-  std::cout << run->path() << "\n";
+  if (root) std::cout << run->path() << "\n";
   return 0;
 }
 

@@ -28,6 +28,13 @@ struct RuntimeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An error whose message is already on stderr (the ranks of a data-parallel job report a shared
+// failure before any of them exits): `genrelab` exits with `code` without printing it again.
+struct ReportedError : std::runtime_error {
+  int code;
+  ReportedError(const std::string& what, int exit_code) : std::runtime_error(what), code(exit_code) {}
+};
+
 namespace detail {
 [[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
 inline std::string concat() { return {}; }

@@ -40,6 +40,10 @@ CudaStatus query_cuda();
 // with one line on stderr saying why; an explicit "cuda" without a usable GPU is a RuntimeError.
 Device resolve_device(const std::string& requested);
 
+// Makes GPU `index` (among the visible ones) current for this process; a data-parallel rank calls
+// it before any CUDA work. RuntimeError when the index is not visible.
+void use_gpu(int index);
+
 // True when this binary was built with the CUDA backend.
 bool built_with_cuda();
 

@@ -12,6 +12,7 @@
 
 #include "genrelab/config.h"
 #include "genrelab/device.h"
+#include "genrelab/dist.h"
 #include "genrelab/nn/model.h"
 
 namespace genrelab::nn {
@@ -97,6 +98,14 @@ class Network {
   // The layer implementations, for per-layer tests and `bench --what layers`.
   virtual LayerImpl& layer(size_t index) = 0;
 
+  // Data-parallel training over `comm`'s ranks (nullptr: one process, the default). Each rank's
+  // train_step takes its shard of the global batch (n may be 0 when the batch has fewer examples
+  // than ranks); the parameter gradients are summed over the ranks between the backward pass and
+  // the optimizer (the loss gradient is already divided by global_batch), so every rank applies
+  // the same update; non-trainable parameters (batch-norm moving statistics) then follow rank 0,
+  // as PyTorch's DDP broadcasts its buffers. last_stats() stays this rank's own.
+  void set_communicator(dist::Communicator* comm) { comm_ = comm; }
+
   // NaN/Inf guard, called after train_step: true when every gradient of the last step and every
   // parameter is finite. Otherwise false, and `where` (when given) names the layer, e.g.
   // "non-finite gradient in layer 3 (conv2d_2)" or "non-finite weights in layer 0 (conv2d_1)";
@@ -104,6 +113,7 @@ class Network {
   bool check_finite(std::string* where = nullptr);
 
  protected:
+  dist::Communicator* comm_ = nullptr;
   // Non-finite value counts of host-side (cpu) or device-side (cuda) float tensors, one count per
   // (pointer, length) pair; the cuda backend reduces on the device and synchronises once.
   virtual std::vector<int64_t> count_nonfinite(const std::vector<std::pair<const float*, int64_t>>& tensors) = 0;

@@ -1,0 +1,252 @@
+// Data-parallel training on the CPU backend under `mpirun -np 2` against one process (losses,
+// weights, accuracy and confusion counts), a world-of-2 checkpoint resumed by one process, a rank
+// killed mid-epoch, ranks whose configs differ; and the launcher environment, shards and hashes.
+// The mpirun tests skip (with the reason) when the binary was built without MPI or mpirun is absent.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "genrelab/dist.h"
+#include "genrelab/nn/checkpoint.h"
+#include "genrelab/run.h"
+#include "train_fixtures.h"
+
+namespace genrelab {
+namespace {
+
+namespace fs = std::filesystem;
+
+// True when this binary has MPI and mpirun is on the PATH; otherwise prints "SKIPPED: <reason>".
+bool mpirun_or_skip() {
+  if (!dist::built_with_mpi()) {
+    WARN("SKIPPED: this genrelab was built without MPI (install libopenmpi-dev: tools/setup.sh)");
+    return false;
+  }
+  if (test::run_command("command -v mpirun >/dev/null 2>&1") != 0) {
+    WARN("SKIPPED: mpirun not found (install openmpi-bin: tools/setup.sh)");
+    return false;
+  }
+  return true;
+}
+#define GENRELAB_REQUIRE_MPIRUN() \
+  do { if (!mpirun_or_skip()) return; } while (0)
+
+// `mpirun -np N genrelab ARGS` on this one machine (shared memory between the ranks).
+std::string mpirun(int np, const std::string& args, const std::string& mpirun_options = "") {
+  return "mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none " +
+         mpirun_options + " -np " + std::to_string(np) + " " + test::genrelab_binary() + " " + args;
+}
+
+std::vector<fs::path> run_dirs(const fs::path& out) {
+  std::vector<fs::path> dirs;
+  if (fs::exists(out))
+    for (const auto& e : fs::directory_iterator(out))
+      if (e.is_directory()) dirs.push_back(e.path());
+  return dirs;
+}
+
+std::map<std::string, std::vector<float>> weights(const fs::path& run) {
+  std::map<std::string, std::vector<float>> w;
+  for (const auto& t : nn::load_checkpoint((run / "checkpoint.bin").string()).tensors) w[t.name] = t.data;
+  return w;
+}
+
+// Two finished runs agree: per-epoch losses and every state tensor within `tol` relative, the
+// same test accuracies and confusion counts.
+void require_same_run(const fs::path& a, const fs::path& b, double tol) {
+  const RunDir ra = RunDir::open(a.string()), rb = RunDir::open(b.string());
+  const auto ma = ra.read_metrics(), mb = rb.read_metrics();
+  REQUIRE(ma.size() == mb.size());
+  for (size_t e = 0; e < ma.size(); ++e) {
+    INFO("epoch " << e + 1);
+    CHECK(mb[e].train_loss == Approx(ma[e].train_loss).epsilon(tol));
+    CHECK(mb[e].train_accuracy == Approx(ma[e].train_accuracy).margin(1e-12));
+    CHECK(mb[e].test_accuracy == Approx(ma[e].test_accuracy).margin(1e-12));
+    CHECK(mb[e].test_loss == Approx(ma[e].test_loss).epsilon(tol));
+  }
+  CHECK(rb.read_json("summary.json")["confusion_matrix"] == ra.read_json("summary.json")["confusion_matrix"]);
+  const auto wa = weights(a), wb = weights(b);
+  REQUIRE(wa.size() == wb.size());
+  for (const auto& [name, va] : wa) {
+    const auto& vb = wb.at(name);
+    REQUIRE(va.size() == vb.size());
+    double scale = 0;
+    for (float v : va) scale = std::max(scale, double(std::fabs(v)));
+    test::require_close(vb, va, tol * (scale + 1e-6), tol, name);
+  }
+}
+
+TEST_CASE("world environment of mpirun srun and the gpus spawner", "[dist]") {
+  auto with_env = [](std::vector<std::pair<const char*, const char*>> vars) {
+    for (const char* v : {"GENRELAB_RANK", "GENRELAB_WORLD_SIZE", "GENRELAB_LOCAL_RANK", "GENRELAB_JOB_ID",
+                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_MCA_ess_base_jobid", "SLURM_PROCID", "SLURM_NTASKS",
+                          "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_ID", "SLURM_STEP_ID", "PMIX_NAMESPACE"})
+      unsetenv(v);
+    for (const auto& [k, v] : vars) setenv(k, v, 1);
+    return dist::World::from_environment();
+  };
+  dist::World w = with_env({});
+  CHECK((w.size == 1 && w.rank == 0 && w.launcher == dist::Launcher::none && !w.distributed()));
+  w = with_env({{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "8"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}, {"OMPI_MCA_ess_base_jobid", "77"}});
+  CHECK((w.rank == 3 && w.size == 8 && w.local_rank == 1 && w.local_size == 2 && w.launcher == dist::Launcher::mpirun &&
+         w.job_id == "77"));
+  CHECK(dist::local_gpu(w, 4) == 1);
+  w = with_env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "4"},
+                {"SLURM_JOB_ID", "123"}, {"SLURM_STEP_ID", "0"}});
+  CHECK((w.rank == 5 && w.size == 8 && w.local_rank == 1 && w.local_size == 4 && w.launcher == dist::Launcher::slurm &&
+         w.job_id == "123.0"));
+  w = with_env({{"GENRELAB_RANK", "1"}, {"GENRELAB_WORLD_SIZE", "2"}, {"GENRELAB_JOB_ID", "spawn-9"}});
+  CHECK((w.rank == 1 && w.size == 2 && w.launcher == dist::Launcher::spawn && w.job_id == "spawn-9"));
+  CHECK(dist::local_gpu(w, 1) == 0);  // the spawner leaves each worker one visible GPU
+  CHECK_THROWS_WITH(with_env({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "2"}}),
+                    Catch::Contains("inconsistent"));
+  CHECK_THROWS_WITH(with_env({{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}}), Catch::Contains("SLURM_PROCID"));
+  with_env({});
+}
+
+TEST_CASE("shards split a global batch evenly and in order", "[dist]") {
+  // 29 examples over 4 ranks: 8, 7, 7, 7, contiguous.
+  int64_t next = 0;
+  for (int r = 0; r < 4; ++r) {
+    const dist::Shard s = dist::shard_of(29, r, 4);
+    CHECK(s.first == next);
+    CHECK(s.count == (r == 0 ? 8 : 7));
+    next += s.count;
+  }
+  CHECK(next == 29);
+  CHECK(dist::shard_of(1, 1, 2).count == 0);  // a rank may get an empty shard
+  CHECK(dist::shard_of(32, 1, 2).first == 16);
+  // FNV-1a 64 of "a" is af63dc4c8601ec8c (published test vector).
+  CHECK(dist::hash_hex("a") == "af63dc4c8601ec8c");
+  CHECK(dist::hash_hex("{\"train\":1}") != dist::hash_hex("{\"train\":2}"));
+}
+
+TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-equal");
+  const std::string exp = test::tiny_experiment(dir, 2);
+  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true --out ";
+  const auto one = test::run_genrelab(common + (dir / "w1").string());
+  REQUIRE(one.rc == 0);
+  const auto two = test::run_shell(mpirun(2, common + (dir / "w2").string()));
+  INFO(two.err);
+  REQUIRE(two.rc == 0);
+  CHECK(two.err.find("data parallel over 2 ranks") != std::string::npos);
+  // Exactly one run directory, named once on stdout (rank 0 alone writes and prints).
+  REQUIRE(run_dirs(dir / "w2").size() == 1);
+  CHECK(test::trim(two.out) == run_dirs(dir / "w2")[0].string());
+  CHECK(RunDir::open(run_dirs(dir / "w2")[0].string()).read_json("run.json")["world"]["ranks"] == 2);
+  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w2")[0], 1e-4);
+}
+
+// Starts `cmd` as its own process group (the pid is mpirun's: `exec`), output to `log`.
+pid_t start_job(const std::string& cmd, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + log + " 2>&1").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// The first run directory under `out` that holds a checkpoint ("" after 30 s).
+std::string wait_for_checkpoint(const fs::path& out) {
+  for (int i = 0; i < 3000; ++i) {
+    for (const auto& d : run_dirs(out))
+      if (fs::exists(d / "checkpoint.bin")) return d.string();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return "";
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-resume");
+  const std::string exp = test::tiny_experiment(dir, 2);
+  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true --out ";
+  REQUIRE(test::run_genrelab(common + (dir / "w1").string()).rc == 0);
+  // A world of 2 stops after step 8, inside an epoch, as after a SIGTERM (both ranks agree on the
+  // step; rank 0 writes a mid-epoch checkpoint); then one process finishes the run.
+  const auto two = test::run_shell("GENRELAB_TEST_STOP_AFTER_STEPS=8 " +
+                                   mpirun(2, common + (dir / "w2").string(), "-x GENRELAB_TEST_STOP_AFTER_STEPS"));
+  INFO(two.err);
+  CHECK(two.rc == 128 + SIGTERM);
+  REQUIRE(two.err.find("stopped by SIGTERM at epoch 1, step 8") != std::string::npos);
+  REQUIRE(run_dirs(dir / "w2").size() == 1);
+  const std::string run = run_dirs(dir / "w2")[0].string();
+  CHECK(!fs::exists(fs::path(run) / "summary.json"));
+  const auto resumed = test::run_genrelab("train --resume " + run + " --quiet");
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  CHECK(resumed.err.find("resuming at epoch 1 (batch 9)") != std::string::npos);
+  require_same_run(run_dirs(dir / "w1")[0], run, 1e-4);
+}
+
+TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-kill");
+  const std::string exp = test::tiny_experiment(dir, 60, 16, 16);
+  const std::string log = (dir / "job.log").string();
+  const pid_t pid = start_job(mpirun(2, "train " + exp + " --device cpu --quiet --out " + (dir / "out").string()), log);
+  const std::string run = wait_for_checkpoint(dir / "out");
+  REQUIRE(!run.empty());
+  // Rank 1 is the genrelab process whose environment says so.
+  std::string pids;
+  test::run_command("for p in $(pgrep -f 'genrelab train .*dist-kill'); do tr '\\0' '\\n' </proc/$p/environ 2>/dev/null | "
+                    "grep -qx OMPI_COMM_WORLD_RANK=1 && echo $p; done",
+                    &pids);
+  REQUIRE(!test::trim(pids).empty());
+  const pid_t rank1 = pid_t(std::stol(test::trim(pids)));
+  const auto t0 = std::chrono::steady_clock::now();
+  ::kill(rank1, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(read_text(log));
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) != 0));
+  CHECK(seconds < 60);
+  // Only complete files (a killed write leaves NAME.tmp beside the intact NAME, which resume
+  // removes): every JSON parses, the checkpoint loads.
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().extension() == ".json") CHECK_NOTHROW(RunDir::open(run).read_json(e.path().filename().string()));
+  CHECK_NOTHROW(nn::load_checkpoint(run + "/checkpoint.bin"));
+  const auto resumed = test::run_genrelab("train --resume " + run + " --quiet");
+  INFO(resumed.err);
+  CHECK(resumed.rc == 0);
+  CHECK(RunDir::open(run).read_metrics().size() == 60);
+}
+
+TEST_CASE("ranks with different configs are refused with both hashes", "[dist][mpi]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-config");
+  const std::string exp = test::tiny_experiment(dir, 1);
+  const std::string base = "train " + exp + " --device cpu --quiet --out " + (dir / "out").string();
+  // MPMD: rank 0 and rank 1 get different learning rates.
+  const std::string cmd = mpirun(1, base + " --set train.lr=0.003") + " : -np 1 " + test::genrelab_binary() + " " +
+                          base + " --set train.lr=0.004";
+  const auto r = test::run_shell(cmd);
+  INFO(r.err);
+  CHECK(r.rc != 0);
+  CHECK(r.err.find("differs from rank 0's") != std::string::npos);
+  // Both hashes are shown: rank 1's own and rank 0's.
+  const size_t at = r.err.find("(hash ");
+  REQUIRE(at != std::string::npos);
+  CHECK(r.err.find("rank 0's (hash ", at) != std::string::npos);
+  CHECK(run_dirs(dir / "out").empty());  // refused before any run directory exists
+}
+
+}  // namespace
+}  // namespace genrelab
