@@ -146,8 +146,8 @@ std::vector<KeySpec> make_schema() {
                       {"fp32", "tf32", "bf16", "fp16"}));
   s.push_back(key("train.deterministic", T::boolean, false, "Deterministic cuDNN algorithms: identical metrics run to run."));
   s.push_back(range(key("train.checkpoint_every", T::integer, 1, "Save a checkpoint every this many epochs (and at the end)."), 1, kInf));
-  s.push_back(range(key("train.comm_timeout_s", T::number, 300.0, "Multi-GPU: stop when a rank is silent this long."), 1, kInf));
-  s.push_back(key("train.sync_batchnorm", T::boolean, false, "Multi-GPU: batch-norm statistics over the global batch."));
+  s.push_back(range(key("train.comm_timeout_s", T::number, 300.0, "Data parallel (NCCL): give up when a collective makes no progress this long (a rank died or hangs)."), 1, kInf));
+  s.push_back(key("train.sync_batchnorm", T::boolean, false, "Data parallel: batch-norm statistics over the global batch (not implemented yet: refused with batch norm in a world of several ranks)."));
 
   // output
   KeySpec out = key("output.dir", T::path, "runs", "Parent folder of run directories (--out overrides); relative to the working directory.");

@@ -11,10 +11,15 @@
 #include <map>
 #include <thread>
 
+#include "../host/dist/dist_impl.h"
 #include "genrelab/dist.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/run.h"
 #include "train_fixtures.h"
+
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/memory.h"
+#endif
 
 namespace genrelab {
 namespace {
@@ -38,7 +43,8 @@ bool mpirun_or_skip() {
 
 // `mpirun -np N genrelab ARGS` on this one machine (shared memory between the ranks).
 std::string mpirun(int np, const std::string& args, const std::string& mpirun_options = "") {
-  return "mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none " +
+  return "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader "
+         "--mca btl_vader_single_copy_mechanism none " +
          mpirun_options + " -np " + std::to_string(np) + " " + test::genrelab_binary() + " " + args;
 }
 
@@ -198,7 +204,7 @@ TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]")
 TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mpi][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-kill");
-  const std::string exp = test::tiny_experiment(dir, 60, 16, 16);
+  const std::string exp = test::tiny_experiment(dir, 30, 16, 16);
   const std::string log = (dir / "job.log").string();
   const pid_t pid = start_job(mpirun(2, "train " + exp + " --device cpu --quiet --out " + (dir / "out").string()), log);
   const std::string run = wait_for_checkpoint(dir / "out");
@@ -226,7 +232,7 @@ TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mp
   const auto resumed = test::run_genrelab("train --resume " + run + " --quiet");
   INFO(resumed.err);
   CHECK(resumed.rc == 0);
-  CHECK(RunDir::open(run).read_metrics().size() == 60);
+  CHECK(RunDir::open(run).read_metrics().size() == 30);
 }
 
 TEST_CASE("ranks with different configs are refused with both hashes", "[dist][mpi]") {
@@ -247,6 +253,37 @@ TEST_CASE("ranks with different configs are refused with both hashes", "[dist][m
   CHECK(r.err.find("rank 0's (hash ", at) != std::string::npos);
   CHECK(run_dirs(dir / "out").empty());  // refused before any run directory exists
 }
+
+#if GENRELAB_HAVE_CUDA
+TEST_CASE("NCCL all-reduce and broadcast on this GPU equal the CPU results", "[dist][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  if (!dist::built_with_nccl()) {
+    WARN("SKIPPED: this genrelab was built without NCCL");
+    return;
+  }
+  // A world of one on the current GPU (the multi-GPU form runs under mpirun or --gpus).
+  const auto dir = test::temp_dir("nccl-one");
+  auto comm = dist::make_nccl_communicator(dist::World{}, dir.string(), 60);
+  REQUIRE(comm->size() == 1);
+  const int64_t n = 1000003;  // odd, over one NCCL chunk
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[size_t(i)] = float(i % 97) * 0.25f - 3.0f;
+  cuda::Stream stream;
+  cuda::DeviceBuffer<float> d(x.size());
+  cuda::copy_to_device(d.data(), x.data(), x.size());
+  comm->all_reduce_sum(d.data(), n, dist::DType::f32, stream.get());
+  comm->wait(stream.get());
+  std::vector<float> got(x.size());
+  cuda::copy_to_host(got.data(), d.data(), got.size());
+  test::require_close(got, x, 0, 0, "all-reduce over one rank");  // the sum of one term is exact
+  double host[3] = {1.5, -2.0, 1e300};
+  comm->all_reduce_sum_host(host, 3, dist::DType::f64);
+  CHECK((host[0] == 1.5 && host[1] == -2.0 && host[2] == 1e300));
+  CHECK(comm->broadcast_string("run-dir-name", 0) == "run-dir-name");
+  CHECK(comm->sum(int64_t(41)) == 41);
+  comm->barrier();
+}
+#endif
 
 }  // namespace
 }  // namespace genrelab

@@ -83,6 +83,7 @@ class CudaNetwork final : public Network {
       layers_.push_back(cuda::nn::make_gpu_layer(L, ctx_));
       fwd_names_.push_back("fwd " + L.name);  // NVTX range names, built once
       bwd_names_.push_back("bwd " + L.name);
+      allreduce_names_.push_back("all-reduce " + L.name);
       for (const auto& p : L.params)
         if (p.trainable) {
           Trainable t;
@@ -122,7 +123,8 @@ class CudaNetwork final : public Network {
 
   void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
                   const StepKey& key) override {
-    GENRELAB_CHECK(n > 0 && global_batch >= n, "train_step: n = ", n, ", global_batch = ", global_batch);
+    GENRELAB_CHECK(n >= 0 && global_batch >= n && global_batch > 0 && (n > 0 || comm_),
+                   "train_step: n = ", n, ", global_batch = ", global_batch);
     try {
       run_train_step(x, labels, n, global_batch, lr, key);
     } catch (const RuntimeError& e) {
@@ -152,7 +154,7 @@ class CudaNetwork final : public Network {
     GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&loss, dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx_.stream()));
     GENRELAB_CUDA_CHECK(
         cudaMemcpyAsync(&correct, dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream()));
-    ctx_.stream_sync();
+    sync();
     s.loss_sum = loss;
     s.correct = correct;
     s.examples = last_n_;
@@ -263,7 +265,7 @@ class CudaNetwork final : public Network {
     }
     GENRELAB_CUDA_CHECK(cudaMemcpyAsync(counts.data(), dnonfinite_.data(), tensors.size() * sizeof(int64_t),
                                         cudaMemcpyDeviceToHost, s));
-    ctx_.stream_sync();
+    sync();
     return counts;
   }
 
@@ -282,8 +284,58 @@ class CudaNetwork final : public Network {
     std::vector<DeviceBuffer<float>> moments;  // one per optimizer slot
   };
 
+  // Waits for the network's stream; with a communicator, through it (a collective that cannot
+  // finish, because another rank died or hangs, ends the wait after train.comm_timeout_s).
+  void sync() {
+    if (comm_) comm_->wait(ctx_.stream());
+    else ctx_.stream_sync();
+  }
+
+  // Data parallel: layer i's gradients are all-reduced on comm_stream_ as soon as its backward
+  // has run (an event orders them), overlapping the backward of the layers below it.
+  void all_reduce_layer(size_t i) {
+    if (!comm_ || layers_[i]->grads().empty()) return;
+    if (layer_done_.size() != layers_.size()) layer_done_ = std::vector<cuda::Event>(layers_.size());
+    layer_done_[i].record(ctx_.stream());
+    layer_done_[i].wait_on(comm_stream_);
+    NvtxRange range(allreduce_names_[i].c_str());
+    const LayerDesc& L = plan_.layers[i];
+    size_t g = 0;
+    for (const auto& p : L.params)
+      if (p.trainable) comm_->all_reduce_sum(layers_[i]->grads()[g++], p.size(), dist::DType::f32, comm_stream_.get());
+  }
+  // The optimizer waits for every all-reduce; then the non-trainable parameters (batch-norm
+  // moving statistics) follow rank 0, queued after the update.
+  void join_all_reduce() {
+    if (!comm_) return;
+    comm_done_.record(comm_stream_);
+    comm_done_.wait_on(ctx_.stream());
+  }
+  void broadcast_buffers() {
+    if (!comm_) return;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const auto ptrs = layers_[li]->params();
+      for (size_t j = 0; j < plan_.layers[li].params.size(); ++j)
+        if (!plan_.layers[li].params[j].trainable)
+          comm_->broadcast(ptrs[j], plan_.layers[li].params[j].size() * int64_t(sizeof(float)), 0, ctx_.stream());
+    }
+  }
+
   void run_train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
                       const StepKey& key) {
+    if (n == 0) {  // an empty shard: zero gradients, the same collectives and the same update
+      cudaStream_t s = ctx_.stream();
+      for (auto& l : layers_) l->zero_grads();
+      GENRELAB_CUDA_CHECK(cudaMemsetAsync(dstats_.data(), 0, sizeof(double), s));
+      GENRELAB_CUDA_CHECK(cudaMemsetAsync(dcorrect_.data(), 0, sizeof(int32_t), s));
+      for (size_t i = layers_.size(); i-- > 0;) all_reduce_layer(i);
+      join_all_reduce();
+      apply_optimizer(lr, key.step);
+      broadcast_buffers();
+      ++step_;
+      last_n_ = 0;
+      return;
+    }
     ensure_batch(n);
     cudaStream_t s = ctx_.stream();
     const size_t L = layers_.size();
@@ -321,16 +373,19 @@ class CudaNetwork final : public Network {
         NvtxRange range(bwd_names_[i].c_str());
         layers_[i]->backward(xin, act_[i], dy, i == 0 ? nullptr : dx, n, key);
       }
+      all_reduce_layer(i);
       std::swap(dy, dx);
     }
     layers_.back()->set_logits_output(false);
     backward_range.reset();
     ev_bwd_.record(s);
 
+    join_all_reduce();
     {
       NvtxRange range("optimizer");
       apply_optimizer(lr, key.step);
     }
+    broadcast_buffers();
     ++step_;
     last_n_ = n;
     ev_end_.record(s);
@@ -503,7 +558,7 @@ class CudaNetwork final : public Network {
   GpuContext ctx_;
   std::vector<std::string> slots_;
   std::vector<std::unique_ptr<GpuLayer>> layers_;
-  std::vector<std::string> fwd_names_, bwd_names_;  // NVTX range names per layer: "fwd conv2d_1"
+  std::vector<std::string> fwd_names_, bwd_names_, allreduce_names_;  // NVTX range names per layer: "fwd conv2d_1"
   std::vector<Trainable> trainable_;
   int64_t cap_ = 0;                             // batch size the buffers hold
   std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten
@@ -518,6 +573,9 @@ class CudaNetwork final : public Network {
   DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch
   DeviceBuffer<int64_t> dnonfinite_;            // (tensors) non-finite counts of check_finite
   cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
+  cuda::Stream comm_stream_;                // data parallel: gradient all-reduces
+  std::vector<cuda::Event> layer_done_;     // per layer: its backward has run
+  cuda::Event comm_done_;                   // every all-reduce of the step has run
   uint64_t step_ = 0;
   int64_t last_n_ = 0;
 };

@@ -1,4 +1,5 @@
-// `genrelab info`: GPUs, driver and library versions, or why no GPU is usable.
+// `genrelab info`: GPUs, driver and library versions (MPI and NCCL for data-parallel runs), or why
+// no GPU is usable.
 #include <sndfile.h>
 #include <fftw3.h>
 
@@ -7,6 +8,7 @@
 
 #include "genrelab/cli.h"
 #include "genrelab/device.h"
+#include "genrelab/dist.h"
 
 namespace genrelab::cli {
 namespace {
@@ -21,6 +23,7 @@ int run_info(const Args& args) {
   std::cout << "genrelab " << GENRELAB_VERSION << "\n";
   std::cout << "libsndfile: " << sf_version_string() << "\n";
   std::cout << "FFTW: " << fftwf_version << "\n";
+  std::cout << "MPI: " << (dist::built_with_mpi() ? dist::mpi_version() : "not built") << "\n";
   std::cout << "CUDA backend: " << (built_with_cuda() ? "built in" : "not built") << "\n";
   if (!built_with_cuda()) return 0;
   const CudaStatus s = query_cuda();
