@@ -31,14 +31,15 @@ ncclDataType_t nccl_type(DType t) {
   return ncclUint8;
 }
 
-// Rank 0 writes the id to DIR/genrelab-nccl-<job>.id (temporary file, then rename); the others
-// wait for it up to the timeout.
-ncclUniqueId rendezvous(const World& world, const std::string& dir, double timeout_s) {
+// Rank 0 writes the id to DIR/genrelab-nccl-<job>.id (temporary file, then rename; `file` names
+// it, and rank 0 removes it once every rank has joined); the others wait for it up to the timeout.
+ncclUniqueId rendezvous(const World& world, const std::string& dir, double timeout_s, std::string& file) {
   ncclUniqueId id{};
   if (world.is_root()) GENRELAB_CUDA_CHECK(ncclGetUniqueId(&id));
-  if (mpi_broadcast_bootstrap(world, &id, int(sizeof id))) return id;
+  if (world.size == 1 || mpi_broadcast_bootstrap(world, &id, int(sizeof id))) return id;
   GENRELAB_CHECK(!dir.empty(), "NCCL rendezvous needs a folder every rank sees (the --out folder)");
   const std::string path = (fs::path(dir) / ("genrelab-nccl-" + world.job_id + ".id")).string();
+  file = path;
   if (world.is_root()) {
     fs::create_directories(dir);
     write_file_atomic(path, std::string(reinterpret_cast<const char*>(&id), sizeof id));
@@ -60,12 +61,17 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const World& world, const std::string& dir, double timeout_s)
       : world_(world), timeout_s_(timeout_s) {
-    const ncclUniqueId id = rendezvous(world, dir, timeout_s);
+    std::string file;
+    const ncclUniqueId id = rendezvous(world, dir, timeout_s, file);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t r = ncclCommInitRankConfig(&comm_, world.size, id, world.rank, &config);
     if (r != ncclSuccess && r != ncclInProgress) GENRELAB_CUDA_CHECK(r);
-    settle("ncclCommInitRank");
+    settle("ncclCommInitRank");  // every rank has joined: the id file has served
+    if (world.is_root() && !file.empty()) {
+      std::error_code ec;
+      fs::remove(file, ec);
+    }
     GENRELAB_CUDA_CHECK(cudaStreamCreateWithFlags(&host_stream_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
