@@ -254,6 +254,33 @@ TEST_CASE("ranks with different configs are refused with both hashes", "[dist][m
   CHECK(run_dirs(dir / "out").empty());  // refused before any run directory exists
 }
 
+TEST_CASE("train --gpus starts one worker per GPU and reports their failure", "[dist]") {
+  const auto dir = test::temp_dir("dist-spawn");
+  const std::string exp = test::tiny_experiment(dir, 1);
+  const std::string out = " --quiet --out " + (dir / "out").string();
+  CHECK(test::run_genrelab("train " + exp + " --gpus 0,0" + out).rc == 2);     // listed twice
+  CHECK(test::run_genrelab("train " + exp + " --gpus 0,x" + out).rc == 2);     // not an index
+  CHECK(test::run_genrelab("train " + exp + " --gpus 0 --device cpu" + out).rc == 2);
+  if (built_with_cuda() && query_cuda().usable) {
+    WARN("SKIPPED: a GPU is present; the --gpus failure path is checked on GPU-less machines");
+    return;
+  }
+  const auto r = test::run_genrelab("train " + exp + " --gpus 0,1" + out);
+  INFO(r.err);
+  if (!built_with_cuda()) {
+    CHECK(r.rc == 2);
+    CHECK(r.err.find("--gpus needs the CUDA backend") != std::string::npos);
+  } else {
+    // Both workers start, both find no GPU: the spawner exits with their code.
+    CHECK(r.rc == 1);
+    size_t count = 0;
+    for (size_t at = r.err.find("no usable GPU"); at != std::string::npos; at = r.err.find("no usable GPU", at + 1))
+      ++count;
+    CHECK(count == 2);
+  }
+  CHECK(run_dirs(dir / "out").empty());
+}
+
 #if GENRELAB_HAVE_CUDA
 TEST_CASE("NCCL all-reduce and broadcast on this GPU equal the CPU results", "[dist][gpu]") {
   GENRELAB_REQUIRE_GPU();
