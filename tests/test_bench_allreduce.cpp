@@ -103,7 +103,8 @@ TEST_CASE("bench allreduce in a world of one times the single-rank communicator"
 }
 
 TEST_CASE("bench allreduce refuses bad sizes and iteration counts", "[bench]") {
-  for (const std::string bad : {"--max-bytes 4", "--max-bytes 1k", "--iterations 0", "--iterations x"}) {
+  for (const std::string bad :
+       {"--max-bytes 4", "--max-bytes 1k", "--max-bytes 9223372036854775807", "--iterations 0", "--iterations x"}) {
     const auto r = test::run_genrelab("bench --what allreduce --device cpu " + bad);
     INFO(bad << ": " << r.err);
     CHECK(r.rc == 2);

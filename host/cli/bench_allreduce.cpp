@@ -139,7 +139,7 @@ std::unique_ptr<dist::Communicator> job_communicator(const dist::World& world, D
 
 int run_allreduce_bench(const cli::Args& args) {
   if (!args.positional().empty()) args.usage_error("bench --what allreduce takes no arguments");
-  const int64_t max_bytes = args.get_int("--max-bytes", kDefaultMaxBytes, 8);
+  const int64_t max_bytes = args.get_int("--max-bytes", kDefaultMaxBytes, 8, int64_t(1) << 40);
   const int iterations = int(args.get_int("--iterations", 20, 1, 1 << 20));
   const Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   const dist::World world = dist::World::from_environment();
