@@ -15,6 +15,7 @@
 #include "genrelab/dist.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/run.h"
+#include "mpi_fixtures.h"
 #include "train_fixtures.h"
 
 #if GENRELAB_HAVE_CUDA
@@ -26,27 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// True when this binary has MPI and mpirun is on the PATH; otherwise prints "SKIPPED: <reason>".
-bool mpirun_or_skip() {
-  if (!dist::built_with_mpi()) {
-    WARN("SKIPPED: this genrelab was built without MPI (install libopenmpi-dev: tools/setup.sh)");
-    return false;
-  }
-  if (test::run_command("command -v mpirun >/dev/null 2>&1") != 0) {
-    WARN("SKIPPED: mpirun not found (install openmpi-bin: tools/setup.sh)");
-    return false;
-  }
-  return true;
-}
-#define GENRELAB_REQUIRE_MPIRUN() \
-  do { if (!mpirun_or_skip()) return; } while (0)
-
-// `mpirun -np N genrelab ARGS` on this one machine (shared memory between the ranks).
-std::string mpirun(int np, const std::string& args, const std::string& mpirun_options = "") {
-  return "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader "
-         "--mca btl_vader_single_copy_mechanism none " +
-         mpirun_options + " -np " + std::to_string(np) + " " + test::genrelab_binary() + " " + args;
-}
+using test::mpirun;
 
 std::vector<fs::path> run_dirs(const fs::path& out) {
   std::vector<fs::path> dirs;

@@ -146,3 +146,65 @@ TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli
   // A bad experiment is refused before anything is written.
   CHECK(test::run_command(test::genrelab_binary() + " sweep /nonexistent.json --slurm " + script + " 2>/dev/null") == 2);
 }
+
+TEST_CASE("sweep writes a data-parallel Slurm array with srun over nodes and GPUs", "[run][cli]") {
+  const auto dir = test::temp_dir("slurm-dp");
+  const std::string exp = test::source_dir() + "/experiments/ablations/log-mel.json";
+  const std::string script = (dir / "dp.sbatch").string();
+  const std::string sweep = test::genrelab_binary() + " sweep " + exp + " --out " + dir.string();
+  REQUIRE(test::run_command(sweep + " --slurm " + script + " --nodes 2 --gpus-per-node 4 --time 02:00:00 2>/dev/null") ==
+          0);
+  CHECK(test::run_command("bash -n " + script) == 0);
+  std::ifstream in(script);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string binary = std::filesystem::canonical(test::genrelab_binary()).string();
+  const std::string out = std::filesystem::absolute(dir).lexically_normal().string();
+  const std::string exp_abs = std::filesystem::absolute(exp).lexically_normal().string();
+  CHECK(text ==
+        "#!/bin/bash\n"
+        "# GenreLab sweep: one Slurm array task per experiment file (written by genrelab sweep --slurm).\n"
+        "# Each task trains data-parallel on 2 node(s) x 4 GPU(s): one rank per GPU, from "
+        "SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID.\n"
+        "#SBATCH --job-name=genrelab-sweep\n"
+        "#SBATCH --array=0-0\n"
+        "#SBATCH --nodes=2\n"
+        "#SBATCH --ntasks-per-node=4\n"
+        "#SBATCH --gres=gpu:4\n"
+        "#SBATCH --cpus-per-task=8\n"
+        "#SBATCH --output=" + out + "/slurm-%A_%a.log\n"
+        "#SBATCH --time=02:00:00\n"
+        "set -euo pipefail\n"
+        "\n"
+        "experiments=(\n"
+        "  '" + exp_abs + "'  # 0\n"
+        ")\n"
+        "overrides=( )\n"
+        "\n"
+        "experiment=${experiments[$SLURM_ARRAY_TASK_ID]}\n"
+        "echo \"genrelab sweep: array task $SLURM_ARRAY_TASK_ID runs $experiment on $(hostname)\" >&2\n"
+        "exec srun --kill-on-bad-exit=1 '" + binary + "' train \"$experiment\" \"${overrides[@]}\" --device cuda --out '" +
+            out + "'\n");
+  // --gpus-per-node alone: one node; the single-GPU form keeps one task and no srun.
+  REQUIRE(test::run_command(sweep + " --slurm " + script + " --gpus-per-node 2 2>/dev/null") == 0);
+  std::ifstream in2(script);
+  const std::string one_node((std::istreambuf_iterator<char>(in2)), {});
+  CHECK(one_node.find("#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=2\n#SBATCH --gres=gpu:2\n") != std::string::npos);
+  REQUIRE(test::run_command(sweep + " --slurm " + script + " 2>/dev/null") == 0);
+  std::ifstream in3(script);
+  const std::string single((std::istreambuf_iterator<char>(in3)), {});
+  CHECK(single.find("#SBATCH --gres=gpu:1\n#SBATCH --ntasks=1\n") != std::string::npos);
+  CHECK(single.find("srun") == std::string::npos);
+  CHECK(single.find("--nodes") == std::string::npos);
+  // Bad counts, and the options without --slurm, are usage errors naming the option.
+  const std::string slurm = "--slurm " + script;
+  for (const std::string& bad : std::vector<std::string>{slurm + " --nodes 0", slurm + " --nodes two",
+                                                        slurm + " --gpus-per-node -1", slurm + " --gpus-per-node 2.5",
+                                                        "--nodes 2", "--gpus-per-node 4"}) {
+    std::string err;
+    const int rc = test::run_command(sweep + " " + bad + " 2>&1 >/dev/null", &err);
+    INFO(bad << ": " << err);
+    CHECK(rc == 2);
+    const std::string option = bad.find("--nodes") != std::string::npos ? "--nodes" : "--gpus-per-node";
+    CHECK(err.find(option) != std::string::npos);
+  }
+}

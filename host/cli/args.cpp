@@ -82,6 +82,21 @@ std::vector<std::string> Args::all(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
+int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t minimum, int64_t maximum) const {
+  const auto v = get(name);
+  if (!v) return fallback;
+  try {
+    size_t used = 0;
+    const long long n = std::stoll(*v, &used);
+    if (used == v->size() && n >= minimum && n <= maximum) return n;
+  } catch (const std::exception&) {
+  }
+  usage_error(name + " expects an integer " +
+              (maximum == INT64_MAX ? "of at least " + std::to_string(minimum)
+                                    : "from " + std::to_string(minimum) + " to " + std::to_string(maximum)) +
+              ", got '" + *v + "'");
+}
+
 void Args::usage_error(const std::string& message) const {
   throw ConfigError("genrelab " + command_ + ": " + message + " (see genrelab " + command_ + " --help)");
 }

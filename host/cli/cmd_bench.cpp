@@ -41,7 +41,7 @@ int run_bench(const Args& args) {
   throw ConfigError("genrelab bench: unknown --what '" + what + "'" + (guess.empty() ? "" : " (did you mean '" + guess + "'?)"));
 }
 
-CommandRegistrar reg{{"bench", "benchmarks: decode, features, augment, train, layers",
+CommandRegistrar reg{{"bench", "benchmarks: decode, features, augment, train, layers, allreduce",
                       "usage: genrelab bench --what NAME [ARGS...] [--device cuda|cpu] [--json OUT.json]\n\n"
                       "Times one stage, after checking its result, and prints achieved throughput beside the\n"
                       "hardware's roofline. Run without --what for the list.\n",
@@ -50,6 +50,8 @@ CommandRegistrar reg{{"bench", "benchmarks: decode, features, augment, train, la
                        {"--threads", true, false, "host threads (decode)"},
                        {"--clips", true, false, "number of clips to process"},
                        {"--iterations", true, false, "timed iterations"},
+                       {"--max-bytes", true, false, "largest message (allreduce; default 268435456 = 256 MiB)"},
+                       {"--out", true, false, "a folder every rank sees, for NCCL's id without mpirun (allreduce)"},
                        {"--json", true, false, "also write the results as JSON to this file"}},
                       run_bench}};
 

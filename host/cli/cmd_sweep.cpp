@@ -60,16 +60,43 @@ std::vector<int> parse_gpus(const std::string& list) {
   return gpus;
 }
 
+// Nodes and GPUs per node of a data-parallel Slurm task (--nodes N --gpus-per-node K); both 1
+// (one GPU, no srun) when neither is given.
+struct SlurmShape {
+  int nodes = 1, gpus_per_node = 1;
+  bool data_parallel = false;
+};
+
+SlurmShape slurm_shape(const Args& args) {
+  SlurmShape shape;
+  for (const char* name : {"--nodes", "--gpus-per-node"})
+    if (args.has(name) && !args.has("--slurm"))
+      args.usage_error(std::string(name) + " sizes the Slurm job of --slurm OUT.sbatch; a local run takes --gpus");
+  shape.nodes = int(args.get_int("--nodes", 1, 1, 1 << 20));
+  shape.gpus_per_node = int(args.get_int("--gpus-per-node", 1, 1, 1 << 10));
+  shape.data_parallel = args.has("--nodes") || args.has("--gpus-per-node");
+  return shape;
+}
+
 std::string slurm_script(const std::vector<std::string>& files, const std::vector<std::string>& sets,
-                         const std::string& out_dir, const Args& args) {
+                         const std::string& out_dir, const SlurmShape& shape, const Args& args) {
   std::ostringstream s;
   s << "#!/bin/bash\n"
-    << "# GenreLab sweep: one Slurm array task per experiment file (written by genrelab sweep --slurm).\n"
-    << "#SBATCH --job-name=" << args.get_or("--job-name", "genrelab-sweep") << "\n"
-    << "#SBATCH --array=0-" << files.size() - 1 << "\n"
-    << "#SBATCH --gres=gpu:1\n"
-    << "#SBATCH --ntasks=1\n"
-    << "#SBATCH --cpus-per-task=" << args.get_or("--cpus-per-task", "8") << "\n"
+    << "# GenreLab sweep: one Slurm array task per experiment file (written by genrelab sweep --slurm).\n";
+  if (shape.data_parallel)
+    s << "# Each task trains data-parallel on " << shape.nodes << " node(s) x " << shape.gpus_per_node
+      << " GPU(s): one rank per GPU, from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID.\n";
+  s << "#SBATCH --job-name=" << args.get_or("--job-name", "genrelab-sweep") << "\n"
+    << "#SBATCH --array=0-" << files.size() - 1 << "\n";
+  if (shape.data_parallel) {
+    s << "#SBATCH --nodes=" << shape.nodes << "\n"
+      << "#SBATCH --ntasks-per-node=" << shape.gpus_per_node << "\n"
+      << "#SBATCH --gres=gpu:" << shape.gpus_per_node << "\n";
+  } else {
+    s << "#SBATCH --gres=gpu:1\n"
+      << "#SBATCH --ntasks=1\n";
+  }
+  s << "#SBATCH --cpus-per-task=" << args.get_or("--cpus-per-task", "8") << "\n"
     << "#SBATCH --output=" << out_dir << "/slurm-%A_%a.log\n";
   if (const auto t = args.get("--time")) s << "#SBATCH --time=" << *t << "\n";
   if (const auto p = args.get("--partition")) s << "#SBATCH --partition=" << *p << "\n";
@@ -80,8 +107,9 @@ std::string slurm_script(const std::vector<std::string>& files, const std::vecto
   s << " )\n\n"
     << "experiment=${experiments[$SLURM_ARRAY_TASK_ID]}\n"
     << "echo \"genrelab sweep: array task $SLURM_ARRAY_TASK_ID runs $experiment on $(hostname)\" >&2\n"
-    << "exec " << shell_quote(self_path()) << " train \"$experiment\" \"${overrides[@]}\" --device cuda --out "
-    << shell_quote(out_dir) << "\n";
+    // srun --kill-on-bad-exit: one failing rank ends the step instead of leaving the others waiting
+    << "exec " << (shape.data_parallel ? "srun --kill-on-bad-exit=1 " : "") << shell_quote(self_path())
+    << " train \"$experiment\" \"${overrides[@]}\" --device cuda --out " << shell_quote(out_dir) << "\n";
   return s.str();
 }
 
@@ -120,6 +148,7 @@ int run_sweep(const Args& args) {
   const auto& files = args.positional();
   if (files.empty()) args.usage_error("expects one or more EXPERIMENT.json files");
   const std::vector<std::string> sets = args.all("--set");
+  const SlurmShape shape = slurm_shape(args);
   // Validate every experiment before starting anything.
   std::string default_out;
   for (const auto& f : files) {
@@ -131,10 +160,13 @@ int run_sweep(const Args& args) {
   for (const auto& f : files) abs_files.push_back(fs::absolute(f).lexically_normal().string());
 
   if (const auto slurm = args.get("--slurm")) {
-    write_file_atomic(*slurm, slurm_script(abs_files, sets, out_dir, args));
+    write_file_atomic(*slurm, slurm_script(abs_files, sets, out_dir, shape, args));
     fs::permissions(*slurm, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
-    std::cerr << "genrelab sweep: wrote " << *slurm << " (" << files.size() << " array tasks); submit with: sbatch "
-              << *slurm << "\n";
+    std::cerr << "genrelab sweep: wrote " << *slurm << " (" << files.size() << " array tasks"
+              << (shape.data_parallel ? ", each on " + std::to_string(shape.nodes) + " node(s) x " +
+                                            std::to_string(shape.gpus_per_node) + " GPU(s)"
+                                      : std::string())
+              << "); submit with: sbatch " << *slurm << "\n";
     return 0;
   }
 
@@ -196,10 +228,12 @@ int run_sweep(const Args& args) {
 
 CommandRegistrar reg{{"sweep", "run several experiments (one per GPU) or write a Slurm job array",
                       "usage: genrelab sweep EXPERIMENT.json... [--set key=value ...] [--gpus 0,1,...] [--out DIR]\n"
-                      "       genrelab sweep EXPERIMENT.json... --slurm OUT.sbatch [--time HH:MM:SS] [--partition P]\n\n"
+                      "       genrelab sweep EXPERIMENT.json... --slurm OUT.sbatch [--nodes N --gpus-per-node K]\n"
+                      "                      [--time HH:MM:SS] [--partition P]\n\n"
                       "Every experiment is validated first. With --gpus, one experiment runs per listed GPU at a time;\n"
                       "without it they run one after another on the CPU backend. Logs go to DIR/sweep-logs/.\n"
-                      "--slurm writes a job-array script: one array task per experiment file, one GPU each.\n",
+                      "--slurm writes a job-array script: one array task per experiment file, one GPU each; with\n"
+                      "--nodes/--gpus-per-node each task trains data-parallel through srun, one rank per GPU.\n",
                       {set_option(), device_option(),
                        {"--gpus", true, false, "GPU indices to run on, e.g. 0,1,2,3"},
                        {"--out", true, false, "parent folder of the run directories (default: output.dir)"},
@@ -207,7 +241,9 @@ CommandRegistrar reg{{"sweep", "run several experiments (one per GPU) or write a
                        {"--time", true, false, "Slurm time limit per task"},
                        {"--partition", true, false, "Slurm partition"},
                        {"--job-name", true, false, "Slurm job name"},
-                       {"--cpus-per-task", true, false, "Slurm CPUs per task (default 8)"}},
+                       {"--cpus-per-task", true, false, "Slurm CPUs per task (default 8)"},
+                       {"--nodes", true, false, "Slurm nodes per experiment, data-parallel (with --slurm)"},
+                       {"--gpus-per-node", true, false, "GPUs (ranks) per node, data-parallel (with --slurm)"}},
                       run_sweep}};
 
 }  // namespace

@@ -4,6 +4,7 @@
 // error, 2 usage or configuration error (ConfigError).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -30,6 +31,9 @@ class Args {
   std::optional<std::string> get(const std::string& name) const;
   std::string get_or(const std::string& name, const std::string& fallback) const;
   std::vector<std::string> all(const std::string& name) const;
+  // The integer value of `name`, `fallback` when absent; a usage error naming the option when it
+  // is not an integer in [minimum, maximum].
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t minimum, int64_t maximum = INT64_MAX) const;
   bool help() const { return help_; }
 
   // Usage errors (exit 2) naming the command.
