@@ -121,7 +121,7 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     step ncu-features 60 ncu --section SpeedOfLight --launch-count 16 "$bin" bench --what features --device cuda --clips 64 --iterations 1
   fi
 
-  step tests 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs"
+  step tests 200 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180
   demo="$out/demo-data"
   [ -n "$audio" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
   step bench-decode 60 "$bin" bench --what decode "${audio:-$demo}" --json "$out/bench-decode.json"
