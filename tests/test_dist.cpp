@@ -159,6 +159,25 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
+TEST_CASE("three MPI ranks with an empty shard train what one process trains", "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-three");
+  const std::string exp = test::tiny_experiment(dir, 2);
+  // 60 training examples in global batches of 29: the last batch has 2, so rank 2's shard is empty
+  // and it still joins the gradient sum and applies the same update.
+  const std::string common = "train " + exp +
+                             " --device cpu --quiet --set train.deterministic=true --set train.batch_size=29 --out ";
+  REQUIRE(test::run_genrelab(common + (dir / "w1").string()).rc == 0);
+  const auto three = test::run_shell(mpirun(3, common + (dir / "w3").string()));
+  INFO(three.err);
+  REQUIRE(three.rc == 0);
+  REQUIRE(run_dirs(dir / "w3").size() == 1);
+  CHECK(RunDir::open(run_dirs(dir / "w1")[0].string()).read_metrics()[0].samples_per_second *
+            RunDir::open(run_dirs(dir / "w1")[0].string()).read_metrics()[0].seconds ==
+        Approx(60).margin(0.5));
+  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
+}
+
 TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-resume");
