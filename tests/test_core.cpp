@@ -118,3 +118,18 @@ TEST_CASE("events time a stream", "[core][gpu]") {
   CHECK(stop.ms_since(start) >= 0.0f);
 }
 #endif
+
+TEST_CASE("unravel4 splits flat indices in 32-bit and 64-bit ranges", "[core]") {
+  // (d3, d2, d1, d0) = (q, 3, 5, 7): i = ((q·3 + i2)·5 + i1)·7 + i0, rebuilt by hand.
+  // q = 40904450 puts the indices across 2^32 (4 294 967 250 … 4 294 967 354); 123456789 beyond it.
+  for (const int64_t q : {int64_t(0), int64_t(1), int64_t(40904450), int64_t(123456789)})
+    for (int64_t i2 = 0; i2 < 3; ++i2)
+      for (int64_t i1 = 0; i1 < 5; ++i1)
+        for (int64_t i0 = 0; i0 < 7; ++i0) {
+          const int64_t i = ((q * 3 + i2) * 5 + i1) * 7 + i0;
+          const Coords4 c = unravel4(i, 7, 5, 3);
+          REQUIRE((c.i0 == i0 && c.i1 == i1 && c.i2 == i2 && c.i3 == q));
+        }
+  const Coords4 edge = unravel4(int64_t(0xffffffff), 1 << 16, 1 << 16, 1);  // the last 32-bit index
+  CHECK((edge.i0 == 0xffff && edge.i1 == 0xffff && edge.i2 == 0 && edge.i3 == 0));
+}

@@ -18,6 +18,22 @@ namespace genrelab {
 template <typename T>
 GENRELAB_HD constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
 
+// A flat index i of a row-major (d3, d2, d1, d0) array as its coordinates (i0 fastest). The
+// arithmetic is 32-bit when i fits in 32 bits (always, for a batch of feature maps): a GPU has no
+// 64-bit divide instruction, and the software routine made index arithmetic, not memory, bound
+// some gather kernels.
+struct Coords4 {
+  int64_t i0, i1, i2, i3;
+};
+GENRELAB_HD Coords4 unravel4(int64_t i, int64_t d0, int64_t d1, int64_t d2) {
+  if (uint64_t(i) <= 0xffffffffull) {
+    const uint32_t u = uint32_t(i), a = u / uint32_t(d0), b = a / uint32_t(d1), c = b / uint32_t(d2);
+    return {int64_t(u - a * uint32_t(d0)), int64_t(a - b * uint32_t(d1)), int64_t(b - c * uint32_t(d2)), int64_t(c)};
+  }
+  const int64_t a = i / d0, b = a / d1, c = b / d2;
+  return {i - a * d0, a - b * d1, b - c * d2, c};
+}
+
 // A problem with what the user asked for (config key, command-line usage): exit code 2.
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;

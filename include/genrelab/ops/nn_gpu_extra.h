@@ -23,7 +23,8 @@ struct PadNhwc {
   int64_t top, left;
   T fill;
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % c, xw = (i / c) % wp, xh = (i / (c * wp)) % hp, nn = i / (c * wp * hp);
+    const Coords4 pos = unravel4(i, c, wp, hp);  // (n, hp, wp, c)
+    const int64_t cc = pos.i0, xw = pos.i1, xh = pos.i2, nn = pos.i3;
     const int64_t sh = xh - top, sw = xw - left;
     out[i] = (sh >= 0 && sh < h && sw >= 0 && sw < w) ? in[((nn * h + sh) * w + sw) * c + cc] : fill;
   }
@@ -37,7 +38,8 @@ struct CropNhwc {
   T* out;
   int64_t h, w, c, hp, wp, top, left;
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % c, xw = (i / c) % w, xh = (i / (c * w)) % h, nn = i / (c * w * h);
+    const Coords4 pos = unravel4(i, c, w, h);  // (n, h, w, c)
+    const int64_t cc = pos.i0, xw = pos.i1, xh = pos.i2, nn = pos.i3;
     out[i] = in[((nn * hp + xh + top) * wp + xw + left) * c + cc];
   }
 };
@@ -65,7 +67,8 @@ struct AvgPoolForward {
   T* y;
   PoolGeom g;
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % g.c, ox = (i / g.c) % g.ow, oy = (i / (g.c * g.ow)) % g.oh, nn = i / (g.c * g.ow * g.oh);
+    const Coords4 pos = unravel4(i, g.c, g.ow, g.oh);  // (n, oh, ow, c)
+    const int64_t cc = pos.i0, ox = pos.i1, oy = pos.i2, nn = pos.i3;
     const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
     T sum = T(0);
     int64_t count = 0;
@@ -96,7 +99,8 @@ struct AvgPoolBackward {
     return ch * cw;
   }
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % g.c, xx = (i / g.c) % g.w, yy = (i / (g.c * g.w)) % g.h, nn = i / (g.c * g.w * g.h);
+    const Coords4 pos = unravel4(i, g.c, g.w, g.h);  // (n, h, w, c)
+    const int64_t cc = pos.i0, xx = pos.i1, yy = pos.i2, nn = pos.i3;
     const PoolGeom::Span rows = g.rows_covering(yy), cols = g.cols_covering(xx);
     T sum = T(0);
     for (int64_t oy = rows.lo; oy <= rows.hi; ++oy)
@@ -118,7 +122,8 @@ struct MaxPoolForward {
   uint8_t* argmax;  // argmax: (n, oh, ow, c) or nullptr
   PoolGeom g;
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % g.c, ox = (i / g.c) % g.ow, oy = (i / (g.c * g.ow)) % g.oh, nn = i / (g.c * g.ow * g.oh);
+    const Coords4 pos = unravel4(i, g.c, g.ow, g.oh);  // (n, oh, ow, c)
+    const int64_t cc = pos.i0, ox = pos.i1, oy = pos.i2, nn = pos.i3;
     const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
     const int64_t a0 = y0 < 0 ? -y0 : 0, b0 = x0 < 0 ? -x0 : 0;
     const int64_t a1 = y0 + g.kh < g.h ? g.kh : g.h - y0, b1 = x0 + g.kw < g.w ? g.kw : g.w - x0;
@@ -145,7 +150,8 @@ struct MaxPoolBackward {
   T* dx;
   PoolGeom g;
   GENRELAB_HD void operator()(int64_t i) const {
-    const int64_t cc = i % g.c, xx = (i / g.c) % g.w, yy = (i / (g.c * g.w)) % g.h, nn = i / (g.c * g.w * g.h);
+    const Coords4 pos = unravel4(i, g.c, g.w, g.h);  // (n, h, w, c)
+    const int64_t cc = pos.i0, xx = pos.i1, yy = pos.i2, nn = pos.i3;
     const PoolGeom::Span rows = g.rows_covering(yy), cols = g.cols_covering(xx);
     T sum = T(0);
     for (int64_t oy = rows.lo; oy <= rows.hi; ++oy)
@@ -177,7 +183,8 @@ struct MaxPoolBackwardDisjoint {
            g.ow * g.sw - g.left >= g.w;
   }
   GENRELAB_HD void operator()(int64_t o) const {
-    const int64_t cc = o % g.c, ox = (o / g.c) % g.ow, oy = (o / (g.c * g.ow)) % g.oh, nn = o / (g.c * g.ow * g.oh);
+    const Coords4 pos = unravel4(o, g.c, g.ow, g.oh);  // (n, oh, ow, c)
+    const int64_t cc = pos.i0, ox = pos.i1, oy = pos.i2, nn = pos.i3;
     const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
     const int64_t a0 = y0 < 0 ? -y0 : 0, b0 = x0 < 0 ? -x0 : 0;
     const int64_t a1 = y0 + g.kh < g.h ? g.kh : g.h - y0, b1 = x0 + g.kw < g.w ? g.kw : g.w - x0;

@@ -52,7 +52,8 @@ struct BasicFrameFunctor {
 
   // row = b * n_frames + t, col = k in [0, n_fft)
   GENRELAB_HD void operator()(int64_t row, int64_t k) const {
-    const int64_t b = row / n_frames, t = row % n_frames;
+    const Coords4 pos = unravel4(row, n_frames, 1, 1);  // 32-bit division when it fits
+    const int64_t b = pos.i3, t = pos.i0;
     int64_t i = t * hop + k - (center ? n_fft / 2 : 0);
     float v = 0.0f;
     if (i >= 0 && i < n_samples) v = x[b * n_samples + i];
