@@ -182,7 +182,8 @@ int run_training(const TrainRequest& req) {
   Progress::set_enabled(!req.quiet);
   StopSignals signals;  // SIGINT/SIGTERM: stop at the next step (or stage) boundary
 
-  // ---- 1. the request: config, device, run directory ----
+  // ---- 1. the request: world, config, device, run directory ----
+  const dist::World world = dist::World::from_environment();  // a world of one without a launcher
   Config config;
   std::unique_ptr<RunDir> run;
   json run_info;
@@ -196,7 +197,7 @@ int run_training(const TrainRequest& req) {
       return 0;
     }
     // A kill during a write can leave NAME.tmp beside the intact NAME: drop the leftovers.
-    if (dist::World::from_environment().is_root())
+    if (world.is_root())
       for (const auto& e : fs::directory_iterator(run->path()))
         if (e.path().extension() == ".tmp") fs::remove(e.path());
     config = Config::from_resolved(run->read_json("config.json"), run->file("config.json"));
@@ -208,7 +209,6 @@ int run_training(const TrainRequest& req) {
   const Device device = resolve_device(req.device.empty() && run_info.contains("device") ? run_info["device"].get<std::string>() : req.device);
 
   // Data parallel (mpirun, srun, --gpus): one rank per GPU (or CPU process), rank 0 writes.
-  const dist::World world = dist::World::from_environment();
   const bool root = world.is_root();
   QuietStderr quiet_rank(!root);
   if (!root) Progress::set_enabled(false);

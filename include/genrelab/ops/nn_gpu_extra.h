@@ -57,6 +57,17 @@ struct PoolGeom {
   }
   GENRELAB_HD Span rows_covering(int64_t yy) const { return covering(yy, top, kh, sh, oh); }
   GENRELAB_HD Span cols_covering(int64_t xx) const { return covering(xx, left, kw, sw, ow); }
+
+  // Output element o = (n, oy, ox, c) of a window layer: its window's top-left input cell
+  // (y0, x0), possibly in the padding, and the in-bounds part of it, rows [a0, a1) and columns
+  // [b0, b1) as offsets within the window.
+  struct Window { int64_t n, c, y0, x0, a0, a1, b0, b1; };
+  GENRELAB_HD Window window_of_output(int64_t o) const {
+    const Coords4 pos = unravel4(o, c, ow, oh);  // (n, oh, ow, c)
+    const int64_t y0 = pos.i2 * sh - top, x0 = pos.i1 * sw - left;
+    return {pos.i3, pos.i0, y0, x0, y0 < 0 ? -y0 : 0, y0 + kh < h ? kh : h - y0,
+            x0 < 0 ? -x0 : 0, x0 + kw < w ? kw : w - x0};
+  }
 };
 
 // Keras/TensorFlow average pooling: the mean over the window's elements that lie inside the
@@ -122,16 +133,12 @@ struct MaxPoolForward {
   uint8_t* argmax;  // argmax: (n, oh, ow, c) or nullptr
   PoolGeom g;
   GENRELAB_HD void operator()(int64_t i) const {
-    const Coords4 pos = unravel4(i, g.c, g.ow, g.oh);  // (n, oh, ow, c)
-    const int64_t cc = pos.i0, ox = pos.i1, oy = pos.i2, nn = pos.i3;
-    const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
-    const int64_t a0 = y0 < 0 ? -y0 : 0, b0 = x0 < 0 ? -x0 : 0;
-    const int64_t a1 = y0 + g.kh < g.h ? g.kh : g.h - y0, b1 = x0 + g.kw < g.w ? g.kw : g.w - x0;
+    const PoolGeom::Window win = g.window_of_output(i);
     T best = -INFINITY;
-    int64_t at = a0 * g.kw + b0;
-    for (int64_t a = a0; a < a1; ++a) {
-      const T* row = x + ((nn * g.h + y0 + a) * g.w + x0) * g.c + cc;
-      for (int64_t b = b0; b < b1; ++b) {
+    int64_t at = win.a0 * g.kw + win.b0;
+    for (int64_t a = win.a0; a < win.a1; ++a) {
+      const T* row = x + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
+      for (int64_t b = win.b0; b < win.b1; ++b) {
         const T v = row[b * g.c];
         if (v > best) { best = v; at = a * g.kw + b; }
       }
@@ -183,16 +190,12 @@ struct MaxPoolBackwardDisjoint {
            g.ow * g.sw - g.left >= g.w;
   }
   GENRELAB_HD void operator()(int64_t o) const {
-    const Coords4 pos = unravel4(o, g.c, g.ow, g.oh);  // (n, oh, ow, c)
-    const int64_t cc = pos.i0, ox = pos.i1, oy = pos.i2, nn = pos.i3;
-    const int64_t y0 = oy * g.sh - g.top, x0 = ox * g.sw - g.left;
-    const int64_t a0 = y0 < 0 ? -y0 : 0, b0 = x0 < 0 ? -x0 : 0;
-    const int64_t a1 = y0 + g.kh < g.h ? g.kh : g.h - y0, b1 = x0 + g.kw < g.w ? g.kw : g.w - x0;
+    const PoolGeom::Window win = g.window_of_output(o);
     const T v = dy[o];
     const int64_t at = argmax[o];
-    for (int64_t a = a0; a < a1; ++a) {
-      T* row = dx + ((nn * g.h + y0 + a) * g.w + x0) * g.c + cc;
-      for (int64_t b = b0; b < b1; ++b) row[b * g.c] = a * g.kw + b == at ? v : T(0);
+    for (int64_t a = win.a0; a < win.a1; ++a) {
+      T* row = dx + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
+      for (int64_t b = win.b0; b < win.b1; ++b) row[b * g.c] = a * g.kw + b == at ? v : T(0);
     }
   }
 };
