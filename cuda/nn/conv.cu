@@ -3,9 +3,14 @@
 // more row/column at the bottom/right; cuDNN pads symmetrically, so such layers copy the input
 // into an explicitly padded buffer (zeros) and run cuDNN unpadded; the input gradient comes back
 // through that buffer and is cropped.
+// bf16/fp16 (mixed precision): x and the kernel are cast to 16-bit copies (ops::ToHalf, exact
+// round-to-nearest-even), cuDNN runs on 16-bit tensors with float accumulation and writes y, dx
+// and dW in the 16-bit type, which ops::FromHalf brings back to float (dW added to the float
+// gradient); the CPU backend rounds at the same points.
 #include "gpu_layers.h"
 
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/nn_gpu_extra.h"
 
@@ -20,32 +25,49 @@ class ConvLayer final : public GpuLayer {
         g_(genrelab::nn::window_of(d)),
         act_(int(genrelab::nn::activation_of(d))),
         alpha_(float(genrelab::nn::activation_alpha(d))),
-        has_bias_(d.params.size() > 1) {
+        has_bias_(d.params.size() > 1),
+        half_(ctx.half_format()),
+        type_(ctx.conv_data_type()) {
     asym_ = g_.pad_top != g_.pad_bottom || g_.pad_left != g_.pad_right;
     hp_ = d.in.h + (asym_ ? g_.pad_top + g_.pad_bottom : 0);
     wp_ = d.in.w + (asym_ ? g_.pad_left + g_.pad_right : 0);
     const int ph = asym_ ? 0 : int(g_.pad_top), pw = asym_ ? 0 : int(g_.pad_left);
     conv_ = ConvDesc(ph, pw, int(g_.sh), int(g_.sw), int(g_.dh), int(g_.dw));
-    w_ = FilterDesc(d.out.c, g_.kh, g_.kw, d.in.c);
+    w_ = FilterDesc(d.out.c, g_.kh, g_.kw, d.in.c, type_);
     GENRELAB_CHECK(act_ != ops::kActSoftmax, "conv2d layer ", d.index, ": softmax is only for the last dense layer");
   }
 
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
     const float* xin = pad_input(x, n);
-    setup(n, xin);
+    const void* xc = xin;       // what cuDNN reads: float, or the 16-bit copies
+    const void* wc = param(0);
+    void* yc = y;
+    if (half_) {
+      const int64_t xcount = n * hp_ * wp_ * desc_.in.c, wcount = desc_.params[0].size(), ycount = n * desc_.out.size();
+      xc = to_half(xin, xcount, x16_);
+      wc = to_half(param(0), wcount, w16_);
+      if (size_t(ycount) > y16_.size()) y16_.resize(size_t(ycount));
+      yc = y16_.data();
+    }
+    setup(n, xc, wc);
+    // Scaling factors are float for float and 16-bit data alike.
     const float one = 1.0f, zero = 0.0f;
     void* ws = ctx_.workspace(algos_->fwd_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
     // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
-    GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xin, w_, param(0), conv_, algos_->fwd, ws,
-                                                algos_->fwd_bytes, &zero, yd_, y));
+    GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
+                                                algos_->fwd_bytes, &zero, yd_, yc));
+    if (half_) launch_1d(n * desc_.out.size(), ops::FromHalf{y16_.data(), y, half_, false}, ctx_.stream());
     bias_activation(y, has_bias_ ? param(1) : nullptr, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
   }
 
-  // Follows a training forward of the same x (the padded copy of x is reused).
+  // Follows a training forward of the same x (the padded copy of x, and under bf16/fp16 the
+  // 16-bit x and kernel, are reused).
   void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n, const StepKey&) override {
     const float* xin = asym_ ? xpad_.data() : x;
-    setup(n, xin);
+    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
+    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
+    setup(n, xc, wc);
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation.
     const float* dz = dy;
@@ -55,22 +77,33 @@ class ConvLayer final : public GpuLayer {
       dz = s;
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
+    // bf16/fp16: dz rounded into the y-sized 16-bit buffer (the forward's y16 is no longer needed).
+    const void* dzc = half_ ? to_half(dz, ycount, y16_) : static_cast<const void*>(dz);
     const float one = 1.0f, zero = 0.0f;
     {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);
       GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_filter_math));
-      // dw (k, kh, kw, c) += x ⋆ dz  (beta = 1: gradients accumulate)
-      GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xin, yd_, dz, conv_,
-                                                         algos_->bwd_filter, ws, algos_->bwd_filter_bytes, &one, w_,
-                                                         grad(0)));
+      // dw (k, kh, kw, c) += x ⋆ dz  (beta = 1: gradients accumulate); bf16/fp16: this call's dw
+      // in 16 bits (beta = 0), then added to the float gradient.
+      const int64_t wcount = desc_.params[0].size();
+      if (half_ && size_t(wcount) > dw16_.size()) dw16_.resize(size_t(wcount));
+      void* dwc = half_ ? static_cast<void*>(dw16_.data()) : grad(0);
+      GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xc, yd_, dzc, conv_,
+                                                         algos_->bwd_filter, ws, algos_->bwd_filter_bytes,
+                                                         half_ ? &zero : &one, w_, dwc));
+      if (half_) launch_1d(wcount, ops::FromHalf{dw16_.data(), grad(0), half_, true}, ctx_.stream());
     }
     if (!dx) return;
-    float* dxin = asym_ ? ctx_.scratch(1, n * hp_ * wp_ * desc_.in.c) : dx;
+    const int64_t xcount = n * hp_ * wp_ * desc_.in.c;
+    float* dxin = asym_ ? ctx_.scratch(1, xcount) : dx;
+    if (half_ && size_t(xcount) > dx16_.size()) dx16_.resize(size_t(xcount));
+    void* dxc = half_ ? static_cast<void*>(dx16_.data()) : dxin;
     void* ws = ctx_.workspace(algos_->bwd_data_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_data_math));
     // dx (n, hp, wp, c) = dz ⋆ᵀ w
-    GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, w_, param(0), yd_, dz, conv_, algos_->bwd_data,
-                                                     ws, algos_->bwd_data_bytes, &zero, xd_, dxin));
+    GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, w_, wc, yd_, dzc, conv_, algos_->bwd_data,
+                                                     ws, algos_->bwd_data_bytes, &zero, xd_, dxc));
+    if (half_) launch_1d(xcount, ops::FromHalf{dx16_.data(), dxin, half_, false}, ctx_.stream());
     if (asym_) {
       const Shape3 in = desc_.in;
       launch_1d(n * in.size(), ops::CropNhwc<float>{dxin, dx, in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left},
@@ -83,10 +116,10 @@ class ConvLayer final : public GpuLayer {
 
   // Descriptors and algorithms for batch n (cached by shape in the context; a new shape is
   // benchmarked on the input xin and the current kernel).
-  void setup(int64_t n, const float* xin) {
+  void setup(int64_t n, const void* xin, const void* win) {
     if (n == n_) return;
-    xd_.set(n, hp_, wp_, desc_.in.c);
-    yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c);
+    xd_.set(n, hp_, wp_, desc_.in.c, type_);
+    yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
     ConvShape shape{n,
                     hp_,
                     wp_,
@@ -99,9 +132,17 @@ class ConvLayer final : public GpuLayer {
                     int(g_.sh),
                     int(g_.sw),
                     int(g_.dh),
-                    int(g_.dw)};
-    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, xin, param(0));
+                    int(g_.dw),
+                    type_};
+    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, xin, win);
     n_ = n;
+  }
+
+  // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.
+  const void* to_half(const float* src, int64_t count, DeviceBuffer<uint16_t>& buf) {
+    if (size_t(count) > buf.size()) buf.resize(size_t(count));
+    launch_1d(count, ops::ToHalf{src, buf.data(), half_}, ctx_.stream());
+    return buf.data();
   }
 
   // x itself, or x copied into the zero-padded buffer (n, hp, wp, c) for asymmetric padding.
@@ -127,6 +168,11 @@ class ConvLayer final : public GpuLayer {
   int64_t n_ = 0;
   const ConvAlgos* algos_ = nullptr;
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
+  int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
+  cudnnDataType_t type_;      // of the cuDNN tensors and filter
+  // bf16/fp16 only: x16 (n, hp, wp, c), w16 (k, kh, kw, c), y16 (n, oh, ow, k) (also dz in
+  // backward), dw16 (k, kh, kw, c), dx16 (n, hp, wp, c)
+  DeviceBuffer<uint16_t> x16_, w16_, y16_, dw16_, dx16_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 // the L2 term, global-norm clipping and the optimizer updates through the shared functors of
 // ops/nn_*.h (the CPU backend runs the same arithmetic), loss and accuracy counted on the device.
 // train_step never synchronises the host; last_stats(), last_times(), state() and predict() do.
+// fp16 adds the dynamic loss scale (ops::LossScaleStep), kept and read on the device.
 #include <thrust/iterator/transform_iterator.h>
 #include <cub/device/device_reduce.cuh>
 
@@ -14,6 +15,7 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
 #include "genrelab/nvtx.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
@@ -60,8 +62,9 @@ struct ClipScale {
 Precision precision_of(const TrainHyper& h) {
   if (h.precision == "fp32") return Precision::fp32;
   if (h.precision == "tf32") return Precision::tf32;
-  throw ConfigError("train.precision = " + h.precision +
-                    ": mixed precision (bf16/fp16) is not supported on the cuda device yet; use fp32 or tf32");
+  if (h.precision == "bf16") return Precision::bf16;
+  if (h.precision == "fp16") return Precision::fp16;
+  throw ConfigError("train.precision: unknown precision '" + h.precision + "' (fp32 | tf32 | bf16 | fp16)");
 }
 
 std::string mib(double bytes) {
@@ -110,10 +113,14 @@ class CudaNetwork final : public Network {
     scalars_.resize(2);  // clip scale, spare
     dstats_.resize(2);   // loss sum, global norm
     dcorrect_.resize(1);
+    fp16_ = hyper.precision == "fp16";
+    loss_scale_.resize(4);
+    set_loss_scale(float(hyper.loss_scale_init), 0.0f);
     load_weights(initial_weights(plan_, hyper_));
     // Reduction scratch, sized for the largest tensor (the clip norm) once.
     size_t bytes = 1;
-    for (const auto& t : trainable_) bytes = std::max(bytes, reduce_bytes(t.size));
+    for (const auto& t : trainable_) bytes = std::max({bytes, reduce_bytes(t.size), reduce_bytes_nonfinite(t.size)});
+    dgrad_bad_.resize(std::max<size_t>(trainable_.size(), 1));
     reduce_tmp_.resize(bytes);
     ctx_.stream_sync();
   }
@@ -186,12 +193,29 @@ class CudaNetwork final : public Network {
         out.push_back({slots_[s] + "." + param_tensor_name(L, p), p.dims, to_host(t.moments[s].data(), p.size())});
       }
     out.push_back({"step", {1}, {float(step_)}});
+    if (fp16_) {
+      const std::vector<float> ls = to_host(loss_scale_.data(), 2);
+      out.push_back({kLossScaleTensor, {1}, {ls[0]}});
+      out.push_back({kLossScaleGoodTensor, {1}, {ls[1]}});
+    }
     return out;
   }
+
+  double loss_scale() override { return fp16_ ? double(to_host(loss_scale_.data(), 1)[0]) : 0.0; }
 
   void load_state(const std::vector<NamedTensor>& state) override {
     std::map<std::string, const NamedTensor*> given;
     for (const auto& t : state) given[t.name] = &t;
+    // The loss scale is optional: a state without it (saved at another precision) starts from
+    // train.loss_scale_init; a network that does not scale ignores it.
+    float scale[2] = {float(hyper_.loss_scale_init), 0.0f};
+    for (const char* nm : {kLossScaleTensor, kLossScaleGoodTensor}) {
+      auto it = given.find(nm);
+      if (it == given.end()) continue;
+      check_tensor(*it->second, nm, {1});
+      scale[std::string(nm) == kLossScaleTensor ? 0 : 1] = it->second->data[0];
+      given.erase(it);
+    }
     size_t expected = 1;  // "step"
     auto find = [&](const std::string& name, const std::vector<int64_t>& dims) -> const NamedTensor& {
       auto it = given.find(name);
@@ -215,7 +239,7 @@ class CudaNetwork final : public Network {
     const NamedTensor& step = find("step", {1});
     if (given.size() != expected)
       for (const auto& t : state) {
-        bool known = t.name == "step";
+        bool known = t.name == "step" || t.name == kLossScaleTensor || t.name == kLossScaleGoodTensor;
         for (const auto& L : plan_.layers)
           for (const auto& p : L.params) {
             const std::string nm = param_tensor_name(L, p);
@@ -237,6 +261,7 @@ class CudaNetwork final : public Network {
         to_device(given[slots_[s] + "." + param_tensor_name(L, L.params[t.param])]->data, t.moments[s].data());
       }
     step_ = uint64_t(std::llround(step.data[0]));
+    set_loss_scale(scale[0], scale[1]);
     ctx_.stream_sync();  // the host vectors may go away after return
   }
 
@@ -365,6 +390,7 @@ class CudaNetwork final : public Network {
     float* dy = grad_[0].data();
     float* dx = grad_[1].data();
     launch_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy}, s);
+    if (fp16_) launch_1d(n * C, ops::ScaleByDevice{dy, loss_scale_.data()}, s);
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
@@ -396,6 +422,7 @@ class CudaNetwork final : public Network {
   // and functors of the CPU backend.
   void apply_optimizer(float lr, uint64_t step) {
     cudaStream_t s = ctx_.stream();
+    if (fp16_) unscale_gradients();
     if (hyper_.l2 > 0)
       for (auto& t : trainable_)
         if (t.decay) launch_1d(t.size, ops::GradFinish<float>{t.g, t.w, 1.0f, float(2.0 * hyper_.l2)}, s);
@@ -414,19 +441,45 @@ class CudaNetwork final : public Network {
     }
     const bool adam = hyper_.optimizer != "sgd";
     const float lr_t = adam ? float(adam_step_size(lr, hyper_.beta1, hyper_.beta2, step)) : lr;
+    const float* skip = fp16_ ? loss_scale_.data() + 3 : nullptr;
     for (auto& t : trainable_) {
       const float decay = t.decay && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
       if (adam)
         launch_1d(t.size,
                   ops::AdamUpdate<float>{t.w, t.g, t.moments[0].data(), t.moments[1].data(), lr_t, float(hyper_.beta1),
-                                         float(hyper_.beta2), float(hyper_.epsilon), decay},
+                                         float(hyper_.beta2), float(hyper_.epsilon), decay, skip},
                   s);
       else
-        launch_1d(
-            t.size,
-            ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov, decay},
-            s);
+        launch_1d(t.size,
+                  ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov,
+                                        decay, skip},
+                  s);
     }
+  }
+
+  // fp16: one device-side non-finite count per gradient tensor (after the all-reduce, so every
+  // rank decides alike), the loss-scale step on one thread (skip flag, new scale), then the
+  // gradients unscaled by 1/scale read on the device: no host synchronisation.
+  void unscale_gradients() {
+    cudaStream_t s = ctx_.stream();
+    for (size_t k = 0; k < trainable_.size(); ++k) {
+      auto it = thrust::make_transform_iterator(static_cast<const float*>(trainable_[k].g), NonFiniteToCount{});
+      size_t bytes = reduce_tmp_.bytes();
+      GENRELAB_CUDA_CHECK(
+          cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, dgrad_bad_.data() + k, trainable_[k].size, s));
+    }
+    launch_1d(1,
+              ops::LossScaleStep{dgrad_bad_.data(), int64_t(trainable_.size()), loss_scale_.data(), 2.0f, 0.5f,
+                                 float(hyper_.loss_scale_growth_interval)},
+              s);
+    for (auto& t : trainable_) launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, loss_scale_.data() + 2, 0.0f}, s);
+  }
+
+  // Writes the loss-scale state (scale, good steps, unscale factor 1, not skipped) to the device.
+  void set_loss_scale(float scale, float good) {
+    const float h[4] = {scale, good, 1.0f, 0.0f};
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(loss_scale_.data(), h, sizeof h, cudaMemcpyHostToDevice, ctx_.stream()));
+    ctx_.stream_sync();  // h lives on this stack frame
   }
 
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
@@ -467,6 +520,13 @@ class CudaNetwork final : public Network {
     auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), SquareToDouble{});
     GENRELAB_CUDA_CHECK(
         cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<double*>(nullptr), count, ctx_.stream()));
+    return bytes;
+  }
+  size_t reduce_bytes_nonfinite(int64_t count) {
+    size_t bytes = 0;
+    auto it = thrust::make_transform_iterator(static_cast<const float*>(nullptr), NonFiniteToCount{});
+    GENRELAB_CUDA_CHECK(
+        cub::DeviceReduce::Sum(nullptr, bytes, it, static_cast<int64_t*>(nullptr), count, ctx_.stream()));
     return bytes;
   }
   size_t reduce_bytes_loss(int64_t count) {
@@ -572,6 +632,9 @@ class CudaNetwork final : public Network {
   DeviceBuffer<float> scalars_;                 // [0] clip scale
   DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch
   DeviceBuffer<int64_t> dnonfinite_;            // (tensors) non-finite counts of check_finite
+  bool fp16_ = false;                           // dynamic loss scaling on
+  DeviceBuffer<float> loss_scale_;              // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
+  DeviceBuffer<int64_t> dgrad_bad_;             // (trainable tensors) non-finite gradient counts of this step
   cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
   cuda::Stream comm_stream_;                // data parallel: gradient all-reduces
   std::vector<cuda::Event> layer_done_;     // per layer: its backward has run

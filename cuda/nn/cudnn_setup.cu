@@ -6,6 +6,7 @@
 
 #include "genrelab/common.h"
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/ops/low_precision.h"
 
 namespace genrelab::cuda::nn {
 
@@ -21,18 +22,24 @@ int to_int(int64_t v, const char* what) {
 }
 }  // namespace
 
-void TensorDesc::set(int64_t n, int64_t h, int64_t w, int64_t c) {
-  GENRELAB_CUDA_CHECK(cudnnSetTensor4dDescriptor(get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, to_int(n, "batch"),
+int half_format(Precision precision) {
+  return precision == Precision::bf16 ? ops::kHalfBf16 : precision == Precision::fp16 ? ops::kHalfFp16 : ops::kHalfNone;
+}
+
+void TensorDesc::set(int64_t n, int64_t h, int64_t w, int64_t c, cudnnDataType_t type) {
+  GENRELAB_CUDA_CHECK(cudnnSetTensor4dDescriptor(get(), CUDNN_TENSOR_NHWC, type, to_int(n, "batch"),
                                                  to_int(c, "channels"), to_int(h, "height"), to_int(w, "width")));
 }
 
-FilterDesc::FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c) {
+FilterDesc::FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c, cudnnDataType_t type) {
   // NHWC filter format = memory order (k, r, s, c): the canonical conv kernel layout.
-  GENRELAB_CUDA_CHECK(cudnnSetFilter4dDescriptor(get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, to_int(k, "filters"),
+  GENRELAB_CUDA_CHECK(cudnnSetFilter4dDescriptor(get(), type, CUDNN_TENSOR_NHWC, to_int(k, "filters"),
                                                  to_int(c, "channels"), to_int(r, "kernel height"),
                                                  to_int(s, "kernel width")));
 }
 
+// The compute type is float for every data type: 16-bit tensors take cuDNN's PSEUDO_HALF /
+// PSEUDO_BFLOAT16 configurations (16-bit x, w, y; float accumulation).
 ConvDesc::ConvDesc(int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w) {
   GENRELAB_CUDA_CHECK(cudnnSetConvolution2dDescriptor(get(), pad_h, pad_w, stride_h, stride_w, dil_h, dil_w,
                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
@@ -45,7 +52,7 @@ ActivationDesc::ActivationDesc(cudnnActivationMode_t mode, double coef) {
 std::string ConvShape::key() const {
   std::ostringstream os;
   os << n << ',' << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w << '|'
-     << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w;
+     << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w << '|' << int(type);
   return os.str();
 }
 
@@ -54,6 +61,8 @@ GpuContext::GpuContext(Precision precision, bool deterministic) : precision_(pre
   GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
   // still exact fp32). tf32: tensor cores round the inputs of each product to 10-bit mantissas.
+  // bf16/fp16: the dense products are cublasGemmEx calls on 16-bit operands (dense.cu); the
+  // handle's other float work (bias gradients) stays strict fp32.
   GENRELAB_CUDA_CHECK(cublasSetMathMode(
       cublas_.get(), precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   // Bias gradients and dense products only read device pointers for alpha/beta from the host.
@@ -83,7 +92,14 @@ const float* GpuContext::ones(int64_t count) {
 cudnnMathType_t GpuContext::conv_math() const {
   // In cuDNN 8+ the default math of float convolutions may use TF32 tensor cores; FMA_MATH keeps
   // strict fp32. TENSOR_OP_MATH asks for TF32 (ALLOW_CONVERSION could go down to fp16: not used).
-  return precision_ == Precision::tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+  // bf16/fp16 take the tensor cores (TENSOR_OP_MATH) on their 16-bit operands.
+  return precision_ == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+}
+
+cudnnDataType_t GpuContext::conv_data_type() const {
+  return precision_ == Precision::bf16 ? CUDNN_DATA_BFLOAT16
+         : precision_ == Precision::fp16 ? CUDNN_DATA_HALF
+                                         : CUDNN_DATA_FLOAT;
 }
 
 namespace {
@@ -107,7 +123,7 @@ const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, 
 }
 
 // fp32 forces FMA math on the descriptor whatever the heuristic reported (DEFAULT_MATH may use
-// TF32 on Ampere and newer); tf32 takes the math type that goes with the chosen algorithm.
+// TF32 on Ampere and newer); tf32, bf16 and fp16 take the math type that goes with the chosen algorithm.
 cudnnMathType_t math_for(cudnnMathType_t reported, Precision precision) {
   return precision == Precision::fp32 ? CUDNN_FMA_MATH : reported;
 }
@@ -135,8 +151,8 @@ size_t bytes_of(const TensorDesc& t) {
 }  // namespace
 
 const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
-                                        const ConvDesc& conv, const TensorDesc& y, const float* x_data,
-                                        const float* w_data) {
+                                        const ConvDesc& conv, const TensorDesc& y, const void* x_data,
+                                        const void* w_data) {
   const std::string key = shape.key();
   auto it = algos_.find(key);
   if (it != algos_.end()) return it->second;
@@ -148,8 +164,9 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
   FindBuffers fb;
   size_t ws_limit = 0;
   if (bench) {
-    fb.y = scratch(0, int64_t(bytes_of(y) / sizeof(float)));
-    fb.dx = scratch(1, int64_t(bytes_of(x) / sizeof(float)));
+    // Float slots hold 16-bit tensors too: count floats by bytes, rounded up.
+    fb.y = scratch(0, int64_t((bytes_of(y) + sizeof(float) - 1) / sizeof(float)));
+    fb.dx = scratch(1, int64_t((bytes_of(x) + sizeof(float) - 1) / sizeof(float)));
     fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
     size_t free_b = 0, total_b = 0;
     GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));

@@ -15,8 +15,12 @@
 
 namespace genrelab::cuda::nn {
 
-// How matrix products and convolutions may round their inputs.
-enum class Precision { fp32, tf32 };
+// How matrix products and convolutions may round their inputs: fp32 strict, tf32 tensor cores,
+// bf16/fp16 mixed precision (16-bit operands of conv2d and dense, float32 accumulation).
+enum class Precision { fp32, tf32, bf16, fp16 };
+
+// The ops::kHalf* format of a precision (kHalfNone for fp32 and tf32).
+int half_format(Precision precision);
 
 // ---- RAII descriptors (move-only, destructors never throw) ----------------------------------
 
@@ -44,13 +48,16 @@ class CudnnDesc {
   H h_ = nullptr;
 };
 
-// A 4-D float tensor in NHWC memory order (cuDNN takes the sizes as n, c, h, w).
+// A 4-D tensor in NHWC memory order (cuDNN takes the sizes as n, c, h, w), float unless a 16-bit
+// type (CUDNN_DATA_BFLOAT16 / CUDNN_DATA_HALF) is given.
 class TensorDesc
     : public CudnnDesc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
  public:
   TensorDesc() = default;
-  TensorDesc(int64_t n, int64_t h, int64_t w, int64_t c) { set(n, h, w, c); }
-  void set(int64_t n, int64_t h, int64_t w, int64_t c);
+  TensorDesc(int64_t n, int64_t h, int64_t w, int64_t c, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
+    set(n, h, w, c, type);
+  }
+  void set(int64_t n, int64_t h, int64_t w, int64_t c, cudnnDataType_t type = CUDNN_DATA_FLOAT);
 };
 
 // A conv kernel (filters, kh, kw, in_c) in cuDNN's NHWC filter format ("KRSC").
@@ -58,7 +65,7 @@ class FilterDesc
     : public CudnnDesc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor> {
  public:
   FilterDesc() = default;
-  FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c);
+  FilterDesc(int64_t k, int64_t r, int64_t s, int64_t c, cudnnDataType_t type = CUDNN_DATA_FLOAT);
 };
 
 // A 2-D cross-correlation (what Keras Conv2D computes) with symmetric padding.
@@ -92,6 +99,7 @@ struct ConvShape {
   int64_t n, h, w, c;  // input (n, h, w, c)
   int64_t k, r, s;     // kernel (k, r, s, c)
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;  // of x, w and y (the compute type is always float)
   std::string key() const;
 };
 
@@ -124,14 +132,19 @@ class GpuContext {
   // A device vector of at least `count` ones (for bias gradients as matrix-vector products).
   const float* ones(int64_t count);
 
-  // Algorithms for one convolution geometry, chosen once and cached by shape: benchmarked on the
-  // given data (cudnnFind*Ex) when x_data and w_data are given and the run is not deterministic,
-  // else cuDNN's heuristics restricted to deterministic algorithms when asked (see the .cu).
+  // Algorithms for one convolution geometry and data type, chosen once and cached by shape:
+  // benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
+  // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
+  // restricted to deterministic algorithms when asked (see the .cu).
   const ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
-                              const TensorDesc& y, const float* x_data = nullptr, const float* w_data = nullptr);
+                              const TensorDesc& y, const void* x_data = nullptr, const void* w_data = nullptr);
 
-  // cudnnMathType_t that fp32/tf32 asks of convolutions without a chosen algorithm.
+  // cudnnMathType_t that the precision asks of convolutions without a chosen algorithm.
   cudnnMathType_t conv_math() const;
+  // The cuDNN data type of convolution tensors and filters: float, or the bf16/fp16 operand type.
+  cudnnDataType_t conv_data_type() const;
+  // The 16-bit format conv2d and dense round their operands to (ops::kHalf*).
+  int half_format() const { return ::genrelab::cuda::nn::half_format(precision_); }
 
  private:
   Precision precision_;

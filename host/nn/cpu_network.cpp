@@ -1,8 +1,10 @@
 // The CPU backend's Network: layers from cpu_layers.h, the fused softmax cross-entropy head, the
 // L2 penalty, global-norm clipping and the optimizer updates, all through the functors of
-// ops/nn_*.h that the CUDA backend launches too.
+// ops/nn_*.h that the CUDA backend launches too. bf16/fp16 round the conv2d/dense operands as the
+// GPU does (ops/low_precision.h); fp16 adds the dynamic loss scale, read through a pointer as on the GPU.
 #include <chrono>
 #include <cmath>
+#include <iostream>
 #include <map>
 
 #include "genrelab/common.h"
@@ -10,7 +12,9 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
 #include "genrelab/nvtx.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
+#include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
 #include "genrelab/parallel_for.h"
@@ -50,8 +54,15 @@ class CpuNetwork final : public Network {
   CpuNetwork(const ModelPlan& plan, const TrainHyper& hyper) : plan_(plan), hyper_(hyper) {
     GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
     slots_ = optimizer_slots(hyper.optimizer);
+    const int half = matmul_half_format(hyper.precision);
+    if (hyper.precision == "tf32")
+      std::cerr << "genrelab: note: the cpu backend computes train.precision=tf32 in float32 (TF32 is a GPU tensor-core "
+                   "rounding; bf16 and fp16 are emulated exactly)\n";
+    fp16_ = hyper.precision == "fp16";
+    loss_scale_ = {float(hyper.loss_scale_init), 0.0f, 1.0f, 0.0f};
     for (const auto& L : plan_.layers) {
       layers_.push_back(make_cpu_layer<float>(L));
+      layers_.back()->set_matmul_format(half);
       fwd_names_.push_back("fwd " + L.name);  // NVTX range names, built once
       bwd_names_.push_back("bwd " + L.name);
       impls_.push_back(std::make_unique<CpuLayerImpl>(*layers_.back()));
@@ -105,6 +116,7 @@ class CpuNetwork final : public Network {
     auto backward_range = std::make_unique<NvtxRange>("backward");
     dy_.resize(size_t(n * C));
     cpu_for_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy_.data()});
+    if (fp16_) cpu_for_1d(n * C, ops::ScaleByDevice{dy_.data(), loss_scale_.data()});
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
       const float* xin = i == 0 ? x : acts_[i - 1].data();
@@ -137,6 +149,7 @@ class CpuNetwork final : public Network {
     }
     {
       NvtxRange range("optimizer");
+      if (fp16_) unscale_gradients();
       apply_optimizer(lr, step);
     }
     if (comm_)
@@ -159,6 +172,7 @@ class CpuNetwork final : public Network {
   }
 
   StepStats last_stats() override { return stats_; }
+  double loss_scale() override { return fp16_ ? double(loss_scale_[0]) : 0.0; }
   StepTimes last_times() override { return times_; }
 
   std::vector<NamedTensor> state() override {
@@ -178,6 +192,10 @@ class CpuNetwork final : public Network {
         }
       }
     out.push_back({"step", {1}, {float(step_)}});
+    if (fp16_) {
+      out.push_back({kLossScaleTensor, {1}, {loss_scale_[0]}});
+      out.push_back({kLossScaleGoodTensor, {1}, {loss_scale_[1]}});
+    }
     return out;
   }
 
@@ -185,6 +203,16 @@ class CpuNetwork final : public Network {
     const std::vector<NamedTensor> want = state_layout();
     std::map<std::string, const NamedTensor*> given;
     for (const auto& t : state) given[t.name] = &t;
+    // The loss scale is optional: a state without it (saved at another precision) starts from
+    // train.loss_scale_init; a network that does not scale ignores it.
+    std::vector<float> scale = {float(hyper_.loss_scale_init), 0.0f};
+    for (const char* nm : {kLossScaleTensor, kLossScaleGoodTensor}) {
+      auto it = given.find(nm);
+      if (it == given.end()) continue;
+      check_tensor(*it->second, {nm, {1}, {}});
+      scale[std::string(nm) == kLossScaleTensor ? 0 : 1] = it->second->data[0];
+      given.erase(it);
+    }
     for (const auto& w : want) {
       auto it = given.find(w.name);
       if (it == given.end()) throw RuntimeError("load_state: the state has no tensor '" + w.name + "' (model or optimizer differs)");
@@ -192,7 +220,7 @@ class CpuNetwork final : public Network {
     }
     if (given.size() != want.size())
       for (const auto& t : state) {
-        bool known = false;
+        bool known = t.name == kLossScaleTensor || t.name == kLossScaleGoodTensor;
         for (const auto& w : want) known = known || w.name == t.name;
         if (!known) throw RuntimeError("load_state: unexpected tensor '" + t.name + "' (not part of this model and optimizer)");
       }
@@ -207,6 +235,7 @@ class CpuNetwork final : public Network {
       }
     }
     step_ = uint64_t(std::llround(given["step"]->data[0]));
+    loss_scale_ = {scale[0], scale[1], 1.0f, 0.0f};
   }
 
   LayerImpl& layer(size_t index) override {
@@ -262,6 +291,22 @@ class CpuNetwork final : public Network {
       }
   }
 
+  // fp16: counts the non-finite (overflowed) gradients, steps the loss scale (ops::LossScaleStep
+  // decides whether this step is skipped) and unscales the gradients before L2, clipping and the update.
+  void unscale_gradients() {
+    std::vector<std::pair<const float*, int64_t>> grads;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      size_t t = 0;
+      for (const auto& p : plan_.layers[li].params)
+        if (p.trainable) grads.push_back({layers_[li]->grads()[t++].data(), p.size()});
+    }
+    const std::vector<int64_t> bad = count_nonfinite(grads);
+    cpu_for_1d(1, ops::LossScaleStep{bad.data(), int64_t(bad.size()), loss_scale_.data(), 2.0f, 0.5f,
+                                     float(hyper_.loss_scale_growth_interval)});
+    for (const auto& g : grads)
+      cpu_for_1d(g.second, ops::GradFinishDeviceScale<float>{const_cast<float*>(g.first), g.first, loss_scale_.data() + 2, 0.0f});
+  }
+
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     acts_.resize(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -305,12 +350,14 @@ class CpuNetwork final : public Network {
     for (size_t li = 0; li < layers_.size(); ++li)
       for (auto& slot : moments_[li]) {
         const float decay = info[k].second && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
+        const float* skip = fp16_ ? loss_scale_.data() + 3 : nullptr;
         if (adam)
           cpu_for_1d(info[k].first, ops::AdamUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), slot[1].data(), lr_t,
-                                                           float(hyper_.beta1), float(hyper_.beta2), float(hyper_.epsilon), decay});
+                                                           float(hyper_.beta1), float(hyper_.beta2), float(hyper_.epsilon), decay,
+                                                           skip});
         else
           cpu_for_1d(info[k].first, ops::SgdUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), lr, float(hyper_.momentum),
-                                                          hyper_.nesterov, decay});
+                                                          hyper_.nesterov, decay, skip});
         ++k;
       }
   }
@@ -326,6 +373,8 @@ class CpuNetwork final : public Network {
   std::vector<float> dy_, dx_, losses_;
   std::vector<int32_t> correct_;
   uint64_t step_ = 0;
+  bool fp16_ = false;
+  std::vector<float> loss_scale_;  // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
   double last_grad_norm_ = 0;
   StepStats stats_;
   StepTimes times_;

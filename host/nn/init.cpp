@@ -7,6 +7,7 @@
 
 #include "genrelab/common.h"
 #include "genrelab/nn/network.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/philox.h"
 
 namespace genrelab::nn {
@@ -26,6 +27,8 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.label_smoothing = config.get_number("train.label_smoothing");
   h.init = config.get_string("train.init");
   h.precision = config.get_string("train.precision");
+  h.loss_scale_init = config.get_number("train.loss_scale_init");
+  h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
   h.seed = uint32_t(config.get_int("train.seed"));
   if (h.optimizer == "adam" && h.weight_decay > 0)
@@ -39,6 +42,13 @@ TrainHyper TrainHyper::from_config(const Config& config) {
 
 std::string param_tensor_name(const LayerDesc& layer, const ParamSpec& param) {
   return std::to_string(layer.index) + "." + layer.name + "." + param.name;
+}
+
+int matmul_half_format(const std::string& precision) {
+  if (precision == "bf16") return ops::kHalfBf16;
+  if (precision == "fp16") return ops::kHalfFp16;
+  if (precision == "fp32" || precision == "tf32") return ops::kHalfNone;
+  throw ConfigError("train.precision: unknown precision '" + precision + "' (fp32 | tf32 | bf16 | fp16)");
 }
 
 std::vector<std::string> optimizer_slots(const std::string& optimizer) {

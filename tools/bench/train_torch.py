@@ -11,7 +11,9 @@ cross-entropy. One epoch = 2 397 examples (74 steps of 32 and one of 29), alread
 only the training loop after --warmup steps is timed (torch.cuda.synchronize around it).
 
 Precision: fp32 (strict: TF32 off for matmul and cuDNN), tf32 (TF32 allowed), bf16 (autocast to
-bfloat16 on top of tf32; fp32 master weights, like genrelab's train.precision=bf16).
+bfloat16 on top of tf32; fp32 master weights, like genrelab's train.precision=bf16), fp16 (autocast
+to float16 on top of tf32 with a GradScaler at its defaults: initial scale 2^16, x2 every 2000
+finite steps, x0.5 and the step skipped on overflow, like genrelab's train.precision=fp16).
 
 On --device cpu only --steps full steps run (default 3) and the epoch time is EXTRAPOLATED from them
 ("extrapolated": true in the JSON and a note on stderr).
@@ -19,7 +21,7 @@ On --device cpu only --steps full steps run (default 3) and the epoch time is EX
 Prints (and with --json writes) the JSON of tools/bench/README.md: work "train-epoch-baseline",
 items_per_s = examples/s, with "precision".
 
-usage: train_torch.py [--device cuda|cpu] [--precision fp32|tf32|bf16] [--examples 2397] [--batch 32]
+usage: train_torch.py [--device cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--examples 2397] [--batch 32]
                       [--warmup N] [--steps N] [--json OUT.json]
 """
 import argparse
@@ -55,7 +57,7 @@ def baseline_model():
 
 
 def set_precision(precision, device):
-    tf32 = precision in ("tf32", "bf16")
+    tf32 = precision in ("tf32", "bf16", "fp16")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
@@ -66,7 +68,7 @@ def set_precision(precision, device):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--examples", type=int, default=2397, help="examples per epoch (the baseline's training set)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--warmup", type=int, help="untimed steps first (cuDNN autotuning, allocator); default 5, CPU 1")
@@ -102,14 +104,24 @@ def main():
     gen = torch.Generator(device="cpu").manual_seed(a.seed)
     x = torch.rand(n_data, 1, N_MELS, N_FRAMES, generator=gen).to(dev).contiguous(memory_format=torch.channels_last)
     y = (torch.arange(n_data) % CLASSES).to(dev)
-    use_bf16 = a.precision == "bf16"
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
+    use_fp16 = a.precision == "fp16"
+    if use_fp16 and hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler(dev.type, enabled=True)
+    else:
+        scaler = torch.cuda.amp.GradScaler(enabled=use_fp16)
 
     def step(lo, hi):
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device_type=dev.type, dtype=low or torch.float32, enabled=low is not None):
             loss = loss_fn(model(x[lo:hi]), y[lo:hi])
-        loss.backward()
-        opt.step()
+        if use_fp16:  # scaled backward, unscale + skip on overflow, scale update
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         return loss
 
     def sync():

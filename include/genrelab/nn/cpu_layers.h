@@ -27,6 +27,11 @@ class CpuLayer {
   // The fused classifier head: when on, a dense layer with softmax outputs logits in forward and
   // takes dL/dlogits in backward (the softmax lives in the loss). Off by default.
   virtual void set_logits_output(bool on) {}
+  // Mixed precision (ops::kHalfBf16 | kHalfFp16; kHalfNone by default): conv2d and dense round
+  // their operands (x, W, and dz in backward) to the 16-bit format and accumulate in T, emulating
+  // the GPU's cuDNN/cuBLAS calls; conv2d also rounds its products (y, dx, dW) as cuDNN's 16-bit
+  // outputs do. Other layers ignore it (they compute in T).
+  void set_matmul_format(int format) { half_ = format; }
 
   // Parameters in LayerDesc::params order, and gradients of the trainable ones (same order).
   std::vector<std::vector<T>>& params() { return params_; }
@@ -36,6 +41,7 @@ class CpuLayer {
  protected:
   LayerDesc desc_;
   std::vector<std::vector<T>> params_, grads_;
+  int half_ = 0;  // ops::kHalf*
 };
 
 // One layer of the registry (see layer_types()).

@@ -28,6 +28,10 @@ struct TrainHyper {
   double label_smoothing = 0.0;
   std::string init = "glorot_uniform";
   std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16
+  // fp16 dynamic loss scaling (PyTorch GradScaler): initial scale, and the consecutive finite
+  // steps after which the scale doubles (an overflow halves it and skips the step).
+  double loss_scale_init = 65536.0;
+  int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
@@ -110,7 +114,15 @@ class Network {
   // parameter is finite. Otherwise false, and `where` (when given) names the layer, e.g.
   // "non-finite gradient in layer 3 (conv2d_2)" or "non-finite weights in layer 0 (conv2d_1)";
   // layers are searched from the output back (the order backward meets them), gradients first.
+  // Under fp16 loss scaling a non-finite gradient is an overflow: the step was skipped and the
+  // scale halved, so only the weights are checked, and the check fails when the scale has fallen
+  // below kMinLossScale (every step overflows: the forward pass itself is non-finite).
   bool check_finite(std::string* where = nullptr);
+
+  // The fp16 loss scale the next step multiplies dL/dlogits by (synchronises on the GPU); 0 when
+  // the precision is not fp16 (no loss scaling).
+  virtual double loss_scale() { return 0.0; }
+  static constexpr double kMinLossScale = 1.0 / 16384;  // 2^-14
 
  protected:
   dist::Communicator* comm_ = nullptr;
@@ -125,6 +137,14 @@ class Network {
 // exact up to 2^24). Both backends use these helpers so checkpoints move between them.
 std::string param_tensor_name(const LayerDesc& layer, const ParamSpec& param);
 std::vector<std::string> optimizer_slots(const std::string& optimizer);  // {"adam.m", "adam.v"} | {"sgd.velocity"}
+// fp16 networks add "loss_scale" (dims {1}) and "loss_scale.good_steps" (dims {1}) after "step";
+// load_state starts from train.loss_scale_init when they are missing and ignores them elsewhere.
+inline constexpr const char* kLossScaleTensor = "loss_scale";
+inline constexpr const char* kLossScaleGoodTensor = "loss_scale.good_steps";
+
+// The 16-bit format conv2d and dense round their operands to under train.precision
+// (ops::kHalfBf16 | ops::kHalfFp16, or ops::kHalfNone for fp32 and tf32).
+int matmul_half_format(const std::string& precision);
 
 // Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
 // every backend: one tensor per parameter in plan order.

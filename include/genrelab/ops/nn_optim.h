@@ -6,7 +6,9 @@
 //   adamw: w −= w · wd · lr first (decoupled; kernels only), then the adam update
 //   sgd:   v = μ v − lr g; w += v, or with Nesterov w += μ v − lr g (Keras form: the velocity
 //          holds −lr·Σ…, so a changing lr acts on new gradients only); decoupled decay as adamw
-// plus the L2 penalty gradient and the global-norm clipping scale.
+// plus the L2 penalty gradient and the global-norm clipping scale. `skip` (optional, one value
+// in the backend's memory) is the fp16 loss scaler's flag: when it is non-zero the step leaves
+// the weights and the moments untouched (a gradient overflowed, see ops/low_precision.h).
 #pragma once
 
 #include <cmath>
@@ -24,7 +26,9 @@ struct AdamUpdate {
   T* v;
   T lr_t, beta1, beta2, epsilon;
   T decay;  // lr · weight_decay for decayed parameters under adamw, else 0
+  const T* skip = nullptr;
   GENRELAB_HD void operator()(int64_t i) const {
+    if (skip && skip[0] != T(0)) return;
     T wi = w[i];
     if (decay != T(0)) wi -= wi * decay;
     const T gi = g[i];
@@ -44,7 +48,9 @@ struct SgdUpdate {
   T lr, momentum;
   bool nesterov;
   T decay;  // lr · weight_decay for decayed parameters, else 0
+  const T* skip = nullptr;
   GENRELAB_HD void operator()(int64_t i) const {
+    if (skip && skip[0] != T(0)) return;
     T wi = w[i];
     if (decay != T(0)) wi -= wi * decay;
     const T vi = momentum * velocity[i] - lr * g[i];

@@ -1,0 +1,605 @@
+// Mixed precision on the CPU backend (train.precision = bf16 | fp16): the rounding functors against
+// numpy and hand-computed bit patterns, conv2d and dense against float64 math on the rounded
+// operands, finite-difference gradients, learning, and the fp16 dynamic loss scale (overflow skip,
+// growth, collapse guard, checkpoint round trip).
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+#include "genrelab/nn/checkpoint.h"
+#include "genrelab/nn/cpu_layers.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/low_precision.h"
+#include "genrelab/ops/philox.h"
+#include "test_util.h"
+
+using namespace genrelab;
+using namespace genrelab::nn;
+
+namespace {
+
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint32_t to_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+std::vector<float> random_vec(int64_t n, uint32_t salt, double lo = -1, double hi = 1) {
+  const PhiloxStream s(4321, RngPurpose::init, salt, 5);
+  std::vector<float> v(size_t(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(s.uniform_range(uint64_t(i), lo, hi));
+  return v;
+}
+
+std::vector<double> rounded(const std::vector<float>& v, int format) {
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = double(ops::round_to_half(v[i], format));
+  return r;
+}
+
+// Significant bits of the format (bf16: 8, fp16: 11): half an ulp is at most 2^-bits relative.
+int significant_bits(int format) { return format == ops::kHalfFp16 ? 11 : 8; }
+
+// got is a value of the 16-bit format within half an ulp (plus float32 accumulation slack) of the
+// exact want.
+void require_rounded_close(const std::vector<float>& got, const std::vector<double>& want, int format, double scale,
+                           const std::string& what) {
+  REQUIRE(got.size() == want.size());
+  const double half_ulp = std::ldexp(1.0, -significant_bits(format));
+  size_t bad = 0, unrounded = 0;
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - want[i]);
+    const double bound = half_ulp * std::fabs(want[i]) * (1 + 1e-4) + 1e-6 * scale;
+    worst = std::max(worst, err / (std::fabs(want[i]) + 1e-6 * scale));
+    bad += err > bound;
+    unrounded += ops::round_to_half(got[i], format) != got[i];
+  }
+  INFO(what << ": worst relative error " << worst << " (half ulp " << half_ulp << ")");
+  CHECK(bad == 0);
+  CHECK(unrounded == 0);
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("nn half rounding gives hand-computed bit patterns", "[nn][mixed]") {
+  using ops::float_to_bf16_bits;
+  using ops::float_to_fp16_bits;
+  // bf16: ties to even, a carry into the exponent, overflow of the largest float, signed zero, NaN.
+  CHECK(float_to_bf16_bits(1.0f) == 0x3f80);
+  CHECK(float_to_bf16_bits(from_bits(0x3f808000)) == 0x3f80);  // 1 + 2^-8: tie, even stays
+  CHECK(float_to_bf16_bits(from_bits(0x3f818000)) == 0x3f82);  // 1 + 3·2^-8: tie, odd rounds up
+  CHECK(float_to_bf16_bits(from_bits(0x3f808001)) == 0x3f81);  // just above the tie
+  CHECK(float_to_bf16_bits(from_bits(0x3fffffff)) == 0x4000);  // carry into the exponent
+  CHECK(float_to_bf16_bits(from_bits(0x7f7fffff)) == 0x7f80);  // FLT_MAX → +inf
+  CHECK(float_to_bf16_bits(from_bits(0x7f7f7fff)) == 0x7f7f);  // stays the largest bf16
+  CHECK(float_to_bf16_bits(-0.0f) == 0x8000);
+  CHECK(float_to_bf16_bits(from_bits(0x00018000)) == 0x0002);  // subnormal tie → even
+  CHECK(float_to_bf16_bits(std::nanf("")) == 0x7fc0);
+  CHECK(float_to_bf16_bits(from_bits(0x7f800001)) == 0x7fc0);  // signalling NaN is quieted, not inf
+  CHECK(float_to_bf16_bits(-INFINITY) == 0xff80);
+  // fp16: the largest finite, the overflow tie, subnormals, the subnormal/normal boundary.
+  CHECK(float_to_fp16_bits(65504.0f) == 0x7bff);
+  CHECK(float_to_fp16_bits(65519.0f) == 0x7bff);
+  CHECK(float_to_fp16_bits(65520.0f) == 0x7c00);  // tie between 65504 and 2^16: even = inf
+  CHECK(float_to_fp16_bits(-1e6f) == 0xfc00);
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -24)) == 0x0001);
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -25)) == 0x0000);         // tie → even 0
+  CHECK(float_to_fp16_bits(3 * std::ldexp(1.0f, -25)) == 0x0002);     // tie between 1 and 2 → 2
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -25) * 1.0001f) == 0x0001);
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -14)) == 0x0400);
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -14) - std::ldexp(1.0f, -25)) == 0x0400);  // tie 0x3ff|0x400 → even
+  CHECK(float_to_fp16_bits(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);
+  CHECK(float_to_fp16_bits(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);
+  CHECK(float_to_fp16_bits(-2.0f) == 0xc000);
+  CHECK(float_to_fp16_bits(-0.0f) == 0x8000);
+  CHECK(float_to_fp16_bits(1e-30f) == 0x0000);
+  CHECK(float_to_fp16_bits(INFINITY) == 0x7c00);
+  CHECK(float_to_fp16_bits(-std::nanf("")) == 0xfe00);
+  // Back to float: exact values.
+  CHECK(ops::fp16_bits_to_float(0x0001) == std::ldexp(1.0f, -24));
+  CHECK(ops::fp16_bits_to_float(0x83ff) == -1023 * std::ldexp(1.0f, -24));
+  CHECK(ops::fp16_bits_to_float(0x7bff) == 65504.0f);
+  CHECK(std::isinf(ops::fp16_bits_to_float(0xfc00)));
+  CHECK(std::isnan(ops::fp16_bits_to_float(0x7e00)));
+  CHECK(ops::bf16_bits_to_float(0x3f82) == 1.015625f);
+  CHECK(ops::round_to_half(1.3f, ops::kHalfNone) == 1.3f);
+}
+
+TEST_CASE("nn half rounding matches numpy on edge cases and random floats", "[nn][mixed]") {
+  const std::string py = test::python();
+  if (py.empty()) {
+    WARN("SKIPPED: GENRELAB_PYTHON is not set (numpy reference)");
+    return;
+  }
+  std::string out;
+  const int rc = test::run_command("'" + py + "' '" + test::source_dir() + "/tools/golden/half_round.py' 2>&1", &out);
+  if (rc != 0 && out.find("No module named") != std::string::npos) {
+    WARN("SKIPPED: numpy is not importable by " << py);
+    return;
+  }
+  REQUIRE(rc == 0);
+  std::istringstream in(out);
+  std::string kind;
+  int64_t rounds = 0, decodes = 0, bad = 0;
+  while (in >> kind) {
+    if (kind == "r") {
+      std::string a, b, c;
+      in >> a >> b >> c;
+      const float x = from_bits(uint32_t(std::stoul(a, nullptr, 16)));
+      const uint16_t h = uint16_t(std::stoul(b, nullptr, 16)), bf = uint16_t(std::stoul(c, nullptr, 16));
+      const uint16_t gh = ops::float_to_fp16_bits(x), gb = ops::float_to_bf16_bits(x);
+      bool ok;
+      if (std::isnan(x))  // any quiet NaN with the input's sign
+        ok = (gh & 0x7e00) == 0x7e00 && (gh & 0x8000) == (h & 0x8000) && (gb & 0x7fc0) == 0x7fc0 &&
+             (gb & 0x8000) == (bf & 0x8000);
+      else
+        ok = gh == h && gb == bf;
+      if (!ok && bad++ < 5) FAIL_CHECK("float bits " << a << ": fp16 " << std::hex << gh << " want " << b << ", bf16 " << gb << " want " << c);
+      ++rounds;
+    } else {
+      std::string a, b;
+      in >> a >> b;
+      const float got = ops::fp16_bits_to_float(uint16_t(std::stoul(a, nullptr, 16)));
+      const float want = from_bits(uint32_t(std::stoul(b, nullptr, 16)));
+      const bool ok = std::isnan(want) ? std::isnan(got) : to_bits(got) == to_bits(want);
+      if (!ok && bad++ < 5) FAIL_CHECK("fp16 bits " << a << ": got " << got << " want " << want);
+      ++decodes;
+    }
+  }
+  INFO(rounds << " roundings, " << decodes << " fp16 decodings compared");
+  CHECK(rounds > 20000);
+  CHECK(decodes == 65536);
+  CHECK(bad == 0);
+}
+
+namespace {
+
+// conv2d (F, kh, kw, C) with no bias and no activation, planned on `in`.
+LayerDesc conv_desc(const json& spec, Shape3 in) {
+  json layers = json::array({spec, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  return plan_layers(layers, in, 3).layers[0];
+}
+
+// The convolution of rounded x and W in float64: y (n, oh, ow, F); and its backward for dz.
+struct ConvRef {
+  LayerDesc d;
+  Window2d g;
+  int64_t n;
+  std::vector<double> y(const std::vector<double>& x, const std::vector<double>& w) const {
+    const Shape3 in = d.in, out = d.out;
+    std::vector<double> y(size_t(n * out.size()), 0.0);
+    for (int64_t e = 0; e < n; ++e)
+      for (int64_t oh = 0; oh < out.h; ++oh)
+        for (int64_t ow = 0; ow < out.w; ++ow)
+          for (int64_t f = 0; f < out.c; ++f) {
+            double s = 0;
+            for (int64_t a = 0; a < g.kh; ++a)
+              for (int64_t b = 0; b < g.kw; ++b) {
+                const int64_t ih = oh * g.sh - g.pad_top + a * g.dh, iw = ow * g.sw - g.pad_left + b * g.dw;
+                if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w) continue;
+                for (int64_t c = 0; c < in.c; ++c)
+                  s += x[size_t(((e * in.h + ih) * in.w + iw) * in.c + c)] * w[size_t(((f * g.kh + a) * g.kw + b) * in.c + c)];
+              }
+            y[size_t(((e * out.h + oh) * out.w + ow) * out.c + f)] = s;
+          }
+    return y;
+  }
+  void backward(const std::vector<double>& x, const std::vector<double>& w, const std::vector<double>& dz,
+                std::vector<double>& dx, std::vector<double>& dw) const {
+    const Shape3 in = d.in, out = d.out;
+    dx.assign(size_t(n * in.size()), 0.0);
+    dw.assign(w.size(), 0.0);
+    for (int64_t e = 0; e < n; ++e)
+      for (int64_t oh = 0; oh < out.h; ++oh)
+        for (int64_t ow = 0; ow < out.w; ++ow)
+          for (int64_t f = 0; f < out.c; ++f) {
+            const double gz = dz[size_t(((e * out.h + oh) * out.w + ow) * out.c + f)];
+            for (int64_t a = 0; a < g.kh; ++a)
+              for (int64_t b = 0; b < g.kw; ++b) {
+                const int64_t ih = oh * g.sh - g.pad_top + a * g.dh, iw = ow * g.sw - g.pad_left + b * g.dw;
+                if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w) continue;
+                for (int64_t c = 0; c < in.c; ++c) {
+                  const size_t xi = size_t(((e * in.h + ih) * in.w + iw) * in.c + c), wi = size_t(((f * g.kh + a) * g.kw + b) * in.c + c);
+                  dx[xi] += gz * w[wi];
+                  dw[wi] += gz * x[xi];
+                }
+              }
+          }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("nn cpu conv2d in bf16 and fp16 equals float64 math on rounded operands", "[nn][mixed]") {
+  const json specs[] = {
+      {{"type", "conv2d"}, {"filters", 5}, {"kernel", 3}, {"padding", "same"}, {"use_bias", false}},
+      {{"type", "conv2d"}, {"filters", 4}, {"kernel", json::array({2, 4})}, {"strides", 2}, {"padding", "same"}, {"use_bias", false}},
+      {{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"use_bias", false}},  // the direct (x is the columns) path
+  };
+  for (const int format : {ops::kHalfBf16, ops::kHalfFp16})
+    for (const auto& spec : specs) {
+      const LayerDesc d = conv_desc(spec, {7, 9, 3});
+      INFO("format " << format << " " << spec.dump());
+      const int64_t n = 3;
+      auto layer = make_cpu_layer<float>(d);
+      layer->set_matmul_format(format);
+      const auto w = random_vec(d.params[0].size(), 1, -0.7, 0.7);
+      layer->params()[0] = w;
+      const auto x = random_vec(n * d.in.size(), 2, -1.5, 1.5);
+      const auto dy = random_vec(n * d.out.size(), 3, -1, 1);
+      std::vector<float> y(dy.size()), dx(x.size());
+      layer->forward(x.data(), y.data(), n, true, {});
+      layer->zero_grads();
+      layer->backward(x.data(), y.data(), dy.data(), dx.data(), n, {});
+      const ConvRef ref{d, window_of(d), n};
+      const auto xr = rounded(x, format), wr = rounded(w, format), dzr = rounded(dy, format);
+      const auto yref = ref.y(xr, wr);
+      require_rounded_close(y, yref, format, max_abs(yref), "y");
+      std::vector<double> dxref, dwref;
+      ref.backward(xr, wr, dzr, dxref, dwref);
+      require_rounded_close(dx, dxref, format, max_abs(dxref), "dx");
+      require_rounded_close(layer->grads()[0], dwref, format, max_abs(dwref), "dW");
+      // The rounding is real: float32 operands give a visibly different y.
+      const auto yexact = ref.y(rounded(x, ops::kHalfNone), rounded(w, ops::kHalfNone));
+      double diff = 0;
+      for (size_t i = 0; i < y.size(); ++i) diff = std::max(diff, std::fabs(double(y[i]) - yexact[i]));
+      CHECK(diff > std::ldexp(1.0, -significant_bits(format) - 4) * max_abs(yexact));
+    }
+}
+
+TEST_CASE("nn cpu dense in bf16 and fp16 equals float64 math on rounded operands", "[nn][mixed]") {
+  for (const int format : {ops::kHalfBf16, ops::kHalfFp16}) {
+    INFO("format " << format);
+    const json layers = json::array({{{"type", "dense"}, {"units", 9}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+    const LayerDesc d = plan_layers(layers, {1, 1, 37}, 3).layers[0];
+    const int64_t n = 5, I = 37, U = 9;
+    auto layer = make_cpu_layer<float>(d);
+    layer->set_matmul_format(format);
+    const auto w = random_vec(I * U, 4, -0.5, 0.5), b = random_vec(U, 5, -0.2, 0.2);
+    layer->params()[0] = w;
+    layer->params()[1] = b;
+    const auto x = random_vec(n * I, 6, -2, 2), dy = random_vec(n * U, 7, -1, 1);
+    std::vector<float> y(size_t(n * U)), dx(x.size());
+    layer->forward(x.data(), y.data(), n, true, {});
+    layer->zero_grads();
+    layer->backward(x.data(), y.data(), dy.data(), dx.data(), n, {});
+    const auto xr = rounded(x, format), wr = rounded(w, format), dzr = rounded(dy, format);
+    std::vector<double> yref(y.size()), dxref(x.size(), 0.0), dwref(w.size(), 0.0), dbref(size_t(U), 0.0);
+    for (int64_t e = 0; e < n; ++e)
+      for (int64_t u = 0; u < U; ++u) {
+        double s = b[size_t(u)];
+        for (int64_t i = 0; i < I; ++i) s += xr[size_t(e * I + i)] * wr[size_t(i * U + u)];
+        yref[size_t(e * U + u)] = s;
+        dbref[size_t(u)] += double(dy[size_t(e * U + u)]);  // the bias gradient takes the float32 dz
+        for (int64_t i = 0; i < I; ++i) {
+          dxref[size_t(e * I + i)] += dzr[size_t(e * U + u)] * wr[size_t(i * U + u)];
+          dwref[size_t(i * U + u)] += dzr[size_t(e * U + u)] * xr[size_t(e * I + i)];
+        }
+      }
+    // Float32 accumulation of exact 16-bit products: float32 tolerance, no output rounding.
+    test::require_close(y, yref, 1e-5 * max_abs(yref), 1e-5, "y");
+    test::require_close(dx, dxref, 1e-5 * max_abs(dxref), 1e-5, "dx");
+    test::require_close(layer->grads()[0], dwref, 1e-5 * max_abs(dwref), 1e-5, "dW");
+    test::require_close(layer->grads()[1], dbref, 1e-6, 1e-6, "db");
+  }
+}
+
+TEST_CASE("nn bf16 and fp16 layer gradients agree with finite differences", "[nn][mixed]") {
+  // The 16-bit layer's analytic gradients against central differences of the exact (double,
+  // unrounded) layer: they differ by the operand rounding only, a few 2^-bits relative.
+  const json specs[] = {
+      {{"type", "conv2d"}, {"filters", 4}, {"kernel", 3}, {"padding", "same"}, {"activation", "tanh"}},
+      {{"type", "dense"}, {"units", 6}, {"activation", "elu"}},
+  };
+  for (const int format : {ops::kHalfBf16, ops::kHalfFp16})
+    for (const auto& spec : specs) {
+      INFO("format " << format << " " << spec.dump());
+      const LayerDesc d = spec["type"] == "dense"
+                              ? plan_layers(json::array({spec, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}), {1, 1, 20}, 3).layers[0]
+                              : conv_desc(spec, {5, 6, 2});
+      const int64_t n = 2;
+      auto low = make_cpu_layer<float>(d);
+      auto exact = make_cpu_layer<double>(d);
+      low->set_matmul_format(format);
+      for (size_t j = 0; j < d.params.size(); ++j) {
+        const auto p = random_vec(d.params[j].size(), 10 + uint32_t(j), -0.6, 0.6);
+        low->params()[j] = p;
+        exact->params()[j].assign(p.begin(), p.end());
+      }
+      const auto xf = random_vec(n * d.in.size(), 20, -1, 1), r = random_vec(n * d.out.size(), 21, -1, 1);
+      std::vector<double> x(xf.begin(), xf.end()), rd(r.begin(), r.end());
+      std::vector<float> y(r.size()), dx(xf.size());
+      low->forward(xf.data(), y.data(), n, true, {});
+      low->zero_grads();
+      low->backward(xf.data(), y.data(), r.data(), dx.data(), n, {});
+      // L = Σ r·y of the exact layer.
+      auto loss = [&]() {
+        std::vector<double> ye(r.size());
+        exact->forward(x.data(), ye.data(), n, true, {});
+        return std::inner_product(ye.begin(), ye.end(), rd.begin(), 0.0);
+      };
+      const double h = 1e-5;
+      std::vector<double> fd_x(x.size()), fd_w(exact->params()[0].size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double v = x[i];
+        x[i] = v + h;
+        const double lp = loss();
+        x[i] = v - h;
+        const double lm = loss();
+        x[i] = v;
+        fd_x[i] = (lp - lm) / (2 * h);
+      }
+      auto& w = exact->params()[0];
+      for (size_t i = 0; i < w.size(); ++i) {
+        const double v = w[i];
+        w[i] = v + h;
+        const double lp = loss();
+        w[i] = v - h;
+        const double lm = loss();
+        w[i] = v;
+        fd_w[i] = (lp - lm) / (2 * h);
+      }
+      const double tol = format == ops::kHalfBf16 ? 2e-2 : 3e-3;
+      test::require_close(dx, fd_x, tol * max_abs(fd_x), 0.0, "dx");
+      test::require_close(low->grads()[0], fd_w, tol * max_abs(fd_w), 0.0, "dW");
+    }
+}
+
+namespace {
+
+// The synthetic 4-class task of test_nn_train.cpp: a bright 3x3 patch in one quadrant of a
+// 12x12 noisy image. Returns the test accuracy after 4 epochs.
+double train_quadrant_task(const std::string& precision, double* last_scale = nullptr) {
+  const int64_t H = 12, W = 12, C = 4, n_train = 512, n_test = 256;
+  auto make = [&](int64_t n, uint32_t salt, std::vector<float>& x, std::vector<int32_t>& y) {
+    const PhiloxStream s(5, RngPurpose::augment_choice, salt, 0);
+    x.assign(size_t(n * H * W), 0.0f);
+    y.resize(size_t(n));
+    for (int64_t e = 0; e < n; ++e) {
+      const int32_t k = int32_t(s.word(uint64_t(e * 4)) % 4);
+      y[size_t(e)] = k;
+      const int64_t r0 = (k / 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 1)) % 4), c0 = (k % 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 2)) % 4);
+      for (int64_t i = 0; i < H * W; ++i) x[size_t(e * H * W + i)] = float(s.uniform(uint64_t(1000000 + e * H * W + i))) * 0.6f;
+      for (int64_t a = 0; a < 3; ++a)
+        for (int64_t b = 0; b < 3; ++b) x[size_t(e * H * W + (r0 + a) * W + c0 + b)] += 0.8f;
+    }
+  };
+  std::vector<float> xt, xv;
+  std::vector<int32_t> yt, yv;
+  make(n_train, 1, xt, yt);
+  make(n_test, 2, xv, yv);
+  const ModelPlan plan = plan_layers(json::parse(R"([
+    {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "batchnorm", "momentum": 0.9},
+    {"type": "conv2d", "filters": 8, "kernel": 3, "activation": "relu"},
+    {"type": "flatten"},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "dense", "units": 32, "activation": "relu"},
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {H, W, 1}, C);
+  TrainHyper h;
+  h.lr = 3e-3;
+  h.precision = precision;
+  auto net = make_cpu_network(plan, h);
+  const int64_t batch = 32;
+  uint64_t step = 0;
+  for (int epoch = 0; epoch < 4; ++epoch)
+    for (int64_t b0 = 0; b0 < n_train; b0 += batch, ++step) {
+      net->train_step(xt.data() + b0 * H * W, yt.data() + b0, batch, batch, float(h.lr), {0, step, 0});
+      REQUIRE(net->check_finite());
+    }
+  std::vector<float> probs(size_t(n_test * C));
+  net->predict(xv.data(), n_test, probs.data());
+  int64_t correct = 0;
+  for (int64_t e = 0; e < n_test; ++e) {
+    const float* p = probs.data() + e * C;
+    CHECK(std::accumulate(p, p + C, 0.0) == Approx(1.0).epsilon(1e-5));
+    correct += std::max_element(p, p + C) - p == yv[size_t(e)];
+  }
+  if (last_scale) *last_scale = net->loss_scale();
+  return double(correct) / double(n_test);
+}
+
+}  // namespace
+
+TEST_CASE("nn small cnn learns the quadrant task in bf16 on the cpu", "[nn][mixed]") {
+  const double acc = train_quadrant_task("bf16");
+  INFO("bf16 test accuracy " << acc);
+  CHECK(acc >= 0.95);
+}
+
+TEST_CASE("nn small cnn learns the quadrant task in fp16 on the cpu", "[nn][mixed]") {
+  double scale = 0;
+  const double acc = train_quadrant_task("fp16", &scale);
+  INFO("fp16 test accuracy " << acc << ", final loss scale " << scale);
+  CHECK(acc >= 0.95);
+  CHECK(scale == 65536.0);  // 64 steps: no growth yet, and no overflow at 2^16 on this task
+}
+
+namespace {
+
+ModelPlan scaler_plan() {
+  return plan_layers(json::parse(R"([
+    {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "flatten"},
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {6, 5, 2}, 3);
+}
+
+const NamedTensor& tensor(const std::vector<NamedTensor>& s, const std::string& name) {
+  for (const auto& t : s)
+    if (t.name == name) return t;
+  FAIL("no state tensor " << name);
+  return s.front();
+}
+
+}  // namespace
+
+TEST_CASE("nn fp16 overflow skips the step and halves the loss scale", "[nn][mixed]") {
+  const ModelPlan plan = scaler_plan();
+  const auto x = random_vec(8 * plan.input.size(), 30, -1, 1);
+  const std::vector<int32_t> y = {0, 1, 2, 0, 1, 2, 0, 1};
+  for (const std::string opt : {"adam", "sgd"}) {
+    INFO(opt);
+    TrainHyper h;
+    h.optimizer = opt;
+    h.momentum = opt == "sgd" ? 0.9 : 0.0;
+    h.precision = "fp16";
+    h.loss_scale_init = 1e30;  // dL/dlogits · 1e30 overflows fp16 in the first 16-bit rounding
+    auto net = make_cpu_network(plan, h);
+    net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 0, 0});
+    const auto before = net->state();  // after one skipped step: still the initial weights
+    const auto init = initial_weights(plan, h);
+    for (size_t i = 0; i < init.size(); ++i) CHECK(tensor(before, init[i].name).data == init[i].data);
+    CHECK(net->loss_scale() == double(1e30f * 0.5f));
+    net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 1, 0});
+    const auto after = net->state();
+    REQUIRE(after.size() == before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      if (after[i].name == "step" || after[i].name.rfind("loss_scale", 0) == 0) continue;
+      INFO(after[i].name);
+      CHECK(std::memcmp(after[i].data.data(), before[i].data.data(), after[i].data.size() * sizeof(float)) == 0);
+    }
+    CHECK(tensor(after, "loss_scale").data[0] == 1e30f * 0.25f);
+    CHECK(tensor(after, "loss_scale.good_steps").data[0] == 0.0f);
+    CHECK(tensor(after, "step").data[0] == 2.0f);  // the schedule's step counter still counts skipped steps
+    // The guard does not stop a run on an overflow step: the weights are finite.
+    std::string where;
+    CHECK(net->check_finite(&where));
+    // At a sane scale the same batch trains: weights move, the good-step count grows.
+    TrainHyper h2 = h;
+    h2.loss_scale_init = 1024;
+    auto net2 = make_cpu_network(plan, h2);
+    net2->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 0, 0});
+    const auto s2 = net2->state();
+    CHECK(tensor(s2, init[0].name).data != init[0].data);
+    CHECK(tensor(s2, "loss_scale.good_steps").data[0] == 1.0f);
+    CHECK(net2->loss_scale() == 1024.0);
+  }
+}
+
+TEST_CASE("nn fp16 loss scale unscales to the unscaled gradient step", "[nn][mixed]") {
+  // Scales are powers of two: unscaled gradients equal those of a scale-1 run wherever no fp16
+  // value under- or overflows, so one Adam step from either scale lands on nearly the same weights.
+  const ModelPlan plan = scaler_plan();
+  const auto x = random_vec(8 * plan.input.size(), 31, -1, 1);
+  const std::vector<int32_t> y = {2, 1, 0, 0, 1, 2, 2, 1};
+  TrainHyper h;
+  h.optimizer = "sgd";
+  h.precision = "fp16";
+  h.loss_scale_init = 1;
+  auto a = make_cpu_network(plan, h);
+  h.loss_scale_init = 4096;
+  auto b = make_cpu_network(plan, h);
+  a->train_step(x.data(), y.data(), 8, 8, 0.1f, {0, 0, 0});
+  b->train_step(x.data(), y.data(), 8, 8, 0.1f, {0, 0, 0});
+  const auto sa = a->state(), sb = b->state();
+  for (size_t i = 0; i < sa.size(); ++i) {
+    if (sa[i].name.rfind("loss_scale", 0) == 0 || sa[i].name == "step") continue;
+    test::require_close(sb[i].data, sa[i].data, 1e-6, 1e-3, sa[i].name);
+  }
+}
+
+TEST_CASE("nn fp16 loss scale grows after the growth interval", "[nn][mixed]") {
+  const ModelPlan plan = scaler_plan();
+  const auto x = random_vec(4 * plan.input.size(), 32, -1, 1);
+  const std::vector<int32_t> y = {0, 1, 2, 1};
+  TrainHyper h;
+  h.precision = "fp16";
+  h.loss_scale_init = 1024;
+  h.loss_scale_growth_interval = 3;
+  auto net = make_cpu_network(plan, h);
+  const double want[] = {1024, 1024, 2048, 2048, 2048, 4096};
+  for (uint64_t s = 0; s < 6; ++s) {
+    net->train_step(x.data(), y.data(), 4, 4, 1e-3f, {0, s, 0});
+    INFO("step " << s);
+    CHECK(net->loss_scale() == want[s]);
+    CHECK(tensor(net->state(), "loss_scale.good_steps").data[0] == float((s + 1) % 3));
+  }
+  // PyTorch's defaults when nothing is configured: 2^16, growth every 2000 steps.
+  const TrainHyper d = TrainHyper::from_config(Config{});
+  CHECK(d.loss_scale_init == 65536.0);
+  CHECK(d.loss_scale_growth_interval == 2000);
+}
+
+TEST_CASE("nn fp16 loss scale collapse stops the run with a clear message", "[nn][mixed]") {
+  const ModelPlan plan = scaler_plan();
+  auto x = random_vec(2 * plan.input.size(), 33, -1, 1);
+  x[3] = std::nanf("");  // a NaN input: every step overflows whatever the scale
+  const std::vector<int32_t> y = {0, 1};
+  TrainHyper h;
+  h.precision = "fp16";
+  h.loss_scale_init = 2 * Network::kMinLossScale;
+  auto net = make_cpu_network(plan, h);
+  std::string where;
+  net->train_step(x.data(), y.data(), 2, 2, 1e-3f, {0, 0, 0});
+  CHECK(net->check_finite(&where));  // skipped, scale at the floor: not yet a failure
+  net->train_step(x.data(), y.data(), 2, 2, 1e-3f, {0, 1, 0});
+  CHECK_FALSE(net->check_finite(&where));
+  CHECK_THAT(where, Catch::Contains("fp16 loss scale fell to") && Catch::Contains("2^-14"));
+  // Without loss scaling the same NaN is a non-finite gradient, as before.
+  h.precision = "bf16";
+  auto bf = make_cpu_network(plan, h);
+  bf->train_step(x.data(), y.data(), 2, 2, 1e-3f, {0, 0, 0});
+  CHECK_FALSE(bf->check_finite(&where));
+  CHECK_THAT(where, Catch::Contains("non-finite gradient"));
+  CHECK(bf->loss_scale() == 0.0);
+}
+
+TEST_CASE("nn fp16 loss scale survives a checkpoint round trip", "[nn][mixed]") {
+  const auto dir = test::temp_dir("nn-fp16-ckpt");
+  const std::string path = (dir / "ckpt.bin").string();
+  const ModelPlan plan = scaler_plan();
+  const auto x = random_vec(4 * plan.input.size(), 34, -1, 1);
+  const std::vector<int32_t> y = {0, 1, 2, 1};
+  TrainHyper h;
+  h.precision = "fp16";
+  h.loss_scale_init = 1e30;
+  h.loss_scale_growth_interval = 5;
+  auto net = make_cpu_network(plan, h);
+  net->train_step(x.data(), y.data(), 4, 4, 1e-3f, {0, 0, 0});  // overflow: 5e29
+  for (int k = 0; k < 200 && net->loss_scale() > 1e3; ++k) net->train_step(x.data(), y.data(), 4, 4, 1e-3f, {0, 1, 0});
+  const double scale = net->loss_scale();
+  net->train_step(x.data(), y.data(), 4, 4, 1e-3f, {0, 2, 0});
+  net->train_step(x.data(), y.data(), 4, 4, 1e-3f, {0, 3, 0});
+  REQUIRE(net->loss_scale() == scale);
+  const auto want = net->state();
+  CHECK(tensor(want, "loss_scale.good_steps").data[0] == 2.0f);
+  CheckpointMeta meta;
+  meta.step = 3;
+  save_checkpoint(path, plan, h, want, meta);
+  TrainHyper fresh = h;
+  fresh.loss_scale_init = 65536;
+  auto back = make_cpu_network(plan, fresh);
+  restore_checkpoint(path, *back);
+  CHECK(back->loss_scale() == scale);
+  const auto got = back->state();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].data == want[i].data);
+  }
+  // Across precisions: an fp32 network ignores the scale, an fp16 network without one starts
+  // from train.loss_scale_init.
+  TrainHyper f32 = h;
+  f32.precision = "fp32";
+  auto n32 = make_cpu_network(plan, f32);
+  n32->load_state(want);
+  CHECK(n32->state().size() == want.size() - 2);
+  auto again = make_cpu_network(plan, fresh);
+  again->load_state(n32->state());
+  CHECK(again->loss_scale() == 65536.0);
+}
