@@ -413,7 +413,7 @@ TEST_CASE("nn gpu bf16 and fp16 layers equal the cpu emulation", "[gpu][nn]") {
     check_layer(with_head({{"type", "conv2d"},
                            {"filters", 6},
                            {"kernel", 2},
-                           {"strides", 2},
+                           {"stride", 2},
                            {"padding", "same"},
                            {"activation", "relu"}}),
                 {7, 9, 3}, 3, 0, tol, p);
