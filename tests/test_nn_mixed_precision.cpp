@@ -609,3 +609,51 @@ TEST_CASE("nn fp16 loss scale survives a checkpoint round trip", "[nn][mixed]") 
   again->load_state(n32->state());
   CHECK(again->loss_scale() == 65536.0);
 }
+
+TEST_CASE("nn fp16 small cnn recovers from an overflowing initial loss scale", "[nn][mixed]") {
+  // The CPU half of the [gpu] fp16 training test: from 2^22 the first steps overflow and are
+  // skipped (the initial weights stay), the scale halves until the gradients fit, then training
+  // proceeds and the scale grows every 4 finite steps.
+  const ModelPlan plan = plan_layers(json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "batchnorm"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.25},
+    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "elu"},
+    {"type": "avgpool2d", "size": 2, "padding": "same"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 16, "activation": "relu"},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {12, 10, 2}, 4);
+  TrainHyper h;
+  h.optimizer = "sgd";
+  h.lr = 0.05;
+  h.momentum = 0.9;
+  h.seed = 5;
+  h.precision = "fp16";
+  h.loss_scale_init = 1 << 22;
+  h.loss_scale_growth_interval = 4;
+  auto net = make_cpu_network(plan, h);
+  const int64_t n = 7;
+  const auto init = initial_weights(plan, h);
+  int skipped = 0, grown = 0;
+  double prev = net->loss_scale(), first_loss = 0, last_loss = 0;
+  for (uint64_t step = 0; step < 20; ++step) {
+    const auto x = random_vec(n * plan.input.size(), 100 + uint32_t(step % 5), -1, 1);
+    std::vector<int32_t> y;
+    for (int64_t e = 0; e < n; ++e) y.push_back(int32_t((e + int64_t(step % 5)) % 4));
+    net->train_step(x.data(), y.data(), n, n, float(h.lr), {h.seed, step, 0});
+    REQUIRE(net->check_finite());
+    const double s = net->loss_scale();
+    skipped += s < prev;
+    grown += s > prev;
+    prev = s;
+    if (step == 0) first_loss = net->last_stats().loss_sum / n;
+    last_loss = net->last_stats().loss_sum / n;
+  }
+  INFO("skipped " << skipped << ", grown " << grown << ", final scale " << prev << ", loss " << first_loss << " -> " << last_loss);
+  CHECK(skipped >= 1);
+  CHECK(grown >= 1);
+  CHECK(tensor(net->state(), init[0].name).data != init[0].data);  // it trained after the skips
+  CHECK(last_loss < first_loss);
+}
