@@ -97,8 +97,8 @@ TEST_CASE("nn half rounding gives hand-computed bit patterns", "[nn][mixed]") {
   CHECK(float_to_fp16_bits(65520.0f) == 0x7c00);  // tie between 65504 and 2^16: even = inf
   CHECK(float_to_fp16_bits(-1e6f) == 0xfc00);
   CHECK(float_to_fp16_bits(std::ldexp(1.0f, -24)) == 0x0001);
-  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -25)) == 0x0000);         // tie → even 0
-  CHECK(float_to_fp16_bits(3 * std::ldexp(1.0f, -25)) == 0x0002);     // tie between 1 and 2 → 2
+  CHECK(float_to_fp16_bits(std::ldexp(1.0f, -25)) == 0x0000);      // tie → even 0
+  CHECK(float_to_fp16_bits(3 * std::ldexp(1.0f, -25)) == 0x0002);  // tie between 1 and 2 → 2
   CHECK(float_to_fp16_bits(std::ldexp(1.0f, -25) * 1.0001f) == 0x0001);
   CHECK(float_to_fp16_bits(std::ldexp(1.0f, -14)) == 0x0400);
   CHECK(float_to_fp16_bits(std::ldexp(1.0f, -14) - std::ldexp(1.0f, -25)) == 0x0400);  // tie 0x3ff|0x400 → even
@@ -148,7 +148,9 @@ TEST_CASE("nn half rounding matches numpy on edge cases and random floats", "[nn
              (gb & 0x8000) == (bf & 0x8000);
       else
         ok = gh == h && gb == bf;
-      if (!ok && bad++ < 5) FAIL_CHECK("float bits " << a << ": fp16 " << std::hex << gh << " want " << b << ", bf16 " << gb << " want " << c);
+      if (!ok && bad++ < 5)
+        FAIL_CHECK("float bits " << a << ": fp16 " << std::hex << gh << " want " << b << ", bf16 " << gb << " want "
+                                 << c);
       ++rounds;
     } else {
       std::string a, b;
@@ -170,7 +172,8 @@ namespace {
 
 // conv2d (F, kh, kw, C) with no bias and no activation, planned on `in`.
 LayerDesc conv_desc(const json& spec, Shape3 in) {
-  json layers = json::array({spec, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  json layers =
+      json::array({spec, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
   return plan_layers(layers, in, 3).layers[0];
 }
 
@@ -192,7 +195,8 @@ struct ConvRef {
                 const int64_t ih = oh * g.sh - g.pad_top + a * g.dh, iw = ow * g.sw - g.pad_left + b * g.dw;
                 if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w) continue;
                 for (int64_t c = 0; c < in.c; ++c)
-                  s += x[size_t(((e * in.h + ih) * in.w + iw) * in.c + c)] * w[size_t(((f * g.kh + a) * g.kw + b) * in.c + c)];
+                  s += x[size_t(((e * in.h + ih) * in.w + iw) * in.c + c)] *
+                       w[size_t(((f * g.kh + a) * g.kw + b) * in.c + c)];
               }
             y[size_t(((e * out.h + oh) * out.w + ow) * out.c + f)] = s;
           }
@@ -213,7 +217,8 @@ struct ConvRef {
                 const int64_t ih = oh * g.sh - g.pad_top + a * g.dh, iw = ow * g.sw - g.pad_left + b * g.dw;
                 if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w) continue;
                 for (int64_t c = 0; c < in.c; ++c) {
-                  const size_t xi = size_t(((e * in.h + ih) * in.w + iw) * in.c + c), wi = size_t(((f * g.kh + a) * g.kw + b) * in.c + c);
+                  const size_t xi = size_t(((e * in.h + ih) * in.w + iw) * in.c + c),
+                               wi = size_t(((f * g.kh + a) * g.kw + b) * in.c + c);
                   dx[xi] += gz * w[wi];
                   dw[wi] += gz * x[xi];
                 }
@@ -227,7 +232,12 @@ struct ConvRef {
 TEST_CASE("nn cpu conv2d in bf16 and fp16 equals float64 math on rounded operands", "[nn][mixed]") {
   const json specs[] = {
       {{"type", "conv2d"}, {"filters", 5}, {"kernel", 3}, {"padding", "same"}, {"use_bias", false}},
-      {{"type", "conv2d"}, {"filters", 4}, {"kernel", json::array({2, 4})}, {"stride", 2}, {"padding", "same"}, {"use_bias", false}},
+      {{"type", "conv2d"},
+       {"filters", 4},
+       {"kernel", json::array({2, 4})},
+       {"stride", 2},
+       {"padding", "same"},
+       {"use_bias", false}},
       {{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"use_bias", false}},  // the direct (x is the columns) path
   };
   for (const int format : {ops::kHalfBf16, ops::kHalfFp16})
@@ -264,7 +274,8 @@ TEST_CASE("nn cpu conv2d in bf16 and fp16 equals float64 math on rounded operand
 TEST_CASE("nn cpu dense in bf16 and fp16 equals float64 math on rounded operands", "[nn][mixed]") {
   for (const int format : {ops::kHalfBf16, ops::kHalfFp16}) {
     INFO("format " << format);
-    const json layers = json::array({{{"type", "dense"}, {"units", 9}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+    const json layers = json::array(
+        {{{"type", "dense"}, {"units", 9}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
     const LayerDesc d = plan_layers(layers, {1, 1, 37}, 3).layers[0];
     const int64_t n = 5, I = 37, U = 9;
     auto layer = make_cpu_layer<float>(d);
@@ -308,9 +319,12 @@ TEST_CASE("nn bf16 and fp16 layer gradients agree with finite differences", "[nn
   for (const int format : {ops::kHalfBf16, ops::kHalfFp16})
     for (const auto& spec : specs) {
       INFO("format " << format << " " << spec.dump());
-      const LayerDesc d = spec["type"] == "dense"
-                              ? plan_layers(json::array({spec, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}), {1, 1, 20}, 3).layers[0]
-                              : conv_desc(spec, {5, 6, 2});
+      const LayerDesc d =
+          spec["type"] == "dense"
+              ? plan_layers(json::array({spec, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+                            {1, 1, 20}, 3)
+                    .layers[0]
+              : conv_desc(spec, {5, 6, 2});
       const int64_t n = 2;
       auto low = make_cpu_layer<float>(d);
       auto exact = make_cpu_layer<double>(d);
@@ -372,8 +386,10 @@ double train_quadrant_task(const std::string& precision, double* last_scale = nu
     for (int64_t e = 0; e < n; ++e) {
       const int32_t k = int32_t(s.word(uint64_t(e * 4)) % 4);
       y[size_t(e)] = k;
-      const int64_t r0 = (k / 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 1)) % 4), c0 = (k % 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 2)) % 4);
-      for (int64_t i = 0; i < H * W; ++i) x[size_t(e * H * W + i)] = float(s.uniform(uint64_t(1000000 + e * H * W + i))) * 0.6f;
+      const int64_t r0 = (k / 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 1)) % 4),
+                    c0 = (k % 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 2)) % 4);
+      for (int64_t i = 0; i < H * W; ++i)
+        x[size_t(e * H * W + i)] = float(s.uniform(uint64_t(1000000 + e * H * W + i))) * 0.6f;
       for (int64_t a = 0; a < 3; ++a)
         for (int64_t b = 0; b < 3; ++b) x[size_t(e * H * W + (r0 + a) * W + c0 + b)] += 0.8f;
     }
@@ -390,7 +406,8 @@ double train_quadrant_task(const std::string& precision, double* last_scale = nu
     {"type": "flatten"},
     {"type": "dropout", "rate": 0.1},
     {"type": "dense", "units": 32, "activation": "relu"},
-    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {H, W, 1}, C);
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
+                                     {H, W, 1}, C);
   TrainHyper h;
   h.lr = 3e-3;
   h.precision = precision;
@@ -436,7 +453,8 @@ ModelPlan scaler_plan() {
   return plan_layers(json::parse(R"([
     {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same", "activation": "relu"},
     {"type": "flatten"},
-    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {6, 5, 2}, 3);
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
+                     {6, 5, 2}, 3);
 }
 
 const NamedTensor& tensor(const std::vector<NamedTensor>& s, const std::string& name) {
@@ -624,7 +642,8 @@ TEST_CASE("nn fp16 small cnn recovers from an overflowing initial loss scale", "
     {"type": "flatten"},
     {"type": "dense", "units": 16, "activation": "relu"},
     {"type": "dropout", "rate": 0.1},
-    {"type": "dense", "units": "classes", "activation": "softmax"}])"), {12, 10, 2}, 4);
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
+                                     {12, 10, 2}, 4);
   TrainHyper h;
   h.optimizer = "sgd";
   h.lr = 0.05;
@@ -651,7 +670,8 @@ TEST_CASE("nn fp16 small cnn recovers from an overflowing initial loss scale", "
     if (step == 0) first_loss = net->last_stats().loss_sum / n;
     last_loss = net->last_stats().loss_sum / n;
   }
-  INFO("skipped " << skipped << ", grown " << grown << ", final scale " << prev << ", loss " << first_loss << " -> " << last_loss);
+  INFO("skipped " << skipped << ", grown " << grown << ", final scale " << prev << ", loss " << first_loss << " -> "
+                  << last_loss);
   CHECK(skipped >= 1);
   CHECK(grown >= 1);
   CHECK(tensor(net->state(), init[0].name).data != init[0].data);  // it trained after the skips

@@ -53,7 +53,7 @@ GENRELAB_HD uint16_t float_to_fp16_bits(float f) {
   const uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);
   if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // ≥ 65520 (the tie above 65504 goes to even = inf)
-  if (a >= 0x38800000u) {                                  // ≥ 2^-14: normal; rebias the exponent by 127 − 15
+  if (a >= 0x38800000u) {                                 // ≥ 2^-14: normal; rebias the exponent by 127 − 15
     const uint32_t m = a - 0x38000000u;
     return uint16_t(sign | ((m + 0x0fffu + ((m >> 13) & 1u)) >> 13));  // a carry moves into the exponent
   }
