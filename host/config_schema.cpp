@@ -145,6 +145,7 @@ std::vector<KeySpec> make_schema() {
   s.push_back(choices(key("train.precision", T::string, "fp32", "fp32 | tf32 | bf16 | fp16 (mixed precision keeps fp32 master weights)."),
                       {"fp32", "tf32", "bf16", "fp16"}));
   s.push_back(key("train.deterministic", T::boolean, false, "Deterministic cuDNN algorithms: identical metrics run to run."));
+  s.push_back(key("train.cuda_graph", T::boolean, false, "cuda: capture each batch shape's training step in a CUDA graph and replay it (less host launch overhead; off without a GPU run to vouch for it yet, and ignored for recurrent layers and data parallel; see docs/network-gpu.md)."));
   s.push_back(range(key("train.checkpoint_every", T::integer, 1, "Save a checkpoint every this many epochs (and at the end)."), 1, kInf));
   s.push_back(range(key("train.comm_timeout_s", T::number, 300.0, "Data parallel (NCCL): give up when a collective makes no progress this long (a rank died or hangs)."), 1, kInf));
   s.push_back(key("train.sync_batchnorm", T::boolean, false, "Data parallel: batch-norm statistics over the global batch (not implemented yet: refused with batch norm in a world of several ranks)."));

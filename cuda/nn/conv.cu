@@ -109,7 +109,7 @@ class ConvLayer final : public GpuLayer {
     if (!asym_) return x;
     const Shape3 in = desc_.in;
     const int64_t count = n * hp_ * wp_ * in.c;
-    if (size_t(count) > xpad_.size()) xpad_.resize(size_t(count));
+    if (size_t(count) > xpad_.size()) ctx_.resize_tracked(xpad_, size_t(count));
     launch_1d(count, ops::PadNhwc<float>{x, xpad_.data(), in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left, 0.0f},
               ctx_.stream());
     return xpad_.data();

@@ -34,7 +34,7 @@ class DenseLayer final : public GpuLayer {
     const bool softmax = act_ == ops::kActSoftmax && !logits_;
     float* z = y;  // pre-activation (n, units); a separate buffer only when a softmax follows
     if (softmax) {
-      if (size_t(n * units) > z_.size()) z_.resize(size_t(n * units));
+      if (size_t(n * units) > z_.size()) ctx_.resize_tracked(z_, size_t(n * units));
       z = z_.data();
     }
     const float one = 1.0f, zero = 0.0f;

@@ -29,6 +29,7 @@ struct TrainHyper {
   std::string init = "glorot_uniform";
   std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16
   bool deterministic = false;
+  bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
 };
@@ -48,8 +49,12 @@ struct StepStats {
 };
 
 // Wall time of the parts of the last train_step (milliseconds; 0 where a backend does not time).
+// A step replayed as a CUDA graph (train.cuda_graph) has no timing points inside it: `graphed` is
+// true, step_ms holds the whole step and the three parts stay 0.
 struct StepTimes {
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;
+  double step_ms = 0;    // the whole step (cuda backend; the parts' sum when not graphed)
+  bool graphed = false;  // the step ran as a CUDA graph launch
 };
 
 struct NamedTensor {
