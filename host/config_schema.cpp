@@ -147,6 +147,7 @@ std::vector<KeySpec> make_schema() {
   s.push_back(range(key("train.loss_scale_init", T::number, 65536.0, "fp16: initial dynamic loss scale (PyTorch GradScaler's 2^16)."), 1.0 / 16384, 1e30));
   s.push_back(range(key("train.loss_scale_growth_interval", T::integer, 2000, "fp16: double the loss scale after this many consecutive steps without overflow (an overflow halves it and skips the step)."), 1, 1 << 30));
   s.push_back(key("train.deterministic", T::boolean, false, "Deterministic cuDNN algorithms: identical metrics run to run."));
+  s.push_back(key("train.cuda_graph", T::boolean, false, "cuda: capture each batch shape's training step in a CUDA graph and replay it (less host launch overhead; off without a GPU run to vouch for it yet, and ignored for recurrent layers and data parallel; see docs/network-gpu.md)."));
   s.push_back(range(key("train.checkpoint_every", T::integer, 1, "Save a checkpoint every this many epochs (and at the end)."), 1, kInf));
   s.push_back(range(key("train.comm_timeout_s", T::number, 300.0, "Data parallel (NCCL): give up when a collective makes no progress this long (a rank died or hangs)."), 1, kInf));
   s.push_back(key("train.sync_batchnorm", T::boolean, false, "Data parallel: batch-norm statistics over the global batch (not implemented yet: refused with batch norm in a world of several ranks)."));

@@ -244,7 +244,8 @@ TEST_CASE("nn dropout masks are keyed by step layer and global example", "[nn]")
   std::vector<float> xo(size_t(5 * 27)), yo(xo.size());
   for (size_t i = 0; i < xo.size(); ++i) xo[i] = 1.0f + float(i);
   lo->forward(xo.data(), yo.data(), 5, true, {9, 2, 1});
-  const ops::DropoutMask m(9, 2, odd.index, 0.4f, 27, 1);
+  const ops::DropoutStep key{2, 1};
+  const ops::DropoutMask m{9, odd.index, 0.4f, 27, &key};
   for (int64_t i = 0; i < 5 * 27; ++i) {
     const PhiloxStream s(9, RngPurpose::dropout, uint32_t(odd.index), 2);
     const bool keep = s.uniform(uint64_t(27 + i)) >= 0.4f;

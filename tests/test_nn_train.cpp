@@ -26,8 +26,8 @@ TEST_CASE("nn adam and adamw steps follow the Keras update rule", "[nn]") {
     double w = 1, m = 0, v = 0, g = 0;
     for (int t = 0; t < 3; ++t) {
       g = grads[t];
-      const double lr_t = adam_step_size(0.01, 0.9, 0.999, uint64_t(t));
-      ops::AdamUpdate<double>{&w, &g, &m, &v, lr_t, 0.9, 0.999, 1e-7, decayed ? 0.01 * 0.1 : 0.0}(0);
+      const ops::OptimStep<double> step{adam_step_size(0.01, 0.9, 0.999, uint64_t(t)), 0.01 * 0.1};
+      ops::AdamUpdate<double>{&w, &g, &m, &v, &step, 0.9, 0.999, 1e-7, decayed == 1}(0);
       CHECK(w == Approx(decayed ? adamw[t] : adam[t]).epsilon(1e-14));
     }
     CHECK(m == Approx(0.0325).epsilon(1e-13));
@@ -35,7 +35,8 @@ TEST_CASE("nn adam and adamw steps follow the Keras update rule", "[nn]") {
   }
   // The first step moves by lr·g/(|g| + ε/√(1 − β2)) — ε matters for tiny gradients.
   double w = 0, m = 0, v = 0, g = 1e-7;
-  ops::AdamUpdate<double>{&w, &g, &m, &v, adam_step_size(1.0, 0.9, 0.999, 0), 0.9, 0.999, 1e-7, 0.0}(0);
+  const ops::OptimStep<double> first{adam_step_size(1.0, 0.9, 0.999, 0), 0.0};
+  ops::AdamUpdate<double>{&w, &g, &m, &v, &first, 0.9, 0.999, 1e-7, false}(0);
   CHECK(w == Approx(-1e-7 / (1e-7 + 1e-7 / std::sqrt(0.001))).epsilon(1e-12));
 }
 
@@ -47,14 +48,127 @@ TEST_CASE("nn sgd momentum and nesterov steps follow the Keras update rule", "[n
     double w = 1, vel = 0, g = 0;
     for (int t = 0; t < 3; ++t) {
       g = grads[t];
-      ops::SgdUpdate<double>{&w, &g, &vel, 0.1, 0.9, nest == 1, 0.0}(0);
+      const ops::OptimStep<double> step{0.1, 0.0};
+      ops::SgdUpdate<double>{&w, &g, &vel, &step, 0.9, nest == 1, false}(0);
       CHECK(w == Approx(nest ? nesterov[t] : plain[t]).epsilon(1e-14));
     }
     CHECK(vel == Approx(-0.0325).epsilon(1e-13));
   }
   double w = 2, vel = 0, g = 0;  // momentum 0 and decoupled decay: w = w − w·lr·wd − lr·g
-  ops::SgdUpdate<double>{&w, &g, &vel, 0.1, 0.0, false, 0.1 * 0.5}(0);
+  const ops::OptimStep<double> decay{0.1, 0.1 * 0.5};
+  ops::SgdUpdate<double>{&w, &g, &vel, &decay, 0.0, false, true}(0);
   CHECK(w == Approx(1.9).epsilon(1e-14));
+}
+
+// The update functors as they were before the per-step scalars moved behind a pointer (by value),
+// verbatim: the reference for the bit-identity test below.
+template <typename T>
+struct ByValueAdamUpdate {
+  T* w;
+  const T* g;
+  T* m;
+  T* v;
+  T lr_t, beta1, beta2, epsilon;
+  T decay;
+  void operator()(int64_t i) const {
+    T wi = w[i];
+    if (decay != T(0)) wi -= wi * decay;
+    const T gi = g[i];
+    const T mi = m[i] + (gi - m[i]) * (T(1) - beta1);
+    const T vi = v[i] + (gi * gi - v[i]) * (T(1) - beta2);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - lr_t * mi / (sqrt(vi) + epsilon);
+  }
+};
+template <typename T>
+struct ByValueSgdUpdate {
+  T* w;
+  const T* g;
+  T* velocity;
+  T lr, momentum;
+  bool nesterov;
+  T decay;
+  void operator()(int64_t i) const {
+    T wi = w[i];
+    if (decay != T(0)) wi -= wi * decay;
+    const T vi = momentum * velocity[i] - lr * g[i];
+    velocity[i] = vi;
+    w[i] = nesterov ? wi + momentum * vi - lr * g[i] : wi + vi;
+  }
+};
+
+// The functors read the per-step scalars through a pointer (what lets a captured CUDA graph take
+// each step's learning rate): the float results must equal, bit for bit, the previous by-value
+// functors fed the previous host arithmetic (lr_t and lr·wd in double, rounded once), for every
+// optimizer, decayed or not, over a changing learning rate — and one functor object must see a
+// new value written into its scalars between two steps.
+TEST_CASE("nn optimizer functors read per-step scalars through a pointer bit-identically", "[nn]") {
+  const std::vector<float> lrs = {1e-3f, 3.7e-4f, 0.05f, 1e-6f};
+  for (const char* opt : {"adam", "adamw", "sgd"}) {
+    for (int nest = 0; nest < 2; ++nest) {
+      TrainHyper h;
+      h.optimizer = opt;
+      if (h.optimizer != "sgd" && nest) continue;
+      h.weight_decay = h.optimizer == "adam" ? 0.0 : 0.013;
+      h.momentum = h.optimizer == "sgd" ? 0.9 : 0.0;
+      h.nesterov = nest == 1;
+      for (int decayed = 0; decayed < 2; ++decayed) {
+        const int64_t N = 257;
+        std::vector<float> w(N), g(N), m(N, 0.0f), v(N, 0.0f);
+        for (int64_t i = 0; i < N; ++i) {
+          w[size_t(i)] = std::sin(0.37f * float(i)) * 0.5f;
+          g[size_t(i)] = std::cos(0.11f * float(i) + 0.3f) * 0.01f;
+        }
+        std::vector<float> rw = w, rm = m, rv = v;
+        ops::OptimStep<float> scalars{};  // one host block, rewritten before each step
+        const ops::AdamUpdate<float> adam{w.data(), g.data(), m.data(), v.data(), &scalars, float(h.beta1), float(h.beta2),
+                                          float(h.epsilon), decayed == 1};
+        const ops::SgdUpdate<float> sgd{w.data(), g.data(), m.data(), &scalars, float(h.momentum), h.nesterov, decayed == 1};
+        for (size_t t = 0; t < lrs.size(); ++t) {
+          const float lr = lrs[t];
+          scalars = optimizer_step(h, lr, t);
+          // The previous by-value scalars (cpu_network.cpp and cuda_network.cu before the change).
+          const bool is_adam = h.optimizer != "sgd";
+          const float lr_t = is_adam ? float(adam_step_size(lr, h.beta1, h.beta2, t)) : lr;
+          const float decay = decayed && h.optimizer != "adam" ? float(double(lr) * h.weight_decay) : 0.0f;
+          const ByValueAdamUpdate<float> ref_adam{rw.data(), g.data(), rm.data(), rv.data(), lr_t, float(h.beta1),
+                                                  float(h.beta2), float(h.epsilon), decay};
+          const ByValueSgdUpdate<float> ref_sgd{rw.data(), g.data(), rm.data(), lr, float(h.momentum), h.nesterov, decay};
+          for (int64_t i = 0; i < N; ++i) {
+            if (is_adam) {
+              adam(i);
+              ref_adam(i);
+            } else {
+              sgd(i);
+              ref_sgd(i);
+            }
+          }
+          for (int64_t i = 0; i < N; ++i) {
+            INFO(opt << " nesterov " << nest << " decayed " << decayed << " step " << t << " element " << i);
+            REQUIRE(w[size_t(i)] == rw[size_t(i)]);
+            REQUIRE(m[size_t(i)] == rm[size_t(i)]);
+            REQUIRE(v[size_t(i)] == rv[size_t(i)]);
+          }
+        }
+        CHECK(w != std::vector<float>(N, 0.0f));
+      }
+    }
+  }
+  // optimizer_step by hand: adamw's step 0 at lr 0.01, weight decay 0.1: lr_t = 0.01·√0.001/0.1.
+  TrainHyper h;
+  h.optimizer = "adamw";
+  h.weight_decay = 0.1;
+  const ops::OptimStep<float> s0 = optimizer_step(h, 0.01f, 0);
+  CHECK(s0.lr == float(double(0.01f) * std::sqrt(1.0 - 0.999) / (1.0 - 0.9)));
+  CHECK(s0.decay == float(double(0.01f) * 0.1));
+  h.optimizer = "adam";
+  h.weight_decay = 0.0;
+  CHECK(optimizer_step(h, 0.01f, 0).decay == 0.0f);
+  h.optimizer = "sgd";
+  h.weight_decay = 0.5;
+  CHECK(optimizer_step(h, 0.25f, 7).lr == 0.25f);
+  CHECK(optimizer_step(h, 0.25f, 7).decay == 0.125f);
 }
 
 TEST_CASE("nn softmax cross-entropy loss and gradient with label smoothing", "[nn]") {

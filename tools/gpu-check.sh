@@ -2,7 +2,8 @@
 # One-command GPU validation (under 10 minutes on an H100): Release build for the local GPU, every
 # test including [gpu], every benchmark with JSON (tools/bench/README.md) and its PyTorch /
 # torchaudio / librosa / audiomentations peers, OUT_DIR/summary.md with the ratio table
-# (tools/bench/compare.py), then the [gpu] tests under compute-sanitizer with the time left.
+# (tools/bench/compare.py), the GPU idle time inside training steps (nsys, eager and CUDA graph),
+# then the [gpu] tests under compute-sanitizer with the time left.
 #   usage: tools/gpu-check.sh OUT_DIR
 # Offline GPU machines: .gpu/env.sh (the exports of docs/gpu-offline.md) is sourced when present.
 # Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 560 s in all), GENRELAB_BENCH_PYTHON (the
@@ -110,6 +111,20 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   done
   step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
 
+  # Host overhead: GPU idle time between kernels inside training steps (Nsight Systems over
+  # `train --profile 10`, tools/bench/gpu_idle.py), eager and with train.cuda_graph.
+  if ! command -v nsys >/dev/null 2>&1; then
+    rows+=("| nsys-idle | skipped: nsys (Nsight Systems) not found | - |")
+  elif [ -z "$audio" ]; then
+    rows+=("| nsys-idle | skipped: no clips (GENRELAB_TEST_AUDIO) to train on | - |")
+  else
+    for mode in eager graph; do
+      g=$([ "$mode" = graph ] && echo true || echo false)
+      step "nsys-idle-$mode" 60 env GTZAN_ROOT="$audio" tools/bench/profile_idle.sh "$bin" experiments/seed-baseline.json \
+        "$out/nsys-idle-$mode" 10 --set "train.cuda_graph=$g"
+    done
+  fi
+
   if command -v compute-sanitizer >/dev/null 2>&1; then
     step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]"
     step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]"
@@ -140,6 +155,14 @@ fi
   echo "- cuDNN used: $cudnn_used"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- wall time: $(( $(date +%s) - t0 )) s"
+  for mode in eager graph; do  # tools/bench/profile_idle.sh; the goal is < 5 % (issue 6)
+    f="$out/nsys-idle-$mode.json"
+    [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle between kernels, $mode steps (nsys, %s): %.2f %% (median step %s)' % (d['scope'], 100*d['idle_fraction'], ('%.2f %%' % (100*d['idle_fraction_median_step'])) if 'idle_fraction_median_step' in d else '-'))" "$f"
+  done
+  for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
+    f="$out/bench-train-$prec.json"
+    [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('graph_compare'); g and print('- train step $prec: eager %.3f ms, cuda graph %s' % (g['eager_ms_per_step'], ('%.3f ms (eager/graph %.3fx)' % (g['graph_ms_per_step'], g['eager_over_graph'])) if g['graphed'] else 'NOT USED (capture failed, see bench-train-$prec.log)'))" "$f"
+  done
   echo
   echo "| part | result | time |"
   echo "|---|---|---|"

@@ -46,7 +46,7 @@ class ConvLayer final : public GpuLayer {
       const int64_t xcount = n * hp_ * wp_ * desc_.in.c, wcount = desc_.params[0].size(), ycount = n * desc_.out.size();
       xc = to_half(xin, xcount, x16_);
       wc = to_half(param(0), wcount, w16_);
-      if (size_t(ycount) > y16_.size()) y16_.resize(size_t(ycount));
+      if (size_t(ycount) > y16_.size()) ctx_.resize_tracked(y16_, size_t(ycount));
       yc = y16_.data();
     }
     setup(n, xc, wc);
@@ -86,7 +86,7 @@ class ConvLayer final : public GpuLayer {
       // dw (k, kh, kw, c) += x ⋆ dz  (beta = 1: gradients accumulate); bf16/fp16: this call's dw
       // in 16 bits (beta = 0), then added to the float gradient.
       const int64_t wcount = desc_.params[0].size();
-      if (half_ && size_t(wcount) > dw16_.size()) dw16_.resize(size_t(wcount));
+      if (half_ && size_t(wcount) > dw16_.size()) ctx_.resize_tracked(dw16_, size_t(wcount));
       void* dwc = half_ ? static_cast<void*>(dw16_.data()) : grad(0);
       GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xc, yd_, dzc, conv_,
                                                          algos_->bwd_filter, ws, algos_->bwd_filter_bytes,
@@ -96,7 +96,7 @@ class ConvLayer final : public GpuLayer {
     if (!dx) return;
     const int64_t xcount = n * hp_ * wp_ * desc_.in.c;
     float* dxin = asym_ ? ctx_.scratch(1, xcount) : dx;
-    if (half_ && size_t(xcount) > dx16_.size()) dx16_.resize(size_t(xcount));
+    if (half_ && size_t(xcount) > dx16_.size()) ctx_.resize_tracked(dx16_, size_t(xcount));
     void* dxc = half_ ? static_cast<void*>(dx16_.data()) : dxin;
     void* ws = ctx_.workspace(algos_->bwd_data_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_data_math));
@@ -140,7 +140,7 @@ class ConvLayer final : public GpuLayer {
 
   // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.
   const void* to_half(const float* src, int64_t count, DeviceBuffer<uint16_t>& buf) {
-    if (size_t(count) > buf.size()) buf.resize(size_t(count));
+    if (size_t(count) > buf.size()) ctx_.resize_tracked(buf, size_t(count));
     launch_1d(count, ops::ToHalf{src, buf.data(), half_}, ctx_.stream());
     return buf.data();
   }
@@ -150,7 +150,7 @@ class ConvLayer final : public GpuLayer {
     if (!asym_) return x;
     const Shape3 in = desc_.in;
     const int64_t count = n * hp_ * wp_ * in.c;
-    if (size_t(count) > xpad_.size()) xpad_.resize(size_t(count));
+    if (size_t(count) > xpad_.size()) ctx_.resize_tracked(xpad_, size_t(count));
     launch_1d(count, ops::PadNhwc<float>{x, xpad_.data(), in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left, 0.0f},
               ctx_.stream());
     return xpad_.data();

@@ -3,10 +3,13 @@
 // ops/nn_*.h (the CPU backend runs the same arithmetic), loss and accuracy counted on the device.
 // train_step never synchronises the host; last_stats(), last_times(), state() and predict() do.
 // fp16 adds the dynamic loss scale (ops::LossScaleStep), kept and read on the device.
+// With train.cuda_graph a step is captured once per batch shape and replayed (see StepGraph).
 #include <thrust/iterator/transform_iterator.h>
 #include <cub/device/device_reduce.cuh>
 
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <map>
 #include <sstream>
 
@@ -30,6 +33,7 @@ using cuda::launch_1d;
 using cuda::nn::GpuContext;
 using cuda::nn::GpuLayer;
 using cuda::nn::Precision;
+using cuda::nn::StepScalars;
 
 struct SquareToDouble {
   __host__ __device__ double operator()(float v) const { return double(v) * double(v); }
@@ -83,6 +87,7 @@ class CudaNetwork final : public Network {
     GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
     slots_ = optimizer_slots(hyper.optimizer);
     for (const auto& L : plan_.layers) {
+      if (L.type == "gru" || L.type == "lstm") has_rnn_ = true;
       layers_.push_back(cuda::nn::make_gpu_layer(L, ctx_));
       fwd_names_.push_back("fwd " + L.name);  // NVTX range names, built once
       bwd_names_.push_back("bwd " + L.name);
@@ -109,6 +114,7 @@ class CudaNetwork final : public Network {
       for (size_t j = 0; j < t.param; ++j) g += plan_.layers[t.layer].params[j].trainable ? 1 : 0;
       t.g = l.grads()[g];
     }
+    capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));
     scalars_.resize(2);  // clip scale, spare
     dstats_.resize(2);   // loss sum, global norm
@@ -172,6 +178,9 @@ class CudaNetwork final : public Network {
     StepTimes t;
     if (last_n_ == 0) return t;
     ev_end_.synchronize();
+    t.step_ms = ev_end_.ms_since(ev_start_);
+    t.graphed = last_graphed_;
+    if (last_graphed_) return t;  // no timing points inside a graph: the whole step only
     t.forward_ms = ev_fwd_.ms_since(ev_start_);
     t.backward_ms = ev_bwd_.ms_since(ev_fwd_);
     t.optimizer_ms = ev_end_.ms_since(ev_bwd_);
@@ -280,7 +289,7 @@ class CudaNetwork final : public Network {
     }
     if (need > reduce_tmp_.bytes()) {
       ctx_.stream_sync();
-      reduce_tmp_.resize(need);
+      ctx_.resize_tracked(reduce_tmp_, need);
     }
     for (size_t k = 0; k < tensors.size(); ++k) {
       size_t bytes = reduce_tmp_.bytes();
@@ -348,25 +357,52 @@ class CudaNetwork final : public Network {
 
   void run_train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
                       const StepKey& key) {
+    cudaStream_t s = ctx_.stream();
+    // The step's changing scalars, one copy into the device block every kernel reads them from.
+    const StepScalars* scalars =
+        ctx_.upload_step(StepScalars{optimizer_step(hyper_, lr, key.step), ops::DropoutStep{key.step, key.first_example}});
+    last_graphed_ = false;
     if (n == 0) {  // an empty shard: zero gradients, the same collectives and the same update
-      cudaStream_t s = ctx_.stream();
       for (auto& l : layers_) l->zero_grads();
       GENRELAB_CUDA_CHECK(cudaMemsetAsync(dstats_.data(), 0, sizeof(double), s));
       GENRELAB_CUDA_CHECK(cudaMemsetAsync(dcorrect_.data(), 0, sizeof(int32_t), s));
       for (size_t i = layers_.size(); i-- > 0;) all_reduce_layer(i);
       join_all_reduce();
-      apply_optimizer(lr, key.step);
+      apply_optimizer(scalars);
       broadcast_buffers();
       ++step_;
       last_n_ = 0;
       return;
     }
     ensure_batch(n);
+    StepGraph* warming = nullptr;
+    if (graphs_usable()) {
+      const GraphKey gk{x, labels, n, global_batch, key.seed};
+      if (run_graph(gk, key, scalars, warming)) {
+        ++step_;
+        last_n_ = n;
+        return;
+      }
+    }
+    ev_start_.record(s);
+    enqueue_step(x, labels, n, global_batch, key, scalars, true);
+    ++step_;
+    last_n_ = n;
+    ev_end_.record(s);
+    // A key's first step ran eagerly above: algorithm search and buffer growth are done, so the
+    // next step with this key can be captured (unless a buffer moves before then).
+    if (warming) warming->epoch = layout_epoch();
+  }
+
+  // The device work of one training step, queued on the stream: forward, head, backward, the
+  // gradient all-reduces (data parallel) and the optimizer. `timed` records the forward/backward
+  // split events (not while capturing: a graph has no timing points inside).
+  void enqueue_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, const StepKey& key,
+                    const StepScalars* scalars, bool timed) {
     cudaStream_t s = ctx_.stream();
     const size_t L = layers_.size();
     const int64_t C = plan_.classes;
     const float ls = float(hyper_.label_smoothing);
-    ev_start_.record(s);
     layers_.back()->set_logits_output(true);
     {
       NvtxRange range("forward");
@@ -383,7 +419,7 @@ class CudaNetwork final : public Network {
       bytes = reduce_tmp_.bytes();
       GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, correct_.data(), dcorrect_.data(), n, s));
     }
-    ev_fwd_.record(s);
+    if (timed) ev_fwd_.record(s);
 
     // Backward: dlogits into grad buffer 0, then ping-pong between the two gradient buffers.
     auto backward_range = std::make_unique<NvtxRange>("backward");
@@ -404,23 +440,147 @@ class CudaNetwork final : public Network {
     }
     layers_.back()->set_logits_output(false);
     backward_range.reset();
-    ev_bwd_.record(s);
+    if (timed) ev_bwd_.record(s);
 
     join_all_reduce();
     {
       NvtxRange range("optimizer");
-      apply_optimizer(lr, key.step);
+      apply_optimizer(scalars);
     }
     broadcast_buffers();
-    ++step_;
-    last_n_ = n;
+  }
+
+  // ---- CUDA graphs (train.cuda_graph) ------------------------------------------------------
+  //
+  // A captured graph holds raw addresses and launch parameters, so it is keyed by everything a
+  // step bakes in: the input and label buffers, the batch, the global batch and the dropout
+  // seed; the changing scalars (learning rate, Adam's step size, the dropout step) live in the
+  // device block the graph reads. A key's first step runs eagerly (cuDNN algorithm search,
+  // workspace and buffer growth happen there: nothing may allocate during capture), the second
+  // is captured and launched, later ones are replayed. Any buffer that moves afterwards
+  // (GpuContext::layout_epoch) sends the key back to an eager warm-up. A capture or launch error
+  // turns graphs off for this network with one warning; the step then runs eagerly.
+  struct GraphKey {
+    const float* x;
+    const int32_t* labels;
+    int64_t n, global_batch;
+    uint32_t seed;
+    bool operator==(const GraphKey& o) const {
+      return x == o.x && labels == o.labels && n == o.n && global_batch == o.global_batch && seed == o.seed;
+    }
+  };
+  struct StepGraph {
+    GraphKey key;
+    uint64_t epoch = ~uint64_t(0);  // layout epoch after the warm-up step (none yet: ~0)
+    uint64_t used = 0;              // last use, for least-recently-used eviction
+    cuda::GraphExec exec;
+  };
+  static constexpr size_t kMaxGraphs = 2;  // the full batch and an epoch's partial last batch
+
+  bool graphs_usable() {
+    if (!hyper_.cuda_graph || graphs_failed_) return false;
+    if (comm_ || has_rnn_) {
+      if (!graph_note_) {
+        std::cerr << "genrelab: train.cuda_graph is ignored: "
+                  << (comm_ ? "data-parallel steps (NCCL all-reduces on a second stream) are not captured"
+                            : "cuDNN's recurrent layers (gru, lstm) are not captured")
+                  << "; the steps run eagerly\n";
+        graph_note_ = true;
+      }
+      return false;
+    }
+    return true;
+  }
+
+  uint64_t layout_epoch() const { return ctx_.layout_epoch(); }
+
+  // Runs the step as a graph when `gk` has one (or can be captured now) and returns true; returns
+  // false for an eager step, with `warming` set when that step is the key's warm-up.
+  bool run_graph(const GraphKey& gk, const StepKey& key, const StepScalars* scalars, StepGraph*& warming) {
+    StepGraph* g = nullptr;
+    for (auto& c : graphs_)
+      if (c.key == gk) g = &c;
+    if (!g) {
+      if (graphs_.size() >= kMaxGraphs) {
+        auto lru = std::min_element(graphs_.begin(), graphs_.end(),
+                                    [](const StepGraph& a, const StepGraph& b) { return a.used < b.used; });
+        graphs_.erase(lru);
+      }
+      graphs_.push_back(StepGraph{gk});
+      g = &graphs_.back();
+    }
+    g->used = ++graph_uses_;
+    if (g->epoch != layout_epoch()) {  // new key, or a buffer moved since: warm up eagerly
+      g->exec = cuda::GraphExec();
+      warming = g;
+      return false;
+    }
+    if (!g->exec && !capture(*g, key, scalars)) return false;
+    cudaStream_t s = ctx_.stream();
+    ev_start_.record(s);
+    {
+      NvtxRange range("train step (cuda graph)");
+      const cudaError_t e = cudaGraphLaunch(g->exec.get(), s);
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        graph_failed(std::string("cudaGraphLaunch: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+        return false;
+      }
+    }
     ev_end_.record(s);
+    last_graphed_ = true;
+    return true;
+  }
+
+  // Captures the step of `g.key` into g.exec (nothing runs); false after a failure (reported).
+  bool capture(StepGraph& g, const StepKey& key, const StepScalars* scalars) {
+    cudaStream_t s = ctx_.stream();
+    std::string failure;
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+      failure = std::string("cudaStreamBeginCapture: ") + cudaGetErrorName(e);
+    } else {
+      ctx_.set_capturing(true);
+      try {
+        enqueue_step(g.key.x, g.key.labels, g.key.n, g.key.global_batch, key, scalars, false);
+        // Test hook: a synchronisation inside the capture, which CUDA refuses
+        // (cudaErrorStreamCaptureUnsupported), to exercise the fallback on a real capture error.
+        if (capture_fault_) ctx_.stream_sync();
+      } catch (const std::exception& ex) {
+        failure = ex.what();
+      }
+      ctx_.set_capturing(false);
+      e = cudaStreamEndCapture(s, &graph);  // always ends the capture, also after a failure
+      if (failure.empty() && e != cudaSuccess) failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorName(e);
+    }
+    if (failure.empty() && layout_epoch() != g.epoch) failure = "a device buffer was reallocated during capture";
+    if (failure.empty()) {
+      cudaGraphExec_t exec = nullptr;
+      e = cudaGraphInstantiate(&exec, graph, 0);
+      if (e == cudaSuccess) g.exec = cuda::GraphExec(exec);
+      else failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorName(e);
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (failure.empty()) return true;
+    if (e != cudaSuccess) failure += std::string(" (") + cudaGetErrorString(e) + ")";
+    (void)cudaGetLastError();  // capture errors are not sticky: clear them for the eager step
+    graph_failed(failure);
+    return false;
+  }
+
+  void graph_failed(const std::string& why) {
+    std::cerr << "genrelab: warning: CUDA graph of the training step failed (" << why
+              << "); train.cuda_graph is off for the rest of this run and the steps run eagerly\n";
+    graphs_failed_ = true;
+    graphs_.clear();
+    layers_.back()->set_logits_output(false);  // a capture may have stopped halfway
   }
 
   // L2 gradient (2·l2·w on kernels), global-norm clipping with the norm taken after the L2 term
   // (TensorFlow's clip_by_global_norm; the scale stays on the device), then the update: the order
   // and functors of the CPU backend.
-  void apply_optimizer(float lr, uint64_t step) {
+  void apply_optimizer(const StepScalars* scalars) {
     cudaStream_t s = ctx_.stream();
     if (fp16_) unscale_gradients();
     if (hyper_.l2 > 0)
@@ -440,20 +600,20 @@ class CudaNetwork final : public Network {
         launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, scalars_.data(), 0.0f}, s);
     }
     const bool adam = hyper_.optimizer != "sgd";
-    const float lr_t = adam ? float(adam_step_size(lr, hyper_.beta1, hyper_.beta2, step)) : lr;
+    const ops::OptimStep<float>* step = &scalars->optim;  // device memory: lr_t / lr and the decay of this step
     const float* skip = fp16_ ? loss_scale_.data() + 3 : nullptr;
     for (auto& t : trainable_) {
-      const float decay = t.decay && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
       if (adam)
         launch_1d(t.size,
-                  ops::AdamUpdate<float>{t.w, t.g, t.moments[0].data(), t.moments[1].data(), lr_t, float(hyper_.beta1),
-                                         float(hyper_.beta2), float(hyper_.epsilon), decay, skip},
+                  ops::AdamUpdate<float>{t.w, t.g, t.moments[0].data(), t.moments[1].data(), step, float(hyper_.beta1),
+                                         float(hyper_.beta2), float(hyper_.epsilon), t.decay, skip},
                   s);
       else
-        launch_1d(t.size,
-                  ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), lr, float(hyper_.momentum), hyper_.nesterov,
-                                        decay, skip},
-                  s);
+        launch_1d(
+            t.size,
+            ops::SgdUpdate<float>{t.w, t.g, t.moments[0].data(), step, float(hyper_.momentum), hyper_.nesterov, t.decay,
+                                  skip},
+            s);
     }
   }
 
@@ -494,7 +654,8 @@ class CudaNetwork final : public Network {
     }
   }
 
-  // Activation, gradient and head buffers for batches up to n (grown, never shrunk).
+  // Activation, gradient and head buffers for batches up to n (grown, never shrunk; a move
+  // counts in the layout epoch, which captured graphs check).
   void ensure_batch(int64_t n) {
     if (n <= cap_) return;
     int64_t widest = plan_.classes;
@@ -503,15 +664,15 @@ class CudaNetwork final : public Network {
     act_.assign(layers_.size(), nullptr);
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (plan_.layers[i].type == "flatten") continue;
-      act_store_[i].resize(size_t(n * plan_.layers[i].out.size()));
+      ctx_.resize_tracked(act_store_[i], size_t(n * plan_.layers[i].out.size()));
       act_[i] = act_store_[i].data();
     }
-    grad_[0].resize(size_t(n * widest));
-    grad_[1].resize(size_t(n * widest));
-    losses_.resize(size_t(n));
-    correct_.resize(size_t(n));
+    ctx_.resize_tracked(grad_[0], size_t(n * widest));
+    ctx_.resize_tracked(grad_[1], size_t(n * widest));
+    ctx_.resize_tracked(losses_, size_t(n));
+    ctx_.resize_tracked(correct_, size_t(n));
     const size_t bytes = std::max({reduce_bytes(n), reduce_bytes_loss(n), reduce_bytes_int(n)});
-    if (bytes > reduce_tmp_.bytes()) reduce_tmp_.resize(bytes);
+    if (bytes > reduce_tmp_.bytes()) ctx_.resize_tracked(reduce_tmp_, bytes);
     cap_ = n;
   }
 
@@ -641,6 +802,13 @@ class CudaNetwork final : public Network {
   cuda::Event comm_done_;                   // every all-reduce of the step has run
   uint64_t step_ = 0;
   int64_t last_n_ = 0;
+  bool last_graphed_ = false;         // the last step was a graph launch (last_times)
+  bool has_rnn_ = false;              // gru/lstm layers: never captured
+  bool graphs_failed_ = false;        // a capture or launch failed: eager from then on
+  bool graph_note_ = false;           // the "ignored" note was printed
+  bool capture_fault_ = false;        // GENRELAB_TEST_CUDA_GRAPH_FAULT: make captures fail (tests)
+  std::vector<StepGraph> graphs_;     // (≤ kMaxGraphs) captured steps by key
+  uint64_t graph_uses_ = 0;
 };
 
 }  // namespace

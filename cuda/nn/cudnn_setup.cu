@@ -67,22 +67,55 @@ GpuContext::GpuContext(Precision precision, bool deterministic) : precision_(pre
       cublas_.get(), precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   // Bias gradients and dense products only read device pointers for alpha/beta from the host.
   GENRELAB_CUDA_CHECK(cublasSetPointerMode(cublas_.get(), CUBLAS_POINTER_MODE_HOST));
+  // A workspace of our own (32 MiB, what cuBLAS recommends for Hopper): without it cuBLAS may
+  // allocate its default one on first use on a stream, which a CUDA graph capture refuses. Set
+  // after cublasSetStream, which resets it.
+  cublas_workspace_.resize(size_t(32) << 20);
+  GENRELAB_CUDA_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
+  step_block_.resize(1);
+  ring_ = PinnedBuffer<StepScalars>(kRing);
+  ring_done_ = std::vector<Event>(kRing);
 }
 
 void* GpuContext::workspace(size_t bytes) {
-  if (bytes > workspace_.bytes()) workspace_.resize(bytes);
+  if (bytes > workspace_.bytes()) resize_tracked(workspace_, bytes);
   return workspace_.data();
 }
 
 float* GpuContext::scratch(int slot, int64_t count) {
   GENRELAB_CHECK(slot >= 0 && slot < 2, "scratch slot ", slot);
-  if (size_t(count) > scratch_[slot].size()) scratch_[slot].resize(size_t(count));
+  if (size_t(count) > scratch_[slot].size()) resize_tracked(scratch_[slot], size_t(count));
   return scratch_[slot].data();
+}
+
+const StepScalars* GpuContext::upload_step(const StepScalars& s) {
+  if (capturing_)
+    throw RuntimeError("a per-step scalar upload was queued during CUDA graph capture (a layer's step key differs "
+                       "from the network's)");
+  const size_t k = ring_next_;
+  ring_next_ = (ring_next_ + 1) % kRing;
+  ring_done_[k].synchronize();  // the slot's previous copy (kRing uploads ago) has read it
+  ring_[k] = s;
+  GENRELAB_CUDA_CHECK(
+      cudaMemcpyAsync(step_block_.data(), &ring_[k], sizeof(StepScalars), cudaMemcpyHostToDevice, stream()));
+  ring_done_[k].record(stream());
+  current_ = s;
+  have_current_ = true;
+  return step_block_.data();
+}
+
+const ops::DropoutStep* GpuContext::dropout_step(const genrelab::nn::StepKey& key) {
+  if (!have_current_ || current_.dropout.step != key.step || current_.dropout.first_example != key.first_example) {
+    StepScalars s = current_;
+    s.dropout = ops::DropoutStep{key.step, key.first_example};
+    upload_step(s);
+  }
+  return &step_block_.data()->dropout;
 }
 
 const float* GpuContext::ones(int64_t count) {
   if (size_t(count) > ones_.size()) {
-    ones_.resize(size_t(count));
+    resize_tracked(ones_, size_t(count));
     float* p = ones_.data();
     launch_1d(count, FillOnes{p}, stream());
   }

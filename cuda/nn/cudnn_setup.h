@@ -1,5 +1,6 @@
 // cuDNN setup in one place for the GPU network: RAII descriptors, the per-network GPU context
-// (stream, handles, shared workspace, ones vector), and convolution algorithm choice cached by shape.
+// (stream, handles, shared workspace, ones vector, the per-step scalars block), and convolution
+// algorithm choice cached by shape.
 // Layout: every activation is NHWC (channels-last, the canonical host layout) and every conv
 // kernel is KRSC = (filters, kh, kw, in_c), cuDNN's NHWC filter format; nothing is transposed.
 #pragma once
@@ -10,8 +11,12 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "genrelab/cuda/memory.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/nn_activation.h"
+#include "genrelab/ops/nn_optim.h"
 
 namespace genrelab::cuda::nn {
 
@@ -105,6 +110,14 @@ struct ConvShape {
 
 // ---- the per-network GPU context ---------------------------------------------------------
 
+// Everything a training step reads that changes from step to step, in one device block that one
+// copy fills before the step's work: kernels read it through a pointer, so a captured CUDA graph
+// replays with each step's learning rate and dropout key (nothing is baked into the graph).
+struct StepScalars {
+  ops::OptimStep<float> optim;  // bias-corrected step size / learning rate, decoupled decay
+  ops::DropoutStep dropout;     // step and first example of the dropout masks
+};
+
 // Everything the GPU layers of one network share. Handles are bound to `stream` once, so every
 // cuDNN/cuBLAS call and every launch of one network runs in order on that stream.
 class GpuContext {
@@ -146,7 +159,31 @@ class GpuContext {
   // The 16-bit format conv2d and dense round their operands to (ops::kHalf*).
   int half_format() const { return ::genrelab::cuda::nn::half_format(precision_); }
 
+  // buf.resize(count), counting a move of the buffer in layout_epoch(): a captured CUDA graph
+  // holds raw addresses, so the network rebuilds its graphs when the epoch has moved. Every
+  // buffer a training step touches grows through this (or the network's own counter).
+  template <typename T>
+  void resize_tracked(DeviceBuffer<T>& buf, size_t count) {
+    const T* before = buf.data();
+    buf.resize(count);
+    if (buf.data() != before) ++layout_epoch_;
+  }
+  uint64_t layout_epoch() const { return layout_epoch_; }
+
+  // Queues one copy of `s` into the device block and returns the block. The copy reads a slot of
+  // a pinned ring (kRing slots, each reused only after its previous copy has run), so a later
+  // host write cannot change what an earlier queued step reads. Refused while capturing.
+  const StepScalars* upload_step(const StepScalars& s);
+  // The device copy of `key`'s per-step part for dropout kernels: the block of the step the
+  // network uploaded when it holds this key (no copy, so capturable), else a fresh upload with
+  // the last optimizer scalars (a layer called on its own, as the layer tests and benches do).
+  const ops::DropoutStep* dropout_step(const genrelab::nn::StepKey& key);
+  // While true, upload_step throws (a copy from the ring inside a graph would replay stale data).
+  void set_capturing(bool on) { capturing_ = on; }
+  bool capturing() const { return capturing_; }
+
  private:
+  static constexpr size_t kRing = 8;
   Precision precision_;
   bool deterministic_;
   Stream stream_;
@@ -155,7 +192,15 @@ class GpuContext {
   DeviceBuffer<uint8_t> workspace_;
   DeviceBuffer<float> ones_;
   DeviceBuffer<float> scratch_[2];
+  DeviceBuffer<uint8_t> cublas_workspace_;  // set with cublasSetWorkspace: cuBLAS allocates nothing while captured
   std::map<std::string, ConvAlgos> algos_;
+  uint64_t layout_epoch_ = 0;
+  DeviceBuffer<StepScalars> step_block_;  // (1) the current step's scalars
+  PinnedBuffer<StepScalars> ring_;        // (kRing) staging slots of the copies
+  std::vector<Event> ring_done_;          // (kRing) the slot's last copy has run
+  size_t ring_next_ = 0;
+  StepScalars current_{};                 // what step_block_ holds once the queued copies have run
+  bool have_current_ = false, capturing_ = false;
 };
 
 }  // namespace genrelab::cuda::nn

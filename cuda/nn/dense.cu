@@ -38,7 +38,7 @@ class DenseLayer final : public GpuLayer {
     const bool softmax = act_ == ops::kActSoftmax && !logits_;
     float* z = y;  // pre-activation (n, units); a separate buffer only when a softmax follows
     if (softmax) {
-      if (size_t(n * units) > z_.size()) z_.resize(size_t(n * units));
+      if (size_t(n * units) > z_.size()) ctx_.resize_tracked(z_, size_t(n * units));
       z = z_.data();
     }
     const float one = 1.0f, zero = 0.0f;
@@ -96,7 +96,7 @@ class DenseLayer final : public GpuLayer {
   bool logits_ = false;
   // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.
   const void* to_half(const float* src, int64_t count, DeviceBuffer<uint16_t>& buf) {
-    if (size_t(count) > buf.size()) buf.resize(size_t(count));
+    if (size_t(count) > buf.size()) ctx_.resize_tracked(buf, size_t(count));
     launch_1d(count, ops::ToHalf{src, buf.data(), half_}, ctx_.stream());
     return buf.data();
   }

@@ -107,8 +107,10 @@ class DropoutLayer final : public GpuLayer {
   }
 
  private:
+  // The step and first example come from the context's per-step device block (see
+  // GpuContext::dropout_step), so a captured graph draws each replayed step's own mask.
   ops::DropoutMask mask(const StepKey& key) const {
-    return ops::DropoutMask(key.seed, key.step, desc_.index, rate_, desc_.out.size(), key.first_example);
+    return ops::DropoutMask{key.seed, desc_.index, rate_, desc_.out.size(), ctx_.dropout_step(key)};
   }
   float rate_;
 };

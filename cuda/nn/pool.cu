@@ -28,7 +28,7 @@ class PoolLayer final : public GpuLayer {
     const int64_t count = n * desc_.out.size();
     if (max_) {
       // y, argmax: (n, oh, ow, c)
-      if (training) argmax_.resize(size_t(count));
+      if (training) ctx_.resize_tracked(argmax_, size_t(count));
       launch_1d(count, ops::MaxPoolForward<float>{x, y, training ? argmax_.data() : nullptr, geom()}, ctx_.stream());
     } else {
       launch_1d(count, ops::AvgPoolForward<float>{x, y, geom()}, ctx_.stream());

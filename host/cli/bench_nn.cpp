@@ -1,5 +1,6 @@
 // `genrelab bench --what train` (one epoch of whole optimisation steps: examples/s, forward/backward/optimizer
-// split, achieved GFLOP/s from the plan's conv/dense/recurrent FLOPs) and `--what layers`
+// split, achieved GFLOP/s from the plan's conv/dense/recurrent FLOPs; on the GPU also eager against
+// CUDA-graph step time) and `--what layers`
 // (forward and backward time per layer, like `caffe time`), on synthetic inputs for the model of
 // an experiment file (default: the baseline), on either backend.
 #include <algorithm>
@@ -96,6 +97,41 @@ Setup setup(const cli::Args& args) {
   return s;
 }
 
+// Eager against CUDA-graph steps (train.cuda_graph) on full batches: a fresh network per mode
+// warms up (eager step, capture, first replay), then `steps` steps run back to back with one
+// synchronisation at the end, so the time per step includes the host's launch work wherever the
+// GPU waits for it. `graphed` says whether the graph network really replayed (false after a
+// capture failure, which the network reports on stderr, or for recurrent layers).
+struct GraphCompare {
+  int64_t steps = 0;
+  double eager_ms = 0, graph_ms = 0;
+  bool graphed = false;
+};
+
+GraphCompare compare_cuda_graph(const Setup& s, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
+  GraphCompare c;
+  c.steps = steps;
+  auto run = [&](bool graph, bool& graphed) {
+    nn::TrainHyper h = s.hyper;
+    h.cuda_graph = graph;
+    auto net = nn::make_network(s.device, s.plan, h);
+    const float lr = float(h.lr);
+    for (uint64_t w = 0; w < 3; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
+    net->last_stats();
+    graphed = net->last_times().graphed;
+    sync(s.device);
+    const auto t0 = Clock::now();
+    for (int64_t it = 0; it < steps; ++it) net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(3 + it), 0});
+    net->last_stats();
+    sync(s.device);
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(steps);
+  };
+  bool unused = false;
+  c.eager_ms = run(false, unused);
+  c.graph_ms = run(true, c.graphed);
+  return c;
+}
+
 void maybe_write_json(const cli::Args& args, const json& j) {
   if (auto path = args.get("--json")) write_file_atomic(*path, j.dump(2) + "\n");
 }
@@ -135,7 +171,7 @@ int bench_train(const cli::Args& args) {
     net->last_stats();
   }
   double total_ms = 0;
-  int64_t timed_examples = 0;
+  int64_t timed_examples = 0, graphed_steps = 0;
   nn::StepTimes parts;
   sync(s.device);
   const auto epoch_t0 = Clock::now();
@@ -150,6 +186,7 @@ int bench_train(const cli::Args& args) {
       parts.forward_ms += t.forward_ms;
       parts.backward_ms += t.backward_ms;
       parts.optimizer_ms += t.optimizer_ms;
+      graphed_steps += t.graphed ? 1 : 0;
     }
     total_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     timed_examples += nb;
@@ -177,9 +214,29 @@ int bench_train(const cli::Args& args) {
     std::snprintf(line, sizeof line, "    forward      %10.2f\n    backward     %10.2f\n    optimizer    %10.2f\n",
                   parts.forward_ms / double(steps), parts.backward_ms / double(steps), parts.optimizer_ms / double(steps));
     std::cout << line;
+    if (graphed_steps > 0)
+      std::printf("    (%lld of the timed steps ran as CUDA graphs, which have no forward/backward/optimizer split)\n",
+                  (long long)graphed_steps);
   }
   std::snprintf(line, sizeof line, "  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n", flops / 1e9, gflops);
   std::cout << line;
+  // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
+  GraphCompare graph;
+  if (s.device == Device::cuda) {
+    graph = compare_cuda_graph(s, x.data(), labels.data(), n, extrapolated ? steps : std::min<int64_t>(epoch_steps, 50));
+    std::printf("  cuda graph (%lld full steps per mode, back to back; this run's steps: %s)\n", (long long)graph.steps,
+                s.hyper.cuda_graph ? "train.cuda_graph=true" : "eager");
+    std::snprintf(line, sizeof line, "    eager ms/step %10.3f\n", graph.eager_ms);
+    std::cout << line;
+    if (graph.graphed) {
+      std::snprintf(line, sizeof line, "    graph ms/step %10.3f\n    eager/graph   %10.3f x\n", graph.graph_ms,
+                    graph.eager_ms / graph.graph_ms);
+      std::cout << line;
+    } else {
+      std::printf("    graph         NOT USED: the step was not captured (see the message on stderr); %.3f ms/step eager\n",
+                  graph.graph_ms);
+    }
+  }
   if (extrapolated)
     std::cerr << "bench train: timed " << steps << " of the epoch's " << epoch_steps
               << " steps; the epoch time is extrapolated (use --iterations " << epoch_steps << " for a full epoch)\n";
@@ -196,6 +253,12 @@ int bench_train(const cli::Args& args) {
             {"results", json::array({{{"work", work}, {"device", device_name(s.device)},
                                       {"precision", s.hyper.precision}, {"items", examples}, {"unit", "examples"},
                                       {"seconds", epoch_s}, {"items_per_s", per_s}, {"extrapolated", extrapolated}}})}};
+  j["cuda_graph"] = s.hyper.cuda_graph;  // how this run's own steps ran (when the graph works)
+  if (s.device == Device::cuda)
+    j["graph_compare"] = {{"steps", graph.steps}, {"eager_ms_per_step", graph.eager_ms},
+                          {"graph_ms_per_step", graph.graphed ? json(graph.graph_ms) : json(nullptr)},
+                          {"eager_over_graph", graph.graphed ? json(graph.eager_ms / graph.graph_ms) : json(nullptr)},
+                          {"graphed", graph.graphed}};
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);
@@ -249,7 +312,7 @@ int bench_layers(const cli::Args& args) {
   return 0;
 }
 
-BenchRegistrar train_reg{{"train", "whole training steps of the experiment's model: samples/s, forward/backward/optimizer ms, GFLOP/s",
+BenchRegistrar train_reg{{"train", "whole training steps of the experiment's model: samples/s, forward/backward/optimizer ms, GFLOP/s, eager vs CUDA-graph ms/step (cuda)",
                           bench_train}};
 BenchRegistrar layers_reg{{"layers", "forward and backward time of each layer of the experiment's model", bench_layers}};
 

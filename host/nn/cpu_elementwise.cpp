@@ -39,18 +39,24 @@ class Dropout final : public CpuLayer<T> {
       std::copy(x, x + total, y);
       return;
     }
-    cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key), x, y, total});
+    const ops::DropoutStep step{key.step, key.first_example};
+    cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key, &step), x, y, total});
   }
   void backward(const T*, const T*, const T* dy, T* dx, int64_t n, const StepKey& key) override {
     if (!dx) return;
     const int64_t total = n * this->desc_.in.size();
-    if (rate_ == 0.0f) std::copy(dy, dy + total, dx);
-    else cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key), dy, dx, total});
+    if (rate_ == 0.0f) {
+      std::copy(dy, dy + total, dx);
+      return;
+    }
+    const ops::DropoutStep step{key.step, key.first_example};
+    cpu_for_1d(ops::DropoutApply<T>::groups(total), ops::DropoutApply<T>{mask(key, &step), dy, dx, total});
   }
 
  private:
-  ops::DropoutMask mask(const StepKey& key) const {
-    return ops::DropoutMask(key.seed, key.step, this->desc_.index, rate_, this->desc_.in.size(), key.first_example);
+  // `step` (the per-step part of the key, host memory) must outlive the loop that uses the mask.
+  ops::DropoutMask mask(const StepKey& key, const ops::DropoutStep* step) const {
+    return ops::DropoutMask{key.seed, this->desc_.index, rate_, this->desc_.in.size(), step};
   }
   float rate_;
 };

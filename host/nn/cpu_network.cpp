@@ -161,6 +161,7 @@ class CpuNetwork final : public Network {
           }
     ++step_;
     times_.optimizer_ms = ms_since(t0);
+    times_.step_ms = times_.forward_ms + times_.backward_ms + times_.optimizer_ms;
   }
 
   void predict(const float* x, int64_t n, float* probs_host) override {
@@ -345,19 +346,19 @@ class CpuNetwork final : public Network {
       }
     }
     const bool adam = hyper_.optimizer != "sgd";
-    const float lr_t = adam ? float(adam_step_size(lr, hyper_.beta1, hyper_.beta2, step)) : lr;
+    const ops::OptimStep<float> scalars = optimizer_step(hyper_, lr, step);  // read through a pointer, as on the GPU
     size_t k = 0;
     for (size_t li = 0; li < layers_.size(); ++li)
       for (auto& slot : moments_[li]) {
-        const float decay = info[k].second && hyper_.optimizer != "adam" ? float(double(lr) * hyper_.weight_decay) : 0.0f;
+        const bool decayed = info[k].second;
         const float* skip = fp16_ ? loss_scale_.data() + 3 : nullptr;
         if (adam)
-          cpu_for_1d(info[k].first, ops::AdamUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), slot[1].data(), lr_t,
-                                                           float(hyper_.beta1), float(hyper_.beta2), float(hyper_.epsilon), decay,
+          cpu_for_1d(info[k].first, ops::AdamUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), slot[1].data(), &scalars,
+                                                           float(hyper_.beta1), float(hyper_.beta2), float(hyper_.epsilon), decayed,
                                                            skip});
         else
-          cpu_for_1d(info[k].first, ops::SgdUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), lr, float(hyper_.momentum),
-                                                          hyper_.nesterov, decay, skip});
+          cpu_for_1d(info[k].first, ops::SgdUpdate<float>{pg[k].first, pg[k].second, slot[0].data(), &scalars, float(hyper_.momentum),
+                                                          hyper_.nesterov, decayed, skip});
         ++k;
       }
   }

@@ -30,6 +30,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.loss_scale_init = config.get_number("train.loss_scale_init");
   h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
+  h.cuda_graph = config.get_bool("train.cuda_graph");
   h.seed = uint32_t(config.get_int("train.seed"));
   if (h.optimizer == "adam" && h.weight_decay > 0)
     config.fail("train.weight_decay", "is decoupled weight decay, which adam does not take: use train.optimizer=adamw, or train.l2 for an L2 penalty");

@@ -1,10 +1,12 @@
-// Learning-rate schedules and Adam's bias-corrected step size (see nn/schedule.h).
+// Learning-rate schedules, Adam's bias-corrected step size and the optimizer's per-step scalars
+// (see nn/schedule.h).
 #include "genrelab/nn/schedule.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "genrelab/common.h"
+#include "genrelab/nn/network.h"
 
 namespace genrelab::nn {
 
@@ -42,6 +44,14 @@ double LrSchedule::at(uint64_t step) const {
 double adam_step_size(double lr, double beta1, double beta2, uint64_t step) {
   const double t = double(step) + 1.0;
   return lr * std::sqrt(1.0 - std::pow(beta2, t)) / (1.0 - std::pow(beta1, t));
+}
+
+ops::OptimStep<float> optimizer_step(const TrainHyper& hyper, float lr, uint64_t step) {
+  const bool adam = hyper.optimizer != "sgd";
+  ops::OptimStep<float> s;
+  s.lr = adam ? float(adam_step_size(lr, hyper.beta1, hyper.beta2, step)) : lr;
+  s.decay = hyper.optimizer != "adam" ? float(double(lr) * hyper.weight_decay) : 0.0f;
+  return s;
 }
 
 }  // namespace genrelab::nn

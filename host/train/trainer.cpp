@@ -449,14 +449,16 @@ int run_training(const TrainRequest& req) {
     return v ? std::atoll(v) : int64_t(0);
   }();
   ClipScores last_test;
+  // The step's input buffers live across epochs: stable addresses let the cuda backend replay its
+  // captured step graphs (train.cuda_graph) in every epoch instead of capturing them again.
+  BackendArray<float> x(device);
+  BackendArray<int32_t> y(device);
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
     if (online) builder.build(train_audio, train_labels, plan_for_epoch(epoch), train_set, "augment");
     const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
     const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
     const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
-    BackendArray<float> x(device);
-    BackendArray<int32_t> y(device);
     x.resize(size_t(batch * train_set.feature_size));
     y.resize(size_t(batch));
     // This rank's sums over its shards (rank 0 also holds what a resumed epoch had before the stop);

@@ -1,6 +1,6 @@
 // RAII, move-only owners of CUDA resources: device and pinned host buffers, streams, events,
-// cuFFT plans, cuBLAS and cuDNN handles. Destructors never throw (errors there are ignored,
-// as the owning context may already be tearing down).
+// cuFFT plans, cuBLAS and cuDNN handles, instantiated CUDA graphs. Destructors never throw
+// (errors there are ignored, as the owning context may already be tearing down).
 #pragma once
 
 #include <cublas_v2.h>
@@ -219,6 +219,23 @@ class CudnnHandle {
 
  private:
   cudnnHandle_t h_ = nullptr;
+};
+
+// An instantiated CUDA graph (cudaGraphExec_t), made from a captured cudaGraph_t.
+class GraphExec {
+ public:
+  GraphExec() = default;
+  explicit GraphExec(cudaGraphExec_t e) : e_(e) {}
+  ~GraphExec() { if (e_) cudaGraphExecDestroy(e_); }
+  GraphExec(GraphExec&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+  GraphExec& operator=(GraphExec&& o) noexcept { if (this != &o) { if (e_) cudaGraphExecDestroy(e_); e_ = std::exchange(o.e_, nullptr); } return *this; }
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  cudaGraphExec_t get() const { return e_; }
+  explicit operator bool() const { return e_ != nullptr; }
+
+ private:
+  cudaGraphExec_t e_ = nullptr;
 };
 
 }  // namespace genrelab::cuda

@@ -33,6 +33,7 @@ struct TrainHyper {
   double loss_scale_init = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
+  bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
 };
@@ -52,8 +53,12 @@ struct StepStats {
 };
 
 // Wall time of the parts of the last train_step (milliseconds; 0 where a backend does not time).
+// A step replayed as a CUDA graph (train.cuda_graph) has no timing points inside it: `graphed` is
+// true, step_ms holds the whole step and the three parts stay 0.
 struct StepTimes {
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;
+  double step_ms = 0;    // the whole step (cuda backend; the parts' sum when not graphed)
+  bool graphed = false;  // the step ran as a CUDA graph launch
 };
 
 struct NamedTensor {

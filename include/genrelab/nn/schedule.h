@@ -7,8 +7,11 @@
 #include <string>
 
 #include "genrelab/config.h"
+#include "genrelab/ops/nn_optim.h"
 
 namespace genrelab::nn {
+
+struct TrainHyper;
 
 struct LrSchedule {
   std::string kind = "constant";  // constant | step | cosine
@@ -29,5 +32,10 @@ struct LrSchedule {
 // Keras's bias-corrected Adam step size for 0-based step `step` (t = step + 1):
 // lr · √(1 − β2^t) / (1 − β1^t).
 double adam_step_size(double lr, double beta1, double beta2, uint64_t step);
+
+// The update functors' per-step scalars for 0-based step `step` at learning rate `lr`, computed in
+// double and rounded once: lr = adam_step_size(...) for adam/adamw, lr for sgd; decay =
+// lr · weight_decay for adamw and sgd (decoupled), 0 for adam.
+ops::OptimStep<float> optimizer_step(const TrainHyper& hyper, float lr, uint64_t step);
 
 }  // namespace genrelab::nn

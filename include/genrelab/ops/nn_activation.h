@@ -104,17 +104,26 @@ struct SoftmaxRowsBackward {
 // `step` of layer `layer`, is Philox(seed, dropout; a = layer, b = step) word
 // (e · layer_size + j): independent of the backend, the shard and the launch order. The same
 // functor applies the mask forward (x → y) and backward (dy → dx).
-struct DropoutMask {
-  PhiloxStream stream;
-  float rate = 0;
-  int64_t layer_size = 0;     // elements per example
+//
+// The per-step part of the key, read through a pointer: host memory on the CPU, the GPU network's
+// per-step device block (written once before each step), so a captured CUDA graph draws each
+// step's own mask.
+struct DropoutStep {
+  uint64_t step = 0;          // global optimisation step
   int64_t first_example = 0;  // global batch position of local example 0
-  DropoutMask() = default;
-  GENRELAB_HD DropoutMask(uint32_t seed, uint64_t step, int layer, float rate_, int64_t layer_size_, int64_t first_example_)
-      : stream(seed, RngPurpose::dropout, uint32_t(layer), uint32_t(step)), rate(rate_), layer_size(layer_size_),
-        first_example(first_example_) {}
+};
+
+struct DropoutMask {
+  uint32_t seed = 0;
+  int layer = 0;
+  float rate = 0;
+  int64_t layer_size = 0;           // elements per example
+  const DropoutStep* key = nullptr;  // one value for all elements
+  GENRELAB_HD PhiloxStream stream() const {
+    return PhiloxStream(seed, RngPurpose::dropout, uint32_t(layer), uint32_t(key->step));
+  }
   // i: local element index (local example · layer_size + j).
-  GENRELAB_HD bool keep(int64_t i) const { return stream.uniform(uint64_t(first_example * layer_size + i)) >= rate; }
+  GENRELAB_HD bool keep(int64_t i) const { return stream().uniform(uint64_t(key->first_example * layer_size + i)) >= rate; }
 };
 
 // One call applies the mask to the (up to) four elements 4·g … 4·g + 3 that share a Philox block
@@ -129,13 +138,14 @@ struct DropoutApply {
   static GENRELAB_HD int64_t groups(int64_t count) { return (count + 3) / 4; }
   GENRELAB_HD void operator()(int64_t g) const {
     const T scale = T(1) / (T(1) - T(mask.rate));
+    const PhiloxStream stream = mask.stream();
     const int64_t first = 4 * g, last = first + 4 < count ? first + 4 : count;
-    const uint64_t base = uint64_t(mask.first_example * mask.layer_size);
+    const uint64_t base = uint64_t(mask.key->first_example * mask.layer_size);
     uint64_t block_index = (base + uint64_t(first)) >> 2;
-    r123::Philox4x32::ctr_type block = mask.stream.block(block_index);
+    r123::Philox4x32::ctr_type block = stream.block(block_index);
     for (int64_t i = first; i < last; ++i) {
       const uint64_t w = base + uint64_t(i);
-      if ((w >> 2) != block_index) block = mask.stream.block(block_index = w >> 2);
+      if ((w >> 2) != block_index) block = stream.block(block_index = w >> 2);
       out[i] = PhiloxStream::uniform_of(block.v[w & 3]) >= mask.rate ? in[i] * scale : T(0);
     }
   }

@@ -1,6 +1,7 @@
 // Optimizer updates shared by both backends, one parameter element per call, with Keras 3
-// semantics (the per-step scalars — bias-corrected rate, decay factors — are computed on the host
-// in double by nn::optimizer_scalars, see nn/schedule.h):
+// semantics (the per-step scalars — bias-corrected rate, decay factor — are computed on the host
+// in double by nn::optimizer_step, see nn/schedule.h, and read through a pointer: host memory on
+// the CPU, one device block per step on the GPU, so a captured CUDA graph sees each step's values):
 //   adam:  m += (g − m)(1 − β1); v += (g² − v)(1 − β2); w −= lr_t · m / (√v + ε),
 //          lr_t = lr · √(1 − β2^t) / (1 − β1^t), t = step + 1
 //   adamw: w −= w · wd · lr first (decoupled; kernels only), then the adam update
@@ -18,17 +19,26 @@
 
 namespace genrelab::ops {
 
+// The scalars of one optimisation step that change from step to step.
+template <typename T>
+struct OptimStep {
+  T lr;     // adam, adamw: the bias-corrected step size lr_t; sgd: the learning rate
+  T decay;  // lr · weight_decay (adamw, sgd: decoupled decay); 0 under adam
+};
+
 template <typename T>
 struct AdamUpdate {
   T* w;
   const T* g;
   T* m;
   T* v;
-  T lr_t, beta1, beta2, epsilon;
-  T decay;  // lr · weight_decay for decayed parameters under adamw, else 0
-  const T* skip = nullptr;
+  const OptimStep<T>* step;  // lr = lr_t; one value for all elements
+  T beta1, beta2, epsilon;
+  bool decayed;              // the parameter takes the decoupled decay (kernels)
+  const T* skip = nullptr;   // fp16 loss scaling: a non-zero skip[0] leaves w, m and v as they are
   GENRELAB_HD void operator()(int64_t i) const {
     if (skip && skip[0] != T(0)) return;
+    const T lr_t = step->lr, decay = decayed ? step->decay : T(0);
     T wi = w[i];
     if (decay != T(0)) wi -= wi * decay;
     const T gi = g[i];
@@ -45,12 +55,14 @@ struct SgdUpdate {
   T* w;
   const T* g;
   T* velocity;
-  T lr, momentum;
+  const OptimStep<T>* step;  // one value for all elements
+  T momentum;
   bool nesterov;
-  T decay;  // lr · weight_decay for decayed parameters, else 0
-  const T* skip = nullptr;
+  bool decayed;             // the parameter takes the decoupled decay (kernels)
+  const T* skip = nullptr;  // fp16 loss scaling: a non-zero skip[0] leaves w and the velocity as they are
   GENRELAB_HD void operator()(int64_t i) const {
     if (skip && skip[0] != T(0)) return;
+    const T lr = step->lr, decay = decayed ? step->decay : T(0);
     T wi = w[i];
     if (decay != T(0)) wi -= wi * decay;
     const T vi = momentum * velocity[i] - lr * g[i];
