@@ -26,6 +26,9 @@ class GpuLayer : public LayerImpl {
   // The fused classifier head (see CpuLayer::set_logits_output): a softmax dense layer outputs
   // logits in forward and takes dL/dlogits in backward. Only dense layers honour it.
   virtual void set_logits_output(bool on) {}
+  // train.sync_batchnorm (see CpuLayer::set_communicator): batch norm takes its training statistics
+  // over `comm`'s ranks, its collectives queued on the context's stream. Other layers ignore it.
+  virtual void set_communicator(dist::Communicator* comm) {}
   // Zeroes the gradients (queued on the stream).
   void zero_grads();
 

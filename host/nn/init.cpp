@@ -27,6 +27,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.init = config.get_string("train.init");
   h.precision = config.get_string("train.precision");
   h.deterministic = config.get_bool("train.deterministic");
+  h.sync_batchnorm = config.get_bool("train.sync_batchnorm");
   h.seed = uint32_t(config.get_int("train.seed"));
   if (h.optimizer == "adam" && h.weight_decay > 0)
     config.fail("train.weight_decay", "is decoupled weight decay, which adam does not take: use train.optimizer=adamw, or train.l2 for an L2 penalty");

@@ -27,6 +27,10 @@ class CpuLayer {
   // The fused classifier head: when on, a dense layer with softmax outputs logits in forward and
   // takes dL/dlogits in backward (the softmax lives in the loss). Off by default.
   virtual void set_logits_output(bool on) {}
+  // Data parallel with train.sync_batchnorm: a batch-norm layer takes its training statistics over
+  // `comm`'s ranks (every rank then calls forward and backward in the same order, an empty shard
+  // with n = 0); nullptr (the default) keeps them local. Other layers ignore it.
+  virtual void set_communicator(dist::Communicator* comm) {}
 
   // Parameters in LayerDesc::params order, and gradients of the trainable ones (same order).
   std::vector<std::vector<T>>& params() { return params_; }
