@@ -4,9 +4,10 @@
 // factor convention, so cuDNN writes this batch's statistics alone (averaging factor 1) into
 // scratch vectors and the BatchNormMoving functor applies the Keras update.
 // Synchronised (train.sync_batchnorm, a communicator set): cuDNN's local mean and variance become
-// per-channel sums, one all-reduce on the stream combines the ranks, the functors of ops/batchnorm.h
-// normalise; backward sums Σ dy and Σ dy·x̂ locally (cuBLAS column sums), all-reduces them and
-// gathers dx. Every collective is queued on the network's stream: no host synchronisation.
+// per-channel sums, one all-reduce combines the ranks, the functors of ops/batchnorm.h normalise;
+// backward sums Σ dy and Σ dy·x̂ locally (cuBLAS column sums), all-reduces them and gathers dx.
+// The all-reduces run on the network's communication stream, ordered by events: no host
+// synchronisation.
 #include "gpu_layers.h"
 
 #include "genrelab/cuda/launch.cuh"
@@ -32,7 +33,10 @@ class BatchNormLayer final : public GpuLayer {
     GENRELAB_CHECK(eps_ >= CUDNN_BN_MIN_EPSILON, "batchnorm epsilon ", eps_, " below cuDNN's minimum");
   }
 
-  void set_communicator(dist::Communicator* comm) override { comm_ = comm; }
+  void set_communicator(dist::Communicator* comm, cudaStream_t comm_stream) override {
+    comm_ = comm;
+    comm_stream_ = comm_stream;
+  }
 
   void forward(const float* x, float* y, int64_t n, bool training, const StepKey&) override {
     if (training && comm_) return forward_sync(x, y, n);
@@ -90,7 +94,7 @@ class BatchNormLayer final : public GpuLayer {
     }
     // sums (1 + 2C): [m, Σ x (C), Σ x² (C)] of this shard, then of the global batch.
     launch_1d(1 + 2 * C, ops::BatchNormLocalSums<double>{batch_mean, batch_var, m, C, sums_.data()}, s);
-    comm_->all_reduce_sum(sums_.data(), 1 + 2 * C, dist::DType::f64, s);
+    all_reduce(sums_.data(), 1 + 2 * C);
     float* scale = scale_shift_.data();      // (C)
     float* shift = scale_shift_.data() + C;  // (C)
     launch_1d(C,
@@ -116,11 +120,26 @@ class BatchNormLayer final : public GpuLayer {
       local = local_grad_.data();
     }
     launch_1d(2 * C, ops::BatchNormLocalGradSums<double>{local, grad(0), grad(1), grad_sums_.data(), C}, s);
-    comm_->all_reduce_sum(grad_sums_.data(), 2 * C, dist::DType::f64, s);
+    all_reduce(grad_sums_.data(), 2 * C);
     if (dx)
       launch_1d(m * C,
                 ops::BatchNormBackwardDx<float, double>{x, dy, param(0), global_.data(), grad_sums_.data(), dx, C},
                 s);
+  }
+
+  // In-place sum over the ranks of `count` doubles written on the context's stream, which waits
+  // for it; on the communication stream when there is one (events order the two streams).
+  void all_reduce(double* data, int64_t count) {
+    cudaStream_t s = ctx_.stream();
+    if (!comm_stream_) {
+      comm_->all_reduce_sum(data, count, dist::DType::f64, s);
+      return;
+    }
+    ready_.record(s);
+    ready_.wait_on(comm_stream_);
+    comm_->all_reduce_sum(data, count, dist::DType::f64, comm_stream_);
+    reduced_.record(comm_stream_);
+    reduced_.wait_on(s);
   }
 
   void setup(int64_t n) {
@@ -137,6 +156,8 @@ class BatchNormLayer final : public GpuLayer {
   DeviceBuffer<float> stats_;  // batch mean, unbiased batch var, saved mean, saved 1/σ: (4, C)
   // Synchronised batch norm (comm_ set).
   dist::Communicator* comm_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;
+  Event ready_, reduced_;             // context stream → communication stream → context stream
   DeviceBuffer<double> sums_;         // (1 + 2C) [m, Σ x, Σ x²], this shard's then all ranks'
   DeviceBuffer<double> global_;       // (1 + 2C) [m, mean, 1/σ] of the global batch
   DeviceBuffer<double> grad_sums_;    // (2C) [Σ dy, Σ dy·x̂] over all ranks

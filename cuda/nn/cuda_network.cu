@@ -124,7 +124,7 @@ class CudaNetwork final : public Network {
   // train.sync_batchnorm: the batch-norm layers take their statistics over the ranks too.
   void set_communicator(dist::Communicator* comm) override {
     comm_ = comm;
-    for (auto& l : layers_) l->set_communicator(hyper_.sync_batchnorm ? comm : nullptr);
+    for (auto& l : layers_) l->set_communicator(hyper_.sync_batchnorm ? comm : nullptr, comm_stream_.get());
   }
 
   void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
