@@ -22,6 +22,7 @@
 
 #if GENRELAB_HAVE_CUDA
 #include "../cuda/nn/gpu_layers.h"
+#include "../host/dist/dist_impl.h"
 #endif
 
 namespace genrelab {
@@ -246,8 +247,10 @@ json head() {
 // Layer `index` of `layers` on the GPU against the CPU reference: training forward, backward
 // (input gradient and accumulated parameter gradients, batch-norm moving statistics), and the
 // inference forward, within tol relative to each tensor's scale.
+// gpu_comm: the GPU layer takes its training statistics over that communicator
+// (train.sync_batchnorm); the CPU layer stays local.
 void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Precision precision = Precision::fp32,
-                 bool logits = false) {
+                 bool logits = false, dist::Communicator* gpu_comm = nullptr) {
   const auto plan = nn::plan_layers(layers, in, 3);
   const nn::LayerDesc& d = plan.layers[index];
   INFO("layer " << d.name << " " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str() << " n " << n);
@@ -257,6 +260,8 @@ void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Pr
   auto gpu = cuda::nn::make_gpu_layer(d, ctx);
   cpu->set_logits_output(logits);
   gpu->set_logits_output(logits);
+  cuda::Stream comm_stream;
+  if (gpu_comm) gpu->set_communicator(gpu_comm, comm_stream.get());
   for (size_t j = 0; j < d.params.size(); ++j) {
     const bool var = d.params[j].name == "moving_var";
     auto p = random_vec(d.params[j].size(), 20 + uint32_t(j), var ? 0.5 : -0.8, var ? 2.0 : 0.8);
@@ -349,6 +354,21 @@ TEST_CASE("nn gpu batchnorm equals the cpu layer", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   check_layer(with_head({{"type", "batchnorm"}}), {5, 3, 6}, 4, 0, 2e-4);
   check_layer(with_head({{"type", "batchnorm"}, {"momentum", 0.9}, {"epsilon", 1e-5}}), {1, 1, 7}, 5, 0, 2e-4);
+}
+
+TEST_CASE("nn gpu synchronised batchnorm over a one-rank NCCL communicator equals the cpu layer", "[gpu][nn][dist]") {
+  GENRELAB_REQUIRE_GPU();
+  if (!dist::built_with_nccl()) {
+    WARN("SKIPPED: this genrelab was built without NCCL");
+    return;
+  }
+  // The synchronised path (cuDNN's local statistics, NCCL all-reduces of the sums on the layer's
+  // stream, the ops/batchnorm.h functors) in a world of one: the single-process layer's values.
+  const auto dir = test::temp_dir("syncbn-nccl-one");
+  auto comm = dist::make_nccl_communicator(dist::World{}, dir.string(), 60);
+  check_layer(with_head({{"type", "batchnorm"}}), {5, 3, 6}, 4, 0, 2e-4, Precision::fp32, false, comm.get());
+  check_layer(with_head({{"type", "batchnorm"}, {"momentum", 0.9}, {"epsilon", 1e-5}}), {1, 1, 7}, 5, 0, 2e-4,
+              Precision::fp32, false, comm.get());
 }
 
 TEST_CASE("nn gpu elementwise layers equal the cpu layers", "[gpu][nn]") {

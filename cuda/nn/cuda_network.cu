@@ -134,6 +134,12 @@ class CudaNetwork final : public Network {
   Device device() const override { return Device::cuda; }
   const ModelPlan& plan() const override { return plan_; }
 
+  // train.sync_batchnorm: the batch-norm layers take their statistics over the ranks too.
+  void set_communicator(dist::Communicator* comm) override {
+    comm_ = comm;
+    for (auto& l : layers_) l->set_communicator(hyper_.sync_batchnorm ? comm : nullptr, comm_stream_.get());
+  }
+
   void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr,
                   const StepKey& key) override {
     GENRELAB_CHECK(n >= 0 && global_batch >= n && global_batch > 0 && (n > 0 || comm_),
@@ -366,7 +372,16 @@ class CudaNetwork final : public Network {
       for (auto& l : layers_) l->zero_grads();
       GENRELAB_CUDA_CHECK(cudaMemsetAsync(dstats_.data(), 0, sizeof(double), s));
       GENRELAB_CUDA_CHECK(cudaMemsetAsync(dcorrect_.data(), 0, sizeof(int32_t), s));
-      for (size_t i = layers_.size(); i-- > 0;) all_reduce_layer(i);
+      // Synchronised batch norm: the layers' all-reduces in the order of a full step.
+      const bool sync_bn = hyper_.sync_batchnorm;
+      if (sync_bn)
+        for (size_t i = 0; i < layers_.size(); ++i)
+          if (plan_.layers[i].type == "batchnorm") layers_[i]->forward(nullptr, nullptr, 0, true, key);
+      for (size_t i = layers_.size(); i-- > 0;) {
+        if (sync_bn && plan_.layers[i].type == "batchnorm")
+          layers_[i]->backward(nullptr, nullptr, nullptr, nullptr, 0, key);
+        all_reduce_layer(i);
+      }
       join_all_reduce();
       apply_optimizer(scalars);
       broadcast_buffers();

@@ -26,6 +26,12 @@ class GpuLayer : public LayerImpl {
   // The fused classifier head (see CpuLayer::set_logits_output): a softmax dense layer outputs
   // logits in forward and takes dL/dlogits in backward. Only dense layers honour it.
   virtual void set_logits_output(bool on) {}
+  // train.sync_batchnorm (see CpuLayer::set_communicator): batch norm takes its training statistics
+  // over `comm`'s ranks. Its collectives go on `comm_stream` (the network's communication stream,
+  // so that every collective of the communicator runs on one stream in the order it was issued;
+  // events order them against the context's stream), or on the context's stream when null.
+  // Other layers ignore it.
+  virtual void set_communicator(dist::Communicator* comm, cudaStream_t comm_stream) {}
   // Zeroes the gradients (queued on the stream).
   void zero_grads();
 

@@ -78,6 +78,12 @@ class CpuNetwork final : public Network {
   Device device() const override { return Device::cpu; }
   const ModelPlan& plan() const override { return plan_; }
 
+  // train.sync_batchnorm: the batch-norm layers take their statistics over the ranks too.
+  void set_communicator(dist::Communicator* comm) override {
+    comm_ = comm;
+    for (auto& l : layers_) l->set_communicator(hyper_.sync_batchnorm ? comm : nullptr);
+  }
+
   void train_step(const float* x, const int32_t* labels, int64_t n, int64_t global_batch, float lr, const StepKey& key) override {
     GENRELAB_CHECK(n >= 0 && global_batch >= n && global_batch > 0 && (n > 0 || comm_),
                    "train_step: n = ", n, ", global_batch = ", global_batch);
@@ -88,6 +94,12 @@ class CpuNetwork final : public Network {
     const size_t L = layers_.size();
     if (n == 0) {  // an empty shard: no gradient of its own, but the same collectives and update
       for (auto& l : layers_) l->zero_grads();
+      if (hyper_.sync_batchnorm) {  // the batch-norm statistics' all-reduces, in the order of a full step
+        for (size_t i = 0; i < L; ++i)
+          if (plan_.layers[i].type == "batchnorm") layers_[i]->forward(nullptr, nullptr, 0, true, key);
+        for (size_t i = L; i-- > 0;)
+          if (plan_.layers[i].type == "batchnorm") layers_[i]->backward(nullptr, nullptr, nullptr, nullptr, 0, key);
+      }
       stats_ = {};
       finish_step(lr, key.step);
       return;

@@ -237,7 +237,8 @@ int run_training(const TrainRequest& req) {
       throw ReportedError(msg, 2);
     }
     std::cerr << "genrelab train: data parallel over " << world.size << " ranks (" << dist::launcher_name(world.launcher)
-              << ", " << comm->name() << "); global batch " << config.get_int("train.batch_size") << "\n";
+              << ", " << comm->name() << "); global batch " << config.get_int("train.batch_size")
+              << (config.get_bool("train.sync_batchnorm") ? "; batch-norm statistics over all ranks" : "") << "\n";
   }
 
   // Everything checkable is checked before any long work.
@@ -375,12 +376,6 @@ int run_training(const TrainRequest& req) {
   // ---- 4. network, resume state ----
   std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
   net->set_communicator(comm.get());
-  if (comm && config.get_bool("train.sync_batchnorm"))
-    for (const auto& L : plan.layers)
-      if (L.type == "batchnorm")
-        config.fail("train.sync_batchnorm", "is not implemented yet for data-parallel runs: each rank normalises with "
-                                            "its own shard's statistics when it is false (the moving statistics follow "
-                                            "rank 0); set it to false");
   const int epochs = int(config.get_int("train.epochs"));
   const int64_t batch = config.get_int("train.batch_size");
   const int checkpoint_every = int(config.get_int("train.checkpoint_every"));

@@ -32,6 +32,10 @@ class CpuLayer {
   // the GPU's cuDNN/cuBLAS calls; conv2d also rounds its products (y, dx, dW) as cuDNN's 16-bit
   // outputs do. Other layers ignore it (they compute in T).
   void set_matmul_format(int format) { half_ = format; }
+  // Data parallel with train.sync_batchnorm: a batch-norm layer takes its training statistics over
+  // `comm`'s ranks (every rank then calls forward and backward in the same order, an empty shard
+  // with n = 0); nullptr (the default) keeps them local. Other layers ignore it.
+  virtual void set_communicator(dist::Communicator* comm) {}
 
   // Parameters in LayerDesc::params order, and gradients of the trainable ones (same order).
   std::vector<std::vector<T>>& params() { return params_; }

@@ -34,6 +34,7 @@ struct TrainHyper {
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph
+  bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
 };
@@ -112,8 +113,10 @@ class Network {
   // than ranks); the parameter gradients are summed over the ranks between the backward pass and
   // the optimizer (the loss gradient is already divided by global_batch), so every rank applies
   // the same update; non-trainable parameters (batch-norm moving statistics) then follow rank 0,
-  // as PyTorch's DDP broadcasts its buffers. last_stats() stays this rank's own.
-  void set_communicator(dist::Communicator* comm) { comm_ = comm; }
+  // as PyTorch's DDP broadcasts its buffers. last_stats() stays this rank's own. With
+  // TrainHyper::sync_batchnorm the batch-norm layers normalise with the global batch's statistics
+  // (two all-reduces per layer and step, one forward and one backward; an empty shard joins them).
+  virtual void set_communicator(dist::Communicator* comm) { comm_ = comm; }
 
   // NaN/Inf guard, called after train_step: true when every gradient of the last step and every
   // parameter is finite. Otherwise false, and `where` (when given) names the layer, e.g.
