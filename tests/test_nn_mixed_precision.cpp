@@ -13,6 +13,7 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/philox.h"
+#include "quadrant_task.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -373,75 +374,16 @@ TEST_CASE("nn bf16 and fp16 layer gradients agree with finite differences", "[nn
     }
 }
 
-namespace {
-
-// The synthetic 4-class task of test_nn_train.cpp: a bright 3x3 patch in one quadrant of a
-// 12x12 noisy image. Returns the test accuracy after 4 epochs.
-double train_quadrant_task(const std::string& precision, double* last_scale = nullptr) {
-  const int64_t H = 12, W = 12, C = 4, n_train = 512, n_test = 256;
-  auto make = [&](int64_t n, uint32_t salt, std::vector<float>& x, std::vector<int32_t>& y) {
-    const PhiloxStream s(5, RngPurpose::augment_choice, salt, 0);
-    x.assign(size_t(n * H * W), 0.0f);
-    y.resize(size_t(n));
-    for (int64_t e = 0; e < n; ++e) {
-      const int32_t k = int32_t(s.word(uint64_t(e * 4)) % 4);
-      y[size_t(e)] = k;
-      const int64_t r0 = (k / 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 1)) % 4),
-                    c0 = (k % 2) * 6 + int64_t(s.word(uint64_t(e * 4 + 2)) % 4);
-      for (int64_t i = 0; i < H * W; ++i)
-        x[size_t(e * H * W + i)] = float(s.uniform(uint64_t(1000000 + e * H * W + i))) * 0.6f;
-      for (int64_t a = 0; a < 3; ++a)
-        for (int64_t b = 0; b < 3; ++b) x[size_t(e * H * W + (r0 + a) * W + c0 + b)] += 0.8f;
-    }
-  };
-  std::vector<float> xt, xv;
-  std::vector<int32_t> yt, yv;
-  make(n_train, 1, xt, yt);
-  make(n_test, 2, xv, yv);
-  const ModelPlan plan = plan_layers(json::parse(R"([
-    {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "batchnorm", "momentum": 0.9},
-    {"type": "conv2d", "filters": 8, "kernel": 3, "activation": "relu"},
-    {"type": "flatten"},
-    {"type": "dropout", "rate": 0.1},
-    {"type": "dense", "units": 32, "activation": "relu"},
-    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
-                                     {H, W, 1}, C);
-  TrainHyper h;
-  h.lr = 3e-3;
-  h.precision = precision;
-  auto net = make_cpu_network(plan, h);
-  const int64_t batch = 32;
-  uint64_t step = 0;
-  for (int epoch = 0; epoch < 4; ++epoch)
-    for (int64_t b0 = 0; b0 < n_train; b0 += batch, ++step) {
-      net->train_step(xt.data() + b0 * H * W, yt.data() + b0, batch, batch, float(h.lr), {0, step, 0});
-      REQUIRE(net->check_finite());
-    }
-  std::vector<float> probs(size_t(n_test * C));
-  net->predict(xv.data(), n_test, probs.data());
-  int64_t correct = 0;
-  for (int64_t e = 0; e < n_test; ++e) {
-    const float* p = probs.data() + e * C;
-    CHECK(std::accumulate(p, p + C, 0.0) == Approx(1.0).epsilon(1e-5));
-    correct += std::max_element(p, p + C) - p == yv[size_t(e)];
-  }
-  if (last_scale) *last_scale = net->loss_scale();
-  return double(correct) / double(n_test);
-}
-
-}  // namespace
 
 TEST_CASE("nn small cnn learns the quadrant task in bf16 on the cpu", "[nn][mixed]") {
-  const double acc = train_quadrant_task("bf16");
+  const double acc = test::train_quadrant_task("bf16");
   INFO("bf16 test accuracy " << acc);
   CHECK(acc >= 0.95);
 }
 
 TEST_CASE("nn small cnn learns the quadrant task in fp16 on the cpu", "[nn][mixed]") {
   double scale = 0;
-  const double acc = train_quadrant_task("fp16", &scale);
+  const double acc = test::train_quadrant_task("fp16", &scale);
   INFO("fp16 test accuracy " << acc << ", final loss scale " << scale);
   CHECK(acc >= 0.95);
   CHECK(scale == 65536.0);  // 64 steps: no growth yet, and no overflow at 2^16 on this task

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,26 @@ namespace genrelab {
 
 template <typename T>
 GENRELAB_HD constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
+
+// The bits of a float32 and back (exact bit arithmetic: Philox's math, 16-bit rounding).
+GENRELAB_HD uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+GENRELAB_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
 
 // A flat index i of a row-major (d3, d2, d1, d0) array as its coordinates (i0 fastest). The
 // arithmetic is 32-bit when i fits in 32 bits (always, for a batch of feature maps): a GPU has no

@@ -13,26 +13,6 @@ namespace genrelab::ops {
 // The 16-bit format a product rounds its operands to (0: none, float32 products).
 enum : int { kHalfNone = 0, kHalfBf16 = 1, kHalfFp16 = 2 };
 
-GENRELAB_HD uint32_t float_bits(float f) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-#endif
-}
-
-GENRELAB_HD float bits_float(uint32_t u) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-#endif
-}
-
 // bfloat16 = the upper 16 bits of a float32, rounded to nearest, ties to even. A NaN stays a NaN
 // (quieted, sign kept); values past the largest bf16 (3.3895e38) round to ±inf like any IEEE
 // rounding; float32 subnormals map onto bf16 subnormals (same exponent range).

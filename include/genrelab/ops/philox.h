@@ -58,31 +58,13 @@ GENRELAB_HD float sqrt(float a) {
   return std::sqrt(a);
 #endif
 }
-GENRELAB_HD float from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-#endif
-}
-GENRELAB_HD uint32_t to_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-#endif
-}
 
 // Natural logarithm of a normal positive float (Cephes logf: u = m·2^e with m in [√½, √2),
 // degree-8 polynomial in m − 1; about 1 ulp).
 GENRELAB_HD float log(float u) {
-  const uint32_t bits = to_bits(u);
+  const uint32_t bits = float_bits(u);
   int e = int((bits >> 23) & 0xffu) - 126;                    // u = m · 2^e, m in [0.5, 1)
-  float m = from_bits((bits & 0x007fffffu) | 0x3f000000u);
+  float m = bits_float((bits & 0x007fffffu) | 0x3f000000u);
   if (m < 0.70710678f) { e -= 1; m = add(m, m); }             // exact doubling
   const float x = add(m, -1.0f);                              // exact (Sterbenz)
   const float z = mul(x, x);
