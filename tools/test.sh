@@ -37,8 +37,10 @@ if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
   # -DGENRELAB_FUZZ=ON compiles the library, the binary and the tests with
   # -fsanitize=fuzzer-no-link,address,undefined (CUDA forced off) and adds the fuzz executables,
   # so the fuzzing below reuses this build instead of compiling the library a second time.
-  # -O1 with line tables only: reports keep file:line, and the cold build is about half the CPU
-  # time of -O2 -g with GCC (docs/reliability.md, "CI budget").
+  # -O1 with line tables only: reports keep file:line. Cold (empty ccache) this build took 680 s of
+  # CPU on 2 cores, about 6 min wall on an idle runner; the GCC -O2 -g sanitizer build it replaces
+  # took 2-3x that, and the separate fuzz build it also replaces about 240 s (docs/reliability.md,
+  # "CI budget").
   full_start=$(date +%s)
   failed=()
   if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^GENRELAB_FUZZ:BOOL=ON' build-asan/CMakeCache.txt; then
