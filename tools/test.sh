@@ -43,8 +43,9 @@ if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
   # "CI budget").
   full_start=$(date +%s)
   failed=()
-  if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^GENRELAB_FUZZ:BOOL=ON' build-asan/CMakeCache.txt; then
-    echo "test: build-asan/ holds an older sanitizer configuration; configuring it afresh with clang" >&2
+  if [ -f build-asan/CMakeCache.txt ] && { ! grep -q '^GENRELAB_FUZZ:BOOL=ON' build-asan/CMakeCache.txt ||
+                                          grep -q '^BUILD_TESTING:BOOL=OFF' build-asan/CMakeCache.txt; }; then
+    echo "test: build-asan/ holds another configuration (older GCC sanitizer build, or no tests); configuring it afresh" >&2
     fresh=(--fresh)
   else
     fresh=()
