@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (tests/fuzz/*.cpp; clang, ASan + UBSan, CPU only) and runs each for
 # SECONDS seconds from its seed corpus (tests/fuzz/corpus/<target>/). Fails on any crash, leak,
 # timeout, out-of-memory or sanitizer report; the reproducer is left in BUILD_DIR/artifacts/.
-#   tools/fuzz.sh SECONDS [BUILD_DIR]     (BUILD_DIR defaults to build-fuzz)
+#   tools/fuzz.sh SECONDS [BUILD_DIR]     (BUILD_DIR defaults to build-fuzz; tools/test.sh passes
+#                                          build-asan, its sanitizer build, which has the targets too)
 #   GENRELAB_FUZZ_TARGETS="fuzz_decode fuzz_config"   run only these targets
 # Reproduce a finding: BUILD_DIR/fuzz_<name> BUILD_DIR/artifacts/fuzz_<name>-crash-...
 set -euo pipefail

@@ -3,9 +3,10 @@
 # Python references (numpy, scikit-learn, librosa, audiomentations) come from PyPI into .venv/
 # for the live parity tests; when PyPI is unreachable those tests fall back to committed fixtures.
 #   GENRELAB_TEST_AUDIO=DIR   real clips (../shared/data/gtzan-mini) for the tests that need them
-#   CI=true                   after the suite, also tools/fuzz.sh (GENRELAB_FUZZ_SECONDS per target, default 60)
-#   GENRELAB_FULL_CHECKS=1    also the AddressSanitizer + UBSan CPU build (build-asan/) and its tests
-#                             except [slow], then the fuzzing; see docs/reliability.md
+#   CI=true                   after the suite, the full checks: one clang ASan + UBSan CPU build (build-asan/),
+#                             the test suite in it except [slow], then tools/fuzz.sh on the same build
+#                             (GENRELAB_FUZZ_SECONDS per target, default 60); see docs/reliability.md
+#   GENRELAB_FULL_CHECKS=1    the same full checks outside CI
 #   extra arguments go to ctest (e.g. -L fast, -E slow, -R mel)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,34 +32,59 @@ ctest --test-dir build --output-on-failure -j "$jobs" "$@"
 echo "test: finished in $(( $(date +%s) - start )) s" >&2
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
-if [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
-  # ---- AddressSanitizer + UndefinedBehaviorSanitizer (CPU only; the option forces CUDA off) ----
-  asan_start=$(date +%s)
-  if [ ! -f build-asan/CMakeCache.txt ]; then
-    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGENRELAB_SANITIZE=ON >&2
+if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
+  # ---- one clang build (build-asan/) for the sanitizer suite and the libFuzzer targets ----
+  # -DGENRELAB_FUZZ=ON compiles the library, the binary and the tests with
+  # -fsanitize=fuzzer-no-link,address,undefined (CUDA forced off) and adds the fuzz executables,
+  # so the fuzzing below reuses this build instead of compiling the library a second time.
+  # -O1 with line tables only: reports keep file:line. Cold (empty ccache) this build took 680 s of
+  # CPU on 2 cores, about 6 min wall on an idle runner; the GCC -O2 -g sanitizer build it replaces
+  # took 2-3x that, and the separate fuzz build it also replaces about 240 s (docs/reliability.md,
+  # "CI budget").
+  full_start=$(date +%s)
+  failed=()
+  if [ -f build-asan/CMakeCache.txt ] && { ! grep -q '^GENRELAB_FUZZ:BOOL=ON' build-asan/CMakeCache.txt ||
+                                          grep -q '^BUILD_TESTING:BOOL=OFF' build-asan/CMakeCache.txt; }; then
+    echo "test: build-asan/ holds another configuration (older GCC sanitizer build, or no tests); configuring it afresh" >&2
+    fresh=(--fresh)
+  else
+    fresh=()
+  fi
+  if [ ! -f build-asan/CMakeCache.txt ] || [ ${#fresh[@]} -gt 0 ]; then
+    CC=clang CXX=clang++ cmake "${fresh[@]}" -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" -DGENRELAB_FUZZ=ON >&2
   fi
   cmake --build build-asan -j "$jobs" >&2
+  echo "test: sanitizer build finished in $(( $(date +%s) - full_start )) s" >&2
+
+  # ---- the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer ----
+  suite_start=$(date +%s)
   # Tests tagged [slow] (full training runs) are left out: ~10x slower under the sanitizers, and
-  # they run the same code as the fast training tests. The list comes from the test binary itself.
-  slow=$(build-asan/genrelab_tests "[slow]" --list-test-names-only | sed -e '/^$/d' -e 's/[][().*+?^$|\\]/\\&/g' |
-         paste -sd'|' -)
+  # they run the same code as the fast training tests. The list comes from the test binary itself
+  # (Catch2 exits with the number of names it listed, hence the `|| true` under pipefail).
+  slow=$({ build-asan/genrelab_tests "[slow]" --list-test-names-only || true; } |
+         sed -e '/^$/d' -e 's/[][().*+?^$|\\]/\\&/g' | paste -sd'|' -)
   exclude=()
   if [ -n "$slow" ]; then exclude=(-E "^(${slow})\$"); fi
   # Leaks: reported and fatal, except the OpenMP and Open MPI runtimes' own (tools/lsan.supp). The
   # slow unwinder gives leak stacks that reach through Open MPI's plugins (built without frame
-  # pointers), so the suppressions can see libmpi in them.
-  ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0" \
-  LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" "${exclude[@]}"
-  echo "test: sanitizer build and tests finished in $(( $(date +%s) - asan_start )) s" >&2
-fi
-# The sanitizer build is opt-in (GENRELAB_FULL_CHECKS=1): cold, it takes longer than CI's budget
-# on 2 cores. CI runs the fuzz targets.
-if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
-  # ---- libFuzzer targets (clang; tests/fuzz/) ----
+  # pointers), so the suppressions can see libmpi in them. exitcode=86: a report in a `genrelab`
+  # child process must not pass for the exit status 1 or 2 that a test expects from it.
+  if ! ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:exitcode=86" \
+       LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0" \
+       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86" \
+       ctest --test-dir build-asan --output-on-failure -j "$jobs" "${exclude[@]}"; then
+    failed+=("sanitizer suite (build-asan/)")
+  fi
+  echo "test: sanitizer suite finished in $(( $(date +%s) - suite_start )) s" >&2
+
+  # ---- libFuzzer targets (tests/fuzz/), from the same build ----
   fuzz_start=$(date +%s)
-  "$root/tools/fuzz.sh" "${GENRELAB_FUZZ_SECONDS:-60}" build-fuzz
+  "$root/tools/fuzz.sh" "${GENRELAB_FUZZ_SECONDS:-60}" build-asan || failed+=("fuzzing")
   echo "test: fuzzing finished in $(( $(date +%s) - fuzz_start )) s" >&2
   echo "test: full checks finished in $(( $(date +%s) - start )) s" >&2
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf 'test: FAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+  fi
 fi
