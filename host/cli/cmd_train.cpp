@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -68,11 +69,16 @@ int spawn_workers(const std::vector<int>& gpus, const std::vector<std::string>& 
     int status = 0;
     const pid_t done = ::waitpid(-1, &status, WNOHANG);
     if (done > 0) {
-      for (auto& p : pids)
-        if (p == done) { p = -1; --running; }
+      size_t rank = 0;
+      for (size_t r = 0; r < pids.size(); ++r)
+        if (pids[r] == done) { pids[r] = -1; --running; rank = r; }
       const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       if (code != 0 && result == 0) result = code;
       if (code != 0 && !stopping) {  // one worker failed: the others cannot finish without it
+        std::cerr << "genrelab: --gpus: worker " << rank << " (GPU " << gpus[rank] << ") "
+                  << (WIFEXITED(status) ? "exited with code " + std::to_string(code)
+                                        : std::string("was killed by signal ") + std::to_string(WTERMSIG(status)))
+                  << (running > 0 ? "; stopping the other workers" : "") << "\n";
         stopping = true;
         stop_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         for (pid_t p : pids)
