@@ -365,7 +365,9 @@ TEST_CASE("bad audio files give their documented reasons", "[audio]") {
        "truncated: the header declares 2000 frames but the file holds only 1000"},
       {"zero-channels.wav", wav_bytes(0, 22050, 16, 1, std::string(2000, '\0')), "the header declares 0 channels"},
       {"absurd-rate.wav", wav_bytes(1, 2000000000u, 16, 1, pcm16_data(1000)),
-       "the header declares an absurd sample rate (2000000000 Hz)"},
+       "the header declares an absurd sample rate (2000000000 Hz"},
+      // Found by fuzzing: 814 frames at 3 Hz took 12 s to resample to 22 050 Hz.
+      {"3hz-rate.wav", wav_bytes(1, 3u, 16, 1, pcm16_data(814)), "the header declares an absurd sample rate (3 Hz"},
       {"nan.wav", wav_bytes(1, 22050, 32, 3, nan_data), "contains a NaN or infinite sample (at frame 50)"},
       {"header-only.wav", wav_bytes(1, 22050, 16, 1, ""),
        "holds no audio samples (header only): as unusable as an empty file"},
