@@ -18,6 +18,7 @@
 #include "genrelab/ops/nn_optim.h"
 #include "genrelab/ops/philox.h"
 #include "genrelab/parallel_for.h"
+#include "nn_fixtures.h"
 #include "test_util.h"
 
 #if GENRELAB_HAVE_CUDA
@@ -453,20 +454,7 @@ TEST_CASE("nn gpu bf16 and fp16 layers equal the cpu emulation", "[gpu][nn]") {
 
 // ---- whole network -----------------------------------------------------------------------
 
-json small_cnn() {
-  return json::parse(R"([
-    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "batchnorm"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "dropout", "rate": 0.25},
-    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "elu"},
-    {"type": "avgpool2d", "size": 2, "padding": "same"},
-    {"type": "flatten"},
-    {"type": "dense", "units": 16, "activation": "relu"},
-    {"type": "dropout", "rate": 0.1},
-    {"type": "dense", "units": "classes", "activation": "softmax"}
-  ])");
-}
+using test::small_cnn;
 
 struct Batch {
   std::vector<float> x;

@@ -13,7 +13,7 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/philox.h"
-#include "quadrant_task.h"
+#include "nn_fixtures.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -348,26 +348,21 @@ TEST_CASE("nn bf16 and fp16 layer gradients agree with finite differences", "[nn
         return std::inner_product(ye.begin(), ye.end(), rd.begin(), 0.0);
       };
       const double h = 1e-5;
-      std::vector<double> fd_x(x.size()), fd_w(exact->params()[0].size());
-      for (size_t i = 0; i < x.size(); ++i) {
-        const double v = x[i];
-        x[i] = v + h;
-        const double lp = loss();
-        x[i] = v - h;
-        const double lm = loss();
-        x[i] = v;
-        fd_x[i] = (lp - lm) / (2 * h);
-      }
-      auto& w = exact->params()[0];
-      for (size_t i = 0; i < w.size(); ++i) {
-        const double v = w[i];
-        w[i] = v + h;
-        const double lp = loss();
-        w[i] = v - h;
-        const double lm = loss();
-        w[i] = v;
-        fd_w[i] = (lp - lm) / (2 * h);
-      }
+      // Central differences of the loss with respect to every element of v.
+      auto central_difference = [&](std::vector<double>& v) {
+        std::vector<double> fd(v.size());
+        for (size_t i = 0; i < v.size(); ++i) {
+          const double keep = v[i];
+          v[i] = keep + h;
+          const double lp = loss();
+          v[i] = keep - h;
+          const double lm = loss();
+          v[i] = keep;
+          fd[i] = (lp - lm) / (2 * h);
+        }
+        return fd;
+      };
+      const std::vector<double> fd_x = central_difference(x), fd_w = central_difference(exact->params()[0]);
       const double tol = format == ops::kHalfBf16 ? 2e-2 : 3e-3;
       test::require_close(dx, fd_x, tol * max_abs(fd_x), 0.0, "dx");
       test::require_close(low->grads()[0], fd_w, tol * max_abs(fd_w), 0.0, "dW");
@@ -574,18 +569,7 @@ TEST_CASE("nn fp16 small cnn recovers from an overflowing initial loss scale", "
   // The CPU half of the [gpu] fp16 training test: from 2^22 the first steps overflow and are
   // skipped (the initial weights stay), the scale halves until the gradients fit, then training
   // proceeds and the scale grows every 4 finite steps.
-  const ModelPlan plan = plan_layers(json::parse(R"([
-    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "batchnorm"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "dropout", "rate": 0.25},
-    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "elu"},
-    {"type": "avgpool2d", "size": 2, "padding": "same"},
-    {"type": "flatten"},
-    {"type": "dense", "units": 16, "activation": "relu"},
-    {"type": "dropout", "rate": 0.1},
-    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
-                                     {12, 10, 2}, 4);
+  const ModelPlan plan = plan_layers(test::small_cnn(), {12, 10, 2}, 4);
   TrainHyper h;
   h.optimizer = "sgd";
   h.lr = 0.05;

@@ -11,7 +11,7 @@
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
 #include "genrelab/ops/philox.h"
-#include "quadrant_task.h"
+#include "nn_fixtures.h"
 #include "test_util.h"
 
 using namespace genrelab;

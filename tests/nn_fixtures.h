@@ -1,5 +1,6 @@
-// A small CNN trained on the CPU on a synthetic separable task (4 classes: a bright 3x3 patch in
-// one quadrant of a 12x12 noisy image), shared by the learning tests of every precision.
+// Shared network-test fixtures: the small CNN (every layer family) of the cross-backend and
+// mixed-precision training tests, and a CNN trained on the CPU on a synthetic separable task
+// (4 classes: a bright 3x3 patch in one quadrant of a 12x12 noisy image) for the learning tests.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,22 @@
 #include "test_util.h"
 
 namespace genrelab::test {
+
+// Conv, batch norm, both poolings, dropout, dense and the softmax head, for (12, 10, 2) inputs.
+inline nlohmann::json small_cnn() {
+  return nlohmann::json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "batchnorm"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.25},
+    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "elu"},
+    {"type": "avgpool2d", "size": 2, "padding": "same"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 16, "activation": "relu"},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "dense", "units": "classes", "activation": "softmax"}
+  ])");
+}
 
 // Trains 4 epochs (Adam, lr 3e-3, batch 32) in `precision` and returns the test accuracy; with
 // `last_scale`, also the final fp16 loss scale (0 for the other precisions).
