@@ -149,6 +149,7 @@ std::vector<KeySpec> make_schema() {
   s.push_back(key("train.deterministic", T::boolean, false, "Deterministic cuDNN algorithms: identical metrics run to run."));
   s.push_back(key("train.cuda_graph", T::boolean, false, "cuda: capture each batch shape's training step in a CUDA graph and replay it (less host launch overhead; off without a GPU run to vouch for it yet, and ignored for recurrent layers and data parallel; see docs/network-gpu.md)."));
   s.push_back(range(key("train.checkpoint_every", T::integer, 1, "Save a checkpoint every this many epochs (and at the end)."), 1, kInf));
+  s.push_back(range(key("train.sync_every_steps", T::integer, 0, "Steps between the host's reads of the training steps' losses, the NaN/Inf guard and (data parallel) the agreement on stops; in between the host queues batches and steps without waiting for the GPU. 0 = 16 on cuda, 1 on cpu; 1 finds a non-finite weight at the very step (see docs/network-gpu.md)."), 0, 1000000));
   s.push_back(range(key("train.comm_timeout_s", T::number, 300.0, "Data parallel (NCCL): give up when a collective makes no progress this long (a rank died or hangs)."), 1, kInf));
   s.push_back(key("train.sync_batchnorm", T::boolean, false, "Data parallel: batch-norm training statistics (mean, biased variance) and backward sums over the global batch of all ranks, so a world of N trains the model a world of one trains (two small all-reduces per batch-norm layer and step); false: each rank normalises with its own shard. No effect in a world of one or without batch norm."));
 

@@ -28,14 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 
 using test::mpirun;
-
-std::vector<fs::path> run_dirs(const fs::path& out) {
-  std::vector<fs::path> dirs;
-  if (fs::exists(out))
-    for (const auto& e : fs::directory_iterator(out))
-      if (e.is_directory()) dirs.push_back(e.path());
-  return dirs;
-}
+using test::run_dirs;
 
 std::map<std::string, std::vector<float>> weights(const fs::path& run) {
   std::map<std::string, std::vector<float>> w;
@@ -128,8 +121,8 @@ TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][slow]") {
   CHECK(two.err.find("data parallel over 2 ranks") != std::string::npos);
   // Exactly one run directory, named once on stdout (rank 0 alone writes and prints).
   REQUIRE(run_dirs(dir / "w2").size() == 1);
-  CHECK(test::trim(two.out) == run_dirs(dir / "w2")[0].string());
-  CHECK(RunDir::open(run_dirs(dir / "w2")[0].string()).read_json("run.json")["world"]["ranks"] == 2);
+  CHECK(test::trim(two.out) == run_dirs(dir / "w2")[0]);
+  CHECK(RunDir::open(run_dirs(dir / "w2")[0]).read_json("run.json")["world"]["ranks"] == 2);
   require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w2")[0], 1e-4);
 }
 
@@ -148,7 +141,7 @@ pid_t start_job(const std::string& cmd, const std::string& log) {
 std::string wait_for_checkpoint(const fs::path& out) {
   for (int i = 0; i < 3000; ++i) {
     for (const auto& d : run_dirs(out))
-      if (fs::exists(d / "checkpoint.bin")) return d.string();
+      if (fs::exists(fs::path(d) / "checkpoint.bin")) return d;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return "";
@@ -172,8 +165,8 @@ TEST_CASE("three MPI ranks with an empty shard train what one process trains", "
   INFO(three.err);
   REQUIRE(three.rc == 0);
   REQUIRE(run_dirs(dir / "w3").size() == 1);
-  CHECK(RunDir::open(run_dirs(dir / "w1")[0].string()).read_metrics()[0].samples_per_second *
-            RunDir::open(run_dirs(dir / "w1")[0].string()).read_metrics()[0].seconds ==
+  CHECK(RunDir::open(run_dirs(dir / "w1")[0]).read_metrics()[0].samples_per_second *
+            RunDir::open(run_dirs(dir / "w1")[0]).read_metrics()[0].seconds ==
         Approx(60).margin(0.5));
   require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
@@ -192,7 +185,7 @@ TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]")
   CHECK(two.rc == 128 + SIGTERM);
   REQUIRE(two.err.find("stopped by SIGTERM at epoch 1, step 8") != std::string::npos);
   REQUIRE(run_dirs(dir / "w2").size() == 1);
-  const std::string run = run_dirs(dir / "w2")[0].string();
+  const std::string run = run_dirs(dir / "w2")[0];
   CHECK(!fs::exists(fs::path(run) / "summary.json"));
   const auto resumed = test::run_genrelab("train --resume " + run + " --quiet");
   INFO(resumed.err);

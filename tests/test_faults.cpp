@@ -29,14 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> run_dirs(const fs::path& out) {
-  std::vector<std::string> dirs;
-  if (fs::exists(out))
-    for (const auto& e : fs::directory_iterator(out)) dirs.push_back(e.path().string());
-  std::sort(dirs.begin(), dirs.end());
-  return dirs;
-}
-
 // Every file a run directory holds is complete: .json parses, metrics.jsonl lines parse, the
 // checkpoint (when present) loads with its checksum.
 void require_complete_files(const std::string& run_dir) {
@@ -52,16 +44,6 @@ void require_complete_files(const std::string& run_dir) {
   }
 }
 
-void require_same_metrics(const std::string& a_dir, const std::string& b_dir) {
-  const auto a = RunDir::open(a_dir).read_metrics();
-  const auto b = RunDir::open(b_dir).read_metrics();
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    CHECK(a[i].train_loss == b[i].train_loss);
-    CHECK(a[i].test_loss == b[i].test_loss);
-    CHECK(a[i].test_accuracy == b[i].test_accuracy);
-  }
-}
 
 // Finishes a run with `epochs` epochs, then widens its config (as a user extending a run would)
 // so that `--resume` trains more; returns the run directory.
@@ -257,6 +239,28 @@ TEST_CASE("an infinite learning rate stops training naming the layer and keeps t
   CHECK(r.err.find("the last good checkpoint is kept in " + run_dir + "/checkpoint.bin") != std::string::npos);
   const nn::Checkpoint c = nn::load_checkpoint(run_dir + "/checkpoint.bin");
   CHECK(c.meta.epoch == 1);
+  for (const auto& t : c.tensors)
+    for (float v : t.data) REQUIRE(std::isfinite(v));
+  CHECK_FALSE(fs::exists(run_dir + "/summary.json"));
+}
+
+TEST_CASE("with checks every 4 steps a broken run still stops before any checkpoint takes its weights", "[faults]") {
+  const auto dir = test::temp_dir("faults-nan-deferred");
+  const std::string exp = tiny_experiment(dir, 2);
+  // As above, but the host reads the steps' stats only every 4 steps: the first update of epoch 2
+  // breaks the weights, the next step's loss is NaN, and the check that covers both names that step.
+  const std::string run_dir = finished_run_to_extend(exp, dir / "runs", 1,
+                                                     {{"train", {{"epochs", 2}, {"lr", 1e39}, {"sync_every_steps", 4}}}});
+  const nn::Checkpoint before = nn::load_checkpoint(run_dir + "/checkpoint.bin");
+  const int64_t first_step = before.meta.step;  // epoch 2's first step: its update breaks the weights
+  const Result r = run_genrelab("train --resume " + run_dir + " --device cpu --quiet");
+  INFO(r.err);
+  CHECK(r.rc == 1);
+  CHECK(r.err.find("the loss became NaN at epoch 2, step " + std::to_string(first_step + 1) + ";") != std::string::npos);
+  CHECK(r.err.find("the last good checkpoint is kept in " + run_dir + "/checkpoint.bin") != std::string::npos);
+  const nn::Checkpoint c = nn::load_checkpoint(run_dir + "/checkpoint.bin");
+  CHECK(c.meta.epoch == 1);
+  CHECK(c.meta.step == first_step);
   for (const auto& t : c.tensors)
     for (float v : t.data) REQUIRE(std::isfinite(v));
   CHECK_FALSE(fs::exists(run_dir + "/summary.json"));

@@ -23,6 +23,7 @@
 
 #if GENRELAB_HAVE_CUDA
 #include "../cuda/nn/gpu_layers.h"
+#include "genrelab/cuda/gather.h"
 #include "../host/dist/dist_impl.h"
 #endif
 
@@ -674,6 +675,76 @@ TEST_CASE("nn gpu cuda graph steps equal eager steps", "[gpu][nn]") {
   if (eager_exact) CHECK(g.probs == e1.probs);
   // Dropout and the schedule really act: a run with all steps at one key would repeat the loss.
   CHECK(e1.loss[1] != e1.loss[6]);
+}
+
+// The trainer's loop: each step's rows gathered on the device (ops::GatherRows on the network's
+// stream) from a table by a permutation and queued with no host synchronisation, the stats read
+// once at the end through take_step_stats() (70 steps: more than its 64-slot pinned window).
+// Against the same steps with the rows uploaded from the host and last_stats() read after each.
+TEST_CASE("nn gpu queued steps with device batch gathers equal synchronised steps", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  for (const bool graph : {false, true}) {
+    INFO("cuda_graph " << graph);
+    const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+    nn::TrainHyper h;
+    h.seed = 13;
+    h.deterministic = true;
+    h.cuda_graph = graph;
+    const int64_t examples = 37, batch = 8, steps = 70, per_epoch = (examples + batch - 1) / batch;
+    const size_t row = size_t(plan.input.size());
+    const Batch all = make_batch(plan, examples, 77);
+    std::vector<int64_t> perm(static_cast<size_t>(examples));
+    for (int64_t i = 0; i < examples; ++i) perm[size_t(i)] = (i * 5) % examples;  // 5 is coprime to 37
+    auto first_of = [&](int64_t step) { return (step % per_epoch) * batch; };
+    auto count_of = [&](int64_t step) { return std::min(batch, examples - first_of(step)); };
+
+    auto ref = nn::make_cuda_network(plan, h);
+    cuda::DeviceBuffer<float> xr{size_t(batch) * row};
+    cuda::DeviceBuffer<int32_t> lr{size_t(batch)};
+    std::vector<nn::StepStats> want;
+    for (int64_t step = 0; step < steps; ++step) {
+      const int64_t first = first_of(step), n = count_of(step);
+      std::vector<float> x(size_t(n) * row);
+      std::vector<int32_t> labels(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t src = perm[size_t(first + i)];
+        std::copy(all.x.begin() + long(size_t(src) * row), all.x.begin() + long(size_t(src + 1) * row),
+                  x.begin() + long(size_t(i) * row));
+        labels[size_t(i)] = all.labels[size_t(src)];
+      }
+      upload(x, xr.data());
+      cuda::copy_to_device(lr.data(), labels.data(), labels.size());
+      ref->train_step(xr.data(), lr.data(), n, n, 2e-3f, nn::StepKey{h.seed, uint64_t(step), 0});
+      want.push_back(ref->last_stats());
+    }
+
+    auto net = nn::make_cuda_network(plan, h);
+    DevVec table(all.x);
+    cuda::DeviceBuffer<int32_t> table_labels{all.labels.size()};
+    cuda::copy_to_device(table_labels.data(), all.labels.data(), all.labels.size());
+    cuda::DeviceBuffer<int64_t> perm_d{perm.size()};
+    cuda::copy_to_device(perm_d.data(), perm.data(), perm.size());
+    cuda::DeviceBuffer<float> xd{size_t(batch) * row};
+    cuda::DeviceBuffer<int32_t> ld{size_t(batch)};
+    for (int64_t step = 0; step < steps; ++step) {
+      const int64_t first = first_of(step), n = count_of(step);
+      cuda::gather_rows(table.get(), perm_d.data() + first, n, int64_t(row), xd.data(), net->stream());
+      cuda::gather_rows(table_labels.data(), perm_d.data() + first, n, 1, ld.data(), net->stream());
+      net->train_step(xd.data(), ld.data(), n, n, 2e-3f, nn::StepKey{h.seed, uint64_t(step), 0});
+    }
+    const std::vector<nn::StepStats> got = net->take_step_stats();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("step " << i);
+      CHECK(got[i].examples == want[i].examples);
+      CHECK(got[i].correct == want[i].correct);
+      CHECK(std::fabs(got[i].loss_sum - want[i].loss_sum) <= 1e-6 * std::fabs(want[i].loss_sum));
+    }
+    CHECK(net->take_step_stats().empty());
+    const auto a = net->state(), b = ref->state();
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) require_rel(a[i].data, b[i].data, 1e-6, a[i].name);
+  }
 }
 
 // A capture that CUDA refuses (a synchronisation inside it, through the test hook) falls back to

@@ -7,13 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "genrelab/run.h"
 #include "test_util.h"
 
 namespace genrelab::test {
@@ -82,6 +85,29 @@ inline pid_t start_train(const std::string& exp, const fs::path& out) {
     _exit(127);
   }
   return pid;
+}
+
+// Two runs logged the same epochs: identical losses and accuracies, bit for bit.
+inline void require_same_metrics(const std::string& a_dir, const std::string& b_dir) {
+  const auto a = RunDir::open(a_dir).read_metrics();
+  const auto b = RunDir::open(b_dir).read_metrics();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].train_loss == b[i].train_loss);
+    CHECK(a[i].train_accuracy == b[i].train_accuracy);
+    CHECK(a[i].test_loss == b[i].test_loss);
+    CHECK(a[i].test_accuracy == b[i].test_accuracy);
+  }
+}
+
+// The run directories under an output folder (its sub-folders), sorted.
+inline std::vector<std::string> run_dirs(const fs::path& out) {
+  std::vector<std::string> dirs;
+  if (fs::exists(out))
+    for (const auto& e : fs::directory_iterator(out))
+      if (e.is_directory()) dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
 }
 
 // Starts `genrelab train EXP --out OUT` in a child process (output discarded) and returns its pid

@@ -111,7 +111,7 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   done
   step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
 
-  # Host overhead: GPU idle time between kernels inside training steps (Nsight Systems over
+  # Host overhead: GPU idle time over the profiled training steps (Nsight Systems over
   # `train --profile 10`, tools/bench/gpu_idle.py), eager and with train.cuda_graph.
   if ! command -v nsys >/dev/null 2>&1; then
     rows+=("| nsys-idle | skipped: nsys (Nsight Systems) not found | - |")
@@ -157,7 +157,7 @@ fi
   echo "- wall time: $(( $(date +%s) - t0 )) s"
   for mode in eager graph; do  # tools/bench/profile_idle.sh; the goal is < 5 % (issue 6)
     f="$out/nsys-idle-$mode.json"
-    [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle between kernels, $mode steps (nsys, %s): %.2f %% (median step %s)' % (d['scope'], 100*d['idle_fraction'], ('%.2f %%' % (100*d['idle_fraction_median_step'])) if 'idle_fraction_median_step' in d else '-'))" "$f"
+    [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
   done
   for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
     f="$out/bench-train-$prec.json"

@@ -149,7 +149,10 @@ class CudaNetwork final : public Network {
     } catch (const RuntimeError& e) {
       rethrow_oom(e, n);
     }
+    record_step_stats();
   }
+
+  CUstream_st* stream() override { return ctx_.stream(); }
 
   void predict(const float* x, int64_t n, float* probs_host) override {
     if (n == 0) return;
@@ -178,6 +181,11 @@ class CudaNetwork final : public Network {
     s.correct = correct;
     s.examples = last_n_;
     return s;
+  }
+
+  std::vector<StepStats> take_step_stats() override {
+    drain_stats_window();
+    return std::exchange(taken_stats_, {});
   }
 
   StepTimes last_times() override {
@@ -323,6 +331,33 @@ class CudaNetwork final : public Network {
     float* g = nullptr;
     std::vector<DeviceBuffer<float>> moments;  // one per optimizer slot
   };
+
+  // Queues the copy of this step's loss sum and correct count (dstats_[0], dcorrect_; zeros for an
+  // empty shard) into the next pinned window slot: no synchronisation until the window is read.
+  void record_step_stats() {
+    if (stats_window_n_.size() == kStatsWindow) drain_stats_window();
+    const size_t k = stats_window_n_.size();
+    cudaStream_t s = ctx_.stream();
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(&stats_window_loss_[k], dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, s));
+    GENRELAB_CUDA_CHECK(
+        cudaMemcpyAsync(&stats_window_correct_[k], dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    stats_window_n_.push_back(last_n_);
+  }
+
+  // One synchronisation, then the window's slots move to taken_stats_ in step order.
+  void drain_stats_window() {
+    if (stats_window_n_.empty()) return;
+    sync();
+    for (size_t k = 0; k < stats_window_n_.size(); ++k) {
+      StepStats st;
+      st.loss_sum = stats_window_loss_[k];
+      st.correct = stats_window_correct_[k];
+      st.examples = stats_window_n_[k];
+      taken_stats_.push_back(st);
+    }
+    stats_window_n_.clear();
+  }
 
   // Waits for the network's stream; with a communicator, through it (a collective that cannot
   // finish, because another rank died or hangs, ends the wait after train.comm_timeout_s).
@@ -804,6 +839,12 @@ class CudaNetwork final : public Network {
   DeviceBuffer<int32_t> correct_;               // (cap) argmax == label
   DeviceBuffer<double> dstats_;                 // [0] loss sum of the last step, [1] last global norm
   DeviceBuffer<int32_t> dcorrect_;              // correct count of the last step
+  // take_step_stats(): each step's dstats_[0] and dcorrect_, copied into pinned slots as it runs.
+  static constexpr size_t kStatsWindow = 64;
+  cuda::PinnedBuffer<double> stats_window_loss_{kStatsWindow};      // (kStatsWindow)
+  cuda::PinnedBuffer<int32_t> stats_window_correct_{kStatsWindow};  // (kStatsWindow)
+  std::vector<int64_t> stats_window_n_;  // (filled slots) examples of each slot's step
+  std::vector<StepStats> taken_stats_;   // drained slots not yet returned by take_step_stats()
   DeviceBuffer<double> sq_;                     // (trainable tensors) sums of squared gradients
   DeviceBuffer<float> scalars_;                 // [0] clip scale
   DeviceBuffer<uint8_t> reduce_tmp_;            // CUB scratch

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <iostream>
 #include <map>
+#include <utility>
+#include <vector>
 
 #include "genrelab/common.h"
 #include "genrelab/nn/cpu_layers.h"
@@ -172,6 +174,7 @@ class CpuNetwork final : public Network {
             comm_->broadcast(p.data(), int64_t(p.size() * sizeof(float)), 0);
           }
     ++step_;
+    pending_stats_.push_back(stats_);
     times_.optimizer_ms = ms_since(t0);
     times_.step_ms = times_.forward_ms + times_.backward_ms + times_.optimizer_ms;
   }
@@ -185,6 +188,7 @@ class CpuNetwork final : public Network {
   }
 
   StepStats last_stats() override { return stats_; }
+  std::vector<StepStats> take_step_stats() override { return std::exchange(pending_stats_, {}); }
   double loss_scale() override { return fp16_ ? double(loss_scale_[0]) : 0.0; }
   StepTimes last_times() override { return times_; }
 
@@ -390,6 +394,7 @@ class CpuNetwork final : public Network {
   std::vector<float> loss_scale_;  // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
   double last_grad_norm_ = 0;
   StepStats stats_;
+  std::vector<StepStats> pending_stats_;  // (steps since take_step_stats) the stats of each
   StepTimes times_;
 };
 

@@ -8,9 +8,12 @@
 
 #include "genrelab/common.h"
 #include "genrelab/nvtx.h"
+#include "genrelab/ops/gather.h"
+#include "genrelab/parallel_for.h"
 #include "genrelab/progress.h"
 #if GENRELAB_HAVE_CUDA
 #include "genrelab/cuda/augment.h"
+#include "genrelab/cuda/gather.h"
 #include "genrelab/cuda/memory.h"
 #endif
 
@@ -108,28 +111,23 @@ void BackendArray<T>::download(size_t offset, T* host, size_t count) const {
 }
 
 template <typename T>
-void BackendArray<T>::gather_rows(const int64_t* idx, int64_t n, int64_t row, T* dst) const {
+void BackendArray<T>::gather_rows(const int64_t* idx, int64_t n, int64_t row, T* dst, CUstream_st* stream) const {
   if (device_ == Device::cpu) {
-    for (int64_t i = 0; i < n; ++i) {
-      GENRELAB_CHECK(size_t((idx[i] + 1) * row) <= size_, "row ", idx[i], " out of range");
-      std::memcpy(dst + i * row, host_.data() + idx[i] * row, size_t(row) * sizeof(T));
-    }
+    for (int64_t i = 0; i < n; ++i)
+      GENRELAB_CHECK(idx[i] >= 0 && size_t((idx[i] + 1) * row) <= size_, "row ", idx[i], " out of range");
+    cpu_for_2d(n, row, ops::GatherRows<T>{host_.data(), idx, row, dst});
     return;
   }
 #if GENRELAB_HAVE_CUDA
-  // Device-to-device copies on the legacy stream, then a wait for them: the network's stream
-  // (non-blocking) would not order itself after them.
-  for (int64_t i = 0; i < n; ++i) {
-    GENRELAB_CHECK(size_t((idx[i] + 1) * row) <= size_, "row ", idx[i], " out of range");
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dst + i * row, data() + idx[i] * row, size_t(row) * sizeof(T),
-                                        cudaMemcpyDeviceToDevice, cudaStreamLegacy));
-  }
-  GENRELAB_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+  cuda::gather_rows(data(), idx, n, row, dst, stream);
+#else
+  (void)stream;
 #endif
 }
 
 template class BackendArray<float>;
 template class BackendArray<int32_t>;
+template class BackendArray<int64_t>;
 
 // ---- ExampleBuilder -------------------------------------------------------------------------
 

@@ -30,8 +30,11 @@ class BackendArray {
   // Host → backend at `offset` elements; backend → host.
   void upload(size_t offset, const T* host, size_t count);
   void download(size_t offset, T* host, size_t count) const;
-  // dst (backend memory, (n, row)) = rows idx[0..n) of this table viewed as (size/row, row).
-  void gather_rows(const int64_t* idx, int64_t n, int64_t row, T* dst) const;
+  // dst (backend memory, (n, row)) = rows idx[0..n) of this table viewed as (size/row, row);
+  // idx in backend memory too. cuda: one ops::GatherRows kernel queued on `stream` (the
+  // network's, so the step that reads dst follows it), no host synchronisation; the caller
+  // checks idx (GENRELAB_CHECK on cpu only).
+  void gather_rows(const int64_t* idx, int64_t n, int64_t row, T* dst, CUstream_st* stream = nullptr) const;
 
  private:
   Device device_;

@@ -39,6 +39,11 @@ namespace fs = std::filesystem;
 
 namespace genrelab {
 
+// train.sync_every_steps = 0 on cuda: the host reads the step stats (and runs the NaN guard) every
+// 16 steps, so it can queue up to 16 steps ahead of the GPU (the network's pinned ring of step
+// scalars bounds the lead at 8). On the CPU every step is synchronous anyway: 1.
+constexpr int64_t kGpuSyncEverySteps = 16;
+
 // ---- small shared pieces ---------------------------------------------------------------------
 
 WindowSpec WindowSpec::from_config(const Config& c) {
@@ -448,12 +453,22 @@ int run_training(const TrainRequest& req) {
   // captured step graphs (train.cuda_graph) in every epoch instead of capturing them again.
   BackendArray<float> x(device);
   BackendArray<int32_t> y(device);
+  BackendArray<int64_t> perm_rows(device);  // perm_rows: (train examples) the epoch's permutation
+  // The host waits for the device only every sync_every steps (and at the end of an epoch, a stop
+  // or the profiled steps): there it reads the steps' losses, runs the NaN guard and agrees on
+  // stops with the other ranks. In between, batch gathers and steps are queued back to back.
+  const int64_t sync_every = [&] {
+    const int64_t k = config.get_int("train.sync_every_steps");
+    return k > 0 ? k : device == Device::cuda ? kGpuSyncEverySteps : 1;
+  }();
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
     if (online) builder.build(train_audio, train_labels, plan_for_epoch(epoch), train_set, "augment");
     const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
     const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
     const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
+    perm_rows.resize(perm.size());
+    perm_rows.upload(0, perm.data(), perm.size());
     x.resize(size_t(batch * train_set.feature_size));
     y.resize(size_t(batch));
     // This rank's sums over its shards (rank 0 also holds what a resumed epoch had before the stop);
@@ -474,44 +489,61 @@ int run_training(const TrainRequest& req) {
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
+    uint64_t synced_step = step;  // the global step the host last read the stats of
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       const int64_t n = std::min(batch, train_set.count - b * batch);  // the global batch
       // This rank's shard: global positions [mine.first, mine.first + mine.count) of the batch.
       const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
-      const int64_t* rows = perm.data() + b * batch + mine.first;
+      const int64_t* rows = perm_rows.data() + b * batch + mine.first;
 #if GENRELAB_HAVE_CUDA
       if (req.profile_steps > 0 && int64_t(step) == warmup_steps) { cudaProfilerStart(); profiling = true; }
 #endif
       {
         NvtxRange gather_range("gather batch");
-        train_set.features.gather_rows(rows, mine.count, train_set.feature_size, x.data());
-        train_set.labels_backend.gather_rows(rows, mine.count, 1, y.data());
+        train_set.features.gather_rows(rows, mine.count, train_set.feature_size, x.data(), net->stream());
+        train_set.labels_backend.gather_rows(rows, mine.count, 1, y.data(), net->stream());
       }
-      nn::StepStats st;
       {
-        NvtxRange step_range("train step");  // ends after last_stats(), which waits for the step
+        NvtxRange step_range("train step");  // queues the step; it runs while the host goes on
         net->train_step(x.data(), y.data(), mine.count, n, float(schedule.at(step)),
                         nn::StepKey{hyper.seed, step, mine.first});
-        st = net->last_stats();
       }
-      if (!std::isfinite(st.loss_sum)) {
-        throw RuntimeError("the loss became " + std::string(std::isnan(st.loss_sum) ? "NaN" : "infinite") + " at epoch " +
-                           std::to_string(epoch) + ", step " + std::to_string(step) + "; the last good checkpoint is kept in " +
-                           checkpoint_path + ". Try a lower train.lr or train.clip_norm");
+      ++step;
+      bar.advance();
+      const bool profile_done = req.profile_steps > 0 && int64_t(step) >= warmup_steps + req.profile_steps;
+      // GENRELAB_TEST_STOP_AFTER_STEPS=N (a test hook) acts as a SIGTERM after global step N.
+      const bool test_stop = test_stop_after_steps > 0 && step == uint64_t(test_stop_after_steps);
+      if (step % uint64_t(sync_every) != 0 && b + 1 < steps_per_epoch && !profile_done && !test_stop) continue;
+
+      // ---- a synchronisation point: the stats of the steps since the last one ----
+      const std::vector<nn::StepStats> done = [&] {
+        NvtxRange sync_range("read step stats");
+        return net->take_step_stats();
+      }();
+      const uint64_t first_step = step - done.size();
+      for (size_t k = 0; k < done.size(); ++k) {
+        if (!std::isfinite(done[k].loss_sum))
+          throw RuntimeError("the loss became " + std::string(std::isnan(done[k].loss_sum) ? "NaN" : "infinite") +
+                             " at epoch " + std::to_string(epoch) + ", step " + std::to_string(first_step + k) +
+                             "; the last good checkpoint is kept in " + checkpoint_path +
+                             ". Try a lower train.lr or train.clip_norm");
+        loss_sum += done[k].loss_sum;
+        correct += done[k].correct;
+        seen += done[k].examples;
       }
       // The loss can be finite while a gradient or the updated weights are not: the next step
       // would then train on NaN. Stop here, before any checkpoint takes the broken weights.
       if (std::string where; !net->check_finite(&where)) {
-        throw RuntimeError(where + " at epoch " + std::to_string(epoch) + ", step " + std::to_string(step) +
+        const std::string steps =
+            step - synced_step > 1 ? " (one check covered steps " + std::to_string(synced_step) + "–" +
+                                         std::to_string(step - 1) + "; train.sync_every_steps=1 checks each step)"
+                                   : "";
+        throw RuntimeError(where + " at epoch " + std::to_string(epoch) + ", step " + std::to_string(step - 1) + steps +
                            "; training stopped and the last good checkpoint is kept in " + checkpoint_path +
                            ". Try a lower train.lr or train.clip_norm");
       }
-      loss_sum += st.loss_sum;
-      correct += st.correct;
-      seen += st.examples;
-      ++step;
-      bar.advance();
-      if (req.profile_steps > 0 && int64_t(step) >= warmup_steps + req.profile_steps) {
+      synced_step = step;
+      if (profile_done) {
 #if GENRELAB_HAVE_CUDA
         if (profiling) cudaProfilerStop();
 #endif
@@ -519,10 +551,9 @@ int run_training(const TrainRequest& req) {
         std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
         return 0;
       }
-      // A stop must happen at the same step on every rank: they agree on it after each step.
-      // GENRELAB_TEST_STOP_AFTER_STEPS=N (a test hook) acts as a SIGTERM after global step N.
+      // A stop must happen at the same step on every rank: they agree on it at each synchronisation point.
       int stop_signal = g_stop_signal;
-      if (test_stop_after_steps > 0 && step == uint64_t(test_stop_after_steps)) stop_signal = SIGTERM;
+      if (test_stop) stop_signal = SIGTERM;
       if (comm && comm->sum(int64_t(stop_signal != 0)) > 0 && !stop_signal) stop_signal = SIGTERM;
       if (stop_signal) {
         const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();

@@ -5,13 +5,15 @@
     nsys stats --report nvtx_pushpop_trace --format csv --output PREFIX REPORT.nsys-rep
     tools/bench/gpu_idle.py PREFIX_cuda_gpu_trace.csv [--nvtx PREFIX_nvtx_pushpop_trace.csv] [--json OUT]
 
-For every NVTX range named "train step" (host/train/trainer.cpp: one train_step plus the
-last_stats() that waits for it) the GPU activities (kernels, memcpys, memsets) that start inside
-the range are collected; the step's span runs from the first one's start to the last one's end,
-and idle = 1 - (union of their busy intervals) / span: the gaps between kernels, where the GPU
-waits for the host to launch the next one. Host time before the first kernel and after the last
-(the loss read-back, the next batch's gather) is outside the span on purpose. Without --nvtx the
-whole trace is one span (that includes the between-step host work, so it reads higher).
+The trainer queues batch gathers and steps without waiting for the GPU (host/train/trainer.cpp;
+it waits only every train.sync_every_steps steps), so a step's kernels run after the host's
+"train step" range has ended and cannot be attributed to it by time. The idle fraction is
+therefore taken over the profiled window: from the start of the first GPU activity (kernel,
+memcpy, memset) at or after the first "train step" range to the end of the last activity,
+idle = 1 - (union of busy intervals) / span. It counts every gap: between kernels inside a step,
+between steps, and the waits at the synchronisation points. With --nvtx the number of "train
+step" ranges is reported beside it (and the span starts at the first one); without it the whole
+trace is the window.
 Profile with --cuda-graph-trace=node so a replayed CUDA graph shows its kernels, not one block.
 Prints one line per summary and, with --json, writes the numbers.
 """
@@ -95,7 +97,7 @@ def busy_and_span(iv):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("gpu_trace", help="CSV of nsys stats --report cuda_gpu_trace")
-    ap.add_argument("--nvtx", help="CSV of nsys stats --report nvtx_pushpop_trace (per-step spans)")
+    ap.add_argument("--nvtx", help="CSV of nsys stats --report nvtx_pushpop_trace (step count, window start)")
     ap.add_argument("--range", default="train step", help="NVTX range that marks one step (default: train step)")
     ap.add_argument("--json", help="write the numbers here")
     a = ap.parse_args()
@@ -106,33 +108,20 @@ def main():
     result = {"gpu_activities": len(iv)}
     steps = step_ranges(read_csv(a.nvtx), a.range) if a.nvtx else []
     if steps:
-        per_step, busy_sum, span_sum = [], 0.0, 0.0
-        j = 0
-        for s, e in steps:
-            while j < len(iv) and iv[j][0] < s:
-                j += 1
-            k = j
-            while k < len(iv) and iv[k][0] <= e:
-                k += 1
-            busy, span = busy_and_span(iv[j:k])
-            if span > 0:
-                per_step.append(1.0 - busy / span)
-                busy_sum += busy
-                span_sum += span
-        if not per_step:
-            sys.exit("gpu_idle: no GPU activity inside any '%s' range" % a.range)
-        result.update({"scope": "inside '%s' ranges" % a.range, "steps": len(per_step),
-                       "idle_fraction": 1.0 - busy_sum / span_sum,
-                       "idle_fraction_median_step": statistics.median(per_step),
-                       "step_span_ms_mean": span_sum / len(per_step) / 1e6})
-        print("GPU idle inside training steps: %.2f %% (%d steps, median step %.2f %%, mean GPU span %.3f ms)"
-              % (100 * result["idle_fraction"], len(per_step), 100 * result["idle_fraction_median_step"],
-                 result["step_span_ms_mean"]))
+        window = [(s, e) for s, e in iv if s >= steps[0][0]]
+        if not window:
+            sys.exit("gpu_idle: no GPU activity after the first '%s' range" % a.range)
+        busy, span = busy_and_span(window)
+        result.update({"scope": "from the first '%s' range to the last GPU activity" % a.range, "steps": len(steps),
+                       "idle_fraction": 1.0 - busy / span, "span_ms": span / 1e6,
+                       "step_ms_mean": span / len(steps) / 1e6})
+        print("GPU idle over %d training steps: %.2f %% of %.3f ms (%.3f ms a step)"
+              % (len(steps), 100 * result["idle_fraction"], span / 1e6, span / len(steps) / 1e6))
     else:
         busy, span = busy_and_span(iv)
         result.update({"scope": "whole trace (no NVTX step ranges)", "idle_fraction": 1.0 - busy / span,
                        "span_ms": span / 1e6})
-        print("GPU idle over the whole trace (no '%s' ranges; includes between-step host work): %.2f %% of %.3f ms"
+        print("GPU idle over the whole trace (no '%s' ranges): %.2f %% of %.3f ms"
               % (a.range, 100 * result["idle_fraction"], span / 1e6))
     if a.json:
         with open(a.json, "w") as f:

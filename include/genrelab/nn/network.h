@@ -15,6 +15,8 @@
 #include "genrelab/dist.h"
 #include "genrelab/nn/model.h"
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so CPU code needs no CUDA header
+
 namespace genrelab::nn {
 
 struct TrainHyper {
@@ -97,6 +99,13 @@ class Network {
   virtual void predict(const float* x, int64_t n, float* probs_host) = 0;
   // Loss sum and correct count of the last train_step (synchronises on the GPU).
   virtual StepStats last_stats() = 0;
+  // The stats of every train_step since the previous call, in step order (synchronises on the
+  // GPU, once). The training loop reads them every train.sync_every_steps steps instead of
+  // calling last_stats() after each step, so the GPU runs ahead of the host inside an epoch.
+  virtual std::vector<StepStats> take_step_stats() = 0;
+  // The stream train_step and predict queue their work on (cuda; nullptr on cpu): work that
+  // prepares a step's input (the batch gather) goes there so that the step follows it.
+  virtual CUstream_st* stream() { return nullptr; }
   // Forward / backward / optimizer split of the last train_step (for `bench --what train`).
   virtual StepTimes last_times() { return {}; }
 
