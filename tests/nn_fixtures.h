@@ -15,6 +15,26 @@
 
 namespace genrelab::test {
 
+// A CNN whose first conv2d → maxpool2d can be fused (train.fuse_conv_pool), dropout after the pool.
+inline nlohmann::json conv_pool_cnn() {
+  return nlohmann::json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 2, "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "conv2d", "filters": 5, "kernel": 3, "activation": "relu"},
+    {"type": "global_avgpool"},
+    {"type": "dense", "units": "classes", "activation": "softmax"}
+  ])");
+}
+
+// count floats uniform in [lo, hi) from a Philox stream keyed by seed: the same on every run.
+inline std::vector<float> random_vec(int64_t count, uint32_t seed, double lo, double hi) {
+  const PhiloxStream s(seed, RngPurpose::init, 99, 7);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(s.uniform_range(uint64_t(i), lo, hi));
+  return v;
+}
+
 // Conv, batch norm, both poolings, dropout, dense and the softmax head, for (12, 10, 2) inputs.
 inline nlohmann::json small_cnn() {
   return nlohmann::json::parse(R"([

@@ -33,12 +33,7 @@ namespace {
 using genrelab::json;
 using nn::Shape3;
 
-std::vector<float> random_vec(int64_t count, uint32_t seed, double lo, double hi) {
-  const PhiloxStream s(seed, RngPurpose::init, 99, 7);
-  std::vector<float> v(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(s.uniform_range(uint64_t(i), lo, hi));
-  return v;
-}
+using test::random_vec;
 
 double max_abs(const std::vector<float>& v) {
   double m = 0;
@@ -744,6 +739,49 @@ TEST_CASE("nn gpu queued steps with device batch gathers equal synchronised step
     const auto a = net->state(), b = ref->state();
     REQUIRE(a.size() == b.size());
     for (size_t i = 0; i < a.size(); ++i) require_rel(a[i].data, b[i].data, 1e-6, a[i].name);
+  }
+}
+
+// train.fuse_conv_pool: the same 20 steps with the leading conv2d + maxpool2d fused and not, on
+// the GPU, eager and graphed, fp32 and bf16 (the fused kernel rounds as cuDNN's 16-bit conv does).
+// Only the conv's float32 summation order differs (ops/conv_pool.h), so losses and every state
+// tensor agree to 1e-5 relative (bf16: 1e-2, where one flipped rounding moves a value by 2^-8).
+TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(test::conv_pool_cnn(), {13, 21, 1}, 4);
+  REQUIRE(nn::conv_pool_fusable(plan));
+  const Batch all = make_batch(plan, 37, 91);
+  for (const std::string precision : {"fp32", "bf16"}) {
+    for (const bool graph : {false, true}) {
+      INFO(precision << (graph ? " graphed" : " eager"));
+      auto run = [&](bool fuse, std::vector<double>& losses) {
+        nn::TrainHyper h;
+        h.seed = 21;
+        h.deterministic = true;
+        h.precision = precision;
+        h.cuda_graph = graph;
+        h.fuse_conv_pool = fuse;
+        auto net = nn::make_cuda_network(plan, h);
+        cuda::DeviceBuffer<float> xd{size_t(8 * plan.input.size())};
+        cuda::DeviceBuffer<int32_t> ld{8};
+        for (uint64_t step = 0; step < 20; ++step) {
+          const int64_t first = int64_t(step % 5) * 8, n = std::min<int64_t>(8, 37 - first);
+          const size_t row = size_t(plan.input.size());
+          upload(std::vector<float>(all.x.begin() + long(size_t(first) * row), all.x.begin() + long(size_t(first + n) * row)),
+                 xd.data());
+          cuda::copy_to_device(ld.data(), all.labels.data() + first, size_t(n));
+          net->train_step(xd.data(), ld.data(), n, n, 3e-3f, nn::StepKey{h.seed, step, 0});
+          losses.push_back(net->last_stats().loss_sum);
+        }
+        return net->state();
+      };
+      std::vector<double> lf, lu;
+      const auto fused = run(true, lf), unfused = run(false, lu);
+      const double tol = precision == "bf16" ? 1e-2 : 1e-5;
+      for (size_t i = 0; i < lf.size(); ++i) CHECK(std::fabs(lf[i] - lu[i]) <= tol * std::fabs(lu[i]));
+      REQUIRE(fused.size() == unfused.size());
+      for (size_t i = 0; i < fused.size(); ++i) require_rel(fused[i].data, unfused[i].data, tol, fused[i].name);
+    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
+#include "conv_pool.h"
 #include "gpu_layers.h"
 
 namespace genrelab::nn {
@@ -113,6 +114,15 @@ class CudaNetwork final : public Network {
       size_t g = 0;
       for (size_t j = 0; j < t.param; ++j) g += plan_.layers[t.layer].params[j].trainable ? 1 : 0;
       t.g = l.grads()[g];
+    }
+    if (hyper.fuse_conv_pool) {
+      std::string why;
+      if (genrelab::nn::conv_pool_fusable(plan_, &why)) {
+        fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
+        fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+        bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      } else
+        std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
     }
     capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));
@@ -480,6 +490,14 @@ class CudaNetwork final : public Network {
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
+      if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
+        NvtxRange range(bwd_names_[0].c_str());
+        const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();
+        fused_->backward(x, dy, p[0], p.size() > 1 ? p[1] : nullptr, g[0], g.size() > 1 ? g[1] : nullptr, n);
+        all_reduce_layer(1);
+        all_reduce_layer(0);
+        break;
+      }
       const float* xin = i == 0 ? x : act_[i - 1];
       {
         NvtxRange range(bwd_names_[i].c_str());
@@ -694,6 +712,13 @@ class CudaNetwork final : public Network {
 
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     for (size_t i = 0; i < layers_.size(); ++i) {
+      if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output
+        NvtxRange range(fwd_names_[0].c_str());
+        const std::vector<float*> p = layers_[0]->params();
+        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[1], n);
+        ++i;
+        continue;
+      }
       const float* xin = i == 0 ? x : act_[i - 1];
       if (plan_.layers[i].type == "flatten") {
         act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
@@ -708,12 +733,19 @@ class CudaNetwork final : public Network {
   // counts in the layout epoch, which captured graphs check).
   void ensure_batch(int64_t n) {
     if (n <= cap_) return;
+    // The gradient buffers hold every dy and dx the backward pass writes: with the fused first
+    // pair, not the conv output's (nor that activation itself).
     int64_t widest = plan_.classes;
-    for (const auto& L : plan_.layers) widest = std::max({widest, L.in.size(), L.out.size()});
+    for (size_t i = 0; i < plan_.layers.size(); ++i) {
+      const auto& L = plan_.layers[i];
+      if (!(fused_ && i == 0)) widest = std::max(widest, L.out.size());
+      if (!(fused_ && i <= 1)) widest = std::max(widest, L.in.size());
+    }
+    if (fused_) fused_->reserve(n);
     act_store_.resize(layers_.size());
     act_.assign(layers_.size(), nullptr);
     for (size_t i = 0; i < layers_.size(); ++i) {
-      if (plan_.layers[i].type == "flatten") continue;
+      if (plan_.layers[i].type == "flatten" || (fused_ && i == 0)) continue;
       ctx_.resize_tracked(act_store_[i], size_t(n * plan_.layers[i].out.size()));
       act_[i] = act_store_[i].data();
     }
@@ -864,6 +896,7 @@ class CudaNetwork final : public Network {
   bool graph_note_ = false;           // the "ignored" note was printed
   bool capture_fault_ = false;        // GENRELAB_TEST_CUDA_GRAPH_FAULT: make captures fail (tests)
   std::vector<StepGraph> graphs_;     // (≤ kMaxGraphs) captured steps by key
+  std::unique_ptr<cuda::nn::FusedConvPool> fused_;  // train.fuse_conv_pool: layers 0 and 1 as one
   uint64_t graph_uses_ = 0;
 };
 

@@ -97,38 +97,37 @@ Setup setup(const cli::Args& args) {
   return s;
 }
 
-// Eager against CUDA-graph steps (train.cuda_graph) on full batches: a fresh network per mode
-// warms up (eager step, capture, first replay), then `steps` steps run back to back with one
+// A switch of the training step (train.cuda_graph, train.fuse_conv_pool) off against on, on full
+// batches: a fresh network per mode with this run's other settings warms up (3 steps: for graphs
+// the eager step, the capture and the first replay), then `steps` steps run back to back with one
 // synchronisation at the end, so the time per step includes the host's launch work wherever the
-// GPU waits for it. `graphed` says whether the graph network really replayed (false after a
-// capture failure, which the network reports on stderr, or for recurrent layers).
-struct GraphCompare {
+// GPU waits for it. `graphed`: whether the "on" network's last warm-up step replayed a CUDA graph
+// (false after a capture failure, which the network reports on stderr, or for recurrent layers).
+struct ModeCompare {
   int64_t steps = 0;
-  double eager_ms = 0, graph_ms = 0;
+  double off_ms = 0, on_ms = 0;
   bool graphed = false;
 };
 
-GraphCompare compare_cuda_graph(const Setup& s, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
-  GraphCompare c;
+ModeCompare compare_modes(const Setup& s, bool nn::TrainHyper::*mode, const float* x, const int32_t* labels, int64_t n,
+                          int64_t steps) {
+  ModeCompare c;
   c.steps = steps;
-  auto run = [&](bool graph, bool& graphed) {
+  for (const bool on : {false, true}) {
     nn::TrainHyper h = s.hyper;
-    h.cuda_graph = graph;
+    h.*mode = on;
     auto net = nn::make_network(s.device, s.plan, h);
     const float lr = float(h.lr);
     for (uint64_t w = 0; w < 3; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
     net->last_stats();
-    graphed = net->last_times().graphed;
+    if (on) c.graphed = net->last_times().graphed;
     sync(s.device);
     const auto t0 = Clock::now();
     for (int64_t it = 0; it < steps; ++it) net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(3 + it), 0});
     net->last_stats();
     sync(s.device);
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(steps);
-  };
-  bool unused = false;
-  c.eager_ms = run(false, unused);
-  c.graph_ms = run(true, c.graphed);
+    (on ? c.on_ms : c.off_ms) = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(steps);
+  }
   return c;
 }
 
@@ -221,21 +220,32 @@ int bench_train(const cli::Args& args) {
   std::snprintf(line, sizeof line, "  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n", flops / 1e9, gflops);
   std::cout << line;
   // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
-  GraphCompare graph;
+  ModeCompare graph;
   if (s.device == Device::cuda) {
-    graph = compare_cuda_graph(s, x.data(), labels.data(), n, extrapolated ? steps : std::min<int64_t>(epoch_steps, 50));
+    graph = compare_modes(s, &nn::TrainHyper::cuda_graph, x.data(), labels.data(), n,
+                          extrapolated ? steps : std::min<int64_t>(epoch_steps, 50));
     std::printf("  cuda graph (%lld full steps per mode, back to back; this run's steps: %s)\n", (long long)graph.steps,
                 s.hyper.cuda_graph ? "train.cuda_graph=true" : "eager");
-    std::snprintf(line, sizeof line, "    eager ms/step %10.3f\n", graph.eager_ms);
+    std::snprintf(line, sizeof line, "    eager ms/step %10.3f\n", graph.off_ms);
     std::cout << line;
     if (graph.graphed) {
-      std::snprintf(line, sizeof line, "    graph ms/step %10.3f\n    eager/graph   %10.3f x\n", graph.graph_ms,
-                    graph.eager_ms / graph.graph_ms);
+      std::snprintf(line, sizeof line, "    graph ms/step %10.3f\n    eager/graph   %10.3f x\n", graph.on_ms,
+                    graph.off_ms / graph.on_ms);
       std::cout << line;
     } else {
       std::printf("    graph         NOT USED: the step was not captured (see the message on stderr); %.3f ms/step eager\n",
-                  graph.graph_ms);
+                  graph.on_ms);
     }
+  }
+  ModeCompare fuse;
+  const bool fusable = s.device == Device::cuda && nn::conv_pool_fusable(s.plan);
+  if (fusable) {
+    fuse = compare_modes(s, &nn::TrainHyper::fuse_conv_pool, x.data(), labels.data(), n, graph.steps);
+    std::printf("  fused first conv2d + maxpool2d (train.fuse_conv_pool; %lld full steps per mode; this run's steps: %s)\n",
+                (long long)fuse.steps, s.hyper.fuse_conv_pool ? "fused" : "unfused");
+    std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
+                  fuse.off_ms, fuse.on_ms, fuse.off_ms / fuse.on_ms);
+    std::cout << line;
   }
   if (extrapolated)
     std::cerr << "bench train: timed " << steps << " of the epoch's " << epoch_steps
@@ -255,10 +265,14 @@ int bench_train(const cli::Args& args) {
                                       {"seconds", epoch_s}, {"items_per_s", per_s}, {"extrapolated", extrapolated}}})}};
   j["cuda_graph"] = s.hyper.cuda_graph;  // how this run's own steps ran (when the graph works)
   if (s.device == Device::cuda)
-    j["graph_compare"] = {{"steps", graph.steps}, {"eager_ms_per_step", graph.eager_ms},
-                          {"graph_ms_per_step", graph.graphed ? json(graph.graph_ms) : json(nullptr)},
-                          {"eager_over_graph", graph.graphed ? json(graph.eager_ms / graph.graph_ms) : json(nullptr)},
+    j["graph_compare"] = {{"steps", graph.steps}, {"eager_ms_per_step", graph.off_ms},
+                          {"graph_ms_per_step", graph.graphed ? json(graph.on_ms) : json(nullptr)},
+                          {"eager_over_graph", graph.graphed ? json(graph.off_ms / graph.on_ms) : json(nullptr)},
                           {"graphed", graph.graphed}};
+  j["fuse_conv_pool"] = s.hyper.fuse_conv_pool;  // how this run's own steps ran (when the plan fuses)
+  if (fusable)
+    j["fuse_compare"] = {{"steps", fuse.steps}, {"unfused_ms_per_step", fuse.off_ms},
+                         {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms}};
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);

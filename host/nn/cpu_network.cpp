@@ -6,11 +6,13 @@
 #include <cmath>
 #include <iostream>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "genrelab/common.h"
 #include "genrelab/nn/cpu_layers.h"
+#include "genrelab/ops/conv_pool.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
 #include "genrelab/nvtx.h"
@@ -74,6 +76,16 @@ class CpuNetwork final : public Network {
         if (p.trainable) per_param.emplace_back(slots_.size(), std::vector<float>(size_t(p.size()), 0.0f));
       moments_.push_back(std::move(per_param));
     }
+    if (hyper.fuse_conv_pool) {
+      std::string why;
+      fused_ = conv_pool_fusable(plan_, &why);
+      if (fused_) {
+        fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+        bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      } else {
+        std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
+      }
+    }
     load_weights(initial_weights(plan_, hyper_));
   }
 
@@ -133,6 +145,12 @@ class CpuNetwork final : public Network {
     if (fp16_) cpu_for_1d(n * C, ops::ScaleByDevice{dy_.data(), loss_scale_.data()});
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
+      if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
+        NvtxRange range(bwd_names_[0].c_str());
+        auto& g = layers_[0]->grads();
+        conv_pool_backward_cpu(fused_cell(x), dy_.data(), n, g[0].data(), g.size() > 1 ? g[1].data() : nullptr);
+        break;
+      }
       const float* xin = i == 0 ? x : acts_[i - 1].data();
       float* dx = nullptr;
       if (i > 0) {
@@ -324,9 +342,26 @@ class CpuNetwork final : public Network {
       cpu_for_1d(g.second, ops::GradFinishDeviceScale<float>{const_cast<float*>(g.first), g.first, loss_scale_.data() + 2, 0.0f});
   }
 
+  // The fused pair's arithmetic on input x with the conv layer's parameters (train.fuse_conv_pool).
+  ops::ConvPoolCell fused_cell(const float* x) {
+    auto& p = layers_[0]->params();
+    const LayerDesc& conv = plan_.layers[0];
+    return ops::ConvPoolCell{conv_pool_geom(plan_), x, p[0].data(), p.size() > 1 ? p[1].data() : nullptr,
+                             int(activation_of(conv)), float(activation_alpha(conv)),
+                             matmul_half_format(hyper_.precision)};
+  }
+
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     acts_.resize(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
+      if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output; no conv output kept
+        acts_[0].clear();
+        acts_[1].resize(size_t(n * plan_.layers[1].out.size()));
+        NvtxRange range(fwd_names_[0].c_str());
+        conv_pool_forward_cpu(fused_cell(x), acts_[1].data(), n);
+        ++i;
+        continue;
+      }
       acts_[i].resize(size_t(n * plan_.layers[i].out.size()));
       NvtxRange range(fwd_names_[i].c_str());
       layers_[i]->forward(i == 0 ? x : acts_[i - 1].data(), acts_[i].data(), n, training, key);
@@ -394,6 +429,7 @@ class CpuNetwork final : public Network {
   std::vector<float> loss_scale_;  // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
   double last_grad_norm_ = 0;
   StepStats stats_;
+  bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1 run as one (ops/conv_pool.h)
   std::vector<StepStats> pending_stats_;  // (steps since take_step_stats) the stats of each
   StepTimes times_;
 };

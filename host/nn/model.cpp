@@ -1,6 +1,7 @@
 // Model planning: the layer registry (each type's keys, defaults and shape rule), validation of
 // `model.layers` with errors naming model.layers[i].key, shape inference and the Keras-style summary.
 #include "genrelab/nn/model.h"
+#include "genrelab/ops/conv_pool.h"
 
 #include <algorithm>
 #include <cmath>
@@ -330,6 +331,40 @@ Window2d window_of(const LayerDesc& L) {
     pad(L.in.h, g.kh, g.sh, g.dh, g.pad_top, g.pad_bottom);
     pad(L.in.w, g.kw, g.sw, g.dw, g.pad_left, g.pad_right);
   }
+  return g;
+}
+
+bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
+  auto no = [&](const std::string& reason) {
+    if (why) *why = reason;
+    return false;
+  };
+  if (plan.layers.size() < 2 || plan.layers[0].type != "conv2d" || plan.layers[1].type != "maxpool2d")
+    return no("the model does not start with conv2d followed by maxpool2d");
+  const LayerDesc& conv = plan.layers[0];
+  const Window2d g = window_of(conv);
+  if (g.kh * g.kw * conv.in.c > ops::kConvPoolMaxK)
+    return no("the first conv2d's kernel volume " + std::to_string(g.kh * g.kw * conv.in.c) + " (kh·kw·channels) is above " +
+              std::to_string(ops::kConvPoolMaxK));
+  const int64_t limit = int64_t(1) << 31;
+  if (conv.in.size() >= limit || plan.layers[1].out.size() >= limit)
+    return no("one example's maps are too large for 32-bit indices");
+  return true;
+}
+
+ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan) {
+  GENRELAB_CHECK(conv_pool_fusable(plan), "conv_pool_geom: the plan's first layers cannot be fused");
+  const LayerDesc& conv = plan.layers[0];
+  const LayerDesc& pool = plan.layers[1];
+  const Window2d c = window_of(conv), p = window_of(pool);
+  ops::ConvPoolGeom g;
+  g.h = int32_t(conv.in.h), g.w = int32_t(conv.in.w), g.c = int32_t(conv.in.c), g.f = int32_t(conv.out.c);
+  g.kh = int32_t(c.kh), g.kw = int32_t(c.kw), g.sh = int32_t(c.sh), g.sw = int32_t(c.sw);
+  g.dh = int32_t(c.dh), g.dw = int32_t(c.dw), g.top = int32_t(c.pad_top), g.left = int32_t(c.pad_left);
+  g.oh = int32_t(conv.out.h), g.ow = int32_t(conv.out.w);
+  g.ph = int32_t(p.kh), g.pw = int32_t(p.kw), g.psh = int32_t(p.sh), g.psw = int32_t(p.sw);
+  g.ptop = int32_t(p.pad_top), g.pleft = int32_t(p.pad_left);
+  g.qh = int32_t(pool.out.h), g.qw = int32_t(pool.out.w);
   return g;
 }
 

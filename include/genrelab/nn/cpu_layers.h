@@ -11,6 +11,10 @@
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
 
+namespace genrelab::ops {
+struct ConvPoolCell;  // ops/conv_pool.h
+}
+
 namespace genrelab::nn {
 
 template <typename T>
@@ -51,6 +55,14 @@ class CpuLayer {
 // One layer of the registry (see layer_types()).
 template <typename T>
 std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
+
+// The fused leading conv2d + maxpool2d (train.fuse_conv_pool; ops/conv_pool.h) on the CPU, with
+// cell.x the network input (n, h, w, c): y (n, qh, qw, f) = the pool layer's output; the backward
+// adds the conv's kernel (f, kh, kw, c) and bias (f, or null) gradients of dy (n, qh, qw, f), the
+// chunk sums added in chunk order.
+void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, int64_t n);
+void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, int64_t n, float* grad_kernel,
+                            float* grad_bias);
 
 // C (M, N) = A (M, K) · B (K, N) [+ C when accumulate], row-major. ta: A is stored as its
 // transpose (K, M); tb: B is stored as (N, K). Blocked, packed panels, OpenMP across tiles.

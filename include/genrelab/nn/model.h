@@ -23,6 +23,10 @@
 
 #include "genrelab/config.h"
 
+namespace genrelab::ops {
+struct ConvPoolGeom;  // ops/conv_pool.h
+}
+
 namespace genrelab::nn {
 
 struct Shape3 {
@@ -98,6 +102,13 @@ struct Window2d {
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
 };
 Window2d window_of(const LayerDesc& layer);
+
+// train.fuse_conv_pool: true when the plan starts with conv2d → maxpool2d and the conv's kernel
+// volume kh·kw·c is at most ops::kConvPoolMaxK (the first conv on a spectrogram: one channel), so
+// a backend may run the two as one (ops/conv_pool.h). `why` (when given) says why not.
+bool conv_pool_fusable(const ModelPlan& plan, std::string* why = nullptr);
+// The fused pair's geometry (layers 0 and 1 of a fusable plan).
+ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan);
 
 // Element-wise activation codes shared with the functors in ops/nn_activation.h.
 enum class Act : int { none = 0, relu, elu, leaky_relu, tanh, sigmoid, softmax };

@@ -36,6 +36,7 @@ struct TrainHyper {
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph
+  bool fuse_conv_pool = false;     // run a leading conv2d → maxpool2d as one fused layer (ops/conv_pool.h)
   bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);

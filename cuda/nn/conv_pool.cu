@@ -1,0 +1,66 @@
+// The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
+// functors launched on the context's stream. Forward: one thread per pooled output. Backward: one
+// thread per (chunk of kSpan pooled positions, filter) sums the kernel and bias gradients of its
+// chunk, cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
+// kernel adds the sums into the conv layer's gradients. Nothing allocates after reserve(), so the
+// step stays capturable in a CUDA graph.
+#include "conv_pool.h"
+
+#include <algorithm>
+
+#include "genrelab/cuda/launch.cuh"
+
+namespace genrelab::cuda::nn {
+
+FusedConvPool::FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ctx)
+    : ctx_(ctx),
+      g_(genrelab::nn::conv_pool_geom(plan)),
+      act_(int(genrelab::nn::activation_of(plan.layers[0]))),
+      alpha_(float(genrelab::nn::activation_alpha(plan.layers[0]))),
+      per_launch_(ops::conv_pool_examples_per_launch(g_)) {
+  // The backward's 2-D grid has (chunks / 8) rows of blocks, below 65 536 (cuda/launch.cuh).
+  const int64_t positions = int64_t(g_.qh) * g_.qw;
+  per_launch_backward_ = std::clamp<int64_t>(int64_t(65535) * 8 * kSpan / std::max<int64_t>(positions, 1), 1, per_launch_);
+}
+
+int64_t FusedConvPool::chunks(int64_t m) const { return ceil_div<int64_t>(m * g_.qh * g_.qw, kSpan); }
+
+void FusedConvPool::reserve(int64_t n) {
+  const int64_t m = std::min(n, per_launch_backward_);
+  ctx_.resize_tracked(partial_, size_t(chunks(m) * g_.f * (g_.k() + 1)));
+  ctx_.resize_tracked(sums_, size_t(g_.f * (g_.k() + 1)));
+  ctx_.ones(chunks(m));
+}
+
+ops::ConvPoolCell FusedConvPool::cell(const float* x, const float* kernel, const float* bias) const {
+  return ops::ConvPoolCell{g_, x, kernel, bias, act_, alpha_, ctx_.half_format()};
+}
+
+void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n) {
+  const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
+  for (int64_t e0 = 0; e0 < n; e0 += per_launch_) {
+    const int64_t m = std::min(per_launch_, n - e0);
+    launch_1d(m * out, ops::ConvPoolForward{cell(x + e0 * in, kernel, bias), y + e0 * out}, ctx_.stream());
+  }
+}
+
+void FusedConvPool::backward(const float* x, const float* dy, const float* kernel, const float* bias,
+                             float* grad_kernel, float* grad_bias, int64_t n) {
+  const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
+  const int32_t K = g_.k();
+  const int64_t row = int64_t(g_.f) * (K + 1);
+  cudaStream_t s = ctx_.stream();
+  for (int64_t e0 = 0; e0 < n; e0 += per_launch_backward_) {
+    const int64_t m = std::min(per_launch_backward_, n - e0), c = chunks(m);
+    GENRELAB_CHECK(size_t(c * row) <= partial_.size(), "FusedConvPool: reserve(", n, ") was not called");
+    launch_2d(c, g_.f,
+              ops::ConvPoolGradPartial{cell(x + e0 * in, kernel, bias), dy + e0 * out, m * g_.qh * g_.qw, kSpan,
+                                       partial_.data()},
+              s);
+    GENRELAB_CUDA_CHECK(cudaMemsetAsync(sums_.data(), 0, size_t(row) * sizeof(float), s));
+    add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row);  // sums (row) = Σ over the chunks
+    launch_1d(row, ops::ConvPoolGradFinish{sums_.data(), K, ctx_.half_format(), grad_kernel, grad_bias}, s);
+  }
+}
+
+}  // namespace genrelab::cuda::nn

@@ -1,0 +1,42 @@
+// The fused leading conv2d + maxpool2d of the GPU network (train.fuse_conv_pool; the functors and
+// their semantics are in ops/conv_pool.h). The conv layer keeps its parameters and gradients; this
+// computes the pool layer's output from the network input and the conv gradients from the pool
+// layer's output gradient, so the conv output (the largest activation of the baseline) is never
+// stored.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu_layers.h"
+#include "genrelab/ops/conv_pool.h"
+
+namespace genrelab::cuda::nn {
+
+class FusedConvPool {
+ public:
+  // plan: genrelab::nn::conv_pool_fusable(plan) must hold.
+  FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ctx);
+  // Scratch for batches up to n (call before a step that may be captured).
+  void reserve(int64_t n);
+  // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)); x (n, h, w, c); kernel (f, kh, kw, c); bias (f) or null.
+  void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n);
+  // Adds the kernel and bias gradients of dy (n, qh, qw, f) into grad_kernel (f, kh, kw, c) and
+  // grad_bias (f, or null).
+  void backward(const float* x, const float* dy, const float* kernel, const float* bias, float* grad_kernel,
+                float* grad_bias, int64_t n);
+
+ private:
+  static constexpr int64_t kSpan = 64;  // pooled positions per backward thread
+  int64_t chunks(int64_t examples) const;
+  ops::ConvPoolCell cell(const float* x, const float* kernel, const float* bias) const;
+  GpuContext& ctx_;
+  ops::ConvPoolGeom g_;
+  int act_;
+  float alpha_;
+  int64_t per_launch_;           // examples per forward launch (index spaces under 2^31)
+  int64_t per_launch_backward_;  // examples per backward launch (also the grid's row limit)
+  DeviceBuffer<float> partial_;  // (chunks, f, k + 1) the backward's per-chunk sums
+  DeviceBuffer<float> sums_;     // (f, k + 1) their total
+};
+
+}  // namespace genrelab::cuda::nn

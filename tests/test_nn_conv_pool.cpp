@@ -1,0 +1,163 @@
+// The fused first conv2d + maxpool2d (ops/conv_pool.h, train.fuse_conv_pool): its forward and its
+// two-stage weight/bias gradient on the CPU against the CPU reference layers run one after the
+// other, on odd shapes, both paddings, overlapping pool windows, dead relu windows and the
+// bf16/fp16 rounding; a CPU network trained fused against unfused; which plans may fuse.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "genrelab/nn/cpu_layers.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/conv_pool.h"
+#include "genrelab/parallel_for.h"
+#include "nn_fixtures.h"
+#include "test_util.h"
+
+namespace genrelab {
+namespace {
+
+using nn::Shape3;
+
+using test::random_vec;
+
+json layers_of(const json& conv, const json& pool) {
+  return json::array({conv, pool, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+}
+
+// The fused pair against conv2d then maxpool2d on the CPU layers: forward y, then the kernel and
+// bias gradients of a random dy (with zeros, as dropout leaves), within tol relative to scale.
+void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int half, double tol) {
+  const nn::ModelPlan plan = nn::plan_layers(layers_of(conv, pool), in, 3);
+  REQUIRE(nn::conv_pool_fusable(plan));
+  const nn::LayerDesc& dc = plan.layers[0];
+  const nn::LayerDesc& dp = plan.layers[1];
+  INFO("conv " << dc.spec.dump() << " pool " << dp.spec.dump() << " in " << in.str() << " half " << half);
+  auto conv_layer = nn::make_cpu_layer<float>(dc);
+  auto pool_layer = nn::make_cpu_layer<float>(dp);
+  conv_layer->set_matmul_format(half);
+  for (size_t j = 0; j < dc.params.size(); ++j)
+    conv_layer->params()[j] = random_vec(dc.params[j].size(), 7 + uint32_t(j), -0.6, 0.6);
+  const auto x = random_vec(n * dc.in.size(), 9, -1.0, 1.0);
+  std::vector<float> dy = random_vec(n * dp.out.size(), 10, -1.0, 1.0);
+  for (size_t i = 0; i < dy.size(); i += 7) dy[i] = 0.0f;
+
+  // Reference: the two layers.
+  const nn::StepKey key{1, 0, 0};
+  std::vector<float> yc(size_t(n * dc.out.size())), yp(size_t(n * dp.out.size())), dyc(yc.size());
+  conv_layer->forward(x.data(), yc.data(), n, true, key);
+  pool_layer->forward(yc.data(), yp.data(), n, true, key);
+  conv_layer->zero_grads();
+  pool_layer->backward(yc.data(), yp.data(), dy.data(), dyc.data(), n, key);
+  conv_layer->backward(x.data(), yc.data(), dyc.data(), nullptr, n, key);
+
+  // Fused: the same parameters through the functors.
+  const ops::ConvPoolGeom g = nn::conv_pool_geom(plan);
+  const bool bias = dc.params.size() > 1;
+  const ops::ConvPoolCell cell{g,
+                               x.data(),
+                               conv_layer->params()[0].data(),
+                               bias ? conv_layer->params()[1].data() : nullptr,
+                               int(nn::activation_of(dc)),
+                               float(nn::activation_alpha(dc)),
+                               half};
+  std::vector<float> y(yp.size(), -7.0f);
+  nn::conv_pool_forward_cpu(cell, y.data(), n);
+  test::require_close(y, yp, tol, tol, "fused forward");
+
+  // The backward's chunks of 64 pooled positions split examples and rows on these shapes.
+  std::vector<float> gk(size_t(g.f * g.k()), 0.0f), gb(size_t(g.f), 0.0f);
+  nn::conv_pool_backward_cpu(cell, dy.data(), n, gk.data(), bias ? gb.data() : nullptr);
+  double scale = 0;
+  for (float v : conv_layer->grads()[0]) scale = std::max(scale, double(std::fabs(v)));
+  test::require_close(gk, conv_layer->grads()[0], tol * scale, tol, "kernel gradient");
+  if (bias) {
+    double bscale = 0;
+    for (float v : conv_layer->grads()[1]) bscale = std::max(bscale, double(std::fabs(v)));
+    test::require_close(gb, conv_layer->grads()[1], tol * bscale, tol, "bias gradient");
+  }
+}
+
+TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]") {
+  const json relu_conv = {{"type", "conv2d"}, {"filters", 5}, {"kernel", {2, 3}}, {"activation", "relu"}};
+  const json pool22 = {{"type", "maxpool2d"}, {"size", 2}};
+  SECTION("the baseline's pair: valid, 2x2 pool, relu") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, 0, 2e-6); }
+  SECTION("same padding on both, strides, no bias, two channels") {
+    const json conv = {{"type", "conv2d"}, {"filters", 4},      {"kernel", 2},        {"stride", {1, 2}},
+                       {"padding", "same"}, {"use_bias", false}, {"activation", "elu"}};
+    const json pool = {{"type", "maxpool2d"}, {"size", {3, 2}}, {"stride", {2, 1}}, {"padding", "same"}};
+    check_fused(conv, pool, {11, 14, 2}, 2, 0, 2e-6);
+  }
+  SECTION("overlapping windows, dilation, leaky relu, a partial last window") {
+    const json conv = {{"type", "conv2d"}, {"filters", 3}, {"kernel", 2}, {"dilation", 2}, {"activation", "leaky_relu"}};
+    const json pool = {{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}};
+    check_fused(conv, pool, {12, 15, 1}, 2, 0, 2e-6);
+  }
+  SECTION("linear activation (no relu zeros)") {
+    const json conv = {{"type", "conv2d"}, {"filters", 6}, {"kernel", 3}};
+    check_fused(conv, pool22, {10, 9, 1}, 2, 0, 2e-6);
+  }
+  // Under bf16/fp16 the rounded conv output ties more often; the first maximum still matches.
+  SECTION("bf16 rounding") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, ops::kHalfBf16, 1e-5); }
+  SECTION("fp16 rounding") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, ops::kHalfFp16, 1e-5); }
+}
+
+// The network with train.fuse_conv_pool against the same network without: 12 Adam steps of a
+// small CNN (dropout after the pool, partial last batch), per-step losses and every state tensor.
+TEST_CASE("fused conv and max pool train what the two layers train", "[nn][conv_pool]") {
+  const auto plan = nn::plan_layers(test::conv_pool_cnn(), {11, 16, 1}, 3);
+  const auto x = random_vec(21 * plan.input.size(), 5, -1, 1);
+  std::vector<int32_t> labels(21);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 7) % 3);
+  auto run = [&](bool fuse, std::vector<double>& losses) {
+    nn::TrainHyper h;
+    h.seed = 4;
+    h.fuse_conv_pool = fuse;
+    auto net = nn::make_cpu_network(plan, h);
+    for (uint64_t step = 0; step < 12; ++step) {
+      const int64_t first = int64_t(step % 3) * 8, n = std::min<int64_t>(8, 21 - first);
+      net->train_step(x.data() + first * plan.input.size(), labels.data() + first, n, n, 3e-3f, {h.seed, step, 0});
+      losses.push_back(net->last_stats().loss_sum);
+    }
+    std::vector<float> probs(size_t(5 * plan.classes));
+    net->predict(x.data(), 5, probs.data());
+    return std::make_pair(net->state(), probs);
+  };
+  std::vector<double> lf, lu;
+  const auto fused = run(true, lf), unfused = run(false, lu);
+  for (size_t i = 0; i < lf.size(); ++i) CHECK(std::fabs(lf[i] - lu[i]) <= 1e-5 * std::fabs(lu[i]));
+  CHECK(lf.front() != lf.back());  // it trains
+  REQUIRE(fused.first.size() == unfused.first.size());
+  for (size_t i = 0; i < fused.first.size(); ++i) {
+    double scale = 0;
+    for (float v : unfused.first[i].data) scale = std::max(scale, double(std::fabs(v)));
+    test::require_close(fused.first[i].data, unfused.first[i].data, 1e-5 * (scale + 1e-3), 1e-5, fused.first[i].name);
+  }
+  test::require_close(fused.second, unfused.second, 1e-6, 1e-5, "predict");
+}
+
+TEST_CASE("fused conv and max pool: which plans fuse", "[nn][conv_pool]") {
+  const json conv = {{"type", "conv2d"}, {"filters", 4}, {"kernel", 2}, {"activation", "relu"}};
+  const json pool = {{"type", "maxpool2d"}, {"size", 2}};
+  std::string why;
+  CHECK(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, pool), {8, 8, 1}, 3), &why));
+  // 2x2x5 = 20 > 16 sums per thread.
+  CHECK_FALSE(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, pool), {8, 8, 5}, 3), &why));
+  CHECK(why.find("kernel volume 20") != std::string::npos);
+  const json avg = {{"type", "avgpool2d"}, {"size", 2}};
+  CHECK_FALSE(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, avg), {8, 8, 1}, 3), &why));
+  CHECK(why.find("conv2d followed by maxpool2d") != std::string::npos);
+  // The baseline's geometry: 128 x 1206 x 1 → conv 2x2 (127 x 1205 x 64) → pool 2x2 (63 x 602).
+  const json baseline_conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
+  const ops::ConvPoolGeom g = nn::conv_pool_geom(nn::plan_layers(layers_of(baseline_conv, pool), {128, 1206, 1}, 10));
+  CHECK(g.oh == 127);
+  CHECK(g.ow == 1205);
+  CHECK(g.qh == 63);
+  CHECK(g.qw == 602);
+  CHECK(g.k() == 4);
+  // One launch covers 885 examples of the baseline (63·602·64 outputs each, under 2^31).
+  CHECK(ops::conv_pool_examples_per_launch(g) == ((int64_t(1) << 31) - 1) / (63 * 602 * 64));
+}
+
+}  // namespace
+}  // namespace genrelab
