@@ -82,6 +82,8 @@ class CpuNetwork final : public Network {
       if (fused_) {
         fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
         bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+        std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with "
+                     "it, but more slowly (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
       } else {
         std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
       }
