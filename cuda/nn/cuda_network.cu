@@ -115,14 +115,10 @@ class CudaNetwork final : public Network {
       for (size_t j = 0; j < t.param; ++j) g += plan_.layers[t.layer].params[j].trainable ? 1 : 0;
       t.g = l.grads()[g];
     }
-    if (hyper.fuse_conv_pool) {
-      std::string why;
-      if (genrelab::nn::conv_pool_fusable(plan_, &why)) {
-        fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
-        fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-        bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-      } else
-        std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
+    if (use_fused_conv_pool(plan_, hyper, Device::cuda)) {
+      fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
+      fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
     }
     capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));

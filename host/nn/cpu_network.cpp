@@ -76,17 +76,11 @@ class CpuNetwork final : public Network {
         if (p.trainable) per_param.emplace_back(slots_.size(), std::vector<float>(size_t(p.size()), 0.0f));
       moments_.push_back(std::move(per_param));
     }
-    if (hyper.fuse_conv_pool) {
-      std::string why;
-      fused_ = conv_pool_fusable(plan_, &why);
-      if (fused_) {
-        fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-        bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-        std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with "
-                     "it, but more slowly (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
-      } else {
-        std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
-      }
+    fused_ = use_fused_conv_pool(plan_, hyper, Device::cpu);
+    if (fused_) {
+      fused_geom_ = conv_pool_geom(plan_);
+      fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
     }
     load_weights(initial_weights(plan_, hyper_));
   }
@@ -348,7 +342,7 @@ class CpuNetwork final : public Network {
   ops::ConvPoolCell fused_cell(const float* x) {
     auto& p = layers_[0]->params();
     const LayerDesc& conv = plan_.layers[0];
-    return ops::ConvPoolCell{conv_pool_geom(plan_), x, p[0].data(), p.size() > 1 ? p[1].data() : nullptr,
+    return ops::ConvPoolCell{fused_geom_, x, p[0].data(), p.size() > 1 ? p[1].data() : nullptr,
                              int(activation_of(conv)), float(activation_alpha(conv)),
                              matmul_half_format(hyper_.precision)};
   }
@@ -432,6 +426,7 @@ class CpuNetwork final : public Network {
   double last_grad_norm_ = 0;
   StepStats stats_;
   bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1 run as one (ops/conv_pool.h)
+  ops::ConvPoolGeom fused_geom_;  // their geometry, when fused_
   std::vector<StepStats> pending_stats_;  // (steps since take_step_stats) the stats of each
   StepTimes times_;
 };

@@ -3,6 +3,8 @@
 // tensor names shared by both backends.
 #include <algorithm>
 #include <cmath>
+#include <iostream>
+#include <string>
 #include <vector>
 
 #include "genrelab/common.h"
@@ -148,6 +150,19 @@ std::vector<NamedTensor> initial_weights(const ModelPlan& plan, const TrainHyper
     }
   }
   return out;
+}
+
+bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device device) {
+  if (!hyper.fuse_conv_pool) return false;
+  std::string why;
+  if (!conv_pool_fusable(plan, &why)) {
+    std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
+    return false;
+  }
+  if (device == Device::cpu)
+    std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with it, "
+                 "but more slowly (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
+  return true;
 }
 
 std::unique_ptr<Network> make_network(Device device, const ModelPlan& plan, const TrainHyper& hyper) {

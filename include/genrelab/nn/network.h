@@ -164,6 +164,11 @@ inline constexpr const char* kLossScaleGoodTensor = "loss_scale.good_steps";
 // (ops::kHalfBf16 | ops::kHalfFp16, or ops::kHalfNone for fp32 and tf32).
 int matmul_half_format(const std::string& precision);
 
+// Whether a network on `device` runs the plan's first conv2d → maxpool2d as one fused layer:
+// TrainHyper::fuse_conv_pool asked for it and conv_pool_fusable(plan). When asked, says on stderr
+// why the plan cannot fuse, or (cpu) that the fused layer is slower there.
+bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device device);
+
 // Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
 // every backend: one tensor per parameter in plan order.
 std::vector<NamedTensor> initial_weights(const ModelPlan& plan, const TrainHyper& hyper);
