@@ -175,6 +175,23 @@ TEST_CASE("three MPI ranks with an empty shard train what one process trains", "
   require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
 
+TEST_CASE("three MPI ranks streaming their shards from disk train what one process holding the data trains",
+          "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-streaming");
+  const std::string exp = test::tiny_experiment(dir, 2);
+  // Each rank decodes and featurises only its shard of every global batch (rank 2's last one is
+  // empty) and its shard of the test clips; the one process holds the whole collection in memory.
+  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true"
+                             " --set train.batch_size=29 --set features.standardize=true --out ";
+  REQUIRE(test::run_genrelab(common + (dir / "w1").string()).rc == 0);
+  const auto three = test::run_shell(mpirun(3, common + (dir / "w3").string() + " --set dataset.streaming=true"));
+  INFO(three.err);
+  REQUIRE(three.rc == 0);
+  REQUIRE(run_dirs(dir / "w3").size() == 1);
+  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
+}
+
 TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-resume");

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "genrelab/nn/cpu_layers.h"
@@ -22,6 +23,7 @@
 #include "test_util.h"
 
 #if GENRELAB_HAVE_CUDA
+#include "../cuda/nn/conv_pool.h"
 #include "../cuda/nn/gpu_layers.h"
 #include "genrelab/cuda/gather.h"
 #include "../host/dist/dist_impl.h"
@@ -755,6 +757,7 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
     for (const bool graph : {false, true}) {
       INFO(precision << (graph ? " graphed" : " eager"));
       auto run = [&](bool fuse, std::vector<double>& losses) {
+        int64_t graphed = 0;  // steps that replayed a CUDA graph
         nn::TrainHyper h;
         h.seed = 21;
         h.deterministic = true;
@@ -772,7 +775,10 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
           cuda::copy_to_device(ld.data(), all.labels.data() + first, size_t(n));
           net->train_step(xd.data(), ld.data(), n, n, 3e-3f, nn::StepKey{h.seed, step, 0});
           losses.push_back(net->last_stats().loss_sum);
+          graphed += net->last_times().graphed ? 1 : 0;
         }
+        // A capture that failed would fall back to eager steps with only a warning.
+        if (graph) CHECK(graphed > 0);
         return net->state();
       };
       std::vector<double> lf, lu;
@@ -781,6 +787,70 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
       for (size_t i = 0; i < lf.size(); ++i) CHECK(std::fabs(lf[i] - lu[i]) <= tol * std::fabs(lu[i]));
       REQUIRE(fused.size() == unfused.size());
       for (size_t i = 0; i < fused.size(); ++i) require_rel(fused[i].data, unfused[i].data, tol, fused[i].name);
+    }
+  }
+}
+
+// The fused layer on its own against the CPU functors (ops/conv_pool.h, the same arithmetic) at
+// the sizes the GPU launches differ on: the baseline's first layer (128 × 1206 input, 64 filters,
+// batch 32: a 2-D backward grid of 2 × 2 371 blocks), 40 filters (a partial block of filters) and
+// a map so large that the backward takes two launches. Inputs, weights and output gradients are
+// multiples of 1/64 in [-1, 1], so every product and every window's sum is exact in float32 and in
+// bf16 whatever the order (the GPU contracts z += x·w into FMAs): the forward must be equal, with
+// no near-tie of the window maximum decided differently. The gradients sum millions of terms: the
+// GPU adds the chunks with cuBLAS, the CPU in chunk order, so within 1e-4 of their largest value
+// (bf16: rounded once to bf16 at the end, within one bf16 step, 2^-8).
+// [big]: about 2 GB of maps, too slow under compute-sanitizer.
+TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launch-sized shapes", "[gpu][nn][big]") {
+  GENRELAB_REQUIRE_GPU();
+  struct Shape {
+    const char* what;
+    int64_t h, w, filters, n;
+  };
+  for (const Shape& shape : {Shape{"baseline", 128, 1206, 64, 32}, Shape{"40 filters", 64, 301, 40, 5},
+                             Shape{"two backward launches", 3866, 3866, 3, 9}}) {
+    const nlohmann::json layers = {{{"type", "conv2d"}, {"filters", shape.filters}, {"kernel", 2}, {"activation", "relu"}},
+                                   {{"type", "maxpool2d"}, {"size", 2}},
+                                   {{"type", "global_avgpool"}},
+                                   {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}};
+    const auto plan = nn::plan_layers(layers, {shape.h, shape.w, 1}, 4);
+    REQUIRE(nn::conv_pool_fusable(plan));
+    const ops::ConvPoolGeom g = nn::conv_pool_geom(plan);
+    const int64_t n = shape.n;
+    auto sixty_fourths = [](std::vector<float> v) {
+      for (float& e : v) e = std::round(e * 64.0f) / 64.0f;
+      return v;
+    };
+    const auto x = sixty_fourths(test::random_vec(n * shape.h * shape.w, 31, -1.0, 1.0));
+    const auto kernel = sixty_fourths(test::random_vec(g.f * g.k(), 32, -0.6, 0.6));
+    const auto bias = sixty_fourths(test::random_vec(g.f, 33, -0.1, 0.1));
+    const auto dy = sixty_fourths(test::random_vec(n * int64_t(g.qh) * g.qw * g.f, 34, -1.0, 1.0));
+    const DevVec xd(x), kd(kernel), bd(bias), dyd(dy);
+    for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+      const bool bf16 = precision == Precision::bf16;
+      INFO(shape.what << (bf16 ? ", bf16" : ", fp32"));
+      GpuContext ctx(precision, true);
+      cuda::nn::FusedConvPool fused(plan, ctx);
+      fused.reserve(n);
+      const ops::ConvPoolCell cell{g, x.data(), kernel.data(), bias.data(), int(nn::activation_of(plan.layers[0])),
+                                   float(nn::activation_alpha(plan.layers[0])), ctx.half_format()};
+      std::vector<float> y_ref(dy.size());
+      nn::conv_pool_forward_cpu(cell, y_ref.data(), n);
+      DevVec yd(std::vector<float>(dy.size(), -7.0f));
+      fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n);
+      test::require_close(download(yd.buf.data(), int64_t(dy.size())), y_ref, 0.0, 0.0, "fused forward");
+
+      std::vector<float> gk_ref(size_t(g.f * g.k()), 0.0f), gb_ref(size_t(g.f), 0.0f);
+      nn::conv_pool_backward_cpu(cell, dy.data(), n, gk_ref.data(), gb_ref.data());
+      DevVec gkd(std::vector<float>(gk_ref.size(), 0.0f)), gbd(std::vector<float>(gb_ref.size(), 0.0f));
+      fused.backward(xd.buf.data(), dyd.buf.data(), kd.buf.data(), bd.buf.data(), gkd.buf.data(), gbd.buf.data(), n);
+      for (const auto& [got, want, what] :
+           {std::tuple{download(gkd.buf.data(), int64_t(gk_ref.size())), gk_ref, "kernel gradient"},
+            std::tuple{download(gbd.buf.data(), int64_t(gb_ref.size())), gb_ref, "bias gradient"}}) {
+        double scale = 0;
+        for (float v : want) scale = std::max(scale, double(std::fabs(v)));
+        test::require_close(got, want, (bf16 ? 1.0 / 256 : 1e-4) * scale, bf16 ? 1.0 / 256 : 1e-4, what);
+      }
     }
   }
 }

@@ -173,6 +173,12 @@ TEST_CASE("train config errors name the file and the key", "[train]") {
   r = run_genrelab("train " + exp + " --set model.layers[1].size=64 --device cpu --out " + (dir / "runs").string());
   CHECK(r.rc == 2);
   CHECK(r.err.find("model.layers[") != std::string::npos);
+  // Streaming decodes clip by clip, so every clip needs the one length the batch holds.
+  r = run_genrelab("train " + exp + " --set dataset.streaming=true --set dataset.clip_samples=null "
+                   "--set dataset.window_samples=8000 --device cpu --out " + (dir / "runs").string());
+  CHECK(r.rc == 2);
+  CHECK(r.err.find("dataset.streaming: needs dataset.clip_samples") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "runs"));
 }
 
 TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[train]") {
@@ -206,38 +212,137 @@ TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[trai
   }
 }
 
-TEST_CASE("reading the step stats every 4 steps changes nothing the run computes", "[train]") {
-  const auto dir = test::temp_dir("train-sync-every");
+// Trains the tiny experiment (3 epochs of 8 steps) with `settings` three ways: the step stats
+// read after every step; read as `late` says; and stopped by the test hook after global step 6,
+// between two reads, then resumed in a new process (which reads the steps since the last read and
+// writes the checkpoint there). The same per-step sums in the same order: the same metrics and
+// weights bit for bit.
+void require_late_reads_change_nothing(const std::string& name, const std::string& device, const std::string& settings,
+                                       const std::string& late) {
+  const auto dir = test::temp_dir(name);
   const std::string exp = tiny_experiment(dir, 3);
-  auto train = [&](const std::string& name, const std::string& extra) {
-    const Result r = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / name).string() + extra);
+  auto train = [&](const std::string& out, const std::string& extra, const std::string& env = "", int rc = 0) {
+    const Result r = run_shell(env + test::genrelab_binary() + " train " + exp + " --device " + device + settings + extra +
+                               " --quiet --out " + (dir / out).string());
     INFO(r.err);
-    REQUIRE(r.rc == 0);
-    return trim(r.out);
+    REQUIRE(r.rc == rc);
+    return r;
   };
-  const std::string every = train("every", " --set train.sync_every_steps=1");
-  const std::string fourth = train("fourth", " --set train.sync_every_steps=4");
-  // A stop between two reads (the test hook acts as a SIGTERM after global step 6, not a multiple
-  // of 4) reads the steps since the last read, writes the checkpoint there, and resume continues.
-  const Result stopped = run_shell("GENRELAB_TEST_STOP_AFTER_STEPS=6 " + test::genrelab_binary() + " train " + exp +
-                                   " --set train.sync_every_steps=4 --device cpu --quiet --out " + (dir / "stopped").string());
-  INFO(stopped.err);
-  REQUIRE(stopped.rc == 143);
+  const std::string every = trim(train("every", " --set train.sync_every_steps=1").out);
+  const std::string later = trim(train("late", late).out);
+  const Result stopped = train("stopped", late, "GENRELAB_TEST_STOP_AFTER_STEPS=6 ", 143);
   CHECK(stopped.err.find("at epoch 1, step 6;") != std::string::npos);
   const auto stopped_dirs = run_dirs(dir / "stopped");
   REQUIRE(stopped_dirs.size() == 1);
   CHECK(nn::load_checkpoint(stopped_dirs[0] + "/checkpoint.bin").meta.step == 6);
+  const Result resumed = run_genrelab("train --resume " + stopped_dirs[0] + " --device " + device + " --quiet");
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  for (const std::string& other : {later, stopped_dirs[0]}) {
+    require_same_metrics(every, other);
+    require_same_weights(every, other);
+  }
+}
+
+TEST_CASE("reading the step stats every 4 steps changes nothing the run computes", "[train]") {
+  require_late_reads_change_nothing("train-sync-every", "cpu", "", " --set train.sync_every_steps=4");
+}
+
+// The same on the GPU, where it matters: steps queued up to 16 ahead of the host (the cuda
+// default: here the epoch's 8 steps, read at its end), eager and graphed (the short last batch has
+// its own graph); train.deterministic fixes cuDNN's algorithms.
+TEST_CASE("gpu training queued between reads computes what step-by-step training computes", "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  for (const std::string graph : {"false", "true"}) {
+    INFO("train.cuda_graph=" << graph);
+    require_late_reads_change_nothing("train-gpu-queued-" + graph, "cuda",
+                                      " --set train.deterministic=true --set train.cuda_graph=" + graph, "");
+  }
+}
+
+TEST_CASE("dataset.streaming trains what the in-memory collection trains", "[train]") {
+  const auto dir = test::temp_dir("train-streaming");
+  const std::string exp = tiny_experiment(dir, 3);
+  // Three overlapping windows per clip, every waveform augmentation kind that changes the clip,
+  // SpecAugment masks, standardised features and a validation set: the streamed steps decode,
+  // augment and featurise each example on its own, the in-memory run all of them at once.
+  const std::string recipe = " --set dataset.window_samples=8000 --set dataset.window_hop=5000"
+                             " --set augment.pitch_shift.p=0.5 --set augment.time_shift.p=0.5"
+                             " --set augment.spec_mask.p=0.5 --set features.standardize=true"
+                             " --set split.valid_fraction=0.2 --device cpu --quiet";
+  auto train = [&](const std::string& name, const std::string& extra, int expected_rc = 0) {
+    const Result r = run_genrelab("train " + exp + recipe + extra + " --out " + (dir / name).string());
+    INFO(r.err);
+    REQUIRE(r.rc == expected_rc);
+    return trim(r.out);
+  };
+  auto require_same_run = [](const std::string& a, const std::string& b) {
+    require_same_metrics(a, b);
+    require_same_weights(a, b);
+  };
+  for (const std::string mode : {"offline", "online"}) {
+    INFO("augment.mode " << mode);
+    const std::string held = train("held-" + mode, " --set augment.mode=" + mode);
+    const std::string streamed = train("streamed-" + mode, " --set augment.mode=" + mode + " --set dataset.streaming=true");
+    require_same_run(held, streamed);
+  }
+  // A stop inside an epoch (after global step 6: the second of epoch 2's 4 steps) resumes
+  // mid-epoch, decoding from that step on.
+  const Result stopped = run_shell("GENRELAB_TEST_STOP_AFTER_STEPS=6 " + test::genrelab_binary() + " train " + exp +
+                                   recipe + " --set augment.mode=online --set dataset.streaming=true --out " +
+                                   (dir / "stopped").string());
+  INFO(stopped.err);
+  REQUIRE(stopped.rc == 143);
+  const auto stopped_dirs = run_dirs(dir / "stopped");
+  REQUIRE(stopped_dirs.size() == 1);
   const Result resumed = run_genrelab("train --resume " + stopped_dirs[0] + " --device cpu --quiet");
   INFO(resumed.err);
   REQUIRE(resumed.rc == 0);
-  // The same per-step sums in the same order: bit-identical metrics and weights.
-  for (const std::string& other : {fourth, stopped_dirs[0]}) {
-    require_same_metrics(every, other);
-    const nn::Checkpoint ca = nn::load_checkpoint(every + "/checkpoint.bin");
-    const nn::Checkpoint cb = nn::load_checkpoint(other + "/checkpoint.bin");
-    REQUIRE(ca.tensors.size() == cb.tensors.size());
-    for (size_t t = 0; t < ca.tensors.size(); ++t) CHECK(ca.tensors[t].data == cb.tensors[t].data);
+  require_same_run(run_dirs(dir / "held-online")[0], stopped_dirs[0]);
+}
+
+TEST_CASE("a clip that stops decoding during a streamed run stops it with the file named", "[train]") {
+  const auto dir = test::temp_dir("train-streaming-broken");
+  // A private copy of the collection, whose files the test breaks and mends.
+  const fs::path data = dir / "data";
+  fs::copy(tiny_data(), data, fs::copy_options::recursive);
+  std::string exp = tiny_experiment(dir, 16);
+  {
+    std::ifstream in(exp);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find(tiny_data()), tiny_data().size(), data.string());
+    text.replace(text.find("\"clip_samples\""), 0, "\"streaming\": true, ");
+    std::ofstream(exp) << text;
   }
+  const std::string err_file = (dir / "stderr").string();
+  const Child child = start_train_and_wait_for(exp, dir / "runs", "checkpoint.bin", err_file);
+  REQUIRE_FALSE(child.run_dir.empty());
+  // Every clip cut to a 44-byte WAV header after the run has checked them all.
+  std::vector<std::pair<fs::path, std::string>> saved;
+  for (const auto& e : fs::recursive_directory_iterator(data))
+    if (e.is_regular_file()) {
+      std::ifstream in(e.path(), std::ios::binary);
+      saved.emplace_back(e.path(), std::string((std::istreambuf_iterator<char>(in)), {}));
+      fs::resize_file(e.path(), 44);
+    }
+  int status = 0;
+  REQUIRE(waitpid(child.pid, &status, 0) == child.pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  const std::string err = [&] {
+    std::ifstream in(err_file);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }();
+  INFO(err);
+  CHECK(err.find(data.string()) != std::string::npos);  // the file, by its path
+  CHECK(err.find("it decoded when training started") != std::string::npos);
+  for (const auto& [path, bytes] : saved) std::ofstream(path, std::ios::binary) << bytes;
+  // The run stopped on the error; its files are complete and --resume finishes it.
+  CHECK(nn::load_checkpoint(child.run_dir + "/checkpoint.bin").meta.epoch >= 1);
+  const Result resumed = run_genrelab("train --resume " + child.run_dir + " --device cpu --quiet");
+  INFO(resumed.err);
+  CHECK(resumed.rc == 0);
+  CHECK(RunDir::open(child.run_dir).read_metrics().size() == 16);
 }
 
 TEST_CASE("the batch gather picks the permuted rows", "[train]") {

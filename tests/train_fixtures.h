@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "genrelab/nn/checkpoint.h"
 #include "genrelab/run.h"
 #include "test_util.h"
 
@@ -74,12 +75,14 @@ inline Result run_genrelab(const std::string& args) { return run_shell(genrelab_
 
 inline std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
 
-inline pid_t start_train(const std::string& exp, const fs::path& out) {
+// `err_file`: where the child's stderr goes ("" = discarded).
+inline pid_t start_train(const std::string& exp, const fs::path& out, const std::string& err_file = "") {
   const pid_t pid = fork();
   if (pid == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
+    const int err = err_file.empty() ? null : ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(null, 1);
-    dup2(null, 2);
+    dup2(err, 2);
     execl(genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
           out.string().c_str(), (char*)nullptr);
     _exit(127);
@@ -100,6 +103,17 @@ inline void require_same_metrics(const std::string& a_dir, const std::string& b_
   }
 }
 
+// Two runs ended with the same checkpoint tensors, bit for bit.
+inline void require_same_weights(const std::string& a_dir, const std::string& b_dir) {
+  const nn::Checkpoint a = nn::load_checkpoint(a_dir + "/checkpoint.bin");
+  const nn::Checkpoint b = nn::load_checkpoint(b_dir + "/checkpoint.bin");
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    INFO(a.tensors[t].name);
+    CHECK(a.tensors[t].data == b.tensors[t].data);
+  }
+}
+
 // The run directories under an output folder (its sub-folders), sorted.
 inline std::vector<std::string> run_dirs(const fs::path& out) {
   std::vector<std::string> dirs;
@@ -110,14 +124,15 @@ inline std::vector<std::string> run_dirs(const fs::path& out) {
   return dirs;
 }
 
-// Starts `genrelab train EXP --out OUT` in a child process (output discarded) and returns its pid
+// Starts `genrelab train EXP --out OUT` in a child process (stdout discarded) and returns its pid
 // and, once it appears, the run directory holding `marker` (empty if it never does).
 struct Child {
   pid_t pid;
   std::string run_dir;
 };
-inline Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker) {
-  Child c{start_train(exp, out), ""};
+inline Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker,
+                                      const std::string& err_file = "") {
+  Child c{start_train(exp, out, err_file), ""};
   for (int i = 0; i < 1500 && c.run_dir.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (fs::exists(out))

@@ -125,8 +125,9 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     done
   fi
 
+  # [big]: [gpu] tests on baseline-sized maps, minutes under memcheck; they ran in gpu-tests above.
   if command -v compute-sanitizer >/dev/null 2>&1; then
-    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]"
+    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]~[big]"
     step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]"
     step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]"
   else

@@ -75,10 +75,7 @@ class NcclCommunicator final : public Communicator {
     GENRELAB_CUDA_CHECK(cudaStreamCreateWithFlags(&host_stream_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
-    if (comm_) {
-      if (aborted_) ncclCommAbort(comm_);
-      else ncclCommDestroy(comm_);
-    }
+    if (comm_) ncclCommDestroy(comm_);  // an aborted one is gone already
     if (host_stream_) cudaStreamDestroy(host_stream_);
   }
 
@@ -87,11 +84,12 @@ class NcclCommunicator final : public Communicator {
   std::string name() const override { return "nccl"; }
 
   void all_reduce_sum(void* data, int64_t count, DType type, void* stream) override {
-    enqueued(ncclAllReduce(data, data, size_t(count), nccl_type(type), ncclSum, comm_, cudaStream_t(stream)),
+    enqueued(ncclAllReduce(data, data, size_t(count), nccl_type(type), ncclSum, live("ncclAllReduce"), cudaStream_t(stream)),
              "ncclAllReduce");
   }
   void broadcast(void* data, int64_t bytes, int root, void* stream) override {
-    enqueued(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, comm_, cudaStream_t(stream)), "ncclBroadcast");
+    enqueued(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, live("ncclBroadcast"), cudaStream_t(stream)),
+             "ncclBroadcast");
   }
   void all_reduce_sum_host(void* data, int64_t count, DType type) override {
     const size_t bytes = size_t(count) * dtype_bytes(type);
@@ -115,9 +113,19 @@ class NcclCommunicator final : public Communicator {
 
   // Polls the stream; NCCL's asynchronous errors and the timeout end the wait with an abort.
   void wait(void* stream) override {
+    poll([stream] { return cudaStreamQuery(cudaStream_t(stream)); });
+  }
+  bool wait_event(void* event) override {
+    poll([event] { return cudaEventQuery(cudaEvent_t(event)); });
+    return true;
+  }
+
+ private:
+  template <typename Query>
+  void poll(const Query& query) {
     const auto t0 = Clock::now();
     for (;;) {
-      const cudaError_t q = cudaStreamQuery(cudaStream_t(stream));
+      const cudaError_t q = query();
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) GENRELAB_CUDA_CHECK(q);
       check_async("a collective");
@@ -125,8 +133,18 @@ class NcclCommunicator final : public Communicator {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
-
- private:
+  // A failed or stuck collective: abort the communicator at once. Its kernels then return, so
+  // the cudaFree and synchronisations of the cleanup that follows the error cannot hang on them.
+  void abort_now() noexcept {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+  ncclComm_t live(const char* what) const {
+    if (!comm_)
+      throw RuntimeError("rank " + std::to_string(world_.rank) + ": " + what +
+                         " after the NCCL communicator was aborted by an earlier failure");
+    return comm_;
+  }
   // A non-blocking call may return ncclInProgress; anything else but success is an error.
   void enqueued(ncclResult_t r, const char* what) {
     if (r == ncclInProgress) {
@@ -134,7 +152,7 @@ class NcclCommunicator final : public Communicator {
       return;
     }
     if (r != ncclSuccess) {
-      aborted_ = true;
+      abort_now();
       GENRELAB_CUDA_CHECK(r);
     }
   }
@@ -142,10 +160,10 @@ class NcclCommunicator final : public Communicator {
     const auto t0 = Clock::now();
     for (;;) {
       ncclResult_t state = ncclSuccess;
-      GENRELAB_CUDA_CHECK(ncclCommGetAsyncError(comm_, &state));
+      GENRELAB_CUDA_CHECK(ncclCommGetAsyncError(live(what), &state));
       if (state == ncclSuccess) return;
       if (state != ncclInProgress) {
-        aborted_ = true;
+        abort_now();
         throw RuntimeError("rank " + std::to_string(world_.rank) + ": " + what + " failed: " + ncclGetErrorString(state));
       }
       if (std::chrono::duration<double>(Clock::now() - t0).count() > timeout_s_) fail_timeout(what);
@@ -154,15 +172,15 @@ class NcclCommunicator final : public Communicator {
   }
   void check_async(const char* what) {
     ncclResult_t state = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &state);
+    ncclCommGetAsyncError(live(what), &state);
     if (state != ncclSuccess && state != ncclInProgress) {
-      aborted_ = true;
+      abort_now();
       throw RuntimeError("rank " + std::to_string(world_.rank) + ": " + what + " failed: " + ncclGetErrorString(state) +
                          " (another rank probably died); the run directory keeps its last checkpoint: resume it");
     }
   }
   [[noreturn]] void fail_timeout(const char* what) {
-    aborted_ = true;
+    abort_now();
     throw RuntimeError("rank " + std::to_string(world_.rank) + " of " + std::to_string(world_.size) + ": " + what +
                        " made no progress for " + std::to_string(int(timeout_s_)) +
                        " s (train.comm_timeout_s): another rank died or hangs. The run directory keeps its last "
@@ -174,7 +192,6 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaStream_t host_stream_ = nullptr;
   cuda::DeviceBuffer<char> staging_;  // host collectives: (bytes,)
-  bool aborted_ = false;
 };
 
 }  // namespace

@@ -20,7 +20,9 @@ FusedConvPool::FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ct
       per_launch_(ops::conv_pool_examples_per_launch(g_)) {
   // The backward's 2-D grid has (chunks / 8) rows of blocks, below 65 536 (cuda/launch.cuh).
   const int64_t positions = int64_t(g_.qh) * g_.qw;
-  per_launch_backward_ = std::clamp<int64_t>(int64_t(65535) * 8 * kSpan / std::max<int64_t>(positions, 1), 1, per_launch_);
+  GENRELAB_CHECK(positions <= ops::kConvPoolMaxPositions, "fused conv+pool: ", positions,
+                 " pooled positions per example (conv_pool_fusable refuses this plan)");
+  per_launch_backward_ = std::clamp<int64_t>(ops::kConvPoolMaxPositions / std::max<int64_t>(positions, 1), 1, per_launch_);
 }
 
 int64_t FusedConvPool::chunks(int64_t m) const { return ceil_div<int64_t>(m * g_.qh * g_.qw, kSpan); }

@@ -26,7 +26,7 @@ class FusedConvPool {
                 float* grad_bias, int64_t n);
 
  private:
-  static constexpr int64_t kSpan = 64;  // pooled positions per backward thread
+  static constexpr int64_t kSpan = ops::kConvPoolSpan;  // pooled positions per backward thread
   int64_t chunks(int64_t examples) const;
   ops::ConvPoolCell cell(const float* x, const float* kernel, const float* bias) const;
   GpuContext& ctx_;

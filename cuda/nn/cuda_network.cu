@@ -143,6 +143,7 @@ class CudaNetwork final : public Network {
   // train.sync_batchnorm: the batch-norm layers take their statistics over the ranks too.
   void set_communicator(dist::Communicator* comm) override {
     comm_ = comm;
+    ctx_.set_communicator(comm);
     for (auto& l : layers_) l->set_communicator(hyper_.sync_batchnorm ? comm : nullptr, comm_stream_.get());
   }
 
@@ -487,9 +488,11 @@ class CudaNetwork final : public Network {
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
       if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
-        NvtxRange range(bwd_names_[0].c_str());
-        const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();
-        fused_->backward(x, dy, p[0], p.size() > 1 ? p[1] : nullptr, g[0], g.size() > 1 ? g[1] : nullptr, n);
+        {
+          NvtxRange range(bwd_names_[0].c_str());
+          const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();
+          fused_->backward(x, dy, p[0], p.size() > 1 ? p[1] : nullptr, g[0], g.size() > 1 ? g[1] : nullptr, n);
+        }
         all_reduce_layer(1);
         all_reduce_layer(0);
         break;

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <vector>
 
+#include "genrelab/dist.h"
 #include "genrelab/common.h"
 #include "genrelab/cuda/launch.cuh"
 #include "genrelab/ops/low_precision.h"
@@ -74,7 +75,8 @@ GpuContext::GpuContext(Precision precision, bool deterministic) : precision_(pre
   GENRELAB_CUDA_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
   step_block_.resize(1);
   ring_ = PinnedBuffer<StepScalars>(kRing);
-  ring_done_ = std::vector<Event>(kRing);
+  // Blocking-sync events: a host that has run kRing steps ahead sleeps instead of spinning a core.
+  for (size_t k = 0; k < kRing; ++k) ring_done_.emplace_back(false, true);
 }
 
 void* GpuContext::workspace(size_t bytes) {
@@ -94,7 +96,8 @@ const StepScalars* GpuContext::upload_step(const StepScalars& s) {
                        "from the network's)");
   const size_t k = ring_next_;
   ring_next_ = (ring_next_ + 1) % kRing;
-  ring_done_[k].synchronize();  // the slot's previous copy (kRing uploads ago) has read it
+  // The slot's previous copy (kRing uploads ago) has read it.
+  if (!comm_ || !comm_->wait_event(ring_done_[k].get())) ring_done_[k].synchronize();
   ring_[k] = s;
   GENRELAB_CUDA_CHECK(
       cudaMemcpyAsync(step_block_.data(), &ring_[k], sizeof(StepScalars), cudaMemcpyHostToDevice, stream()));

@@ -178,6 +178,9 @@ class GpuContext {
   // network uploaded when it holds this key (no copy, so capturable), else a fresh upload with
   // the last optimizer scalars (a layer called on its own, as the layer tests and benches do).
   const ops::DropoutStep* dropout_step(const genrelab::nn::StepKey& key);
+  // Data parallel: waits for ring slots go through the communicator, so a rank that died cannot
+  // block this one past train.comm_timeout_s.
+  void set_communicator(dist::Communicator* comm) { comm_ = comm; }
   // While true, upload_step throws (a copy from the ring inside a graph would replay stale data).
   void set_capturing(bool on) { capturing_ = on; }
   bool capturing() const { return capturing_; }
@@ -199,6 +202,7 @@ class GpuContext {
   PinnedBuffer<StepScalars> ring_;        // (kRing) staging slots of the copies
   std::vector<Event> ring_done_;          // (kRing) the slot's last copy has run
   size_t ring_next_ = 0;
+  dist::Communicator* comm_ = nullptr;
   StepScalars current_{};                 // what step_block_ holds once the queued copies have run
   bool have_current_ = false, capturing_ = false;
 };

@@ -124,7 +124,7 @@ ModeCompare compare_modes(const Setup& s, bool nn::TrainHyper::*mode, const floa
     sync(s.device);
     const auto t0 = Clock::now();
     for (int64_t it = 0; it < steps; ++it) net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(3 + it), 0});
-    net->last_stats();
+    net->take_step_stats();  // synchronises and empties the queued step stats
     sync(s.device);
     (on ? c.on_ms : c.off_ms) = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(steps);
   }
@@ -190,7 +190,7 @@ int bench_train(const cli::Args& args) {
     total_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     timed_examples += nb;
   }
-  net->last_stats();
+  net->take_step_stats();  // synchronises and empties the queued step stats
   sync(s.device);
   const double loop_s = std::chrono::duration<double>(Clock::now() - epoch_t0).count();
   const double timed_s = extrapolated ? total_ms * 1e-3 : loop_s;
@@ -241,8 +241,8 @@ int bench_train(const cli::Args& args) {
   const bool fusable = s.device == Device::cuda && nn::conv_pool_fusable(s.plan);
   if (fusable) {
     fuse = compare_modes(s, &nn::TrainHyper::fuse_conv_pool, x.data(), labels.data(), n, graph.steps);
-    std::printf("  fused first conv2d + maxpool2d (train.fuse_conv_pool; %lld full steps per mode; this run's steps: %s)\n",
-                (long long)fuse.steps, s.hyper.fuse_conv_pool ? "fused" : "unfused");
+    std::printf("  fused first conv2d + maxpool2d (train.fuse_conv_pool; %lld full steps per mode, %s; this run's steps: %s)\n",
+                (long long)fuse.steps, fuse.graphed ? "graphed" : "eager", s.hyper.fuse_conv_pool ? "fused" : "unfused");
     std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
                   fuse.off_ms, fuse.on_ms, fuse.off_ms / fuse.on_ms);
     std::cout << line;
@@ -272,7 +272,8 @@ int bench_train(const cli::Args& args) {
   j["fuse_conv_pool"] = s.hyper.fuse_conv_pool;  // how this run's own steps ran (when the plan fuses)
   if (fusable)
     j["fuse_compare"] = {{"steps", fuse.steps}, {"unfused_ms_per_step", fuse.off_ms},
-                         {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms}};
+                         {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms},
+                         {"graphed", fuse.graphed}};
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);
@@ -286,6 +287,11 @@ int bench_layers(const cli::Args& args) {
   Setup s = setup(args);
   auto net = nn::make_network(s.device, s.plan, s.hyper);
   const int64_t n = s.batch;
+  // The table times each layer on its own, so a fused first conv2d + maxpool2d shows as the two.
+  const bool fused = s.hyper.fuse_conv_pool && nn::conv_pool_fusable(s.plan);
+  if (fused)
+    std::cerr << "bench layers: layers 0 and 1 run fused in training (train.fuse_conv_pool); this table times them "
+                 "unfused, one by one. bench --what train compares the fused and unfused steps (fuse_compare)\n";
   std::printf("%-4s %-18s %-15s %-22s %12s %12s %12s\n", "#", "layer", "type", "output", "forward ms", "backward ms", "GFLOP/s");
   json rows = json::array();
   double fsum = 0, bsum = 0;
@@ -317,6 +323,7 @@ int bench_layers(const cli::Args& args) {
   }
   std::printf("Average Forward pass: %.3f ms.\nAverage Backward pass: %.3f ms.\nAverage Forward-Backward: %.3f ms.\n", fsum, bsum, fsum + bsum);
   maybe_write_json(args, {{"bench", "layers"}, {"device", device_name(s.device)}, {"batch", n}, {"iterations", s.iterations},
+                          {"layers_timed_unfused", fused},
                           {"layers", rows}, {"forward_ms", fsum}, {"backward_ms", bsum},
                           // the shared convention of tools/bench/README.md: the sum of the layers' times
                           {"results", json::array({{{"work", "layers-forward-backward"}, {"device", device_name(s.device)},

@@ -349,6 +349,10 @@ bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
   const int64_t limit = int64_t(1) << 31;
   if (conv.in.size() >= limit || plan.layers[1].out.size() >= limit)
     return no("one example's maps are too large for 32-bit indices");
+  const int64_t positions = plan.layers[1].out.h * plan.layers[1].out.w;
+  if (positions > ops::kConvPoolMaxPositions)
+    return no("the pooled map's " + std::to_string(positions) + " positions per example are more than the fused GPU "
+              "backward launches (" + std::to_string(ops::kConvPoolMaxPositions) + ")");
   return true;
 }
 

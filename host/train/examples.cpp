@@ -149,6 +149,9 @@ struct ExampleBuilder::Impl {
 #if GENRELAB_HAVE_CUDA
   std::unique_ptr<cuda::Augmenter> augmenter;  // created on first GPU use: the CPU backend never touches CUDA
   std::unique_ptr<cuda::Stream> stream;
+  // Working buffers, grown on demand and kept (featurize runs every step when streaming).
+  cuda::PinnedBuffer<float> staging;                          // staging: (entries, clip_samples) host
+  cuda::DeviceBuffer<float> clips, augmented, window_buffer;  // clips, augmented: (entries, clip_samples); window_buffer: (rows, window)
 #endif
   Impl(Device d, MelExtractor& m, const AugmentSettings& a, const WindowSpec& w, int sr)
       : device(d), mel(m), augment(a), windows(w), sample_rate(sr) {}
@@ -160,6 +163,14 @@ ExampleBuilder::ExampleBuilder(Device device, MelExtractor& mel, const AugmentSe
 
 ExampleBuilder::~ExampleBuilder() = default;
 
+int64_t ExampleBuilder::windows_per_clip(int64_t clip_samples) const {
+  return int64_t(impl_->windows.starts(clip_samples).size());
+}
+
+int64_t ExampleBuilder::n_mels() const { return impl_->mel.params().n_mels; }
+
+int64_t ExampleBuilder::feature_size() const { return n_mels() * impl_->mel.n_frames(impl_->windows.window); }
+
 namespace {
 
 // Copies window `start` of x (n samples) into w (window samples), zero-padding past the end.
@@ -169,123 +180,187 @@ void cut_window(const float* x, int64_t n, int64_t start, int64_t window, float*
   std::fill(w + take, w + window, 0.0f);
 }
 
+// A run of consecutive rows featurised together: the distinct plan entries they come from (at
+// most kEntriesPerChunk) and, per row, its entry's slot in that list and its window.
+constexpr int64_t kEntriesPerChunk = 16;
+struct RowChunk {
+  int64_t first_row = 0;
+  std::vector<int64_t> entries;  // entries: (distinct,) plan indices, in order of first use
+  std::vector<int64_t> slot;     // slot: (rows,) index into entries
+  std::vector<int64_t> window;   // window: (rows,) window index within the clip
+};
+
+std::vector<RowChunk> chunk_rows(const std::vector<int64_t>& rows, int64_t per, int64_t plan_size) {
+  std::vector<RowChunk> chunks;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t entry = rows[i] / per;
+    GENRELAB_CHECK(rows[i] >= 0 && entry < plan_size, "example ", rows[i], " is outside the plan");
+    auto find = [&](const RowChunk& c) { return std::find(c.entries.begin(), c.entries.end(), entry) - c.entries.begin(); };
+    const bool full = chunks.empty() || int64_t(chunks.back().slot.size()) == kEntriesPerChunk * per ||
+                      (find(chunks.back()) == int64_t(chunks.back().entries.size()) &&
+                       int64_t(chunks.back().entries.size()) == kEntriesPerChunk);
+    if (full) {
+      chunks.emplace_back();
+      chunks.back().first_row = int64_t(i);
+    }
+    RowChunk& c = chunks.back();
+    const int64_t slot = find(c);
+    if (slot == int64_t(c.entries.size())) c.entries.push_back(entry);
+    c.slot.push_back(slot);
+    c.window.push_back(rows[i] % per);
+  }
+  return chunks;
+}
+
+bool has_waveform_steps(const AugmentedExample& ex) {
+  for (const auto& s : ex.steps)
+    if (s.kind != AugmentKind::spec_mask) return true;
+  return false;
+}
+
 }  // namespace
 
-void ExampleBuilder::build(const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
-                           const std::vector<AugmentedExample>& plan, ExampleSet& out, const std::string& label) {
-  NvtxRange range("build examples");
-  Impl& m = *impl_;
-  GENRELAB_CHECK(audio.size() == labels.size(), "one label per clip");
-  GENRELAB_CHECK(!audio.empty(), "no clips to build examples from");
-  const int64_t n = int64_t(audio.front()->size());
-  for (const auto* a : audio) GENRELAB_CHECK(int64_t(a->size()) == n, "clips differ in length");
-  const std::vector<int64_t> starts = m.windows.starts(n);
-  const int64_t per = int64_t(starts.size());
-  const int64_t window = m.windows.window;
-  const int64_t frames = m.mel.n_frames(window);
-  const int64_t n_mels = m.mel.params().n_mels;
-  const int64_t fsize = n_mels * frames;
-
+void describe_examples(const std::vector<int32_t>& labels, const std::vector<AugmentedExample>& plan,
+                       int64_t windows_per_clip, ExampleSet& out) {
+  const int64_t per = windows_per_clip;
   out.count = int64_t(plan.size()) * per;
-  out.feature_size = fsize;
   out.labels.assign(size_t(out.count), 0);
   out.group.assign(size_t(out.count), 0);
   out.clip_labels.clear();
   for (size_t k = 0; k < plan.size(); ++k) {
-    GENRELAB_CHECK(plan[k].source >= 0 && size_t(plan[k].source) < audio.size(), "plan source out of range");
+    GENRELAB_CHECK(plan[k].source >= 0 && size_t(plan[k].source) < labels.size(), "plan source out of range");
     out.clip_labels.push_back(labels[size_t(plan[k].source)]);
     for (int64_t w = 0; w < per; ++w) {
       out.labels[k * size_t(per) + size_t(w)] = labels[size_t(plan[k].source)];
       out.group[k * size_t(per) + size_t(w)] = int64_t(k);
     }
   }
-  out.features.resize(size_t(out.count * fsize));
+}
+
+void ExampleBuilder::build(const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
+                           const std::vector<AugmentedExample>& plan, ExampleSet& out, const std::string& label) {
+  NvtxRange range("build examples");
+  GENRELAB_CHECK(audio.size() == labels.size(), "one label per clip");
+  GENRELAB_CHECK(!audio.empty(), "no clips to build examples from");
+  const int64_t per = windows_per_clip(int64_t(audio.front()->size()));
+  describe_examples(labels, plan, per, out);
+  out.feature_size = feature_size();
+  out.features.resize(size_t(out.count * out.feature_size));
   out.labels_backend.resize(size_t(out.count));
   out.labels_backend.upload(0, out.labels.data(), out.labels.size());
+  std::vector<int64_t> rows(static_cast<size_t>(out.count));
+  for (int64_t i = 0; i < out.count; ++i) rows[size_t(i)] = i;
+  Progress progress(label, out.count, per > 1 ? "windows" : "clips");
+  featurize(audio, plan, rows, out.features.data(), nullptr, &progress);
+  progress.finish();
+}
 
-  const int64_t chunk = 16;  // examples per featurisation batch
-  Progress progress(label, int64_t(plan.size()), "clips");
+void ExampleBuilder::featurize(const std::vector<const std::vector<float>*>& audio,
+                               const std::vector<AugmentedExample>& plan, const std::vector<int64_t>& rows, float* dst,
+                               CUstream_st* stream_arg, Progress* progress) {
+  NvtxRange range("featurize");
+  Impl& m = *impl_;
+  if (rows.empty()) return;
+  GENRELAB_CHECK(!audio.empty(), "no clips to featurise");
+  const int64_t n = int64_t(audio.front()->size());
+  for (const auto* a : audio) GENRELAB_CHECK(int64_t(a->size()) == n, "clips differ in length");
+  for (const auto& ex : plan)
+    GENRELAB_CHECK(ex.source >= 0 && size_t(ex.source) < audio.size(), "plan source out of range");
+  const std::vector<int64_t> starts = m.windows.starts(n);
+  const int64_t per = int64_t(starts.size());
+  const int64_t window = m.windows.window;
+  const int64_t frames = m.mel.n_frames(window);
+  const int64_t n_mels = m.mel.params().n_mels;
+  const int64_t fsize = n_mels * frames;
   const bool any_mask = m.augment.spec_mask.p > 0;
+  const std::vector<RowChunk> chunks = chunk_rows(rows, per, int64_t(plan.size()));
 
   if (m.device == Device::cpu) {
-    std::vector<float> windows(size_t(chunk * per * window));
-    std::vector<float> mel(size_t(chunk * per * fsize));
-    for (int64_t first = 0; first < int64_t(plan.size()); first += chunk) {
-      const int64_t count = std::min<int64_t>(chunk, int64_t(plan.size()) - first);
+    std::vector<float> windows(size_t(kEntriesPerChunk * per * window));
+    for (const RowChunk& c : chunks) {
+      const int64_t count = int64_t(c.slot.size()), distinct = int64_t(c.entries.size());
+      // Each entry's waveform augmentation once, then its windows.
+      std::vector<std::vector<float>> augmented(static_cast<size_t>(distinct));
 #pragma omp parallel for schedule(dynamic)
+      for (int64_t j = 0; j < distinct; ++j) {
+        const AugmentedExample& ex = plan[size_t(c.entries[size_t(j)])];
+        if (has_waveform_steps(ex))
+          augmented[size_t(j)] = apply_augment_cpu(ex, m.augment, audio[size_t(ex.source)]->data(), n, m.sample_rate);
+      }
       for (int64_t i = 0; i < count; ++i) {
-        const AugmentedExample& ex = plan[size_t(first + i)];
-        const std::vector<float>& x = *audio[size_t(ex.source)];
-        std::vector<float> augmented;
-        const float* src = x.data();
-        bool waveform = false;
-        for (const auto& s : ex.steps) waveform = waveform || s.kind != AugmentKind::spec_mask;
-        if (waveform) {
-          augmented = apply_augment_cpu(ex, m.augment, x.data(), n, m.sample_rate);
-          src = augmented.data();
-        }
-        for (int64_t w = 0; w < per; ++w)
-          cut_window(src, n, starts[size_t(w)], window, windows.data() + (i * per + w) * window);
+        const size_t j = size_t(c.slot[size_t(i)]);
+        const AugmentedExample& ex = plan[size_t(c.entries[j])];
+        const float* src = augmented[j].empty() ? audio[size_t(ex.source)]->data() : augmented[j].data();
+        cut_window(src, n, starts[size_t(c.window[size_t(i)])], window, windows.data() + i * window);
       }
-      m.mel.compute(windows.data(), count * per, window, mel.data());
+      float* mel = dst + c.first_row * fsize;
+      m.mel.compute(windows.data(), count, window, mel);
       if (any_mask) {
-        std::vector<const AugmentedExample*> rows;
-        for (int64_t i = 0; i < count; ++i)
-          for (int64_t w = 0; w < per; ++w) rows.push_back(&plan[size_t(first + i)]);
-        apply_spec_mask_cpu(mel.data(), count * per, n_mels, frames, m.augment, rows);
+        std::vector<const AugmentedExample*> masked_rows;
+        for (int64_t i = 0; i < count; ++i) masked_rows.push_back(&plan[size_t(c.entries[size_t(c.slot[size_t(i)])])]);
+        apply_spec_mask_cpu(mel, count, n_mels, frames, m.augment, masked_rows);
       }
-      out.features.upload(size_t(first * per * fsize), mel.data(), size_t(count * per * fsize));
-      progress.advance(count);
+      if (progress) progress->advance(count);
     }
-    progress.finish();
     return;
   }
 
 #if GENRELAB_HAVE_CUDA
   if (!m.augmenter) m.augmenter = std::make_unique<cuda::Augmenter>();
   if (!m.stream) m.stream = std::make_unique<cuda::Stream>();
-  cudaStream_t stream = m.stream->get();
-  cuda::PinnedBuffer<float> staging(size_t(chunk * n));
-  cuda::DeviceBuffer<float> clips(size_t(chunk * n)), augmented(size_t(chunk * n)), windows(size_t(chunk * per * window));
-  for (int64_t first = 0; first < int64_t(plan.size()); first += chunk) {
-    const int64_t count = std::min<int64_t>(chunk, int64_t(plan.size()) - first);
-    const std::vector<AugmentedExample> sub(plan.begin() + first, plan.begin() + first + count);
+  cudaStream_t stream = stream_arg ? stream_arg : m.stream->get();
+  if (m.staging.size() < size_t(kEntriesPerChunk * n)) m.staging = cuda::PinnedBuffer<float>(size_t(kEntriesPerChunk * n));
+  m.clips.resize(size_t(kEntriesPerChunk * n));
+  m.augmented.resize(size_t(kEntriesPerChunk * n));
+  m.window_buffer.resize(size_t(kEntriesPerChunk * per * window));
+  for (const RowChunk& c : chunks) {
+    const int64_t count = int64_t(c.slot.size()), distinct = int64_t(c.entries.size());
+    std::vector<AugmentedExample> sub;  // sub: (distinct,) the chunk's entries
+    for (int64_t e : c.entries) sub.push_back(plan[size_t(e)]);
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // staging is reused
-    for (int64_t i = 0; i < count; ++i)
-      std::memcpy(staging.data() + i * n, audio[size_t(sub[size_t(i)].source)]->data(), size_t(n) * sizeof(float));
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(clips.data(), staging.data(), size_t(count * n) * sizeof(float),
+    for (int64_t j = 0; j < distinct; ++j)
+      std::memcpy(m.staging.data() + j * n, audio[size_t(sub[size_t(j)].source)]->data(), size_t(n) * sizeof(float));
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.clips.data(), m.staging.data(), size_t(distinct * n) * sizeof(float),
                                         cudaMemcpyHostToDevice, stream));
-    m.augmenter->apply(sub, m.augment, clips.data(), augmented.data(), n, stream);
-    GENRELAB_CUDA_CHECK(cudaMemsetAsync(windows.data(), 0, size_t(count * per * window) * sizeof(float), stream));
-    for (int64_t i = 0; i < count; ++i)
-      for (int64_t w = 0; w < per; ++w) {
-        const int64_t take = std::max<int64_t>(0, std::min(window, n - starts[size_t(w)]));
-        GENRELAB_CUDA_CHECK(cudaMemcpyAsync(windows.data() + (i * per + w) * window,
-                                            augmented.data() + i * n + starts[size_t(w)], size_t(take) * sizeof(float),
-                                            cudaMemcpyDeviceToDevice, stream));
-      }
-    float* dst = out.features.data() + first * per * fsize;
-    m.mel.compute(windows.data(), count * per, window, dst, stream);
-    if (any_mask) {
-      std::vector<AugmentedExample> rows;
-      for (int64_t i = 0; i < count; ++i)
-        for (int64_t w = 0; w < per; ++w) rows.push_back(sub[size_t(i)]);
-      m.augmenter->spec_mask(rows, m.augment, dst, n_mels, frames, stream);
+    m.augmenter->apply(sub, m.augment, m.clips.data(), m.augmented.data(), n, stream);
+    GENRELAB_CUDA_CHECK(cudaMemsetAsync(m.window_buffer.data(), 0, size_t(count * window) * sizeof(float), stream));
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t start = starts[size_t(c.window[size_t(i)])];
+      const int64_t take = std::max<int64_t>(0, std::min(window, n - start));
+      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.window_buffer.data() + i * window,
+                                          m.augmented.data() + c.slot[size_t(i)] * n + start,
+                                          size_t(take) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     }
-    progress.advance(count);
+    float* mel = dst + c.first_row * fsize;
+    m.mel.compute(m.window_buffer.data(), count, window, mel, stream);
+    if (any_mask) {
+      std::vector<AugmentedExample> masked_rows;
+      for (int64_t i = 0; i < count; ++i) masked_rows.push_back(sub[size_t(c.slot[size_t(i)])]);
+      m.augmenter->spec_mask(masked_rows, m.augment, mel, n_mels, frames, stream);
+    }
+    if (progress) progress->advance(count);
   }
   GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));
-  progress.finish();
+#else
+  (void)stream_arg;
 #endif
 }
 
 MelBandStats ExampleBuilder::band_stats(const std::vector<const std::vector<float>*>& audio) {
+  MelBandStatsAccumulator acc(static_cast<int>(n_mels()));
+  accumulate_band_stats(audio, acc);
+  const auto r = acc.finish();
+  return MelBandStats{r.mean, r.std};
+}
+
+void ExampleBuilder::accumulate_band_stats(const std::vector<const std::vector<float>*>& audio,
+                                           MelBandStatsAccumulator& acc) {
   Impl& m = *impl_;
+  if (audio.empty()) return;
   const int64_t n = int64_t(audio.front()->size());
   const std::vector<int64_t> starts = m.windows.starts(n);
   const int64_t per = int64_t(starts.size()), window = m.windows.window;
   const int64_t frames = m.mel.n_frames(window), n_mels = m.mel.params().n_mels;
-  MelBandStatsAccumulator acc(static_cast<int>(n_mels));
   const int64_t chunk = 16;
   std::vector<float> windows(size_t(chunk * per * window));
   std::vector<float> mel(size_t(chunk * per * n_mels * frames));
@@ -301,8 +376,6 @@ MelBandStats ExampleBuilder::band_stats(const std::vector<const std::vector<floa
     m.mel.compute_unstandardized(win_dev.data(), count * per, window, mel_dev.data());
     m.mel.accumulate_band_stats(mel_dev.data(), count * per, frames, acc);
   }
-  const auto r = acc.finish();
-  return MelBandStats{r.mean, r.std};
 }
 
 }  // namespace genrelab

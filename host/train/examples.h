@@ -14,6 +14,8 @@
 
 namespace genrelab {
 
+class Progress;
+
 // A table of T in the backend's memory: a host vector on cpu, a device buffer on cuda.
 template <typename T>
 class BackendArray {
@@ -57,7 +59,8 @@ struct ExampleSet {
 
 // Turns clips into examples. Each AugmentedExample's waveform steps are applied to its source
 // clip (all clips have the same length), the result is cut into windows, featurised (dB and
-// standardisation as configured) and SpecAugment-masked when the example says so.
+// standardisation as configured) and SpecAugment-masked when the example says so. Example
+// k·windows_per_clip + w is window w of plan entry k.
 class ExampleBuilder {
  public:
   ExampleBuilder(Device device, MelExtractor& mel, const AugmentSettings& augment, const WindowSpec& windows,
@@ -65,17 +68,36 @@ class ExampleBuilder {
   ~ExampleBuilder();
 
   // audio[i]: (clip_samples,) host; labels[i]: class of clip i. Builds one example per plan entry
-  // (`plan[k].source` indexes audio) into `out` (replacing its contents).
+  // and window (`plan[k].source` indexes audio) into `out` (replacing its contents).
   void build(const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
              const std::vector<AugmentedExample>& plan, ExampleSet& out, const std::string& label);
 
-  // Mel band statistics of the clean windows of `audio` (features.standardize).
+  // The features of chosen examples only: dst (backend memory): (rows.size(), n_mels, n_frames),
+  // row i = example rows[i] of `plan` (entry rows[i] / windows_per_clip, that window). Each entry
+  // is augmented once however many of its windows are asked for. cuda: queued on `stream` (the
+  // builder's own when null) and complete when this returns.
+  void featurize(const std::vector<const std::vector<float>*>& audio, const std::vector<AugmentedExample>& plan,
+                 const std::vector<int64_t>& rows, float* dst, CUstream_st* stream = nullptr,
+                 Progress* progress = nullptr);
+
+  int64_t windows_per_clip(int64_t clip_samples) const;
+  int64_t n_mels() const;
+  int64_t feature_size() const;  // n_mels · n_frames of one window
+
+  // Mel band statistics of the clean windows of `audio` (features.standardize): accumulate adds
+  // the clips to `acc`, so a collection can be passed in parts.
   MelBandStats band_stats(const std::vector<const std::vector<float>*>& audio);
+  void accumulate_band_stats(const std::vector<const std::vector<float>*>& audio, MelBandStatsAccumulator& acc);
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The labels, clip groups and count of the examples of `plan` (one per entry and window) without
+// their features: what evaluation and the streaming loader need. out.features is left empty.
+void describe_examples(const std::vector<int32_t>& labels, const std::vector<AugmentedExample>& plan,
+                       int64_t windows_per_clip, ExampleSet& out);
 
 // Plain (unaugmented) plan: one example per clip.
 std::vector<AugmentedExample> identity_plan(int64_t clips);

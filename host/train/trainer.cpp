@@ -17,6 +17,7 @@
 #include <numeric>
 
 #include "examples.h"
+#include "streaming.h"
 #include "genrelab/augment.h"
 #include "genrelab/common.h"
 #include "genrelab/dist.h"
@@ -252,6 +253,10 @@ int run_training(const TrainRequest& req) {
   const AugmentSettings augment = AugmentSettings::from_config(config);
   const nn::TrainHyper hyper = nn::TrainHyper::from_config(config);
   const WindowSpec windows = WindowSpec::from_config(config);
+  const bool streaming = config.get_bool("dataset.streaming");
+  if (streaming && !config.get_optional_int("dataset.clip_samples"))
+    config.fail("dataset.streaming", "needs dataset.clip_samples (every clip cut or padded to one length), e.g. "
+                                     "--set dataset.clip_samples=617400");
   const int64_t frames = mel_params.n_frames(windows.window);
   if (frames < 1) config.fail("dataset.window_samples", "gives no feature frame (shorter than features.n_fft)");
   DatasetOptions data_options = dataset_options_from_config(config);
@@ -286,9 +291,11 @@ int run_training(const TrainRequest& req) {
   LoadOptions load;
   load.decode = decode_options_from_config(config);
   load.progress = !req.quiet;
+  // dataset.streaming: this pass only checks that every clip decodes; training decodes them again.
+  load.keep_samples = !streaming;
   LoadedDataset loaded = load_dataset(dataset, load);
   const std::vector<Clip> clips = clip_records(loaded);
-  if (!config.get_optional_int("dataset.clip_samples")) {
+  if (!streaming && !config.get_optional_int("dataset.clip_samples")) {
     const size_t n0 = loaded.clips.front().samples.size();
     for (const auto& c : loaded.clips)
       if (c.samples.size() != n0)
@@ -354,6 +361,26 @@ int run_training(const TrainRequest& req) {
   // ---- 3. features ----
   MelExtractor mel(mel_params, device);
   ExampleBuilder builder(device, mel, augment, windows, mel_params.sample_rate);
+  // Streaming: the sets' clips are decoded from disk whenever a step or an evaluation needs them.
+  std::unique_ptr<StreamingSet> train_stream, valid_stream, test_stream;
+  if (streaming) {
+    auto streaming_set = [&](const std::vector<int64_t>& idx) -> std::unique_ptr<StreamingSet> {
+      if (idx.empty()) return nullptr;
+      std::vector<std::string> paths;
+      std::vector<int32_t> labels;
+      for (int64_t i : idx) {
+        paths.push_back(loaded.clips[size_t(i)].clip.path);
+        labels.push_back(int32_t(loaded.clips[size_t(i)].clip.label));
+      }
+      return std::make_unique<StreamingSet>(builder, std::move(paths), std::move(labels), load.decode,
+                                            *load.decode.length);
+    };
+    train_stream = streaming_set(split.train);
+    valid_stream = streaming_set(split.valid);
+    test_stream = streaming_set(split.test);
+    std::cerr << "genrelab train: streaming clips from disk (dataset.streaming), " << StreamingSet::kLookahead
+              << " steps ahead\n";
+  }
   if (mel_params.standardize) {
     MelBandStats stats;
     if (run->has("feature_stats.json")) {
@@ -361,7 +388,8 @@ int run_training(const TrainRequest& req) {
       stats.mean = j.at("mean").get<std::vector<float>>();
       stats.std = j.at("std").get<std::vector<float>>();
     } else {
-      stats = builder.band_stats(train_audio);  // every rank computes the same statistics
+      // Every rank computes the same statistics.
+      stats = streaming ? train_stream->band_stats() : builder.band_stats(train_audio);
       if (root) run->write_json("feature_stats.json", {{"mean", stats.mean}, {"std", stats.std}});
     }
     mel.set_band_stats(stats);
@@ -369,12 +397,27 @@ int run_training(const TrainRequest& req) {
   // Train examples: offline copies once; online, rebuilt every epoch.
   // Plans index the key list, which runs parallel to train_audio.
   auto plan_for_epoch = [&](int epoch) { return plan_augment(augment, train_keys, uint32_t(epoch)); };
+  // Streaming keeps only the examples' labels and plans; their features are made step by step.
   ExampleSet train_set(device), valid_set(device), test_set(device);
   const bool online = augment.mode == AugmentSettings::Mode::online;
-  if (!online) builder.build(train_audio, train_labels, plan_for_epoch(0), train_set, "train set");
-  builder.build(test_audio, test_labels, identity_plan(int64_t(test_audio.size())), test_set, "test set");
+  std::vector<AugmentedExample> train_plan;  // the train examples' plan (online: this epoch's)
+  const int64_t per_clip = builder.windows_per_clip(streaming ? *load.decode.length : int64_t(train_audio.front()->size()));
+  auto make_examples = [&](const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
+                           const std::vector<AugmentedExample>& plan, ExampleSet& set, const std::string& label) {
+    if (streaming) {
+      describe_examples(labels, plan, per_clip, set);
+      set.feature_size = builder.feature_size();
+    } else {
+      builder.build(audio, labels, plan, set, label);
+    }
+  };
+  if (!online) {
+    train_plan = plan_for_epoch(0);
+    make_examples(train_audio, train_labels, train_plan, train_set, "train set");
+  }
+  make_examples(test_audio, test_labels, identity_plan(int64_t(test_audio.size())), test_set, "test set");
   if (!valid_audio.empty())
-    builder.build(valid_audio, valid_labels, identity_plan(int64_t(valid_audio.size())), valid_set, "valid set");
+    make_examples(valid_audio, valid_labels, identity_plan(int64_t(valid_audio.size())), valid_set, "valid set");
 
   if (stopped_before_training()) return 128 + g_stop_signal;
 
@@ -463,12 +506,17 @@ int run_training(const TrainRequest& req) {
   }();
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
-    if (online) builder.build(train_audio, train_labels, plan_for_epoch(epoch), train_set, "augment");
+    if (online) {
+      train_plan = plan_for_epoch(epoch);
+      make_examples(train_audio, train_labels, train_plan, train_set, "augment");
+    }
     const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
     const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
     const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
-    perm_rows.resize(perm.size());
-    perm_rows.upload(0, perm.data(), perm.size());
+    if (!streaming) {
+      perm_rows.resize(perm.size());
+      perm_rows.upload(0, perm.data(), perm.size());
+    }
     x.resize(size_t(batch * train_set.feature_size));
     y.resize(size_t(batch));
     // This rank's sums over its shards (rank 0 also holds what a resumed epoch had before the stop);
@@ -486,6 +534,15 @@ int run_training(const TrainRequest& req) {
       }
     };
     const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
+    if (streaming) {
+      // This rank's examples of global batch b, as the in-memory gather below takes them.
+      auto rows_of_step = [perm, batch, count = train_set.count, &world, &comm](int64_t b) {
+        const int64_t n = std::min(batch, count - b * batch);
+        const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+        return std::vector<int64_t>(perm.begin() + b * batch + mine.first, perm.begin() + b * batch + mine.first + mine.count);
+      };
+      train_stream->start_epoch(train_plan, rows_of_step, first_batch, steps_per_epoch);
+    }
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
@@ -494,12 +551,19 @@ int run_training(const TrainRequest& req) {
       const int64_t n = std::min(batch, train_set.count - b * batch);  // the global batch
       // This rank's shard: global positions [mine.first, mine.first + mine.count) of the batch.
       const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
-      const int64_t* rows = perm_rows.data() + b * batch + mine.first;
 #if GENRELAB_HAVE_CUDA
-      if (req.profile_steps > 0 && int64_t(step) == warmup_steps) { cudaProfilerStart(); profiling = true; }
+      if (req.profile_steps > 0 && int64_t(step) == warmup_steps) {
+        (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
+        cudaProfilerStart();
+        profiling = true;
+      }
 #endif
-      {
+      if (streaming) {
+        NvtxRange load_range("load streamed batch");
+        train_stream->load_step(b, x.data(), y, net->stream());
+      } else {
         NvtxRange gather_range("gather batch");
+        const int64_t* rows = perm_rows.data() + b * batch + mine.first;
         train_set.features.gather_rows(rows, mine.count, train_set.feature_size, x.data(), net->stream());
         train_set.labels_backend.gather_rows(rows, mine.count, 1, y.data(), net->stream());
       }
@@ -521,16 +585,29 @@ int run_training(const TrainRequest& req) {
         return net->take_step_stats();
       }();
       const uint64_t first_step = step - done.size();
-      for (size_t k = 0; k < done.size(); ++k) {
+      std::string broken;  // why training cannot go on: a non-finite loss here or on another rank
+      for (size_t k = 0; k < done.size() && broken.empty(); ++k) {
         if (!std::isfinite(done[k].loss_sum))
-          throw RuntimeError("the loss became " + std::string(std::isnan(done[k].loss_sum) ? "NaN" : "infinite") +
-                             " at epoch " + std::to_string(epoch) + ", step " + std::to_string(first_step + k) +
-                             "; the last good checkpoint is kept in " + checkpoint_path +
-                             ". Try a lower train.lr or train.clip_norm");
+          broken = "the loss became " + std::string(std::isnan(done[k].loss_sum) ? "NaN" : "infinite") + " at epoch " +
+                   std::to_string(epoch) + ", step " + std::to_string(first_step + k);
         loss_sum += done[k].loss_sum;
         correct += done[k].correct;
         seen += done[k].examples;
       }
+      // Ranks agree on a broken loss and on a stop in one collective, so none waits for the others.
+      int stop_signal = g_stop_signal;
+      if (test_stop) stop_signal = SIGTERM;
+      if (comm) {
+        int64_t flags[2] = {int64_t(!broken.empty()), int64_t(stop_signal != 0)};
+        comm->all_reduce_sum_host(flags, 2, dist::DType::i64);
+        if (flags[0] > 0 && broken.empty())
+          broken = "the loss became NaN or infinite on another rank between epoch " + std::to_string(epoch) +
+                   ", steps " + std::to_string(first_step) + "–" + std::to_string(step - 1);
+        if (flags[1] > 0 && !stop_signal) stop_signal = SIGTERM;
+      }
+      if (!broken.empty())
+        throw RuntimeError(broken + "; the last good checkpoint is kept in " + checkpoint_path +
+                           ". Try a lower train.lr or train.clip_norm");
       // The loss can be finite while a gradient or the updated weights are not: the next step
       // would then train on NaN. Stop here, before any checkpoint takes the broken weights.
       if (std::string where; !net->check_finite(&where)) {
@@ -551,10 +628,7 @@ int run_training(const TrainRequest& req) {
         std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
         return 0;
       }
-      // A stop must happen at the same step on every rank: they agree on it at each synchronisation point.
-      int stop_signal = g_stop_signal;
-      if (test_stop) stop_signal = SIGTERM;
-      if (comm && comm->sum(int64_t(stop_signal != 0)) > 0 && !stop_signal) stop_signal = SIGTERM;
+      // A stop happens at the same step on every rank: they agreed on it above.
       if (stop_signal) {
         const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
         global_sums();
@@ -577,13 +651,16 @@ int run_training(const TrainRequest& req) {
     m.train_accuracy = seen ? double(correct) / double(seen) : 0;
     {
       NvtxRange eval_range("evaluate");
-      last_test =
-          score_clips(predict_all(*net, test_set, classes, batch, comm.get()), classes, test_set.group, test_set.clip_labels);
+      auto window_probs = [&](const ExampleSet& set, StreamingSet* stream) {
+        return stream ? stream->predict(*net, classes, batch, comm.get())
+                      : predict_all(*net, set, classes, batch, comm.get());
+      };
+      last_test = score_clips(window_probs(test_set, test_stream.get()), classes, test_set.group, test_set.clip_labels);
       m.test_loss = last_test.loss;
       m.test_accuracy = last_test.accuracy;
       if (valid_set.count > 0) {
-        const ClipScores v = score_clips(predict_all(*net, valid_set, classes, batch, comm.get()), classes,
-                                         valid_set.group, valid_set.clip_labels);
+        const ClipScores v = score_clips(window_probs(valid_set, valid_stream.get()), classes, valid_set.group,
+                                         valid_set.clip_labels);
         m.valid_loss = v.loss;
         m.valid_accuracy = v.accuracy;
       }

@@ -56,6 +56,9 @@ class Communicator {
   // communicator's timeout with an error when a collective on it cannot finish (another rank died
   // or hangs). Host communicators: nothing to wait for.
   virtual void wait(void* stream) {}
+  // The same for one cudaEvent_t. Returns false when this communicator has nothing to wait for
+  // (host communicators): the caller then waits for the event itself.
+  virtual bool wait_event(void* event) { return false; }
 
   // Conveniences over the host forms.
   std::string broadcast_string(const std::string& s, int root);

@@ -133,8 +133,10 @@ class Stream {
 
 class Event {
  public:
-  explicit Event(bool timing = false) {
-    GENRELAB_CUDA_CHECK(cudaEventCreateWithFlags(&e_, timing ? cudaEventDefault : cudaEventDisableTiming));
+  // `blocking_sync`: synchronize() sleeps until the event instead of spinning on it.
+  explicit Event(bool timing = false, bool blocking_sync = false) {
+    GENRELAB_CUDA_CHECK(cudaEventCreateWithFlags(
+        &e_, (timing ? cudaEventDefault : cudaEventDisableTiming) | (blocking_sync ? cudaEventBlockingSync : 0)));
   }
   ~Event() { if (e_) cudaEventDestroy(e_); }
   Event(Event&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}

@@ -101,6 +101,12 @@ struct ConvPoolCell {
   }
 };
 
+// The GPU backward gives each thread a span of kConvPoolSpan pooled positions and launches at
+// most 65 535 · 8 rows of them (cuda/launch.cuh's 2-D grid), so one example's qh·qw may not
+// exceed kConvPoolMaxPositions.
+constexpr int64_t kConvPoolSpan = 64;
+constexpr int64_t kConvPoolMaxPositions = int64_t(65535) * 8 * kConvPoolSpan;
+
 // Callers launch (or loop over) chunks of examples whose index spaces stay below 2^31, so that
 // the index arithmetic below runs in 32 bits (a 64-bit division costs several times as much).
 inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {

@@ -1,0 +1,59 @@
+// ClipPrefetcher: one background task per request, each splitting its clips over a few threads.
+#include "clip_prefetch.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "genrelab/common.h"
+#include "genrelab/nvtx.h"
+
+namespace genrelab {
+
+ClipPrefetcher::ClipPrefetcher(std::vector<std::string> paths, DecodeOptions decode, int threads)
+    : paths_(std::move(paths)), decode_(std::move(decode)),
+      threads_(threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+
+ClipPrefetcher::~ClipPrefetcher() {
+  for (auto& f : queue_)
+    if (f.valid()) f.wait();
+}
+
+void ClipPrefetcher::request(std::vector<int64_t> idx) {
+  for (int64_t i : idx) GENRELAB_CHECK(i >= 0 && size_t(i) < paths_.size(), "clip ", i, " is not in the collection");
+  queue_.push_back(std::async(std::launch::async, [this, idx = std::move(idx)] {
+    NvtxRange range("decode");
+    std::vector<std::vector<float>> out(idx.size());
+    std::vector<std::string> errors(idx.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t k = next++; k < idx.size(); k = next++) {
+        try {
+          out[k] = decode_audio(paths_[size_t(idx[k])], decode_).samples;
+        } catch (const std::exception& e) {
+          errors[k] = e.what();
+        }
+      }
+    };
+    const int n = int(std::min<size_t>(size_t(threads_), std::max<size_t>(idx.size(), 1)));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (const std::string& e : errors)
+      if (!e.empty())
+        throw RuntimeError(e + " (it decoded when training started; dataset.streaming reads every clip again each "
+                               "epoch, so the file changed since: restore it and continue with --resume)");
+    return out;
+  }));
+}
+
+std::vector<std::vector<float>> ClipPrefetcher::take() {
+  GENRELAB_CHECK(!queue_.empty(), "no clips were requested");
+  auto f = std::move(queue_.front());
+  queue_.pop_front();
+  NvtxRange range("wait for decode");
+  return f.get();
+}
+
+}  // namespace genrelab

@@ -1,0 +1,148 @@
+// StreamingSet: per-step example inputs, decode requests kept kLookahead steps ahead, and
+// sharded evaluation.
+#include "streaming.h"
+
+#include <algorithm>
+
+#include "genrelab/common.h"
+#include "genrelab/nvtx.h"
+
+namespace genrelab {
+
+namespace {
+
+std::vector<const std::vector<float>*> pointers(const std::vector<std::vector<float>>& audio) {
+  std::vector<const std::vector<float>*> p;
+  for (const auto& a : audio) p.push_back(&a);
+  return p;
+}
+
+}  // namespace
+
+StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
+                           const DecodeOptions& decode, int64_t clip_samples)
+    : builder_(builder), labels_(std::move(labels)), per_(builder.windows_per_clip(clip_samples)),
+      prefetch_(std::move(paths), decode, 0) {
+  GENRELAB_CHECK(decode.length && *decode.length == clip_samples, "streaming needs a fixed clip length");
+}
+
+MelBandStats StreamingSet::band_stats() {
+  MelBandStatsAccumulator acc(static_cast<int>(builder_.n_mels()));
+  const int64_t chunk = 16;
+  auto request = [&](int64_t first) {
+    std::vector<int64_t> idx;
+    for (int64_t i = first; i < std::min(first + chunk, clips()); ++i) idx.push_back(i);
+    prefetch_.request(std::move(idx));
+  };
+  for (int64_t first = 0; first < clips() && first < kLookahead * chunk; first += chunk) request(first);
+  for (int64_t first = 0; first < clips(); first += chunk) {
+    const std::vector<std::vector<float>> audio = prefetch_.take();
+    if (first + kLookahead * chunk < clips()) request(first + kLookahead * chunk);
+    builder_.accumulate_band_stats(pointers(audio), acc);
+  }
+  const auto r = acc.finish();
+  return MelBandStats{r.mean, r.std};
+}
+
+StreamingSet::StepInput StreamingSet::step_input(const std::vector<int64_t>& rows) const {
+  StepInput in;
+  std::vector<int64_t> entries;  // plan_ indices of the rows' entries, in order of first use
+  for (int64_t e : rows) {
+    const int64_t k = e / per_;
+    GENRELAB_CHECK(e >= 0 && k < int64_t(plan_.size()), "example ", e, " is outside the epoch's plan");
+    int64_t local = std::find(entries.begin(), entries.end(), k) - entries.begin();
+    if (local == int64_t(entries.size())) {
+      entries.push_back(k);
+      AugmentedExample ex = plan_[size_t(k)];
+      const int64_t clip = ex.source;
+      GENRELAB_CHECK(clip >= 0 && clip < clips(), "plan source out of range");
+      int64_t j = std::find(in.clips.begin(), in.clips.end(), clip) - in.clips.begin();
+      if (j == int64_t(in.clips.size())) in.clips.push_back(clip);
+      ex.source = j;
+      in.plan.push_back(std::move(ex));
+    }
+    in.rows.push_back(local * per_ + e % per_);
+    in.labels.push_back(labels_[size_t(plan_[size_t(k)].source)]);
+  }
+  return in;
+}
+
+void StreamingSet::featurize(const StepInput& in, std::vector<std::vector<float>> audio, float* dst,
+                             CUstream_st* stream) {
+  GENRELAB_CHECK(audio.size() == in.clips.size(), "decoded ", audio.size(), " clips for ", in.clips.size());
+  builder_.featurize(pointers(audio), in.plan, in.rows, dst, stream);
+}
+
+void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
+                               std::function<std::vector<int64_t>(int64_t)> rows_of_step, int64_t first_step,
+                               int64_t steps) {
+  // Requests left by an epoch that ended early are dropped (their decoding finishes first).
+  while (prefetch_.pending() > 0) {
+    try {
+      prefetch_.take();
+    } catch (const std::exception&) {
+    }
+  }
+  queued_.clear();
+  plan_ = std::move(plan);
+  rows_of_step_ = std::move(rows_of_step);
+  next_step_ = next_request_ = first_step;
+  steps_ = steps;
+}
+
+int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream) {
+  GENRELAB_CHECK(b == next_step_, "streaming steps are loaded in order: asked for ", b, ", next is ", next_step_);
+  auto request_ahead = [&] {
+    while (next_request_ < steps_ && int64_t(queued_.size()) < kLookahead) {
+      queued_.push_back(step_input(rows_of_step_(next_request_++)));
+      prefetch_.request(queued_.back().clips);
+    }
+  };
+  request_ahead();
+  const StepInput in = std::move(queued_.front());
+  queued_.pop_front();
+  std::vector<std::vector<float>> audio = prefetch_.take();
+  ++next_step_;
+  request_ahead();  // the next steps decode while this one is featurised and trained
+  featurize(in, std::move(audio), x, stream);
+  y.upload(0, in.labels.data(), in.labels.size());
+  return int64_t(in.rows.size());
+}
+
+std::vector<float> StreamingSet::predict(nn::Network& net, int64_t classes, int64_t batch, dist::Communicator* comm) {
+  NvtxRange range("streaming evaluation");
+  GENRELAB_CHECK(prefetch_.pending() == 0, "evaluation while training steps are still queued");
+  std::vector<float> probs(size_t(clips() * per_ * classes), 0.0f);
+  const dist::Shard mine = comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
+  const int64_t per_chunk = std::max<int64_t>(1, batch / per_);  // clips featurised together
+  std::vector<int64_t> starts;                                   // starts: first clip of each chunk
+  for (int64_t c = mine.first; c < mine.first + mine.count; c += per_chunk) starts.push_back(c);
+  auto chunk_clips = [&](size_t i) {
+    std::vector<int64_t> idx;
+    for (int64_t c = starts[i]; c < std::min(starts[i] + per_chunk, mine.first + mine.count); ++c) idx.push_back(c);
+    return idx;
+  };
+  for (size_t i = 0; i < starts.size() && i < size_t(kLookahead); ++i) prefetch_.request(chunk_clips(i));
+  BackendArray<float> x(net.device());  // x: (per_chunk · windows_per_clip, n_mels, n_frames)
+  x.resize(size_t(per_chunk * per_ * builder_.feature_size()));
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const std::vector<int64_t> idx = chunk_clips(i);
+    std::vector<std::vector<float>> audio = prefetch_.take();
+    if (i + kLookahead < starts.size()) prefetch_.request(chunk_clips(i + kLookahead));
+    const int64_t n_clips = int64_t(idx.size());
+    std::vector<int64_t> rows(static_cast<size_t>(n_clips * per_));
+    for (size_t r = 0; r < rows.size(); ++r) rows[r] = int64_t(r);
+    std::vector<AugmentedExample> plan = identity_plan(n_clips);
+    for (int64_t c = 0; c < n_clips; ++c) plan[size_t(c)].clip_key = uint32_t(idx[size_t(c)]);
+    builder_.featurize(pointers(audio), plan, rows, x.data());
+    const int64_t first_row = starts[i] * per_;
+    for (int64_t r = 0; r < n_clips * per_; r += batch) {
+      const int64_t n = std::min(batch, n_clips * per_ - r);
+      net.predict(x.data() + r * builder_.feature_size(), n, probs.data() + (first_row + r) * classes);
+    }
+  }
+  if (comm) comm->all_reduce_sum_host(probs.data(), int64_t(probs.size()), dist::DType::f32);
+  return probs;
+}
+
+}  // namespace genrelab

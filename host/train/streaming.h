@@ -1,0 +1,71 @@
+// dataset.streaming: examples featurised step by step from clips decoded from disk on demand, so
+// host and GPU memory grow with the batch instead of the collection. The same plans, windows,
+// permutations and Philox keys as the in-memory path give the same examples. Internal to the
+// trainer (host/train/).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "clip_prefetch.h"
+#include "examples.h"
+#include "genrelab/dist.h"
+#include "genrelab/nn/network.h"
+
+namespace genrelab {
+
+class StreamingSet {
+ public:
+  // paths[i], labels[i]: clip i of this set (all decode to clip_samples samples).
+  StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
+               const DecodeOptions& decode, int64_t clip_samples);
+  int64_t clips() const { return int64_t(labels_.size()); }
+  int64_t windows_per_clip() const { return per_; }
+  const std::vector<int32_t>& labels() const { return labels_; }
+
+  // Mel band statistics of the clean windows of every clip (features.standardize).
+  MelBandStats band_stats();
+
+  // Training: steps [first_step, steps) of an epoch over the examples of `plan` (one per entry and
+  // window; plan sources index this set). rows_of_step(b) = the examples this rank trains on at
+  // step b. Decoding runs kLookahead steps ahead.
+  void start_epoch(std::vector<AugmentedExample> plan, std::function<std::vector<int64_t>(int64_t)> rows_of_step,
+                   int64_t first_step, int64_t steps);
+  // Step b (the next one): x (rows, n_mels, n_frames) and y (rows,) in backend memory; cuda: the
+  // featurisation is queued on `stream` after the work already there and complete on return.
+  // Returns the number of rows.
+  int64_t load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream);
+
+  // Evaluation: window probabilities of every clip's windows, (clips · windows_per_clip, classes)
+  // host, in clip order. Data-parallel: each rank featurises and predicts its shard of the clips
+  // and the sum over ranks gives every rank all of them.
+  std::vector<float> predict(nn::Network& net, int64_t classes, int64_t batch, dist::Communicator* comm);
+
+  static constexpr int kLookahead = 2;
+
+ private:
+  // The distinct clips behind `rows` of plan_ and, for featurize, a plan over them.
+  struct StepInput {
+    std::vector<int64_t> clips;             // clips: (distinct,) indices into this set
+    std::vector<AugmentedExample> plan;     // plan: the rows' entries, sources renumbered into clips
+    std::vector<int64_t> rows;              // rows: (n,) examples of `plan`
+    std::vector<int32_t> labels;            // labels: (n,)
+  };
+  StepInput step_input(const std::vector<int64_t>& rows) const;
+  void featurize(const StepInput& in, std::vector<std::vector<float>> audio, float* dst, CUstream_st* stream);
+
+  ExampleBuilder& builder_;
+  std::vector<int32_t> labels_;
+  int64_t per_ = 1;
+  ClipPrefetcher prefetch_;
+  // The epoch being trained.
+  std::vector<AugmentedExample> plan_;
+  std::function<std::vector<int64_t>(int64_t)> rows_of_step_;
+  std::deque<StepInput> queued_;  // inputs of the steps requested from prefetch_, oldest first
+  int64_t next_step_ = 0, next_request_ = 0, steps_ = 0;
+};
+
+}  // namespace genrelab
