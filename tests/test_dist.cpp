@@ -30,37 +30,6 @@ namespace fs = std::filesystem;
 using test::mpirun;
 using test::run_dirs;
 
-std::map<std::string, std::vector<float>> weights(const fs::path& run) {
-  std::map<std::string, std::vector<float>> w;
-  for (const auto& t : nn::load_checkpoint((run / "checkpoint.bin").string()).tensors) w[t.name] = t.data;
-  return w;
-}
-
-// Two finished runs agree: per-epoch losses and every state tensor within `tol` relative, the
-// same test accuracies and confusion counts.
-void require_same_run(const fs::path& a, const fs::path& b, double tol) {
-  const RunDir ra = RunDir::open(a.string()), rb = RunDir::open(b.string());
-  const auto ma = ra.read_metrics(), mb = rb.read_metrics();
-  REQUIRE(ma.size() == mb.size());
-  for (size_t e = 0; e < ma.size(); ++e) {
-    INFO("epoch " << e + 1);
-    CHECK(mb[e].train_loss == Approx(ma[e].train_loss).epsilon(tol));
-    CHECK(mb[e].train_accuracy == Approx(ma[e].train_accuracy).margin(1e-12));
-    CHECK(mb[e].test_accuracy == Approx(ma[e].test_accuracy).margin(1e-12));
-    CHECK(mb[e].test_loss == Approx(ma[e].test_loss).epsilon(tol));
-  }
-  CHECK(rb.read_json("summary.json")["confusion_matrix"] == ra.read_json("summary.json")["confusion_matrix"]);
-  const auto wa = weights(a), wb = weights(b);
-  REQUIRE(wa.size() == wb.size());
-  for (const auto& [name, va] : wa) {
-    const auto& vb = wb.at(name);
-    REQUIRE(va.size() == vb.size());
-    double scale = 0;
-    for (float v : va) scale = std::max(scale, double(std::fabs(v)));
-    test::require_close(vb, va, tol * (scale + 1e-6), tol, name);
-  }
-}
-
 TEST_CASE("world environment of mpirun srun and the gpus spawner", "[dist]") {
   auto with_env = [](std::vector<std::pair<const char*, const char*>> vars) {
     for (const char* v : {"GENRELAB_RANK", "GENRELAB_WORLD_SIZE", "GENRELAB_LOCAL_RANK", "GENRELAB_JOB_ID",
@@ -123,7 +92,7 @@ TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][slow]") {
   REQUIRE(run_dirs(dir / "w2").size() == 1);
   CHECK(test::trim(two.out) == run_dirs(dir / "w2")[0]);
   CHECK(RunDir::open(run_dirs(dir / "w2")[0]).read_json("run.json")["world"]["ranks"] == 2);
-  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w2")[0], 1e-4);
+  test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w2")[0], 1e-4);
 }
 
 // Starts `cmd` as its own process group (the pid is mpirun's: `exec`), output to `log`.
@@ -172,7 +141,7 @@ TEST_CASE("three MPI ranks with an empty shard train what one process trains", "
   CHECK(RunDir::open(run_dirs(dir / "w1")[0]).read_metrics()[0].samples_per_second *
             RunDir::open(run_dirs(dir / "w1")[0]).read_metrics()[0].seconds ==
         Approx(60).margin(0.5));
-  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
+  test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
 
 TEST_CASE("three MPI ranks streaming their shards from disk train what one process holding the data trains",
@@ -189,7 +158,7 @@ TEST_CASE("three MPI ranks streaming their shards from disk train what one proce
   INFO(three.err);
   REQUIRE(three.rc == 0);
   REQUIRE(run_dirs(dir / "w3").size() == 1);
-  require_same_run(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
+  test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
 
 TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
@@ -212,7 +181,7 @@ TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]")
   INFO(resumed.err);
   REQUIRE(resumed.rc == 0);
   CHECK(resumed.err.find("resuming at epoch 1 (batch 9)") != std::string::npos);
-  require_same_run(run_dirs(dir / "w1")[0], run, 1e-4);
+  test::require_close_runs(run_dirs(dir / "w1")[0], run, 1e-4);
 }
 
 TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mpi][slow]") {

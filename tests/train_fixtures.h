@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +112,38 @@ inline void require_same_weights(const std::string& a_dir, const std::string& b_
   for (size_t t = 0; t < a.tensors.size(); ++t) {
     INFO(a.tensors[t].name);
     CHECK(a.tensors[t].data == b.tensors[t].data);
+  }
+}
+
+// Two finished runs agree: per-epoch losses and every state tensor within `tol` relative (of
+// the tensor's largest magnitude), and, unless `same_predictions` is false, the same accuracies
+// and test confusion counts.
+inline void require_close_runs(const fs::path& a, const fs::path& b, double tol, bool same_predictions = true) {
+  const RunDir ra = RunDir::open(a.string()), rb = RunDir::open(b.string());
+  const auto ma = ra.read_metrics(), mb = rb.read_metrics();
+  REQUIRE(ma.size() == mb.size());
+  for (size_t e = 0; e < ma.size(); ++e) {
+    INFO("epoch " << e + 1);
+    CHECK(mb[e].train_loss == Approx(ma[e].train_loss).epsilon(tol));
+    CHECK(mb[e].test_loss == Approx(ma[e].test_loss).epsilon(tol));
+    if (same_predictions) {
+      CHECK(mb[e].train_accuracy == Approx(ma[e].train_accuracy).margin(1e-12));
+      CHECK(mb[e].test_accuracy == Approx(ma[e].test_accuracy).margin(1e-12));
+    }
+  }
+  if (same_predictions)
+    CHECK(rb.read_json("summary.json")["confusion_matrix"] == ra.read_json("summary.json")["confusion_matrix"]);
+  const nn::Checkpoint ca = nn::load_checkpoint((a / "checkpoint.bin").string());
+  const nn::Checkpoint cb = nn::load_checkpoint((b / "checkpoint.bin").string());
+  REQUIRE(ca.tensors.size() == cb.tensors.size());
+  for (size_t t = 0; t < ca.tensors.size(); ++t) {
+    const auto& va = ca.tensors[t].data;
+    const auto& vb = cb.tensors[t].data;
+    REQUIRE(cb.tensors[t].name == ca.tensors[t].name);
+    REQUIRE(va.size() == vb.size());
+    double scale = 0;
+    for (float v : va) scale = std::max(scale, double(std::fabs(v)));
+    require_close(vb, va, tol * (scale + 1e-6), tol, ca.tensors[t].name);
   }
 }
 
