@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -148,16 +149,37 @@ TEST_CASE("three MPI ranks streaming their shards from disk train what one proce
           "[dist][mpi][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-streaming");
+  // A private copy of the collection with two broken files: rank 0's shard of the start-up check
+  // holds the first, rank 2's the second; every rank must skip both.
+  const fs::path data = dir / "data";
+  fs::copy(test::tiny_data(), data, fs::copy_options::recursive);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(data))
+    if (e.is_regular_file()) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  fs::resize_file(files.front(), 30);
+  fs::resize_file(files.back(), 0);
   const std::string exp = test::tiny_experiment(dir, 2);
   // Each rank decodes and featurises only its shard of every global batch (rank 2's last one is
   // empty) and its shard of the test clips; the one process holds the whole collection in memory.
-  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true"
+  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true" +
+                             " --set dataset.root=" + data.string() +
                              " --set train.batch_size=29 --set features.standardize=true --out ";
-  REQUIRE(test::run_genrelab(common + (dir / "w1").string()).rc == 0);
+  const auto one = test::run_genrelab(common + (dir / "w1").string());
+  INFO(one.err);
+  REQUIRE(one.rc == 0);
   const auto three = test::run_shell(mpirun(3, common + (dir / "w3").string() + " --set dataset.streaming=true"));
   INFO(three.err);
   REQUIRE(three.rc == 0);
   REQUIRE(run_dirs(dir / "w3").size() == 1);
+  const RunDir w1 = RunDir::open(run_dirs(dir / "w1")[0]), w3 = RunDir::open(run_dirs(dir / "w3")[0]);
+  CHECK(w1.read_json("split.json")["skipped"].size() == 2);
+  CHECK(w3.read_json("split.json") == w1.read_json("split.json"));
+  for (const fs::path& f : {files.front(), files.back()}) {  // one warning each, from rank 0
+    const std::string line = "warning: " + f.string() + ": ";
+    CHECK(three.err.find(line) != std::string::npos);
+    CHECK(three.err.find(line) == three.err.rfind(line));
+  }
   test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
 

@@ -3,8 +3,10 @@
 #include "streaming.h"
 
 #include <algorithm>
+#include <iostream>
 
 #include "genrelab/common.h"
+#include "genrelab/config.h"
 #include "genrelab/nvtx.h"
 
 namespace genrelab {
@@ -18,6 +20,45 @@ std::vector<const std::vector<float>*> pointers(const std::vector<std::vector<fl
 }
 
 }  // namespace
+
+LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options, dist::Communicator* comm) {
+  options.keep_samples = false;
+  if (!comm || comm->size() == 1) return load_dataset(dataset, options);
+  const dist::Shard mine = dist::shard_of(int64_t(dataset.clips.size()), comm->rank(), comm->size());
+  Dataset part = dataset;
+  part.clips.assign(dataset.clips.begin() + mine.first, dataset.clips.begin() + mine.first + mine.count);
+  LoadOptions quiet = options;
+  quiet.warn = false;
+  quiet.require_usable = false;
+  const LoadedDataset checked = part.clips.empty() ? LoadedDataset{} : load_dataset(part, quiet);
+  // Every rank's skipped files, [[index, reason], ...], broadcast by each rank in turn.
+  nlohmann::json mine_skipped = nlohmann::json::array();
+  {
+    size_t k = 0;
+    for (int64_t i = 0; i < mine.count && k < checked.skipped.size(); ++i)
+      if (checked.skipped[k].path == part.clips[size_t(i)].path) mine_skipped.push_back({mine.first + i, checked.skipped[k++].reason});
+  }
+  std::vector<std::string> reason(dataset.clips.size());  // "" = usable
+  for (int r = 0; r < comm->size(); ++r) {
+    const std::string theirs = comm->broadcast_string(r == comm->rank() ? mine_skipped.dump() : std::string(), r);
+    for (const auto& e : nlohmann::json::parse(theirs)) reason[e.at(0).get<size_t>()] = e.at(1).get<std::string>();
+  }
+  LoadedDataset out;
+  out.classes = dataset.classes;
+  for (size_t i = 0; i < dataset.clips.size(); ++i) {
+    const Clip& c = dataset.clips[i];
+    if (reason[i].empty()) {
+      out.clips.push_back({c, {}, {}});
+      continue;
+    }
+    out.skipped.push_back({c.path, c.name, reason[i]});
+    if (options.warn && comm->rank() == 0) std::cerr << "warning: " << c.path << ": " << reason[i] << " (skipped)\n";
+  }
+  if (out.clips.empty() && options.require_usable)
+    throw RuntimeError("no usable clip in " + dataset.class_root + ": all " + std::to_string(dataset.clips.size()) +
+                       " audio files failed to decode (see the warnings above)");
+  return out;
+}
 
 StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
                            const DecodeOptions& decode, int64_t clip_samples)

@@ -12,10 +12,17 @@
 
 #include "clip_prefetch.h"
 #include "examples.h"
+#include "genrelab/dataset.h"
 #include "genrelab/dist.h"
 #include "genrelab/nn/network.h"
 
 namespace genrelab {
+
+// The start-up check of a streamed run: every clip of `dataset` decoded once and dropped, each
+// rank decoding only its shard of the files; the ranks then share what they skipped, so every
+// rank returns the same usable clips (without samples) and skipped files, in the dataset's order.
+// Warnings (one line per bad file) come from rank 0. Without a communicator: load_dataset.
+LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options, dist::Communicator* comm);
 
 class StreamingSet {
  public:

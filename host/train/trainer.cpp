@@ -292,8 +292,8 @@ int run_training(const TrainRequest& req) {
   load.decode = decode_options_from_config(config);
   load.progress = !req.quiet;
   // dataset.streaming: this pass only checks that every clip decodes; training decodes them again.
-  load.keep_samples = !streaming;
-  LoadedDataset loaded = load_dataset(dataset, load);
+  // Streaming: the ranks check a shard of the files each and share what they skipped.
+  LoadedDataset loaded = streaming ? check_dataset_sharded(dataset, load, comm.get()) : load_dataset(dataset, load);
   const std::vector<Clip> clips = clip_records(loaded);
   if (!streaming && !config.get_optional_int("dataset.clip_samples")) {
     const size_t n0 = loaded.clips.front().samples.size();
