@@ -83,7 +83,11 @@ audio=${GENRELAB_TEST_AUDIO:-}
 # build ~150, [gpu] tests ~60, each training ~20-60, benches ~10-40, peers ~10-60.
 step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
-  step gpu-tests 150 build-gpu/genrelab_tests "[gpu]" --durations yes
+  # The [gpu] tests in three parts, so a slow part cannot take the others' results with it: the
+  # kernels and layers, the baseline-sized layer checks ([big]), whole training processes ([train]).
+  step gpu-tests 150 build-gpu/genrelab_tests "[gpu]~[big]~[train]" --durations yes
+  step gpu-tests-big 90 build-gpu/genrelab_tests "[gpu][big]" --durations yes
+  step gpu-tests-train 120 build-gpu/genrelab_tests "[gpu][train]" --durations yes
 
   # Whole runs on the GPU: the real-music example and the article's recipe on the same clips.
   if [ -n "$audio" ]; then
@@ -125,11 +129,12 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     done
   fi
 
-  # [big]: [gpu] tests on baseline-sized maps, minutes under memcheck; they ran in gpu-tests above.
+  # [big] (baseline-sized maps) and [train] (whole training processes) take minutes under memcheck;
+  # they ran in gpu-tests-big and gpu-tests-train above.
   if command -v compute-sanitizer >/dev/null 2>&1; then
-    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]~[big]"
-    step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]"
-    step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]"
+    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]~[big]~[train]"
+    step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
+    step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
   else
     rows+=("| compute-sanitizer | not found | - |")
   fi
