@@ -5,9 +5,11 @@
 // (these run everywhere). bf16/fp16 layers and training are held to the CPU backend's emulation
 // of the same 16-bit rounding.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #if GENRELAB_HAVE_CUDA
 #include "../cuda/nn/conv_pool.h"
 #include "../cuda/nn/gpu_layers.h"
+#include "genrelab/cuda/check.h"
 #include "genrelab/cuda/gather.h"
 #include "../host/dist/dist_impl.h"
 #endif
@@ -693,6 +696,8 @@ TEST_CASE("nn gpu queued steps with device batch gathers equal synchronised step
     std::vector<int64_t> perm(static_cast<size_t>(examples));
     for (int64_t i = 0; i < examples; ++i) perm[size_t(i)] = (i * 5) % examples;  // 5 is coprime to 37
     auto first_of = [&](int64_t step) { return (step % per_epoch) * batch; };
+    // A learning rate of its own for every step: a step that read another's scalars shows.
+    auto lr_of = [](int64_t step) { return 2e-3f * (1.0f + 0.01f * float(step)); };
     auto count_of = [&](int64_t step) { return std::min(batch, examples - first_of(step)); };
 
     auto ref = nn::make_cuda_network(plan, h);
@@ -711,7 +716,7 @@ TEST_CASE("nn gpu queued steps with device batch gathers equal synchronised step
       }
       upload(x, xr.data());
       cuda::copy_to_device(lr.data(), labels.data(), labels.size());
-      ref->train_step(xr.data(), lr.data(), n, n, 2e-3f, nn::StepKey{h.seed, uint64_t(step), 0});
+      ref->train_step(xr.data(), lr.data(), n, n, lr_of(step), nn::StepKey{h.seed, uint64_t(step), 0});
       want.push_back(ref->last_stats());
     }
 
@@ -723,11 +728,15 @@ TEST_CASE("nn gpu queued steps with device batch gathers equal synchronised step
     cuda::copy_to_device(perm_d.data(), perm.data(), perm.size());
     cuda::DeviceBuffer<float> xd{size_t(batch) * row};
     cuda::DeviceBuffer<int32_t> ld{size_t(batch)};
+    // The stream is held for 300 ms first, so the host runs ahead until the ring of step scalars
+    // makes it wait, and the 64-slot stats window fills while the GPU is still behind.
+    GENRELAB_CUDA_CHECK(cudaLaunchHostFunc(
+        net->stream(), [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }, nullptr));
     for (int64_t step = 0; step < steps; ++step) {
       const int64_t first = first_of(step), n = count_of(step);
       cuda::gather_rows(table.get(), perm_d.data() + first, n, int64_t(row), xd.data(), net->stream());
       cuda::gather_rows(table_labels.data(), perm_d.data() + first, n, 1, ld.data(), net->stream());
-      net->train_step(xd.data(), ld.data(), n, n, 2e-3f, nn::StepKey{h.seed, uint64_t(step), 0});
+      net->train_step(xd.data(), ld.data(), n, n, lr_of(step), nn::StepKey{h.seed, uint64_t(step), 0});
     }
     const std::vector<nn::StepStats> got = net->take_step_stats();
     REQUIRE(got.size() == want.size());
