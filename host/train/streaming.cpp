@@ -67,19 +67,38 @@ StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> pat
   GENRELAB_CHECK(decode.length && *decode.length == clip_samples, "streaming needs a fixed clip length");
 }
 
-MelBandStats StreamingSet::band_stats() {
-  MelBandStatsAccumulator acc(static_cast<int>(builder_.n_mels()));
-  const int64_t chunk = 16;
+MelBandStats StreamingSet::band_stats(dist::Communicator* comm) {
+  const int n_mels = static_cast<int>(builder_.n_mels());
+  MelBandStatsAccumulator acc(n_mels);
+  const dist::Shard mine = comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
+  const int64_t chunk = 16, end = mine.first + mine.count;
   auto request = [&](int64_t first) {
     std::vector<int64_t> idx;
-    for (int64_t i = first; i < std::min(first + chunk, clips()); ++i) idx.push_back(i);
+    for (int64_t i = first; i < std::min(first + chunk, end); ++i) idx.push_back(i);
     prefetch_.request(std::move(idx));
   };
-  for (int64_t first = 0; first < clips() && first < kLookahead * chunk; first += chunk) request(first);
-  for (int64_t first = 0; first < clips(); first += chunk) {
+  for (int64_t first = mine.first; first < end && first < mine.first + kLookahead * chunk; first += chunk) request(first);
+  for (int64_t first = mine.first; first < end; first += chunk) {
     const std::vector<std::vector<float>> audio = prefetch_.take();
-    if (first + kLookahead * chunk < clips()) request(first + kLookahead * chunk);
+    if (first + kLookahead * chunk < end) request(first + kLookahead * chunk);
     builder_.accumulate_band_stats(pointers(audio), acc);
+  }
+  if (comm && comm->size() > 1) {
+    // (count, mean, m2) per band from each rank in turn, merged in rank order (Chan's update).
+    MelBandStatsAccumulator all(n_mels);
+    for (int r = 0; r < comm->size(); ++r) {
+      std::vector<double> part(size_t(3 * n_mels));
+      if (r == comm->rank())
+        for (int m = 0; m < n_mels; ++m) {
+          part[size_t(3 * m)] = acc.count(m);
+          part[size_t(3 * m + 1)] = acc.mean(m);
+          part[size_t(3 * m + 2)] = acc.m2(m);
+        }
+      comm->broadcast_host(part.data(), int64_t(part.size() * sizeof(double)), r);
+      for (int m = 0; m < n_mels; ++m)
+        if (part[size_t(3 * m)] > 0) all.add_row(m, part[size_t(3 * m)], part[size_t(3 * m + 1)], part[size_t(3 * m + 2)]);
+    }
+    acc = all;
   }
   const auto r = acc.finish();
   return MelBandStats{r.mean, r.std};

@@ -33,8 +33,10 @@ class StreamingSet {
   int64_t windows_per_clip() const { return per_; }
   const std::vector<int32_t>& labels() const { return labels_; }
 
-  // Mel band statistics of the clean windows of every clip (features.standardize).
-  MelBandStats band_stats();
+  // Mel band statistics of the clean windows of every clip (features.standardize). Data
+  // parallel: each rank featurises its shard of the clips and the ranks merge their partial
+  // statistics in rank order, so every rank gets the same result.
+  MelBandStats band_stats(dist::Communicator* comm);
 
   // Training: steps [first_step, steps) of an epoch over the examples of `plan` (one per entry and
   // window; plan sources index this set). rows_of_step(b) = the examples this rank trains on at

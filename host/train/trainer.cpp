@@ -388,8 +388,8 @@ int run_training(const TrainRequest& req) {
       stats.mean = j.at("mean").get<std::vector<float>>();
       stats.std = j.at("std").get<std::vector<float>>();
     } else {
-      // Every rank computes the same statistics.
-      stats = streaming ? train_stream->band_stats() : builder.band_stats(train_audio);
+      // Every rank gets the same statistics (streaming: from its shard and the others').
+      stats = streaming ? train_stream->band_stats(comm.get()) : builder.band_stats(train_audio);
       if (root) run->write_json("feature_stats.json", {{"mean", stats.mean}, {"std", stats.std}});
     }
     mel.set_band_stats(stats);

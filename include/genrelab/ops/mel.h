@@ -186,6 +186,8 @@ class MelBandStatsAccumulator {
   void add_row(int m, double count, double mean, double m2);
   int n_mels() const { return int(count_.size()); }
   double count(int m) const { return count_[size_t(m)]; }
+  double mean(int m) const { return mean_[size_t(m)]; }
+  double m2(int m) const { return m2_[size_t(m)]; }  // sum of squared deviations from mean(m)
 
   struct Result {
     std::vector<float> mean;  // mean: (n_mels,)
