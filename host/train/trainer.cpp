@@ -291,8 +291,8 @@ int run_training(const TrainRequest& req) {
   LoadOptions load;
   load.decode = decode_options_from_config(config);
   load.progress = !req.quiet;
-  // dataset.streaming: this pass only checks that every clip decodes; training decodes them again.
-  // Streaming: the ranks check a shard of the files each and share what they skipped.
+  // dataset.streaming: this pass only checks that every clip decodes (each rank a shard of the
+  // files, sharing what they skipped); training decodes them again.
   LoadedDataset loaded = streaming ? check_dataset_sharded(dataset, load, comm.get()) : load_dataset(dataset, load);
   const std::vector<Clip> clips = clip_records(loaded);
   if (!streaming && !config.get_optional_int("dataset.clip_samples")) {
