@@ -192,12 +192,20 @@ class CudaMelBackend final : public MelExtractor::Backend {
   }
 
   // One batched R2C plan per (clips in the pass, frames per clip): `clips * n_frames`
-  // transforms of n_fft real samples, n_fft apart, into n_fft/2+1 complex bins each.
+  // transforms of n_fft real samples, n_fft apart, into n_fft/2+1 complex bins each. Streamed
+  // training featurises batches of many sizes, and each plan holds its own cuFFT workspace: past
+  // kMaxPlans the cache starts again, after the device has finished with the old plans.
+  static constexpr size_t kMaxPlans = 16;
   const cuda::FftPlan& plan_for(int64_t clips, int64_t n_frames) {
     const auto key = std::make_pair(clips, n_frames);
     auto it = plans_.find(key);
-    if (it == plans_.end())
+    if (it == plans_.end()) {
+      if (plans_.size() >= kMaxPlans) {
+        GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+        plans_.clear();
+      }
       it = plans_.emplace(key, cuda::FftPlan::r2c_1d(p_.n_fft, int(clips * n_frames), p_.n_fft)).first;
+    }
     return it->second;
   }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <system_error>
 #include <thread>
 
 #include "genrelab/common.h"
@@ -30,20 +31,30 @@ void ClipPrefetcher::request(std::vector<int64_t> idx) {
       for (size_t k = next++; k < idx.size(); k = next++) {
         try {
           out[k] = decode_audio(paths_[size_t(idx[k])], decode_).samples;
+        } catch (const AudioError& e) {
+          errors[k] = std::string(e.what()) +
+                      " (it decoded when training started; dataset.streaming reads every clip again each epoch, so "
+                      "the file changed since: restore it and continue with --resume)";
         } catch (const std::exception& e) {
-          errors[k] = e.what();
+          errors[k] = paths_[size_t(idx[k])] + ": " + e.what();
         }
       }
     };
     const int n = int(std::min<size_t>(size_t(threads_), std::max<size_t>(idx.size(), 1)));
     std::vector<std::thread> pool;
-    for (int t = 1; t < n; ++t) pool.emplace_back(work);
+    try {
+      for (int t = 1; t < n; ++t) pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      // No more threads (a process or cgroup limit): the ones started and this one do the work.
+    }
     work();
     for (auto& t : pool) t.join();
+    int64_t failed = 0;
+    std::string first;
     for (const std::string& e : errors)
-      if (!e.empty())
-        throw RuntimeError(e + " (it decoded when training started; dataset.streaming reads every clip again each "
-                               "epoch, so the file changed since: restore it and continue with --resume)");
+      if (!e.empty() && failed++ == 0) first = e;
+    if (failed > 1) first += " (and " + std::to_string(failed - 1) + " more clips of the same step)";
+    if (failed) throw RuntimeError(first);
     return out;
   }));
 }

@@ -25,7 +25,7 @@ class ClipPrefetcher {
   // Starts decoding clips `idx` (indices into paths) in the background.
   void request(std::vector<int64_t> idx);
   // The oldest request's clips, in its order: (idx.size(),) each (samples,). Waits for it. A file
-  // that no longer decodes is a RuntimeError naming it.
+  // that no longer decodes is a RuntimeError naming it (and how many others of the request failed).
   std::vector<std::vector<float>> take();
   size_t pending() const { return queue_.size(); }
 

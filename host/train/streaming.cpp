@@ -61,9 +61,9 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
 }
 
 StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
-                           const DecodeOptions& decode, int64_t clip_samples)
+                           const DecodeOptions& decode, int64_t clip_samples, int decode_threads)
     : builder_(builder), labels_(std::move(labels)), per_(builder.windows_per_clip(clip_samples)),
-      prefetch_(std::move(paths), decode, 0) {
+      prefetch_(std::move(paths), decode, decode_threads) {
   GENRELAB_CHECK(decode.length && *decode.length == clip_samples, "streaming needs a fixed clip length");
 }
 
@@ -150,7 +150,8 @@ void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
   steps_ = steps;
 }
 
-int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream) {
+int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream,
+                                dist::Communicator* comm) {
   GENRELAB_CHECK(b == next_step_, "streaming steps are loaded in order: asked for ", b, ", next is ", next_step_);
   auto request_ahead = [&] {
     while (next_request_ < steps_ && int64_t(queued_.size()) < kLookahead) {
@@ -164,6 +165,7 @@ int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, C
   std::vector<std::vector<float>> audio = prefetch_.take();
   ++next_step_;
   request_ahead();  // the next steps decode while this one is featurised and trained
+  if (comm && stream && !in.rows.empty()) comm->wait(stream);  // the earlier steps' collectives, with the timeout
   featurize(in, std::move(audio), x, stream);
   y.upload(0, in.labels.data(), in.labels.size());
   return int64_t(in.rows.size());
@@ -174,7 +176,9 @@ std::vector<float> StreamingSet::predict(nn::Network& net, int64_t classes, int6
   GENRELAB_CHECK(prefetch_.pending() == 0, "evaluation while training steps are still queued");
   std::vector<float> probs(size_t(clips() * per_ * classes), 0.0f);
   const dist::Shard mine = comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
-  const int64_t per_chunk = std::max<int64_t>(1, batch / per_);  // clips featurised together
+  // Clips featurised together: about a rank's share of a batch, as a training step holds.
+  const int64_t share = comm ? ceil_div<int64_t>(batch, comm->size()) : batch;
+  const int64_t per_chunk = std::max<int64_t>(1, share / per_);
   std::vector<int64_t> starts;                                   // starts: first clip of each chunk
   for (int64_t c = mine.first; c < mine.first + mine.count; c += per_chunk) starts.push_back(c);
   auto chunk_clips = [&](size_t i) {

@@ -27,8 +27,9 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
 class StreamingSet {
  public:
   // paths[i], labels[i]: clip i of this set (all decode to clip_samples samples).
+  // decode_threads: threads decoding one request (0 = all cores).
   StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
-               const DecodeOptions& decode, int64_t clip_samples);
+               const DecodeOptions& decode, int64_t clip_samples, int decode_threads);
   int64_t clips() const { return int64_t(labels_.size()); }
   int64_t windows_per_clip() const { return per_; }
   const std::vector<int32_t>& labels() const { return labels_; }
@@ -44,9 +45,10 @@ class StreamingSet {
   void start_epoch(std::vector<AugmentedExample> plan, std::function<std::vector<int64_t>(int64_t)> rows_of_step,
                    int64_t first_step, int64_t steps);
   // Step b (the next one): x (rows, n_mels, n_frames) and y (rows,) in backend memory; cuda: the
-  // featurisation is queued on `stream` after the work already there and complete on return.
-  // Returns the number of rows.
-  int64_t load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream);
+  // featurisation is queued on `stream` after the work already there and complete on return. With
+  // a communicator the wait for that earlier work goes through it (NCCL: a dead peer ends it after
+  // train.comm_timeout_s). Returns the number of rows.
+  int64_t load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream, dist::Communicator* comm);
 
   // Evaluation: window probabilities of every clip's windows, (clips · windows_per_clip, classes)
   // host, in clip order. Data-parallel: each rank featurises and predicts its shard of the clips

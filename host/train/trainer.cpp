@@ -15,6 +15,7 @@
 #include <future>
 #include <iostream>
 #include <numeric>
+#include <thread>
 
 #include "examples.h"
 #include "streaming.h"
@@ -372,8 +373,10 @@ int run_training(const TrainRequest& req) {
         paths.push_back(loaded.clips[size_t(i)].clip.path);
         labels.push_back(int32_t(loaded.clips[size_t(i)].clip.label));
       }
+      // The node's cores shared by its ranks.
+      const int threads = std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, world.local_size));
       return std::make_unique<StreamingSet>(builder, std::move(paths), std::move(labels), load.decode,
-                                            *load.decode.length);
+                                            *load.decode.length, threads);
     };
     train_stream = streaming_set(split.train);
     valid_stream = streaming_set(split.valid);
@@ -560,7 +563,7 @@ int run_training(const TrainRequest& req) {
 #endif
       if (streaming) {
         NvtxRange load_range("load streamed batch");
-        train_stream->load_step(b, x.data(), y, net->stream());
+        train_stream->load_step(b, x.data(), y, net->stream(), comm.get());
       } else {
         NvtxRange gather_range("gather batch");
         const int64_t* rows = perm_rows.data() + b * batch + mine.first;
