@@ -360,12 +360,18 @@ TEST_CASE("a clip that stops decoding during a streamed run stops it with the fi
   CHECK(err.find(data.string()) != std::string::npos);  // the file, by its path
   CHECK(err.find("it decoded when training started") != std::string::npos);
   for (const auto& [path, bytes] : saved) std::ofstream(path, std::ios::binary) << bytes;
-  // The run stopped on the error; its files are complete and --resume finishes it.
+  // The run stopped on the error; its files are complete and --resume finishes it with what an
+  // uninterrupted run computes.
   CHECK(nn::load_checkpoint(child.run_dir + "/checkpoint.bin").meta.epoch >= 1);
   const Result resumed = run_genrelab("train --resume " + child.run_dir + " --device cpu --quiet");
   INFO(resumed.err);
-  CHECK(resumed.rc == 0);
+  REQUIRE(resumed.rc == 0);
   CHECK(RunDir::open(child.run_dir).read_metrics().size() == 16);
+  const Result reference = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "reference").string());
+  INFO(reference.err);
+  REQUIRE(reference.rc == 0);
+  require_same_metrics(trim(reference.out), child.run_dir);
+  require_same_weights(trim(reference.out), child.run_dir);
 }
 
 TEST_CASE("the batch gather picks the permuted rows", "[train]") {
