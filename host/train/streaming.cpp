@@ -67,22 +67,32 @@ StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> pat
   GENRELAB_CHECK(decode.length && *decode.length == clip_samples, "streaming needs a fixed clip length");
 }
 
+dist::Shard StreamingSet::my_clips(const dist::Communicator* comm) const {
+  return comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
+}
+
+void StreamingSet::for_each_chunk(int64_t first, int64_t end, int64_t chunk,
+                                  const std::function<void(int64_t, const std::vector<std::vector<float>>&)>& fn) {
+  auto request = [&](int64_t start) {
+    std::vector<int64_t> idx;
+    for (int64_t i = start; i < std::min(start + chunk, end); ++i) idx.push_back(i);
+    prefetch_.request(std::move(idx));
+  };
+  for (int64_t start = first; start < end && start < first + kLookahead * chunk; start += chunk) request(start);
+  for (int64_t start = first; start < end; start += chunk) {
+    const std::vector<std::vector<float>> audio = prefetch_.take();
+    if (start + kLookahead * chunk < end) request(start + kLookahead * chunk);
+    fn(start, audio);
+  }
+}
+
 MelBandStats StreamingSet::band_stats(dist::Communicator* comm) {
   const int n_mels = static_cast<int>(builder_.n_mels());
   MelBandStatsAccumulator acc(n_mels);
-  const dist::Shard mine = comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
-  const int64_t chunk = 16, end = mine.first + mine.count;
-  auto request = [&](int64_t first) {
-    std::vector<int64_t> idx;
-    for (int64_t i = first; i < std::min(first + chunk, end); ++i) idx.push_back(i);
-    prefetch_.request(std::move(idx));
-  };
-  for (int64_t first = mine.first; first < end && first < mine.first + kLookahead * chunk; first += chunk) request(first);
-  for (int64_t first = mine.first; first < end; first += chunk) {
-    const std::vector<std::vector<float>> audio = prefetch_.take();
-    if (first + kLookahead * chunk < end) request(first + kLookahead * chunk);
+  const dist::Shard mine = my_clips(comm);
+  for_each_chunk(mine.first, mine.first + mine.count, 16, [&](int64_t, const std::vector<std::vector<float>>& audio) {
     builder_.accumulate_band_stats(pointers(audio), acc);
-  }
+  });
   if (comm && comm->size() > 1) {
     // (count, mean, m2) per band from each rank in turn, merged in rank order (Chan's update).
     MelBandStatsAccumulator all(n_mels);
@@ -127,12 +137,6 @@ StreamingSet::StepInput StreamingSet::step_input(const std::vector<int64_t>& row
   return in;
 }
 
-void StreamingSet::featurize(const StepInput& in, std::vector<std::vector<float>> audio, float* dst,
-                             CUstream_st* stream) {
-  GENRELAB_CHECK(audio.size() == in.clips.size(), "decoded ", audio.size(), " clips for ", in.clips.size());
-  builder_.featurize(pointers(audio), in.plan, in.rows, dst, stream);
-}
-
 void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
                                std::function<std::vector<int64_t>(int64_t)> rows_of_step, int64_t first_step,
                                int64_t steps) {
@@ -166,7 +170,8 @@ int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, C
   ++next_step_;
   request_ahead();  // the next steps decode while this one is featurised and trained
   if (comm && stream && !in.rows.empty()) comm->wait(stream);  // the earlier steps' collectives, with the timeout
-  featurize(in, std::move(audio), x, stream);
+  GENRELAB_CHECK(audio.size() == in.clips.size(), "decoded ", audio.size(), " clips for ", in.clips.size());
+  builder_.featurize(pointers(audio), in.plan, in.rows, x, stream);
   y.upload(0, in.labels.data(), in.labels.size());
   return int64_t(in.rows.size());
 }
@@ -175,36 +180,24 @@ std::vector<float> StreamingSet::predict(nn::Network& net, int64_t classes, int6
   NvtxRange range("streaming evaluation");
   GENRELAB_CHECK(prefetch_.pending() == 0, "evaluation while training steps are still queued");
   std::vector<float> probs(size_t(clips() * per_ * classes), 0.0f);
-  const dist::Shard mine = comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
+  const dist::Shard mine = my_clips(comm);
   // Clips featurised together: about a rank's share of a batch, as a training step holds.
   const int64_t share = comm ? ceil_div<int64_t>(batch, comm->size()) : batch;
   const int64_t per_chunk = std::max<int64_t>(1, share / per_);
-  std::vector<int64_t> starts;                                   // starts: first clip of each chunk
-  for (int64_t c = mine.first; c < mine.first + mine.count; c += per_chunk) starts.push_back(c);
-  auto chunk_clips = [&](size_t i) {
-    std::vector<int64_t> idx;
-    for (int64_t c = starts[i]; c < std::min(starts[i] + per_chunk, mine.first + mine.count); ++c) idx.push_back(c);
-    return idx;
-  };
-  for (size_t i = 0; i < starts.size() && i < size_t(kLookahead); ++i) prefetch_.request(chunk_clips(i));
   BackendArray<float> x(net.device());  // x: (per_chunk · windows_per_clip, n_mels, n_frames)
   x.resize(size_t(per_chunk * per_ * builder_.feature_size()));
-  for (size_t i = 0; i < starts.size(); ++i) {
-    const std::vector<int64_t> idx = chunk_clips(i);
-    std::vector<std::vector<float>> audio = prefetch_.take();
-    if (i + kLookahead < starts.size()) prefetch_.request(chunk_clips(i + kLookahead));
-    const int64_t n_clips = int64_t(idx.size());
-    std::vector<int64_t> rows(static_cast<size_t>(n_clips * per_));
-    for (size_t r = 0; r < rows.size(); ++r) rows[r] = int64_t(r);
-    std::vector<AugmentedExample> plan = identity_plan(n_clips);
-    for (int64_t c = 0; c < n_clips; ++c) plan[size_t(c)].clip_key = uint32_t(idx[size_t(c)]);
-    builder_.featurize(pointers(audio), plan, rows, x.data());
-    const int64_t first_row = starts[i] * per_;
-    for (int64_t r = 0; r < n_clips * per_; r += batch) {
-      const int64_t n = std::min(batch, n_clips * per_ - r);
-      net.predict(x.data() + r * builder_.feature_size(), n, probs.data() + (first_row + r) * classes);
-    }
-  }
+  for_each_chunk(mine.first, mine.first + mine.count, per_chunk,
+                 [&](int64_t first, const std::vector<std::vector<float>>& audio) {
+                   const int64_t n_clips = int64_t(audio.size()), n_rows = n_clips * per_;
+                   std::vector<int64_t> rows(static_cast<size_t>(n_rows));
+                   for (int64_t r = 0; r < n_rows; ++r) rows[size_t(r)] = r;
+                   std::vector<AugmentedExample> plan = identity_plan(n_clips);
+                   for (int64_t c = 0; c < n_clips; ++c) plan[size_t(c)].clip_key = uint32_t(first + c);
+                   builder_.featurize(pointers(audio), plan, rows, x.data());
+                   for (int64_t r = 0; r < n_rows; r += batch)
+                     net.predict(x.data() + r * builder_.feature_size(), std::min(batch, n_rows - r),
+                                 probs.data() + (first * per_ + r) * classes);
+                 });
   if (comm) comm->all_reduce_sum_host(probs.data(), int64_t(probs.size()), dist::DType::f32);
   return probs;
 }

@@ -66,7 +66,12 @@ class StreamingSet {
     std::vector<int32_t> labels;            // labels: (n,)
   };
   StepInput step_input(const std::vector<int64_t>& rows) const;
-  void featurize(const StepInput& in, std::vector<std::vector<float>> audio, float* dst, CUstream_st* stream);
+  // This rank's clips (all without a communicator).
+  dist::Shard my_clips(const dist::Communicator* comm) const;
+  // Decodes clips [first, end) in chunks of `chunk` clips, kLookahead chunks ahead, and calls
+  // fn(the chunk's first clip, its decoded clips) in order.
+  void for_each_chunk(int64_t first, int64_t end, int64_t chunk,
+                      const std::function<void(int64_t, const std::vector<std::vector<float>>&)>& fn);
 
   ExampleBuilder& builder_;
   std::vector<int32_t> labels_;

@@ -537,11 +537,16 @@ int run_training(const TrainRequest& req) {
       }
     };
     const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
+    // Global batch b's size and this rank's shard of it: global positions [first, first + count).
+    auto batch_size_of = [batch, count = train_set.count](int64_t b) { return std::min(batch, count - b * batch); };
+    auto shard_of_batch = [batch_size_of, &world, &comm](int64_t b) {
+      const int64_t n = batch_size_of(b);
+      return comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+    };
     if (streaming) {
       // This rank's examples of global batch b, as the in-memory gather below takes them.
-      auto rows_of_step = [perm, batch, count = train_set.count, &world, &comm](int64_t b) {
-        const int64_t n = std::min(batch, count - b * batch);
-        const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+      auto rows_of_step = [perm, batch, shard_of_batch](int64_t b) {
+        const dist::Shard mine = shard_of_batch(b);
         return std::vector<int64_t>(perm.begin() + b * batch + mine.first, perm.begin() + b * batch + mine.first + mine.count);
       };
       train_stream->start_epoch(train_plan, rows_of_step, first_batch, steps_per_epoch);
@@ -551,9 +556,8 @@ int run_training(const TrainRequest& req) {
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
     uint64_t synced_step = step;  // the global step the host last read the stats of
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
-      const int64_t n = std::min(batch, train_set.count - b * batch);  // the global batch
-      // This rank's shard: global positions [mine.first, mine.first + mine.count) of the batch.
-      const dist::Shard mine = comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+      const int64_t n = batch_size_of(b);  // the global batch
+      const dist::Shard mine = shard_of_batch(b);
 #if GENRELAB_HAVE_CUDA
       if (req.profile_steps > 0 && int64_t(step) == warmup_steps) {
         (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
