@@ -183,6 +183,43 @@ TEST_CASE("three MPI ranks streaming their shards from disk train what one proce
   test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w3")[0], 1e-4);
 }
 
+TEST_CASE("two MPI ranks streaming stop together at a clip that no longer decodes and resume to the same result",
+          "[dist][mpi][slow]") {
+  GENRELAB_REQUIRE_MPIRUN();
+  const auto dir = test::temp_dir("dist-streaming-broken");
+  const fs::path data = dir / "data";  // a private copy, whose file the test breaks and mends
+  fs::copy(test::tiny_data(), data, fs::copy_options::recursive);
+  const std::string exp = test::tiny_experiment(dir, 20);
+  const std::string common = "train " + exp + " --device cpu --quiet --set train.deterministic=true" +
+                             " --set dataset.streaming=true --set dataset.root=" + data.string() + " --out ";
+  const std::string log = (dir / "job.log").string();
+  const pid_t pid = start_job(mpirun(2, common + (dir / "out").string()), log);
+  const std::string run = wait_for_checkpoint(dir / "out");
+  REQUIRE(!run.empty());
+  // One training clip cut to its header after the first epoch: whichever rank's shard of a step
+  // holds it, both ranks stop before that step.
+  const json split = RunDir::open(run).read_json("split.json");
+  const fs::path broken = fs::path(split["class_root"].get<std::string>()) / split["train"][0].get<std::string>();
+  const std::string bytes = read_text(broken.string());
+  fs::resize_file(broken, 44);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  const std::string err = read_text(log);
+  INFO(err);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 1));
+  CHECK(err.find(broken.string()) != std::string::npos);  // reported by rank 0, whichever rank read it
+  CHECK(run_dirs(dir / "out").size() == 1);
+  test::require_checkpoint_where_stopped(err, run);
+  std::ofstream(broken, std::ios::binary) << bytes;
+  const auto resumed = test::run_shell(mpirun(2, "train --resume " + run + " --quiet"));
+  INFO(resumed.err);
+  REQUIRE(resumed.rc == 0);
+  const auto reference = test::run_shell(mpirun(2, common + (dir / "reference").string()));
+  INFO(reference.err);
+  REQUIRE(reference.rc == 0);
+  test::require_close_runs(run_dirs(dir / "reference")[0], run, 1e-6);
+}
+
 TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-resume");

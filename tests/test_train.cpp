@@ -360,9 +360,9 @@ TEST_CASE("a clip that stops decoding during a streamed run stops it with the fi
   CHECK(err.find(data.string()) != std::string::npos);  // the file, by its path
   CHECK(err.find("it decoded when training started") != std::string::npos);
   for (const auto& [path, bytes] : saved) std::ofstream(path, std::ios::binary) << bytes;
-  // The run stopped on the error; its files are complete and --resume finishes it with what an
-  // uninterrupted run computes.
-  CHECK(nn::load_checkpoint(child.run_dir + "/checkpoint.bin").meta.epoch >= 1);
+  // The run stopped on the error with a checkpoint of every step before it; its files are
+  // complete and --resume finishes it with what an uninterrupted run computes.
+  require_checkpoint_where_stopped(err, child.run_dir);
   const Result resumed = run_genrelab("train --resume " + child.run_dir + " --device cpu --quiet");
   INFO(resumed.err);
   REQUIRE(resumed.rc == 0);

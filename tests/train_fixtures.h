@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,6 +146,23 @@ inline void require_close_runs(const fs::path& a, const fs::path& b, double tol,
     for (float v : va) scale = std::max(scale, double(std::fabs(v)));
     require_close(vb, va, tol * (scale + 1e-6), tol, ca.tensors[t].name);
   }
+}
+
+// A streamed run stopped by a clip that no longer decodes: its message says where ("before step S
+// of epoch E", or "while evaluating epoch E") and the run's checkpoint holds exactly the steps
+// before that point.
+inline void require_checkpoint_where_stopped(const std::string& err, const fs::path& run_dir) {
+  const nn::Checkpoint ck = nn::load_checkpoint((run_dir / "checkpoint.bin").string());
+  std::smatch m;
+  if (std::regex_search(err, m, std::regex("stopped before step ([0-9]+) of epoch ([0-9]+)"))) {
+    CHECK(ck.meta.epoch == std::stoi(m[2].str()) - 1);
+    CHECK(ck.meta.extra.value("batches_done", int64_t(-1)) == std::stoi(m[1].str()) - 1);
+  } else {
+    REQUIRE(std::regex_search(err, m, std::regex("stopped while evaluating epoch ([0-9]+)")));
+    CHECK(ck.meta.epoch == std::stoi(m[1].str()) - 1);
+    CHECK(ck.meta.extra.value("batches_done", int64_t(0)) > 0);  // every step of the epoch
+  }
+  CHECK(err.find("the checkpoint in " + (run_dir / "checkpoint.bin").string()) != std::string::npos);
 }
 
 // The run directories under an output folder (its sub-folders), sorted.

@@ -95,6 +95,9 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
       --set "dataset.root=$audio" --out "$out/runs"
     step train-baseline-cuda 120 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json --device cuda \
       --quiet --out "$out/runs"
+    # The same recipe streamed from disk (dataset.streaming): its samples/s beside the held run's.
+    step train-baseline-streamed-cuda 60 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json \
+      --device cuda --quiet --set dataset.streaming=true --set train.epochs=5 --out "$out/runs-streamed"
     step train-rcnn-cuda 90 env GTZAN_ROOT="$audio" "$bin" train experiments/ablations/paper-rcnn.json --device cuda \
       --quiet --set train.epochs=5 --out "$out/runs"
     step features-cli 60 bash -c "f=('$audio'/genres/*/*.flac); o=/tmp/genrelab-features; \
@@ -173,6 +176,23 @@ fi
     f="$out/bench-train-$prec.json"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('graph_compare'); g and print('- train step $prec: eager %.3f ms, cuda graph %s' % (g['eager_ms_per_step'], ('%.3f ms (eager/graph %.3fx)' % (g['graph_ms_per_step'], g['eager_over_graph'])) if g['graphed'] else 'NOT USED (capture failed, see bench-train-$prec.log)'))" "$f"
   done
+  # Held against streamed baseline runs (train-baseline-cuda, train-baseline-streamed-cuda): the
+  # mean samples/s of epochs 2 to 5 (epoch 1 holds the warm-up).
+  python3 - "$out" <<'PY' || true
+import glob, json, sys
+def rate(pattern):
+    for d in sorted(glob.glob(pattern)):
+        try:
+            m = [json.loads(l) for l in open(d + "/metrics.jsonl")][1:5]
+        except OSError:
+            continue
+        if m:
+            return sum(e["samples_per_second"] for e in m) / len(m)
+held, streamed = rate(sys.argv[1] + "/runs/seed-baseline-*"), rate(sys.argv[1] + "/runs-streamed/seed-baseline-*")
+if held and streamed:
+    print("- baseline recipe, epochs 2-5: held %.0f samples/s, streamed from disk %.0f samples/s (streamed/held %.2fx)"
+          % (held, streamed, streamed / held))
+PY
   echo
   echo "| part | result | time |"
   echo "|---|---|---|"

@@ -123,8 +123,7 @@ class CudaNetwork final : public Network {
     capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));
     scalars_.resize(2);  // clip scale, spare
-    dstats_.resize(2);   // loss sum, global norm
-    dcorrect_.resize(1);
+    step_result_.resize(1);
     fp16_ = hyper.precision == "fp16";
     loss_scale_.resize(4);
     set_loss_scale(float(hyper.loss_scale_init), 0.0f);
@@ -178,14 +177,11 @@ class CudaNetwork final : public Network {
   StepStats last_stats() override {
     StepStats s;
     if (last_n_ == 0) return s;
-    double loss = 0;
-    int32_t correct = 0;
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&loss, dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx_.stream()));
-    GENRELAB_CUDA_CHECK(
-        cudaMemcpyAsync(&correct, dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream()));
+    StepResult r{};
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&r, step_result_.data(), sizeof r, cudaMemcpyDeviceToHost, ctx_.stream()));
     sync();
-    s.loss_sum = loss;
-    s.correct = correct;
+    s.loss_sum = r.loss_sum;
+    s.correct = r.correct;
     s.examples = last_n_;
     return s;
   }
@@ -339,16 +335,13 @@ class CudaNetwork final : public Network {
     std::vector<DeviceBuffer<float>> moments;  // one per optimizer slot
   };
 
-  // Queues the copy of this step's loss sum and correct count (dstats_[0], dcorrect_; zeros for an
-  // empty shard) into the next pinned window slot: no synchronisation until the window is read.
+  // Queues one copy of this step's results (loss sum and correct count; zeros for an empty shard)
+  // into the next pinned window slot: no synchronisation until the window is read.
   void record_step_stats() {
     if (stats_window_n_.size() == kStatsWindow) drain_stats_window();
     const size_t k = stats_window_n_.size();
-    cudaStream_t s = ctx_.stream();
-    GENRELAB_CUDA_CHECK(
-        cudaMemcpyAsync(&stats_window_loss_[k], dstats_.data(), sizeof(double), cudaMemcpyDeviceToHost, s));
-    GENRELAB_CUDA_CHECK(
-        cudaMemcpyAsync(&stats_window_correct_[k], dcorrect_.data(), sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(&stats_window_[k], step_result_.data(), sizeof(StepResult),
+                                        cudaMemcpyDeviceToHost, ctx_.stream()));
     stats_window_n_.push_back(last_n_);
   }
 
@@ -358,8 +351,8 @@ class CudaNetwork final : public Network {
     sync();
     for (size_t k = 0; k < stats_window_n_.size(); ++k) {
       StepStats st;
-      st.loss_sum = stats_window_loss_[k];
-      st.correct = stats_window_correct_[k];
+      st.loss_sum = stats_window_[k].loss_sum;
+      st.correct = stats_window_[k].correct;
       st.examples = stats_window_n_[k];
       taken_stats_.push_back(st);
     }
@@ -412,8 +405,7 @@ class CudaNetwork final : public Network {
     last_graphed_ = false;
     if (n == 0) {  // an empty shard: zero gradients, the same collectives and the same update
       for (auto& l : layers_) l->zero_grads();
-      GENRELAB_CUDA_CHECK(cudaMemsetAsync(dstats_.data(), 0, sizeof(double), s));
-      GENRELAB_CUDA_CHECK(cudaMemsetAsync(dcorrect_.data(), 0, sizeof(int32_t), s));
+      GENRELAB_CUDA_CHECK(cudaMemsetAsync(step_result_.data(), 0, sizeof(StepResult), s));
       // Synchronised batch norm: the layers' all-reduces in the order of a full step.
       const bool sync_bn = hyper_.sync_batchnorm;
       if (sync_bn)
@@ -472,9 +464,10 @@ class CudaNetwork final : public Network {
     {
       auto it = thrust::make_transform_iterator(losses_.data(), FloatToDouble{});
       size_t bytes = reduce_tmp_.bytes();
-      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, dstats_.data(), n, s));
+      StepResult* r = step_result_.data();
+      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, &r->loss_sum, n, s));
       bytes = reduce_tmp_.bytes();
-      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, correct_.data(), dcorrect_.data(), n, s));
+      GENRELAB_CUDA_CHECK(cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, correct_.data(), &r->correct, n, s));
     }
     if (timed) ev_fwd_.record(s);
 
@@ -542,7 +535,9 @@ class CudaNetwork final : public Network {
     uint64_t used = 0;              // last use, for least-recently-used eviction
     cuda::GraphExec exec;
   };
-  static constexpr size_t kMaxGraphs = 2;  // the full batch and an epoch's partial last batch
+  // The full batch and an epoch's partial last batch, for each of two input buffers (streamed
+  // steps take turns between two: StreamingSet::load_step).
+  static constexpr size_t kMaxGraphs = 4;
 
   bool graphs_usable() {
     if (!hyper_.cuda_graph || graphs_failed_) return false;
@@ -660,9 +655,10 @@ class CudaNetwork final : public Network {
         GENRELAB_CUDA_CHECK(
             cub::DeviceReduce::Sum(reduce_tmp_.data(), bytes, it, sq_.data() + k, trainable_[k].size, s));
       }
-      cuda::launch_1d(
-          1, ClipScale{sq_.data(), int64_t(trainable_.size()), hyper_.clip_norm, scalars_.data(), dstats_.data() + 1},
-          s);
+      cuda::launch_1d(1,
+                      ClipScale{sq_.data(), int64_t(trainable_.size()), hyper_.clip_norm, scalars_.data(),
+                                &step_result_.data()->global_norm},
+                      s);
       for (auto& t : trainable_)
         launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, scalars_.data(), 0.0f}, s);
     }
@@ -868,12 +864,17 @@ class CudaNetwork final : public Network {
   DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
   DeviceBuffer<float> losses_;                  // (cap) per-example loss
   DeviceBuffer<int32_t> correct_;               // (cap) argmax == label
-  DeviceBuffer<double> dstats_;                 // [0] loss sum of the last step, [1] last global norm
-  DeviceBuffer<int32_t> dcorrect_;              // correct count of the last step
-  // take_step_stats(): each step's dstats_[0] and dcorrect_, copied into pinned slots as it runs.
+  // What a step leaves on the device for the host, in one block so that one copy reads it.
+  struct StepResult {
+    double loss_sum = 0;     // the step's summed example losses
+    double global_norm = 0;  // its gradients' global norm (train.clip_norm)
+    int32_t correct = 0;     // its examples whose argmax is the label
+    int32_t unused = 0;
+  };
+  DeviceBuffer<StepResult> step_result_;  // (1) the last step's
+  // take_step_stats(): each step's StepResult, copied into a pinned slot as it runs.
   static constexpr size_t kStatsWindow = 64;
-  cuda::PinnedBuffer<double> stats_window_loss_{kStatsWindow};      // (kStatsWindow)
-  cuda::PinnedBuffer<int32_t> stats_window_correct_{kStatsWindow};  // (kStatsWindow)
+  cuda::PinnedBuffer<StepResult> stats_window_{kStatsWindow};  // (kStatsWindow)
   std::vector<int64_t> stats_window_n_;  // (filled slots) examples of each slot's step
   std::vector<StepStats> taken_stats_;   // drained slots not yet returned by take_step_stats()
   DeviceBuffer<double> sq_;                     // (trainable tensors) sums of squared gradients

@@ -33,8 +33,8 @@ void ClipPrefetcher::request(std::vector<int64_t> idx) {
           out[k] = decode_audio(paths_[size_t(idx[k])], decode_).samples;
         } catch (const AudioError& e) {
           errors[k] = std::string(e.what()) +
-                      " (it decoded when training started; dataset.streaming reads every clip again each epoch, so "
-                      "the file changed since: restore it and continue with --resume)";
+                      " (it decoded when training started, so it changed since: dataset.streaming reads every clip "
+                      "again each epoch)";
         } catch (const std::exception& e) {
           errors[k] = paths_[size_t(idx[k])] + ": " + e.what();
         }

@@ -163,6 +163,8 @@ ExampleBuilder::ExampleBuilder(Device device, MelExtractor& mel, const AugmentSe
 
 ExampleBuilder::~ExampleBuilder() = default;
 
+Device ExampleBuilder::device() const { return impl_->device; }
+
 int64_t ExampleBuilder::windows_per_clip(int64_t clip_samples) const {
   return int64_t(impl_->windows.starts(clip_samples).size());
 }

@@ -80,6 +80,7 @@ class ExampleBuilder {
                  const std::vector<int64_t>& rows, float* dst, CUstream_st* stream = nullptr,
                  Progress* progress = nullptr);
 
+  Device device() const;
   int64_t windows_per_clip(int64_t clip_samples) const;
   int64_t n_mels() const;
   int64_t feature_size() const;  // n_mels · n_frames of one window

@@ -8,6 +8,9 @@
 #include "genrelab/common.h"
 #include "genrelab/config.h"
 #include "genrelab/nvtx.h"
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/memory.h"
+#endif
 
 namespace genrelab {
 
@@ -36,7 +39,8 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
   {
     size_t k = 0;
     for (int64_t i = 0; i < mine.count && k < checked.skipped.size(); ++i)
-      if (checked.skipped[k].path == part.clips[size_t(i)].path) mine_skipped.push_back({mine.first + i, checked.skipped[k++].reason});
+      if (checked.skipped[k].path == part.clips[size_t(i)].path)
+        mine_skipped.push_back({mine.first + i, checked.skipped[k++].reason});
   }
   std::vector<std::string> reason(dataset.clips.size());  // "" = usable
   for (int r = 0; r < comm->size(); ++r) {
@@ -60,19 +64,74 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
   return out;
 }
 
+// One input slot: the step's features and labels, and (cuda) an event recorded on the network's
+// stream once the step that reads them has been queued there.
+struct StreamingSet::Slot {
+  explicit Slot(Device device) : x(device), y(device) {}
+  BackendArray<float> x;    // x: (rows, n_mels, n_frames)
+  BackendArray<int32_t> y;  // y: (rows,)
+#if GENRELAB_HAVE_CUDA
+  std::unique_ptr<cuda::Event> read;  // made on first use: the cpu backend never touches CUDA
+#endif
+  bool being_read = false;  // `read` is recorded and not yet waited for
+
+  // The step reading this slot is queued on `stream` (with everything before it).
+  void mark_read(CUstream_st* stream) {
+#if GENRELAB_HAVE_CUDA
+    if (!stream) return;
+    if (!read) read = std::make_unique<cuda::Event>(false, true);  // blocking sync: a wait sleeps
+    read->record(stream);
+    being_read = true;
+#else
+    (void)stream;
+#endif
+  }
+  // Waits until that step has run, through the communicator when it can wait (its timeout).
+  void wait_until_read(dist::Communicator* comm) {
+#if GENRELAB_HAVE_CUDA
+    if (!being_read) return;
+    if (!(comm && comm->wait_event(read->get()))) read->synchronize();
+    being_read = false;
+#else
+    (void)comm;
+#endif
+  }
+};
+
 StreamingSet::StreamingSet(ExampleBuilder& builder, std::vector<std::string> paths, std::vector<int32_t> labels,
                            const DecodeOptions& decode, int64_t clip_samples, int decode_threads)
-    : builder_(builder), labels_(std::move(labels)), per_(builder.windows_per_clip(clip_samples)),
+    : builder_(builder),
+      labels_(std::move(labels)),
+      per_(builder.windows_per_clip(clip_samples)),
       prefetch_(std::move(paths), decode, decode_threads) {
   GENRELAB_CHECK(decode.length && *decode.length == clip_samples, "streaming needs a fixed clip length");
+  for (auto& s : slots_) s = std::make_unique<Slot>(builder.device());
+}
+
+StreamingSet::~StreamingSet() = default;
+
+void StreamingSet::agree_on_decode(const std::string& error, dist::Communicator* comm) {
+  if (!comm || comm->size() == 1) {
+    if (!error.empty()) throw StreamedDecodeError(error);
+    return;
+  }
+  std::vector<int64_t> failed(size_t(comm->size()), 0);  // failed: (ranks,) 1 where a clip did not decode
+  failed[size_t(comm->rank())] = !error.empty();
+  comm->all_reduce_sum_host(failed.data(), int64_t(failed.size()), dist::DType::i64);
+  const auto first = std::find_if(failed.begin(), failed.end(), [](int64_t f) { return f > 0; });
+  if (first == failed.end()) return;
+  const int r = int(first - failed.begin());
+  const std::string message = comm->broadcast_string(r == comm->rank() ? error : std::string(), r);
+  throw StreamedDecodeError(r == comm->rank() ? message : "rank " + std::to_string(r) + ": " + message);
 }
 
 dist::Shard StreamingSet::my_clips(const dist::Communicator* comm) const {
   return comm ? dist::shard_of(clips(), comm->rank(), comm->size()) : dist::Shard{0, clips()};
 }
 
-void StreamingSet::for_each_chunk(int64_t first, int64_t end, int64_t chunk,
-                                  const std::function<void(int64_t, const std::vector<std::vector<float>>&)>& fn) {
+std::string StreamingSet::for_each_chunk(
+    int64_t first, int64_t end, int64_t chunk,
+    const std::function<void(int64_t, const std::vector<std::vector<float>>&)>& fn) {
   auto request = [&](int64_t start) {
     std::vector<int64_t> idx;
     for (int64_t i = start; i < std::min(start + chunk, end); ++i) idx.push_back(i);
@@ -80,19 +139,34 @@ void StreamingSet::for_each_chunk(int64_t first, int64_t end, int64_t chunk,
   };
   for (int64_t start = first; start < end && start < first + kLookahead * chunk; start += chunk) request(start);
   for (int64_t start = first; start < end; start += chunk) {
-    const std::vector<std::vector<float>> audio = prefetch_.take();
+    std::vector<std::vector<float>> audio;
+    try {
+      audio = prefetch_.take();
+    } catch (const std::exception& e) {
+      // The chunks still being decoded are taken and dropped.
+      while (prefetch_.pending() > 0) {
+        try {
+          prefetch_.take();
+        } catch (const std::exception&) {
+        }
+      }
+      return e.what();
+    }
     if (start + kLookahead * chunk < end) request(start + kLookahead * chunk);
     fn(start, audio);
   }
+  return "";
 }
 
 MelBandStats StreamingSet::band_stats(dist::Communicator* comm) {
   const int n_mels = static_cast<int>(builder_.n_mels());
   MelBandStatsAccumulator acc(n_mels);
   const dist::Shard mine = my_clips(comm);
-  for_each_chunk(mine.first, mine.first + mine.count, 16, [&](int64_t, const std::vector<std::vector<float>>& audio) {
-    builder_.accumulate_band_stats(pointers(audio), acc);
-  });
+  const std::string error = for_each_chunk(mine.first, mine.first + mine.count, 16,
+                                           [&](int64_t, const std::vector<std::vector<float>>& audio) {
+                                             builder_.accumulate_band_stats(pointers(audio), acc);
+                                           });
+  agree_on_decode(error, comm);
   if (comm && comm->size() > 1) {
     // (count, mean, m2) per band from each rank in turn, merged in rank order (Chan's update).
     MelBandStatsAccumulator all(n_mels);
@@ -106,7 +180,8 @@ MelBandStats StreamingSet::band_stats(dist::Communicator* comm) {
         }
       comm->broadcast_host(part.data(), int64_t(part.size() * sizeof(double)), r);
       for (int m = 0; m < n_mels; ++m)
-        if (part[size_t(3 * m)] > 0) all.add_row(m, part[size_t(3 * m)], part[size_t(3 * m + 1)], part[size_t(3 * m + 2)]);
+        if (part[size_t(3 * m)] > 0)
+          all.add_row(m, part[size_t(3 * m)], part[size_t(3 * m + 1)], part[size_t(3 * m + 2)]);
     }
     acc = all;
   }
@@ -154,8 +229,7 @@ void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
   steps_ = steps;
 }
 
-int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, CUstream_st* stream,
-                                dist::Communicator* comm) {
+StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Communicator* comm) {
   GENRELAB_CHECK(b == next_step_, "streaming steps are loaded in order: asked for ", b, ", next is ", next_step_);
   auto request_ahead = [&] {
     while (next_request_ < steps_ && int64_t(queued_.size()) < kLookahead) {
@@ -166,14 +240,36 @@ int64_t StreamingSet::load_step(int64_t b, float* x, BackendArray<int32_t>& y, C
   request_ahead();
   const StepInput in = std::move(queued_.front());
   queued_.pop_front();
-  std::vector<std::vector<float>> audio = prefetch_.take();
+  std::string error;
+  std::vector<std::vector<float>> audio;
+  try {
+    audio = prefetch_.take();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
   ++next_step_;
   request_ahead();  // the next steps decode while this one is featurised and trained
-  if (comm && stream && !in.rows.empty()) comm->wait(stream);  // the earlier steps' collectives, with the timeout
-  GENRELAB_CHECK(audio.size() == in.clips.size(), "decoded ", audio.size(), " clips for ", in.clips.size());
-  builder_.featurize(pointers(audio), in.plan, in.rows, x, stream);
-  y.upload(0, in.labels.data(), in.labels.size());
-  return int64_t(in.rows.size());
+  // Every step queued on `stream` so far includes the one reading the other slot (the last load's).
+  if (loads_ > 0) slots_[size_t((loads_ + 1) % 2)]->mark_read(stream);
+  Slot& slot = *slots_[size_t(loads_ % 2)];
+  const int64_t rows = int64_t(in.rows.size());
+  if (error.empty() && rows > 0) {
+    GENRELAB_CHECK(audio.size() == in.clips.size(), "decoded ", audio.size(), " clips for ", in.clips.size());
+    slot.wait_until_read(comm);  // the step two back, this slot's last reader
+    slot.x.resize(size_t(rows * builder_.feature_size()));
+    slot.y.resize(size_t(rows));
+    builder_.featurize(pointers(audio), in.plan, in.rows, slot.x.data());
+    slot.y.upload(0, in.labels.data(), in.labels.size());
+  }
+  if (comm && comm->size() > 1) {
+    // The ranks' host collective runs alone: after the previous step's gradient collectives.
+    if (stream) comm->wait(stream);
+    agree_on_decode(error, comm);
+  } else {
+    agree_on_decode(error, nullptr);
+  }
+  ++loads_;
+  return StreamedBatch{slot.x.data(), slot.y.data(), rows};
 }
 
 std::vector<float> StreamingSet::predict(nn::Network& net, int64_t classes, int64_t batch, dist::Communicator* comm) {
@@ -186,18 +282,19 @@ std::vector<float> StreamingSet::predict(nn::Network& net, int64_t classes, int6
   const int64_t per_chunk = std::max<int64_t>(1, share / per_);
   BackendArray<float> x(net.device());  // x: (per_chunk · windows_per_clip, n_mels, n_frames)
   x.resize(size_t(per_chunk * per_ * builder_.feature_size()));
-  for_each_chunk(mine.first, mine.first + mine.count, per_chunk,
-                 [&](int64_t first, const std::vector<std::vector<float>>& audio) {
-                   const int64_t n_clips = int64_t(audio.size()), n_rows = n_clips * per_;
-                   std::vector<int64_t> rows(static_cast<size_t>(n_rows));
-                   for (int64_t r = 0; r < n_rows; ++r) rows[size_t(r)] = r;
-                   std::vector<AugmentedExample> plan = identity_plan(n_clips);
-                   for (int64_t c = 0; c < n_clips; ++c) plan[size_t(c)].clip_key = uint32_t(first + c);
-                   builder_.featurize(pointers(audio), plan, rows, x.data());
-                   for (int64_t r = 0; r < n_rows; r += batch)
-                     net.predict(x.data() + r * builder_.feature_size(), std::min(batch, n_rows - r),
-                                 probs.data() + (first * per_ + r) * classes);
-                 });
+  const std::string error = for_each_chunk(
+      mine.first, mine.first + mine.count, per_chunk, [&](int64_t first, const std::vector<std::vector<float>>& audio) {
+        const int64_t n_clips = int64_t(audio.size()), n_rows = n_clips * per_;
+        std::vector<int64_t> rows(static_cast<size_t>(n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) rows[size_t(r)] = r;
+        std::vector<AugmentedExample> plan = identity_plan(n_clips);
+        for (int64_t c = 0; c < n_clips; ++c) plan[size_t(c)].clip_key = uint32_t(first + c);
+        builder_.featurize(pointers(audio), plan, rows, x.data());
+        for (int64_t r = 0; r < n_rows; r += batch)
+          net.predict(x.data() + r * builder_.feature_size(), std::min(batch, n_rows - r),
+                      probs.data() + (first * per_ + r) * classes);
+      });
+  agree_on_decode(error, comm);
   if (comm) comm->all_reduce_sum_host(probs.data(), int64_t(probs.size()), dist::DType::f32);
   return probs;
 }

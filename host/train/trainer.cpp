@@ -516,12 +516,12 @@ int run_training(const TrainRequest& req) {
     const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
     const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
     const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
-    if (!streaming) {
+    if (!streaming) {  // streamed steps bring their own inputs (StreamingSet::load_step)
       perm_rows.resize(perm.size());
       perm_rows.upload(0, perm.data(), perm.size());
+      x.resize(size_t(batch * train_set.feature_size));
+      y.resize(size_t(batch));
     }
-    x.resize(size_t(batch * train_set.feature_size));
-    y.resize(size_t(batch));
     // This rank's sums over its shards (rank 0 also holds what a resumed epoch had before the stop);
     // summed over the ranks when the epoch ends or stops.
     const bool resumed_here = epoch == start_epoch && root;
@@ -537,6 +537,9 @@ int run_training(const TrainRequest& req) {
       }
     };
     const int64_t first_batch = epoch == start_epoch ? resume_batches : 0;
+    // A streamed step whose clips no longer decode (here or on another rank): training stops
+    // before it, with a checkpoint of the steps before it.
+    std::string decode_failure;
     // Global batch b's size and this rank's shard of it: global positions [first, first + count).
     auto batch_size_of = [batch, count = train_set.count](int64_t b) { return std::min(batch, count - b * batch); };
     auto shard_of_batch = [batch_size_of, &world, &comm](int64_t b) {
@@ -558,6 +561,8 @@ int run_training(const TrainRequest& req) {
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       const int64_t n = batch_size_of(b);  // the global batch
       const dist::Shard mine = shard_of_batch(b);
+      const float* step_x = x.data();  // step_x: (mine.count, n_mels, n_frames); step_y: (mine.count,)
+      const int32_t* step_y = y.data();
 #if GENRELAB_HAVE_CUDA
       if (req.profile_steps > 0 && int64_t(step) == warmup_steps) {
         (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
@@ -567,24 +572,32 @@ int run_training(const TrainRequest& req) {
 #endif
       if (streaming) {
         NvtxRange load_range("load streamed batch");
-        train_stream->load_step(b, x.data(), y, net->stream(), comm.get());
+        try {
+          const StreamedBatch in = train_stream->load_step(b, net->stream(), comm.get());
+          step_x = in.x;
+          step_y = in.y;
+        } catch (const StreamedDecodeError& e) {
+          decode_failure = e.what();
+        }
       } else {
         NvtxRange gather_range("gather batch");
         const int64_t* rows = perm_rows.data() + b * batch + mine.first;
         train_set.features.gather_rows(rows, mine.count, train_set.feature_size, x.data(), net->stream());
         train_set.labels_backend.gather_rows(rows, mine.count, 1, y.data(), net->stream());
       }
-      {
+      if (decode_failure.empty()) {
         NvtxRange step_range("train step");  // queues the step; it runs while the host goes on
-        net->train_step(x.data(), y.data(), mine.count, n, float(schedule.at(step)),
+        net->train_step(step_x, step_y, mine.count, n, float(schedule.at(step)),
                         nn::StepKey{hyper.seed, step, mine.first});
+        ++step;
+        bar.advance();
       }
-      ++step;
-      bar.advance();
       const bool profile_done = req.profile_steps > 0 && int64_t(step) >= warmup_steps + req.profile_steps;
       // GENRELAB_TEST_STOP_AFTER_STEPS=N (a test hook) acts as a SIGTERM after global step N.
       const bool test_stop = test_stop_after_steps > 0 && step == uint64_t(test_stop_after_steps);
-      if (step % uint64_t(sync_every) != 0 && b + 1 < steps_per_epoch && !profile_done && !test_stop) continue;
+      if (step % uint64_t(sync_every) != 0 && b + 1 < steps_per_epoch && !profile_done && !test_stop &&
+          decode_failure.empty())
+        continue;
 
       // ---- a synchronisation point: the stats of the steps since the last one ----
       const std::vector<nn::StepStats> done = [&] {
@@ -627,6 +640,20 @@ int run_training(const TrainRequest& req) {
                            ". Try a lower train.lr or train.clip_norm");
       }
       synced_step = step;
+      if (!decode_failure.empty()) {
+        // Every rank stops before step b (they agreed in load_step), with a checkpoint of the steps
+        // before it: nothing trained is lost.
+        const double secs =
+            seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+        global_sums();
+        if (root) save_checkpoint(epoch - 1, b, loss_sum, correct, seen, secs, false);
+        if (comm) comm->barrier();
+        bar.finish();
+        throw RuntimeError(decode_failure + ". Training stopped before step " + std::to_string(b + 1) + " of epoch " +
+                           std::to_string(epoch) + "; the checkpoint in " + checkpoint_path +
+                           " holds every step before it: restore the file and continue with genrelab train --resume " +
+                           run->path());
+      }
       if (profile_done) {
 #if GENRELAB_HAVE_CUDA
         if (profiling) cudaProfilerStop();
@@ -659,8 +686,18 @@ int run_training(const TrainRequest& req) {
     {
       NvtxRange eval_range("evaluate");
       auto window_probs = [&](const ExampleSet& set, StreamingSet* stream) {
-        return stream ? stream->predict(*net, classes, batch, comm.get())
-                      : predict_all(*net, set, classes, batch, comm.get());
+        if (!stream) return predict_all(*net, set, classes, batch, comm.get());
+        try {
+          return stream->predict(*net, classes, batch, comm.get());
+        } catch (const StreamedDecodeError& e) {
+          // The epoch's training is kept: a checkpoint after its last step (every rank agreed).
+          if (root) save_checkpoint(epoch - 1, steps_per_epoch, loss_sum, correct, seen, seconds, false);
+          if (comm) comm->barrier();
+          throw RuntimeError(
+              std::string(e.what()) + ". Training stopped while evaluating epoch " + std::to_string(epoch) +
+              "; the checkpoint in " + checkpoint_path +
+              " holds the epoch's training: restore the file and continue with genrelab train --resume " + run->path());
+        }
       };
       last_test = score_clips(window_probs(test_set, test_stream.get()), classes, test_set.group, test_set.clip_labels);
       m.test_loss = last_test.loss;
