@@ -59,8 +59,7 @@ void FusedConvPool::backward(const float* x, const float* dy, const float* kerne
               ops::ConvPoolGradPartial{cell(x + e0 * in, kernel, bias), dy + e0 * out, m * g_.qh * g_.qw, kSpan,
                                        partial_.data()},
               s);
-    GENRELAB_CUDA_CHECK(cudaMemsetAsync(sums_.data(), 0, size_t(row) * sizeof(float), s));
-    add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row);  // sums (row) = Σ over the chunks
+    add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row, false);  // sums (row) = Σ over the chunks
     launch_1d(row, ops::ConvPoolGradFinish{sums_.data(), K, ctx_.half_format(), grad_kernel, grad_bias}, s);
   }
 }

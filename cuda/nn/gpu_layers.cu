@@ -49,12 +49,12 @@ void activation_backward(const float* y, const float* dy, float* dz, int64_t cou
   launch_1d(count, ops::ActivationBackward<float>{y, dy, dz, act, alpha}, stream);
 }
 
-void add_bias_grad(GpuContext& ctx, const float* dz, float* db, int64_t rows, int64_t channels) {
-  // dz row-major (rows, channels) is column-major (channels, rows): db += dz_cm · ones(rows).
-  const float one = 1.0f;
+void add_bias_grad(GpuContext& ctx, const float* dz, float* db, int64_t rows, int64_t channels, bool accumulate) {
+  // dz row-major (rows, channels) is column-major (channels, rows): db (+)= dz_cm · ones(rows).
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   GENRELAB_CHECK(rows < (int64_t(1) << 31) && channels < (int64_t(1) << 31), "bias gradient too large");
   GENRELAB_CUDA_CHECK(cublasSgemv(ctx.cublas(), CUBLAS_OP_N, int(channels), int(rows), &one, dz, int(channels),
-                                  ctx.ones(rows), 1, &one, db, 1));
+                                  ctx.ones(rows), 1, &beta, db, 1));
 }
 
 namespace {

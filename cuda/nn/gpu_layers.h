@@ -60,7 +60,9 @@ void bias_activation(float* y, const float* bias, int64_t count, int64_t channel
 // dz (count) = dy · act'(y); dz may alias dy.
 void activation_backward(const float* y, const float* dy, float* dz, int64_t count, int act, float alpha,
                          cudaStream_t stream);
-// db (channels) += column sums of dz (rows, channels) row-major, on cuBLAS (gemv with ones).
-void add_bias_grad(GpuContext& ctx, const float* dz, float* db, int64_t rows, int64_t channels);
+// db (channels) += column sums of dz (rows, channels) row-major, on cuBLAS (gemv with ones); with
+// accumulate false db = the sums (beta 0: its old contents are not read).
+void add_bias_grad(GpuContext& ctx, const float* dz, float* db, int64_t rows, int64_t channels,
+                   bool accumulate = true);
 
 }  // namespace genrelab::cuda::nn
