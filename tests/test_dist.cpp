@@ -345,6 +345,20 @@ TEST_CASE("NCCL all-reduce and broadcast on this GPU equal the CPU results", "[d
   std::vector<float> got(x.size());
   cuda::copy_to_host(got.data(), d.data(), got.size());
   test::require_close(got, x, 0, 0, "all-reduce over one rank");  // the sum of one term is exact
+  // Two all-reduces in one group (how a layer's kernel and bias gradients go): the same sums.
+  cuda::DeviceBuffer<double> d2(3);
+  const std::vector<double> y = {0.5, -7.25, 3e-300};
+  cuda::copy_to_device(d2.data(), y.data(), y.size());
+  comm->group_start();
+  comm->all_reduce_sum(d.data(), n, dist::DType::f32, stream.get());
+  comm->all_reduce_sum(d2.data(), 3, dist::DType::f64, stream.get());
+  comm->group_end();
+  comm->wait(stream.get());
+  cuda::copy_to_host(got.data(), d.data(), got.size());
+  test::require_close(got, x, 0, 0, "grouped all-reduce over one rank");
+  std::vector<double> got2(3);
+  cuda::copy_to_host(got2.data(), d2.data(), got2.size());
+  CHECK(got2 == y);
   double host[3] = {1.5, -2.0, 1e300};
   comm->all_reduce_sum_host(host, 3, dist::DType::f64);
   CHECK((host[0] == 1.5 && host[1] == -2.0 && host[2] == 1e300));

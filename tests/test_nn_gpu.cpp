@@ -524,6 +524,45 @@ TEST_CASE("nn gpu 20 training steps equal the cpu backend with adam", "[gpu][nn]
   check_training(h, 5e-4, 5e-3);
 }
 
+TEST_CASE("nn gpu training steps over a one-rank NCCL communicator equal steps without one", "[gpu][nn][dist]") {
+  GENRELAB_REQUIRE_GPU();
+  if (!dist::built_with_nccl()) {
+    WARN("SKIPPED: this genrelab was built without NCCL");
+    return;
+  }
+  // The data-parallel step (per-layer grouped gradient all-reduces on the communication stream,
+  // the optimizer waiting for them, the buffers broadcast from rank 0) in a world of one, where
+  // every collective is the identity: the losses and weights of the plain step.
+  nn::TrainHyper h;
+  h.optimizer = "adam";
+  h.lr = 1e-3;
+  h.seed = 3;
+  h.deterministic = true;
+  const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+  const auto dir = test::temp_dir("nccl-one-network");
+  auto comm = dist::make_nccl_communicator(dist::World{}, dir.string(), 60);
+  auto plain = nn::make_cuda_network(plan, h), over_comm = nn::make_cuda_network(plan, h);
+  over_comm->set_communicator(comm.get());
+  const int64_t n = 7;
+  cuda::DeviceBuffer<float> xd{static_cast<size_t>(n * plan.input.size())};
+  cuda::DeviceBuffer<int32_t> ld{static_cast<size_t>(n)};
+  for (uint64_t step = 0; step < 10; ++step) {
+    const Batch b = make_batch(plan, n, 300 + uint32_t(step));
+    upload(b.x, xd.data());
+    cuda::copy_to_device(ld.data(), b.labels.data(), size_t(n));
+    const nn::StepKey key{h.seed, step, 0};
+    plain->train_step(xd.data(), ld.data(), n, n, float(h.lr), key);
+    over_comm->train_step(xd.data(), ld.data(), n, n, float(h.lr), key);
+    const auto a = plain->last_stats(), c = over_comm->last_stats();
+    INFO("step " << step);
+    CHECK(c.loss_sum == Approx(a.loss_sum).epsilon(1e-6));
+    CHECK(c.correct == a.correct);
+  }
+  const auto sa = plain->state(), sc = over_comm->state();
+  REQUIRE(sa.size() == sc.size());
+  for (size_t i = 0; i < sa.size(); ++i) require_rel(sc[i].data, sa[i].data, 1e-6, sa[i].name);
+}
+
 TEST_CASE("nn gpu 20 training steps equal the cpu backend with sgd", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   nn::TrainHyper h;

@@ -91,6 +91,9 @@ class NcclCommunicator final : public Communicator {
     enqueued(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, live("ncclBroadcast"), cudaStream_t(stream)),
              "ncclBroadcast");
   }
+  void group_start() override { enqueued(ncclGroupStart(), "ncclGroupStart"); }
+  // A non-blocking communicator's group may still be in progress here: settled like one call.
+  void group_end() override { enqueued(ncclGroupEnd(), "ncclGroupEnd"); }
   void all_reduce_sum_host(void* data, int64_t count, DType type) override {
     const size_t bytes = size_t(count) * dtype_bytes(type);
     staging_.resize(bytes);

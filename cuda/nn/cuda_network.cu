@@ -367,7 +367,8 @@ class CudaNetwork final : public Network {
   }
 
   // Data parallel: layer i's gradients are all-reduced on comm_stream_ as soon as its backward
-  // has run (an event orders them), overlapping the backward of the layers below it.
+  // has run (an event orders them), overlapping the backward of the layers below it; its kernel
+  // and bias go in one communicator group (one NCCL launch).
   void all_reduce_layer(size_t i) {
     if (!comm_ || layers_[i]->grads().empty()) return;
     if (layer_done_.size() != layers_.size()) layer_done_ = std::vector<cuda::Event>(layers_.size());
@@ -376,8 +377,10 @@ class CudaNetwork final : public Network {
     NvtxRange range(allreduce_names_[i].c_str());
     const LayerDesc& L = plan_.layers[i];
     size_t g = 0;
+    comm_->group_start();
     for (const auto& p : L.params)
       if (p.trainable) comm_->all_reduce_sum(layers_[i]->grads()[g++], p.size(), dist::DType::f32, comm_stream_.get());
+    comm_->group_end();
   }
   // The optimizer waits for every all-reduce; then the non-trainable parameters (batch-norm
   // moving statistics) follow rank 0, queued after the update.

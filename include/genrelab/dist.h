@@ -47,6 +47,10 @@ class Communicator {
   virtual void all_reduce_sum(void* data, int64_t count, DType type, void* stream = nullptr) = 0;
   // In place: every rank gets root's bytes.
   virtual void broadcast(void* data, int64_t bytes, int root, void* stream = nullptr) = 0;
+  // The backend-memory collectives queued between group_start() and group_end() are launched
+  // together (NCCL: one group, one kernel launch); host communicators run each as it comes.
+  virtual void group_start() {}
+  virtual void group_end() {}
   // Host-memory forms, for control data (hashes, run-directory names, statistics); they finish
   // before returning.
   virtual void all_reduce_sum_host(void* data, int64_t count, DType type) = 0;
