@@ -450,7 +450,7 @@ int run_training(const TrainRequest& req) {
     metrics = run->read_metrics();
     if (int(metrics.size()) > start_epoch - 1) metrics.resize(size_t(start_epoch - 1));
     std::cerr << "genrelab train: resuming at epoch " << start_epoch
-              << (resume_batches ? " (batch " + std::to_string(resume_batches + 1) + ")" : "") << " from "
+              << (resume_batches ? " after its first " + std::to_string(resume_batches) + " steps" : "") << " from "
               << checkpoint_path << "\n";
   } else if (!req.resume.empty()) {
     std::cerr << "genrelab train: " << run->path() << " has no checkpoint yet; starting from the beginning\n";
