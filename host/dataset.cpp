@@ -210,14 +210,28 @@ LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options) {
     if (slots[i].audio) {
       out.clips.push_back({dataset.clips[i], std::move(slots[i].audio->samples), slots[i].audio->source});
     } else {
-      out.skipped.push_back({dataset.clips[i].path, dataset.clips[i].name, slots[i].error});
-      if (options.warn) std::cerr << "warning: " << dataset.clips[i].path << ": " << slots[i].error << " (skipped)\n";
+      add_loaded_clip(dataset, i, slots[i].error, options, out);
     }
   }
-  if (out.clips.empty() && options.require_usable)
-    throw RuntimeError("no usable clip in " + dataset.class_root + ": all " + std::to_string(n) +
-                       " audio files failed to decode (see the warnings above)");
+  require_usable_clips(dataset, out, options);
   return out;
+}
+
+void add_loaded_clip(const Dataset& dataset, size_t i, const std::string& reason, const LoadOptions& options,
+                     LoadedDataset& out) {
+  const Clip& c = dataset.clips[i];
+  if (reason.empty()) {
+    out.clips.push_back({c, {}, {}});
+    return;
+  }
+  out.skipped.push_back({c.path, c.name, reason});
+  if (options.warn) std::cerr << "warning: " << c.path << ": " << reason << " (skipped)\n";
+}
+
+void require_usable_clips(const Dataset& dataset, const LoadedDataset& loaded, const LoadOptions& options) {
+  if (loaded.clips.empty() && options.require_usable)
+    throw RuntimeError("no usable clip in " + dataset.class_root + ": all " + std::to_string(dataset.clips.size()) +
+                       " audio files failed to decode (see the warnings above)");
 }
 
 std::vector<Clip> clip_records(const LoadedDataset& loaded) {

@@ -49,18 +49,10 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
   }
   LoadedDataset out;
   out.classes = dataset.classes;
-  for (size_t i = 0; i < dataset.clips.size(); ++i) {
-    const Clip& c = dataset.clips[i];
-    if (reason[i].empty()) {
-      out.clips.push_back({c, {}, {}});
-      continue;
-    }
-    out.skipped.push_back({c.path, c.name, reason[i]});
-    if (options.warn && comm->rank() == 0) std::cerr << "warning: " << c.path << ": " << reason[i] << " (skipped)\n";
-  }
-  if (out.clips.empty() && options.require_usable)
-    throw RuntimeError("no usable clip in " + dataset.class_root + ": all " + std::to_string(dataset.clips.size()) +
-                       " audio files failed to decode (see the warnings above)");
+  LoadOptions report = options;
+  report.warn = options.warn && comm->rank() == 0;
+  for (size_t i = 0; i < dataset.clips.size(); ++i) add_loaded_clip(dataset, i, reason[i], report, out);
+  require_usable_clips(dataset, out, options);
   return out;
 }
 
