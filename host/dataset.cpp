@@ -210,7 +210,8 @@ LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options) {
     if (slots[i].audio) {
       out.clips.push_back({dataset.clips[i], std::move(slots[i].audio->samples), slots[i].audio->source});
     } else {
-      add_loaded_clip(dataset, i, slots[i].error, options, out);
+      add_loaded_clip(dataset, i, slots[i].error.empty() ? "unreadable (the decoder gave no reason)" : slots[i].error,
+                      options, out);
     }
   }
   require_usable_clips(dataset, out, options);

@@ -96,7 +96,7 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
     step train-baseline-cuda 120 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json --device cuda \
       --quiet --out "$out/runs"
     # The same recipe streamed from disk (dataset.streaming): its samples/s beside the held run's.
-    step train-baseline-streamed-cuda 60 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json \
+    step train-baseline-streamed-cuda 90 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json \
       --device cuda --quiet --set dataset.streaming=true --set train.epochs=5 --out "$out/runs-streamed"
     step train-rcnn-cuda 90 env GTZAN_ROOT="$audio" "$bin" train experiments/ablations/paper-rcnn.json --device cuda \
       --quiet --set train.epochs=5 --out "$out/runs"

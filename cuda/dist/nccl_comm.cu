@@ -91,9 +91,16 @@ class NcclCommunicator final : public Communicator {
     enqueued(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, live("ncclBroadcast"), cudaStream_t(stream)),
              "ncclBroadcast");
   }
-  void group_start() override { enqueued(ncclGroupStart(), "ncclGroupStart"); }
+  void group_start() override {
+    live("ncclGroupStart");  // no group is opened on an aborted communicator
+    enqueued(ncclGroupStart(), "ncclGroupStart");
+    group_open_ = true;
+  }
   // A non-blocking communicator's group may still be in progress here: settled like one call.
-  void group_end() override { enqueued(ncclGroupEnd(), "ncclGroupEnd"); }
+  void group_end() override {
+    group_open_ = false;
+    enqueued(ncclGroupEnd(), "ncclGroupEnd");
+  }
   void all_reduce_sum_host(void* data, int64_t count, DType type) override {
     const size_t bytes = size_t(count) * dtype_bytes(type);
     staging_.resize(bytes);
@@ -139,6 +146,10 @@ class NcclCommunicator final : public Communicator {
   // A failed or stuck collective: abort the communicator at once. Its kernels then return, so
   // the cudaFree and synchronisations of the cleanup that follows the error cannot hang on them.
   void abort_now() noexcept {
+    if (group_open_) {  // a failure inside a group: close it first, or the thread's later NCCL calls stay deferred
+      group_open_ = false;
+      (void)ncclGroupEnd();
+    }
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
   }
@@ -193,6 +204,7 @@ class NcclCommunicator final : public Communicator {
   World world_;
   double timeout_s_;
   ncclComm_t comm_ = nullptr;
+  bool group_open_ = false;  // between group_start() and group_end()
   cudaStream_t host_stream_ = nullptr;
   cuda::DeviceBuffer<char> staging_;  // host collectives: (bytes,)
 };

@@ -253,6 +253,7 @@ StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Comm
     builder_.featurize(pointers(audio), in.plan, in.rows, slot.x.data());
     slot.y.upload(0, in.labels.data(), in.labels.size());
   }
+  ++loads_;
   if (comm && comm->size() > 1) {
     // The ranks' host collective runs alone: after the previous step's gradient collectives.
     if (stream) comm->wait(stream);
@@ -260,7 +261,6 @@ StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Comm
   } else {
     agree_on_decode(error, nullptr);
   }
-  ++loads_;
   return StreamedBatch{slot.x.data(), slot.y.data(), rows};
 }
 

@@ -564,7 +564,7 @@ int run_training(const TrainRequest& req) {
       const float* step_x = x.data();  // step_x: (mine.count, n_mels, n_frames); step_y: (mine.count,)
       const int32_t* step_y = y.data();
 #if GENRELAB_HAVE_CUDA
-      if (req.profile_steps > 0 && int64_t(step) == warmup_steps) {
+      if (req.profile_steps > 0 && device == Device::cuda && int64_t(step) == warmup_steps) {
         (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
         cudaProfilerStart();
         profiling = true;
@@ -651,7 +651,8 @@ int run_training(const TrainRequest& req) {
         bar.finish();
         throw RuntimeError(decode_failure + ". Training stopped before step " + std::to_string(b + 1) + " of epoch " +
                            std::to_string(epoch) + "; the checkpoint in " + checkpoint_path +
-                           " holds every step before it: restore the file and continue with genrelab train --resume " +
+                           " holds every step before it: once the file is restored (or the error mended), continue "
+                           "with genrelab train --resume " +
                            run->path());
       }
       if (profile_done) {
@@ -696,7 +697,9 @@ int run_training(const TrainRequest& req) {
           throw RuntimeError(
               std::string(e.what()) + ". Training stopped while evaluating epoch " + std::to_string(epoch) +
               "; the checkpoint in " + checkpoint_path +
-              " holds the epoch's training: restore the file and continue with genrelab train --resume " + run->path());
+              " holds the epoch's training: once the file is restored (or the error mended), continue with genrelab "
+              "train --resume " +
+              run->path());
         }
       };
       last_test = score_clips(window_probs(test_set, test_stream.get()), classes, test_set.group, test_set.clip_labels);
