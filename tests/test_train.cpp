@@ -374,6 +374,23 @@ TEST_CASE("a clip that stops decoding during a streamed run stops it with the fi
   require_same_weights(trim(reference.out), child.run_dir);
 }
 
+TEST_CASE("train --profile runs the warm-up and the profiled steps, then stops", "[train]") {
+  // Tiny set: 30 training clips, 2 examples each (offline noise copies), batch 8 → 8 steps an
+  // epoch; 3 warm-up + 6 profiled steps stop at the first step of epoch 2, after epoch 1's metrics
+  // (the CPU backend runs the same steps; only cuda brackets them with cudaProfilerStart/Stop).
+  const auto dir = test::temp_dir("train-profile");
+  const Result r = run_genrelab("train " + tiny_experiment(dir, 5) + " --device cpu --profile 6 --out " +
+                                (dir / "runs").string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.err.find("profiled 6 steps after 3 warm-up steps") != std::string::npos);
+  const auto runs = test::run_dirs(dir / "runs");
+  REQUIRE(runs.size() == 1);
+  CHECK(RunDir::open(runs[0]).read_metrics().size() == 1);
+  CHECK_FALSE(fs::exists(fs::path(runs[0]) / "summary.json"));  // a profile is not a finished run
+  CHECK(run_genrelab("train " + tiny_experiment(dir, 5) + " --device cpu --profile 0").rc == 2);
+}
+
 TEST_CASE("the batch gather picks the permuted rows", "[train]") {
   // A 5 × 3 table whose entries encode (row, column), gathered in a hand-picked order.
   std::vector<float> table(15);
