@@ -254,13 +254,9 @@ StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Comm
     slot.y.upload(0, in.labels.data(), in.labels.size());
   }
   ++loads_;
-  if (comm && comm->size() > 1) {
-    // The ranks' host collective runs alone: after the previous step's gradient collectives.
-    if (stream) comm->wait(stream);
-    agree_on_decode(error, comm);
-  } else {
-    agree_on_decode(error, nullptr);
-  }
+  // Data parallel, the ranks' host collective runs alone: after the previous step's collectives.
+  if (comm && comm->size() > 1 && stream) comm->wait(stream);
+  agree_on_decode(error, comm);
   return StreamedBatch{slot.x.data(), slot.y.data(), rows};
 }
 
