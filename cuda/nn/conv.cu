@@ -49,7 +49,7 @@ class ConvLayer final : public GpuLayer {
       if (size_t(ycount) > y16_.size()) ctx_.resize_tracked(y16_, size_t(ycount));
       yc = y16_.data();
     }
-    setup(n, xc, wc);
+    setup(n, xc, wc, ConvPass::forward);
     // Scaling factors are float for float and 16-bit data alike.
     const float one = 1.0f, zero = 0.0f;
     void* ws = ctx_.workspace(algos_->fwd_bytes);
@@ -67,7 +67,10 @@ class ConvLayer final : public GpuLayer {
     const float* xin = asym_ ? xpad_.data() : x;
     const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
     const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
-    setup(n, xc, wc);
+    // Before dz takes scratch slot 0 (an algorithm search uses it). The input gradient's
+    // algorithm only when asked for one: the network never asks its first layer.
+    setup(n, xc, wc, ConvPass::backward_filter);
+    if (dx) setup(n, xc, wc, ConvPass::backward_data);
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation.
     const float* dz = dy;
@@ -114,28 +117,19 @@ class ConvLayer final : public GpuLayer {
  private:
   using Shape3 = genrelab::nn::Shape3;
 
-  // Descriptors and algorithms for batch n (cached by shape in the context; a new shape is
-  // benchmarked on the input xin and the current kernel).
-  void setup(int64_t n, const void* xin, const void* win) {
-    if (n == n_) return;
-    xd_.set(n, hp_, wp_, desc_.in.c, type_);
-    yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
-    ConvShape shape{n,
-                    hp_,
-                    wp_,
-                    desc_.in.c,
-                    desc_.out.c,
-                    g_.kh,
-                    g_.kw,
-                    asym_ ? 0 : int(g_.pad_top),
-                    asym_ ? 0 : int(g_.pad_left),
-                    int(g_.sh),
-                    int(g_.sw),
-                    int(g_.dh),
-                    int(g_.dw),
-                    type_};
-    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, xin, win);
-    n_ = n;
+  // Descriptors for batch n and the algorithm of `pass` (cached by shape in the context; a new
+  // shape is benchmarked on the input xin and the current kernel).
+  void setup(int64_t n, const void* xin, const void* win, ConvPass pass) {
+    if (n == n_ && algos_ && algos_->chosen[int(pass)]) return;
+    if (n != n_) {
+      xd_.set(n, hp_, wp_, desc_.in.c, type_);
+      yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
+      n_ = n;
+    }
+    const ConvShape shape{n, hp_, wp_, desc_.in.c, desc_.out.c, g_.kh, g_.kw,
+                          asym_ ? 0 : int(g_.pad_top), asym_ ? 0 : int(g_.pad_left), int(g_.sh), int(g_.sw),
+                          int(g_.dh), int(g_.dw), type_};
+    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, pass, xin, win);
   }
 
   // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.

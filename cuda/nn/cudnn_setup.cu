@@ -187,11 +187,10 @@ size_t bytes_of(const TensorDesc& t) {
 }  // namespace
 
 const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
-                                        const ConvDesc& conv, const TensorDesc& y, const void* x_data,
+                                        const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                         const void* w_data) {
-  const std::string key = shape.key();
-  auto it = algos_.find(key);
-  if (it != algos_.end()) return it->second;
+  ConvAlgos& a = algos_[shape.key()];
+  if (a.chosen[int(pass)]) return a;
 
   // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
   // run to run, and a different algorithm rounds differently, so deterministic runs take the
@@ -202,8 +201,11 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
   if (bench) {
     // Float slots hold 16-bit tensors too: count floats by bytes, rounded up.
     fb.y = scratch(0, int64_t((bytes_of(y) + sizeof(float) - 1) / sizeof(float)));
-    fb.dx = scratch(1, int64_t((bytes_of(x) + sizeof(float) - 1) / sizeof(float)));
-    fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
+    // The backward passes read fb.y as dy: zeros, not a stale slot's bits (NaN patterns in 16-bit
+    // data would time differently).
+    if (pass != ConvPass::forward) GENRELAB_CUDA_CHECK(cudaMemsetAsync(fb.y, 0, bytes_of(y), stream()));
+    if (pass == ConvPass::backward_data) fb.dx = scratch(1, int64_t((bytes_of(x) + sizeof(float) - 1) / sizeof(float)));
+    if (pass == ConvPass::backward_filter) fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
     size_t free_b = 0, total_b = 0;
     GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     ws_limit = std::min<size_t>(size_t(1) << 30, free_b / 4);
@@ -214,58 +216,60 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     }
   }
 
-  ConvAlgos a;
   cudnnHandle_t h = cudnn();
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
-  {
-    int max = 0, got = 0;
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    if (bench)
-      GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
-                                                                 perfs.data(), fb.ws.data(), ws_limit));
-    else
-      GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
-    const auto* p = pick(perfs, got, deterministic_, precision_, "forward", shape);
-    a.fwd = p->algo;
-    a.fwd_math = math_for(p->mathType, precision_);
-    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.fwd_math));
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
+  int max = 0, got = 0;
+  switch (pass) {
+    case ConvPass::forward: {
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      if (bench)
+        GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
+                                                                   perfs.data(), fb.ws.data(), ws_limit));
+      else
+        GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
+      const auto* p = pick(perfs, got, deterministic_, precision_, "forward", shape);
+      a.fwd = p->algo;
+      a.fwd_math = math_for(p->mathType, precision_);
+      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.fwd_math));
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
+      break;
+    }
+    case ConvPass::backward_data: {
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      if (bench)
+        GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
+                                                                        perfs.data(), fb.ws.data(), ws_limit));
+      else
+        GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
+      const auto* p = pick(perfs, got, deterministic_, precision_, "backward-data", shape);
+      a.bwd_data = p->algo;
+      a.bwd_data_math = math_for(p->mathType, precision_);
+      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_data_math));
+      GENRELAB_CUDA_CHECK(
+          cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
+      break;
+    }
+    case ConvPass::backward_filter: {
+      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      if (bench)
+        GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
+      else
+        GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
+      const auto* p = pick(perfs, got, deterministic_, precision_, "backward-filter", shape);
+      a.bwd_filter = p->algo;
+      a.bwd_filter_math = math_for(p->mathType, precision_);
+      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_filter_math));
+      GENRELAB_CUDA_CHECK(
+          cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
+      break;
+    }
   }
-  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
-  {
-    int max = 0, got = 0;
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    if (bench)
-      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
-                                                                      perfs.data(), fb.ws.data(), ws_limit));
-    else
-      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
-    const auto* p = pick(perfs, got, deterministic_, precision_, "backward-data", shape);
-    a.bwd_data = p->algo;
-    a.bwd_data_math = math_for(p->mathType, precision_);
-    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_data_math));
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
-  }
-  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
-  {
-    int max = 0, got = 0;
-    GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-    if (bench)
-      GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-          h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
-    else
-      GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
-    const auto* p = pick(perfs, got, deterministic_, precision_, "backward-filter", shape);
-    a.bwd_filter = p->algo;
-    a.bwd_filter_math = math_for(p->mathType, precision_);
-    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_filter_math));
-    GENRELAB_CUDA_CHECK(
-        cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
-  }
-  return algos_.emplace(key, a).first->second;
+  a.chosen[int(pass)] = true;
+  return a;
 }
 
 }  // namespace genrelab::cuda::nn

@@ -90,12 +90,16 @@ class ActivationDesc
 
 // ---- convolution algorithms --------------------------------------------------------------
 
+// The three passes of a convolution, each with its own algorithm.
+enum class ConvPass { forward, backward_data, backward_filter };
+
 struct ConvAlgos {
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
   cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
   size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+  bool chosen[3] = {false, false, false};  // per ConvPass
 };
 
 // The geometry a convolution's algorithms depend on (input already padded when the padding is
@@ -145,12 +149,15 @@ class GpuContext {
   // A device vector of at least `count` ones (for bias gradients as matrix-vector products).
   const float* ones(int64_t count);
 
-  // Algorithms for one convolution geometry and data type, chosen once and cached by shape:
-  // benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
+  // Algorithms for one convolution geometry and data type, cached by shape and each pass chosen
+  // when first asked for (`pass`): an inference shape never searches the backward passes, and a
+  // first layer, whose input gradient the network never takes, never searches backward-data.
+  // Benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
   // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
   // restricted to deterministic algorithms when asked (see the .cu).
   const ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
-                              const TensorDesc& y, const void* x_data = nullptr, const void* w_data = nullptr);
+                              const TensorDesc& y, ConvPass pass, const void* x_data = nullptr,
+                              const void* w_data = nullptr);
 
   // cudnnMathType_t that the precision asks of convolutions without a chosen algorithm.
   cudnnMathType_t conv_math() const;
