@@ -1,0 +1,146 @@
+// The streaming loader's input slots (host/train/streaming.h): each streamed step holds the
+// builder's features of its rows and their labels, two slots take turns, and on cuda a step is
+// featurised while the one before it still trains (a slot is rewritten only after the step two
+// back, its last reader, has run).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "../host/train/streaming.h"
+#include "genrelab/audio.h"
+#include "genrelab/features.h"
+#include "test_util.h"
+#include "train_fixtures.h"
+#if GENRELAB_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "genrelab/cuda/check.h"
+#include "genrelab/cuda/memory.h"
+#endif
+
+namespace genrelab {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kClipSamples = 22050;  // the tiny collection's 1-second clips
+constexpr int64_t kRows = 5;             // rows per step
+
+// The tiny collection streamed through a builder on `device`, with the decoded clips beside it
+// for the reference features.
+struct StreamingFixture {
+  explicit StreamingFixture(Device device)
+      : mel(MelParams{}, device),
+        builder(device, mel, AugmentSettings{}, WindowSpec{kClipSamples, kClipSamples}, MelParams{}.sample_rate) {
+    for (const auto& e : fs::recursive_directory_iterator(test::tiny_data()))
+      if (e.is_regular_file()) paths.push_back(e.path().string());
+    std::sort(paths.begin(), paths.end());
+    decode.length = kClipSamples;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      labels.push_back(int32_t(i % 10));
+      audio.push_back(decode_audio(paths[i], decode).samples);
+    }
+    plan = identity_plan(int64_t(paths.size()));
+    set = std::make_unique<StreamingSet>(builder, paths, labels, decode, kClipSamples, 2);
+  }
+  // Step b's rows: a stride through the collection, so steps share no slot contents by chance.
+  std::vector<int64_t> rows_of(int64_t b) const {
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < kRows; ++i) rows.push_back((7 * b + 11 * i) % int64_t(paths.size()));
+    return rows;
+  }
+  // The builder's features of `rows` on the host: (rows, n_mels, n_frames).
+  std::vector<float> reference(const std::vector<int64_t>& rows) {
+    std::vector<const std::vector<float>*> ptrs;
+    for (const auto& a : audio) ptrs.push_back(&a);
+    BackendArray<float> dst(mel.device());
+    dst.resize(size_t(int64_t(rows.size()) * builder.feature_size()));
+    builder.featurize(ptrs, plan, rows, dst.data());
+    std::vector<float> host(dst.size());
+    dst.download(0, host.data(), host.size());
+    return host;
+  }
+  void start(int64_t steps) {
+    set->start_epoch(plan, [this](int64_t b) { return rows_of(b); }, 0, steps);
+  }
+
+  MelExtractor mel;
+  ExampleBuilder builder;
+  DecodeOptions decode;
+  std::vector<std::string> paths;
+  std::vector<int32_t> labels;
+  std::vector<std::vector<float>> audio;
+  std::vector<AugmentedExample> plan;
+  std::unique_ptr<StreamingSet> set;
+};
+
+TEST_CASE("streamed steps come in two alternating slots holding the builder's features", "[train]") {
+  StreamingFixture f(Device::cpu);
+  f.start(4);
+  std::vector<const float*> slots;
+  for (int64_t b = 0; b < 4; ++b) {
+    INFO("step " << b);
+    const StreamedBatch in = f.set->load_step(b, nullptr, nullptr);
+    REQUIRE(in.rows == kRows);
+    const std::vector<int64_t> rows = f.rows_of(b);
+    const std::vector<float> want = f.reference(rows);
+    CHECK(std::equal(want.begin(), want.end(), in.x));  // the same code on the same clips: bit for bit
+    for (int64_t i = 0; i < kRows; ++i) CHECK(in.y[i] == f.labels[size_t(rows[size_t(i)])]);
+    slots.push_back(in.x);
+  }
+  CHECK(slots[0] != slots[1]);
+  CHECK(slots[2] == slots[0]);
+  CHECK(slots[3] == slots[1]);
+  CHECK_THROWS_WITH(f.set->load_step(2, nullptr, nullptr), Catch::Contains("loaded in order"));
+}
+
+#if GENRELAB_HAVE_CUDA
+TEST_CASE("gpu streamed steps are featurised while the previous step trains", "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  StreamingFixture f(Device::cuda);
+  f.start(4);
+  cuda::Stream net;  // stands in for the network's stream
+  std::atomic<int> trained{-1};  // the last step whose stand-in training has finished
+  // Step b "trains" on `net` for 300 ms, then marks itself done.
+  struct Hold {
+    std::atomic<int>* trained;
+    int step;
+  };
+  std::vector<std::unique_ptr<Hold>> holds;
+  auto train = [&](int step) {
+    holds.push_back(std::make_unique<Hold>(Hold{&trained, step}));
+    GENRELAB_CUDA_CHECK(cudaLaunchHostFunc(
+        net.get(),
+        [](void* p) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          auto* h = static_cast<Hold*>(p);
+          h->trained->store(h->step);
+        },
+        holds.back().get()));
+  };
+  auto download = [](const StreamedBatch& in, int64_t count) {
+    std::vector<float> host(static_cast<size_t>(count));
+    GENRELAB_CUDA_CHECK(cudaMemcpy(host.data(), in.x, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    return host;
+  };
+  const int64_t count = kRows * f.builder.feature_size();
+  const StreamedBatch s0 = f.set->load_step(0, net.get(), nullptr);
+  CHECK(download(s0, count) == f.reference(f.rows_of(0)));
+  train(0);
+  const StreamedBatch s1 = f.set->load_step(1, net.get(), nullptr);
+  CHECK(trained.load() == -1);  // step 1 was made while step 0 trained
+  CHECK(s1.x != s0.x);
+  train(1);
+  const StreamedBatch s2 = f.set->load_step(2, net.get(), nullptr);
+  CHECK(trained.load() >= 0);  // step 0's slot was rewritten only after step 0 had run
+  CHECK(s2.x == s0.x);
+  GENRELAB_CUDA_CHECK(cudaStreamSynchronize(net.get()));
+  CHECK(download(s1, count) == f.reference(f.rows_of(1)));
+  CHECK(download(s2, count) == f.reference(f.rows_of(2)));
+}
+#endif
+
+}  // namespace
+}  // namespace genrelab
