@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_optim.h"
 #include "genrelab/ops/philox.h"
@@ -183,13 +185,20 @@ TEST_CASE("nn gpu extra batchnorm moving statistics by hand", "[nn][gpu_extra]")
 }
 
 TEST_CASE("nn gpu extra device clip scale equals GradFinish", "[nn][gpu_extra]") {
+  // The GPU's clip and fp16 unscale multiply by a scale left in device memory (ops::ScaleByDevice);
+  // the CPU's clip is GradFinish with the L2 term already in g (l2x2 = 0).
   const auto w = random_vec(100, 6, -1, 1);
   auto g1 = random_vec(100, 7, -1, 1), g2 = g1;
   const float scale = 0.37f;
   cpu_for_1d(100, ops::GradFinish<float>{g1.data(), w.data(), scale, 0.0f});
-  cpu_for_1d(100, ops::GradFinishDeviceScale<float>{g2.data(), w.data(), &scale, 0.0f});
+  cpu_for_1d(100, ops::ScaleByDevice{g2.data(), &scale});
   CHECK(g1 == g2);
   CHECK(g2[3] == random_vec(100, 7, -1, 1)[3] * scale);
+  // An overflowed gradient stays infinite (its step is skipped), as on both backends.
+  std::vector<float> inf = {std::numeric_limits<float>::infinity(), -1.0f};
+  cpu_for_1d(2, ops::ScaleByDevice{inf.data(), &scale});
+  CHECK(std::isinf(inf[0]));
+  CHECK(inf[1] == -scale);
 }
 
 TEST_CASE("nn gpu extra rnn sequence gather and scatter", "[nn][gpu_extra]") {

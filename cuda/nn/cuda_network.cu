@@ -663,7 +663,7 @@ class CudaNetwork final : public Network {
                                 &step_result_.data()->global_norm},
                       s);
       for (auto& t : trainable_)
-        launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, scalars_.data(), 0.0f}, s);
+        launch_1d(t.size, ops::ScaleByDevice{t.g, scalars_.data()}, s);  // g · clip scale (L2 is already in g)
     }
     const bool adam = hyper_.optimizer != "sgd";
     const ops::OptimStep<float>* step = &scalars->optim;  // device memory: lr_t / lr and the decay of this step
@@ -698,7 +698,7 @@ class CudaNetwork final : public Network {
               ops::LossScaleStep{dgrad_bad_.data(), int64_t(trainable_.size()), loss_scale_.data(), 2.0f, 0.5f,
                                  float(hyper_.loss_scale_growth_interval)},
               s);
-    for (auto& t : trainable_) launch_1d(t.size, ops::GradFinishDeviceScale<float>{t.g, t.w, loss_scale_.data() + 2, 0.0f}, s);
+    for (auto& t : trainable_) launch_1d(t.size, ops::ScaleByDevice{t.g, loss_scale_.data() + 2}, s);
   }
 
   // Writes the loss-scale state (scale, good steps, unscale factor 1, not skipped) to the device.

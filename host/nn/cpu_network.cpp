@@ -335,7 +335,7 @@ class CpuNetwork final : public Network {
     cpu_for_1d(1, ops::LossScaleStep{bad.data(), int64_t(bad.size()), loss_scale_.data(), 2.0f, 0.5f,
                                      float(hyper_.loss_scale_growth_interval)});
     for (const auto& g : grads)
-      cpu_for_1d(g.second, ops::GradFinishDeviceScale<float>{const_cast<float*>(g.first), g.first, loss_scale_.data() + 2, 0.0f});
+      cpu_for_1d(g.second, ops::ScaleByDevice{const_cast<float*>(g.first), loss_scale_.data() + 2});
   }
 
   // The fused pair's arithmetic on input x with the conv layer's parameters (train.fuse_conv_pool).

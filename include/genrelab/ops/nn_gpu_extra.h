@@ -246,17 +246,6 @@ struct BatchNormMoving {
   }
 };
 
-// g[i] = g[i] · (*scale) + l2x2 · w[i]: ops::GradFinish with the clip scale read from device
-// memory, where the global-norm reduction left it.
-template <typename T>
-struct GradFinishDeviceScale {
-  T* g;
-  const T* w;
-  const T* scale;  // one value, on the device
-  T l2x2;
-  GENRELAB_HD void operator()(int64_t i) const { g[i] = g[i] * scale[0] + l2x2 * w[i]; }
-};
-
 // out[r·out_r + c·out_c] (+)= in[r·in_r + c·in_c] over a rows × cols index space, one output
 // element per call (the mapping must be one-to-one): moves gate blocks between Keras recurrent
 // kernels (in, G·units) and cuDNN's per-gate (units, in) matrices, in either direction.
