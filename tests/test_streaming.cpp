@@ -6,11 +6,16 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "../host/train/streaming.h"
 #include "genrelab/audio.h"
 #include "genrelab/features.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+#include "nn_fixtures.h"
 #include "test_util.h"
 #include "train_fixtures.h"
 #if GENRELAB_HAVE_CUDA
@@ -28,13 +33,13 @@ namespace fs = std::filesystem;
 constexpr int64_t kClipSamples = 22050;  // the tiny collection's 1-second clips
 constexpr int64_t kRows = 5;             // rows per step
 
-// The tiny collection streamed through a builder on `device`, with the decoded clips beside it
-// for the reference features.
+// A collection (by default the tiny one) streamed through a builder on `device`, with the decoded
+// clips beside it for the reference features.
 struct StreamingFixture {
-  explicit StreamingFixture(Device device)
+  explicit StreamingFixture(Device device, const std::string& root = test::tiny_data())
       : mel(MelParams{}, device),
         builder(device, mel, AugmentSettings{}, WindowSpec{kClipSamples, kClipSamples}, MelParams{}.sample_rate) {
-    for (const auto& e : fs::recursive_directory_iterator(test::tiny_data()))
+    for (const auto& e : fs::recursive_directory_iterator(root))
       if (e.is_regular_file()) paths.push_back(e.path().string());
     std::sort(paths.begin(), paths.end());
     decode.length = kClipSamples;
@@ -94,6 +99,45 @@ TEST_CASE("streamed steps come in two alternating slots holding the builder's fe
   CHECK(slots[2] == slots[0]);
   CHECK(slots[3] == slots[1]);
   CHECK_THROWS_WITH(f.set->load_step(2, nullptr, nullptr), Catch::Contains("loaded in order"));
+}
+
+TEST_CASE("a clip that no longer decodes stops streamed statistics and evaluation, and the set recovers", "[train]") {
+  const auto dir = test::temp_dir("streaming-broken-clip");
+  fs::copy(test::tiny_data(), dir / "data", fs::copy_options::recursive);
+  StreamingFixture f(Device::cpu, (dir / "data").string());
+  std::vector<const std::vector<float>*> all;
+  for (const auto& a : f.audio) all.push_back(&a);
+  // A network over the features, for evaluation (its weights are its seeded initialisation).
+  const nn::ModelPlan plan = nn::plan_layers(
+      test::small_cnn(), nn::Shape3{f.mel.params().n_mels, f.mel.n_frames(kClipSamples), 1}, 10);
+  auto net = nn::make_cpu_network(plan, nn::TrainHyper{});
+  // The clip in the middle of the second evaluation chunk (7 clips per chunk at batch 7), cut to
+  // its 44-byte header after the set was made: the start-up check had passed it.
+  const std::string broken = f.paths[10];
+  const std::string bytes = [&] {
+    std::ifstream in(broken, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }();
+  fs::resize_file(broken, 44);
+  for (int attempt = 0; attempt < 2; ++attempt) {  // a failure leaves nothing behind in the prefetcher
+    INFO("attempt " << attempt);
+    CHECK_THROWS_WITH(f.set->band_stats(nullptr), Catch::Contains(broken) && Catch::Contains("decoded when training started"));
+    CHECK_THROWS_AS(f.set->predict(*net, 10, 7, nullptr), StreamedDecodeError);
+  }
+  std::ofstream(broken, std::ios::binary) << bytes;
+  // Mended: the statistics of the clips held in memory, and the probabilities of their features.
+  const MelBandStats streamed = f.set->band_stats(nullptr), held = f.builder.band_stats(all);
+  CHECK(streamed.mean == held.mean);
+  CHECK(streamed.std == held.std);
+  std::vector<int64_t> rows(f.paths.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i);
+  const std::vector<float> features = f.reference(rows);
+  std::vector<float> want(rows.size() * 10);
+  for (size_t first = 0; first < rows.size(); first += 7) {
+    const int64_t n = std::min<int64_t>(7, int64_t(rows.size() - first));
+    net->predict(features.data() + first * size_t(f.builder.feature_size()), n, want.data() + first * 10);
+  }
+  CHECK(f.set->predict(*net, 10, 7, nullptr) == want);
 }
 
 #if GENRELAB_HAVE_CUDA
