@@ -210,23 +210,17 @@ LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options) {
     if (slots[i].audio) {
       out.clips.push_back({dataset.clips[i], std::move(slots[i].audio->samples), slots[i].audio->source});
     } else {
-      add_loaded_clip(dataset, i, slots[i].error.empty() ? "unreadable (the decoder gave no reason)" : slots[i].error,
-                      options, out);
+      add_skipped_clip(dataset.clips[i], slots[i].error, options, out);
     }
   }
   require_usable_clips(dataset, out, options);
   return out;
 }
 
-void add_loaded_clip(const Dataset& dataset, size_t i, const std::string& reason, const LoadOptions& options,
-                     LoadedDataset& out) {
-  const Clip& c = dataset.clips[i];
-  if (reason.empty()) {
-    out.clips.push_back({c, {}, {}});
-    return;
-  }
-  out.skipped.push_back({c.path, c.name, reason});
-  if (options.warn) std::cerr << "warning: " << c.path << ": " << reason << " (skipped)\n";
+void add_skipped_clip(const Clip& clip, std::string reason, const LoadOptions& options, LoadedDataset& out) {
+  if (reason.empty()) reason = "unreadable (the decoder gave no reason)";
+  if (options.warn) std::cerr << "warning: " << clip.path << ": " << reason << " (skipped)\n";
+  out.skipped.push_back({clip.path, clip.name, std::move(reason)});
 }
 
 void require_usable_clips(const Dataset& dataset, const LoadedDataset& loaded, const LoadOptions& options) {

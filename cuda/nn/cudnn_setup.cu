@@ -164,6 +164,17 @@ cudnnMathType_t math_for(cudnnMathType_t reported, Precision precision) {
   return precision == Precision::fp32 ? CUDNN_FMA_MATH : reported;
 }
 
+// One pass's algorithm from cuDNN's ranking (`pick`), stored with the math type it runs under,
+// which is also set on the descriptor for the workspace query that follows.
+template <typename Perf, typename Algo>
+void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precision precision, const char* what,
+            const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math) {
+  const Perf* p = pick(perfs, got, deterministic, precision, what, shape);
+  algo = p->algo;
+  math = math_for(p->mathType, precision);
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
+}
+
 }  // namespace
 
 namespace {
@@ -228,10 +239,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
-      const auto* p = pick(perfs, got, deterministic_, precision_, "forward", shape);
-      a.fwd = p->algo;
-      a.fwd_math = math_for(p->mathType, precision_);
-      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.fwd_math));
+      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math);
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
       break;
     }
@@ -243,10 +251,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                         perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
-      const auto* p = pick(perfs, got, deterministic_, precision_, "backward-data", shape);
-      a.bwd_data = p->algo;
-      a.bwd_data_math = math_for(p->mathType, precision_);
-      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_data_math));
+      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
       break;
@@ -259,10 +264,8 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
-      const auto* p = pick(perfs, got, deterministic_, precision_, "backward-filter", shape);
-      a.bwd_filter = p->algo;
-      a.bwd_filter_math = math_for(p->mathType, precision_);
-      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, a.bwd_filter_math));
+      choose(perfs, got, deterministic_, precision_, "backward-filter", shape, conv, a.bwd_filter,
+             a.bwd_filter_math);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
       break;

@@ -15,10 +15,7 @@ ClipPrefetcher::ClipPrefetcher(std::vector<std::string> paths, DecodeOptions dec
     : paths_(std::move(paths)), decode_(std::move(decode)),
       threads_(threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()))) {}
 
-ClipPrefetcher::~ClipPrefetcher() {
-  for (auto& f : queue_)
-    if (f.valid()) f.wait();
-}
+ClipPrefetcher::~ClipPrefetcher() { drop_pending(); }
 
 void ClipPrefetcher::request(std::vector<int64_t> idx) {
   for (int64_t i : idx) GENRELAB_CHECK(i >= 0 && size_t(i) < paths_.size(), "clip ", i, " is not in the collection");
@@ -57,6 +54,12 @@ void ClipPrefetcher::request(std::vector<int64_t> idx) {
     if (failed) throw RuntimeError(first);
     return out;
   }));
+}
+
+void ClipPrefetcher::drop_pending() {
+  for (auto& f : queue_)
+    if (f.valid()) f.wait();
+  queue_.clear();
 }
 
 std::vector<std::vector<float>> ClipPrefetcher::take() {

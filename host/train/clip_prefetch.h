@@ -28,6 +28,8 @@ class ClipPrefetcher {
   // that no longer decodes is a RuntimeError naming it (and how many others of the request failed).
   std::vector<std::vector<float>> take();
   size_t pending() const { return queue_.size(); }
+  // Drops every request still queued (waiting for their decoding to finish; their errors too).
+  void drop_pending();
 
  private:
   std::vector<std::string> paths_;

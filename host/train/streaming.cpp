@@ -51,7 +51,10 @@ LoadedDataset check_dataset_sharded(const Dataset& dataset, LoadOptions options,
   out.classes = dataset.classes;
   LoadOptions report = options;
   report.warn = options.warn && comm->rank() == 0;
-  for (size_t i = 0; i < dataset.clips.size(); ++i) add_loaded_clip(dataset, i, reason[i], report, out);
+  for (size_t i = 0; i < dataset.clips.size(); ++i) {
+    if (reason[i].empty()) out.clips.push_back({dataset.clips[i], {}, {}});
+    else add_skipped_clip(dataset.clips[i], reason[i], report, out);
+  }
   require_usable_clips(dataset, out, options);
   return out;
 }
@@ -135,13 +138,7 @@ std::string StreamingSet::for_each_chunk(
     try {
       audio = prefetch_.take();
     } catch (const std::exception& e) {
-      // The chunks still being decoded are taken and dropped.
-      while (prefetch_.pending() > 0) {
-        try {
-          prefetch_.take();
-        } catch (const std::exception&) {
-        }
-      }
+      prefetch_.drop_pending();  // the chunks still being decoded
       return e.what();
     }
     if (start + kLookahead * chunk < end) request(start + kLookahead * chunk);
@@ -207,13 +204,7 @@ StreamingSet::StepInput StreamingSet::step_input(const std::vector<int64_t>& row
 void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
                                std::function<std::vector<int64_t>(int64_t)> rows_of_step, int64_t first_step,
                                int64_t steps) {
-  // Requests left by an epoch that ended early are dropped (their decoding finishes first).
-  while (prefetch_.pending() > 0) {
-    try {
-      prefetch_.take();
-    } catch (const std::exception&) {
-    }
-  }
+  prefetch_.drop_pending();  // requests left by an epoch that ended early
   queued_.clear();
   plan_ = std::move(plan);
   rows_of_step_ = std::move(rows_of_step);

@@ -540,6 +540,12 @@ int run_training(const TrainRequest& req) {
     // A streamed step whose clips no longer decode (here or on another rank): training stops
     // before it, with a checkpoint of the steps before it.
     std::string decode_failure;
+    auto decode_stop = [&](const std::string& why, const std::string& where, const std::string& holds) {
+      return RuntimeError(why + ". Training stopped " + where + "; the checkpoint in " + checkpoint_path + " holds " +
+                          holds + ": once the file is restored (or the error mended), continue with genrelab train "
+                                  "--resume " +
+                          run->path());
+    };
     // Global batch b's size and this rank's shard of it: global positions [first, first + count).
     auto batch_size_of = [batch, count = train_set.count](int64_t b) { return std::min(batch, count - b * batch); };
     auto shard_of_batch = [batch_size_of, &world, &comm](int64_t b) {
@@ -557,6 +563,16 @@ int run_training(const TrainRequest& req) {
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
+    // A stop inside the epoch (a signal, a clip that no longer decodes): the ranks' sums and rank
+    // 0's checkpoint of the epoch's first `batches_done` steps, complete before any rank exits.
+    auto checkpoint_mid_epoch = [&](int64_t batches_done) {
+      const double secs =
+          seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+      global_sums();
+      if (root) save_checkpoint(epoch - 1, batches_done, loss_sum, correct, seen, secs, false);
+      if (comm) comm->barrier();
+      bar.finish();
+    };
     uint64_t synced_step = step;  // the global step the host last read the stats of
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       const int64_t n = batch_size_of(b);  // the global batch
@@ -643,17 +659,9 @@ int run_training(const TrainRequest& req) {
       if (!decode_failure.empty()) {
         // Every rank stops before step b (they agreed in load_step), with a checkpoint of the steps
         // before it: nothing trained is lost.
-        const double secs =
-            seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-        global_sums();
-        if (root) save_checkpoint(epoch - 1, b, loss_sum, correct, seen, secs, false);
-        if (comm) comm->barrier();
-        bar.finish();
-        throw RuntimeError(decode_failure + ". Training stopped before step " + std::to_string(b + 1) + " of epoch " +
-                           std::to_string(epoch) + "; the checkpoint in " + checkpoint_path +
-                           " holds every step before it: once the file is restored (or the error mended), continue "
-                           "with genrelab train --resume " +
-                           run->path());
+        checkpoint_mid_epoch(b);
+        throw decode_stop(decode_failure, "before step " + std::to_string(b + 1) + " of epoch " + std::to_string(epoch),
+                          "every step before it");
       }
       if (profile_done) {
 #if GENRELAB_HAVE_CUDA
@@ -665,11 +673,7 @@ int run_training(const TrainRequest& req) {
       }
       // A stop happens at the same step on every rank: they agreed on it above.
       if (stop_signal) {
-        const double secs = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-        global_sums();
-        if (root) save_checkpoint(epoch - 1, b + 1, loss_sum, correct, seen, secs, false);
-        if (comm) comm->barrier();  // the checkpoint is complete before any rank exits
-        bar.finish();
+        checkpoint_mid_epoch(b + 1);
         const int sig = stop_signal;
         std::cerr << "genrelab train: stopped by " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " at epoch " << epoch
                   << ", step " << step << "; checkpoint written. Continue with: genrelab train --resume " << run->path() << "\n";
@@ -694,12 +698,7 @@ int run_training(const TrainRequest& req) {
           // The epoch's training is kept: a checkpoint after its last step (every rank agreed).
           if (root) save_checkpoint(epoch - 1, steps_per_epoch, loss_sum, correct, seen, seconds, false);
           if (comm) comm->barrier();
-          throw RuntimeError(
-              std::string(e.what()) + ". Training stopped while evaluating epoch " + std::to_string(epoch) +
-              "; the checkpoint in " + checkpoint_path +
-              " holds the epoch's training: once the file is restored (or the error mended), continue with genrelab "
-              "train --resume " +
-              run->path());
+          throw decode_stop(e.what(), "while evaluating epoch " + std::to_string(epoch), "the epoch's training");
         }
       };
       last_test = score_clips(window_probs(test_set, test_stream.get()), classes, test_set.group, test_set.clip_labels);

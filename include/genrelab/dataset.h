@@ -83,11 +83,9 @@ struct LoadedDataset {
 // Decodes every clip on a pool of threads. Never stops for a bad clip; throws RuntimeError only
 // when no clip at all is usable (unless !require_usable).
 LoadedDataset load_dataset(const Dataset& dataset, const LoadOptions& options);
-// How load_dataset reports: clip i of `dataset` usable (reason "") or skipped (any other reason;
-// warned on stderr with options.warn) into `out`; then, once every clip is in, the error when none
-// is usable.
-void add_loaded_clip(const Dataset& dataset, size_t i, const std::string& reason, const LoadOptions& options,
-                     LoadedDataset& out);
+// How load_dataset reports: a clip skipped for `reason` (warned on stderr with options.warn) into
+// `out`; then, once every clip is in, the error when none is usable.
+void add_skipped_clip(const Clip& clip, std::string reason, const LoadOptions& options, LoadedDataset& out);
 void require_usable_clips(const Dataset& dataset, const LoadedDataset& loaded, const LoadOptions& options);
 
 // The usable clips' records (what split functions take).
