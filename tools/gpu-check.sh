@@ -134,8 +134,12 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
 
   # [big] (baseline-sized maps) and [train] (whole training processes) take minutes under memcheck;
   # they ran in gpu-tests-big and gpu-tests-train above.
+  # memcheck reports memory errors only: failed CUDA API calls are checked by the code itself, and
+  # some are meant (NCCL probing kernels it lacks for this GPU; the CUDA-graph test's refused
+  # synchronisation inside a capture, which exercises the fallback).
   if command -v compute-sanitizer >/dev/null 2>&1; then
-    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[oom]~[big]~[train]"
+    step memcheck 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 \
+      build-gpu/genrelab_tests "[gpu]~[oom]~[big]~[train]"
     step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
     step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
   else

@@ -545,7 +545,7 @@ class CudaNetwork final : public Network {
   bool graphs_usable() {
     if (!hyper_.cuda_graph || graphs_failed_) return false;
     if (comm_ || has_rnn_) {
-      if (!graph_note_) {
+      if (!graph_note_ && hyper_.cuda_graph_set) {
         std::cerr << "genrelab: train.cuda_graph is ignored: "
                   << (comm_ ? "data-parallel steps (NCCL all-reduces on a second stream) are not captured"
                             : "cuDNN's recurrent layers (gru, lstm) are not captured")

@@ -33,6 +33,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
   h.cuda_graph = config.get_bool("train.cuda_graph");
+  h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
   h.fuse_conv_pool = config.get_bool("train.fuse_conv_pool");
   h.sync_batchnorm = config.get_bool("train.sync_batchnorm");
   h.seed = uint32_t(config.get_int("train.seed"));

@@ -35,7 +35,8 @@ struct TrainHyper {
   double loss_scale_init = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
-  bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph
+  bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph (config default: on)
+  bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
   bool fuse_conv_pool = false;     // run a leading conv2d → maxpool2d as one fused layer (ops/conv_pool.h)
   bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
