@@ -117,15 +117,28 @@ void check_maxpool_functors(const json& layer, Shape3 in, int64_t n) {
   std::vector<uint8_t> argmax(dy.size());
   cpu->forward(x.data(), y_ref.data(), n, true, {});
   cpu->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, {});
-  cpu_for_1d(int64_t(y.size()), ops::MaxPoolForward<float>{x.data(), y.data(), argmax.data(), geom});
+  cpu_for_1d(int64_t(y.size()), ops::MaxPoolForward<1>{x.data(), y.data(), argmax.data(), geom});
   cpu_for_1d(int64_t(dx.size()), ops::MaxPoolBackward<float>{dy.data(), argmax.data(), dx.data(), geom});
   test::require_close(y, y_ref, 0, 0, "maxpool forward");
   test::require_close(dx, dx_ref, 0, 0, "maxpool backward");
-  using Disjoint = ops::MaxPoolBackwardDisjoint<float>;
+  using Disjoint = ops::MaxPoolBackwardDisjoint<1>;
   if (Disjoint::applies(geom)) {  // the per-window form the GPU uses when windows do not overlap
     std::vector<float> dxw(x.size(), Disjoint::covers_input(geom) ? NAN : 0.0f);  // NaN: every cell must be written
     cpu_for_1d(int64_t(y.size()), Disjoint{dy.data(), argmax.data(), dxw.data(), geom});
     test::require_close(dxw, dx_ref, 0, 0, "maxpool backward, one call per window");
+  }
+  if (in.c % 4 == 0) {  // four channels per call, as the GPU runs these layers when they fit
+    REQUIRE(ops::pool_lanes(in.c, x.data(), y.data(), argmax.data()) == 4);
+    std::vector<float> y4(y.size(), NAN);
+    std::vector<uint8_t> argmax4(argmax.size(), 255);
+    cpu_for_1d(int64_t(y.size()) / 4, ops::MaxPoolForward<4>{x.data(), y4.data(), argmax4.data(), geom});
+    test::require_close(y4, y_ref, 0, 0, "maxpool forward, four channels per call");
+    CHECK(argmax4 == argmax);
+    if (Disjoint::applies(geom)) {
+      std::vector<float> dx4(x.size(), Disjoint::covers_input(geom) ? NAN : 0.0f);
+      cpu_for_1d(int64_t(y.size()) / 4, ops::MaxPoolBackwardDisjoint<4>{dy.data(), argmax4.data(), dx4.data(), geom});
+      test::require_close(dx4, dx_ref, 0, 0, "maxpool backward, one call per window and four channels");
+    }
   }
   // Hand check of one window: its gradient lands on its first maximum in row-major order.
   const int64_t c = 1 % in.c;
@@ -151,6 +164,9 @@ TEST_CASE("nn gpu extra maxpool with argmax equals the cpu layer", "[nn][gpu_ext
   check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}}, {8, 6, 3}, 2);  // windows cover the input exactly
   check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"stride", 3}}, {8, 9, 2}, 2);  // gaps between windows
   check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}, {7, 5, 3}, 2);
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}, {7, 5, 8}, 2);  // four channels per call
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}, {"stride", 3}}, {8, 9, 12}, 2);
+  check_maxpool_functors({{"type", "maxpool2d"}, {"size", 2}}, {8, 6, 4}, 3);
 }
 
 TEST_CASE("nn gpu extra global avgpool equals the cpu layer", "[nn][gpu_extra]") {

@@ -1,7 +1,8 @@
 // Pooling on the GPU with Keras semantics, as the functors of ops/nn_gpu_extra.h (the CPU tests run
 // the same arithmetic). maxpool2d: the forward records each window's argmax (1 byte); the backward
 // routes dy through it, one call per window when windows do not overlap, else a gather per input
-// cell. Either reads dy and the argmax once and writes dx once, where cuDNN's backward re-reads x
+// cell. With channels in multiples of 4 (the baseline's 64 … 512) the forward and the per-window
+// backward take four channels per call. Either reads dy and the argmax once and writes dx once, where cuDNN's backward re-reads x
 // and y.
 // Padding ("same") is handled in the windows' bounds: a padded cell never wins a max or counts in
 // an average. avgpool2d divides by the number of in-bounds cells, as Keras does.
@@ -29,7 +30,11 @@ class PoolLayer final : public GpuLayer {
     if (max_) {
       // y, argmax: (n, oh, ow, c)
       if (training) ctx_.resize_tracked(argmax_, size_t(count));
-      launch_1d(count, ops::MaxPoolForward<float>{x, y, training ? argmax_.data() : nullptr, geom()}, ctx_.stream());
+      uint8_t* argmax = training ? argmax_.data() : nullptr;
+      if (ops::pool_lanes(desc_.in.c, x, y, argmax) == 4)
+        launch_1d(count / 4, ops::MaxPoolForward<4>{x, y, argmax, geom()}, ctx_.stream());
+      else
+        launch_1d(count, ops::MaxPoolForward<1>{x, y, argmax, geom()}, ctx_.stream());
     } else {
       launch_1d(count, ops::AvgPoolForward<float>{x, y, geom()}, ctx_.stream());
     }
@@ -43,10 +48,14 @@ class PoolLayer final : public GpuLayer {
       GENRELAB_CHECK(argmax_.size() >= size_t(n * desc_.out.size()), "layer ", desc_.name,
                      ": max-pooling backward without a training forward of the batch");
       const ops::PoolGeom g = geom();
-      if (ops::MaxPoolBackwardDisjoint<float>::applies(g)) {
-        if (!ops::MaxPoolBackwardDisjoint<float>::covers_input(g))
+      if (ops::MaxPoolBackwardDisjoint<1>::applies(g)) {
+        if (!ops::MaxPoolBackwardDisjoint<1>::covers_input(g))
           GENRELAB_CUDA_CHECK(cudaMemsetAsync(dx, 0, size_t(count) * sizeof(float), ctx_.stream()));
-        launch_1d(n * desc_.out.size(), ops::MaxPoolBackwardDisjoint<float>{dy, argmax_.data(), dx, g}, ctx_.stream());
+        const int64_t windows = n * desc_.out.size();
+        if (ops::pool_lanes(g.c, dy, dx, argmax_.data()) == 4)
+          launch_1d(windows / 4, ops::MaxPoolBackwardDisjoint<4>{dy, argmax_.data(), dx, g}, ctx_.stream());
+        else
+          launch_1d(windows, ops::MaxPoolBackwardDisjoint<1>{dy, argmax_.data(), dx, g}, ctx_.stream());
       } else {
         launch_1d(count, ops::MaxPoolBackward<float>{dy, argmax_.data(), dx, g}, ctx_.stream());
       }

@@ -21,7 +21,9 @@ void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, int64_t n) {
   for (int64_t e0 = 0; e0 < n; e0 += per) {
     ops::ConvPoolCell c = cell;
     c.x = cell.x + e0 * in;
-    cpu_for_1d(std::min(per, n - e0) * out, ops::ConvPoolForward{c, y + e0 * out});
+    ops::with_conv_pool_shape(g.k(), c.half, [&](auto k, auto h) {
+      cpu_for_1d(std::min(per, n - e0) * out, ops::ConvPoolForward<k(), h()>{c, y + e0 * out});
+    });
   }
 }
 
@@ -38,7 +40,9 @@ void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, int6
     ops::ConvPoolCell c = cell;
     c.x = cell.x + e0 * in;
     partial.assign(size_t(chunks * row), 0.0f);
-    cpu_for_2d(chunks, g.f, ops::ConvPoolGradPartial{c, dy + e0 * out, positions, kSpan, partial.data()});
+    ops::with_conv_pool_shape(K, c.half, [&](auto k, auto h) {
+      cpu_for_2d(chunks, g.f, ops::ConvPoolGradPartial<k(), h()>{c, dy + e0 * out, positions, kSpan, partial.data()});
+    });
     std::fill(sums.begin(), sums.end(), 0.0f);
     for (int64_t k = 0; k < chunks; ++k)
       for (int64_t j = 0; j < row; ++j) sums[size_t(j)] += partial[size_t(k * row + j)];

@@ -369,6 +369,7 @@ ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan) {
   g.ph = int32_t(p.kh), g.pw = int32_t(p.kw), g.psh = int32_t(p.sh), g.psw = int32_t(p.sw);
   g.ptop = int32_t(p.pad_top), g.pleft = int32_t(p.pad_left);
   g.qh = int32_t(pool.out.h), g.qw = int32_t(pool.out.w);
+  g.set_taps();
   return g;
 }
 

@@ -14,6 +14,14 @@
 #define GENRELAB_HD inline
 #endif
 
+// Fully unrolls the loop after it in device code (loops over a compile-time bound, so that small
+// per-thread arrays stay in registers); the host compiler unrolls such loops by itself at -O3.
+#if defined(__CUDA_ARCH__)
+#define GENRELAB_UNROLL _Pragma("unroll")
+#else
+#define GENRELAB_UNROLL
+#endif
+
 namespace genrelab {
 
 template <typename T>

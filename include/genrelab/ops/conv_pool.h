@@ -10,10 +10,18 @@
 // bf16/fp16, as cuDNN writes it), the pooled value is the first maximum in row-major order (cells
 // outside the conv map do not count), and the gradient flows to that cell only. The conv's sum
 // runs over (a, b, c) in kernel order, in float32 from the rounded operands.
+//
+// The work per tap is one multiply-add, so the functors are written for few instructions per tap:
+// the kernel volume K and the 16-bit format H are template parameters (with_conv_pool_shape picks
+// them), a thread keeps its filter's K taps (and, backward, its K sums) in registers, and each
+// tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
+// arithmetic per tap. Bounds are checked per tap only when the conv pads.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "genrelab/common.h"
 #include "genrelab/ops/low_precision.h"
@@ -32,27 +40,27 @@ struct ConvPoolGeom {
   int32_t ph = 1, pw = 1, psh = 1, psw = 1;                 // pool window and stride
   int32_t ptop = 0, pleft = 0;                              // pool padding
   int32_t qh = 0, qw = 0;                                   // pooled map
+  // Set by set_taps(), per kernel tap k = (a·kw + b)·c + ci: its input row and column offsets
+  // a·dh and b·dw from the conv cell's first tap, and its offset (a·dh·w + b·dw)·c + ci into x.
+  int32_t tap_dy[kConvPoolMaxK] = {}, tap_dx[kConvPoolMaxK] = {}, tap_off[kConvPoolMaxK] = {};
+  bool padded = true;  // some conv cell has a tap outside the input (set_taps())
   GENRELAB_HD int32_t k() const { return kh * kw * c; }
+  void set_taps() {
+    for (int32_t a = 0; a < kh; ++a)
+      for (int32_t b = 0; b < kw; ++b)
+        for (int32_t ci = 0; ci < c; ++ci) {
+          const int32_t t = (a * kw + b) * c + ci;
+          tap_dy[t] = a * dh;
+          tap_dx[t] = b * dw;
+          tap_off[t] = (a * dh * w + b * dw) * c + ci;
+        }
+    padded = top > 0 || left > 0 || int64_t(oh - 1) * sh + int64_t(kh - 1) * dh >= h ||
+             int64_t(ow - 1) * sw + int64_t(kw - 1) * dw >= w;
+  }
 };
 
-// Calls f(xs, k0) for each kernel tap (a, b) of conv output (yy, xx) of example e that falls
-// inside the input: xs = the input's c channels there, k0 = (a·kw + b)·c, the tap's first index
-// into a filter's kernel (padding taps are skipped: they add zeros).
-template <typename F>
-GENRELAB_HD void for_each_input_tap(const ConvPoolGeom& g, const float* x, int64_t e, int32_t yy, int32_t xx, F&& f) {
-  for (int32_t a = 0; a < g.kh; ++a) {
-    const int32_t iy = yy * g.sh - g.top + a * g.dh;
-    if (iy < 0 || iy >= g.h) continue;
-    for (int32_t b = 0; b < g.kw; ++b) {
-      const int32_t ix = xx * g.sw - g.left + b * g.dw;
-      if (ix < 0 || ix >= g.w) continue;
-      f(x + ((e * g.h + iy) * g.w + ix) * g.c, (a * g.kw + b) * g.c);
-    }
-  }
-}
-
-// One cell of the conv layer's output: act(round(Σ x·W) + b) at (e, y, x) for filter fi.
-// x: (n, h, w, c); kernel: (f, kh, kw, c); bias: (f) or null.
+// The conv layer and pool as the functors see them. x: (n, h, w, c); kernel: (f, kh, kw, c);
+// bias: (f) or null.
 struct ConvPoolCell {
   ConvPoolGeom g;
   const float* x;
@@ -61,17 +69,7 @@ struct ConvPoolCell {
   int act;
   float alpha;
   int half;  // ops::kHalf*: operands and z rounded to it
-  GENRELAB_HD float operator()(int64_t e, int32_t yy, int32_t xx, int32_t fi) const {
-    float z = 0.0f;
-    const float* wf = kernel + int64_t(fi) * g.k();
-    const int h = half;
-    const int32_t channels = g.c;
-    for_each_input_tap(g, x, e, yy, xx, [&](const float* xs, int32_t k0) {
-      for (int32_t ci = 0; ci < channels; ++ci) z += round_to_half(xs[ci], h) * round_to_half(wf[k0 + ci], h);
-    });
-    z = round_to_half(z, half);
-    return activate<float>(act, bias ? z + bias[fi] : z, alpha);
-  }
+
   // The pooled window of output (qy, qx): conv rows [y0, y1) and columns [x0, x1), clipped.
   GENRELAB_HD void window(int32_t qy, int32_t qx, int32_t& y0, int32_t& y1, int32_t& x0, int32_t& x1) const {
     y0 = qy * g.psh - g.ptop;
@@ -81,25 +79,92 @@ struct ConvPoolCell {
     y0 = y0 > 0 ? y0 : 0;
     x0 = x0 > 0 ? x0 : 0;
   }
-  // The window's first maximum (row-major, strict >): its value and cell (−1 when every cell is
-  // NaN or the window is empty: the pool then outputs −∞ and passes no gradient).
-  GENRELAB_HD float window_max(int64_t e, int32_t qy, int32_t qx, int32_t fi, int32_t& at_y, int32_t& at_x) const {
+};
+
+// One filter of a ConvPoolCell with K taps and 16-bit format H, as a thread uses it: the taps
+// rounded once and held in registers.
+template <int K, int H>
+struct ConvPoolFilter {
+  const ConvPoolCell& cell;
+  float w[K];
+  float b;
+  GENRELAB_HD ConvPoolFilter(const ConvPoolCell& c, int32_t fi) : cell(c) {
+    const float* kf = c.kernel + int64_t(fi) * K;
+    GENRELAB_UNROLL
+    for (int k = 0; k < K; ++k) w[k] = round_to_half(kf[k], H);
+    b = c.bias ? c.bias[fi] : 0.0f;
+  }
+  // Conv cell (e, yy, xx)'s first tap in x and that tap's input row and column (under padding it
+  // may lie outside the input: taps there are skipped, they add zeros).
+  GENRELAB_HD const float* first_tap(int64_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
+    const ConvPoolGeom& g = cell.g;
+    iy0 = yy * g.sh - g.top;
+    ix0 = xx * g.sw - g.left;
+    return cell.x + ((e * g.h + iy0) * g.w + ix0) * g.c;
+  }
+  GENRELAB_HD bool inside(int k, int32_t iy0, int32_t ix0) const {
+    const ConvPoolGeom& g = cell.g;
+    return uint32_t(iy0 + g.tap_dy[k]) < uint32_t(g.h) && uint32_t(ix0 + g.tap_dx[k]) < uint32_t(g.w);
+  }
+  // Calls f(k, x_k) for the taps of the cell whose first tap is xc, in kernel order, x_k rounded
+  // (taps outside the input skipped: a uniform branch, no checks without padding).
+  template <typename F>
+  GENRELAB_HD void for_each_tap(const float* xc, int32_t iy0, int32_t ix0, F&& f) const {
+    const ConvPoolGeom& g = cell.g;
+    if (!g.padded) {
+      GENRELAB_UNROLL
+      for (int k = 0; k < K; ++k) f(k, round_to_half(xc[g.tap_off[k]], H));
+    } else {
+      GENRELAB_UNROLL
+      for (int k = 0; k < K; ++k)
+        if (inside(k, iy0, ix0)) f(k, round_to_half(xc[g.tap_off[k]], H));
+    }
+  }
+  // act(round(Σ x·W) + b) of the cell whose first tap is xc, in float32 from the rounded operands.
+  GENRELAB_HD float value(const float* xc, int32_t iy0, int32_t ix0) const {
+    float z = 0.0f;
+    for_each_tap(xc, iy0, ix0, [&](int k, float xk) { z += xk * w[k]; });
+    z = round_to_half(z, H);
+    return activate<float>(cell.act, cell.bias ? z + b : z, cell.alpha);
+  }
+  // The pooled window's first maximum (row-major, strict >) and its cell's first tap (`at` null when
+  // every cell is NaN or the window is empty: the pool then outputs −∞ and passes no gradient).
+  GENRELAB_HD float window_max(int64_t e, int32_t qy, int32_t qx, const float*& at, int32_t& at_iy0,
+                               int32_t& at_ix0) const {
     int32_t y0, y1, x0, x1;
-    window(qy, qx, y0, y1, x0, x1);
+    cell.window(qy, qx, y0, y1, x0, x1);
     float best = -INFINITY;
-    at_y = at_x = -1;
+    at = nullptr;
+    at_iy0 = at_ix0 = 0;
     for (int32_t yy = y0; yy < y1; ++yy)
       for (int32_t xx = x0; xx < x1; ++xx) {
-        const float v = (*this)(e, yy, xx, fi);
+        int32_t iy0, ix0;
+        const float* xc = first_tap(e, yy, xx, iy0, ix0);
+        const float v = value(xc, iy0, ix0);
         if (v > best) {
           best = v;
-          at_y = yy;
-          at_x = xx;
+          at = xc;
+          at_iy0 = iy0;
+          at_ix0 = ix0;
         }
       }
     return best;
   }
 };
+
+// Calls f(std::integral_constant<int, K>(), std::integral_constant<int, H>()) for kernel volume
+// k = K (1 … kConvPoolMaxK) and 16-bit format half = H: the functors below take both as template
+// parameters.
+template <int K = 1, typename F>
+void with_conv_pool_shape(int k, int half, F&& f) {
+  if constexpr (K < kConvPoolMaxK) {
+    if (k != K) return with_conv_pool_shape<K + 1>(k, half, std::forward<F>(f));
+  }
+  GENRELAB_CHECK(k == K, "fused conv+pool: kernel volume ", k, " is not 1 to ", kConvPoolMaxK);
+  if (half == kHalfBf16) f(std::integral_constant<int, K>(), std::integral_constant<int, kHalfBf16>());
+  else if (half == kHalfFp16) f(std::integral_constant<int, K>(), std::integral_constant<int, kHalfFp16>());
+  else f(std::integral_constant<int, K>(), std::integral_constant<int, kHalfNone>());
+}
 
 // The GPU backward gives each thread a span of kConvPoolSpan pooled positions and launches at
 // most 65 535 · 8 rows of them (cuda/launch.cuh's 2-D grid), so one example's qh·qw may not
@@ -116,7 +181,8 @@ inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
 }
 
 // Forward: y (n, qh, qw, f) = the pooled conv layer output. One call per output element
-// (i < 2^31: see conv_pool_examples_per_launch).
+// (i < 2^31: see conv_pool_examples_per_launch). K = cell.g.k(), H = cell.half.
+template <int K, int H>
 struct ConvPoolForward {
   ConvPoolCell cell;
   float* y;
@@ -124,8 +190,10 @@ struct ConvPoolForward {
     const ConvPoolGeom& g = cell.g;
     const uint32_t u = uint32_t(i), f = uint32_t(g.f), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
     const uint32_t r = u / f, t = r / qw;
-    int32_t ay, ax;
-    y[i] = cell.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r % qw), int32_t(u % f), ay, ax);
+    const ConvPoolFilter<K, H> filter(cell, int32_t(u - r * f));
+    const float* at;
+    int32_t iy0, ix0;
+    y[i] = filter.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), at, iy0, ix0);
   }
 };
 
@@ -134,6 +202,7 @@ struct ConvPoolForward {
 // output. partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The
 // gradient at a window's argmax is dz = dy · act'(cell value); the bias sum takes dz in float32,
 // the kernel sums take dz and x rounded to the 16-bit format (cuDNN's 16-bit dz and x).
+template <int K, int H>
 struct ConvPoolGradPartial {
   ConvPoolCell cell;
   const float* dy;
@@ -143,30 +212,28 @@ struct ConvPoolGradPartial {
   GENRELAB_HD void operator()(int64_t chunk, int64_t fcol) const {
     const ConvPoolGeom& g = cell.g;
     const int32_t fi = int32_t(fcol);
-    const int32_t K = g.k();
-    float acc[kConvPoolMaxK + 1];
-    for (int32_t k = 0; k <= kConvPoolMaxK; ++k) acc[k] = 0.0f;
+    const ConvPoolFilter<K, H> filter(cell, fi);
+    float acc[K], acc_bias = 0.0f;  // registers on the GPU (the loops over K unroll)
+    GENRELAB_UNROLL
+    for (int k = 0; k < K; ++k) acc[k] = 0.0f;
     const int64_t p1 = (chunk + 1) * span < positions ? (chunk + 1) * span : positions;
     for (int64_t p = chunk * span; p < p1; ++p) {
       const float d = dy[p * g.f + fi];
       if (d == 0.0f) continue;  // dropout's zeros and relu's dead windows: nothing to add
       const uint32_t u = uint32_t(p), qw = uint32_t(g.qw), qh = uint32_t(g.qh), r = u / qw;
-      const int32_t qx = int32_t(u % qw), qy = int32_t(r % qh);
-      const int64_t e = int64_t(r / qh);
-      int32_t ay, ax;
-      const float best = cell.window_max(e, qy, qx, fi, ay, ax);
-      if (ay < 0) continue;
+      const float* at;
+      int32_t iy0, ix0;
+      const float best = filter.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), at, iy0, ix0);
+      if (!at) continue;
       const float dz = d * activation_grad<float>(cell.act, best, cell.alpha);
-      acc[K] += dz;
-      const float dzr = round_to_half(dz, cell.half);
-      const int h = cell.half;
-      const int32_t channels = g.c;
-      for_each_input_tap(g, cell.x, e, ay, ax, [&](const float* xs, int32_t k0) {
-        for (int32_t ci = 0; ci < channels; ++ci) acc[k0 + ci] += dzr * round_to_half(xs[ci], h);
-      });
+      acc_bias += dz;
+      const float dzr = round_to_half(dz, H);
+      filter.for_each_tap(at, iy0, ix0, [&](int k, float xk) { acc[k] += dzr * xk; });
     }
     float* out = partial + (chunk * g.f + fi) * (K + 1);
-    for (int32_t k = 0; k <= K; ++k) out[k] = acc[k];
+    GENRELAB_UNROLL
+    for (int k = 0; k < K; ++k) out[k] = acc[k];
+    out[K] = acc_bias;
   }
 };
 
