@@ -93,6 +93,10 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json pool = {{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}};
     check_fused(conv, pool, {12, 15, 1}, 2, 0, 2e-6);
   }
+  SECTION("four filters per forward call: seven filters leave one spare") {
+    const json conv = {{"type", "conv2d"}, {"filters", 7}, {"kernel", 2}, {"activation", "relu"}};
+    check_fused(conv, pool22, {9, 13, 1}, 2, 0, 2e-6);
+  }
   SECTION("linear activation (no relu zeros)") {
     const json conv = {{"type", "conv2d"}, {"filters", 6}, {"kernel", 3}};
     check_fused(conv, pool22, {10, 9, 1}, 2, 0, 2e-6);

@@ -147,6 +147,13 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   fi
   if command -v ncu >/dev/null 2>&1; then
     step ncu-features 60 ncu --section SpeedOfLight --launch-count 16 "$bin" bench --what features --device cuda --clips 64 --iterations 1
+    # Our own training kernels, which are bound by instruction issue rather than memory when they
+    # are slow (docs/network-gpu.md): pooling and dropout of one step, then the fused first conv +
+    # pool's forward and backward.
+    step ncu-train-kernels 60 ncu --section SpeedOfLight --kernel-name-base demangled \
+      --kernel-name regex:"MaxPool|Dropout" --launch-count 16 "$bin" bench --what train --device cuda --iterations 1
+    step ncu-fused-kernels 40 ncu --section SpeedOfLight --kernel-name-base demangled --kernel-name regex:"ConvPool" \
+      --launch-count 3 "$bin" bench --what train --device cuda --iterations 1 --set train.fuse_conv_pool=true
   fi
 
   step tests 200 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180

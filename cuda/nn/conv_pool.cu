@@ -1,7 +1,8 @@
 // The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
-// functors (one instance per kernel volume and 16-bit format) launched on the context's stream. Forward: one thread per pooled output. Backward: one
-// thread per (chunk of kSpan pooled positions, filter) sums the kernel and bias gradients of its
-// chunk, cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
+// functors (one instance per kernel volume and 16-bit format) launched on the context's stream.
+// Forward: one thread per pooled position and group of filters. Backward: one thread per (chunk of
+// kSpan pooled positions, group of filters) sums the kernel and bias gradients of its chunk,
+// cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
 // kernel adds the sums into the conv layer's gradients. Nothing allocates after reserve(), so the
 // step stays capturable in a CUDA graph.
 #include "conv_pool.h"
@@ -44,7 +45,8 @@ void FusedConvPool::forward(const float* x, const float* kernel, const float* bi
     const int64_t m = std::min(per_launch_, n - e0);
     const ops::ConvPoolCell c = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
-      launch_1d(m * out, ops::ConvPoolForward<k(), h()>{c, y + e0 * out}, ctx_.stream());
+      using Forward = ops::ConvPoolForward<k(), h()>;
+      launch_1d(Forward::calls(g_, m), Forward{c, y + e0 * out}, ctx_.stream());
     });
   }
 }
@@ -60,8 +62,8 @@ void FusedConvPool::backward(const float* x, const float* dy, const float* kerne
     GENRELAB_CHECK(size_t(c * row) <= partial_.size(), "FusedConvPool: reserve(", n, ") was not called");
     const ops::ConvPoolCell fc = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(K, fc.half, [&](auto k, auto h) {
-      launch_2d(c, g_.f, ops::ConvPoolGradPartial<k(), h()>{fc, dy + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data()},
-                s);
+      using Partial = ops::ConvPoolGradPartial<k(), h()>;
+      launch_2d(c, Partial::groups(g_.f), Partial{fc, dy + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data()}, s);
     });
     add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row, false);  // sums (row) = Σ over the chunks
     launch_1d(row, ops::ConvPoolGradFinish{sums_.data(), K, ctx_.half_format(), grad_kernel, grad_bias}, s);

@@ -22,7 +22,8 @@ void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, int64_t n) {
     ops::ConvPoolCell c = cell;
     c.x = cell.x + e0 * in;
     ops::with_conv_pool_shape(g.k(), c.half, [&](auto k, auto h) {
-      cpu_for_1d(std::min(per, n - e0) * out, ops::ConvPoolForward<k(), h()>{c, y + e0 * out});
+      using Forward = ops::ConvPoolForward<k(), h()>;
+      cpu_for_1d(Forward::calls(g, std::min(per, n - e0)), Forward{c, y + e0 * out});
     });
   }
 }
@@ -41,7 +42,8 @@ void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, int6
     c.x = cell.x + e0 * in;
     partial.assign(size_t(chunks * row), 0.0f);
     ops::with_conv_pool_shape(K, c.half, [&](auto k, auto h) {
-      cpu_for_2d(chunks, g.f, ops::ConvPoolGradPartial<k(), h()>{c, dy + e0 * out, positions, kSpan, partial.data()});
+      using Partial = ops::ConvPoolGradPartial<k(), h()>;
+      cpu_for_2d(chunks, Partial::groups(g.f), Partial{c, dy + e0 * out, positions, kSpan, partial.data()});
     });
     std::fill(sums.begin(), sums.end(), 0.0f);
     for (int64_t k = 0; k < chunks; ++k)

@@ -13,9 +13,10 @@
 //
 // The work per tap is one multiply-add, so the functors are written for few instructions per tap:
 // the kernel volume K and the 16-bit format H are template parameters (with_conv_pool_shape picks
-// them), a thread keeps its filter's K taps (and, backward, its K sums) in registers, and each
+// them), a thread keeps its filters' K taps (and, backward, its K sums) in registers, and each
 // tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
-// arithmetic per tap. Bounds are checked per tap only when the conv pads.
+// arithmetic per tap. Bounds are checked per tap only when the conv pads. A call computes up to
+// four filters of its positions, which share the index arithmetic and the loads.
 #pragma once
 
 #include <cmath>
@@ -81,18 +82,23 @@ struct ConvPoolCell {
   }
 };
 
-// One filter of a ConvPoolCell with K taps and 16-bit format H, as a thread uses it: the taps
-// rounded once and held in registers.
-template <int K, int H>
-struct ConvPoolFilter {
+// G filters of a ConvPoolCell with K taps and 16-bit format H, as a thread uses them: their taps
+// rounded once and held in registers. Filters fi, fi + stride, …; past the last filter a thread
+// computes a copy of it, which it does not store.
+template <int K, int H, int G = 1>
+struct ConvPoolFilters {
   const ConvPoolCell& cell;
-  float w[K];
-  float b;
-  GENRELAB_HD ConvPoolFilter(const ConvPoolCell& c, int32_t fi) : cell(c) {
-    const float* kf = c.kernel + int64_t(fi) * K;
+  float w[G][K];
+  float b[G];
+  GENRELAB_HD ConvPoolFilters(const ConvPoolCell& c, int32_t fi, int32_t stride) : cell(c) {
     GENRELAB_UNROLL
-    for (int k = 0; k < K; ++k) w[k] = round_to_half(kf[k], H);
-    b = c.bias ? c.bias[fi] : 0.0f;
+    for (int j = 0; j < G; ++j) {
+      const int32_t f = fi + j * stride < c.g.f ? fi + j * stride : c.g.f - 1;
+      const float* kf = c.kernel + int64_t(f) * K;
+      GENRELAB_UNROLL
+      for (int k = 0; k < K; ++k) w[j][k] = round_to_half(kf[k], H);
+      b[j] = c.bias ? c.bias[f] : 0.0f;
+    }
   }
   // Conv cell (e, yy, xx)'s first tap in x and that tap's input row and column (under padding it
   // may lie outside the input: taps there are skipped, they add zeros).
@@ -120,35 +126,51 @@ struct ConvPoolFilter {
         if (inside(k, iy0, ix0)) f(k, round_to_half(xc[g.tap_off[k]], H));
     }
   }
-  // act(round(Σ x·W) + b) of the cell whose first tap is xc, in float32 from the rounded operands.
-  GENRELAB_HD float value(const float* xc, int32_t iy0, int32_t ix0) const {
-    float z = 0.0f;
-    for_each_tap(xc, iy0, ix0, [&](int k, float xk) { z += xk * w[k]; });
-    z = round_to_half(z, H);
-    return activate<float>(cell.act, cell.bias ? z + b : z, cell.alpha);
+  // Each filter's act(round(Σ x·W) + b) at the cell whose first tap is xc, in float32 from the
+  // rounded operands; the taps are read once for the G filters.
+  GENRELAB_HD void values(const float* xc, int32_t iy0, int32_t ix0, float (&v)[G]) const {
+    float z[G];
+    GENRELAB_UNROLL
+    for (int j = 0; j < G; ++j) z[j] = 0.0f;
+    for_each_tap(xc, iy0, ix0, [&](int k, float xk) {
+      GENRELAB_UNROLL
+      for (int j = 0; j < G; ++j) z[j] += xk * w[j][k];
+    });
+    GENRELAB_UNROLL
+    for (int j = 0; j < G; ++j) {
+      const float zr = round_to_half(z[j], H);
+      v[j] = cell.bias ? zr + b[j] : zr;
+    }
+    activate_each(cell.act, v, cell.alpha);
   }
-  // The pooled window's first maximum (row-major, strict >) and its cell's first tap (`at` null when
-  // every cell is NaN or the window is empty: the pool then outputs −∞ and passes no gradient).
-  GENRELAB_HD float window_max(int64_t e, int32_t qy, int32_t qx, const float*& at, int32_t& at_iy0,
-                               int32_t& at_ix0) const {
+  // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's first
+  // tap (`at` null when every cell is NaN or the window is empty: the pool then outputs −∞ and
+  // passes no gradient).
+  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], const float* (&at)[G],
+                              int32_t (&at_iy0)[G], int32_t (&at_ix0)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
-    float best = -INFINITY;
-    at = nullptr;
-    at_iy0 = at_ix0 = 0;
+    GENRELAB_UNROLL
+    for (int j = 0; j < G; ++j) {
+      best[j] = -INFINITY;
+      at[j] = nullptr;
+      at_iy0[j] = at_ix0[j] = 0;
+    }
     for (int32_t yy = y0; yy < y1; ++yy)
       for (int32_t xx = x0; xx < x1; ++xx) {
         int32_t iy0, ix0;
         const float* xc = first_tap(e, yy, xx, iy0, ix0);
-        const float v = value(xc, iy0, ix0);
-        if (v > best) {
-          best = v;
-          at = xc;
-          at_iy0 = iy0;
-          at_ix0 = ix0;
-        }
+        float v[G];
+        values(xc, iy0, ix0, v);
+        GENRELAB_UNROLL
+        for (int j = 0; j < G; ++j)
+          if (v[j] > best[j]) {
+            best[j] = v[j];
+            at[j] = xc;
+            at_iy0[j] = iy0;
+            at_ix0[j] = ix0;
+          }
       }
-    return best;
   }
 };
 
@@ -172,6 +194,11 @@ void with_conv_pool_shape(int k, int half, F&& f) {
 constexpr int64_t kConvPoolSpan = 64;
 constexpr int64_t kConvPoolMaxPositions = int64_t(65535) * 8 * kConvPoolSpan;
 
+// The filters one call of the functors below computes for kernel volume K: they share the
+// position's index arithmetic and input loads, and hold G·K taps (and, backward, G·(K + 1) sums)
+// in registers.
+constexpr int conv_pool_filters_per_call(int K) { return K <= 4 ? 4 : K <= 9 ? 2 : 1; }
+
 // Callers launch (or loop over) chunks of examples whose index spaces stay below 2^31, so that
 // the index arithmetic below runs in 32 bits (a 64-bit division costs several times as much).
 inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
@@ -180,60 +207,89 @@ inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
   return m > 0 ? m : 1;
 }
 
-// Forward: y (n, qh, qw, f) = the pooled conv layer output. One call per output element
-// (i < 2^31: see conv_pool_examples_per_launch). K = cell.g.k(), H = cell.half.
+// Forward: y (n, qh, qw, f) = the pooled conv layer output. K = cell.g.k(), H = cell.half. A call
+// computes G filters of one pooled position (so they share its index arithmetic and input loads):
+// calls(n) of them, call i at position i / groups, filters j, j + groups, … (j = i % groups), so
+// consecutive calls write consecutive outputs. i < 2^31: see conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
+  static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   float* y;
+  GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
+  static int64_t calls(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw * groups(g.f); }
   GENRELAB_HD void operator()(int64_t i) const {
     const ConvPoolGeom& g = cell.g;
-    const uint32_t u = uint32_t(i), f = uint32_t(g.f), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
-    const uint32_t r = u / f, t = r / qw;
-    const ConvPoolFilter<K, H> filter(cell, int32_t(u - r * f));
-    const float* at;
-    int32_t iy0, ix0;
-    y[i] = filter.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), at, iy0, ix0);
+    const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
+    const uint32_t r = u / fg, t = r / qw, j = u - r * fg;
+    const ConvPoolFilters<K, H, G> filters(cell, int32_t(j), int32_t(fg));
+    float best[G];
+    const float* at[G];
+    int32_t iy0[G], ix0[G];
+    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, at, iy0, ix0);
+    float* out = y + int64_t(r) * g.f;
+    GENRELAB_UNROLL
+    for (int m = 0; m < G; ++m)
+      if (j + m * fg < uint32_t(g.f)) out[j + m * fg] = best[m];
   }
 };
 
-// Backward, first stage: the weight and bias gradient sums of one filter over one chunk of
-// `span` pooled positions (e, qy, qx) in order. dy: (n, qh, qw, f) the gradient of the pooled
-// output. partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The
-// gradient at a window's argmax is dz = dy · act'(cell value); the bias sum takes dz in float32,
-// the kernel sums take dz and x rounded to the 16-bit format (cuDNN's 16-bit dz and x).
+// Backward, first stage: the weight and bias gradient sums of G filters over one chunk of `span`
+// pooled positions (e, qy, qx) in order: call (chunk, j) takes filters j, j + groups, … as the
+// forward does (launch chunks × groups(f)). dy: (n, qh, qw, f) the gradient of the pooled output.
+// partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The gradient at a
+// window's argmax is dz = dy · act'(cell value); the bias sum takes dz in float32, the kernel sums
+// take dz and x rounded to the 16-bit format (cuDNN's 16-bit dz and x).
 template <int K, int H>
 struct ConvPoolGradPartial {
+  static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   const float* dy;
   int64_t positions;  // n · qh · qw (positions · f < 2^31: see conv_pool_examples_per_launch)
   int64_t span;
   float* partial;
-  GENRELAB_HD void operator()(int64_t chunk, int64_t fcol) const {
+  GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
+  GENRELAB_HD void operator()(int64_t chunk, int64_t column) const {
     const ConvPoolGeom& g = cell.g;
-    const int32_t fi = int32_t(fcol);
-    const ConvPoolFilter<K, H> filter(cell, fi);
-    float acc[K], acc_bias = 0.0f;  // registers on the GPU (the loops over K unroll)
+    const int32_t j = int32_t(column), fg = groups(g.f);
+    const ConvPoolFilters<K, H, G> filters(cell, j, fg);
+    float acc[G][K + 1];  // per filter the K kernel sums, then the bias sum (registers on the GPU)
     GENRELAB_UNROLL
-    for (int k = 0; k < K; ++k) acc[k] = 0.0f;
+    for (int m = 0; m < G; ++m) {
+      GENRELAB_UNROLL
+      for (int k = 0; k <= K; ++k) acc[m][k] = 0.0f;
+    }
     const int64_t p1 = (chunk + 1) * span < positions ? (chunk + 1) * span : positions;
     for (int64_t p = chunk * span; p < p1; ++p) {
-      const float d = dy[p * g.f + fi];
-      if (d == 0.0f) continue;  // dropout's zeros and relu's dead windows: nothing to add
+      float d[G];
+      bool any = false;
+      GENRELAB_UNROLL
+      for (int m = 0; m < G; ++m) {
+        d[m] = j + m * fg < g.f ? dy[p * g.f + j + m * fg] : 0.0f;
+        any = any || d[m] != 0.0f;
+      }
+      if (!any) continue;  // dropout's zeros and relu's dead windows: nothing to add
       const uint32_t u = uint32_t(p), qw = uint32_t(g.qw), qh = uint32_t(g.qh), r = u / qw;
-      const float* at;
-      int32_t iy0, ix0;
-      const float best = filter.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), at, iy0, ix0);
-      if (!at) continue;
-      const float dz = d * activation_grad<float>(cell.act, best, cell.alpha);
-      acc_bias += dz;
-      const float dzr = round_to_half(dz, H);
-      filter.for_each_tap(at, iy0, ix0, [&](int k, float xk) { acc[k] += dzr * xk; });
+      float best[G];
+      const float* at[G];
+      int32_t iy0[G], ix0[G];
+      filters.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), best, at, iy0, ix0);
+      GENRELAB_UNROLL
+      for (int m = 0; m < G; ++m) {
+        if (d[m] == 0.0f || !at[m]) continue;
+        const float dz = d[m] * activation_grad<float>(cell.act, best[m], cell.alpha);
+        acc[m][K] += dz;
+        const float dzr = round_to_half(dz, H);
+        filters.for_each_tap(at[m], iy0[m], ix0[m], [&](int k, float xk) { acc[m][k] += dzr * xk; });
+      }
     }
-    float* out = partial + (chunk * g.f + fi) * (K + 1);
     GENRELAB_UNROLL
-    for (int k = 0; k < K; ++k) out[k] = acc[k];
-    out[K] = acc_bias;
+    for (int m = 0; m < G; ++m) {
+      if (j + m * fg >= g.f) continue;
+      float* out = partial + (chunk * g.f + j + m * fg) * (K + 1);
+      GENRELAB_UNROLL
+      for (int k = 0; k <= K; ++k) out[k] = acc[m][k];
+    }
   }
 };
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "genrelab/common.h"
 #include "genrelab/ops/philox.h"
@@ -24,6 +25,23 @@ GENRELAB_HD T activate(int act, T z, T alpha) {
     case kActTanh: return tanh(z);
     case kActSigmoid: return T(1) / (T(1) + exp(-z));
     default: return z;  // none; softmax is applied row-wise (SoftmaxRows)
+  }
+}
+
+// activate() on each of N values with one dispatch on `act` (a thread that computes several
+// outputs branches once instead of once per output).
+template <typename T, int N>
+GENRELAB_HD void activate_each(int act, T (&z)[N], T alpha) {
+  auto each = [&](auto a) {
+    for (int j = 0; j < N; ++j) z[j] = activate<T>(decltype(a)::value, z[j], alpha);
+  };
+  switch (act) {
+    case kActRelu: each(std::integral_constant<int, kActRelu>()); break;
+    case kActElu: each(std::integral_constant<int, kActElu>()); break;
+    case kActLeakyRelu: each(std::integral_constant<int, kActLeakyRelu>()); break;
+    case kActTanh: each(std::integral_constant<int, kActTanh>()); break;
+    case kActSigmoid: each(std::integral_constant<int, kActSigmoid>()); break;
+    default: break;  // none
   }
 }
 
