@@ -162,7 +162,7 @@ bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device 
   }
   if (device == Device::cpu)
     std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with it, "
-                 "but more slowly (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
+                 "at about the same speed (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
   return true;
 }
 
