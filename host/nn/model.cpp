@@ -347,7 +347,8 @@ bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
     return no("the first conv2d's kernel volume " + std::to_string(g.kh * g.kw * conv.in.c) + " (kh·kw·channels) is above " +
               std::to_string(ops::kConvPoolMaxK));
   const int64_t limit = int64_t(1) << 31;
-  if (conv.in.size() >= limit || plan.layers[1].out.size() >= limit)
+  const int64_t last_tap = ((g.kh - 1) * g.dh * conv.in.w + (g.kw - 1) * g.dw) * conv.in.c + conv.in.c;
+  if (conv.in.size() >= limit || plan.layers[1].out.size() >= limit || last_tap >= limit)
     return no("one example's maps are too large for 32-bit indices");
   const int64_t positions = plan.layers[1].out.h * plan.layers[1].out.w;
   if (positions > ops::kConvPoolMaxPositions)

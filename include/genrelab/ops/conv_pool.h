@@ -100,39 +100,41 @@ struct ConvPoolFilters {
       b[j] = c.bias ? c.bias[f] : 0.0f;
     }
   }
-  // Conv cell (e, yy, xx)'s first tap in x and that tap's input row and column (under padding it
-  // may lie outside the input: taps there are skipped, they add zeros).
-  GENRELAB_HD const float* first_tap(int64_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
+  // The offset into x of conv cell (e, yy, xx)'s first tap, and that tap's input row and column
+  // (under padding it may lie outside the input: taps there are skipped, they add zeros).
+  GENRELAB_HD int64_t first_tap(int64_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
     const ConvPoolGeom& g = cell.g;
     iy0 = yy * g.sh - g.top;
     ix0 = xx * g.sw - g.left;
-    return cell.x + ((e * g.h + iy0) * g.w + ix0) * g.c;
+    return ((e * g.h + iy0) * g.w + ix0) * g.c;
   }
   GENRELAB_HD bool inside(int k, int32_t iy0, int32_t ix0) const {
     const ConvPoolGeom& g = cell.g;
     return uint32_t(iy0 + g.tap_dy[k]) < uint32_t(g.h) && uint32_t(ix0 + g.tap_dx[k]) < uint32_t(g.w);
   }
-  // Calls f(k, x_k) for the taps of the cell whose first tap is xc, in kernel order, x_k rounded
-  // (taps outside the input skipped: a uniform branch, no checks without padding).
+  // Calls f(k, x_k) for the taps of the cell whose first tap is at offset o, in kernel order, x_k
+  // rounded (taps outside the input skipped: a uniform branch, no checks without padding, where
+  // the cell's first tap is always inside the input).
   template <typename F>
-  GENRELAB_HD void for_each_tap(const float* xc, int32_t iy0, int32_t ix0, F&& f) const {
+  GENRELAB_HD void for_each_tap(int64_t o, int32_t iy0, int32_t ix0, F&& f) const {
     const ConvPoolGeom& g = cell.g;
     if (!g.padded) {
+      const float* xc = cell.x + o;
       GENRELAB_UNROLL
       for (int k = 0; k < K; ++k) f(k, round_to_half(xc[g.tap_off[k]], H));
     } else {
       GENRELAB_UNROLL
       for (int k = 0; k < K; ++k)
-        if (inside(k, iy0, ix0)) f(k, round_to_half(xc[g.tap_off[k]], H));
+        if (inside(k, iy0, ix0)) f(k, round_to_half(cell.x[o + g.tap_off[k]], H));
     }
   }
-  // Each filter's act(round(Σ x·W) + b) at the cell whose first tap is xc, in float32 from the
-  // rounded operands; the taps are read once for the G filters.
-  GENRELAB_HD void values(const float* xc, int32_t iy0, int32_t ix0, float (&v)[G]) const {
+  // Each filter's act(round(Σ x·W) + b) at the cell whose first tap is at offset o, in float32 from
+  // the rounded operands; the taps are read once for the G filters.
+  GENRELAB_HD void values(int64_t o, int32_t iy0, int32_t ix0, float (&v)[G]) const {
     float z[G];
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) z[j] = 0.0f;
-    for_each_tap(xc, iy0, ix0, [&](int k, float xk) {
+    for_each_tap(o, iy0, ix0, [&](int k, float xk) {
       GENRELAB_UNROLL
       for (int j = 0; j < G; ++j) z[j] += xk * w[j][k];
     });
@@ -144,29 +146,29 @@ struct ConvPoolFilters {
     activate_each(cell.act, v, cell.alpha);
   }
   // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's first
-  // tap (`at` null when every cell is NaN or the window is empty: the pool then outputs −∞ and
+  // tap offset (`at` −1 when every cell is NaN or the window is empty: the pool then outputs −∞ and
   // passes no gradient).
-  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], const float* (&at)[G],
+  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], int64_t (&at)[G],
                               int32_t (&at_iy0)[G], int32_t (&at_ix0)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
       best[j] = -INFINITY;
-      at[j] = nullptr;
+      at[j] = -1;
       at_iy0[j] = at_ix0[j] = 0;
     }
     for (int32_t yy = y0; yy < y1; ++yy)
       for (int32_t xx = x0; xx < x1; ++xx) {
         int32_t iy0, ix0;
-        const float* xc = first_tap(e, yy, xx, iy0, ix0);
+        const int64_t o = first_tap(e, yy, xx, iy0, ix0);
         float v[G];
-        values(xc, iy0, ix0, v);
+        values(o, iy0, ix0, v);
         GENRELAB_UNROLL
         for (int j = 0; j < G; ++j)
           if (v[j] > best[j]) {
             best[j] = v[j];
-            at[j] = xc;
+            at[j] = o;
             at_iy0[j] = iy0;
             at_ix0[j] = ix0;
           }
@@ -224,7 +226,7 @@ struct ConvPoolForward {
     const uint32_t r = u / fg, t = r / qw, j = u - r * fg;
     const ConvPoolFilters<K, H, G> filters(cell, int32_t(j), int32_t(fg));
     float best[G];
-    const float* at[G];
+    int64_t at[G];
     int32_t iy0[G], ix0[G];
     filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, at, iy0, ix0);
     float* out = y + int64_t(r) * g.f;
@@ -271,12 +273,12 @@ struct ConvPoolGradPartial {
       if (!any) continue;  // dropout's zeros and relu's dead windows: nothing to add
       const uint32_t u = uint32_t(p), qw = uint32_t(g.qw), qh = uint32_t(g.qh), r = u / qw;
       float best[G];
-      const float* at[G];
+      int64_t at[G];
       int32_t iy0[G], ix0[G];
       filters.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), best, at, iy0, ix0);
       GENRELAB_UNROLL
       for (int m = 0; m < G; ++m) {
-        if (d[m] == 0.0f || !at[m]) continue;
+        if (d[m] == 0.0f || at[m] < 0) continue;
         const float dz = d[m] * activation_grad<float>(cell.act, best[m], cell.alpha);
         acc[m][K] += dz;
         const float dzr = round_to_half(dz, H);
