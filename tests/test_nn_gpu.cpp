@@ -370,6 +370,11 @@ TEST_CASE("nn gpu pooling equals the cpu layer", "[gpu][nn]") {
               tol);
   check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}), {5, 5, 2}, 2, 0, tol);
   check_layer(with_head({{"type", "maxpool2d"}, {"size", json::array({6, 4})}}), {13, 9, 3}, 2, 0, tol);
+  // Channels in multiples of 4: four per call (MaxPoolForward<4>, MaxPoolBackwardDisjoint<4>), with
+  // an uncovered last row and column, exact cover, and "same" padding.
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}}), {7, 9, 8}, 3, 0, tol);
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}}), {6, 8, 12}, 2, 0, tol);
+  check_layer(with_head({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}), {5, 5, 4}, 2, 0, tol);
   check_layer(with_head({{"type", "avgpool2d"}, {"size", 2}}), {7, 9, 3}, 3, 0, tol);
   check_layer(with_head({{"type", "avgpool2d"}, {"size", 3}, {"stride", 2}, {"padding", "same"}}), {7, 8, 4}, 2, 0,
               tol);
