@@ -30,7 +30,8 @@
 
 namespace genrelab::ops {
 
-// The largest kernel volume kh·kw·c fused: the backward keeps that many sums per thread.
+// The largest kernel volume kh·kw·c fused: a thread keeps that many taps (and, backward, sums) per
+// filter in registers.
 inline constexpr int kConvPoolMaxK = 16;
 
 struct ConvPoolGeom {
@@ -70,7 +71,6 @@ struct ConvPoolCell {
   int act;
   float alpha;
   int half;  // ops::kHalf*: operands and z rounded to it
-
   // The pooled window of output (qy, qx): conv rows [y0, y1) and columns [x0, x1), clipped.
   GENRELAB_HD void window(int32_t qy, int32_t qx, int32_t& y0, int32_t& y1, int32_t& x0, int32_t& x1) const {
     y0 = qy * g.psh - g.ptop;
