@@ -2,8 +2,8 @@
 // the same arithmetic). maxpool2d: the forward records each window's argmax (1 byte); the backward
 // routes dy through it, one call per window when windows do not overlap, else a gather per input
 // cell. With channels in multiples of 4 (the baseline's 64 … 512) the forward and the per-window
-// backward take four channels per call. Either reads dy and the argmax once and writes dx once, where cuDNN's backward re-reads x
-// and y.
+// backward take four channels per call. Either reads dy and the argmax once and writes dx once,
+// where cuDNN's backward re-reads x and y.
 // Padding ("same") is handled in the windows' bounds: a padded cell never wins a max or counts in
 // an average. avgpool2d divides by the number of in-bounds cells, as Keras does.
 #include "gpu_layers.h"
@@ -16,6 +16,13 @@
 namespace genrelab::cuda::nn {
 
 namespace {
+
+// F<4> over count / 4 calls when four channels per call fit (ops::pool_lanes), else F<1>.
+template <template <int> class F, typename... Args>
+void launch_lanes(int lanes, int64_t count, cudaStream_t stream, Args... args) {
+  if (lanes == 4) launch_1d(count / 4, F<4>{args...}, stream);
+  else launch_1d(count, F<1>{args...}, stream);
+}
 
 class PoolLayer final : public GpuLayer {
  public:
@@ -31,10 +38,8 @@ class PoolLayer final : public GpuLayer {
       // y, argmax: (n, oh, ow, c)
       if (training) ctx_.resize_tracked(argmax_, size_t(count));
       uint8_t* argmax = training ? argmax_.data() : nullptr;
-      if (ops::pool_lanes(desc_.in.c, x, y, argmax) == 4)
-        launch_1d(count / 4, ops::MaxPoolForward<4>{x, y, argmax, geom()}, ctx_.stream());
-      else
-        launch_1d(count, ops::MaxPoolForward<1>{x, y, argmax, geom()}, ctx_.stream());
+      launch_lanes<ops::MaxPoolForward>(ops::pool_lanes(desc_.in.c, x, y, argmax), count, ctx_.stream(), x, y,
+                                        argmax, geom());
     } else {
       launch_1d(count, ops::AvgPoolForward<float>{x, y, geom()}, ctx_.stream());
     }
@@ -51,11 +56,8 @@ class PoolLayer final : public GpuLayer {
       if (ops::MaxPoolBackwardDisjoint<1>::applies(g)) {
         if (!ops::MaxPoolBackwardDisjoint<1>::covers_input(g))
           GENRELAB_CUDA_CHECK(cudaMemsetAsync(dx, 0, size_t(count) * sizeof(float), ctx_.stream()));
-        const int64_t windows = n * desc_.out.size();
-        if (ops::pool_lanes(g.c, dy, dx, argmax_.data()) == 4)
-          launch_1d(windows / 4, ops::MaxPoolBackwardDisjoint<4>{dy, argmax_.data(), dx, g}, ctx_.stream());
-        else
-          launch_1d(windows, ops::MaxPoolBackwardDisjoint<1>{dy, argmax_.data(), dx, g}, ctx_.stream());
+        launch_lanes<ops::MaxPoolBackwardDisjoint>(ops::pool_lanes(g.c, dy, dx, argmax_.data()), n * desc_.out.size(),
+                                                   ctx_.stream(), dy, argmax_.data(), dx, g);
       } else {
         launch_1d(count, ops::MaxPoolBackward<float>{dy, argmax_.data(), dx, g}, ctx_.stream());
       }

@@ -131,41 +131,19 @@ template <int L>
 struct alignas(4 * L) Lanes {
   float v[L];
 };
-// Loads and stores of L lanes: one 128-bit (floats) or 32-bit (argmax bytes) access on the GPU
-// for L = 4.
-GENRELAB_HD void load_lanes(const float* p, Lanes<1>& r) { r.v[0] = p[0]; }
-GENRELAB_HD void store_lanes(float* p, const Lanes<1>& a) { p[0] = a.v[0]; }
-GENRELAB_HD void load_lane_bytes(const uint8_t* p, uint8_t (&b)[1]) { b[0] = p[0]; }
-GENRELAB_HD void store_lane_bytes(uint8_t* p, const uint8_t (&b)[1]) { p[0] = b[0]; }
-GENRELAB_HD void load_lanes(const float* p, Lanes<4>& r) {
-#if defined(__CUDA_ARCH__)
-  const float4 f = *reinterpret_cast<const float4*>(p);
-  r.v[0] = f.x, r.v[1] = f.y, r.v[2] = f.z, r.v[3] = f.w;
-#else
-  for (int l = 0; l < 4; ++l) r.v[l] = p[l];
-#endif
+template <int L>
+struct alignas(L) LaneBytes {
+  uint8_t v[L];
+};
+// Loads and stores of L lanes as one access (the alignment makes L = 4 one 128-bit access for
+// floats, one 32-bit access for argmax bytes on the GPU).
+template <typename Lane, typename T>
+GENRELAB_HD Lane load_lanes(const T* p) {
+  return *reinterpret_cast<const Lane*>(p);
 }
-GENRELAB_HD void store_lanes(float* p, const Lanes<4>& a) {
-#if defined(__CUDA_ARCH__)
-  *reinterpret_cast<float4*>(p) = make_float4(a.v[0], a.v[1], a.v[2], a.v[3]);
-#else
-  for (int l = 0; l < 4; ++l) p[l] = a.v[l];
-#endif
-}
-GENRELAB_HD void load_lane_bytes(const uint8_t* p, uint8_t (&b)[4]) {
-#if defined(__CUDA_ARCH__)
-  const uint32_t u = *reinterpret_cast<const uint32_t*>(p);
-  for (int l = 0; l < 4; ++l) b[l] = uint8_t(u >> (8 * l));
-#else
-  for (int l = 0; l < 4; ++l) b[l] = p[l];
-#endif
-}
-GENRELAB_HD void store_lane_bytes(uint8_t* p, const uint8_t (&b)[4]) {
-#if defined(__CUDA_ARCH__)
-  *reinterpret_cast<uint32_t*>(p) = uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
-#else
-  for (int l = 0; l < 4; ++l) p[l] = b[l];
-#endif
+template <typename Lane, typename T>
+GENRELAB_HD void store_lanes(T* p, const Lane& a) {
+  *reinterpret_cast<Lane*>(p) = a;
 }
 // The channels a pooling call takes: 4 when the layer's buffers allow it, else 1.
 inline int pool_lanes(int64_t channels, const void* x, const void* y, const void* argmax) {
@@ -189,25 +167,24 @@ struct MaxPoolForward {
     const int64_t i = L * q;
     const PoolGeom::Window win = g.window_of_output(i);
     Lanes<L> best;
-    uint8_t at[L];
+    LaneBytes<L> at;
     for (int l = 0; l < L; ++l) {
       best.v[l] = -INFINITY;
-      at[l] = uint8_t(win.a0 * g.kw + win.b0);
+      at.v[l] = uint8_t(win.a0 * g.kw + win.b0);
     }
     for (int64_t a = win.a0; a < win.a1; ++a) {
       const float* row = x + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
       for (int64_t b = win.b0; b < win.b1; ++b) {
-        Lanes<L> v;
-        load_lanes(row + b * g.c, v);
+        const auto v = load_lanes<Lanes<L>>(row + b * g.c);
         for (int l = 0; l < L; ++l)
           if (v.v[l] > best.v[l]) {
             best.v[l] = v.v[l];
-            at[l] = uint8_t(a * g.kw + b);
+            at.v[l] = uint8_t(a * g.kw + b);
           }
       }
     }
     store_lanes(y + i, best);
-    if (argmax) store_lane_bytes(argmax + i, at);
+    if (argmax) store_lanes(argmax + i, at);
   }
 };
 
@@ -235,8 +212,8 @@ struct MaxPoolBackward {
 };
 
 // The same gradient for windows that do not overlap (stride ≥ size, the usual case), one call per
-// window (n, oy, ox) and L channels: it owns the window's in-bounds cells and writes dy to the recorded
-// maximum, 0 to the others. A quarter of the calls of MaxPoolBackward for 2×2 windows, and no
+// window (n, oy, ox) and L channels: it owns the window's in-bounds cells and writes dy to the
+// recorded maximum, 0 to the others. A quarter of the calls of MaxPoolBackward for 2×2 windows, and no
 // search for covering windows (the gather form's index arithmetic, not memory, bounded it: 6.5 ms
 // against 4.8 ms for cuDNN on the baseline's first pooling layer, H200). Cells outside every
 // window (what floor division leaves at the bottom/right) must be zeroed first unless
@@ -255,16 +232,14 @@ struct MaxPoolBackwardDisjoint {
   GENRELAB_HD void operator()(int64_t q) const {  // the window's L channels starting at element L·q
     const int64_t o = L * q;
     const PoolGeom::Window win = g.window_of_output(o);
-    Lanes<L> v;
-    load_lanes(dy + o, v);
-    uint8_t at[L];
-    load_lane_bytes(argmax + o, at);
+    const auto v = load_lanes<Lanes<L>>(dy + o);
+    const auto at = load_lanes<LaneBytes<L>>(argmax + o);
     for (int64_t a = win.a0; a < win.a1; ++a) {
       float* row = dx + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
       for (int64_t b = win.b0; b < win.b1; ++b) {
         const int64_t cell = a * g.kw + b;
         Lanes<L> d;
-        for (int l = 0; l < L; ++l) d.v[l] = cell == int64_t(at[l]) ? v.v[l] : 0.0f;
+        for (int l = 0; l < L; ++l) d.v[l] = cell == int64_t(at.v[l]) ? v.v[l] : 0.0f;
         store_lanes(row + b * g.c, d);
       }
     }
