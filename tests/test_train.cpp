@@ -87,6 +87,34 @@ TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]"
   CHECK(again.err.find("already finished") != std::string::npos);
 }
 
+TEST_CASE("a checkpoint still being written defers the next and the run ends with the last epoch's", "[train]") {
+  // Each background write sleeps 3 s first (a slow disk), longer than the tiny model's epochs:
+  // epoch 1's write is still running when epochs 2 and 3 end, so their saves move on, and the end
+  // of the run waits for the writer before saving epoch 4 synchronously.
+  const auto dir = test::temp_dir("train-slow-disk");
+  const std::string exp = tiny_experiment(dir, 4);
+  const Result slow = run_shell("GENRELAB_TEST_CHECKPOINT_DELAY_MS=3000 " + test::genrelab_binary() + " train " + exp +
+                                " --device cpu --quiet --out " + (dir / "slow").string());
+  INFO(slow.err);
+  REQUIRE(slow.rc == 0);
+  CHECK(slow.err.find("epoch 2's checkpoint deferred: the previous one is still being written") != std::string::npos);
+  const std::string run_dir = trim(slow.out);
+  const nn::Checkpoint ck = nn::load_checkpoint(run_dir + "/checkpoint.bin");
+  CHECK(ck.header.at("epoch").get<int>() == 4);
+  for (const auto& e : fs::directory_iterator(run_dir)) CHECK(e.path().extension() != ".tmp");
+  // The deferral changes no number the run computes.
+  const Result plain = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "plain").string());
+  REQUIRE(plain.rc == 0);
+  const auto a = RunDir::open(trim(plain.out)).read_metrics();
+  const auto b = RunDir::open(run_dir).read_metrics();
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(a[i].train_loss == b[i].train_loss);
+    CHECK(a[i].test_loss == b[i].test_loss);
+  }
+}
+
 TEST_CASE("a SIGKILL mid-run leaves only complete files and resume finishes", "[train]") {
   const auto dir = test::temp_dir("train-kill");
   const std::string exp = tiny_experiment(dir, 6);

@@ -35,6 +35,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.cuda_graph = config.get_bool("train.cuda_graph");
   h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
   h.fuse_conv_pool = config.get_bool("train.fuse_conv_pool");
+  h.fuse_conv_pool_set = config.source_of("train.fuse_conv_pool") != "default";
   h.sync_batchnorm = config.get_bool("train.sync_batchnorm");
   h.seed = uint32_t(config.get_int("train.seed"));
   if (h.optimizer == "adam" && h.weight_decay > 0)
@@ -157,10 +158,10 @@ bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device 
   if (!hyper.fuse_conv_pool) return false;
   std::string why;
   if (!conv_pool_fusable(plan, &why)) {
-    std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
+    if (hyper.fuse_conv_pool_set) std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
     return false;
   }
-  if (device == Device::cpu)
+  if (device == Device::cpu && hyper.fuse_conv_pool_set)
     std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with it, "
                  "at about the same speed (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
   return true;

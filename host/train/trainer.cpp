@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -458,16 +459,27 @@ int run_training(const TrainRequest& req) {
   // A checkpoint records the completed epochs and steps; a stop inside an epoch also records the
   // batches done and the epoch's running sums, so resuming continues mid-epoch. End-of-epoch
   // checkpoints are written by a background thread from a host copy of the state while the next
-  // epoch trains (the baseline's 188 MB took about as long as an epoch's training on an H200);
-  // the next save, a stop and the end of the run wait for it, and its errors surface there. A
-  // kill meanwhile leaves the previous checkpoint (each is written to a temporary file and
+  // epoch trains (the baseline's 188 MB take about half a second). Training never waits for the
+  // disk: an end-of-epoch save that finds the previous one still being written is skipped (short
+  // epochs, slow disks), and the next epoch end tries again. A stop and the end of the run wait for
+  // the writer and then save synchronously; the writer's errors surface there or at the next save.
+  // A kill meanwhile leaves the previous checkpoint (each is written to a temporary file and
   // renamed), from which --resume reaches the same result.
   std::future<void> checkpoint_writer;
+  int skipped_checkpoints = 0;
   auto finish_checkpoint = [&] {
     if (checkpoint_writer.valid()) checkpoint_writer.get();
   };
+  // Returns false when a background save was skipped because the previous one is still running.
   auto save_checkpoint = [&](int completed_epochs, int64_t batches_done, double loss_sum, int64_t correct,
                              int64_t examples, double seconds, bool background) {
+    if (background && checkpoint_writer.valid() &&
+        checkpoint_writer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      if (skipped_checkpoints++ == 0)
+        std::cerr << "note: epoch " << completed_epochs << "'s checkpoint deferred: the previous one is still being "
+                  << "written (training does not wait for the disk; the next epoch end saves)\n";
+      return false;
+    }
     nn::CheckpointMeta meta;
     meta.epoch = completed_epochs;
     meta.step = int64_t(step);
@@ -478,12 +490,17 @@ int run_training(const TrainRequest& req) {
     finish_checkpoint();
     if (!background) {
       nn::save_checkpoint(checkpoint_path, plan, hyper, state, meta);
-      return;
+      return true;
     }
     checkpoint_writer = std::async(std::launch::async, [&checkpoint_path, &plan, &hyper, state = std::move(state), meta] {
+      // Test hook: a slow disk, so that the next epoch ends while this write is still running.
+      if (const char* ms = std::getenv("GENRELAB_TEST_CHECKPOINT_DELAY_MS"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(ms)));
       nn::save_checkpoint(checkpoint_path, plan, hyper, state, meta);
     });
+    return true;
   };
+  bool checkpoint_due = false;  // an end-of-epoch save is owed (checkpoint_every, or deferred)
 
   // ---- 5. epochs ----
 #if GENRELAB_HAVE_CUDA
@@ -720,7 +737,8 @@ int run_training(const TrainRequest& req) {
       write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
       write_file_atomic(run->file("confusion.svg"), confusion_svg(last_test.confusion, dataset.classes,
                                                                   config.name() + ": test, epoch " + std::to_string(epoch)));
-      if (epoch % checkpoint_every == 0 || epoch == epochs) save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
+      checkpoint_due = checkpoint_due || epoch % checkpoint_every == 0 || epoch == epochs;
+      if (checkpoint_due) checkpoint_due = !save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
     }
     char line[256];
     std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,

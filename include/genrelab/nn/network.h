@@ -37,7 +37,8 @@ struct TrainHyper {
   bool deterministic = false;
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph (config default: on)
   bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
-  bool fuse_conv_pool = false;     // run a leading conv2d → maxpool2d as one fused layer (ops/conv_pool.h)
+  bool fuse_conv_pool = false;     // run a leading conv2d → maxpool2d as one fused layer (ops/conv_pool.h; config default: on)
+  bool fuse_conv_pool_set = false; // the experiment set train.fuse_conv_pool itself: say when it cannot apply
   bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
@@ -166,8 +167,8 @@ inline constexpr const char* kLossScaleGoodTensor = "loss_scale.good_steps";
 int matmul_half_format(const std::string& precision);
 
 // Whether a network on `device` runs the plan's first conv2d → maxpool2d as one fused layer:
-// TrainHyper::fuse_conv_pool asked for it and conv_pool_fusable(plan). When asked, says on stderr
-// why the plan cannot fuse, or (cpu) that the fused layer is slower there.
+// TrainHyper::fuse_conv_pool asked for it and conv_pool_fusable(plan). When the experiment set the
+// key itself, says on stderr why the plan cannot fuse, or (cpu) that the fused layer gains nothing there.
 bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device device);
 
 // Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
