@@ -3,9 +3,12 @@
 // other, on odd shapes, both paddings, overlapping pool windows, dead relu windows and the
 // bf16/fp16 rounding; a CPU network trained fused against unfused; which plans may fuse.
 #include <cmath>
+#include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "genrelab/config.h"
 #include "genrelab/nn/cpu_layers.h"
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
@@ -161,6 +164,45 @@ TEST_CASE("fused conv and max pool: which plans fuse", "[nn][conv_pool]") {
   CHECK(g.k() == 4);
   // One launch covers 885 examples of the baseline (63·602·64 outputs each, under 2^31).
   CHECK(ops::conv_pool_examples_per_launch(g) == ((int64_t(1) << 31) - 1) / (63 * 602 * 64));
+}
+
+// The key is on by default and quiet about it: a model that cannot fuse, or the cpu backend, says
+// so on stderr only when the experiment set the key itself.
+TEST_CASE("train.fuse_conv_pool is on by default and speaks only when set", "[nn][conv_pool]") {
+  const auto fusable = nn::plan_layers(test::conv_pool_cnn(), {11, 16, 1}, 3);
+  const auto unfusable = nn::plan_layers(json::array({{{"type", "conv2d"}, {"filters", 3}, {"kernel", 5}},
+                                                      {{"type", "maxpool2d"}, {"size", 2}}, {{"type", "flatten"}},
+                                                      {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+                                         {11, 16, 2}, 3);  // kernel volume 5·5·2 = 50 > 16
+  REQUIRE(nn::conv_pool_fusable(fusable));
+  REQUIRE_FALSE(nn::conv_pool_fusable(unfusable));
+  auto said = [](const nn::ModelPlan& plan, const nn::TrainHyper& h, Device device, bool& used) {
+    std::ostringstream err;
+    std::streambuf* old = std::cerr.rdbuf(err.rdbuf());
+    used = nn::use_fused_conv_pool(plan, h, device);
+    std::cerr.rdbuf(old);
+    return err.str();
+  };
+  const nn::TrainHyper by_default = nn::TrainHyper::from_config(Config::load_or_defaults("", {}));
+  CHECK(by_default.fuse_conv_pool);
+  CHECK_FALSE(by_default.fuse_conv_pool_set);
+  bool used = false;
+  CHECK(said(fusable, by_default, Device::cpu, used).empty());
+  CHECK(used);
+  CHECK(said(unfusable, by_default, Device::cpu, used).empty());
+  CHECK_FALSE(used);
+
+  const nn::TrainHyper set = nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.fuse_conv_pool=true"}));
+  CHECK(set.fuse_conv_pool_set);
+  CHECK_THAT(said(fusable, set, Device::cpu, used), Catch::Contains("meant for the GPU"));
+  CHECK(used);
+  CHECK_THAT(said(unfusable, set, Device::cpu, used),
+             Catch::Contains("note: train.fuse_conv_pool:") && Catch::Contains("run one by one"));
+  CHECK_FALSE(used);
+
+  const nn::TrainHyper off = nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.fuse_conv_pool=false"}));
+  CHECK(said(fusable, off, Device::cpu, used).empty());
+  CHECK_FALSE(used);
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ struct TrainHyper {
   bool deterministic = false;
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph (config default: on)
   bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
-  bool fuse_conv_pool = false;     // run a leading conv2d → maxpool2d as one fused layer (ops/conv_pool.h; config default: on)
+  bool fuse_conv_pool = false;     // leading conv2d → maxpool2d as one layer (ops/conv_pool.h; config default: on)
   bool fuse_conv_pool_set = false; // the experiment set train.fuse_conv_pool itself: say when it cannot apply
   bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
