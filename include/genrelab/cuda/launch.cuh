@@ -35,11 +35,17 @@ void launch_1d(int64_t n, const F& f, cudaStream_t stream) {
   GENRELAB_CUDA_CHECK(cudaGetLastError());
 }
 
-// Grid: x runs along columns (contiguous, coalesced), y along rows; 32×8 threads a block.
+// Grid: x runs along columns (contiguous, coalesced), y along rows; 256 threads a block, 32 × 8
+// when there are 32 columns or more. Fewer columns take a narrower block (the next power of two,
+// with more rows), so that a warp holds several full rows instead of idling the lanes past the
+// last column: 16 columns in a 32-wide block left half of every warp idle (the fused conv + pool
+// backward's 16 filter groups).
 template <typename F>
 void launch_2d(int64_t rows, int64_t cols, const F& f, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  const dim3 block(32, 8);
+  unsigned width = 1;
+  while (width < 32 && int64_t(width) < cols) width *= 2;
+  const dim3 block(width, 256 / width);
   const int64_t gx = ceil_div<int64_t>(cols, block.x), gy = ceil_div<int64_t>(rows, block.y);
   GENRELAB_CHECK(gx < (int64_t(1) << 31) && gy < 65536, "2-D launch too large: ", rows, "x", cols);
   for_2d_kernel<<<dim3(unsigned(gx), unsigned(gy)), block, 0, stream>>>(rows, cols, f);
