@@ -210,16 +210,18 @@ void StreamingSet::start_epoch(std::vector<AugmentedExample> plan,
   rows_of_step_ = std::move(rows_of_step);
   next_step_ = next_request_ = first_step;
   steps_ = steps;
+  request_ahead();  // the epoch's first steps decode from now on
+}
+
+void StreamingSet::request_ahead() {
+  while (next_request_ < steps_ && int64_t(queued_.size()) < kLookahead) {
+    queued_.push_back(step_input(rows_of_step_(next_request_++)));
+    prefetch_.request(queued_.back().clips);
+  }
 }
 
 StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Communicator* comm) {
   GENRELAB_CHECK(b == next_step_, "streaming steps are loaded in order: asked for ", b, ", next is ", next_step_);
-  auto request_ahead = [&] {
-    while (next_request_ < steps_ && int64_t(queued_.size()) < kLookahead) {
-      queued_.push_back(step_input(rows_of_step_(next_request_++)));
-      prefetch_.request(queued_.back().clips);
-    }
-  };
   request_ahead();
   const StepInput in = std::move(queued_.front());
   queued_.pop_front();

@@ -57,7 +57,9 @@ class StreamingSet {
 
   // Training: steps [first_step, steps) of an epoch over the examples of `plan` (one per entry and
   // window; plan sources index this set). rows_of_step(b) = the examples this rank trains on at
-  // step b. Decoding runs kLookahead steps ahead.
+  // step b. Decoding runs kLookahead steps ahead, from this call on: the trainer starts the next
+  // epoch before it evaluates this one, so the next epoch's first steps decode meanwhile. Requests
+  // still pending from an epoch that ended early are waited for and dropped.
   void start_epoch(std::vector<AugmentedExample> plan, std::function<std::vector<int64_t>(int64_t)> rows_of_step,
                    int64_t first_step, int64_t steps);
   // Step b (the next one), featurised into one of two input slots that take turns. `stream` is the
@@ -87,6 +89,8 @@ class StreamingSet {
     std::vector<int32_t> labels;         // labels: (n,)
   };
   StepInput step_input(const std::vector<int64_t>& rows) const;
+  // Requests the epoch's next steps from prefetch_ until kLookahead are queued.
+  void request_ahead();
   // This rank's clips (all without a communicator).
   dist::Shard my_clips(const dist::Communicator* comm) const;
   // Decodes clips [first, end) in chunks of `chunk` clips, kLookahead chunks ahead, and calls

@@ -524,6 +524,28 @@ int run_training(const TrainRequest& req) {
     const int64_t k = config.get_int("train.sync_every_steps");
     return k > 0 ? k : device == Device::cuda ? kGpuSyncEverySteps : 1;
   }();
+  // Global batch b of an epoch of `count` examples: its size, and this rank's shard of it (global
+  // positions [first, first + count)).
+  auto batch_size_of = [batch](int64_t count, int64_t b) { return std::min(batch, count - b * batch); };
+  auto shard_of_batch = [batch_size_of, &world, &comm](int64_t count, int64_t b) {
+    const int64_t n = batch_size_of(count, b);
+    return comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
+  };
+  // Streaming: starts epoch e of `plan`'s examples at step first_batch, so that its first steps
+  // decode from now on. The next epoch is started before this one's evaluation, whose own clips
+  // then decode beside the next epoch's first steps, instead of the steps waiting for theirs.
+  int streamed_epoch = 0;  // the epoch train_stream was last started for
+  auto start_streamed_epoch = [&](int e, const std::vector<AugmentedExample>& plan, int64_t first_batch) {
+    const int64_t count = int64_t(plan.size()) * per_clip;
+    // This rank's examples of global batch b, as the in-memory gather below takes them.
+    auto rows_of_step = [perm = epoch_permutation(count, hyper.seed, uint32_t(e)), count, batch,
+                         shard_of_batch](int64_t b) {
+      const dist::Shard mine = shard_of_batch(count, b);
+      return std::vector<int64_t>(perm.begin() + b * batch + mine.first, perm.begin() + b * batch + mine.first + mine.count);
+    };
+    train_stream->start_epoch(plan, rows_of_step, first_batch, ceil_div(count, batch));
+    streamed_epoch = e;
+  };
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
     if (online) {
@@ -532,8 +554,8 @@ int run_training(const TrainRequest& req) {
     }
     const int64_t steps_per_epoch = ceil_div(train_set.count, batch);
     const nn::LrSchedule schedule = nn::LrSchedule::from_config(config, steps_per_epoch);
-    const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
     if (!streaming) {  // streamed steps bring their own inputs (StreamingSet::load_step)
+      const std::vector<int64_t> perm = epoch_permutation(train_set.count, hyper.seed, uint32_t(epoch));
       perm_rows.resize(perm.size());
       perm_rows.upload(0, perm.data(), perm.size());
       x.resize(size_t(batch * train_set.feature_size));
@@ -563,20 +585,7 @@ int run_training(const TrainRequest& req) {
                                   "--resume " +
                           run->path());
     };
-    // Global batch b's size and this rank's shard of it: global positions [first, first + count).
-    auto batch_size_of = [batch, count = train_set.count](int64_t b) { return std::min(batch, count - b * batch); };
-    auto shard_of_batch = [batch_size_of, &world, &comm](int64_t b) {
-      const int64_t n = batch_size_of(b);
-      return comm ? dist::shard_of(n, world.rank, world.size) : dist::Shard{0, n};
-    };
-    if (streaming) {
-      // This rank's examples of global batch b, as the in-memory gather below takes them.
-      auto rows_of_step = [perm, batch, shard_of_batch](int64_t b) {
-        const dist::Shard mine = shard_of_batch(b);
-        return std::vector<int64_t>(perm.begin() + b * batch + mine.first, perm.begin() + b * batch + mine.first + mine.count);
-      };
-      train_stream->start_epoch(train_plan, rows_of_step, first_batch, steps_per_epoch);
-    }
+    if (streaming && streamed_epoch != epoch) start_streamed_epoch(epoch, train_plan, first_batch);
     const auto t_epoch = std::chrono::steady_clock::now();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
@@ -592,8 +601,8 @@ int run_training(const TrainRequest& req) {
     };
     uint64_t synced_step = step;  // the global step the host last read the stats of
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
-      const int64_t n = batch_size_of(b);  // the global batch
-      const dist::Shard mine = shard_of_batch(b);
+      const int64_t n = batch_size_of(train_set.count, b);  // the global batch
+      const dist::Shard mine = shard_of_batch(train_set.count, b);
       const float* step_x = x.data();  // step_x: (mine.count, n_mels, n_frames); step_y: (mine.count,)
       const int32_t* step_y = y.data();
 #if GENRELAB_HAVE_CUDA
@@ -700,6 +709,7 @@ int run_training(const TrainRequest& req) {
     bar.finish();
     global_sums();
     const double seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+    if (streaming && epoch < epochs) start_streamed_epoch(epoch + 1, online ? plan_for_epoch(epoch + 1) : train_plan, 0);
 
     EpochMetrics m;
     m.epoch = epoch;
