@@ -240,7 +240,10 @@ Config Config::from_resolved(const json& resolved, const std::string& source) {
         const std::string problem = type_problem(*spec, it.value());
         if (!problem.empty()) throw ConfigError(source + ": " + path + ": " + problem);
         set_leaf(c.doc_, path, it.value());
-        c.source_[path] = source;
+        // A saved config holds every key: those at their default count as defaults, so that what
+        // speaks only about keys an experiment set (train.cuda_graph, train.fuse_conv_pool)
+        // stays quiet on --resume too.
+        if (it.value() != spec->default_value) c.source_[path] = source;
       } else if (is_section(path) && it.value().is_object()) {
         walk(it.value(), path);
       } else {

@@ -154,6 +154,8 @@ TEST_CASE("a saved resolved config loads back to the same document", "[config]")
   const json saved = c.resolved_for_saving();
   const Config back = Config::from_resolved(saved, "run/config.json");
   CHECK(back.resolved() == saved);
+  CHECK(back.source_of("features.n_mels") == "run/config.json");
+  CHECK(back.source_of("train.fuse_conv_pool") == "default");  // saved at its default
   json bad = saved;
   bad["features"]["colour"] = "blue";
   CHECK(config_error([&] { Config::from_resolved(bad, "run/config.json"); }).find("features.colour") != std::string::npos);

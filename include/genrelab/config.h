@@ -53,7 +53,8 @@ class Config {
   static Config load(const std::string& file, const std::vector<std::string>& overrides = {});
   // Defaults (or `file` when non-empty) plus overrides: what commands with an optional --config use.
   static Config load_or_defaults(const std::string& file, const std::vector<std::string>& overrides);
-  // A resolved config as saved in a run directory (no extends; all keys present).
+  // A resolved config as saved in a run directory (no extends; all keys present). source_of is
+  // `source` for the keys away from their defaults, "default" for the others.
   static Config from_resolved(const json& resolved, const std::string& source);
 
   // Applies one "a.b.c=value" override, typed by the schema (JSON values allowed).
