@@ -92,7 +92,17 @@ TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][slow]") {
   // Exactly one run directory, named once on stdout (rank 0 alone writes and prints).
   REQUIRE(run_dirs(dir / "w2").size() == 1);
   CHECK(test::trim(two.out) == run_dirs(dir / "w2")[0]);
-  CHECK(RunDir::open(run_dirs(dir / "w2")[0]).read_json("run.json")["world"]["ranks"] == 2);
+  const json world = RunDir::open(run_dirs(dir / "w2")[0]).read_json("run.json")["world"];
+  CHECK(world["ranks"] == 2);
+  // The node's cores are shared by its two ranks (unless OMP_NUM_THREADS says otherwise; a
+  // launcher's binding may give a rank fewer).
+  const int threads = world["threads_per_rank"].get<int>();
+  if (const char* omp = std::getenv("OMP_NUM_THREADS")) {
+    CHECK(threads == std::atoi(omp));
+  } else {
+    CHECK(threads >= 1);
+    CHECK(threads <= std::max(1, int(std::thread::hardware_concurrency()) / 2));
+  }
   test::require_close_runs(run_dirs(dir / "w1")[0], run_dirs(dir / "w2")[0], 1e-4);
 }
 

@@ -156,7 +156,9 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
       --launch-count 3 "$bin" bench --what train --device cuda --iterations 1 --set train.fuse_conv_pool=true
   fi
 
-  step tests 200 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180
+  # One OpenMP thread per test: $jobs tests at once with every core each oversubscribe the machine
+  # (16 × 16 spinning threads); CPU-backend tests then took 10-20 times as long as on 2 cores.
+  step tests 200 env OMP_NUM_THREADS=1 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180
   demo="$out/demo-data"
   [ -n "$audio" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
   step bench-decode 60 "$bin" bench --what decode "${audio:-$demo}" --json "$out/bench-decode.json"

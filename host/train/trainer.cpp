@@ -3,6 +3,7 @@
 // created first and every file in it is written atomically; SIGINT/SIGTERM stop at the next
 // step boundary with a checkpoint; `--resume` continues to the result an uninterrupted run gives
 // (all randomness is keyed by seed, epoch, step and clip, never by wall-clock or order of work).
+#include <omp.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -221,6 +222,12 @@ int run_training(const TrainRequest& req) {
   QuietStderr quiet_rank(!root);
   if (!root) Progress::set_enabled(false);
   if (world.distributed() && device == Device::cuda) use_gpu(dist::local_gpu(world, int(query_cuda().gpus.size())));
+  // The node's cores are shared by its ranks: OpenMP would give each rank every core it may run
+  // on, and the ranks' spinning threads would fight over them. A launcher's binding (a rank's CPU
+  // set) still bounds it; OMP_NUM_THREADS, when set, decides instead.
+  if (world.local_size > 1 && !std::getenv("OMP_NUM_THREADS"))
+    omp_set_num_threads(
+        std::max(1, std::min(omp_get_num_procs(), int(std::thread::hardware_concurrency()) / world.local_size)));
   const std::string out_parent =
       !req.resume.empty() ? fs::path(req.resume).parent_path().string() : req.out.empty() ? config.get_path("output.dir") : req.out;
   std::unique_ptr<dist::Communicator> comm =
@@ -278,7 +285,8 @@ int run_training(const TrainRequest& req) {
                 {"started_utc", utc_timestamp()},
                 {"host", [] { char h[256] = {}; ::gethostname(h, sizeof h - 1); return std::string(h); }()},
                 {"versions", version_info()},
-                {"world", {{"ranks", world.size}, {"launcher", dist::launcher_name(world.launcher)}}}};
+                {"world", {{"ranks", world.size}, {"launcher", dist::launcher_name(world.launcher)},
+                           {"threads_per_rank", omp_get_max_threads()}}}};
     run->write_json("run.json", run_info);
     if (comm) comm->broadcast_string(run->path(), 0);  // the others open it once it is complete
   }
