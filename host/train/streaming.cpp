@@ -222,7 +222,7 @@ void StreamingSet::request_ahead() {
 
 StreamedBatch StreamingSet::load_step(int64_t b, CUstream_st* stream, dist::Communicator* comm) {
   GENRELAB_CHECK(b == next_step_, "streaming steps are loaded in order: asked for ", b, ", next is ", next_step_);
-  request_ahead();
+  GENRELAB_CHECK(!queued_.empty(), "streaming step ", b, " was not requested (start_epoch first)");
   const StepInput in = std::move(queued_.front());
   queued_.pop_front();
   std::string error;

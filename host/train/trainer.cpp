@@ -18,6 +18,7 @@
 #include <iostream>
 #include <numeric>
 #include <thread>
+#include <utility>
 
 #include "examples.h"
 #include "streaming.h"
@@ -468,22 +469,22 @@ int run_training(const TrainRequest& req) {
   // batches done and the epoch's running sums, so resuming continues mid-epoch. End-of-epoch
   // checkpoints are written by a background thread from a host copy of the state while the next
   // epoch trains (the baseline's 188 MB take about half a second). Training never waits for the
-  // disk: an end-of-epoch save that finds the previous one still being written is skipped (short
-  // epochs, slow disks), and the next epoch end tries again. A stop and the end of the run wait for
+  // disk: an end-of-epoch save that finds the previous one still being written moves to the next
+  // epoch end (short epochs, slow disks). A stop and the end of the run wait for
   // the writer and then save synchronously; the writer's errors surface there or at the next save.
   // A kill meanwhile leaves the previous checkpoint (each is written to a temporary file and
   // renamed), from which --resume reaches the same result.
   std::future<void> checkpoint_writer;
-  int skipped_checkpoints = 0;
+  bool deferral_said = false;  // stderr says once that a save moved on
   auto finish_checkpoint = [&] {
     if (checkpoint_writer.valid()) checkpoint_writer.get();
   };
-  // Returns false when a background save was skipped because the previous one is still running.
+  // Returns false when a background save was deferred because the previous one is still running.
   auto save_checkpoint = [&](int completed_epochs, int64_t batches_done, double loss_sum, int64_t correct,
                              int64_t examples, double seconds, bool background) {
     if (background && checkpoint_writer.valid() &&
         checkpoint_writer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      if (skipped_checkpoints++ == 0)
+      if (!std::exchange(deferral_said, true))
         std::cerr << "note: epoch " << completed_epochs << "'s checkpoint deferred: the previous one is still being "
                   << "written (training does not wait for the disk; the next epoch end saves)\n";
       return false;

@@ -127,13 +127,9 @@ struct AvgPoolBackward {
 // arithmetic, not by memory, with one call per element (H200: the baseline's second pooling
 // forward at 72 % of SM throughput and 21 % of memory throughput). L = 4 needs the channels in
 // multiples of 4 and 16-byte aligned floats (4-byte aligned argmax bytes): pool_lanes().
-template <int L>
-struct alignas(4 * L) Lanes {
-  float v[L];
-};
-template <int L>
-struct alignas(L) LaneBytes {
-  uint8_t v[L];
+template <typename T, int L>
+struct alignas(sizeof(T) * L) Lanes {
+  T v[L];
 };
 // Loads and stores of L lanes as one access (the alignment makes L = 4 one 128-bit access for
 // floats, one 32-bit access for argmax bytes on the GPU).
@@ -166,8 +162,8 @@ struct MaxPoolForward {
   GENRELAB_HD void operator()(int64_t q) const {
     const int64_t i = L * q;
     const PoolGeom::Window win = g.window_of_output(i);
-    Lanes<L> best;
-    LaneBytes<L> at;
+    Lanes<float, L> best;
+    Lanes<uint8_t, L> at;
     for (int l = 0; l < L; ++l) {
       best.v[l] = -INFINITY;
       at.v[l] = uint8_t(win.a0 * g.kw + win.b0);
@@ -175,7 +171,7 @@ struct MaxPoolForward {
     for (int64_t a = win.a0; a < win.a1; ++a) {
       const float* row = x + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
       for (int64_t b = win.b0; b < win.b1; ++b) {
-        const auto v = load_lanes<Lanes<L>>(row + b * g.c);
+        const auto v = load_lanes<Lanes<float, L>>(row + b * g.c);
         for (int l = 0; l < L; ++l)
           if (v.v[l] > best.v[l]) {
             best.v[l] = v.v[l];
@@ -232,13 +228,13 @@ struct MaxPoolBackwardDisjoint {
   GENRELAB_HD void operator()(int64_t q) const {  // the window's L channels starting at element L·q
     const int64_t o = L * q;
     const PoolGeom::Window win = g.window_of_output(o);
-    const auto v = load_lanes<Lanes<L>>(dy + o);
-    const auto at = load_lanes<LaneBytes<L>>(argmax + o);
+    const auto v = load_lanes<Lanes<float, L>>(dy + o);
+    const auto at = load_lanes<Lanes<uint8_t, L>>(argmax + o);
     for (int64_t a = win.a0; a < win.a1; ++a) {
       float* row = dx + ((win.n * g.h + win.y0 + a) * g.w + win.x0) * g.c + win.c;
       for (int64_t b = win.b0; b < win.b1; ++b) {
         const int64_t cell = a * g.kw + b;
-        Lanes<L> d;
+        Lanes<float, L> d;
         for (int l = 0; l < L; ++l) d.v[l] = cell == int64_t(at.v[l]) ? v.v[l] : 0.0f;
         store_lanes(row + b * g.c, d);
       }
