@@ -3,7 +3,8 @@
 # test including [gpu], every benchmark with JSON (tools/bench/README.md) and its PyTorch /
 # torchaudio / librosa / audiomentations peers, OUT_DIR/summary.md with the ratio table
 # (tools/bench/compare.py), the GPU idle time inside training steps (nsys, eager and CUDA graph),
-# then the [gpu] tests under compute-sanitizer with the time left.
+# the [gpu] tests under compute-sanitizer and Nsight Compute with the rest of the suite beside them,
+# the recipe at GTZAN's scale, then the CPU side by side with the time left.
 #   usage: tools/gpu-check.sh OUT_DIR
 # Offline GPU machines: .gpu/env.sh (the exports of docs/gpu-offline.md) is sourced when present.
 # Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 560 s in all), GENRELAB_BENCH_PYTHON (the
@@ -59,18 +60,41 @@ fi
 
 declare -a rows=()
 failed=0
-step() {  # step NAME TIMEOUT_S COMMAND...
-  local name=$1 limit=$2; shift 2
+record() {  # record NAME RC SECONDS: the summary row of a finished step
+  local name=$1 rc=$2 dt=$3
+  if [ "$rc" -eq 0 ]; then rows+=("| $name | pass | ${dt}s |")
+  else rows+=("| $name | FAIL (rc $rc$([ "$rc" -eq 124 ] && echo ', timed out')) | ${dt}s |"); failed=1; fi
+  echo "gpu-check: $name -> rc $rc (${dt}s)" >&2
+}
+not_run() { rows+=("| $1 | NOT RUN (time budget) | - |"); failed=1; return 1; }
+limit_left() {  # limit_left TIMEOUT_S: the limit cut to the budget left; fails when none is left
   local now=$(( $(date +%s) - t0 ))
-  if [ "$now" -ge "$budget" ]; then rows+=("| $name | NOT RUN (time budget) | - |"); failed=1; return 1; fi
-  [ "$limit" -gt $(( budget - now )) ] && limit=$(( budget - now ))
+  [ "$now" -lt "$budget" ] && echo $(( $1 < budget - now ? $1 : budget - now ))
+}
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit; limit=$(limit_left "$2") || { not_run "$name"; return 1; }
+  shift 2
   local s=$(date +%s)
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   local rc=$?
-  local dt=$(( $(date +%s) - s ))
-  if [ $rc -eq 0 ]; then rows+=("| $name | pass | ${dt}s |")
-  else rows+=("| $name | FAIL (rc $rc$([ $rc -eq 124 ] && echo ', timed out')) | ${dt}s |"); failed=1; fi
-  echo "gpu-check: $name -> rc $rc (${dt}s)" >&2
+  record "$name" $rc $(( $(date +%s) - s ))
+  return $rc
+}
+# step_start NAME TIMEOUT_S COMMAND... runs a step in the background; step_join NAME waits for it.
+declare -A bg_pid=() bg_start=()
+step_start() {
+  local name=$1 limit; limit=$(limit_left "$2") || { not_run "$name"; return 1; }
+  shift 2
+  bg_start[$name]=$(date +%s)
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1 &
+  bg_pid[$name]=$!
+}
+step_join() {
+  local name=$1
+  [ -n "${bg_pid[$name]:-}" ] || return 1
+  wait "${bg_pid[$name]}"
+  local rc=$?
+  record "$name" $rc $(( $(date +%s) - ${bg_start[$name]} ))
   return $rc
 }
 
@@ -79,7 +103,8 @@ bin=build-gpu/genrelab
 audio=${GENRELAB_TEST_AUDIO:-}
 # Per-step limits (seconds; each is also cut to the budget left), most valuable first: the build,
 # the [gpu] tests, whole training runs on the GPU, the GPU benchmarks beside their peers, the
-# sanitizers, then the whole suite and the CPU side by side. Nominal on an H100 with 16 cores:
+# sanitizers with the rest of the suite in the background, the recipe at GTZAN's scale, then the
+# CPU side by side. Nominal on an H100 with 16 cores:
 # build ~150, [gpu] tests ~60, each training ~20-60, benches ~10-40, peers ~10-60.
 step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
@@ -132,6 +157,12 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     done
   fi
 
+  # The rest of the suite (every CTest test not labelled gpu: those ran above, tests/label_tests.cmake)
+  # in the background beside the sanitizers and Nsight Compute, which time nothing on the CPU. One
+  # OpenMP thread per test: a test per core with every core each oversubscribes the machine (16 × 16
+  # spinning threads made CPU-backend tests 10-20 times as slow as on 2 cores).
+  step_start ctest-non-gpu 240 env OMP_NUM_THREADS=1 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180 -LE gpu
+
   # [big] (baseline-sized maps) and [train] (whole training processes) take minutes under memcheck;
   # they ran in gpu-tests-big and gpu-tests-train above.
   # memcheck reports memory errors only: failed CUDA API calls are checked by the code itself, and
@@ -156,14 +187,12 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
       --launch-count 3 "$bin" bench --what train --device cuda --iterations 1 --set train.fuse_conv_pool=true
   fi
 
-  # One OpenMP thread per test: $jobs tests at once with every core each oversubscribe the machine
-  # (16 × 16 spinning threads); CPU-backend tests then took 10-20 times as long as on 2 cores.
-  step tests 200 env OMP_NUM_THREADS=1 ctest --test-dir build-gpu --output-on-failure -j "$jobs" --timeout 180
+  step_join ctest-non-gpu
 
   # The recipe at GTZAN's scale without GTZAN (only gtzan-mini travels to an offline machine):
   # 1 000 synthetic 30-s clips (1.3 GB of WAV), so 2 400 training examples, 75 steps an epoch, and
   # 200 test clips. Held for 5 epochs and streamed for 3: wall time, epoch time and samples/s at
-  # the scale of the 60-s target (issue 6), which gtzan-mini's 4-step epochs cannot show.
+  # the scale of the 60-s target for the recipe, which gtzan-mini's 4-step epochs cannot show.
   scale=/tmp/genrelab-gtzan-scale
   step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
   step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
@@ -188,7 +217,7 @@ fi
   echo "- cuDNN used: $cudnn_used"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- wall time: $(( $(date +%s) - t0 )) s"
-  for mode in eager graph; do  # tools/bench/profile_idle.sh; the goal is < 5 % (issue 6)
+  for mode in eager graph; do  # tools/bench/profile_idle.sh; the goal is < 5 %
     f="$out/nsys-idle-$mode.json"
     [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
   done

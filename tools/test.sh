@@ -7,7 +7,7 @@
 #                             the test suite in it except [slow], then tools/fuzz.sh on the same build
 #                             (GENRELAB_FUZZ_SECONDS per target, default 60); see docs/reliability.md
 #   GENRELAB_FULL_CHECKS=1    the same full checks outside CI
-#   extra arguments go to ctest (e.g. -L fast, -E slow, -R mel)
+#   extra arguments go to ctest (e.g. -R mel; -L/-LE with the labels gpu, slow, mpi, python, train)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -59,13 +59,8 @@ if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
 
   # ---- the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer ----
   suite_start=$(date +%s)
-  # Tests tagged [slow] (full training runs) are left out: ~10x slower under the sanitizers, and
-  # they run the same code as the fast training tests. The list comes from the test binary itself
-  # (Catch2 exits with the number of names it listed, hence the `|| true` under pipefail).
-  slow=$({ build-asan/genrelab_tests "[slow]" --list-test-names-only || true; } |
-         sed -e '/^$/d' -e 's/[][().*+?^$|\\]/\\&/g' | paste -sd'|' -)
-  exclude=()
-  if [ -n "$slow" ]; then exclude=(-E "^(${slow})\$"); fi
+  # Tests labelled slow (tag [slow]: full training runs, tests/label_tests.cmake) are left out:
+  # ~10x slower under the sanitizers, and they run the same code as the fast training tests.
   # Leaks: reported and fatal, except the OpenMP and Open MPI runtimes' own (tools/lsan.supp). The
   # slow unwinder gives leak stacks that reach through Open MPI's plugins (built without frame
   # pointers), so the suppressions can see libmpi in them. exitcode=86: a report in a `genrelab`
@@ -73,7 +68,7 @@ if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then
   if ! ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:exitcode=86" \
        LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0" \
        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86" \
-       ctest --test-dir build-asan --output-on-failure -j "$jobs" "${exclude[@]}"; then
+       ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow; then
     failed+=("sanitizer suite (build-asan/)")
   fi
   echo "test: sanitizer suite finished in $(( $(date +%s) - suite_start )) s" >&2

@@ -1,0 +1,34 @@
+# CTest labels from the Catch2 tags that select work, so `ctest -L slow`, `ctest -LE gpu`:
+# ctest includes this after catch_discover_tests's list (CMakeLists.txt sets
+# GENRELAB_TEST_BINARY); Catch2 2 gives its tests no labels itself. The binary lists the names
+# under each tag; a test with several of these tags gets all of them.
+#   gpu     runs on a GPU (reports SKIPPED without one)
+#   slow    whole training runs, left out of the sanitizer suite (tools/test.sh)
+#   mpi     starts mpirun
+#   python  compares with a live Python reference (skips without GENRELAB_PYTHON)
+#   train   whole training processes
+if(NOT EXISTS "${GENRELAB_TEST_BINARY}")
+  return()
+endif()
+set(genrelab_labelled "")
+foreach(tag gpu slow mpi python train)
+  # Catch2 2 exits with the number of names it listed: the status is not an error.
+  execute_process(COMMAND "${GENRELAB_TEST_BINARY}" "[${tag}]" --list-test-names-only
+                  OUTPUT_VARIABLE names ERROR_QUIET)
+  string(REPLACE ";" "\\;" names "${names}")
+  string(REPLACE "\n" ";" names "${names}")
+  foreach(name IN LISTS names)
+    if(name STREQUAL "")
+      continue()
+    endif()
+    string(MD5 key "${name}")
+    if(NOT DEFINED genrelab_labels_${key})
+      list(APPEND genrelab_labelled "${key}")
+      set(genrelab_name_${key} "${name}")
+    endif()
+    list(APPEND genrelab_labels_${key} ${tag})
+  endforeach()
+endforeach()
+foreach(key IN LISTS genrelab_labelled)
+  set_tests_properties("${genrelab_name_${key}}" PROPERTIES LABELS "${genrelab_labels_${key}}")
+endforeach()
