@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <utility>
+#include <vector>
 
 #include "genrelab/bench.h"
 #include "genrelab/common.h"
@@ -16,6 +18,7 @@
 #include "genrelab/io.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/philox.h"
+#include "genrelab/parallel_for.h"
 #if GENRELAB_HAVE_CUDA
 #include "genrelab/cuda/memory.h"
 #endif
@@ -25,15 +28,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A buffer in the backend's memory, filled from the host.
+// A buffer in the backend's memory: zeros of a given size, or filled from the host (on the GPU the
+// host copy is dropped after the upload: the layer table's largest maps are 1.25 GB each).
 template <typename T>
 class BackendBuffer {
  public:
-  BackendBuffer(Device d, const std::vector<T>& host) : device_(d), host_(host) {
+  BackendBuffer(Device d, size_t count) : device_(d) {
 #if GENRELAB_HAVE_CUDA
     if (d == Device::cuda) {
-      dev_.resize(host.size());
-      cuda::copy_to_device(dev_.data(), host.data(), host.size());
+      dev_.resize(count);
+      dev_.zero(nullptr);
+      GENRELAB_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+      return;
+    }
+#endif
+    host_.assign(count, T{});
+  }
+  BackendBuffer(Device d, std::vector<T> host) : device_(d), host_(std::move(host)) {
+#if GENRELAB_HAVE_CUDA
+    if (d == Device::cuda) {
+      dev_.resize(host_.size());
+      cuda::copy_to_device(dev_.data(), host_.data(), host_.size());
+      std::vector<T>().swap(host_);
     }
 #endif
   }
@@ -61,7 +77,7 @@ void sync(Device d) {
 std::vector<float> uniform_floats(size_t n, uint32_t salt) {
   const PhiloxStream s(42, RngPurpose::noise, salt, 0);
   std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = s.uniform(i);
+  cpu_for_1d(int64_t(n), [&](int64_t i) { v[size_t(i)] = s.uniform(uint64_t(i)); });
   return v;
 }
 
@@ -300,8 +316,8 @@ int bench_layers(const cli::Args& args) {
     nn::LayerImpl& impl = net->layer(i);
     BackendBuffer<float> x(s.device, uniform_floats(size_t(n * L.in.size()), uint32_t(2 * i)));
     BackendBuffer<float> dy(s.device, uniform_floats(size_t(n * L.out.size()), uint32_t(2 * i + 1)));
-    BackendBuffer<float> y(s.device, std::vector<float>(size_t(n * L.out.size())));
-    BackendBuffer<float> dx(s.device, std::vector<float>(size_t(n * L.in.size())));
+    BackendBuffer<float> y(s.device, size_t(n * L.out.size()));
+    BackendBuffer<float> dx(s.device, size_t(n * L.in.size()));
     const nn::StepKey key{s.hyper.seed, 0, 0};
     impl.forward(x.data(), y.data(), n, true, key);  // warm-up (and cuDNN algorithm choice)
     impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
