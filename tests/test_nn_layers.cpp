@@ -7,6 +7,7 @@
 #include "genrelab/nn/model.h"
 #include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/philox.h"
+#include "genrelab/parallel_for.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -251,6 +252,22 @@ TEST_CASE("nn dropout masks are keyed by step layer and global example", "[nn]")
     const bool keep = s.uniform(uint64_t(27 + i)) >= 0.4f;
     REQUIRE(keep == m.keep(i));
     REQUIRE(yo[size_t(i)] == (keep ? xo[size_t(i)] * (1.0f / (1.0f - 0.4f)) : 0.0f));
+  }
+  // The same on a layer of 64 elements per example, where each call moves its four elements as
+  // one 16-byte access, and through buffers one float off that alignment (one element at a time).
+  const ops::DropoutMask m64{9, 5, 0.4f, 64, &key};
+  const PhiloxStream s64(9, RngPurpose::dropout, 5, 2);
+  std::vector<float> x64(size_t(3 * 64 + 1)), y64(x64.size());
+  for (size_t i = 0; i < x64.size(); ++i) x64[i] = 0.5f + float(i);
+  for (int64_t shift : {0, 1}) {
+    CAPTURE(shift);
+    const float* in = x64.data() + shift;
+    float* out = y64.data() + shift;
+    cpu_for_1d(ops::DropoutApply<float>::groups(3 * 64), ops::DropoutApply<float>{m64, in, out, 3 * 64});
+    for (int64_t i = 0; i < 3 * 64; ++i) {
+      const bool keep = s64.uniform(uint64_t(64 + i)) >= 0.4f;
+      REQUIRE(out[i] == (keep ? in[i] * (1.0f / (1.0f - 0.4f)) : 0.0f));
+    }
   }
 }
 

@@ -12,7 +12,9 @@
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/low_precision.h"
+#include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/philox.h"
+#include "genrelab/parallel_for.h"
 #include "nn_fixtures.h"
 #include "test_util.h"
 
@@ -229,6 +231,73 @@ struct ConvRef {
 };
 
 }  // namespace
+
+// The first index where two arrays differ in their bits (-1: none).
+template <typename T>
+int64_t first_difference(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) return int64_t(i);
+  return -1;
+}
+
+// The GPU conv2d's fused 16-bit epilogues (cuda/nn/conv.cu) against the functors they fuse, run
+// one after the other: the same floats and 16-bit patterns, bit for bit; and by hand.
+TEST_CASE("nn fused 16-bit conv epilogues equal the cast and activation functors one after the other", "[nn][mixed]") {
+  const int64_t channels = 3, count = 4096 * channels;
+  const size_t m = size_t(count);
+  const std::vector<float> z = random_vec(count, 71, -3, 3), bias = random_vec(channels, 72), y = random_vec(count, 73),
+                           dy = random_vec(count, 74, -2, 2);
+  for (int format : {ops::kHalfBf16, ops::kHalfFp16})
+    for (int act : {ops::kActNone, ops::kActRelu, ops::kActElu, ops::kActLeakyRelu, ops::kActTanh, ops::kActSigmoid})
+      for (bool with_bias : {false, true}) {
+        CAPTURE(format, act, with_bias);
+        const float* b = with_bias ? bias.data() : nullptr;
+        std::vector<uint16_t> z16(m, 0);
+        cpu_for_1d(count, ops::ToHalf{z.data(), z16.data(), format});
+        // forward: FromHalf, then BiasActivation in place
+        std::vector<float> want(m), got(m);
+        cpu_for_1d(count, ops::FromHalf{z16.data(), want.data(), format, false});
+        cpu_for_1d(count, ops::BiasActivation<float>{want.data(), b, channels, act, 0.3f});
+        cpu_for_1d(count, ops::HalfBiasActivation{z16.data(), got.data(), b, channels, format, act, 0.3f});
+        REQUIRE(first_difference(got, want) == -1);
+        // backward: ActivationBackward, then ToHalf of its result
+        std::vector<float> dz_want(m), dz_got(m);
+        std::vector<uint16_t> dz16_want(m), dz16_got(m);
+        cpu_for_1d(count, ops::ActivationBackward<float>{y.data(), dy.data(), dz_want.data(), act, 0.3f});
+        cpu_for_1d(count, ops::ToHalf{dz_want.data(), dz16_want.data(), format});
+        cpu_for_1d(count, ops::ActivationBackwardToHalf{y.data(), dy.data(), dz_got.data(), dz16_got.data(), format, act, 0.3f});
+        REQUIRE(first_difference(dz_got, dz_want) == -1);
+        REQUIRE(first_difference(dz16_got, dz16_want) == -1);
+      }
+  // By hand: bf16 0x3FC0 = 1.5, fp16 0xBC00 = -1; bias 0.25 on channel 1 of 2 (element 3).
+  const uint16_t bf[4] = {0, 0, 0, 0x3FC0}, hf[4] = {0, 0, 0, 0xBC00};
+  const float b2[2] = {0.0f, 0.25f};
+  float out[4] = {};
+  ops::HalfBiasActivation{bf, out, b2, 2, ops::kHalfBf16, ops::kActRelu, 0.0f}(3);
+  REQUIRE(out[3] == 1.75f);
+  ops::HalfBiasActivation{hf, out, b2, 2, ops::kHalfFp16, ops::kActRelu, 0.0f}(3);
+  REQUIRE(out[3] == 0.0f);
+  ops::HalfBiasActivation{hf, out, b2, 2, ops::kHalfFp16, ops::kActLeakyRelu, 0.5f}(3);
+  REQUIRE(out[3] == -0.375f);
+  // relu' at y = 0.5 is 1: dz = dy = 3 (bf16 0x4040, fp16 0x4200); at y = 0 it is 0
+  const float yy[2] = {0.5f, 0.0f}, dd[2] = {3.0f, 3.0f};
+  float dz[2];
+  uint16_t dz16[2];
+  for (int64_t i = 0; i < 2; ++i) ops::ActivationBackwardToHalf{yy, dd, dz, dz16, ops::kHalfBf16, ops::kActRelu, 0.0f}(i);
+  REQUIRE((dz[0] == 3.0f && dz16[0] == 0x4040 && dz[1] == 0.0f && dz16[1] == 0));
+  ops::ActivationBackwardToHalf{yy, dd, dz, dz16, ops::kHalfFp16, ops::kActRelu, 0.0f}(0);
+  REQUIRE(dz16[0] == 0x4200);
+}
+
+TEST_CASE("nn channel of an element uses 32-bit division only where it is exact", "[nn]") {
+  for (int64_t c : {int64_t(1), int64_t(3), int64_t(64), int64_t(1000), int64_t(65537)})
+    for (int64_t i : {int64_t(0), int64_t(1), c - 1, c, int64_t(152582144), (int64_t(1) << 32) - 1, int64_t(1) << 32,
+                      (int64_t(1) << 32) + 5, (int64_t(1) << 40) + 3, (int64_t(1) << 62) + 11}) {
+      CAPTURE(c, i);
+      REQUIRE(ops::channel_of(i, c) == i % c);
+    }
+}
 
 TEST_CASE("nn cpu conv2d in bf16 and fp16 equals float64 math on rounded operands", "[nn][mixed]") {
   const json specs[] = {

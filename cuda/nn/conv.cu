@@ -57,8 +57,12 @@ class ConvLayer final : public GpuLayer {
     // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
     GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
                                                 algos_->fwd_bytes, &zero, yd_, yc));
-    if (half_) launch_1d(n * desc_.out.size(), ops::FromHalf{y16_.data(), y, half_, false}, ctx_.stream());
-    bias_activation(y, has_bias_ ? param(1) : nullptr, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
+    const float* bias = has_bias_ ? param(1) : nullptr;
+    if (half_)  // y = act(float(y16) + b) in one pass
+      launch_1d(n * desc_.out.size(), ops::HalfBiasActivation{y16_.data(), y, bias, desc_.out.c, half_, act_, alpha_},
+                ctx_.stream());
+    else
+      bias_activation(y, bias, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
   }
 
   // Follows a training forward of the same x (the padded copy of x, and under bf16/fp16 the
@@ -72,16 +76,26 @@ class ConvLayer final : public GpuLayer {
     setup(n, xc, wc, ConvPass::backward_filter);
     if (dx) setup(n, xc, wc, ConvPass::backward_data);
     const int64_t ycount = n * desc_.out.size();
-    // dz (n, oh, ow, k): gradient before the activation.
+    // dz (n, oh, ow, k): gradient before the activation; bf16/fp16: also dz rounded into the
+    // y-sized 16-bit buffer (the forward's y16 is no longer needed), in the same pass when there
+    // is an activation.
     const float* dz = dy;
+    const void* dzc = dy;
     if (act_ != ops::kActNone) {
       float* s = ctx_.scratch(0, ycount);
-      activation_backward(y, dy, s, ycount, act_, alpha_, ctx_.stream());
+      if (half_) {
+        if (size_t(ycount) > y16_.size()) ctx_.resize_tracked(y16_, size_t(ycount));
+        launch_1d(ycount, ops::ActivationBackwardToHalf{y, dy, s, y16_.data(), half_, act_, alpha_}, ctx_.stream());
+        dzc = y16_.data();
+      } else {
+        activation_backward(y, dy, s, ycount, act_, alpha_, ctx_.stream());
+        dzc = s;
+      }
       dz = s;
+    } else if (half_) {
+      dzc = to_half(dz, ycount, y16_);
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
-    // bf16/fp16: dz rounded into the y-sized 16-bit buffer (the forward's y16 is no longer needed).
-    const void* dzc = half_ ? to_half(dz, ycount, y16_) : static_cast<const void*>(dz);
     const float one = 1.0f, zero = 0.0f;
     {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);

@@ -9,12 +9,20 @@
 #include <type_traits>
 
 #include "genrelab/common.h"
+#include "genrelab/ops/lanes.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/philox.h"
 
 namespace genrelab::ops {
 
 // Activation codes (same values as nn::Act).
 enum : int { kActNone = 0, kActRelu, kActElu, kActLeakyRelu, kActTanh, kActSigmoid, kActSoftmax };
+
+// The channel of element i of a channels-last tensor: a 32-bit division whenever i fits in 32 bits
+// (a 64-bit one is a long instruction sequence on the GPU, as much work as the element's own).
+GENRELAB_HD int64_t channel_of(int64_t i, int64_t channels) {
+  return (uint64_t(i) >> 32) == 0 ? int64_t(uint32_t(i) % uint32_t(channels)) : i % channels;
+}
 
 template <typename T>
 GENRELAB_HD T activate(int act, T z, T alpha) {
@@ -69,8 +77,25 @@ struct BiasActivation {
   int act;
   T alpha;
   GENRELAB_HD void operator()(int64_t i) const {
-    const T z = bias ? y[i] + bias[i % channels] : y[i];
+    const T z = bias ? y[i] + bias[channel_of(i, channels)] : y[i];
     y[i] = activate<T>(act, z, alpha);
+  }
+};
+
+// Mixed precision (bf16/fp16), a convolution's epilogue: y[i] = act(float(y16[i]) + bias[c]) for
+// the 16-bit result cuDNN wrote; bias may be null. FromHalf then BiasActivation in one pass, the
+// same float arithmetic (widening is exact): 6 bytes an element moved instead of 14.
+struct HalfBiasActivation {
+  const uint16_t* y16;
+  float* y;
+  const float* bias;
+  int64_t channels;
+  int format;  // kHalfBf16 | kHalfFp16
+  int act;
+  float alpha;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const float v = half_bits_to_float(y16[i], format);
+    y[i] = activate<float>(act, bias ? v + bias[channel_of(i, channels)] : v, alpha);
   }
 };
 
@@ -83,6 +108,23 @@ struct ActivationBackward {
   int act;
   T alpha;
   GENRELAB_HD void operator()(int64_t i) const { dz[i] = dy[i] * activation_grad<T>(act, y[i], alpha); }
+};
+
+// Mixed precision, a convolution's backward: dz[i] = dy[i] · act'(y[i]) (float, for the bias
+// gradient) and its 16-bit copy dz16[i] for cuDNN: ActivationBackward then ToHalf in one pass.
+struct ActivationBackwardToHalf {
+  const float* y;
+  const float* dy;
+  float* dz;
+  uint16_t* dz16;
+  int format;  // kHalfBf16 | kHalfFp16
+  int act;
+  float alpha;
+  GENRELAB_HD void operator()(int64_t i) const {
+    const float g = dy[i] * activation_grad<float>(act, y[i], alpha);
+    dz[i] = g;
+    dz16[i] = float_to_half_bits(g, format);
+  }
 };
 
 // y (rows, cols) = softmax of z along each row; each call recomputes its row's max and sum
@@ -161,6 +203,16 @@ struct DropoutApply {
     const uint64_t base = uint64_t(mask.key->first_example * mask.layer_size);
     uint64_t block_index = (base + uint64_t(first)) >> 2;
     r123::Philox4x32::ctr_type block = stream.block(block_index);
+    // The four elements are one Philox block's four words and one aligned 16-byte access (for
+    // floats) wherever the layer's offset is a multiple of 4: the common case, one load, one store.
+    using Four = Lanes<T, 4>;
+    if (last - first == 4 && ((base + uint64_t(first)) & 3) == 0 && lanes_aligned<Four>(in + first) &&
+        lanes_aligned<Four>(out + first)) {
+      Four v = load_lanes<Four>(in + first);
+      for (int j = 0; j < 4; ++j) v.v[j] = PhiloxStream::uniform_of(block.v[j]) >= mask.rate ? v.v[j] * scale : T(0);
+      store_lanes(out + first, v);
+      return;
+    }
     for (int64_t i = first; i < last; ++i) {
       const uint64_t w = base + uint64_t(i);
       if ((w >> 2) != block_index) block = stream.block(block_index = w >> 2);

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "genrelab/common.h"
+#include "genrelab/ops/lanes.h"
 
 namespace genrelab::ops {
 
@@ -121,26 +122,11 @@ struct AvgPoolBackward {
   }
 };
 
-// L consecutive channels as one access: NHWC keeps them next to each other, so a call that
-// handles four (L = 4) does the index arithmetic once for all of them and moves them with one
-// 16-byte load or store. The max-pooling forward and per-window backward are bound by their index
-// arithmetic, not by memory, with one call per element (H200: the baseline's second pooling
-// forward at 72 % of SM throughput and 21 % of memory throughput). L = 4 needs the channels in
-// multiples of 4 and 16-byte aligned floats (4-byte aligned argmax bytes): pool_lanes().
-template <typename T, int L>
-struct alignas(sizeof(T) * L) Lanes {
-  T v[L];
-};
-// Loads and stores of L lanes as one access (the alignment makes L = 4 one 128-bit access for
-// floats, one 32-bit access for argmax bytes on the GPU).
-template <typename Lane, typename T>
-GENRELAB_HD Lane load_lanes(const T* p) {
-  return *reinterpret_cast<const Lane*>(p);
-}
-template <typename Lane, typename T>
-GENRELAB_HD void store_lanes(T* p, const Lane& a) {
-  *reinterpret_cast<Lane*>(p) = a;
-}
+// Pooling moves four consecutive channels as one access (ops/lanes.h) where it can. The max-pooling
+// forward and per-window backward are bound by their index arithmetic, not by memory, with one
+// call per element (H200: the baseline's second pooling forward at 72 % of SM throughput and 21 %
+// of memory throughput). L = 4 needs the channels in multiples of 4 and 16-byte aligned floats
+// (4-byte aligned argmax bytes): pool_lanes().
 // The channels a pooling call takes: 4 when the layer's buffers allow it, else 1.
 inline int pool_lanes(int64_t channels, const void* x, const void* y, const void* argmax) {
   auto aligned = [](const void* p, uintptr_t a) { return !p || reinterpret_cast<uintptr_t>(p) % a == 0; };
