@@ -1,7 +1,10 @@
 // cuDNN descriptors, the shared GPU context and convolution algorithm selection (cached by shape).
 #include "cudnn_setup.h"
 
+#include <cstdlib>
+#include <iostream>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "genrelab/dist.h"
@@ -164,12 +167,50 @@ cudnnMathType_t math_for(cudnnMathType_t reported, Precision precision) {
   return precision == Precision::fp32 ? CUDNN_FMA_MATH : reported;
 }
 
+// cuDNN's algorithm names, by pass (the enums' order in cudnn_cnn.h).
+const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
+  static const char* names[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct",
+                                "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+  return int(a) >= 0 && int(a) < 8 ? names[int(a)] : "?";
+}
+const char* algo_name(cudnnConvolutionBwdDataAlgo_t a) {
+  static const char* names[] = {"algo_0", "algo_1", "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+  return int(a) >= 0 && int(a) < 6 ? names[int(a)] : "?";
+}
+const char* algo_name(cudnnConvolutionBwdFilterAlgo_t a) {
+  static const char* names[] = {"algo_0", "algo_1", "fft", "algo_3", "winograd", "winograd_nonfused", "fft_tiling"};
+  return int(a) >= 0 && int(a) < 7 ? names[int(a)] : "?";
+}
+
+// With GENRELAB_LOG_CONV_ALGOS set, cuDNN's whole ranking of a pass on stderr: each candidate's
+// status, time (benchmarked) and workspace, and which one was taken (docs/profiling.md).
+template <typename Perf>
+void log_ranking(const std::vector<Perf>& perfs, int count, const Perf* taken, const char* what,
+                 const ConvShape& shape, bool benchmarked, size_t ws_limit) {
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (!on) return;
+  std::ostringstream os;
+  os << "cudnn " << what << " " << shape.key() << (benchmarked ? " (benchmarked, workspace limit " : " (heuristic")
+     << (benchmarked ? std::to_string(ws_limit >> 20) + " MiB)" : ")") << ":";
+  for (int i = 0; i < count; ++i) {
+    const Perf& p = perfs[size_t(i)];
+    os << (&p == taken ? "  [" : "  ") << algo_name(p.algo);
+    if (p.status != CUDNN_STATUS_SUCCESS) os << " " << cudnnGetErrorString(p.status);
+    else os << " " << (benchmarked ? std::to_string(p.time) + " ms " : std::string()) << (p.memory >> 20) << " MiB"
+            << (p.mathType == CUDNN_TENSOR_OP_MATH ? " tensor-op" : "");
+    if (&p == taken) os << "]";
+  }
+  std::cerr << os.str() << "\n";
+}
+
 // One pass's algorithm from cuDNN's ranking (`pick`), stored with the math type it runs under,
 // which is also set on the descriptor for the workspace query that follows.
 template <typename Perf, typename Algo>
 void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precision precision, const char* what,
-            const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math) {
+            const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math, bool benchmarked,
+            size_t ws_limit) {
   const Perf* p = pick(perfs, got, deterministic, precision, what, shape);
+  log_ranking(perfs, got, p, what, shape, benchmarked, ws_limit);
   algo = p->algo;
   math = math_for(p->mathType, precision);
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
@@ -219,7 +260,10 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
     if (pass == ConvPass::backward_filter) fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
     size_t free_b = 0, total_b = 0;
     GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    ws_limit = std::min<size_t>(size_t(1) << 30, free_b / 4);
+    // 4 GiB: explicit GEMM (im2col of the whole batch) for the baseline's second conv would need
+    // about 1.2 GB, which a 1 GiB limit kept out of the benchmark. What the chosen algorithm needs
+    // stays allocated (the shared workspace).
+    ws_limit = std::min<size_t>(size_t(4) << 30, free_b / 4);
     try {
       fb.ws.resize(ws_limit);
     } catch (const RuntimeError&) {
@@ -239,7 +283,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math);
+      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math, bench, ws_limit);
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
       break;
     }
@@ -251,7 +295,8 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                         perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math);
+      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math, bench,
+             ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
       break;
@@ -265,7 +310,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
       choose(perfs, got, deterministic_, precision_, "backward-filter", shape, conv, a.bwd_filter,
-             a.bwd_filter_math);
+             a.bwd_filter_math, bench, ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
       break;
