@@ -144,6 +144,9 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
   step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
+  # The same table in bf16: where the mixed-precision step goes (its conv epilogues and casts).
+  step bench-layers-bf16 60 "$bin" bench --what layers --device cuda --set train.precision=bf16 \
+    --json "$out/bench-layers-bf16.json"
 
   # Host overhead: GPU idle time over the profiled training steps (Nsight Systems over
   # `train --profile 10`, tools/bench/gpu_idle.py), eager and with train.cuda_graph.
@@ -230,6 +233,19 @@ fi
   for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
     f="$out/bench-train-$prec.json"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('graph_compare'); g and print('- train step $prec: eager %.3f ms, cuda graph %s' % (g['eager_ms_per_step'], ('%.3f ms (eager/graph %.3fx)' % (g['graph_ms_per_step'], g['eager_over_graph'])) if g['graphed'] else 'NOT USED (capture failed, see bench-train-$prec.log)'))" "$f"
+  done
+  # The convolution algorithms cuDNN's benchmark chose in the training benchmarks
+  # (GENRELAB_LOG_CONV_ALGOS; the whole rankings are in bench-train-*.log).
+  for prec in fp32 tf32 bf16; do
+    f="$out/bench-train-$prec.log"
+    [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
+import re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"cudnn (\S+) (\S+) \(benchmarked[^)]*\):.*\[(\S+) ([0-9.]+) ms (\d+) MiB", line)
+    if m:
+        print("- cudnn %s %s %s: %s, %.3f ms, %s MiB workspace" % (sys.argv[2], m.group(1), m.group(2), m.group(3),
+                                                                  float(m.group(4)), m.group(5)))
+PY
   done
   # Held against streamed baseline runs (train-baseline-cuda, train-baseline-streamed-cuda): the
   # mean samples/s of epochs 2 to 5 (epoch 1 holds the warm-up).
