@@ -48,6 +48,7 @@ CudaStatus query_cuda() {
     cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, i);
     cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, i);
     g.peak_bandwidth_gbs = 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8) / 1e9;  // DDR: two transfers a clock
+    cudaDeviceGetAttribute(&g.sm_clock_khz, cudaDevAttrClockRate, i);
     s.gpus.push_back(g);
   }
   cublasHandle_t h = nullptr;

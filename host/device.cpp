@@ -11,6 +11,31 @@ const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
 bool built_with_cuda() { return GENRELAB_HAVE_CUDA != 0; }
 
+double flops_per_sm_clock(int cc_major, int cc_minor, const std::string& precision) {
+  const int cc = 10 * cc_major + cc_minor;
+  if (precision == "fp32") {  // FP32 lanes × 2: 64 a SM on Volta, Turing and A100, 128 after
+    if (cc >= 70 && cc <= 80) return 128;
+    return cc > 80 ? 256 : 0;
+  }
+  const bool tf32 = precision == "tf32", half = precision == "bf16" || precision == "fp16";
+  if (!tf32 && !half) return 0;
+  switch (cc) {
+    case 70: case 72: case 75: return precision == "fp16" ? 1024 : 0;  // no tf32 or bf16 tensor cores
+    case 80: return tf32 ? 1024 : 2048;                               // A100
+    case 86: case 87: return tf32 ? 256 : 512;                        // RTX 30, Orin
+    case 89: return tf32 ? 512 : 1024;                                // L40, RTX 40
+    case 90: return tf32 ? 2048 : 4096;                               // H100, H200
+    case 100: case 103: return tf32 ? 4096 : 8192;                    // B200, B300
+    case 120: case 121: return tf32 ? 256 : 512;                      // RTX 50
+    default: return 0;
+  }
+}
+
+double peak_tflops(const GpuInfo& gpu, const std::string& precision) {
+  return double(gpu.sm_count) * gpu.sm_clock_khz * 1e3 * flops_per_sm_clock(gpu.cc_major, gpu.cc_minor, precision) /
+         1e12;
+}
+
 #if !GENRELAB_HAVE_CUDA
 CudaStatus query_cuda() {
   CudaStatus s;

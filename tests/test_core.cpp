@@ -41,6 +41,41 @@ TEST_CASE("device switch honours cpu and rejects unknown names", "[core]") {
 }
 
 #if GENRELAB_HAVE_CUDA
+// The peak model behind `bench`'s "of peak" figures against the spec sheets' dense figures (each
+// sheet's own SM count and clock): A100 SXM 19.5 / 156 / 312 TFLOP/s fp32 / tf32 / bf16 at
+// 1 410 MHz; H100 SXM 989.4 bf16 and 494.7 tf32 at 1 830 MHz, 66.9 fp32 at 1 980 MHz; RTX 3090
+// 35.6 fp32 and tf32, 71 bf16 at 1 695 MHz; V100 SXM2 15.7 fp32, 125 fp16 at 1 530 MHz.
+TEST_CASE("peak TFLOP/s per precision match the GPUs' spec sheets", "[core]") {
+  auto gpu = [](int major, int minor, int sms, int mhz) {
+    GpuInfo g;
+    g.cc_major = major;
+    g.cc_minor = minor;
+    g.sm_count = sms;
+    g.sm_clock_khz = mhz * 1000;
+    return g;
+  };
+  const GpuInfo a100 = gpu(8, 0, 108, 1410), h100 = gpu(9, 0, 132, 1830), h100_fp32 = gpu(9, 0, 132, 1980),
+                rtx3090 = gpu(8, 6, 82, 1695), v100 = gpu(7, 0, 80, 1530);
+  CHECK(peak_tflops(a100, "fp32") == Approx(19.5).epsilon(0.01));
+  CHECK(peak_tflops(a100, "tf32") == Approx(156).epsilon(0.01));
+  CHECK(peak_tflops(a100, "bf16") == Approx(312).epsilon(0.01));
+  CHECK(peak_tflops(a100, "fp16") == Approx(312).epsilon(0.01));
+  CHECK(peak_tflops(h100, "bf16") == Approx(989.4).epsilon(0.01));
+  CHECK(peak_tflops(h100, "tf32") == Approx(494.7).epsilon(0.01));
+  CHECK(peak_tflops(h100_fp32, "fp32") == Approx(66.9).epsilon(0.01));
+  CHECK(peak_tflops(rtx3090, "fp32") == Approx(35.6).epsilon(0.01));
+  CHECK(peak_tflops(rtx3090, "tf32") == Approx(35.6).epsilon(0.01));
+  CHECK(peak_tflops(rtx3090, "bf16") == Approx(71.0).epsilon(0.01));
+  CHECK(peak_tflops(v100, "fp32") == Approx(15.7).epsilon(0.01));
+  CHECK(peak_tflops(v100, "fp16") == Approx(125.3).epsilon(0.01));
+  // No tensor-core path, an unknown architecture or precision: no peak rather than a wrong one.
+  CHECK(peak_tflops(v100, "bf16") == 0);
+  CHECK(peak_tflops(v100, "tf32") == 0);
+  CHECK(peak_tflops(gpu(6, 1, 20, 1500), "fp32") == 0);
+  CHECK(peak_tflops(gpu(9, 9, 20, 1500), "bf16") == 0);
+  CHECK(peak_tflops(a100, "fp64") == 0);
+}
+
 TEST_CASE("CUDA status checks name the call and the status", "[core]") {
   auto message = [](auto&& f) -> std::string {
     try { f(); } catch (const RuntimeError& e) { return e.what(); }

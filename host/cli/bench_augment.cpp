@@ -93,7 +93,7 @@ int run(const cli::Args& args) {
   for (int64_t k = 0; k < distinct; ++k) source.push_back(synth_clip(uint32_t(k)));
   auto src_of = [&](const AugmentedExample& e) -> const std::vector<float>& { return source[size_t(e.source % distinct)]; };
 
-  double seconds = 0, cpu_time = 0;
+  double seconds = 0, cpu_time = 0, peak_gbs = 0;
   std::string device_desc = "cpu";
   if (device == Device::cpu) {
     // correctness first: one noise copy
@@ -115,6 +115,7 @@ int run(const cli::Args& args) {
 #if GENRELAB_HAVE_CUDA
     const CudaStatus st = query_cuda();
     device_desc = st.gpus.empty() ? "cuda" : st.gpus[0].name;
+    peak_gbs = st.gpus.empty() ? 0.0 : st.gpus[0].peak_bandwidth_gbs;
     const int64_t batch = std::min<int64_t>(16, std::max<int64_t>(1, int64_t(work.size())));
     cuda::Stream stream;
     cuda::DeviceBuffer<float> dsrc(static_cast<size_t>(distinct * kSamples)), dx(static_cast<size_t>(batch * kSamples)),
@@ -182,13 +183,19 @@ int run(const cli::Args& args) {
                 (long long)pitch, seconds, passes == 1 ? "one pass" : ("median of " + std::to_string(passes) + " passes").c_str(),
                 cpu_time, clips_per_s, double(pitch) / seconds, gbytes / seconds);
   std::cout << line;
+  // A lower bound of the traffic: the phase vocoder's frames and spectra move several times the
+  // audio, so this fraction understates how close the work is to the bandwidth.
+  if (peak_gbs > 0)
+    std::printf("  audio in+out alone: %.1f %% of the %.0f GB/s peak bandwidth\n", 100.0 * gbytes / seconds / peak_gbs,
+                peak_gbs);
   if (args.has("--json")) {
     json steps = json::array();
     for (const auto& e : work) steps.push_back({augment_name(e.steps[0].kind), e.steps[0].value});
     const json j = {{"bench", "augment"}, {"impl", "genrelab"}, {"device", device_name(device)}, {"device_name", device_desc},
                     {"clips", clips}, {"samples", kSamples}, {"examples", int64_t(plan.size())}, {"noise_applied", noise},
                     {"pitch_applied", pitch}, {"iterations", passes}, {"seconds", seconds}, {"cpu_seconds", cpu_time}, {"clips_per_second", clips_per_s},
-                    {"audio_gb_per_second", gbytes / seconds}, {"steps", steps},
+                    {"audio_gb_per_second", gbytes / seconds}, {"peak_gb_per_s", peak_gbs},
+                    {"audio_fraction_of_peak", peak_gbs > 0 ? gbytes / seconds / peak_gbs : 0.0}, {"steps", steps},
                     // the shared convention of tools/bench/README.md (paired with the peers by "work")
                     {"results", json::array({{{"work", "augment-offline-baseline"}, {"device", device_name(device)},
                                               {"items", clips}, {"unit", "clips"}, {"seconds", seconds},

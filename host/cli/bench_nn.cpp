@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -111,6 +112,28 @@ Setup setup(const cli::Args& args) {
   std::cerr << "bench: " << s.plan.layers.size() << " layers, " << s.plan.param_count() << " parameters, input "
             << s.plan.input.str() << ", batch " << s.batch << ", " << device_name(s.device) << "\n";
   return s;
+}
+
+// The GPU's peaks for this run's precision (genrelab/device.h): 0 on the CPU or for an unknown
+// architecture. The bench runs on the first visible GPU.
+struct Peaks {
+  double tflops = 0, gbs = 0;
+};
+Peaks peaks_of(const Setup& s) {
+  Peaks p;
+  if (s.device != Device::cuda) return p;
+  const CudaStatus st = query_cuda();
+  if (st.gpus.empty()) return p;
+  p.tflops = peak_tflops(st.gpus[0], s.hyper.precision);
+  p.gbs = st.gpus[0].peak_bandwidth_gbs;
+  return p;
+}
+// "43 %", or "n/a" without a peak.
+std::string percent_of(double achieved, double peak) {
+  if (!(peak > 0)) return "n/a";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f %%", 100.0 * achieved / peak);
+  return b;
 }
 
 // A switch of the training step (train.cuda_graph, train.fuse_conv_pool) off against on, on full
@@ -235,6 +258,12 @@ int bench_train(const cli::Args& args) {
   }
   std::snprintf(line, sizeof line, "  GFLOP/step     %10.2f\n  GFLOP/s        %10.2f\n", flops / 1e9, gflops);
   std::cout << line;
+  const Peaks peak = peaks_of(s);
+  if (s.device == Device::cuda) {
+    std::snprintf(line, sizeof line, "  of peak        %10s   (%s peak %.1f TFLOP/s, dense)\n",
+                  percent_of(gflops / 1e3, peak.tflops).c_str(), s.hyper.precision.c_str(), peak.tflops);
+    std::cout << line;
+  }
   // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
   ModeCompare graph;
   if (s.device == Device::cuda) {
@@ -275,6 +304,7 @@ int bench_train(const cli::Args& args) {
             {"examples", examples}, {"epoch_steps", epoch_steps}, {"timed_steps", steps}, {"extrapolated", extrapolated},
             {"params", s.plan.param_count()}, {"samples_per_second", per_s}, {"ms_per_step", ms},
             {"gflop_per_step", flops / 1e9}, {"gflops", gflops}, {"first_loss", mean_loss},
+            {"peak_tflops", peak.tflops}, {"fraction_of_peak", peak.tflops > 0 ? gflops / 1e3 / peak.tflops : 0.0},
             // the shared convention of tools/bench/README.md (paired with the peers by "work")
             {"results", json::array({{{"work", work}, {"device", device_name(s.device)},
                                       {"precision", s.hyper.precision}, {"items", examples}, {"unit", "examples"},
@@ -308,7 +338,12 @@ int bench_layers(const cli::Args& args) {
   if (fused)
     std::cerr << "bench layers: layers 0 and 1 run fused in training (train.fuse_conv_pool); this table times them "
                  "unfused, one by one. bench --what train compares the fused and unfused steps (fuse_compare)\n";
-  std::printf("%-4s %-18s %-15s %-22s %12s %12s %12s\n", "#", "layer", "type", "output", "forward ms", "backward ms", "GFLOP/s");
+  // "of peak": layers with products against the precision's FLOP peak, the others against the
+  // memory bandwidth with a traffic model of one read of the input and one write of the output
+  // a pass (forward: x in, y out; backward: dy in, dx out), as float32 (flatten moves nothing).
+  const Peaks peak = peaks_of(s);
+  std::printf("%-4s %-18s %-15s %-22s %12s %12s %12s %12s\n", "#", "layer", "type", "output", "forward ms", "backward ms",
+              "GFLOP/s", "of peak");
   json rows = json::array();
   double fsum = 0, bsum = 0;
   for (size_t i = 0; i < s.plan.layers.size(); ++i) {
@@ -332,8 +367,24 @@ int bench_layers(const cli::Args& args) {
     const double b = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
     const double flops = 3.0 * double(L.forward_flops()) * double(n);
     const double gf = flops > 0 ? flops / ((f + b) * 1e-3) / 1e9 : 0.0;
-    std::printf("%-4zu %-18s %-15s %-22s %12.3f %12.3f %12.2f\n", i, L.name.c_str(), L.type.c_str(), L.out.str().c_str(), f, b, gf);
-    rows.push_back({{"index", i}, {"name", L.name}, {"type", L.type}, {"forward_ms", f}, {"backward_ms", b}, {"gflops", gf}});
+    const double bytes = L.type == "flatten" ? 0.0 : 2.0 * 4.0 * double(n) * double(L.in.size() + L.out.size());
+    const double gbs = flops > 0 ? 0.0 : bytes / ((f + b) * 1e-3) / 1e9;
+    const std::string of_peak = s.device != Device::cuda ? std::string("-")  // the CPU has no peak model here
+                                : flops > 0                ? percent_of(gf / 1e3, peak.tflops) + " flop"
+                                : bytes > 0                ? percent_of(gbs, peak.gbs) + " mem"
+                                                           : std::string("-");
+    std::printf("%-4zu %-18s %-15s %-22s %12.3f %12.3f %12.2f %12s\n", i, L.name.c_str(), L.type.c_str(),
+                L.out.str().c_str(), f, b, gf, of_peak.c_str());
+    json row = {{"index", i}, {"name", L.name}, {"type", L.type}, {"forward_ms", f}, {"backward_ms", b}, {"gflops", gf}};
+    if (flops <= 0 && bytes > 0) row["gb_per_s"] = gbs;
+    if (flops > 0 && peak.tflops > 0) {
+      row["fraction_of_peak"] = gf / 1e3 / peak.tflops;
+      row["peak"] = "flop";
+    } else if (flops <= 0 && bytes > 0 && peak.gbs > 0) {
+      row["fraction_of_peak"] = gbs / peak.gbs;
+      row["peak"] = "memory";
+    }
+    rows.push_back(row);
     fsum += f;
     bsum += b;
   }

@@ -40,10 +40,13 @@ int run_info(const Args& args) {
     return 0;
   }
   for (const auto& g : s.gpus) {
-    char line[256];
-    std::snprintf(line, sizeof line, "GPU %d: %s, compute capability %d.%d, %.1f GiB, %d SMs, %.0f GB/s peak",
+    char line[384];
+    std::snprintf(line, sizeof line,
+                  "GPU %d: %s, compute capability %d.%d, %.1f GiB, %d SMs at %.0f MHz, %.0f GB/s peak, "
+                  "%.1f TFLOP/s fp32, %.0f tf32, %.0f bf16 peak (dense)",
                   g.index, g.name.c_str(), g.cc_major, g.cc_minor, g.total_bytes / double(1ull << 30), g.sm_count,
-                  g.peak_bandwidth_gbs);
+                  g.sm_clock_khz / 1e3, g.peak_bandwidth_gbs, peak_tflops(g, "fp32"), peak_tflops(g, "tf32"),
+                  peak_tflops(g, "bf16"));
     std::cout << line << "\n";
   }
   return 0;

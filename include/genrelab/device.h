@@ -18,8 +18,18 @@ struct GpuInfo {
   int cc_major = 0, cc_minor = 0;
   size_t total_bytes = 0;
   int sm_count = 0;
+  int sm_clock_khz = 0;           // the SM clock the driver reports (its maximum)
   double peak_bandwidth_gbs = 0;  // from memory clock × bus width
 };
+
+// Dense multiply-add throughput of one SM in one clock, in FLOPs (an FMA is 2), for the work a
+// train.precision runs: fp32 on the CUDA cores, tf32 / bf16 / fp16 on the tensor cores (dense,
+// float accumulation), from the architecture's published per-SM rates (compute capability 7.0 to
+// 12.x). 0 when the architecture has no such path or is unknown.
+double flops_per_sm_clock(int cc_major, int cc_minor, const std::string& precision);
+// The GPU's peak TFLOP/s for a precision: SMs × SM clock × flops_per_sm_clock (0: unknown). At the
+// driver's maximum clock, which can be above the boost clock of a spec sheet's tensor figures.
+double peak_tflops(const GpuInfo& gpu, const std::string& precision);
 
 struct CudaStatus {
   bool usable = false;
