@@ -87,6 +87,9 @@ int run(const cli::Args& args) {
       work.push_back(e);
       (e.steps[0].kind == AugmentKind::noise ? noise : pitch)++;
     }
+  if (work.empty())
+    args.usage_error("--clips " + std::to_string(clips) + ": no copy drew noise or a pitch shift, so there is nothing "
+                     "to time; use more clips (the default is " + std::string(device == Device::cpu ? "4" : "64") + ")");
   // distinct source clips: cycle through 4 synthetic ones (the work does not depend on content)
   const int64_t distinct = std::min<int64_t>(clips, 4);
   std::vector<std::vector<float>> source;
