@@ -40,7 +40,6 @@ TEST_CASE("device switch honours cpu and rejects unknown names", "[core]") {
   }
 }
 
-#if GENRELAB_HAVE_CUDA
 // The peak model behind `bench`'s "of peak" figures against the spec sheets' dense figures (each
 // sheet's own SM count and clock): A100 SXM 19.5 / 156 / 312 TFLOP/s fp32 / tf32 / bf16 at
 // 1 410 MHz; H100 SXM 989.4 bf16 and 494.7 tf32 at 1 830 MHz, 66.9 fp32 at 1 980 MHz; RTX 3090
@@ -76,6 +75,7 @@ TEST_CASE("peak TFLOP/s per precision match the GPUs' spec sheets", "[core]") {
   CHECK(peak_tflops(a100, "fp64") == 0);
 }
 
+#if GENRELAB_HAVE_CUDA
 TEST_CASE("CUDA status checks name the call and the status", "[core]") {
   auto message = [](auto&& f) -> std::string {
     try { f(); } catch (const RuntimeError& e) { return e.what(); }
