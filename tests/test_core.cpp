@@ -55,24 +55,21 @@ TEST_CASE("peak TFLOP/s per precision match the GPUs' spec sheets", "[core]") {
   };
   const GpuInfo a100 = gpu(8, 0, 108, 1410), h100 = gpu(9, 0, 132, 1830), h100_fp32 = gpu(9, 0, 132, 1980),
                 rtx3090 = gpu(8, 6, 82, 1695), v100 = gpu(7, 0, 80, 1530);
-  CHECK(peak_tflops(a100, "fp32") == Approx(19.5).epsilon(0.01));
-  CHECK(peak_tflops(a100, "tf32") == Approx(156).epsilon(0.01));
-  CHECK(peak_tflops(a100, "bf16") == Approx(312).epsilon(0.01));
-  CHECK(peak_tflops(a100, "fp16") == Approx(312).epsilon(0.01));
-  CHECK(peak_tflops(h100, "bf16") == Approx(989.4).epsilon(0.01));
-  CHECK(peak_tflops(h100, "tf32") == Approx(494.7).epsilon(0.01));
-  CHECK(peak_tflops(h100_fp32, "fp32") == Approx(66.9).epsilon(0.01));
-  CHECK(peak_tflops(rtx3090, "fp32") == Approx(35.6).epsilon(0.01));
-  CHECK(peak_tflops(rtx3090, "tf32") == Approx(35.6).epsilon(0.01));
-  CHECK(peak_tflops(rtx3090, "bf16") == Approx(71.0).epsilon(0.01));
-  CHECK(peak_tflops(v100, "fp32") == Approx(15.7).epsilon(0.01));
-  CHECK(peak_tflops(v100, "fp16") == Approx(125.3).epsilon(0.01));
-  // No tensor-core path, an unknown architecture or precision: no peak rather than a wrong one.
-  CHECK(peak_tflops(v100, "bf16") == 0);
-  CHECK(peak_tflops(v100, "tf32") == 0);
-  CHECK(peak_tflops(gpu(6, 1, 20, 1500), "fp32") == 0);
-  CHECK(peak_tflops(gpu(9, 9, 20, 1500), "bf16") == 0);
-  CHECK(peak_tflops(a100, "fp64") == 0);
+  struct Case {
+    GpuInfo gpu;
+    const char* precision;
+    double tflops;  // 0: no peak (no tensor-core path, unknown architecture or precision)
+  };
+  const Case cases[] = {{a100, "fp32", 19.5},     {a100, "tf32", 156},      {a100, "bf16", 312},
+                        {a100, "fp16", 312},      {h100, "bf16", 989.4},    {h100, "tf32", 494.7},
+                        {h100_fp32, "fp32", 66.9}, {rtx3090, "fp32", 35.6}, {rtx3090, "tf32", 35.6},
+                        {rtx3090, "bf16", 71.0},  {v100, "fp32", 15.7},     {v100, "fp16", 125.3},
+                        {v100, "bf16", 0},        {v100, "tf32", 0},        {gpu(6, 1, 20, 1500), "fp32", 0},
+                        {gpu(9, 9, 20, 1500), "bf16", 0}, {a100, "fp64", 0}};
+  for (const Case& c : cases) {
+    CAPTURE(c.gpu.cc_major, c.gpu.cc_minor, c.precision);
+    CHECK(peak_tflops(c.gpu, c.precision) == Approx(c.tflops).epsilon(0.01));
+  }
 }
 
 #if GENRELAB_HAVE_CUDA

@@ -81,6 +81,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   return $rc
 }
 # step_start NAME TIMEOUT_S COMMAND... runs a step in the background; step_join NAME waits for it.
+# (step itself stays in the foreground: a background job ignores the Ctrl-C that stops the script.)
 declare -A bg_pid=() bg_start=()
 step_start() {
   local name=$1 limit; limit=$(limit_left "$2") || { not_run "$name"; return 1; }

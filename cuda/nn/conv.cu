@@ -46,8 +46,7 @@ class ConvLayer final : public GpuLayer {
       const int64_t xcount = n * hp_ * wp_ * desc_.in.c, wcount = desc_.params[0].size(), ycount = n * desc_.out.size();
       xc = to_half(xin, xcount, x16_);
       wc = to_half(param(0), wcount, w16_);
-      if (size_t(ycount) > y16_.size()) ctx_.resize_tracked(y16_, size_t(ycount));
-      yc = y16_.data();
+      yc = grown(y16_, ycount);
     }
     setup(n, xc, wc, ConvPass::forward);
     // Scaling factors are float for float and 16-bit data alike.
@@ -84,9 +83,9 @@ class ConvLayer final : public GpuLayer {
     if (act_ != ops::kActNone) {
       float* s = ctx_.scratch(0, ycount);
       if (half_) {
-        if (size_t(ycount) > y16_.size()) ctx_.resize_tracked(y16_, size_t(ycount));
-        launch_1d(ycount, ops::ActivationBackwardToHalf{y, dy, s, y16_.data(), half_, act_, alpha_}, ctx_.stream());
-        dzc = y16_.data();
+        uint16_t* dz16 = grown(y16_, ycount);
+        launch_1d(ycount, ops::ActivationBackwardToHalf{y, dy, s, dz16, half_, act_, alpha_}, ctx_.stream());
+        dzc = dz16;
       } else {
         activation_backward(y, dy, s, ycount, act_, alpha_, ctx_.stream());
         dzc = s;
@@ -103,8 +102,7 @@ class ConvLayer final : public GpuLayer {
       // dw (k, kh, kw, c) += x ⋆ dz  (beta = 1: gradients accumulate); bf16/fp16: this call's dw
       // in 16 bits (beta = 0), then added to the float gradient.
       const int64_t wcount = desc_.params[0].size();
-      if (half_ && size_t(wcount) > dw16_.size()) ctx_.resize_tracked(dw16_, size_t(wcount));
-      void* dwc = half_ ? static_cast<void*>(dw16_.data()) : grad(0);
+      void* dwc = half_ ? static_cast<void*>(grown(dw16_, wcount)) : grad(0);
       GENRELAB_CUDA_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xc, yd_, dzc, conv_,
                                                          algos_->bwd_filter, ws, algos_->bwd_filter_bytes,
                                                          half_ ? &zero : &one, w_, dwc));
@@ -113,8 +111,7 @@ class ConvLayer final : public GpuLayer {
     if (!dx) return;
     const int64_t xcount = n * hp_ * wp_ * desc_.in.c;
     float* dxin = asym_ ? ctx_.scratch(1, xcount) : dx;
-    if (half_ && size_t(xcount) > dx16_.size()) ctx_.resize_tracked(dx16_, size_t(xcount));
-    void* dxc = half_ ? static_cast<void*>(dx16_.data()) : dxin;
+    void* dxc = half_ ? static_cast<void*>(grown(dx16_, xcount)) : dxin;
     void* ws = ctx_.workspace(algos_->bwd_data_bytes);
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_data_math));
     // dx (n, hp, wp, c) = dz ⋆ᵀ w
@@ -147,10 +144,17 @@ class ConvLayer final : public GpuLayer {
   }
 
   // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.
-  const void* to_half(const float* src, int64_t count, DeviceBuffer<uint16_t>& buf) {
+  // buf grown (never shrunk) to at least `count` elements.
+  template <typename T>
+  T* grown(DeviceBuffer<T>& buf, int64_t count) {
     if (size_t(count) > buf.size()) ctx_.resize_tracked(buf, size_t(count));
-    launch_1d(count, ops::ToHalf{src, buf.data(), half_}, ctx_.stream());
     return buf.data();
+  }
+
+  const void* to_half(const float* src, int64_t count, DeviceBuffer<uint16_t>& buf) {
+    uint16_t* out = grown(buf, count);
+    launch_1d(count, ops::ToHalf{src, out, half_}, ctx_.stream());
+    return out;
   }
 
   // x itself, or x copied into the zero-padded buffer (n, hp, wp, c) for asymmetric padding.
@@ -158,10 +162,10 @@ class ConvLayer final : public GpuLayer {
     if (!asym_) return x;
     const Shape3 in = desc_.in;
     const int64_t count = n * hp_ * wp_ * in.c;
-    if (size_t(count) > xpad_.size()) ctx_.resize_tracked(xpad_, size_t(count));
-    launch_1d(count, ops::PadNhwc<float>{x, xpad_.data(), in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left, 0.0f},
+    float* padded = grown(xpad_, count);
+    launch_1d(count, ops::PadNhwc<float>{x, padded, in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left, 0.0f},
               ctx_.stream());
-    return xpad_.data();
+    return padded;
   }
 
   genrelab::nn::Window2d g_;

@@ -116,9 +116,9 @@ int run(const cli::Args& args) {
     cpu_time = cpu_seconds() - c0;
   } else {
 #if GENRELAB_HAVE_CUDA
-    const CudaStatus st = query_cuda();
-    device_desc = st.gpus.empty() ? "cuda" : st.gpus[0].name;
-    peak_gbs = st.gpus.empty() ? 0.0 : st.gpus[0].peak_bandwidth_gbs;
+    const GpuInfo gpu = bench_gpu();
+    device_desc = gpu.name;
+    peak_gbs = gpu.peak_bandwidth_gbs;
     const int64_t batch = std::min<int64_t>(16, std::max<int64_t>(1, int64_t(work.size())));
     cuda::Stream stream;
     cuda::DeviceBuffer<float> dsrc(static_cast<size_t>(distinct * kSamples)), dx(static_cast<size_t>(batch * kSamples)),

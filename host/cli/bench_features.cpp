@@ -102,9 +102,9 @@ int run_features_bench(const cli::Args& args) {
     }
   } else {
 #if GENRELAB_HAVE_CUDA
-    const CudaStatus status = query_cuda();
-    peak_gbs = status.gpus.empty() ? 0 : status.gpus[0].peak_bandwidth_gbs;
-    device_label = status.gpus.empty() ? "cuda" : status.gpus[0].name;
+    const GpuInfo gpu = bench_gpu();
+    peak_gbs = gpu.peak_bandwidth_gbs;
+    device_label = gpu.name;
     cuda::Stream stream;
     cuda::DeviceBuffer<float> d_audio(audio.size()), d_mel(size_t(clips) * per_clip);
     cuda::copy_to_device(d_audio.data(), audio.data(), audio.size());

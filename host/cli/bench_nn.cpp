@@ -115,18 +115,14 @@ Setup setup(const cli::Args& args) {
 }
 
 // The GPU's peaks for this run's precision (genrelab/device.h): 0 on the CPU or for an unknown
-// architecture. The bench runs on the first visible GPU.
+// architecture.
 struct Peaks {
   double tflops = 0, gbs = 0;
 };
 Peaks peaks_of(const Setup& s) {
-  Peaks p;
-  if (s.device != Device::cuda) return p;
-  const CudaStatus st = query_cuda();
-  if (st.gpus.empty()) return p;
-  p.tflops = peak_tflops(st.gpus[0], s.hyper.precision);
-  p.gbs = st.gpus[0].peak_bandwidth_gbs;
-  return p;
+  if (s.device != Device::cuda) return {};
+  const GpuInfo gpu = bench_gpu();
+  return {peak_tflops(gpu, s.hyper.precision), gpu.peak_bandwidth_gbs};
 }
 // "43 %", or "n/a" without a peak.
 std::string percent_of(double achieved, double peak) {

@@ -23,6 +23,14 @@ void register_bench(BenchEntry entry) {
 
 const std::vector<BenchEntry>& benches() { return bench_registry(); }
 
+GpuInfo bench_gpu() {
+  const CudaStatus st = query_cuda();
+  if (!st.gpus.empty()) return st.gpus[0];
+  GpuInfo none;
+  none.name = "cuda";
+  return none;
+}
+
 namespace cli {
 namespace {
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "genrelab/cli.h"
+#include "genrelab/device.h"
 
 namespace genrelab {
 
@@ -17,6 +18,10 @@ struct BenchEntry {
 
 void register_bench(BenchEntry entry);
 const std::vector<BenchEntry>& benches();
+
+// The GPU a benchmark runs on (the first visible one), for its name and peaks (device.h); a
+// GpuInfo with name "cuda" and no peaks when none can be queried.
+GpuInfo bench_gpu();
 
 struct BenchRegistrar {
   explicit BenchRegistrar(BenchEntry entry) { register_bench(std::move(entry)); }
