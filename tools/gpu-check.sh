@@ -90,6 +90,8 @@ step_start() {
   timeout "$limit" "$@" >"$out/$name.log" 2>&1 &
   bg_pid[$name]=$!
 }
+# Ctrl-C or a kill stops the background steps too (they ignore SIGINT; timeout passes TERM on).
+trap 'for p in "${bg_pid[@]}"; do kill "$p" 2>/dev/null; done; exit 130' INT TERM
 step_join() {
   local name=$1
   [ -n "${bg_pid[$name]:-}" ] || return 1
