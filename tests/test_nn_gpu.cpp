@@ -277,14 +277,16 @@ json head() {
 // gpu_comm: the GPU layer takes its training statistics over that communicator
 // (train.sync_batchnorm); the CPU layer stays local. input_grad false: the backward is asked for
 // no input gradient, as the network asks its first layer.
+// engine: train.conv_engine of the GPU context (conv2d layers).
 void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Precision precision = Precision::fp32,
-                 bool logits = false, dist::Communicator* gpu_comm = nullptr, bool input_grad = true) {
+                 bool logits = false, dist::Communicator* gpu_comm = nullptr, bool input_grad = true,
+                 cuda::nn::ConvEngine engine = cuda::nn::ConvEngine::automatic) {
   const auto plan = nn::plan_layers(layers, in, 3);
   const nn::LayerDesc& d = plan.layers[index];
   INFO("layer " << d.name << " " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str() << " n " << n);
   auto cpu = nn::make_cpu_layer<float>(d);
   cpu->set_matmul_format(cuda::nn::half_format(precision));  // the CPU emulates bf16/fp16 rounding
-  GpuContext ctx(precision, false);
+  GpuContext ctx(precision, false, engine);
   auto gpu = cuda::nn::make_gpu_layer(d, ctx);
   cpu->set_logits_output(logits);
   gpu->set_logits_output(logits);
@@ -333,33 +335,47 @@ json with_head(json layer) {
 TEST_CASE("nn gpu conv2d equals the cpu layer", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const double tol = 1e-4;
-  check_layer(with_head({{"type", "conv2d"}, {"filters", 5}, {"kernel", json::array({3, 2})}, {"activation", "relu"}}),
-              {7, 9, 3}, 3, 0, tol);
-  // "same" with an even kernel and stride 2: asymmetric padding (the padded-copy path).
-  check_layer(with_head({{"type", "conv2d"},
-                         {"filters", 4},
-                         {"kernel", 2},
-                         {"stride", 2},
-                         {"padding", "same"},
-                         {"activation", "elu"}}),
-              {6, 7, 2}, 2, 0, tol);
-  // "same" with an odd kernel and dilation 2: symmetric padding handled by cuDNN, no bias.
-  check_layer(with_head({{"type", "conv2d"},
-                         {"filters", 3},
-                         {"kernel", 3},
-                         {"dilation", 2},
-                         {"padding", "same"},
-                         {"activation", "leaky_relu"},
-                         {"use_bias", false}}),
-              {8, 5, 4}, 2, 0, tol);
-  check_layer(with_head({{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"activation", "tanh"}}), {3, 4, 5}, 1, 0,
-              tol);
-  check_layer(with_head({{"type", "conv2d"},
-                         {"filters", 2},
-                         {"kernel", json::array({2, 3})},
-                         {"stride", json::array({1, 2})},
-                         {"activation", "sigmoid"}}),
-              {5, 9, 1}, 4, 0, tol);
+  using cuda::nn::ConvEngine;
+  // Each shape on cuDNN, on the im2col + cuBLAS engine (train.conv_engine=gemm) and as auto picks.
+  for (const ConvEngine engine : {ConvEngine::cudnn, ConvEngine::gemm, ConvEngine::automatic}) {
+    INFO("engine " << int(engine));
+    check_layer(with_head({{"type", "conv2d"}, {"filters", 5}, {"kernel", json::array({3, 2})}, {"activation", "relu"}}),
+                {7, 9, 3}, 3, 0, tol, Precision::fp32, false, nullptr, true, engine);
+    // "same" with an even kernel and stride 2: asymmetric padding (cuDNN: the padded-copy path;
+    // the GEMM engine: zeros outside the map in im2col).
+    check_layer(with_head({{"type", "conv2d"},
+                           {"filters", 4},
+                           {"kernel", 2},
+                           {"stride", 2},
+                           {"padding", "same"},
+                           {"activation", "elu"}}),
+                {6, 7, 2}, 2, 0, tol, Precision::fp32, false, nullptr, true, engine);
+    // "same" with an odd kernel and dilation 2: symmetric padding handled by cuDNN, no bias.
+    check_layer(with_head({{"type", "conv2d"},
+                           {"filters", 3},
+                           {"kernel", 3},
+                           {"dilation", 2},
+                           {"padding", "same"},
+                           {"activation", "leaky_relu"},
+                           {"use_bias", false}}),
+                {8, 5, 4}, 2, 0, tol, Precision::fp32, false, nullptr, true, engine);
+    // 1×1: the GEMM engine's direct path (x is its own column matrix).
+    check_layer(with_head({{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"activation", "tanh"}}), {3, 4, 5}, 1,
+                0, tol, Precision::fp32, false, nullptr, true, engine);
+    check_layer(with_head({{"type", "conv2d"},
+                           {"filters", 2},
+                           {"kernel", json::array({2, 3})},
+                           {"stride", json::array({1, 2})},
+                           {"activation", "sigmoid"}}),
+                {5, 9, 1}, 4, 0, tol, Precision::fp32, false, nullptr, true, engine);
+    // Enough rows (2·39·59 = 4 602) that the GEMM engine's kernel gradient runs over row ranges
+    // (batched partial products, a tail range, the matrix-vector sum); 8 channels: 4-lane im2col.
+    check_layer(with_head({{"type", "conv2d"}, {"filters", 32}, {"kernel", 2}, {"activation", "relu"}}), {40, 60, 8}, 2,
+                0, tol, Precision::fp32, false, nullptr, true, engine);
+    // The first layer: no input gradient asked for.
+    check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 2}, {"activation", "relu"}}), {20, 30, 4}, 2,
+                0, tol, Precision::fp32, false, nullptr, false, engine);
+  }
 }
 
 TEST_CASE("nn gpu pooling equals the cpu layer", "[gpu][nn]") {
@@ -450,7 +466,10 @@ TEST_CASE("nn gpu tf32 layers stay close to fp32", "[gpu][nn]") {
   // fp32 and switch a whole gradient path on or off (seen on an H200 when cuDNN's benchmark chose
   // another algorithm under load), which says nothing about TF32's accuracy.
   const double tol = 5e-3;
-  check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}}), {9, 11, 8}, 4, 0, tol, Precision::tf32);
+  // cuDNN's TF32 algorithms, and cuBLAS's TF32 products under the GEMM engine.
+  for (const auto engine : {cuda::nn::ConvEngine::cudnn, cuda::nn::ConvEngine::gemm})
+    check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}}), {9, 11, 8}, 4, 0, tol, Precision::tf32,
+                false, nullptr, true, engine);
   const json hidden = json::array({{{"type", "flatten"}},
                                    {{"type", "dense"}, {"units", 64}},
                                    {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});

@@ -236,9 +236,10 @@ fi
   for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
     f="$out/bench-train-$prec.json"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('graph_compare'); g and print('- train step $prec: eager %.3f ms, cuda graph %s' % (g['eager_ms_per_step'], ('%.3f ms (eager/graph %.3fx)' % (g['graph_ms_per_step'], g['eager_over_graph'])) if g['graphed'] else 'NOT USED (capture failed, see bench-train-$prec.log)'))" "$f"
+    [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('engine_compare'); g and print('- train step $prec: conv2d on cuDNN %.3f ms, on %s %.3f ms (cudnn/%s %.3fx)' % (g['cudnn_ms_per_step'], g['engine'], g['engine_ms_per_step'], g['engine'], g['cudnn_over_engine']))" "$f"
   done
-  # The convolution algorithms cuDNN's benchmark chose in the training benchmarks
-  # (GENRELAB_LOG_CONV_ALGOS; the whole rankings are in bench-train-*.log).
+  # The convolution algorithms cuDNN's benchmark chose in the training benchmarks, and the engine
+  # of each pass (GENRELAB_LOG_CONV_ALGOS; the whole rankings are in bench-train-*.log).
   for prec in fp32 tf32 bf16; do
     f="$out/bench-train-$prec.log"
     [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
@@ -248,6 +249,8 @@ for line in open(sys.argv[1]):
     if m:
         print("- cudnn %s %s %s: %s, %.3f ms, %s MiB workspace" % (sys.argv[2], m.group(1), m.group(2), m.group(3),
                                                                   float(m.group(4)), m.group(5)))
+    if line.startswith("conv engine "):  # cuDNN against im2col + cuBLAS (train.conv_engine=auto)
+        print("- %s %s" % (sys.argv[2], line.strip()))
 PY
   done
   # Held against streamed baseline runs (train-baseline-cuda, train-baseline-streamed-cuda): the

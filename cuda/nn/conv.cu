@@ -7,6 +7,15 @@
 // round-to-nearest-even), cuDNN runs on 16-bit tensors with float accumulation and writes y, dx
 // and dW in the 16-bit type, which ops::FromHalf brings back to float (dW added to the float
 // gradient); the CPU backend rounds at the same points.
+// fp32/tf32: each pass may run on the GEMM engine (conv_gemm.h, train.conv_engine) instead, which
+// takes the Keras padding itself (its input gradient needs no crop).
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "conv_gemm.h"
 #include "gpu_layers.h"
 
 #include "genrelab/cuda/launch.cuh"
@@ -35,6 +44,8 @@ class ConvLayer final : public GpuLayer {
     conv_ = ConvDesc(ph, pw, int(g_.sh), int(g_.sw), int(g_.dh), int(g_.dw));
     w_ = FilterDesc(d.out.c, g_.kh, g_.kw, d.in.c, type_);
     GENRELAB_CHECK(act_ != ops::kActSoftmax, "conv2d layer ", d.index, ": softmax is only for the last dense layer");
+    if (ctx.conv_engine() != ConvEngine::cudnn && !half_)
+      gemm_ = std::make_unique<GemmConv>(genrelab::nn::conv_cols_geom(d), d.out.c, ctx);
   }
 
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
@@ -48,14 +59,18 @@ class ConvLayer final : public GpuLayer {
       wc = to_half(param(0), wcount, w16_);
       yc = grown(y16_, ycount);
     }
-    setup(n, xc, wc, ConvPass::forward);
-    // Scaling factors are float for float and 16-bit data alike.
-    const float one = 1.0f, zero = 0.0f;
-    void* ws = ctx_.workspace(algos_->fwd_bytes);
-    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
-    // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
-    GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
-                                                algos_->fwd_bytes, &zero, yd_, yc));
+    setup(n, xc, wc, ConvPass::forward, {x, nullptr, y});
+    if (on_gemm(ConvPass::forward)) {
+      gemm_->forward(x, param(0), y, n);
+    } else {
+      // Scaling factors are float for float and 16-bit data alike.
+      const float one = 1.0f, zero = 0.0f;
+      void* ws = ctx_.workspace(algos_->fwd_bytes);
+      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
+      // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
+      GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
+                                                  algos_->fwd_bytes, &zero, yd_, yc));
+    }
     const float* bias = has_bias_ ? param(1) : nullptr;
     if (half_)  // y = act(float(y16) + b) in one pass
       launch_1d(n * desc_.out.size(), ops::HalfBiasActivation{y16_.data(), y, bias, desc_.out.c, half_, act_, alpha_},
@@ -71,9 +86,15 @@ class ConvLayer final : public GpuLayer {
     const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
     const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
     // Before dz takes scratch slot 0 (an algorithm search uses it). The input gradient's
-    // algorithm only when asked for one: the network never asks its first layer.
-    setup(n, xc, wc, ConvPass::backward_filter);
-    if (dx) setup(n, xc, wc, ConvPass::backward_data);
+    // algorithm only when asked for one: the network never asks its first layer. Timing the GEMM
+    // engine reads y in place of dz and writes dx, both rewritten below; timing its backward-data
+    // overwrites the forward's columns, which backward-filter then builds again.
+    setup(n, xc, wc, ConvPass::backward_filter, {x, y, nullptr});
+    bool cols_ready = on_gemm(ConvPass::forward);
+    if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, y, dx})) cols_ready = false;
+    if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
+        !(dx && on_gemm(ConvPass::backward_data)))
+      gemm_.reset();  // cuDNN won every pass: free the columns
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation; bf16/fp16: also dz rounded into the
     // y-sized 16-bit buffer (the forward's y16 is no longer needed), in the same pass when there
@@ -96,7 +117,9 @@ class ConvLayer final : public GpuLayer {
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
     const float one = 1.0f, zero = 0.0f;
-    {
+    if (on_gemm(ConvPass::backward_filter)) {
+      gemm_->backward_filter(x, dz, grad(0), n, cols_ready, algos_->gemm_filter_splits);
+    } else {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);
       GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_filter_math));
       // dw (k, kh, kw, c) += x ⋆ dz  (beta = 1: gradients accumulate); bf16/fp16: this call's dw
@@ -109,6 +132,10 @@ class ConvLayer final : public GpuLayer {
       if (half_) launch_1d(wcount, ops::FromHalf{dw16_.data(), grad(0), half_, true}, ctx_.stream());
     }
     if (!dx) return;
+    if (on_gemm(ConvPass::backward_data)) {
+      gemm_->backward_data(dz, param(0), dx, n);
+      return;
+    }
     const int64_t xcount = n * hp_ * wp_ * desc_.in.c;
     float* dxin = asym_ ? ctx_.scratch(1, xcount) : dx;
     void* dxc = half_ ? static_cast<void*>(grown(dx16_, xcount)) : dxin;
@@ -128,10 +155,19 @@ class ConvLayer final : public GpuLayer {
  private:
   using Shape3 = genrelab::nn::Shape3;
 
-  // Descriptors for batch n and the algorithm of `pass` (cached by shape in the context; a new
-  // shape is benchmarked on the input xin and the current kernel).
-  void setup(int64_t n, const void* xin, const void* win, ConvPass pass) {
-    if (n == n_ && algos_ && algos_->chosen[int(pass)]) return;
+  // What timing the GEMM engine on a pass reads and writes: the forward's x and y; backward-filter's
+  // x and a stand-in for dz; backward-data's stand-in for dz and its dx.
+  struct TimingData {
+    const float* x;
+    const float* dz;
+    float* out;
+  };
+
+  // Descriptors for batch n, the algorithm of `pass` (cached by shape in the context; a new shape
+  // is benchmarked on the input xin and the current kernel) and its engine. Returns true when
+  // choosing the engine ran the GEMM engine's backward-data (which overwrites the columns).
+  bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
+    if (n == n_ && algos_ && algos_->chosen[int(pass)] && algos_->engine_decided[int(pass)]) return false;
     if (n != n_) {
       xd_.set(n, hp_, wp_, desc_.in.c, type_);
       yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
@@ -141,6 +177,88 @@ class ConvLayer final : public GpuLayer {
                           asym_ ? 0 : int(g_.pad_top), asym_ ? 0 : int(g_.pad_left), int(g_.sh), int(g_.sw),
                           int(g_.dh), int(g_.dw), type_};
     algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, pass, xin, win);
+    return choose_engine(shape, pass, n, data);
+  }
+
+  bool on_gemm(ConvPass pass) const { return gemm_ && algos_->gemm[int(pass)]; }
+
+  // Whether `pass` runs on the GEMM engine, decided once per shape (kept with its cuDNN algorithms):
+  // train.conv_engine=gemm wherever the engine runs; auto when its time, measured here, beats the
+  // time cuDNN's benchmark measured for its fastest algorithm (a deterministic run has no such
+  // time and stays on cuDNN). Returns true when it ran the engine's backward-data.
+  bool choose_engine(const ConvShape& shape, ConvPass pass, int64_t n, const TimingData& data) {
+    ConvAlgos& a = *algos_;
+    const int p = int(pass);
+    if (a.engine_decided[p]) return false;
+    a.engine_decided[p] = true;
+    if (!gemm_ || !gemm_->fits(n)) {
+      if (gemm_) log_engine(shape, pass, "the columns do not fit in memory", false);
+      return false;
+    }
+    if (pass == ConvPass::backward_filter) a.gemm_filter_splits = gemm_->suggested_filter_splits(n);
+    if (ctx_.conv_engine() == ConvEngine::gemm) {
+      a.gemm[p] = true;
+      log_engine(shape, pass, "train.conv_engine=gemm", true);
+      return false;
+    }
+    if (a.ms[p] < 0) return false;
+    const float* w = param(0);
+    float ms = 0;
+    std::string what;
+    switch (pass) {
+      case ConvPass::forward:
+        ms = time_on_stream([&] { gemm_->forward(data.x, w, data.out, n); });
+        break;
+      case ConvPass::backward_filter: {
+        // Into a scratch gradient; one SGEMM against row ranges, whichever is faster.
+        DeviceBuffer<float> dw(size_t(desc_.params[0].size()));
+        const bool ready = a.gemm[int(ConvPass::forward)];
+        const int64_t many = a.gemm_filter_splits;
+        ms = time_on_stream([&] { gemm_->backward_filter(data.x, data.dz, dw.data(), n, ready, 1); });
+        a.gemm_filter_splits = 1;
+        if (many > 1) {
+          const float ms_many = time_on_stream([&] { gemm_->backward_filter(data.x, data.dz, dw.data(), n, ready, many); });
+          if (ms_many < ms) ms = ms_many, a.gemm_filter_splits = many;
+        }
+        what = ", " + std::to_string(a.gemm_filter_splits) + " row range" + (a.gemm_filter_splits > 1 ? "s" : "");
+        break;
+      }
+      case ConvPass::backward_data:
+        ms = time_on_stream([&] { gemm_->backward_data(data.dz, w, data.out, n); });
+        break;
+    }
+    a.gemm[p] = ms < a.ms[p];
+    if (!a.gemm[p]) gemm_->release();  // an inference-only network keeps no columns it does not use
+    log_engine(shape, pass,
+               "im2col + cuBLAS " + std::to_string(ms) + " ms" + what + " vs cuDNN " + std::to_string(a.ms[p]) + " ms",
+               a.gemm[p]);
+    return pass == ConvPass::backward_data;
+  }
+
+  // Milliseconds of one run of `run` on the stream: the median of five, after one untimed run.
+  template <typename F>
+  float time_on_stream(F&& run) {
+    Event start(true), stop(true);
+    run();
+    std::vector<float> t;
+    for (int i = 0; i < 5; ++i) {
+      start.record(ctx_.stream());
+      run();
+      stop.record(ctx_.stream());
+      stop.synchronize();
+      t.push_back(stop.ms_since(start));
+    }
+    std::sort(t.begin(), t.end());
+    return t[2];
+  }
+
+  // With GENRELAB_LOG_CONV_ALGOS set, the engine of each pass and why, on stderr (docs/profiling.md).
+  static void log_engine(const ConvShape& shape, ConvPass pass, const std::string& why, bool gemm) {
+    static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+    if (!on) return;
+    static const char* names[] = {"forward", "backward-data", "backward-filter"};
+    std::cerr << "conv engine " << names[int(pass)] << " " << shape.key() << ": " << why << " -> "
+              << (gemm ? "gemm" : "cudnn") << "\n";
   }
 
   // src (count) cast to 16 bits into buf (grown as needed); returns buf's data.
@@ -178,7 +296,8 @@ class ConvLayer final : public GpuLayer {
   FilterDesc w_;
   TensorDesc xd_, yd_;
   int64_t n_ = 0;
-  const ConvAlgos* algos_ = nullptr;
+  ConvAlgos* algos_ = nullptr;
+  std::unique_ptr<GemmConv> gemm_;  // fp32/tf32 unless train.conv_engine=cudnn; dropped when cuDNN wins every pass
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
   int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
   cudnnDataType_t type_;      // of the cuDNN tensors and filter

@@ -26,6 +26,13 @@ int to_int(int64_t v, const char* what) {
 }
 }  // namespace
 
+ConvEngine conv_engine_of(const std::string& name) {
+  if (name == "auto") return ConvEngine::automatic;
+  if (name == "cudnn") return ConvEngine::cudnn;
+  if (name == "gemm") return ConvEngine::gemm;
+  throw ConfigError("train.conv_engine: unknown engine '" + name + "' (auto | cudnn | gemm)");
+}
+
 int half_format(Precision precision) {
   return precision == Precision::bf16 ? ops::kHalfBf16 : precision == Precision::fp16 ? ops::kHalfFp16 : ops::kHalfNone;
 }
@@ -60,7 +67,8 @@ std::string ConvShape::key() const {
   return os.str();
 }
 
-GpuContext::GpuContext(Precision precision, bool deterministic) : precision_(precision), deterministic_(deterministic) {
+GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine)
+    : precision_(precision), deterministic_(deterministic), conv_engine_(conv_engine) {
   GENRELAB_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream_.get()));
   GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
@@ -207,12 +215,13 @@ void log_ranking(const std::vector<Perf>& perfs, int count, const Perf* taken, c
 // which is also set on the descriptor for the workspace query that follows.
 template <typename Perf, typename Algo>
 void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precision precision, const char* what,
-            const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math, bool benchmarked,
-            size_t ws_limit) {
+            const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math, float& ms,
+            bool benchmarked, size_t ws_limit) {
   const Perf* p = pick(perfs, got, deterministic, precision, what, shape);
   log_ranking(perfs, got, p, what, shape, benchmarked, ws_limit);
   algo = p->algo;
   math = math_for(p->mathType, precision);
+  ms = benchmarked ? p->time : -1.0f;
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
 }
 
@@ -238,7 +247,7 @@ size_t bytes_of(const TensorDesc& t) {
 
 }  // namespace
 
-const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
+ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
                                         const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                         const void* w_data) {
   ConvAlgos& a = algos_[shape.key()];
@@ -283,7 +292,8 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math, bench, ws_limit);
+      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
+             ws_limit);
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
       break;
     }
@@ -295,8 +305,8 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
                                                                         perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math, bench,
-             ws_limit);
+      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math,
+             a.ms[int(ConvPass::backward_data)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
       break;
@@ -310,7 +320,7 @@ const ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
       choose(perfs, got, deterministic_, precision_, "backward-filter", shape, conv, a.bwd_filter,
-             a.bwd_filter_math, bench, ws_limit);
+             a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));
       break;

@@ -24,6 +24,14 @@ namespace genrelab::cuda::nn {
 // bf16/fp16 mixed precision (16-bit operands of conv2d and dense, float32 accumulation).
 enum class Precision { fp32, tf32, bf16, fp16 };
 
+// Who runs conv2d (train.conv_engine): per pass the faster of cuDNN's fastest algorithm and the
+// im2col + cuBLAS GEMM engine (conv_gemm.h), measured on the first batch of each shape; cuDNN only;
+// or the GEMM engine wherever it can run (fp32 and tf32, columns within the memory limit).
+enum class ConvEngine { automatic, cudnn, gemm };
+
+// "auto" | "cudnn" | "gemm" (the config's spelling); throws on anything else.
+ConvEngine conv_engine_of(const std::string& name);
+
 // The ops::kHalf* format of a precision (kHalfNone for fp32 and tf32).
 int half_format(Precision precision);
 
@@ -100,6 +108,12 @@ struct ConvAlgos {
   cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
   size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
   bool chosen[3] = {false, false, false};  // per ConvPass
+  float ms[3] = {-1, -1, -1};              // the chosen algorithm's benchmarked time (-1: heuristic choice)
+  // The engine of each pass (conv.cu decides once per shape): the GEMM engine instead of cuDNN,
+  // and backward-filter's row ranges under it.
+  bool engine_decided[3] = {false, false, false};
+  bool gemm[3] = {false, false, false};
+  int64_t gemm_filter_splits = 1;
 };
 
 // The geometry a convolution's algorithms depend on (input already padded when the padding is
@@ -126,7 +140,7 @@ struct StepScalars {
 // cuDNN/cuBLAS call and every launch of one network runs in order on that stream.
 class GpuContext {
  public:
-  GpuContext(Precision precision, bool deterministic);
+  GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine = ConvEngine::automatic);
   GpuContext(const GpuContext&) = delete;
   GpuContext& operator=(const GpuContext&) = delete;
 
@@ -136,6 +150,7 @@ class GpuContext {
   cublasHandle_t cublas() const { return cublas_.get(); }
   Precision precision() const { return precision_; }
   bool deterministic() const { return deterministic_; }
+  ConvEngine conv_engine() const { return conv_engine_; }
 
   // The shared workspace, grown (never shrunk) to at least `bytes`. Growing frees the old block;
   // cudaFree waits for the device, so work already queued with the old block finishes first.
@@ -155,7 +170,7 @@ class GpuContext {
   // Benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
   // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
   // restricted to deterministic algorithms when asked (see the .cu).
-  const ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
+  ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
                               const TensorDesc& y, ConvPass pass, const void* x_data = nullptr,
                               const void* w_data = nullptr);
 
@@ -196,6 +211,7 @@ class GpuContext {
   static constexpr size_t kRing = 8;
   Precision precision_;
   bool deterministic_;
+  ConvEngine conv_engine_;
   Stream stream_;
   CudnnHandle cudnn_;
   CublasHandle cublas_;

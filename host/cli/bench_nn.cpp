@@ -132,7 +132,7 @@ std::string percent_of(double achieved, double peak) {
   return b;
 }
 
-// A switch of the training step (train.cuda_graph, train.fuse_conv_pool) off against on, on full
+// A switch of the training step (train.cuda_graph, train.fuse_conv_pool, train.conv_engine) off against on, on full
 // batches: a fresh network per mode with this run's other settings warms up (3 steps: for graphs
 // the eager step, the capture and the first replay), then `steps` steps run back to back with one
 // synchronisation at the end, so the time per step includes the host's launch work wherever the
@@ -144,13 +144,14 @@ struct ModeCompare {
   bool graphed = false;
 };
 
-ModeCompare compare_modes(const Setup& s, bool nn::TrainHyper::*mode, const float* x, const int32_t* labels, int64_t n,
-                          int64_t steps) {
+// set(h, on) puts the "off" or "on" setting into h.
+template <typename Set>
+ModeCompare compare_modes(const Setup& s, Set&& set, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
   ModeCompare c;
   c.steps = steps;
   for (const bool on : {false, true}) {
     nn::TrainHyper h = s.hyper;
-    h.*mode = on;
+    set(h, on);
     auto net = nn::make_network(s.device, s.plan, h);
     const float lr = float(h.lr);
     for (uint64_t w = 0; w < 3; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
@@ -263,7 +264,7 @@ int bench_train(const cli::Args& args) {
   // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
   ModeCompare graph;
   if (s.device == Device::cuda) {
-    graph = compare_modes(s, &nn::TrainHyper::cuda_graph, x.data(), labels.data(), n,
+    graph = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.cuda_graph = on; }, x.data(), labels.data(), n,
                           extrapolated ? steps : std::min<int64_t>(epoch_steps, 50));
     std::printf("  cuda graph (%lld full steps per mode, back to back; this run's steps: %s)\n", (long long)graph.steps,
                 s.hyper.cuda_graph ? "train.cuda_graph=true" : "eager");
@@ -281,11 +282,27 @@ int bench_train(const cli::Args& args) {
   ModeCompare fuse;
   const bool fusable = s.device == Device::cuda && nn::conv_pool_fusable(s.plan);
   if (fusable) {
-    fuse = compare_modes(s, &nn::TrainHyper::fuse_conv_pool, x.data(), labels.data(), n, graph.steps);
+    fuse = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_pool = on; }, x.data(), labels.data(), n,
+                         graph.steps);
     std::printf("  fused first conv2d + maxpool2d (train.fuse_conv_pool; %lld full steps per mode, %s; this run's steps: %s)\n",
                 (long long)fuse.steps, fuse.graphed ? "graphed" : "eager", s.hyper.fuse_conv_pool ? "fused" : "unfused");
     std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
                   fuse.off_ms, fuse.on_ms, fuse.off_ms / fuse.on_ms);
+    std::cout << line;
+  }
+  // cuDNN alone against this run's conv engine (auto unless set; fp32/tf32 only, the GEMM engine's precisions).
+  ModeCompare engine;
+  const std::string engine_on = s.hyper.conv_engine == "cudnn" ? "auto" : s.hyper.conv_engine;
+  const bool engines = s.device == Device::cuda && (s.hyper.precision == "fp32" || s.hyper.precision == "tf32") &&
+                       std::any_of(s.plan.layers.begin(), s.plan.layers.end(),
+                                   [](const nn::LayerDesc& L) { return L.type == "conv2d"; });
+  if (engines) {
+    engine = compare_modes(s, [&](nn::TrainHyper& h, bool on) { h.conv_engine = on ? engine_on : "cudnn"; }, x.data(),
+                           labels.data(), n, graph.steps);
+    std::printf("  conv2d engine (train.conv_engine; %lld full steps per mode, %s; this run's steps: %s)\n",
+                (long long)engine.steps, engine.graphed ? "graphed" : "eager", s.hyper.conv_engine.c_str());
+    std::snprintf(line, sizeof line, "    cudnn ms/step %10.3f\n    %-5s ms/step %10.3f\n    cudnn/%-5s    %8.3f x\n",
+                  engine.off_ms, engine_on.c_str(), engine.on_ms, engine_on.c_str(), engine.off_ms / engine.on_ms);
     std::cout << line;
   }
   if (extrapolated)
@@ -316,6 +333,11 @@ int bench_train(const cli::Args& args) {
     j["fuse_compare"] = {{"steps", fuse.steps}, {"unfused_ms_per_step", fuse.off_ms},
                          {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms},
                          {"graphed", fuse.graphed}};
+  j["conv_engine"] = s.hyper.conv_engine;
+  if (engines)
+    j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},
+                           {"engine_ms_per_step", engine.on_ms}, {"cudnn_over_engine", engine.off_ms / engine.on_ms},
+                           {"graphed", engine.graphed}};
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);

@@ -1,10 +1,12 @@
 // CPU conv2d: im2col over a chunk of examples + GEMM against the (filters, kh·kw·c) kernel, the
-// shared bias+activation functor; backward by GEMMs and a gather-form col2im. Under bf16/fp16 the
+// shared bias+activation functor; backward by GEMMs and col2im (ops/im2col.h, the functors the GPU's
+// GEMM engine launches). Under bf16/fp16 the
 // operands and the products are rounded where the GPU's 16-bit cuDNN tensors round them.
 #include <algorithm>
 #include <vector>
 
 #include "cpu_layers_impl.h"
+#include "genrelab/ops/im2col.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
 #include "genrelab/parallel_for.h"
@@ -25,6 +27,7 @@ class Conv2d final : public CpuLayer<T> {
     act_ = int(activation_of(d));
     alpha_ = T(activation_alpha(d));
     direct_ = g_.kh == 1 && g_.kw == 1 && g_.sh == 1 && g_.sw == 1;  // cols are x itself
+    geom_ = conv_cols_geom(d);
   }
 
   void forward(const T* x, T* y, int64_t n, bool, const StepKey&) override {
@@ -97,67 +100,35 @@ class Conv2d final : public CpuLayer<T> {
     return wh_.data();
   }
 
-  // cols (m·P, K): row (e, oh, ow), column (a, b, c) = x[e, oh·sh − pt + a·dh, ow·sw − pl + b·dw, c].
-  // Under bf16/fp16 the columns are rounded (a rounded copy of x when direct).
+  // cols (m·P, K) of x (m, in): ops::Im2Col; under bf16/fp16 rounded (a rounded copy of x when direct).
   const T* columns(const T* x, int64_t m) {
     if (direct_ && !this->half_) return x;
     cols_.resize(size_t(m * P_ * K_));
-    if (direct_) {
-      round(x, cols_.data(), m * P_ * K_);
-      return cols_.data();
-    }
-    const Shape3 in = this->desc_.in;
-    const int64_t OW = this->desc_.out.w, P = P_, K = K_, C = C_;
-    const Window2d g = g_;
     T* cols = cols_.data();
-    cpu_for_1d(m * P, [=](int64_t row) {
-      const int64_t e = row / P, p = row % P, oh = p / OW, ow = p % OW;
-      T* dst = cols + row * K;
-      for (int64_t a = 0; a < g.kh; ++a) {
-        const int64_t ih = oh * g.sh - g.pad_top + a * g.dh;
-        for (int64_t b = 0; b < g.kw; ++b) {
-          const int64_t iw = ow * g.sw - g.pad_left + b * g.dw;
-          T* d = dst + (a * g.kw + b) * C;
-          if (ih < 0 || ih >= in.h || iw < 0 || iw >= in.w) {
-            std::fill(d, d + C, T(0));
-          } else {
-            const T* s = x + ((e * in.h + ih) * in.w + iw) * C;
-            std::copy(s, s + C, d);
-          }
-        }
-      }
-    });
-    round(cols, cols, m * P * K);
+    if (direct_) {
+      round(x, cols, m * P_ * K_);
+      return cols;
+    }
+    GENRELAB_CHECK(ops::cols_fit_indices(geom_, m), "conv2d layer ", this->desc_.index, ": too large for 32-bit indices");
+    ops::with_cols_lanes<T>(geom_.c, [&](auto lanes) {
+      using F = ops::Im2Col<T, lanes()>;
+      cpu_for_2d(m * P_, F::groups(geom_), F{geom_, x, cols});
+    }, x, static_cast<const T*>(cols));
+    round(cols, cols, m * P_ * K_);
     return cols;
   }
 
-  // dx[e, ih, iw, c] = Σ over (a, b) with oh·sh − pt + a·dh = ih (and likewise w) of dcols.
+  // dx (m, in) of dcols (m·P, K): ops::Col2Im.
   void col2im(const T* dcols, T* dx, int64_t m) const {
-    const Shape3 in = this->desc_.in, out = this->desc_.out;
-    const int64_t P = P_, K = K_, C = C_;
-    const Window2d g = g_;
-    cpu_for_1d(m * in.h * in.w, [=](int64_t pix) {
-      const int64_t e = pix / (in.h * in.w), ih = (pix / in.w) % in.h, iw = pix % in.w;
-      T* d = dx + pix * C;
-      std::fill(d, d + C, T(0));
-      for (int64_t a = 0; a < g.kh; ++a) {
-        const int64_t th = ih + g.pad_top - a * g.dh;
-        if (th < 0 || th % g.sh) continue;
-        const int64_t oh = th / g.sh;
-        if (oh >= out.h) continue;
-        for (int64_t b = 0; b < g.kw; ++b) {
-          const int64_t tw = iw + g.pad_left - b * g.dw;
-          if (tw < 0 || tw % g.sw) continue;
-          const int64_t ow = tw / g.sw;
-          if (ow >= out.w) continue;
-          const T* s = dcols + (e * P + oh * out.w + ow) * K + (a * g.kw + b) * C;
-          for (int64_t c = 0; c < C; ++c) d[c] += s[c];
-        }
-      }
-    });
+    GENRELAB_CHECK(ops::cols_fit_indices(geom_, m), "conv2d layer ", this->desc_.index, ": too large for 32-bit indices");
+    ops::with_cols_lanes<T>(geom_.c, [&](auto lanes) {
+      using F = ops::Col2Im<T, lanes()>;
+      cpu_for_2d(m * int64_t(geom_.h) * geom_.w, F::groups(geom_), F{geom_, dcols, dx});
+    }, dcols, static_cast<const T*>(dx));
   }
 
   Window2d g_;
+  ops::ConvColsGeom geom_;
   int64_t F_ = 0, C_ = 0, K_ = 0, P_ = 0;
   bool bias_ = true, direct_ = false;
   int act_ = 0;

@@ -2,6 +2,7 @@
 // `model.layers` with errors naming model.layers[i].key, shape inference and the Keras-style summary.
 #include "genrelab/nn/model.h"
 #include "genrelab/ops/conv_pool.h"
+#include "genrelab/ops/im2col.h"
 
 #include <algorithm>
 #include <cmath>
@@ -355,6 +356,19 @@ bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
     return no("the pooled map's " + std::to_string(positions) + " positions per example are more than the fused GPU "
               "backward launches (" + std::to_string(ops::kConvPoolMaxPositions) + ")");
   return true;
+}
+
+ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv) {
+  const Window2d c = window_of(conv);
+  const int64_t limit = int64_t(1) << 31;
+  GENRELAB_CHECK(conv.in.size() < limit && conv.out.size() < limit, "conv2d layer ", conv.index,
+                 ": one example's maps are too large for 32-bit indices");
+  ops::ConvColsGeom g;
+  g.h = int32_t(conv.in.h), g.w = int32_t(conv.in.w), g.c = int32_t(conv.in.c);
+  g.oh = int32_t(conv.out.h), g.ow = int32_t(conv.out.w);
+  g.kh = int32_t(c.kh), g.kw = int32_t(c.kw), g.sh = int32_t(c.sh), g.sw = int32_t(c.sw);
+  g.dh = int32_t(c.dh), g.dw = int32_t(c.dw), g.top = int32_t(c.pad_top), g.left = int32_t(c.pad_left);
+  return g;
 }
 
 ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan) {

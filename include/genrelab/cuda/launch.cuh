@@ -40,11 +40,18 @@ void launch_1d(int64_t n, const F& f, cudaStream_t stream) {
 // with more rows), so that a warp holds several full rows instead of idling the lanes past the
 // last column: 16 columns in a 32-wide block left half of every warp idle (the fused conv + pool
 // backward's 16 filter groups).
+inline unsigned launch_2d_width(int64_t cols) {
+  unsigned width = 1;
+  while (width < 32 && int64_t(width) < cols) width *= 2;
+  return width;
+}
+// The most rows one launch_2d of `cols` columns takes (the grid's y limit).
+inline int64_t launch_2d_max_rows(int64_t cols) { return int64_t(65535) * (256 / launch_2d_width(cols)); }
+
 template <typename F>
 void launch_2d(int64_t rows, int64_t cols, const F& f, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  unsigned width = 1;
-  while (width < 32 && int64_t(width) < cols) width *= 2;
+  const unsigned width = launch_2d_width(cols);
   const dim3 block(width, 256 / width);
   const int64_t gx = ceil_div<int64_t>(cols, block.x), gy = ceil_div<int64_t>(rows, block.y);
   GENRELAB_CHECK(gx < (int64_t(1) << 31) && gy < 65536, "2-D launch too large: ", rows, "x", cols);

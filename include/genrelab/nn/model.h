@@ -25,6 +25,7 @@
 
 namespace genrelab::ops {
 struct ConvPoolGeom;  // ops/conv_pool.h
+struct ConvColsGeom;  // ops/im2col.h
 }
 
 namespace genrelab::nn {
@@ -102,6 +103,8 @@ struct Window2d {
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
 };
 Window2d window_of(const LayerDesc& layer);
+// A conv2d layer's im2col geometry (its Keras padding as the zeros outside the map).
+ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv);
 
 // train.fuse_conv_pool: true when the plan starts with conv2d → maxpool2d and the conv's kernel
 // volume kh·kw·c is at most ops::kConvPoolMaxK (the first conv on a spectrogram: one channel), so

@@ -1,0 +1,138 @@
+// conv2d's GEMM engine: im2col / col2im functors (ops/im2col.h) and cuBLAS SGEMM on the
+// context's stream. cuBLAS works column-major, so each row-major matrix below is passed as its
+// transpose: cols (rows, K) is cols_cm (K, rows), the kernel (f, K) is w_cm (K, f), y and dz
+// (rows, f) are y_cm (f, rows).
+#include "conv_gemm.h"
+
+#include <algorithm>
+
+#include "genrelab/cuda/launch.cuh"
+#include "gpu_layers.h"
+
+namespace genrelab::cuda::nn {
+
+namespace {
+
+int as_int(int64_t v, const char* what) {
+  GENRELAB_CHECK(v >= 0 && v < (int64_t(1) << 31), "conv2d GEMM engine: ", what, " ", v, " does not fit cuBLAS");
+  return int(v);
+}
+
+// f(first, count) over [0, rows) in ranges one 2-D launch of `groups` columns takes.
+template <typename F>
+void in_row_ranges(int64_t rows, int64_t groups, F&& f) {
+  const int64_t most = launch_2d_max_rows(groups);
+  for (int64_t first = 0; first < rows; first += most) f(first, std::min(most, rows - first));
+}
+
+}  // namespace
+
+GemmConv::GemmConv(const ops::ConvColsGeom& g, int64_t filters, GpuContext& ctx)
+    : g_(g), f_(filters), k_(g.k()), ctx_(ctx) {
+  direct_ = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0 && g.oh == g.h && g.ow == g.w;
+  int device = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
+  GENRELAB_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+}
+
+size_t GemmConv::cols_bytes(int64_t n) const { return direct_ ? 0 : size_t(rows(n) * k_) * sizeof(float); }
+
+bool GemmConv::fits(int64_t n) const {
+  if (ctx_.precision() != Precision::fp32 && ctx_.precision() != Precision::tf32) return false;
+  if (!ops::cols_fit_indices(g_, n) || k_ * f_ >= (int64_t(1) << 31)) return false;
+  size_t free_b = 0, total_b = 0;
+  GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  const size_t have = cols_.bytes();  // already ours
+  return cols_bytes(n) <= std::max(have, std::min<size_t>(size_t(4) << 30, (free_b + have) / 4));
+}
+
+void GemmConv::release() {
+  cols_ = DeviceBuffer<float>();
+  partial_ = DeviceBuffer<float>();
+}
+
+int64_t GemmConv::suggested_filter_splits(int64_t n) const {
+  const int64_t tiles = ceil_div<int64_t>(k_, 128) * ceil_div<int64_t>(f_, 128);  // of a 128 × 128 tiled SGEMM
+  const int64_t want = ceil_div<int64_t>(2 * sm_count_, tiles);
+  // Each range at least 512 rows, and the partial products within 256 MiB.
+  const int64_t by_rows = std::max<int64_t>(1, rows(n) / 512);
+  const int64_t by_memory = std::max<int64_t>(1, (int64_t(256) << 20) / int64_t(sizeof(float) * k_ * f_) - 1);
+  return std::clamp<int64_t>(want, 1, std::min(by_rows, by_memory));
+}
+
+const float* GemmConv::columns(const float* x, int64_t n) {
+  if (direct_) return x;
+  const int64_t elements = rows(n) * k_;
+  if (size_t(elements) > cols_.size()) ctx_.resize_tracked(cols_, size_t(elements));
+  float* cols = cols_.data();
+  // Thread (r, q) of a launch: columns [q·L, q·L + L) of row r of the range; consecutive threads
+  // write consecutive 16 bytes of a row.
+  ops::with_cols_lanes<float>(g_.c, [&](auto lanes) {
+    using F = ops::Im2Col<float, lanes()>;
+    in_row_ranges(rows(n), F::groups(g_), [&](int64_t first, int64_t count) {
+      launch_2d(count, F::groups(g_), F{g_, x, cols, first}, ctx_.stream());
+    });
+  }, x, static_cast<const float*>(cols));
+  return cols;
+}
+
+void GemmConv::forward(const float* x, const float* kernel, float* y, int64_t n) {
+  const float* cols = columns(x, n);
+  const float one = 1.0f, zero = 0.0f;
+  // y_cm (f, rows) = w_cmᵀ (f, K) · cols_cm (K, rows)
+  GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(f_, "filters"),
+                                  as_int(rows(n), "rows"), as_int(k_, "kernel volume"), &one, kernel, int(k_), cols,
+                                  int(k_), &zero, y, int(f_)));
+}
+
+void GemmConv::backward_filter(const float* x, const float* dz, float* dw, int64_t n, bool cols_ready,
+                               int64_t splits) {
+  const float* cols = cols_ready && !direct_ ? cols_.data() : columns(x, n);
+  const int64_t r = rows(n);
+  const int K = as_int(k_, "kernel volume"), F = as_int(f_, "filters");
+  const float one = 1.0f, zero = 0.0f;
+  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, r));
+  if (splits == 1) {
+    // dw_cm (K, f) += cols_cm (K, rows) · dz_cmᵀ (rows, f)
+    GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, as_int(r, "rows"), &one, cols, K,
+                                    dz, F, &one, dw, K));
+    return;
+  }
+  // partial[s] (K, f) = the same product over rows [s·span, (s + 1)·span); the tail rows into
+  // partial[splits]; then dw += Σ_s partial[s].
+  const int64_t span = r / splits, tail = r - splits * span, parts = splits + (tail > 0 ? 1 : 0);
+  const int64_t block = k_ * f_;
+  if (size_t(parts * block) > partial_.size()) ctx_.resize_tracked(partial_, size_t(parts * block));
+  GENRELAB_CUDA_CHECK(cublasSgemmStridedBatched(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, as_int(span, "rows"),
+                                                &one, cols, K, span * k_, dz, F, span * f_, &zero, partial_.data(), K,
+                                                block, as_int(splits, "splits")));
+  if (tail > 0)
+    GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, int(tail), &one,
+                                    cols + splits * span * k_, K, dz + splits * span * f_, F, &zero,
+                                    partial_.data() + splits * block, K));
+  add_bias_grad(ctx_, partial_.data(), dw, parts, block, true);
+}
+
+void GemmConv::backward_data(const float* dz, const float* kernel, float* dx, int64_t n) {
+  const int64_t r = rows(n);
+  const float one = 1.0f, zero = 0.0f;
+  float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
+  if (!direct_) {
+    if (size_t(r * k_) > cols_.size()) ctx_.resize_tracked(cols_, size_t(r * k_));
+    dcols = cols_.data();
+  }
+  // dcols_cm (K, rows) = w_cm (K, f) · dz_cm (f, rows)
+  GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, as_int(k_, "kernel volume"),
+                                  as_int(r, "rows"), as_int(f_, "filters"), &one, kernel, int(k_), dz, int(f_), &zero,
+                                  dcols, int(k_)));
+  if (direct_) return;
+  // Thread (r, q): channels [q·L, q·L + L) of pixel r of the range, the sum of the columns that copied it.
+  ops::with_cols_lanes<float>(g_.c, [&](auto lanes) {
+    using F = ops::Col2Im<float, lanes()>;
+    in_row_ranges(n * g_.h * g_.w, F::groups(g_), [&](int64_t first, int64_t count) {
+      launch_2d(count, F::groups(g_), F{g_, dcols, dx, first}, ctx_.stream());
+    });
+  }, static_cast<const float*>(dcols), dx);
+}
+
+}  // namespace genrelab::cuda::nn

@@ -1,0 +1,211 @@
+// The convolution-as-GEMM functors (ops/im2col.h) and their index arithmetic (ops/fast_div.h),
+// which the CPU conv2d runs and the GPU's GEMM engine (train.conv_engine) launches: FastDiv
+// against the / operator, im2col against its definition, col2im against the scatter-add it
+// replaces, for strides, dilations, Keras padding, one and four channels a call, float and double.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "genrelab/common.h"
+#include "genrelab/config.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/fast_div.h"
+#include "genrelab/ops/im2col.h"
+#include "genrelab/parallel_for.h"
+
+using namespace genrelab;
+
+TEST_CASE("FastDiv divides like the / operator", "[nn][im2col]") {
+  std::vector<int64_t> divisors;
+  for (int64_t d = 1; d <= 300; ++d) divisors.push_back(d);
+  for (int k = 1; k < 31; ++k) {
+    divisors.push_back(int64_t(1) << k);
+    divisors.push_back((int64_t(1) << k) + 1);
+    if (k > 1) divisors.push_back((int64_t(1) << k) - 1);
+  }
+  for (const int64_t d : {1205, 601, 37632, 1000003, 77158656, 2147483629, 2147483647}) divisors.push_back(d);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> any(0, (uint32_t(1) << 31) - 1);
+  int64_t checked = 0;
+  for (const int64_t d : divisors) {
+    const ops::FastDiv f(d);
+    std::vector<uint32_t> ns = {0, 1, 2, (uint32_t(1) << 31) - 1, (uint32_t(1) << 31) - 2};
+    for (int i = 0; i < 400; ++i) ns.push_back(any(rng));
+    // multiples of d and their neighbours, where a rounding error would show first
+    for (uint64_t q : {uint64_t(1), uint64_t(2), uint64_t(3), uint64_t(1000), ((uint64_t(1) << 31) - 1) / uint64_t(d)}) {
+      const uint64_t m = q * uint64_t(d);
+      for (const int64_t e : {-1, 0, 1}) {
+        const int64_t v = int64_t(m) + e;
+        if (v >= 0 && v < (int64_t(1) << 31)) ns.push_back(uint32_t(v));
+      }
+    }
+    for (const uint32_t n : ns) {
+      uint32_t q = 0, r = 0;
+      f.divmod(n, q, r);
+      if (q != n / uint32_t(d) || r != n % uint32_t(d) || f.div(n) != q) {
+        FAIL("FastDiv(" << d << "): " << n << " -> " << q << " r " << r << ", expected " << n / uint32_t(d) << " r "
+                        << n % uint32_t(d));
+      }
+      ++checked;
+    }
+  }
+  CHECK(checked > 100000);
+  CHECK_THROWS(ops::FastDiv(0));
+  CHECK_THROWS(ops::FastDiv(int64_t(1) << 31));
+}
+
+namespace {
+
+struct ColsCase {
+  int32_t h, w, c, kh, kw, sh, sw, dh, dw, top, left, bottom, right;
+  int64_t n;
+};
+
+ops::ConvColsGeom geom_of(const ColsCase& k) {
+  ops::ConvColsGeom g;
+  g.h = k.h, g.w = k.w, g.c = k.c, g.kh = k.kh, g.kw = k.kw, g.sh = k.sh, g.sw = k.sw, g.dh = k.dh, g.dw = k.dw;
+  g.top = k.top, g.left = k.left;
+  g.oh = (k.h + k.top + k.bottom - (k.kh - 1) * k.dh - 1) / k.sh + 1;
+  g.ow = (k.w + k.left + k.right - (k.kw - 1) * k.dw - 1) / k.sw + 1;
+  return g;
+}
+
+// The definitions as loops over (example, output position, tap): visit(row, column, i) for every
+// entry of the column matrix, i the input element it copies (-1 outside the map). im2col copies
+// x[i]; col2im scatters each column entry back onto x[i].
+template <typename Visit>
+void for_each_column_entry(const ops::ConvColsGeom& g, int64_t n, Visit visit) {
+  for (int64_t e = 0; e < n; ++e)
+    for (int32_t oy = 0; oy < g.oh; ++oy)
+      for (int32_t ox = 0; ox < g.ow; ++ox)
+        for (int32_t a = 0; a < g.kh; ++a)
+          for (int32_t b = 0; b < g.kw; ++b)
+            for (int32_t ci = 0; ci < g.c; ++ci) {
+              const int32_t iy = oy * g.sh - g.top + a * g.dh, ix = ox * g.sw - g.left + b * g.dw;
+              const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+              visit((e * g.oh + oy) * g.ow + ox, (int64_t(a) * g.kw + b) * g.c + ci,
+                    inside ? ((e * g.h + iy) * g.w + ix) * g.c + ci : int64_t(-1));
+            }
+}
+
+template <typename T>
+std::vector<T> im2col_reference(const ops::ConvColsGeom& g, const std::vector<T>& x, int64_t n) {
+  std::vector<T> cols(size_t(n * g.positions() * g.k()), T(-99));
+  for_each_column_entry(g, n, [&](int64_t row, int64_t col, int64_t i) {
+    cols[size_t(row * g.k() + col)] = i < 0 ? T(0) : x[size_t(i)];
+  });
+  return cols;
+}
+
+template <typename T>
+std::vector<T> col2im_reference(const ops::ConvColsGeom& g, const std::vector<T>& dcols, int64_t n) {
+  std::vector<T> dx(size_t(n * g.in_size()), T(0));
+  for_each_column_entry(g, n, [&](int64_t row, int64_t col, int64_t i) {
+    if (i >= 0) dx[size_t(i)] += dcols[size_t(row * g.k() + col)];
+  });
+  return dx;
+}
+
+// Small integers: every sum is exact in float, so any summation order gives the same bits.
+template <typename T>
+std::vector<T> small_integers(size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> d(-8, 8);
+  std::vector<T> v(count);
+  for (auto& e : v) e = T(d(rng));
+  return v;
+}
+
+// f's calls (r, q) over `rows` rows in two ranges, the second starting at row `split` (the GPU
+// launches a large matrix in row ranges through the functors' `first`).
+template <typename Make>
+void run_in_two_ranges(int64_t rows, int64_t groups, int64_t split, Make make) {
+  for (const auto& [first, count] : {std::pair<int64_t, int64_t>{0, split}, {split, rows - split}}) {
+    const auto f = make(first);
+    cpu_for_2d(count, groups, f);
+  }
+}
+
+// Runs both functors over `in` / `dcols` placed `offset` elements into their buffers (an offset
+// that is not a multiple of 4 elements takes the one-lane path for channels in multiples of 4).
+template <typename T>
+void check_case(const ColsCase& k, size_t offset) {
+  const ops::ConvColsGeom g = geom_of(k);
+  INFO("in " << k.h << "x" << k.w << "x" << k.c << " kernel " << k.kh << "x" << k.kw << " stride " << k.sh << "," << k.sw
+             << " dilation " << k.dh << "," << k.dw << " pad " << k.top << "," << k.left << "," << k.bottom << ","
+             << k.right << " out " << g.oh << "x" << g.ow << " n " << k.n << " offset " << offset << " sizeof(T) "
+             << sizeof(T));
+  REQUIRE(g.oh > 0);
+  REQUIRE(g.ow > 0);
+  const int64_t n = k.n, ncols = n * g.positions() * g.k(), nx = n * g.in_size();
+  const std::vector<T> x = small_integers<T>(size_t(nx), 3);
+  std::vector<T> xbuf(size_t(nx) + offset + 4), cols(size_t(ncols) + offset + 4, T(-99));
+  std::copy(x.begin(), x.end(), xbuf.begin() + long(offset));
+  const T* xs = xbuf.data() + offset;
+  T* cs = cols.data() + offset;
+  int lanes_used = 0;
+  ops::with_cols_lanes<T>(g.c, [&](auto lanes) {
+    using F = ops::Im2Col<T, lanes()>;
+    lanes_used = lanes();
+    const int64_t rows = n * g.positions();
+    run_in_two_ranges(rows, F::groups(g), rows / 3, [&](int64_t first) { return F{g, xs, cs, first}; });
+  }, xs, static_cast<const T*>(cs));
+  const bool aligned = reinterpret_cast<uintptr_t>(xs) % (4 * sizeof(T)) == 0 &&
+                       reinterpret_cast<uintptr_t>(cs) % (4 * sizeof(T)) == 0;
+  CHECK(lanes_used == (k.c % 4 == 0 && aligned ? 4 : 1));
+  const std::vector<T> want = im2col_reference(g, x, n);
+  for (int64_t i = 0; i < ncols; ++i)
+    if (cols[size_t(i) + offset] != want[size_t(i)]) FAIL("cols[" << i << "] = " << cols[size_t(i) + offset] << ", want " << want[size_t(i)]);
+  CHECK(cols[size_t(ncols) + offset] == T(-99));  // nothing written past the end
+
+  const std::vector<T> dcols = small_integers<T>(size_t(ncols), 4);
+  std::vector<T> dbuf(size_t(ncols) + offset + 4), dx(size_t(nx) + offset + 4, T(-99));
+  std::copy(dcols.begin(), dcols.end(), dbuf.begin() + long(offset));
+  const T* ds = dbuf.data() + offset;
+  T* dxs = dx.data() + offset;
+  ops::with_cols_lanes<T>(g.c, [&](auto lanes) {
+    using F = ops::Col2Im<T, lanes()>;
+    const int64_t pixels = n * g.h * g.w;
+    run_in_two_ranges(pixels, F::groups(g), pixels / 2 + 1, [&](int64_t first) { return F{g, ds, dxs, first}; });
+  }, ds, static_cast<const T*>(dxs));
+  const std::vector<T> dx_want = col2im_reference(g, dcols, n);
+  for (int64_t i = 0; i < nx; ++i)
+    if (dx[size_t(i) + offset] != dx_want[size_t(i)]) FAIL("dx[" << i << "] = " << dx[size_t(i) + offset] << ", want " << dx_want[size_t(i)]);
+  CHECK(dx[size_t(nx) + offset] == T(-99));
+}
+
+}  // namespace
+
+TEST_CASE("im2col and col2im functors match their definitions", "[nn][im2col]") {
+  const std::vector<ColsCase> cases = {
+      // h  w  c kh kw sh sw dh dw top left bottom right n
+      {9, 11, 1, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 3},    // the baseline's first conv, smaller
+      {13, 17, 4, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2},   // four channels a call
+      {7, 9, 8, 3, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2},
+      {8, 10, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},    // stride 2, "same" (symmetric)
+      {6, 7, 4, 2, 2, 2, 2, 1, 1, 0, 0, 1, 1, 3},     // "same", even kernel: pad bottom/right only
+      {9, 8, 2, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},     // dilation 2, "same"
+      {5, 9, 1, 2, 3, 1, 2, 1, 1, 0, 0, 0, 0, 4},     // stride (1, 2)
+      {4, 5, 12, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2},    // 1×1
+      {3, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // every output touches the padding
+      {11, 6, 8, 4, 2, 3, 1, 2, 1, 1, 0, 2, 1, 2},    // stride 3 with dilation: rows no output reads
+  };
+  for (const auto& k : cases) {
+    check_case<float>(k, 0);
+    check_case<float>(k, 1);  // misaligned: one lane
+    check_case<double>(k, 0);
+  }
+}
+
+TEST_CASE("train.conv_engine is checked against the precision", "[nn][im2col][config]") {
+  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {})).conv_engine == "auto");
+  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.conv_engine=gemm", "train.precision=tf32"}))
+            .conv_engine == "gemm");
+  CHECK_THROWS_WITH(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.conv_engine=gemm", "train.precision=bf16"})),
+                    Catch::Contains("train.conv_engine") && Catch::Contains("bf16"));
+  CHECK_THROWS_WITH(Config::load_or_defaults("", {"train.conv_engine=cublas"}),
+                    Catch::Contains("train.conv_engine") && Catch::Contains("gemm"));
+}
