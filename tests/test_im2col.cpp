@@ -2,6 +2,9 @@
 // which the CPU conv2d runs and the GPU's GEMM engine (train.conv_engine) launches: FastDiv
 // against the / operator, im2col against its definition, col2im against the scatter-add it
 // replaces, for strides, dilations, Keras padding, one and four channels a call, float and double.
+// Then the engine's cuBLAS calls (nn/conv_gemm_plan.h) through a plain column-major GEMM against
+// the CPU conv2d layer, so that their transposes, leading dimensions and row ranges are checked
+// without a GPU.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -11,6 +14,9 @@
 
 #include "genrelab/common.h"
 #include "genrelab/config.h"
+#include "genrelab/nn/conv_gemm_plan.h"
+#include "genrelab/nn/cpu_layers.h"
+#include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/fast_div.h"
 #include "genrelab/ops/im2col.h"
@@ -208,4 +214,102 @@ TEST_CASE("train.conv_engine is checked against the precision", "[nn][im2col][co
                     Catch::Contains("train.conv_engine") && Catch::Contains("bf16"));
   CHECK_THROWS_WITH(Config::load_or_defaults("", {"train.conv_engine=cublas"}),
                     Catch::Contains("train.conv_engine") && Catch::Contains("gemm"));
+}
+
+namespace {
+
+// C (m × n, column-major) = op(A) · op(B) + beta · C as BLAS defines it, in double.
+void gemm_column_major(const nn::GemmCall& c, const float* a, const float* b, float* out) {
+  for (int64_t j = 0; j < c.n; ++j)
+    for (int64_t i = 0; i < c.m; ++i) {
+      double sum = 0;
+      for (int64_t p = 0; p < c.k; ++p) {
+        const double av = c.trans_a ? a[c.a_offset + p + i * c.lda] : a[c.a_offset + i + p * c.lda];
+        const double bv = c.trans_b ? b[c.b_offset + j + p * c.ldb] : b[c.b_offset + p + j * c.ldb];
+        sum += av * bv;
+      }
+      float& o = out[i + j * c.ldc];
+      o = float(sum + double(c.beta) * double(o));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im2col]") {
+  using json = nlohmann::json;
+  struct Case {
+    json conv;
+    nn::Shape3 in;
+    int64_t n;
+  };
+  const std::vector<Case> cases = {
+      {{{"type", "conv2d"}, {"filters", 5}, {"kernel", 2}}, {9, 11, 1}, 3},
+      {{{"type", "conv2d"}, {"filters", 6}, {"kernel", json::array({3, 2})}}, {7, 9, 4}, 2},
+      {{{"type", "conv2d"}, {"filters", 4}, {"kernel", 2}, {"stride", 2}, {"padding", "same"}}, {6, 7, 3}, 2},
+      {{{"type", "conv2d"}, {"filters", 3}, {"kernel", 3}, {"dilation", 2}, {"padding", "same"}}, {8, 5, 4}, 2},
+      {{{"type", "conv2d"}, {"filters", 7}, {"kernel", 1}}, {3, 4, 8}, 2},  // 1×1: x is its own column matrix
+  };
+  for (const auto& k : cases) {
+    json conv = k.conv;
+    conv["use_bias"] = false;  // the products alone: bias and activation are the epilogue's
+    const nn::ModelPlan plan = nn::plan_layers(
+        json::array({conv, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
+        k.in, 3);
+    const nn::LayerDesc& d = plan.layers[0];
+    INFO("conv " << conv.dump() << " in " << k.in.str() << " n " << k.n);
+    auto layer = nn::make_cpu_layer<float>(d);
+    layer->params()[0] = small_integers<float>(size_t(d.params[0].size()), 5);
+    const int64_t n = k.n;
+    const std::vector<float> x = small_integers<float>(size_t(n * d.in.size()), 6);
+    const std::vector<float> dy = small_integers<float>(size_t(n * d.out.size()), 7);
+    std::vector<float> y_ref(dy.size()), dx_ref(x.size());
+    const nn::StepKey key{};
+    layer->forward(x.data(), y_ref.data(), n, true, key);
+    layer->zero_grads();
+    layer->backward(x.data(), y_ref.data(), dy.data(), dx_ref.data(), n, key);
+
+    const ops::ConvColsGeom g = nn::conv_cols_geom(d);
+    const int64_t rows = n * g.positions(), K = g.k(), F = d.out.c;
+    const bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0;
+    std::vector<float> cols(size_t(rows * K));
+    cpu_for_2d(rows, ops::Im2Col<float, 1>::groups(g), ops::Im2Col<float, 1>{g, x.data(), cols.data()});
+    if (direct) CHECK(cols == x);
+    const float* kernel = layer->params()[0].data();
+
+    std::vector<float> y(dy.size(), -1.0f);
+    gemm_column_major(nn::conv_forward_gemm(rows, K, F), kernel, cols.data(), y.data());
+    CHECK(y == y_ref);
+
+    // The kernel gradient in one product (accumulating onto a gradient already there) and over
+    // row ranges with and without a tail, the partials added up as the matrix-vector product does.
+    for (const int64_t splits : {int64_t(1), int64_t(2), int64_t(3), rows}) {
+      INFO("splits " << splits);
+      const nn::RowRanges r = nn::conv_filter_ranges(rows, splits);
+      CHECK(r.splits * r.span + r.tail == rows);
+      std::vector<float> dw(size_t(F * K), 1.0f);
+      if (r.parts() == 1) {
+        gemm_column_major(nn::conv_filter_gemm(0, rows, K, F, true), cols.data(), dy.data(), dw.data());
+      } else {
+        std::vector<float> partial(size_t(r.parts() * F * K), -5.0f);
+        for (int64_t s = 0; s < r.parts(); ++s) {
+          const int64_t first = s * r.span, count = s < r.splits ? r.span : r.tail;
+          gemm_column_major(nn::conv_filter_gemm(first, count, K, F, false), cols.data(), dy.data(),
+                            partial.data() + s * F * K);
+        }
+        for (int64_t s = 0; s < r.parts(); ++s)
+          for (int64_t i = 0; i < F * K; ++i) dw[size_t(i)] += partial[size_t(s * F * K + i)];
+      }
+      for (size_t i = 0; i < dw.size(); ++i) dw[i] -= 1.0f;
+      CHECK(dw == layer->grads()[0]);
+    }
+
+    std::vector<float> dcols(size_t(rows * K), -1.0f);
+    gemm_column_major(nn::conv_data_gemm(rows, K, F), kernel, dy.data(), dcols.data());
+    std::vector<float> dx(x.size(), -1.0f);
+    if (direct)
+      dx = dcols;
+    else
+      cpu_for_2d(n * g.h * g.w, ops::Col2Im<float, 1>::groups(g), ops::Col2Im<float, 1>{g, dcols.data(), dx.data()});
+    CHECK(dx == dx_ref);
+  }
 }

@@ -1,7 +1,6 @@
 // conv2d's GEMM engine: im2col / col2im functors (ops/im2col.h) and cuBLAS SGEMM on the
-// context's stream. cuBLAS works column-major, so each row-major matrix below is passed as its
-// transpose: cols (rows, K) is cols_cm (K, rows), the kernel (f, K) is w_cm (K, f), y and dz
-// (rows, f) are y_cm (f, rows).
+// context's stream, each product the column-major call nn/conv_gemm_plan.h describes (and the CPU
+// tests run through a plain GEMM).
 #include "conv_gemm.h"
 
 #include <algorithm>
@@ -18,6 +17,8 @@ int as_int(int64_t v, const char* what) {
   return int(v);
 }
 
+cublasOperation_t op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
 // f(first, count) over [0, rows) in ranges one 2-D launch of `groups` columns takes.
 template <typename F>
 void in_row_ranges(int64_t rows, int64_t groups, F&& f) {
@@ -33,6 +34,13 @@ GemmConv::GemmConv(const ops::ConvColsGeom& g, int64_t filters, GpuContext& ctx)
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
   GENRELAB_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+}
+
+void GemmConv::sgemm(const genrelab::nn::GemmCall& c, const float* a, const float* b, float* out) {
+  const float one = 1.0f;
+  GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), op(c.trans_a), op(c.trans_b), as_int(c.m, "m"), as_int(c.n, "n"),
+                                  as_int(c.k, "k"), &one, a + c.a_offset, as_int(c.lda, "lda"), b + c.b_offset,
+                                  as_int(c.ldb, "ldb"), &c.beta, out, as_int(c.ldc, "ldc")));
 }
 
 size_t GemmConv::cols_bytes(int64_t n) const { return direct_ ? 0 : size_t(rows(n) * k_) * sizeof(float); }
@@ -78,53 +86,42 @@ const float* GemmConv::columns(const float* x, int64_t n) {
 
 void GemmConv::forward(const float* x, const float* kernel, float* y, int64_t n) {
   const float* cols = columns(x, n);
-  const float one = 1.0f, zero = 0.0f;
-  // y_cm (f, rows) = w_cmᵀ (f, K) · cols_cm (K, rows)
-  GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(f_, "filters"),
-                                  as_int(rows(n), "rows"), as_int(k_, "kernel volume"), &one, kernel, int(k_), cols,
-                                  int(k_), &zero, y, int(f_)));
+  sgemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, cols, y);
 }
 
 void GemmConv::backward_filter(const float* x, const float* dz, float* dw, int64_t n, bool cols_ready,
                                int64_t splits) {
   const float* cols = cols_ready && !direct_ ? cols_.data() : columns(x, n);
-  const int64_t r = rows(n);
-  const int K = as_int(k_, "kernel volume"), F = as_int(f_, "filters");
-  const float one = 1.0f, zero = 0.0f;
-  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, r));
-  if (splits == 1) {
-    // dw_cm (K, f) += cols_cm (K, rows) · dz_cmᵀ (rows, f)
-    GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, as_int(r, "rows"), &one, cols, K,
-                                    dz, F, &one, dw, K));
+  const genrelab::nn::RowRanges ranges = genrelab::nn::conv_filter_ranges(rows(n), splits);
+  if (ranges.parts() == 1) {
+    sgemm(genrelab::nn::conv_filter_gemm(0, rows(n), k_, f_, true), cols, dz, dw);
     return;
   }
-  // partial[s] (K, f) = the same product over rows [s·span, (s + 1)·span); the tail rows into
-  // partial[splits]; then dw += Σ_s partial[s].
-  const int64_t span = r / splits, tail = r - splits * span, parts = splits + (tail > 0 ? 1 : 0);
+  // partial[s] (f, K) = the product over range s (one strided-batched call for the equal ranges,
+  // one call for the tail); then dw += Σ_s partial[s].
   const int64_t block = k_ * f_;
-  if (size_t(parts * block) > partial_.size()) ctx_.resize_tracked(partial_, size_t(parts * block));
-  GENRELAB_CUDA_CHECK(cublasSgemmStridedBatched(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, as_int(span, "rows"),
-                                                &one, cols, K, span * k_, dz, F, span * f_, &zero, partial_.data(), K,
-                                                block, as_int(splits, "splits")));
-  if (tail > 0)
-    GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, K, F, int(tail), &one,
-                                    cols + splits * span * k_, K, dz + splits * span * f_, F, &zero,
-                                    partial_.data() + splits * block, K));
-  add_bias_grad(ctx_, partial_.data(), dw, parts, block, true);
+  if (size_t(ranges.parts() * block) > partial_.size())
+    ctx_.resize_tracked(partial_, size_t(ranges.parts() * block));
+  const genrelab::nn::GemmCall c = genrelab::nn::conv_filter_gemm(0, ranges.span, k_, f_, false);
+  const float one = 1.0f;
+  GENRELAB_CUDA_CHECK(cublasSgemmStridedBatched(
+      ctx_.cublas(), op(c.trans_a), op(c.trans_b), as_int(c.m, "m"), as_int(c.n, "n"), as_int(c.k, "rows"), &one,
+      cols, as_int(c.lda, "lda"), ranges.span * k_, dz, as_int(c.ldb, "ldb"), ranges.span * f_, &c.beta,
+      partial_.data(), as_int(c.ldc, "ldc"), block, as_int(ranges.splits, "splits")));
+  if (ranges.tail > 0)
+    sgemm(genrelab::nn::conv_filter_gemm(ranges.splits * ranges.span, ranges.tail, k_, f_, false), cols, dz,
+          partial_.data() + ranges.splits * block);
+  add_bias_grad(ctx_, partial_.data(), dw, ranges.parts(), block, true);
 }
 
 void GemmConv::backward_data(const float* dz, const float* kernel, float* dx, int64_t n) {
   const int64_t r = rows(n);
-  const float one = 1.0f, zero = 0.0f;
   float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
   if (!direct_) {
     if (size_t(r * k_) > cols_.size()) ctx_.resize_tracked(cols_, size_t(r * k_));
     dcols = cols_.data();
   }
-  // dcols_cm (K, rows) = w_cm (K, f) · dz_cm (f, rows)
-  GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, as_int(k_, "kernel volume"),
-                                  as_int(r, "rows"), as_int(f_, "filters"), &one, kernel, int(k_), dz, int(f_), &zero,
-                                  dcols, int(k_)));
+  sgemm(genrelab::nn::conv_data_gemm(r, k_, f_), kernel, dz, dcols);
   if (direct_) return;
   // Thread (r, q): channels [q·L, q·L + L) of pixel r of the range, the sum of the columns that copied it.
   ops::with_cols_lanes<float>(g_.c, [&](auto lanes) {

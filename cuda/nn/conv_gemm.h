@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "cudnn_setup.h"
+#include "genrelab/nn/conv_gemm_plan.h"
 #include "genrelab/ops/im2col.h"
 
 namespace genrelab::cuda::nn {
@@ -44,6 +45,8 @@ class GemmConv {
 
  private:
   const float* columns(const float* x, int64_t n);  // cols of x (x itself for a direct 1×1)
+  // out = the call's product on cuBLAS (alpha 1).
+  void sgemm(const genrelab::nn::GemmCall& c, const float* a, const float* b, float* out);
   int64_t rows(int64_t n) const { return n * g_.positions(); }
 
   ops::ConvColsGeom g_;
