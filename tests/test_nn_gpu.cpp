@@ -575,7 +575,12 @@ TEST_CASE("nn gpu 20 training steps equal the cpu backend with adam", "[gpu][nn]
   h.deterministic = true;
   // Adam divides by √v: parameters whose gradients are tiny move by up to lr per step whatever
   // their size, so states are compared at a few lr-steps' tolerance, losses tightly.
-  check_training(h, 5e-4, 5e-3);
+  // Convolutions on cuDNN (a deterministic run's auto), then every pass as im2col + cuBLAS.
+  for (const std::string engine : {"auto", "gemm"}) {
+    INFO("train.conv_engine " << engine);
+    h.conv_engine = engine;
+    check_training(h, 5e-4, 5e-3);
+  }
 }
 
 TEST_CASE("nn gpu training steps over a one-rank NCCL communicator equal steps without one", "[gpu][nn][dist]") {
@@ -675,9 +680,10 @@ struct GraphRun {
 // 20 steps of the dropout + batch-norm CNN over an "epoch" of 37 examples in batches of 8 (four
 // full batches and a partial one of 5), gathered into the same two device buffers every step
 // (as the trainer does), with a warm-up + cosine learning-rate schedule.
-GraphRun graph_run(bool cuda_graph) {
+GraphRun graph_run(bool cuda_graph, const std::string& conv_engine = "auto") {
   const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
   nn::TrainHyper h;
+  h.conv_engine = conv_engine;
   h.optimizer = "adamw";
   h.weight_decay = 1e-2;
   h.l2 = 1e-3;
@@ -733,41 +739,45 @@ double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
 // graphed run differ, by no more than twice that noise or 1e-6 relative.
 TEST_CASE("nn gpu cuda graph steps equal eager steps", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
-  const GraphRun e1 = graph_run(false), e2 = graph_run(false), g = graph_run(true);
-  // Which steps ran as graphs: each key's first step is an eager warm-up (steps 0 and 4), and
-  // by the last epoch both keys (full batch, partial batch) replay.
-  std::string pattern;
-  for (bool b : g.graphed) pattern += b ? 'G' : 'e';
-  INFO("graph pattern (e = eager, G = graph) " << pattern);
-  for (bool b : e1.graphed) REQUIRE_FALSE(b);
-  CHECK_FALSE(g.graphed[0]);
-  CHECK_FALSE(g.graphed[4]);
-  for (size_t i = 15; i < 20; ++i) CHECK(g.graphed[i]);
-  for (size_t i = 0; i < 20; ++i)
-    if (g.graphed[i]) CHECK(g.step_ms[i] > 0.0);
-  bool eager_exact = e1.loss == e2.loss && e1.probs == e2.probs;
-  for (size_t i = 0; i < e1.state.size(); ++i) eager_exact = eager_exact && e1.state[i].data == e2.state[i].data;
-  WARN("cuda graph test: graph pattern " << pattern << "; eager run to run "
-                                         << (eager_exact ? "bit-identical" : "NOT bit-identical"));
-  for (size_t i = 0; i < 20; ++i) {
-    INFO("step " << i);
-    CHECK(g.correct[i] == e1.correct[i]);
-    const double noise = std::fabs(e2.loss[i] - e1.loss[i]);
-    if (eager_exact) CHECK(g.loss[i] == e1.loss[i]);
-    else CHECK(std::fabs(g.loss[i] - e1.loss[i]) <= std::max(2 * noise, 1e-6 * std::fabs(e1.loss[i])));
+  // cuDNN (a deterministic run's auto), and the GEMM engine's cuBLAS calls and functors captured.
+  for (const std::string engine : {"auto", "gemm"}) {
+    INFO("train.conv_engine " << engine);
+    const GraphRun e1 = graph_run(false, engine), e2 = graph_run(false, engine), g = graph_run(true, engine);
+    // Which steps ran as graphs: each key's first step is an eager warm-up (steps 0 and 4), and
+    // by the last epoch both keys (full batch, partial batch) replay.
+    std::string pattern;
+    for (bool b : g.graphed) pattern += b ? 'G' : 'e';
+    INFO("graph pattern (e = eager, G = graph) " << pattern);
+    for (bool b : e1.graphed) REQUIRE_FALSE(b);
+    CHECK_FALSE(g.graphed[0]);
+    CHECK_FALSE(g.graphed[4]);
+    for (size_t i = 15; i < 20; ++i) CHECK(g.graphed[i]);
+    for (size_t i = 0; i < 20; ++i)
+      if (g.graphed[i]) CHECK(g.step_ms[i] > 0.0);
+    bool eager_exact = e1.loss == e2.loss && e1.probs == e2.probs;
+    for (size_t i = 0; i < e1.state.size(); ++i) eager_exact = eager_exact && e1.state[i].data == e2.state[i].data;
+    WARN("cuda graph test: graph pattern " << pattern << "; eager run to run "
+                                           << (eager_exact ? "bit-identical" : "NOT bit-identical"));
+    for (size_t i = 0; i < 20; ++i) {
+      INFO("step " << i);
+      CHECK(g.correct[i] == e1.correct[i]);
+      const double noise = std::fabs(e2.loss[i] - e1.loss[i]);
+      if (eager_exact) CHECK(g.loss[i] == e1.loss[i]);
+      else CHECK(std::fabs(g.loss[i] - e1.loss[i]) <= std::max(2 * noise, 1e-6 * std::fabs(e1.loss[i])));
+    }
+    REQUIRE(g.state.size() == e1.state.size());
+    for (size_t i = 0; i < e1.state.size(); ++i) {
+      INFO(e1.state[i].name << ": max |graph - eager| " << max_diff(g.state[i].data, e1.state[i].data)
+                            << ", max |eager - eager| " << max_diff(e2.state[i].data, e1.state[i].data));
+      REQUIRE(g.state[i].name == e1.state[i].name);
+      if (eager_exact) CHECK(g.state[i].data == e1.state[i].data);
+      else require_rel(g.state[i].data, e1.state[i].data, std::max(1e-6, 2 * max_diff(e2.state[i].data, e1.state[i].data)),
+                       e1.state[i].name);
+    }
+    if (eager_exact) CHECK(g.probs == e1.probs);
+    // Dropout and the schedule really act: a run with all steps at one key would repeat the loss.
+    CHECK(e1.loss[1] != e1.loss[6]);
   }
-  REQUIRE(g.state.size() == e1.state.size());
-  for (size_t i = 0; i < e1.state.size(); ++i) {
-    INFO(e1.state[i].name << ": max |graph - eager| " << max_diff(g.state[i].data, e1.state[i].data)
-                          << ", max |eager - eager| " << max_diff(e2.state[i].data, e1.state[i].data));
-    REQUIRE(g.state[i].name == e1.state[i].name);
-    if (eager_exact) CHECK(g.state[i].data == e1.state[i].data);
-    else require_rel(g.state[i].data, e1.state[i].data, std::max(1e-6, 2 * max_diff(e2.state[i].data, e1.state[i].data)),
-                     e1.state[i].name);
-  }
-  if (eager_exact) CHECK(g.probs == e1.probs);
-  // Dropout and the schedule really act: a run with all steps at one key would repeat the loss.
-  CHECK(e1.loss[1] != e1.loss[6]);
 }
 
 // The trainer's loop: each step's rows gathered on the device (ops::GatherRows on the network's

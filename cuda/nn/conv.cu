@@ -94,7 +94,7 @@ class ConvLayer final : public GpuLayer {
     if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, y, dx})) cols_ready = false;
     if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
         !(dx && on_gemm(ConvPass::backward_data)))
-      gemm_.reset();  // cuDNN won every pass: free the columns
+      gemm_->release();  // cuDNN won every pass of this shape: free the columns until a pass needs them
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation; bf16/fp16: also dz rounded into the
     // y-sized 16-bit buffer (the forward's y16 is no longer needed), in the same pass when there
@@ -228,7 +228,8 @@ class ConvLayer final : public GpuLayer {
         break;
     }
     a.gemm[p] = ms < a.ms[p];
-    if (!a.gemm[p]) gemm_->release();  // an inference-only network keeps no columns it does not use
+    // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
+    if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
     log_engine(shape, pass,
                "im2col + cuBLAS " + std::to_string(ms) + " ms" + what + " vs cuDNN " + std::to_string(a.ms[p]) + " ms",
                a.gemm[p]);
@@ -297,7 +298,7 @@ class ConvLayer final : public GpuLayer {
   TensorDesc xd_, yd_;
   int64_t n_ = 0;
   ConvAlgos* algos_ = nullptr;
-  std::unique_ptr<GemmConv> gemm_;  // fp32/tf32 unless train.conv_engine=cudnn; dropped when cuDNN wins every pass
+  std::unique_ptr<GemmConv> gemm_;  // fp32/tf32 unless train.conv_engine=cudnn
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
   int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
   cudnnDataType_t type_;      // of the cuDNN tensors and filter

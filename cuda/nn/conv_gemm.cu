@@ -55,8 +55,8 @@ bool GemmConv::fits(int64_t n) const {
 }
 
 void GemmConv::release() {
-  cols_ = DeviceBuffer<float>();
-  partial_ = DeviceBuffer<float>();
+  ctx_.release_tracked(cols_);
+  ctx_.release_tracked(partial_);
 }
 
 int64_t GemmConv::suggested_filter_splits(int64_t n) const {

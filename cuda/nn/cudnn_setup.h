@@ -190,6 +190,13 @@ class GpuContext {
     buf.resize(count);
     if (buf.data() != before) ++layout_epoch_;
   }
+  // buf freed, counted in layout_epoch() like a move (a graph captured with it must not replay).
+  template <typename T>
+  void release_tracked(DeviceBuffer<T>& buf) {
+    if (!buf.data()) return;
+    buf = DeviceBuffer<T>();
+    ++layout_epoch_;
+  }
   uint64_t layout_epoch() const { return layout_epoch_; }
 
   // Queues one copy of `s` into the device block and returns the block. The copy reads a slot of
