@@ -192,7 +192,7 @@ class ConvLayer final : public GpuLayer {
     if (a.engine_decided[p]) return false;
     a.engine_decided[p] = true;
     if (!gemm_ || !gemm_->fits(n)) {
-      if (gemm_) log_engine(shape, pass, "the columns do not fit in memory", false);
+      if (gemm_) log_engine(shape, pass, "its column matrix does not fit (memory or 32-bit indices)", false);
       return false;
     }
     if (pass == ConvPass::backward_filter) a.gemm_filter_splits = gemm_->suggested_filter_splits(n);

@@ -30,7 +30,7 @@ void in_row_ranges(int64_t rows, int64_t groups, F&& f) {
 
 GemmConv::GemmConv(const ops::ConvColsGeom& g, int64_t filters, GpuContext& ctx)
     : g_(g), f_(filters), k_(g.k()), ctx_(ctx) {
-  direct_ = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0 && g.oh == g.h && g.ow == g.w;
+  direct_ = g.identity();
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
   GENRELAB_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));

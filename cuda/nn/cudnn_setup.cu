@@ -248,8 +248,8 @@ size_t bytes_of(const TensorDesc& t) {
 }  // namespace
 
 ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
-                                        const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
-                                        const void* w_data) {
+                                  const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
+                                  const void* w_data) {
   ConvAlgos& a = algos_[shape.key()];
   if (a.chosen[int(pass)]) return a;
 

@@ -171,8 +171,7 @@ class GpuContext {
   // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
   // restricted to deterministic algorithms when asked (see the .cu).
   ConvAlgos& conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
-                              const TensorDesc& y, ConvPass pass, const void* x_data = nullptr,
-                              const void* w_data = nullptr);
+                        const TensorDesc& y, ConvPass pass, const void* x_data = nullptr, const void* w_data = nullptr);
 
   // cudnnMathType_t that the precision asks of convolutions without a chosen algorithm.
   cudnnMathType_t conv_math() const;

@@ -132,11 +132,11 @@ std::string percent_of(double achieved, double peak) {
   return b;
 }
 
-// A switch of the training step (train.cuda_graph, train.fuse_conv_pool, train.conv_engine) off against on, on full
-// batches: a fresh network per mode with this run's other settings warms up (3 steps: for graphs
-// the eager step, the capture and the first replay), then `steps` steps run back to back with one
-// synchronisation at the end, so the time per step includes the host's launch work wherever the
-// GPU waits for it. `graphed`: whether the "on" network's last warm-up step replayed a CUDA graph
+// A switch of the training step (train.cuda_graph, train.fuse_conv_pool, train.conv_engine) off
+// against on, on full batches: a fresh network per mode with this run's other settings warms up
+// (3 steps: for graphs the eager step, the capture and the first replay), then `steps` steps run
+// back to back with one synchronisation at the end, so the time per step includes the host's
+// launch work wherever the GPU waits for it. `graphed`: whether the "on" network's last warm-up step replayed a CUDA graph
 // (false after a capture failure, which the network reports on stderr, or for recurrent layers).
 struct ModeCompare {
   int64_t steps = 0;

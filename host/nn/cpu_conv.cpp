@@ -26,8 +26,8 @@ class Conv2d final : public CpuLayer<T> {
     bias_ = d.spec["use_bias"].get<bool>();
     act_ = int(activation_of(d));
     alpha_ = T(activation_alpha(d));
-    direct_ = g_.kh == 1 && g_.kw == 1 && g_.sh == 1 && g_.sw == 1;  // cols are x itself
     geom_ = conv_cols_geom(d);
+    direct_ = geom_.identity();  // cols are x itself
   }
 
   void forward(const T* x, T* y, int64_t n, bool, const StepKey&) override {

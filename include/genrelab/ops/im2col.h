@@ -35,6 +35,8 @@ struct ConvColsGeom {
   int64_t k() const { return int64_t(kh) * kw * c; }        // columns of a row
   int64_t positions() const { return int64_t(oh) * ow; }   // rows per example
   int64_t in_size() const { return int64_t(h) * w * c; }   // input elements per example
+  // 1×1, stride 1, no padding: the column matrix is x itself, and dx is dcols.
+  bool identity() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && top == 0 && left == 0 && oh == h && ow == w; }
 };
 
 // Whether m examples keep every row, pixel and column index of the functors below 2^31.
