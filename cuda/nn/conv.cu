@@ -10,6 +10,7 @@
 // fp32/tf32: each pass may run on the GEMM engine (conv_gemm.h, train.conv_engine) instead, which
 // takes the Keras padding itself (its input gradient needs no crop).
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -230,9 +231,9 @@ class ConvLayer final : public GpuLayer {
     a.gemm[p] = ms < a.ms[p];
     // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
     if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
-    log_engine(shape, pass,
-               "im2col + cuBLAS " + std::to_string(ms) + " ms" + what + " vs cuDNN " + std::to_string(a.ms[p]) + " ms",
-               a.gemm[p]);
+    char times[96];
+    std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
+    log_engine(shape, pass, times, a.gemm[p]);
     return pass == ConvPass::backward_data;
   }
 
