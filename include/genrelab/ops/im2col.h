@@ -17,7 +17,6 @@
 // stays below 2^31 (cols_fit_indices).
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
