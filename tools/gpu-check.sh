@@ -147,7 +147,8 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
       --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
-  step bench-layers 60 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
+  # The per-layer table; its log also names the engine each convolution pass ran on.
+  step bench-layers 60 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what layers --device cuda --json "$out/bench-layers.json"
   # The same table in bf16: where the mixed-precision step goes (its conv epilogues and casts).
   step bench-layers-bf16 60 "$bin" bench --what layers --device cuda --set train.precision=bf16 \
     --json "$out/bench-layers-bf16.json"
