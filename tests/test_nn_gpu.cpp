@@ -336,45 +336,38 @@ TEST_CASE("nn gpu conv2d equals the cpu layer", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const double tol = 1e-4;
   using cuda::nn::ConvEngine;
+  struct Case {
+    json conv;
+    Shape3 in;
+    int64_t n;
+    bool input_grad;
+  };
+  const std::vector<Case> cases = {
+      {{{"type", "conv2d"}, {"filters", 5}, {"kernel", json::array({3, 2})}, {"activation", "relu"}}, {7, 9, 3}, 3, true},
+      // "same" with an even kernel and stride 2: asymmetric padding (cuDNN: the padded-copy path;
+      // the GEMM engine: zeros outside the map in im2col).
+      {{{"type", "conv2d"}, {"filters", 4}, {"kernel", 2}, {"stride", 2}, {"padding", "same"}, {"activation", "elu"}},
+       {6, 7, 2}, 2, true},
+      // "same" with an odd kernel and dilation 2: symmetric padding handled by cuDNN, no bias.
+      {{{"type", "conv2d"}, {"filters", 3}, {"kernel", 3}, {"dilation", 2}, {"padding", "same"},
+        {"activation", "leaky_relu"}, {"use_bias", false}},
+       {8, 5, 4}, 2, true},
+      // 1×1: the GEMM engine's direct path (x is its own column matrix).
+      {{{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"activation", "tanh"}}, {3, 4, 5}, 1, true},
+      {{{"type", "conv2d"}, {"filters", 2}, {"kernel", json::array({2, 3})}, {"stride", json::array({1, 2})},
+        {"activation", "sigmoid"}},
+       {5, 9, 1}, 4, true},
+      // Enough rows (2·39·59 = 4 602) that the GEMM engine's kernel gradient runs over row ranges
+      // (batched partial products, a tail range, the matrix-vector sum); 8 channels: 4-lane im2col.
+      {{{"type", "conv2d"}, {"filters", 32}, {"kernel", 2}, {"activation", "relu"}}, {40, 60, 8}, 2, true},
+      // The first layer: no input gradient asked for.
+      {{{"type", "conv2d"}, {"filters", 16}, {"kernel", 2}, {"activation", "relu"}}, {20, 30, 4}, 2, false},
+  };
   // Each shape on cuDNN, on the im2col + cuBLAS engine (train.conv_engine=gemm) and as auto picks.
   for (const ConvEngine engine : {ConvEngine::cudnn, ConvEngine::gemm, ConvEngine::automatic}) {
     INFO("engine " << int(engine));
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 5}, {"kernel", json::array({3, 2})}, {"activation", "relu"}}),
-                {7, 9, 3}, 3, 0, tol, Precision::fp32, false, nullptr, true, engine);
-    // "same" with an even kernel and stride 2: asymmetric padding (cuDNN: the padded-copy path;
-    // the GEMM engine: zeros outside the map in im2col).
-    check_layer(with_head({{"type", "conv2d"},
-                           {"filters", 4},
-                           {"kernel", 2},
-                           {"stride", 2},
-                           {"padding", "same"},
-                           {"activation", "elu"}}),
-                {6, 7, 2}, 2, 0, tol, Precision::fp32, false, nullptr, true, engine);
-    // "same" with an odd kernel and dilation 2: symmetric padding handled by cuDNN, no bias.
-    check_layer(with_head({{"type", "conv2d"},
-                           {"filters", 3},
-                           {"kernel", 3},
-                           {"dilation", 2},
-                           {"padding", "same"},
-                           {"activation", "leaky_relu"},
-                           {"use_bias", false}}),
-                {8, 5, 4}, 2, 0, tol, Precision::fp32, false, nullptr, true, engine);
-    // 1×1: the GEMM engine's direct path (x is its own column matrix).
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 6}, {"kernel", 1}, {"activation", "tanh"}}), {3, 4, 5}, 1,
-                0, tol, Precision::fp32, false, nullptr, true, engine);
-    check_layer(with_head({{"type", "conv2d"},
-                           {"filters", 2},
-                           {"kernel", json::array({2, 3})},
-                           {"stride", json::array({1, 2})},
-                           {"activation", "sigmoid"}}),
-                {5, 9, 1}, 4, 0, tol, Precision::fp32, false, nullptr, true, engine);
-    // Enough rows (2·39·59 = 4 602) that the GEMM engine's kernel gradient runs over row ranges
-    // (batched partial products, a tail range, the matrix-vector sum); 8 channels: 4-lane im2col.
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 32}, {"kernel", 2}, {"activation", "relu"}}), {40, 60, 8}, 2,
-                0, tol, Precision::fp32, false, nullptr, true, engine);
-    // The first layer: no input gradient asked for.
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 2}, {"activation", "relu"}}), {20, 30, 4}, 2,
-                0, tol, Precision::fp32, false, nullptr, false, engine);
+    for (const Case& c : cases)
+      check_layer(with_head(c.conv), c.in, c.n, 0, tol, Precision::fp32, false, nullptr, c.input_grad, engine);
   }
 }
 
