@@ -27,12 +27,55 @@ inline nlohmann::json conv_pool_cnn() {
   ])");
 }
 
+// A CNN with three conv2d → maxpool2d runs whose epilogues fuse (train.fuse_conv_epilogue), for
+// (21, 31, 1) inputs: a first pair that train.fuse_conv_pool also takes, then 8 channels (four a
+// call), then 6 with elu; dropout after the first two pools; windows that leave rows and columns
+// uncovered.
+inline nlohmann::json conv_epilogue_cnn() {
+  return nlohmann::json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 2, "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "conv2d", "filters": 8, "kernel": 2, "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.1},
+    {"type": "conv2d", "filters": 6, "kernel": 2, "activation": "elu"},
+    {"type": "maxpool2d", "size": [2, 3]},
+    {"type": "flatten"},
+    {"type": "dense", "units": "classes", "activation": "softmax"}
+  ])");
+}
+
 // count floats uniform in [lo, hi) from a Philox stream keyed by seed: the same on every run.
 inline std::vector<float> random_vec(int64_t count, uint32_t seed, double lo, double hi) {
   const PhiloxStream s(seed, RngPurpose::init, 99, 7);
   std::vector<float> v(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(s.uniform_range(uint64_t(i), lo, hi));
   return v;
+}
+
+// 12 Adam steps (lr 3e-3) on the CPU network of batches of 8 that cycle over 21 examples (every
+// third batch partial), then predictions of the first 5: what the fused-against-unfused tests compare.
+struct CpuTrained {
+  std::vector<double> losses;
+  std::vector<nn::NamedTensor> state;
+  std::vector<float> probs;
+};
+inline CpuTrained train_cpu_cycling(const nn::ModelPlan& plan, const nn::TrainHyper& h) {
+  const auto x = random_vec(21 * plan.input.size(), 5, -1, 1);
+  std::vector<int32_t> labels(21);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 7) % 3);
+  CpuTrained t;
+  auto net = nn::make_cpu_network(plan, h);
+  for (uint64_t step = 0; step < 12; ++step) {
+    const int64_t first = int64_t(step % 3) * 8, n = std::min<int64_t>(8, 21 - first);
+    net->train_step(x.data() + first * plan.input.size(), labels.data() + first, n, n, 3e-3f, {h.seed, step, 0});
+    t.losses.push_back(net->last_stats().loss_sum);
+  }
+  t.probs.resize(size_t(5 * plan.classes));
+  net->predict(x.data(), 5, t.probs.data());
+  t.state = net->state();
+  return t;
 }
 
 // Conv, batch norm, both poolings, dropout, dense and the softmax head, for (12, 10, 2) inputs.

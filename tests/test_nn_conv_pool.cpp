@@ -113,34 +113,23 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
 // small CNN (dropout after the pool, partial last batch), per-step losses and every state tensor.
 TEST_CASE("fused conv and max pool train what the two layers train", "[nn][conv_pool]") {
   const auto plan = nn::plan_layers(test::conv_pool_cnn(), {11, 16, 1}, 3);
-  const auto x = random_vec(21 * plan.input.size(), 5, -1, 1);
-  std::vector<int32_t> labels(21);
-  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 7) % 3);
-  auto run = [&](bool fuse, std::vector<double>& losses) {
+  auto run = [&](bool fuse) {
     nn::TrainHyper h;
     h.seed = 4;
     h.fuse_conv_pool = fuse;
-    auto net = nn::make_cpu_network(plan, h);
-    for (uint64_t step = 0; step < 12; ++step) {
-      const int64_t first = int64_t(step % 3) * 8, n = std::min<int64_t>(8, 21 - first);
-      net->train_step(x.data() + first * plan.input.size(), labels.data() + first, n, n, 3e-3f, {h.seed, step, 0});
-      losses.push_back(net->last_stats().loss_sum);
-    }
-    std::vector<float> probs(size_t(5 * plan.classes));
-    net->predict(x.data(), 5, probs.data());
-    return std::make_pair(net->state(), probs);
+    return test::train_cpu_cycling(plan, h);
   };
-  std::vector<double> lf, lu;
-  const auto fused = run(true, lf), unfused = run(false, lu);
-  for (size_t i = 0; i < lf.size(); ++i) CHECK(std::fabs(lf[i] - lu[i]) <= 1e-5 * std::fabs(lu[i]));
-  CHECK(lf.front() != lf.back());  // it trains
-  REQUIRE(fused.first.size() == unfused.first.size());
-  for (size_t i = 0; i < fused.first.size(); ++i) {
+  const test::CpuTrained fused = run(true), unfused = run(false);
+  for (size_t i = 0; i < fused.losses.size(); ++i)
+    CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= 1e-5 * std::fabs(unfused.losses[i]));
+  CHECK(fused.losses.front() != fused.losses.back());  // it trains
+  REQUIRE(fused.state.size() == unfused.state.size());
+  for (size_t i = 0; i < fused.state.size(); ++i) {
     double scale = 0;
-    for (float v : unfused.first[i].data) scale = std::max(scale, double(std::fabs(v)));
-    test::require_close(fused.first[i].data, unfused.first[i].data, 1e-5 * (scale + 1e-3), 1e-5, fused.first[i].name);
+    for (float v : unfused.state[i].data) scale = std::max(scale, double(std::fabs(v)));
+    test::require_close(fused.state[i].data, unfused.state[i].data, 1e-5 * (scale + 1e-3), 1e-5, fused.state[i].name);
   }
-  test::require_close(fused.second, unfused.second, 1e-6, 1e-5, "predict");
+  test::require_close(fused.probs, unfused.probs, 1e-6, 1e-5, "predict");
 }
 
 TEST_CASE("fused conv and max pool: which plans fuse", "[nn][conv_pool]") {

@@ -517,6 +517,36 @@ Batch make_batch(const nn::ModelPlan& plan, int64_t n, uint32_t seed) {
   return b;
 }
 
+// 20 steps of batches of 8 that cycle over the first 37 examples of `all` (every fifth batch
+// partial), as the fused-against-unfused tests train; predictions of the first 5 examples after.
+struct Trained {
+  std::vector<double> losses;
+  int64_t graphed = 0;  // steps that replayed a CUDA graph
+  std::vector<nn::NamedTensor> state;
+  std::vector<float> probs;
+};
+Trained train_cycling(const nn::ModelPlan& plan, const nn::TrainHyper& h, const Batch& all) {
+  Trained t;
+  auto net = nn::make_cuda_network(plan, h);
+  const size_t row = size_t(plan.input.size());
+  cuda::DeviceBuffer<float> xd{8 * row};
+  cuda::DeviceBuffer<int32_t> ld{8};
+  for (uint64_t step = 0; step < 20; ++step) {
+    const int64_t first = int64_t(step % 5) * 8, n = std::min<int64_t>(8, 37 - first);
+    upload(std::vector<float>(all.x.begin() + long(size_t(first) * row), all.x.begin() + long(size_t(first + n) * row)),
+           xd.data());
+    cuda::copy_to_device(ld.data(), all.labels.data() + first, size_t(n));
+    net->train_step(xd.data(), ld.data(), n, n, 3e-3f, nn::StepKey{h.seed, step, 0});
+    t.losses.push_back(net->last_stats().loss_sum);
+    t.graphed += net->last_times().graphed ? 1 : 0;
+  }
+  t.state = net->state();
+  t.probs.resize(size_t(5 * plan.classes));
+  upload(std::vector<float>(all.x.begin(), all.x.begin() + long(5 * row)), xd.data());
+  net->predict(xd.data(), 5, t.probs.data());
+  return t;
+}
+
 // 20 steps on both backends from the same initial weights: per-step losses and correct counts,
 // then every state tensor.
 void check_training(const nn::TrainHyper& hyper, double loss_tol, double state_tol) {
@@ -861,37 +891,61 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
   for (const std::string precision : {"fp32", "bf16"}) {
     for (const bool graph : {false, true}) {
       INFO(precision << (graph ? " graphed" : " eager"));
-      auto run = [&](bool fuse, std::vector<double>& losses) {
-        int64_t graphed = 0;  // steps that replayed a CUDA graph
+      auto run = [&](bool fuse) {
         nn::TrainHyper h;
         h.seed = 21;
         h.deterministic = true;
         h.precision = precision;
         h.cuda_graph = graph;
         h.fuse_conv_pool = fuse;
-        auto net = nn::make_cuda_network(plan, h);
-        cuda::DeviceBuffer<float> xd{size_t(8 * plan.input.size())};
-        cuda::DeviceBuffer<int32_t> ld{8};
-        for (uint64_t step = 0; step < 20; ++step) {
-          const int64_t first = int64_t(step % 5) * 8, n = std::min<int64_t>(8, 37 - first);
-          const size_t row = size_t(plan.input.size());
-          upload(std::vector<float>(all.x.begin() + long(size_t(first) * row), all.x.begin() + long(size_t(first + n) * row)),
-                 xd.data());
-          cuda::copy_to_device(ld.data(), all.labels.data() + first, size_t(n));
-          net->train_step(xd.data(), ld.data(), n, n, 3e-3f, nn::StepKey{h.seed, step, 0});
-          losses.push_back(net->last_stats().loss_sum);
-          graphed += net->last_times().graphed ? 1 : 0;
-        }
+        Trained t = train_cycling(plan, h, all);
         // A capture that failed would fall back to eager steps with only a warning.
-        if (graph) CHECK(graphed > 0);
-        return net->state();
+        if (graph) CHECK(t.graphed > 0);
+        return t;
       };
-      std::vector<double> lf, lu;
-      const auto fused = run(true, lf), unfused = run(false, lu);
+      const Trained fused = run(true), unfused = run(false);
       const double tol = precision == "bf16" ? 1e-2 : 1e-5;
-      for (size_t i = 0; i < lf.size(); ++i) CHECK(std::fabs(lf[i] - lu[i]) <= tol * std::fabs(lu[i]));
-      REQUIRE(fused.size() == unfused.size());
-      for (size_t i = 0; i < fused.size(); ++i) require_rel(fused[i].data, unfused[i].data, tol, fused[i].name);
+      for (size_t i = 0; i < fused.losses.size(); ++i)
+        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= tol * std::fabs(unfused.losses[i]));
+      REQUIRE(fused.state.size() == unfused.state.size());
+      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, tol, fused.state[i].name);
+    }
+  }
+}
+
+// train.fuse_conv_epilogue: the same 20 steps with each conv2d's bias + activation, max pooling
+// and dropout fused (ops/conv_epilogue.h) and one by one, on the GPU, eager and graphed, fp32 and
+// bf16 (the product's 16-bit z and dz), deterministic so both use the same cuDNN algorithms. The
+// fused passes compute the layers' own arithmetic, so losses, every state tensor and predictions
+// are equal (a 1e-6 relative allowance). The first pair is fused too (train.fuse_conv_pool), so
+// two runs fuse: 8 channels (four a call) and 6 (one a call) with elu.
+TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(test::conv_epilogue_cnn(), {21, 31, 1}, 4);
+  const Batch all = make_batch(plan, 37, 92);
+  for (const std::string precision : {"fp32", "bf16"}) {
+    for (const bool graph : {false, true}) {
+      INFO(precision << (graph ? " graphed" : " eager"));
+      auto run = [&](bool fuse) {
+        nn::TrainHyper h;
+        h.seed = 22;
+        h.deterministic = true;
+        h.precision = precision;
+        h.cuda_graph = graph;
+        h.fuse_conv_pool = true;
+        h.fuse_conv_epilogue = fuse;
+        REQUIRE(nn::use_fused_conv_epilogues(plan, h, 2).size() == (fuse ? 2 : 0));
+        Trained t = train_cycling(plan, h, all);
+        if (graph) CHECK(t.graphed > 0);
+        return t;
+      };
+      const Trained fused = run(true), unfused = run(false);
+      for (size_t i = 0; i < fused.losses.size(); ++i)
+        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= 1e-6 * std::fabs(unfused.losses[i]));
+      CHECK(fused.losses.front() != fused.losses.back());
+      REQUIRE(fused.state.size() == unfused.state.size());
+      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, 1e-6, fused.state[i].name);
+      require_rel(fused.probs, unfused.probs, 1e-6, "predict");
     }
   }
 }

@@ -142,8 +142,9 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   step peer-augment-torchaudio 90 "$py" tools/bench/augment_peers.py --device cuda --plan "$out/bench-augment-cuda.json" --json "$out/peer-augment-torchaudio.json"
   for prec in fp32 tf32 bf16; do
     # GENRELAB_LOG_CONV_ALGOS: cuDNN's ranking and the engine of every convolution pass in the log
-    # (docs/network-gpu.md); 90 s: fp32 and tf32 also time cuDNN alone against the conv engine
-    step "bench-train-$prec" 90 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
+    # (docs/network-gpu.md); 110 s: fp32 and tf32 also time cuDNN alone against the conv engine,
+    # every precision the conv epilogues fused against one by one
+    step "bench-train-$prec" 110 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
       --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
@@ -234,6 +235,7 @@ fi
   for prec in fp32 tf32 bf16; do  # bench --what train: the fused first conv2d + maxpool2d against the two layers
     f="$out/bench-train-$prec.json"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('fuse_compare'); g and print('- train step $prec: unfused %.3f ms, fused conv+pool %.3f ms (unfused/fused %.3fx; train.fuse_conv_pool)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
+    [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('epilogue_compare'); g and print('- train step $prec: conv epilogues one by one %.3f ms, fused %.3f ms (unfused/fused %.3fx; train.fuse_conv_epilogue)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
   done
   for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
     f="$out/bench-train-$prec.json"

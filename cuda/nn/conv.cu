@@ -28,7 +28,7 @@ namespace genrelab::cuda::nn {
 
 namespace {
 
-class ConvLayer final : public GpuLayer {
+class ConvLayer final : public GpuLayer, public ConvProduct {
  public:
   ConvLayer(const LayerDesc& d, GpuContext& ctx)
       : GpuLayer(d, ctx),
@@ -50,52 +50,46 @@ class ConvLayer final : public GpuLayer {
   }
 
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
-    const float* xin = pad_input(x, n);
-    const void* xc = xin;       // what cuDNN reads: float, or the 16-bit copies
-    const void* wc = param(0);
-    void* yc = y;
-    if (half_) {
-      const int64_t xcount = n * hp_ * wp_ * desc_.in.c, wcount = desc_.params[0].size(), ycount = n * desc_.out.size();
-      xc = to_half(xin, xcount, x16_);
-      wc = to_half(param(0), wcount, w16_);
-      yc = grown(y16_, ycount);
-    }
-    setup(n, xc, wc, ConvPass::forward, {x, nullptr, y});
-    if (on_gemm(ConvPass::forward)) {
-      gemm_->forward(x, param(0), y, n);
-    } else {
-      // Scaling factors are float for float and 16-bit data alike.
-      const float one = 1.0f, zero = 0.0f;
-      void* ws = ctx_.workspace(algos_->fwd_bytes);
-      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
-      // y (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
-      GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
-                                                  algos_->fwd_bytes, &zero, yd_, yc));
-    }
+    const uint16_t* y16 = forward_product(x, y, n);
     const float* bias = has_bias_ ? param(1) : nullptr;
-    if (half_)  // y = act(float(y16) + b) in one pass
-      launch_1d(n * desc_.out.size(), ops::HalfBiasActivation{y16_.data(), y, bias, desc_.out.c, half_, act_, alpha_},
+    if (y16)  // y = act(float(y16) + b) in one pass
+      launch_1d(n * desc_.out.size(), ops::HalfBiasActivation{y16, y, bias, desc_.out.c, half_, act_, alpha_},
                 ctx_.stream());
     else
       bias_activation(y, bias, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
   }
 
+  const uint16_t* forward_product(const float* x, float* z, int64_t n) override {
+    const float* xin = pad_input(x, n);
+    const void* xc = xin;       // what cuDNN reads: float, or the 16-bit copies
+    const void* wc = param(0);
+    void* zc = z;
+    if (half_) {
+      const int64_t xcount = n * hp_ * wp_ * desc_.in.c, wcount = desc_.params[0].size(), zcount = n * desc_.out.size();
+      xc = to_half(xin, xcount, x16_);
+      wc = to_half(param(0), wcount, w16_);
+      zc = grown(y16_, zcount);
+    }
+    setup(n, xc, wc, ConvPass::forward, {x, nullptr, z});
+    if (on_gemm(ConvPass::forward)) {
+      gemm_->forward(x, param(0), z, n);
+    } else {
+      // Scaling factors are float for float and 16-bit data alike.
+      const float one = 1.0f, zero = 0.0f;
+      void* ws = ctx_.workspace(algos_->fwd_bytes);
+      GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->fwd_math));
+      // z (n, oh, ow, k) = x (n, hp, wp, c) ⋆ w (k, kh, kw, c)
+      GENRELAB_CUDA_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xc, w_, wc, conv_, algos_->fwd, ws,
+                                                  algos_->fwd_bytes, &zero, yd_, zc));
+    }
+    return half_ ? y16_.data() : nullptr;
+  }
+
   // Follows a training forward of the same x (the padded copy of x, and under bf16/fp16 the
   // 16-bit x and kernel, are reused).
   void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n, const StepKey&) override {
-    const float* xin = asym_ ? xpad_.data() : x;
-    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
-    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
-    // Before dz takes scratch slot 0 (an algorithm search uses it). The input gradient's
-    // algorithm only when asked for one: the network never asks its first layer. Timing the GEMM
-    // engine reads y in place of dz and writes dx, both rewritten below; timing its backward-data
-    // overwrites the forward's columns, which backward-filter then builds again.
-    setup(n, xc, wc, ConvPass::backward_filter, {x, y, nullptr});
-    bool cols_ready = on_gemm(ConvPass::forward);
-    if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, y, dx})) cols_ready = false;
-    if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
-        !(dx && on_gemm(ConvPass::backward_data)))
-      gemm_->release();  // cuDNN won every pass of this shape: free the columns until a pass needs them
+    // Before dz takes scratch slot 0 (an algorithm search uses it).
+    const bool cols_ready = prepare_backward(x, y, dx, n);
     const int64_t ycount = n * desc_.out.size();
     // dz (n, oh, ow, k): gradient before the activation; bf16/fp16: also dz rounded into the
     // y-sized 16-bit buffer (the forward's y16 is no longer needed), in the same pass when there
@@ -105,9 +99,9 @@ class ConvLayer final : public GpuLayer {
     if (act_ != ops::kActNone) {
       float* s = ctx_.scratch(0, ycount);
       if (half_) {
-        uint16_t* dz16 = grown(y16_, ycount);
-        launch_1d(ycount, ops::ActivationBackwardToHalf{y, dy, s, dz16, half_, act_, alpha_}, ctx_.stream());
-        dzc = dz16;
+        uint16_t* half_dz = grown(y16_, ycount);
+        launch_1d(ycount, ops::ActivationBackwardToHalf{y, dy, s, half_dz, half_, act_, alpha_}, ctx_.stream());
+        dzc = half_dz;
       } else {
         activation_backward(y, dy, s, ycount, act_, alpha_, ctx_.stream());
         dzc = s;
@@ -116,6 +110,67 @@ class ConvLayer final : public GpuLayer {
     } else if (half_) {
       dzc = to_half(dz, ycount, y16_);
     }
+    products_backward(x, dz, dzc, dx, n, cols_ready);
+  }
+
+  uint16_t* dz16(int64_t n) override { return half_ ? grown(y16_, n * desc_.out.size()) : nullptr; }
+
+  void backward_product(const float* x, const float* z, const float* dz, float* dx, int64_t n) override {
+    const bool cols_ready = prepare_backward(x, z, dx, n);
+    products_backward(x, dz, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready);
+  }
+
+ private:
+  using Shape3 = genrelab::nn::Shape3;
+
+  // What timing the GEMM engine on a pass reads and writes: the forward's x and y; backward-filter's
+  // x and a stand-in for dz; backward-data's stand-in for dz and its dx.
+  struct TimingData {
+    const float* x;
+    const float* dz;
+    float* out;
+  };
+
+  // Descriptors for batch n, the algorithm of `pass` (cached by shape in the context; a new shape
+  // is benchmarked on the input xin and the current kernel) and its engine. Returns true when
+  // choosing the engine ran the GEMM engine's backward-data (which overwrites the columns).
+  bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
+    if (n == n_ && algos_ && algos_->chosen[int(pass)] && algos_->engine_decided[int(pass)]) return false;
+    if (n != n_) {
+      xd_.set(n, hp_, wp_, desc_.in.c, type_);
+      yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
+      n_ = n;
+    }
+    const ConvShape shape{n, hp_, wp_, desc_.in.c, desc_.out.c, g_.kh, g_.kw,
+                          asym_ ? 0 : int(g_.pad_top), asym_ ? 0 : int(g_.pad_left), int(g_.sh), int(g_.sw),
+                          int(g_.dh), int(g_.dw), type_};
+    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, pass, xin, win);
+    return choose_engine(shape, pass, n, data);
+  }
+
+  // The backward passes' algorithms and engines (timing the GEMM engine reads y, the forward's
+  // output, in place of dz and writes dx, both rewritten afterwards; timing its backward-data
+  // overwrites the forward's columns, which backward-filter then builds again). The input
+  // gradient's algorithm only when asked for one: the network never asks its first layer.
+  // Returns whether the forward's columns are still there for backward-filter.
+  bool prepare_backward(const float* x, const float* y, float* dx, int64_t n) {
+    const float* xin = asym_ ? xpad_.data() : x;
+    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
+    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
+    setup(n, xc, wc, ConvPass::backward_filter, {x, y, nullptr});
+    bool cols_ready = on_gemm(ConvPass::forward);
+    if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, y, dx})) cols_ready = false;
+    if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
+        !(dx && on_gemm(ConvPass::backward_data)))
+      gemm_->release();  // cuDNN won every pass of this shape: free the columns until a pass needs them
+    return cols_ready;
+  }
+
+  // Bias, kernel and input gradients from dz (float; dzc: what cuDNN reads, dz or its 16-bit copy).
+  void products_backward(const float* x, const float* dz, const void* dzc, float* dx, int64_t n, bool cols_ready) {
+    const float* xin = asym_ ? xpad_.data() : x;
+    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
+    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
     const float one = 1.0f, zero = 0.0f;
     if (on_gemm(ConvPass::backward_filter)) {
@@ -151,34 +206,6 @@ class ConvLayer final : public GpuLayer {
       launch_1d(n * in.size(), ops::CropNhwc<float>{dxin, dx, in.h, in.w, in.c, hp_, wp_, g_.pad_top, g_.pad_left},
                 ctx_.stream());
     }
-  }
-
- private:
-  using Shape3 = genrelab::nn::Shape3;
-
-  // What timing the GEMM engine on a pass reads and writes: the forward's x and y; backward-filter's
-  // x and a stand-in for dz; backward-data's stand-in for dz and its dx.
-  struct TimingData {
-    const float* x;
-    const float* dz;
-    float* out;
-  };
-
-  // Descriptors for batch n, the algorithm of `pass` (cached by shape in the context; a new shape
-  // is benchmarked on the input xin and the current kernel) and its engine. Returns true when
-  // choosing the engine ran the GEMM engine's backward-data (which overwrites the columns).
-  bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
-    if (n == n_ && algos_ && algos_->chosen[int(pass)] && algos_->engine_decided[int(pass)]) return false;
-    if (n != n_) {
-      xd_.set(n, hp_, wp_, desc_.in.c, type_);
-      yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
-      n_ = n;
-    }
-    const ConvShape shape{n, hp_, wp_, desc_.in.c, desc_.out.c, g_.kh, g_.kw,
-                          asym_ ? 0 : int(g_.pad_top), asym_ ? 0 : int(g_.pad_left), int(g_.sh), int(g_.sw),
-                          int(g_.dh), int(g_.dw), type_};
-    algos_ = &ctx_.conv_algos(shape, xd_, w_, conv_, yd_, pass, xin, win);
-    return choose_engine(shape, pass, n, data);
   }
 
   bool on_gemm(ConvPass pass) const { return gemm_ && algos_->gemm[int(pass)]; }

@@ -22,6 +22,7 @@
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
+#include "conv_epilogue.h"
 #include "conv_pool.h"
 #include "gpu_layers.h"
 
@@ -119,6 +120,15 @@ class CudaNetwork final : public Network {
       fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
       fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
       bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+    }
+    epilogue_at_.assign(plan_.layers.size(), nullptr);
+    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
+      epilogues_.push_back(std::make_unique<cuda::nn::FusedConvEpilogue>(run, ctx_));
+      epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
+      std::string names = plan_.layers[run.conv].name + "+" + plan_.layers[run.pool].name;
+      if (run.dropout >= 0) names += "+" + plan_.layers[size_t(run.dropout)].name;
+      fwd_names_[run.conv] = "fwd " + names;
+      bwd_names_[run.conv] = "bwd " + names;
     }
     capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));
@@ -493,6 +503,20 @@ class CudaNetwork final : public Network {
         all_reduce_layer(0);
         break;
       }
+      if (epilogue_at_[i] && epilogue_at_[i]->run().last() == i) {  // a fused conv epilogue run, from its top
+        const auto& run = epilogue_at_[i]->run();
+        const size_t c = run.conv;
+        {
+          NvtxRange range(bwd_names_[c].c_str());
+          auto* conv = dynamic_cast<cuda::nn::ConvProduct*>(layers_[c].get());
+          // dz into the other buffer, then the conv's dx back into dy's, which the next layer down reads.
+          epilogue_at_[i]->backward(dy, act_[run.pool], dx, conv->dz16(n), n, key);
+          conv->backward_product(c == 0 ? x : act_[c - 1], act_[c], dx, c == 0 ? nullptr : dy, n);
+        }
+        for (size_t j = i + 1; j-- > c;) all_reduce_layer(j);
+        i = c;
+        continue;
+      }
       const float* xin = i == 0 ? x : act_[i - 1];
       {
         NvtxRange range(bwd_names_[i].c_str());
@@ -718,6 +742,16 @@ class CudaNetwork final : public Network {
         continue;
       }
       const float* xin = i == 0 ? x : act_[i - 1];
+      if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i) {  // conv product, then one pass for the run
+        const auto& run = epilogue_at_[i]->run();
+        NvtxRange range(fwd_names_[i].c_str());
+        const uint16_t* z16 = dynamic_cast<cuda::nn::ConvProduct*>(layers_[i].get())->forward_product(xin, act_[i], n);
+        const std::vector<float*> p = layers_[i]->params();
+        epilogue_at_[i]->forward(act_[i], z16, p.size() > 1 ? p[1] : nullptr, act_[run.pool],
+                                 run.dropout >= 0 ? act_[size_t(run.dropout)] : nullptr, n, training, key);
+        i = run.last();
+        continue;
+      }
       if (plan_.layers[i].type == "flatten") {
         act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
         continue;
@@ -740,6 +774,7 @@ class CudaNetwork final : public Network {
       if (!(fused_ && i <= 1)) widest = std::max(widest, L.in.size());
     }
     if (fused_) fused_->reserve(n);
+    for (auto& e : epilogues_) e->reserve(n);
     act_store_.resize(layers_.size());
     act_.assign(layers_.size(), nullptr);
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -900,6 +935,9 @@ class CudaNetwork final : public Network {
   bool capture_fault_ = false;        // GENRELAB_TEST_CUDA_GRAPH_FAULT: make captures fail (tests)
   std::vector<StepGraph> graphs_;     // (≤ kMaxGraphs) captured steps by key
   std::unique_ptr<cuda::nn::FusedConvPool> fused_;  // train.fuse_conv_pool: layers 0 and 1 as one
+  // train.fuse_conv_epilogue: each fused run, found at its conv's index and its last layer's
+  std::vector<std::unique_ptr<cuda::nn::FusedConvEpilogue>> epilogues_;
+  std::vector<cuda::nn::FusedConvEpilogue*> epilogue_at_;
   uint64_t graph_uses_ = 0;
 };
 

@@ -43,6 +43,23 @@ class GpuLayer : public LayerImpl {
   std::vector<DeviceBuffer<float>> params_, grads_;  // grads_[i] empty for non-trainable params
 };
 
+// conv2d's product apart from its bias + activation, for the network's fused epilogue
+// (train.fuse_conv_epilogue, conv_epilogue.h): the conv layer is also a ConvProduct.
+class ConvProduct {
+ public:
+  virtual ~ConvProduct() = default;
+  // z (n, oh, ow, k) = x ⋆ w, no bias or activation. Under bf16/fp16 the product's 16-bit z is
+  // returned (its buffer, valid until the backward) and z is left alone; else null.
+  virtual const uint16_t* forward_product(const float* x, float* z, int64_t n) = 0;
+  // Under bf16/fp16, the 16-bit dz (n, oh, ow, k) buffer that backward_product reads besides dz
+  // (the epilogue's backward fills both); else null.
+  virtual uint16_t* dz16(int64_t n) = 0;
+  // Follows a training forward_product of the same x: the bias and kernel gradients (added) and dx
+  // (null: not wanted) from dz (n, oh, ow, k). z: the forward's float z buffer (a stand-in input
+  // when the GEMM engine is timed; its contents do not matter).
+  virtual void backward_product(const float* x, const float* z, const float* dz, float* dx, int64_t n) = 0;
+};
+
 // One layer of the registry.
 std::unique_ptr<GpuLayer> make_gpu_layer(const LayerDesc& desc, GpuContext& ctx);
 

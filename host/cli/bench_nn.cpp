@@ -290,6 +290,19 @@ int bench_train(const cli::Args& args) {
                   fuse.off_ms, fuse.on_ms, fuse.off_ms / fuse.on_ms);
     std::cout << line;
   }
+  // Each conv2d's bias + activation, max pooling and dropout fused and one by one.
+  ModeCompare epilogue;
+  const bool epilogues = s.device == Device::cuda && !nn::conv_epilogue_runs(s.plan, fusable ? 2 : 0).empty();
+  if (epilogues) {
+    epilogue = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_epilogue = on; }, x.data(), labels.data(),
+                             n, graph.steps);
+    std::printf("  fused conv2d epilogues (train.fuse_conv_epilogue; %lld full steps per mode, %s; this run's steps: %s)\n",
+                (long long)epilogue.steps, epilogue.graphed ? "graphed" : "eager",
+                s.hyper.fuse_conv_epilogue ? "fused" : "unfused");
+    std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
+                  epilogue.off_ms, epilogue.on_ms, epilogue.off_ms / epilogue.on_ms);
+    std::cout << line;
+  }
   // cuDNN alone against this run's conv engine (auto unless set; fp32/tf32 only, the GEMM engine's precisions).
   ModeCompare engine;
   const std::string engine_on = s.hyper.conv_engine == "cudnn" ? "auto" : s.hyper.conv_engine;
@@ -333,6 +346,11 @@ int bench_train(const cli::Args& args) {
     j["fuse_compare"] = {{"steps", fuse.steps}, {"unfused_ms_per_step", fuse.off_ms},
                          {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms},
                          {"graphed", fuse.graphed}};
+  j["fuse_conv_epilogue"] = s.hyper.fuse_conv_epilogue;
+  if (epilogues)
+    j["epilogue_compare"] = {{"steps", epilogue.steps}, {"unfused_ms_per_step", epilogue.off_ms},
+                             {"fused_ms_per_step", epilogue.on_ms},
+                             {"unfused_over_fused", epilogue.off_ms / epilogue.on_ms}, {"graphed", epilogue.graphed}};
   j["conv_engine"] = s.hyper.conv_engine;
   if (engines)
     j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},
@@ -356,6 +374,10 @@ int bench_layers(const cli::Args& args) {
   if (fused)
     std::cerr << "bench layers: layers 0 and 1 run fused in training (train.fuse_conv_pool); this table times them "
                  "unfused, one by one. bench --what train compares the fused and unfused steps (fuse_compare)\n";
+  if (s.hyper.fuse_conv_epilogue && !nn::conv_epilogue_runs(s.plan, fused ? 2 : 0).empty())
+    std::cerr << "bench layers: conv2d epilogues with the max pooling and dropout after them run fused in training "
+                 "(train.fuse_conv_epilogue); this table times the layers one by one. bench --what train --device cuda "
+                 "compares the fused and unfused steps (epilogue_compare)\n";
   // "of peak": layers with products against the precision's FLOP peak, the others against the
   // memory bandwidth with a traffic model of one read of the input and one write of the output
   // a pass (forward: x in, y out; backward: dy in, dx out), as float32 (flatten moves nothing).

@@ -16,7 +16,7 @@ namespace genrelab::nn {
 namespace {
 
 template <typename T>
-class Conv2d final : public CpuLayer<T> {
+class Conv2d final : public CpuLayer<T>, public CpuConvProduct<T> {
  public:
   explicit Conv2d(const LayerDesc& d) : CpuLayer<T>(d), g_(window_of(d)) {
     F_ = d.out.c;
@@ -31,25 +31,37 @@ class Conv2d final : public CpuLayer<T> {
   }
 
   void forward(const T* x, T* y, int64_t n, bool, const StepKey&) override {
+    forward_product(x, y, n);
+    cpu_for_1d(n * P_ * F_, ops::BiasActivation<T>{y, bias_ ? this->params_[1].data() : nullptr, F_, act_, alpha_});
+  }
+
+  void forward_product(const T* x, T* z, int64_t n) override {
     const T* w = kernel();  // (F, K)
     for (int64_t e0 = 0; e0 < n; e0 += chunk(n)) {
       const int64_t m = std::min(chunk(n), n - e0);
       const T* cols = columns(x + e0 * in_size(), m);
-      cpu_gemm<T>(false, true, m * P_, F_, K_, cols, w, y + e0 * P_ * F_, false);  // y: (m·P, F)
+      cpu_gemm<T>(false, true, m * P_, F_, K_, cols, w, z + e0 * P_ * F_, false);  // z: (m·P, F)
     }
-    round(y, y, n * P_ * F_);  // cuDNN's 16-bit y
-    cpu_for_1d(n * P_ * F_, ops::BiasActivation<T>{y, bias_ ? this->params_[1].data() : nullptr, F_, act_, alpha_});
+    round(z, z, n * P_ * F_);  // cuDNN's 16-bit y
   }
 
   void backward(const T* x, const T* y, const T* dy, T* dx, int64_t n, const StepKey&) override {
+    cpu_for_1d(n * P_ * F_, ops::ActivationBackward<T>{y, dy, dz_buffer(n), act_, alpha_});
+    backward_product(x, dx, n);
+  }
+
+  T* dz_buffer(int64_t n) override {
+    dz_.resize(size_t(n * P_ * F_));  // dz: (n·P, F)
+    return dz_.data();
+  }
+
+  void backward_product(const T* x, T* dx, int64_t n) override {
     const T* w = kernel();
     T* dw = this->grads_[0].data();
     if (this->half_) {  // dW of this call in T, rounded once complete, then added
       dwh_.assign(this->grads_[0].size(), T(0));
       dw = dwh_.data();
     }
-    dz_.resize(size_t(n * P_ * F_));  // dz: (n·P, F)
-    cpu_for_1d(n * P_ * F_, ops::ActivationBackward<T>{y, dy, dz_.data(), act_, alpha_});
     if (bias_) {
       T* db = this->grads_[1].data();
       std::vector<double> acc(size_t(F_), 0.0);

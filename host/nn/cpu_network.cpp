@@ -82,6 +82,15 @@ class CpuNetwork final : public Network {
       fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
       bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
     }
+    epilogue_at_.assign(plan_.layers.size(), nullptr);
+    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
+      epilogues_.push_back(std::make_unique<CpuConvEpilogue>(run));
+      epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
+      std::string names = plan_.layers[run.conv].name + "+" + plan_.layers[run.pool].name;
+      if (run.dropout >= 0) names += "+" + plan_.layers[size_t(run.dropout)].name;
+      fwd_names_[run.conv] = "fwd " + names;
+      bwd_names_[run.conv] = "bwd " + names;
+    }
     load_weights(initial_weights(plan_, hyper_));
   }
 
@@ -146,6 +155,18 @@ class CpuNetwork final : public Network {
         auto& g = layers_[0]->grads();
         conv_pool_backward_cpu(fused_cell(x), dy_.data(), n, g[0].data(), g.size() > 1 ? g[1].data() : nullptr);
         break;
+      }
+      if (epilogue_at_[i] && epilogue_at_[i]->run().last() == i) {  // a fused conv epilogue run, from its top
+        const auto& run = epilogue_at_[i]->run();
+        const size_t c = run.conv;
+        NvtxRange range(bwd_names_[c].c_str());
+        auto* conv = dynamic_cast<CpuConvProduct<float>*>(layers_[c].get());
+        epilogue_at_[i]->backward(dy_.data(), acts_[run.pool].data(), conv->dz_buffer(n), n, key);
+        if (c > 0) dx_.resize(size_t(n * plan_.layers[c].in.size()));
+        conv->backward_product(c == 0 ? x : acts_[c - 1].data(), c == 0 ? nullptr : dx_.data(), n);
+        if (c > 0) dy_.swap(dx_);
+        i = c;
+        continue;
       }
       const float* xin = i == 0 ? x : acts_[i - 1].data();
       float* dx = nullptr;
@@ -358,6 +379,18 @@ class CpuNetwork final : public Network {
         ++i;
         continue;
       }
+      if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i) {  // conv product, then one pass for the run
+        const auto& run = epilogue_at_[i]->run();
+        for (size_t j = i; j <= run.last(); ++j) acts_[j].resize(size_t(n * plan_.layers[j].out.size()));
+        NvtxRange range(fwd_names_[i].c_str());
+        dynamic_cast<CpuConvProduct<float>*>(layers_[i].get())->forward_product(i == 0 ? x : acts_[i - 1].data(),
+                                                                                 acts_[i].data(), n);
+        auto& p = layers_[i]->params();
+        epilogue_at_[i]->forward(acts_[i].data(), p.size() > 1 ? p[1].data() : nullptr, acts_[run.pool].data(),
+                                 run.dropout >= 0 ? acts_[size_t(run.dropout)].data() : nullptr, n, training, key);
+        i = run.last();
+        continue;
+      }
       acts_[i].resize(size_t(n * plan_.layers[i].out.size()));
       NvtxRange range(fwd_names_[i].c_str());
       layers_[i]->forward(i == 0 ? x : acts_[i - 1].data(), acts_[i].data(), n, training, key);
@@ -427,6 +460,9 @@ class CpuNetwork final : public Network {
   StepStats stats_;
   bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1 run as one (ops/conv_pool.h)
   ops::ConvPoolGeom fused_geom_;  // their geometry, when fused_
+  // train.fuse_conv_epilogue: each fused run, found at its conv's index and its last layer's
+  std::vector<std::unique_ptr<CpuConvEpilogue>> epilogues_;
+  std::vector<CpuConvEpilogue*> epilogue_at_;
   std::vector<StepStats> pending_stats_;  // (steps since take_step_stats) the stats of each
   StepTimes times_;
 };

@@ -39,6 +39,8 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
   h.fuse_conv_pool = config.get_bool("train.fuse_conv_pool");
   h.fuse_conv_pool_set = config.source_of("train.fuse_conv_pool") != "default";
+  h.fuse_conv_epilogue = config.get_bool("train.fuse_conv_epilogue");
+  h.fuse_conv_epilogue_set = config.source_of("train.fuse_conv_epilogue") != "default";
   h.sync_batchnorm = config.get_bool("train.sync_batchnorm");
   h.seed = uint32_t(config.get_int("train.seed"));
   if (h.optimizer == "adam" && h.weight_decay > 0)
@@ -168,6 +170,17 @@ bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device 
     std::cerr << "note: train.fuse_conv_pool is meant for the GPU: the cpu backend computes the same model with it, "
                  "at about the same speed (the fused layer trades memory traffic for arithmetic; docs/network-gpu.md)\n";
   return true;
+}
+
+std::vector<ConvEpilogueRun> use_fused_conv_epilogues(const ModelPlan& plan, const TrainHyper& hyper, size_t first_free) {
+  if (!hyper.fuse_conv_epilogue) return {};
+  std::vector<ConvEpilogueRun> runs = conv_epilogue_runs(plan, first_free);
+  if (runs.empty() && hyper.fuse_conv_epilogue_set)
+    std::cerr << "note: train.fuse_conv_epilogue: the model has no conv2d followed by a maxpool2d whose windows tile its "
+                 "output (stride = pool size, padding valid)"
+              << (first_free ? " beyond the first pair, which train.fuse_conv_pool fuses" : "")
+              << "; its layers run one by one\n";
+  return runs;
 }
 
 std::unique_ptr<Network> make_network(Device device, const ModelPlan& plan, const TrainHyper& hyper) {

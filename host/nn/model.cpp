@@ -1,6 +1,7 @@
 // Model planning: the layer registry (each type's keys, defaults and shape rule), validation of
 // `model.layers` with errors naming model.layers[i].key, shape inference and the Keras-style summary.
 #include "genrelab/nn/model.h"
+#include "genrelab/ops/conv_epilogue.h"
 #include "genrelab/ops/conv_pool.h"
 #include "genrelab/ops/im2col.h"
 
@@ -357,6 +358,34 @@ bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
               "backward launches (" + std::to_string(ops::kConvPoolMaxPositions) + ")");
   return true;
 }
+
+std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t first) {
+  std::vector<ConvEpilogueRun> runs;
+  const auto& L = plan.layers;
+  for (size_t i = first; i + 1 < L.size(); ++i) {
+    if (L[i].type != "conv2d" || L[i + 1].type != "maxpool2d") continue;
+    const LayerDesc& pool = L[i + 1];
+    const Window2d p = window_of(pool);
+    if (!ops::ConvEpilogueGeom::tiles(pool.in.h, pool.in.w, p.kh, p.kw, p.sh, p.sw, p.pad_top, p.pad_left, pool.out.h,
+                                      pool.out.w) ||
+        pool.out.size() >= (int64_t(1) << 31))
+      continue;
+    ConvEpilogueRun run;
+    run.conv = i, run.pool = i + 1;
+    run.h = pool.in.h, run.w = pool.in.w, run.c = pool.in.c, run.kh = p.kh, run.kw = p.kw;
+    run.act = int(activation_of(L[i])), run.alpha = float(activation_alpha(L[i]));
+    if (i + 2 < L.size() && L[i + 2].type == "dropout") {
+      run.dropout = int64_t(i + 2);
+      run.rate = float(L[i + 2].spec["rate"].get<double>());
+      run.dropout_size = L[i + 2].out.size();
+    }
+    runs.push_back(run);
+    i = run.last();
+  }
+  return runs;
+}
+
+ops::ConvEpilogueGeom ConvEpilogueRun::geom(int lanes) const { return ops::ConvEpilogueGeom(h, w, c, kh, kw, lanes); }
 
 ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv) {
   const Window2d c = window_of(conv);

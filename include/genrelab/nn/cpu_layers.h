@@ -52,6 +52,22 @@ class CpuLayer {
   int half_ = 0;  // ops::kHalf*
 };
 
+// conv2d's product apart from its bias + activation, for the network's fused epilogue
+// (train.fuse_conv_epilogue, ops/conv_epilogue.h): the conv layer is also a CpuConvProduct<T>.
+template <typename T>
+class CpuConvProduct {
+ public:
+  virtual ~CpuConvProduct() = default;
+  // z (n, oh, ow, k) = x ⋆ w, no bias or activation (under bf16/fp16 rounded to the 16-bit format,
+  // as the GPU's cuDNN writes it).
+  virtual void forward_product(const T* x, T* z, int64_t n) = 0;
+  // The dz (n, oh, ow, k) buffer backward_product reads, for the epilogue's backward to fill.
+  virtual T* dz_buffer(int64_t n) = 0;
+  // Follows a training forward_product of the same x: adds the bias and kernel gradients of
+  // dz_buffer()'s dz and writes dx (skipped when null).
+  virtual void backward_product(const T* x, T* dx, int64_t n) = 0;
+};
+
 // One layer of the registry (see layer_types()).
 template <typename T>
 std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
@@ -63,6 +79,26 @@ std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
 void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, int64_t n);
 void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, int64_t n, float* grad_kernel,
                             float* grad_bias);
+
+// conv2d's epilogue fused with the maxpool2d and dropout after it (train.fuse_conv_epilogue;
+// ops/conv_epilogue.h) on the CPU, for one run: the same calls as the GPU's.
+class CpuConvEpilogue {
+ public:
+  explicit CpuConvEpilogue(const ConvEpilogueRun& run) : run_(run) {}
+  const ConvEpilogueRun& run() const { return run_; }
+  // pooled (n, oh, ow, c) = max pooling of act(z + bias); z (n, h, w, c), bias (c) or null.
+  // Training records the argmax and writes the dropout's output `dropped` (when the run has one);
+  // inference writes the pooled map to `dropped` instead when it is non-null.
+  void forward(const float* z, const float* bias, float* pooled, float* dropped, int64_t n, bool training,
+               const StepKey& key);
+  // dz (n, h, w, c) from dy (n, oh, ow, c), the gradient of the run's last layer's output; follows
+  // a training forward whose pooled map is `pooled`.
+  void backward(const float* dy, const float* pooled, float* dz, int64_t n, const StepKey& key);
+
+ private:
+  ConvEpilogueRun run_;
+  std::vector<uint8_t> argmax_;  // (n, oh, ow, c)
+};
 
 // C (M, N) = A (M, K) · B (K, N) [+ C when accumulate], row-major. ta: A is stored as its
 // transpose (K, M); tb: B is stored as (N, K). Blocked, packed panels, OpenMP across tiles.

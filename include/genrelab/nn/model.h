@@ -26,6 +26,7 @@
 namespace genrelab::ops {
 struct ConvPoolGeom;  // ops/conv_pool.h
 struct ConvColsGeom;  // ops/im2col.h
+struct ConvEpilogueGeom;  // ops/conv_epilogue.h
 }
 
 namespace genrelab::nn {
@@ -112,6 +113,24 @@ ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv);
 bool conv_pool_fusable(const ModelPlan& plan, std::string* why = nullptr);
 // The fused pair's geometry (layers 0 and 1 of a fusable plan).
 ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan);
+
+// train.fuse_conv_epilogue: a conv2d followed by a maxpool2d whose windows tile its output (stride
+// = window, "valid"), and by a dropout after that when there is one: a backend may run the conv's
+// bias + activation, the pooling and the dropout as one pass (ops/conv_epilogue.h).
+struct ConvEpilogueRun {
+  size_t conv = 0, pool = 0;
+  int64_t dropout = -1;                         // the dropout layer, or −1
+  int64_t h = 0, w = 0, c = 0, kh = 1, kw = 1;  // the conv output and the pooling windows
+  int act = 0;                                  // the conv's activation (ops::kAct*) and its alpha
+  float alpha = 0;
+  float rate = 0;                               // the dropout's rate and elements per example (0 without)
+  int64_t dropout_size = 0;
+  size_t last() const { return dropout >= 0 ? size_t(dropout) : pool; }
+  int64_t pooled_size() const { return (h / kh) * (w / kw) * c; }  // per example
+  ops::ConvEpilogueGeom geom(int lanes) const;  // for calls of `lanes` channels
+};
+// The plan's runs, from layer `first` on (the layers before it are fused otherwise: train.fuse_conv_pool).
+std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t first);
 
 // Element-wise activation codes shared with the functors in ops/nn_activation.h.
 enum class Act : int { none = 0, relu, elu, leaky_relu, tanh, sigmoid, softmax };

@@ -40,6 +40,8 @@ struct TrainHyper {
   bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
   bool fuse_conv_pool = false;     // leading conv2d → maxpool2d as one layer (ops/conv_pool.h; config default: on)
   bool fuse_conv_pool_set = false; // the experiment set train.fuse_conv_pool itself: say when it cannot apply
+  bool fuse_conv_epilogue = false; // conv2d's bias + activation, maxpool2d and dropout as one pass (ops/conv_epilogue.h; config default: on)
+  bool fuse_conv_epilogue_set = false;  // the experiment set train.fuse_conv_epilogue itself
   bool sync_batchnorm = false;     // data parallel: batch-norm statistics over all ranks
   uint32_t seed = 0;
   static TrainHyper from_config(const Config& config);
@@ -171,6 +173,12 @@ int matmul_half_format(const std::string& precision);
 // TrainHyper::fuse_conv_pool asked for it and conv_pool_fusable(plan). When the experiment set the
 // key itself, says on stderr why the plan cannot fuse, or (cpu) that the fused layer gains nothing there.
 bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device device);
+
+// The conv2d → maxpool2d [→ dropout] runs a network runs with their epilogue fused
+// (train.fuse_conv_epilogue; none when it is off), after the layers the first conv + pool fusion
+// takes (`first_free`: 2 when that applies, else 0). When the experiment set the key itself and
+// no run qualifies, says so on stderr.
+std::vector<ConvEpilogueRun> use_fused_conv_epilogues(const ModelPlan& plan, const TrainHyper& hyper, size_t first_free);
 
 // Host-side initial weights for a plan (Philox keyed by seed, layer and parameter), identical for
 // every backend: one tensor per parameter in plan order.

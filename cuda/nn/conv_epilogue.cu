@@ -1,0 +1,76 @@
+// conv2d's epilogue fused with the maxpool2d and dropout after it, on the GPU
+// (train.fuse_conv_epilogue): the ops/conv_epilogue.h functors launched one call per window and
+// four channels where the buffers allow it (one 16-byte access per cell), else one channel.
+#include "conv_epilogue.h"
+
+#include <type_traits>
+
+#include "genrelab/cuda/launch.cuh"
+
+namespace genrelab::cuda::nn {
+
+using genrelab::nn::StepKey;
+
+void FusedConvEpilogue::reserve(int64_t n) {
+  const size_t count = size_t(n * run_.pooled_size());
+  if (count > argmax_.size()) ctx_.resize_tracked(argmax_, count);
+}
+
+ops::EpilogueDropout FusedConvEpilogue::dropout(bool training, const StepKey& key) {
+  ops::EpilogueDropout d;
+  d.on = training && run_.rate > 0.0f;
+  if (d.on) d.mask = ops::DropoutMask{key.seed, int(run_.dropout), run_.rate, run_.dropout_size, ctx_.dropout_step(key)};
+  return d;
+}
+
+void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped,
+                                int64_t n, bool training, const StepKey& key) {
+  uint8_t* argmax = nullptr;
+  if (training) {
+    reserve(n);
+    argmax = argmax_.data();
+    if (run_.dropout < 0) dropped = nullptr;
+  } else if (dropped) {
+    pooled = dropped;  // the dropout is the identity: the pooled map is its output
+    dropped = nullptr;
+  }
+  const ops::EpilogueDropout drop = dropout(training, key);
+  const int format = z16 ? ctx_.half_format() : ops::kHalfNone;
+  const int lanes = ops::conv_epilogue_lanes(run_.c, {z16 ? nullptr : z, pooled, dropped}, {z16}, argmax);
+  auto go = [&](auto lane_count, const auto* zp) {
+    constexpr int L = decltype(lane_count)::value;
+    using Z = std::remove_cv_t<std::remove_pointer_t<decltype(zp)>>;
+    const ops::ConvEpilogueGeom g = run_.geom(L);
+    ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
+      launch_1d(g.calls(m, L),
+                ops::ConvEpilogueForward<L, Z>{zp, format, bias, run_.act, run_.alpha, pooled, argmax, drop, dropped, g, n0},
+                ctx_.stream());
+    });
+  };
+  using Four = std::integral_constant<int, 4>;
+  using One = std::integral_constant<int, 1>;
+  if (lanes == 4) z16 ? go(Four(), z16) : go(Four(), z);
+  else z16 ? go(One(), z16) : go(One(), z);
+}
+
+void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
+                                 const StepKey& key) {
+  GENRELAB_CHECK(argmax_.size() >= size_t(n * run_.pooled_size()),
+                 "fused conv epilogue: backward without a training forward of the batch");
+  const ops::EpilogueDropout drop = dropout(true, key);
+  const int format = ctx_.half_format();
+  const uint8_t* argmax = argmax_.data();
+  auto go = [&](auto lane_count) {
+    constexpr int L = decltype(lane_count)::value;
+    const ops::ConvEpilogueGeom g = run_.geom(L);
+    ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
+      launch_1d(g.calls(m, L),
+                ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, g, n0},
+                ctx_.stream());
+    });
+  };
+  if (ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz}, {dz16}, argmax) == 4) go(std::integral_constant<int, 4>());
+  else go(std::integral_constant<int, 1>());
+}
+
+}  // namespace genrelab::cuda::nn

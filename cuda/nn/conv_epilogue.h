@@ -1,0 +1,40 @@
+// conv2d's epilogue fused with the maxpool2d and dropout after it, on the GPU
+// (train.fuse_conv_epilogue; the functors and their semantics are in ops/conv_epilogue.h). The conv
+// layer runs only its product (ConvProduct); this turns the product's z into the pooling layer's
+// output (and the dropout's), and the gradient of the run's last layer into the conv's dz.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu_layers.h"
+#include "genrelab/ops/conv_epilogue.h"
+
+namespace genrelab::cuda::nn {
+
+class FusedConvEpilogue {
+ public:
+  FusedConvEpilogue(const genrelab::nn::ConvEpilogueRun& run, GpuContext& ctx) : run_(run), ctx_(ctx) {}
+  const genrelab::nn::ConvEpilogueRun& run() const { return run_; }
+  // The argmax buffer for batches up to n (call before a step that may be captured).
+  void reserve(int64_t n);
+  // pooled (n, oh, ow, c) = max pooling of act(z + bias) over the windows; z (n, h, w, c) is the
+  // product's float z, or its 16-bit z16 when that is non-null (bf16/fp16); bias (c) or null.
+  // Training records the argmax and writes the dropout's output `dropped` (when the run has a
+  // dropout); inference writes the pooled map to `dropped` instead when it is non-null (the
+  // dropout is then the identity) and leaves `pooled` alone.
+  void forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped, int64_t n,
+               bool training, const genrelab::nn::StepKey& key);
+  // dz (n, h, w, c), and dz16 when non-null, from dy (n, oh, ow, c): the gradient of the run's
+  // last layer's output. Follows a training forward whose pooled map is `pooled`.
+  void backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
+                const genrelab::nn::StepKey& key);
+
+ private:
+  ops::EpilogueDropout dropout(bool training, const genrelab::nn::StepKey& key);
+
+  genrelab::nn::ConvEpilogueRun run_;
+  GpuContext& ctx_;
+  DeviceBuffer<uint8_t> argmax_;  // (n, oh, ow, c) offsets of the first maxima
+};
+
+}  // namespace genrelab::cuda::nn

@@ -1,0 +1,283 @@
+// conv2d's epilogue fused with the max pooling and dropout after it (ops/conv_epilogue.h,
+// train.fuse_conv_epilogue): the fused forward and backward against the layers' own functors run
+// one by one (BiasActivation / HalfBiasActivation, MaxPoolForward, DropoutApply, and backward
+// DropoutApply, MaxPoolBackwardDisjoint over a zeroed map, ActivationBackward(ToHalf)), which
+// they must equal bit for bit; which plans fuse; and the CPU network trained with and without it.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "genrelab/config.h"
+#include "genrelab/nn/model.h"
+#include "genrelab/nn/network.h"
+#include "genrelab/ops/conv_epilogue.h"
+#include "genrelab/ops/nn_gpu_extra.h"
+#include "genrelab/parallel_for.h"
+#include "nn_fixtures.h"
+#include "test_util.h"
+
+using namespace genrelab;
+using json = nlohmann::json;
+using test::random_vec;
+
+namespace {
+
+struct Case {
+  int64_t n, h, w, c, kh, kw;
+  int act;
+  float alpha;
+  bool bias;
+  float rate;  // 0: no dropout in the run
+  int format;  // ops::kHalf*: the product's z in 16 bits
+  std::string name() const {
+    return std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c) + " pool " +
+           std::to_string(kh) + "x" + std::to_string(kw) + " act " + std::to_string(act) + (bias ? " bias" : "") +
+           " rate " + std::to_string(rate) + " format " + std::to_string(format);
+  }
+};
+
+// Equal as floats (so +0 and −0 agree; the data hold no NaN).
+void require_equal(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+  REQUIRE(got.size() == want.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(got[i] == want[i]) && bad++ == 0) first = i;
+  INFO(what << ": " << bad << " of " << got.size() << " differ, first at " << first << ": " << got[first] << " vs "
+            << want[first]);
+  REQUIRE(bad == 0);
+}
+
+// The run one layer at a time and fused, forward and backward, with calls of `lanes` channels
+// launched one example at a time (so each launch's first example n0 is exercised).
+void check_case(const Case& t, int lanes) {
+  INFO(t.name() << ", " << lanes << " lanes");
+  const int64_t oh = t.h / t.kh, ow = t.w / t.kw;
+  const int64_t zcount = t.n * t.h * t.w * t.c, pcount = t.n * oh * ow * t.c;
+  // The product's z: coarse values so that windows tie (the first maximum must win on both sides).
+  std::vector<float> z = random_vec(zcount, 11, -2, 2);
+  for (float& v : z) v = std::round(v * 8.0f) / 8.0f;
+  std::vector<uint16_t> z16(static_cast<size_t>(zcount));
+  if (t.format != ops::kHalfNone)
+    for (size_t i = 0; i < z.size(); ++i) z16[i] = ops::float_to_half_bits(z[i] * 1.37f, t.format);
+  const std::vector<float> bias = random_vec(t.c, 12, -0.5, 0.5);
+  const float* b = t.bias ? bias.data() : nullptr;
+  const ops::DropoutStep step{7, 3};  // first example 3: the mask's element offset is not a multiple of 4
+  ops::DropoutMask mask{21, 5, t.rate, oh * ow * t.c, &step};
+
+  // One by one.
+  std::vector<float> y(static_cast<size_t>(zcount));
+  if (t.format != ops::kHalfNone) {
+    cpu_for_1d(zcount, ops::HalfBiasActivation{z16.data(), y.data(), b, t.c, t.format, t.act, t.alpha});
+  } else {
+    y = z;
+    cpu_for_1d(zcount, ops::BiasActivation<float>{y.data(), b, t.c, t.act, t.alpha});
+  }
+  const ops::PoolGeom pg{t.h, t.w, t.c, oh, ow, t.kh, t.kw, t.kh, t.kw, 0, 0};
+  std::vector<float> pooled(static_cast<size_t>(pcount)), dropped(static_cast<size_t>(pcount));
+  std::vector<uint8_t> argmax(static_cast<size_t>(pcount));
+  cpu_for_1d(pcount, ops::MaxPoolForward<1>{y.data(), pooled.data(), argmax.data(), pg});
+  if (t.rate > 0) cpu_for_1d(ops::DropoutApply<float>::groups(pcount), ops::DropoutApply<float>{mask, pooled.data(), dropped.data(), pcount});
+
+  const std::vector<float> dy = random_vec(pcount, 13, -1, 1);
+  std::vector<float> dpool = dy;
+  if (t.rate > 0) cpu_for_1d(ops::DropoutApply<float>::groups(pcount), ops::DropoutApply<float>{mask, dy.data(), dpool.data(), pcount});
+  std::vector<float> dmap(size_t(zcount), 0.0f), dz(static_cast<size_t>(zcount));
+  std::vector<uint16_t> dz16(static_cast<size_t>(zcount));
+  cpu_for_1d(pcount, ops::MaxPoolBackwardDisjoint<1>{dpool.data(), argmax.data(), dmap.data(), pg});
+  if (t.format != ops::kHalfNone)
+    cpu_for_1d(zcount, ops::ActivationBackwardToHalf{y.data(), dmap.data(), dz.data(), dz16.data(), t.format, t.act, t.alpha});
+  else
+    cpu_for_1d(zcount, ops::ActivationBackward<float>{y.data(), dmap.data(), dz.data(), t.act, t.alpha});
+
+  // Fused.
+  const ops::ConvEpilogueGeom g(t.h, t.w, t.c, t.kh, t.kw, lanes);
+  ops::EpilogueDropout drop;
+  drop.on = t.rate > 0;
+  drop.mask = mask;
+  std::vector<float> f_pooled(size_t(pcount), -7.0f), f_dropped(size_t(pcount), -7.0f);
+  std::vector<uint8_t> f_argmax(size_t(pcount), 255);
+  std::vector<float> f_dz(size_t(zcount), -7.0f);
+  std::vector<uint16_t> f_dz16(size_t(zcount), 0xffff);
+  auto run = [&](auto lane_count) {
+    constexpr int L = decltype(lane_count)::value;
+    for (int64_t e = 0; e < t.n; ++e) {
+      float* d = t.rate > 0 ? f_dropped.data() : nullptr;
+      if (t.format != ops::kHalfNone)
+        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, uint16_t>{z16.data(), t.format, b, t.act, t.alpha, f_pooled.data(),
+                                                                         f_argmax.data(), drop, d, g, e});
+      else
+        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, float>{z.data(), ops::kHalfNone, b, t.act, t.alpha,
+                                                                      f_pooled.data(), f_argmax.data(), drop, d, g, e});
+    }
+    for (int64_t e = 0; e < t.n; ++e)
+      cpu_for_1d(g.calls(1, L), ops::ConvEpilogueBackward<L>{dy.data(), f_pooled.data(),
+                                                             f_argmax.data(), drop, t.act, t.alpha, f_dz.data(),
+                                                             t.format != ops::kHalfNone ? f_dz16.data() : nullptr,
+                                                             t.format, g, e});
+  };
+  if (lanes == 4) run(std::integral_constant<int, 4>());
+  else run(std::integral_constant<int, 1>());
+
+  require_equal(f_pooled, pooled, "pooled");
+  CHECK(f_argmax == argmax);
+  if (t.rate > 0) require_equal(f_dropped, dropped, "dropped");
+  require_equal(f_dz, dz, "dz");
+  if (t.format != ops::kHalfNone) {
+    // dz16 of ±0 may differ in sign only.
+    size_t bad = 0;
+    for (size_t i = 0; i < dz16.size(); ++i)
+      if (f_dz16[i] != dz16[i] && ((f_dz16[i] | dz16[i]) & 0x7fff) != 0) ++bad;
+    CHECK(bad == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused conv epilogue equals bias + activation, max pooling and dropout one by one", "[nn][conv_epilogue]") {
+  using namespace ops;
+  // (n, h, w, c, kh, kw, act, alpha, bias, rate, format)
+  const std::vector<Case> cases = {
+      {2, 6, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfNone},       // a column no window covers
+      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.5f, kHalfNone},       // and a row
+      {3, 9, 14, 4, 4, 4, kActRelu, 0, true, 0.1f, kHalfNone},      // the baseline's third pooling
+      {2, 13, 13, 8, 6, 6, kActRelu, 0, false, 0.0f, kHalfNone},    // its fourth, no dropout
+      {2, 5, 7, 3, 1, 3, kActElu, 1.0f, true, 0.25f, kHalfNone},    // 3 channels: one a call
+      {2, 6, 6, 4, 2, 3, kActLeakyRelu, 0.2f, true, 0.3f, kHalfNone},
+      {2, 6, 8, 4, 2, 2, kActTanh, 0, true, 0.0f, kHalfNone},
+      {2, 6, 8, 4, 2, 2, kActSigmoid, 0, false, 0.2f, kHalfNone},
+      {2, 6, 8, 4, 3, 2, kActNone, 0, true, 0.2f, kHalfNone},
+      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfBf16},       // the product's 16-bit z and dz
+      {2, 7, 9, 8, 2, 2, kActElu, 0.5f, true, 0.1f, kHalfFp16},
+      {2, 6, 8, 4, 2, 2, kActNone, 0, false, 0.0f, kHalfBf16},
+  };
+  for (const Case& t : cases) {
+    if (t.c % 4 == 0) check_case(t, 4);
+    check_case(t, 1);
+  }
+}
+
+TEST_CASE("fused conv epilogue: geometry, launches and lanes", "[nn][conv_epilogue]") {
+  using G = ops::ConvEpilogueGeom;
+  // Tiling: stride = window, no padding, floor division.
+  CHECK(G::tiles(62, 601, 2, 2, 2, 2, 0, 0, 31, 300));
+  CHECK_FALSE(G::tiles(62, 601, 3, 3, 2, 2, 0, 0, 30, 300));  // overlapping windows
+  CHECK_FALSE(G::tiles(62, 601, 2, 2, 2, 2, 0, 1, 31, 301));  // "same" padding
+  CHECK_FALSE(G::tiles(62, 601, 2, 2, 3, 3, 0, 0, 21, 200));  // gaps between windows
+  // The baseline's second pooling: 31·300·128/4 calls an example; launches stay under 2^31 calls.
+  const G g(62, 601, 128, 2, 2, 4);
+  CHECK(g.calls(1, 4) == 31 * 300 * 32);
+  CHECK(g.examples_per_launch(4) == ((int64_t(1) << 31) - 1) / (31 * 300 * 32));
+  std::vector<std::pair<int64_t, int64_t>> launches;
+  const G wide(62, 601, 128, 2, 2, 1);
+  ops::for_each_conv_epilogue_launch(wide, 1, 5000, [&](int64_t n0, int64_t m) { launches.push_back({n0, m}); });
+  const int64_t per = ((int64_t(1) << 31) - 1) / (31 * 300 * 128);
+  REQUIRE(launches.size() == size_t((5000 + per - 1) / per));
+  CHECK(launches[1] == std::make_pair(per, per));
+  CHECK(launches.back().first + launches.back().second == 5000);
+  // Window of the last call of example 2.
+  const auto win = g.window<4>(g.calls(1, 4) - 1, 2);
+  CHECK(win.n == 2);
+  CHECK(win.oy == 30);
+  CHECK(win.ox == 299);
+  CHECK(win.c0 == 124);
+  CHECK(win.o == 3 * 31 * 300 * 128 - 4);
+  // Four channels a call only with every buffer aligned for it.
+  alignas(16) float f[8];
+  alignas(16) uint16_t h[8];
+  alignas(16) uint8_t a[8];
+  CHECK(ops::conv_epilogue_lanes(8, {f}, {h}, a) == 4);
+  CHECK(ops::conv_epilogue_lanes(6, {f}, {h}, a) == 1);
+  CHECK(ops::conv_epilogue_lanes(8, {f + 1}, {h}, a) == 1);
+  CHECK(ops::conv_epilogue_lanes(8, {f}, {h + 2}, a) == 1);
+  CHECK(ops::conv_epilogue_lanes(8, {f, nullptr}, {nullptr}, a + 1) == 1);
+  CHECK(ops::conv_epilogue_lanes(8, {f, nullptr}, {nullptr}, nullptr) == 4);
+}
+
+TEST_CASE("fused conv epilogue: which layers of a plan fuse", "[nn][conv_epilogue]") {
+  // The baseline: conv2 → pool → dropout, conv3 → pool 4x4 → dropout, conv4 → pool 6x6 → dropout
+  // after the first pair (which train.fuse_conv_pool takes); from layer 0 the first pair too.
+  const Config config;
+  const nn::ModelPlan plan = nn::plan_model(config, {128, 1206, 1}, 10);
+  const auto runs = nn::conv_epilogue_runs(plan, 2);
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[0].conv == 3);
+  CHECK(runs[0].pool == 4);
+  CHECK(runs[0].dropout == 5);
+  CHECK(runs[0].h == 62);
+  CHECK(runs[0].w == 601);
+  CHECK(runs[0].c == 128);
+  CHECK(runs[0].pooled_size() == 31 * 300 * 128);
+  CHECK(runs[0].rate == 0.1f);
+  CHECK(runs[0].dropout_size == 31 * 300 * 128);
+  CHECK(runs[1].conv == 6);
+  CHECK(runs[1].kh == 4);
+  CHECK(runs[2].conv == 9);
+  CHECK(runs[2].kh == 6);
+  CHECK(runs[2].last() == 11);
+  CHECK(nn::conv_epilogue_runs(plan, 0).size() == 4);
+
+  const json conv = {{"type", "conv2d"}, {"filters", 4}, {"kernel", 2}, {"activation", "relu"}};
+  const json flatten = {{"type", "flatten"}};
+  const json head = {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}};
+  auto runs_of = [&](json pool) {
+    return nn::conv_epilogue_runs(nn::plan_layers(json::array({conv, pool, flatten, head}), {10, 10, 1}, 3), 0);  // conv output 9 x 9
+  };
+  const auto plain = runs_of({{"type", "maxpool2d"}, {"size", 2}});
+  REQUIRE(plain.size() == 1);
+  CHECK(plain[0].dropout == -1);
+  CHECK(plain[0].last() == 1);
+  CHECK(runs_of({{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}}).empty());      // overlapping windows
+  CHECK(runs_of({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}).empty());  // padded
+  CHECK(runs_of({{"type", "avgpool2d"}, {"size", 2}}).empty());
+
+  // Set by the experiment but impossible: a note; by default, quiet.
+  nn::TrainHyper h = nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.fuse_conv_epilogue=true"}));
+  CHECK(h.fuse_conv_epilogue);
+  const auto avg =
+      nn::plan_layers(json::array({conv, {{"type", "avgpool2d"}, {"size", 2}}, flatten, head}), {9, 9, 1}, 3);
+  auto said = [](const nn::ModelPlan& p, const nn::TrainHyper& hyper, size_t& runs) {
+    std::ostringstream err;
+    std::streambuf* old = std::cerr.rdbuf(err.rdbuf());
+    runs = nn::use_fused_conv_epilogues(p, hyper, 0).size();
+    std::cerr.rdbuf(old);
+    return err.str();
+  };
+  size_t used = 9;
+  CHECK(said(avg, h, used).find("note: train.fuse_conv_epilogue:") != std::string::npos);
+  CHECK(used == 0);
+  const nn::TrainHyper by_default = nn::TrainHyper::from_config(Config::load_or_defaults("", {}));
+  CHECK(by_default.fuse_conv_epilogue);
+  CHECK_FALSE(by_default.fuse_conv_epilogue_set);
+  CHECK(said(avg, by_default, used).empty());
+  CHECK(used == 0);
+  nn::TrainHyper off = by_default;
+  off.fuse_conv_epilogue = false;
+  CHECK(nn::use_fused_conv_epilogues(plan, off, 2).empty());
+}
+
+// The CPU network with the fused epilogues (three runs, the first pair unfused) against the same
+// network without: 12 Adam steps (a partial last batch), per-step losses, every state tensor and
+// predictions, equal bit for bit in fp32 and under bf16 (the product's rounded z and dz).
+TEST_CASE("fused conv epilogue trains what the layers one by one train", "[nn][conv_epilogue]") {
+  const std::string precision = GENERATE("fp32", "bf16");
+  INFO(precision);
+  const auto plan = nn::plan_layers(test::conv_epilogue_cnn(), {21, 31, 1}, 3);
+  auto run = [&](bool fuse) {
+    nn::TrainHyper h;
+    h.seed = 4;
+    h.precision = precision;
+    h.fuse_conv_epilogue = fuse;
+    REQUIRE(nn::use_fused_conv_epilogues(plan, h, 0).size() == (fuse ? 3 : 0));
+    return test::train_cpu_cycling(plan, h);
+  };
+  const test::CpuTrained fused = run(true), unfused = run(false);
+  CHECK(fused.losses == unfused.losses);
+  CHECK(fused.losses.front() != fused.losses.back());  // it trains
+  REQUIRE(fused.state.size() == unfused.state.size());
+  for (size_t i = 0; i < fused.state.size(); ++i) require_equal(fused.state[i].data, unfused.state[i].data, fused.state[i].name);
+  require_equal(fused.probs, unfused.probs, "predict");
+}
