@@ -233,6 +233,31 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     const float* w = param(0);
     float ms = 0;
     std::string what;
+    try {
+      ms = time_engine(pass, n, data, w, what);
+    } catch (const std::exception& e) {
+      // A recoverable failure (out of memory for the columns, a launch or cuBLAS call refused)
+      // leaves this pass on cuDNN; one that broke the context fails again at the next call anyway,
+      // with its own message.
+      cudaGetLastError();
+      log_engine(shape, pass, std::string("the engine failed: ") + e.what(), false);
+      if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
+      return pass == ConvPass::backward_data;  // it may have overwritten the columns
+    }
+    a.gemm[p] = ms < a.ms[p];
+    // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
+    if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
+    char times[96];
+    std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
+    log_engine(shape, pass, times, a.gemm[p]);
+    return pass == ConvPass::backward_data;
+  }
+
+  // Milliseconds of `pass` on the GEMM engine (timing data as in choose_engine); `what` says how
+  // the kernel gradient ran.
+  float time_engine(ConvPass pass, int64_t n, const TimingData& data, const float* w, std::string& what) {
+    ConvAlgos& a = *algos_;
+    float ms = 0;
     switch (pass) {
       case ConvPass::forward:
         ms = time_on_stream([&] { gemm_->forward(data.x, w, data.out, n); });
@@ -255,13 +280,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
         ms = time_on_stream([&] { gemm_->backward_data(data.dz, w, data.out, n); });
         break;
     }
-    a.gemm[p] = ms < a.ms[p];
-    // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
-    if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
-    char times[96];
-    std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
-    log_engine(shape, pass, times, a.gemm[p]);
-    return pass == ConvPass::backward_data;
+    return ms;
   }
 
   // Milliseconds of one run of `run` on the stream: the median of five, after one untimed run.
