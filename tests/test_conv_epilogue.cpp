@@ -83,11 +83,11 @@ void check_case(const Case& t, int lanes) {
   if (t.rate > 0) cpu_for_1d(ops::DropoutApply<float>::groups(pcount), ops::DropoutApply<float>{mask, pooled.data(), dropped.data(), pcount});
 
   const std::vector<float> dy = random_vec(pcount, 13, -1, 1);
-  std::vector<float> dpool = dy;
-  if (t.rate > 0) cpu_for_1d(ops::DropoutApply<float>::groups(pcount), ops::DropoutApply<float>{mask, dy.data(), dpool.data(), pcount});
+  std::vector<float> dpool_in = dy;  // the gradient reaching the pooling
+  if (t.rate > 0) cpu_for_1d(ops::DropoutApply<float>::groups(pcount), ops::DropoutApply<float>{mask, dy.data(), dpool_in.data(), pcount});
   std::vector<float> dmap(size_t(zcount), 0.0f), dz(static_cast<size_t>(zcount));
   std::vector<uint16_t> dz16(static_cast<size_t>(zcount));
-  cpu_for_1d(pcount, ops::MaxPoolBackwardDisjoint<1>{dpool.data(), argmax.data(), dmap.data(), pg});
+  cpu_for_1d(pcount, ops::MaxPoolBackwardDisjoint<1>{dpool_in.data(), argmax.data(), dmap.data(), pg});
   if (t.format != ops::kHalfNone)
     cpu_for_1d(zcount, ops::ActivationBackwardToHalf{y.data(), dmap.data(), dz.data(), dz16.data(), t.format, t.act, t.alpha});
   else
@@ -102,6 +102,8 @@ void check_case(const Case& t, int lanes) {
   std::vector<uint8_t> f_argmax(size_t(pcount), 255);
   std::vector<float> f_dz(size_t(zcount), -7.0f);
   std::vector<uint16_t> f_dz16(size_t(zcount), 0xffff);
+  std::vector<float> f_dpool(static_cast<size_t>(pcount), -7.0f);
+  std::vector<uint16_t> f_dz16_only(static_cast<size_t>(zcount), 0xffff);
   auto run = [&](auto lane_count) {
     constexpr int L = decltype(lane_count)::value;
     for (int64_t e = 0; e < t.n; ++e) {
@@ -117,7 +119,12 @@ void check_case(const Case& t, int lanes) {
       cpu_for_1d(g.calls(1, L), ops::ConvEpilogueBackward<L>{dy.data(), f_pooled.data(),
                                                              f_argmax.data(), drop, t.act, t.alpha, f_dz.data(),
                                                              t.format != ops::kHalfNone ? f_dz16.data() : nullptr,
-                                                             t.format, g, e});
+                                                             t.format, f_dpool.data(), g, e});
+    // Under bf16/fp16 the product reads only dz16: the same values without the float dz.
+    if (t.format != ops::kHalfNone)
+      for (int64_t e = 0; e < t.n; ++e)
+        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueBackward<L>{dy.data(), f_pooled.data(), f_argmax.data(), drop, t.act,
+                                                               t.alpha, nullptr, f_dz16_only.data(), t.format, nullptr, g, e});
   };
   if (lanes == 4) run(std::integral_constant<int, 4>());
   else run(std::integral_constant<int, 1>());
@@ -126,7 +133,19 @@ void check_case(const Case& t, int lanes) {
   CHECK(f_argmax == argmax);
   if (t.rate > 0) require_equal(f_dropped, dropped, "dropped");
   require_equal(f_dz, dz, "dz");
+  // dpool: the gradient at each window's maximum, so its sums per channel are dz's.
+  std::vector<float> dpool_ref(static_cast<size_t>(pcount));
+  for (int64_t o = 0; o < pcount; ++o)
+    dpool_ref[size_t(o)] = dpool_in[size_t(o)] * ops::activation_grad<float>(t.act, pooled[size_t(o)], t.alpha);
+  require_equal(f_dpool, dpool_ref, "dpool");
+  for (int64_t ch = 0; ch < t.c; ++ch) {
+    double from_dz = 0, from_dpool = 0;
+    for (int64_t i = ch; i < zcount; i += t.c) from_dz += dz[size_t(i)];
+    for (int64_t o = ch; o < pcount; o += t.c) from_dpool += f_dpool[size_t(o)];
+    CHECK(std::fabs(from_dz - from_dpool) <= 1e-12 * (1 + std::fabs(from_dz)));
+  }
   if (t.format != ops::kHalfNone) {
+    CHECK(f_dz16_only == f_dz16);
     // dz16 of ±0 may differ in sign only.
     size_t bad = 0;
     for (size_t i = 0; i < dz16.size(); ++i)

@@ -916,9 +916,10 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
 // train.fuse_conv_epilogue: the same 20 steps with each conv2d's bias + activation, max pooling
 // and dropout fused (ops/conv_epilogue.h) and one by one, on the GPU, eager and graphed, fp32 and
 // bf16 (the product's 16-bit z and dz), deterministic so both use the same cuDNN algorithms. The
-// fused passes compute the layers' own arithmetic, so losses, every state tensor and predictions
-// are equal (a 1e-6 relative allowance). The first pair is fused too (train.fuse_conv_pool), so
-// two runs fuse: 8 channels (four a call) and 6 (one a call) with elu.
+// fused passes compute the layers' own arithmetic; only the bias gradient sums the same values in
+// another order (cuBLAS over the gradient at each window's maximum instead of the whole dz), so
+// losses, every state tensor and predictions agree to 1e-5 relative. The first pair is fused too
+// (train.fuse_conv_pool), so two runs fuse: 8 channels (four a call) and 6 (one a call) with elu.
 TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const auto plan = nn::plan_layers(test::conv_epilogue_cnn(), {21, 31, 1}, 4);
@@ -941,11 +942,11 @@ TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
       };
       const Trained fused = run(true), unfused = run(false);
       for (size_t i = 0; i < fused.losses.size(); ++i)
-        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= 1e-6 * std::fabs(unfused.losses[i]));
+        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= 1e-5 * std::fabs(unfused.losses[i]));
       CHECK(fused.losses.front() != fused.losses.back());
       REQUIRE(fused.state.size() == unfused.state.size());
-      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, 1e-6, fused.state[i].name);
-      require_rel(fused.probs, unfused.probs, 1e-6, "predict");
+      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, 1e-5, fused.state[i].name);
+      require_rel(fused.probs, unfused.probs, 1e-5, "predict");
     }
   }
 }

@@ -110,13 +110,16 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     } else if (half_) {
       dzc = to_half(dz, ycount, y16_);
     }
+    if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
     products_backward(x, dz, dzc, dx, n, cols_ready);
   }
 
   uint16_t* dz16(int64_t n) override { return half_ ? grown(y16_, n * desc_.out.size()) : nullptr; }
 
-  void backward_product(const float* x, const float* z, const float* dz, float* dx, int64_t n) override {
+  void backward_product(const float* x, const float* z, const float* dz, const float* bias_dz, int64_t bias_rows,
+                        float* dx, int64_t n) override {
     const bool cols_ready = prepare_backward(x, z, dx, n);
+    if (has_bias_) add_bias_grad(ctx_, bias_dz, grad(1), bias_rows, desc_.out.c);
     products_backward(x, dz, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready);
   }
 
@@ -166,12 +169,12 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     return cols_ready;
   }
 
-  // Bias, kernel and input gradients from dz (float; dzc: what cuDNN reads, dz or its 16-bit copy).
+  // Kernel and input gradients from dz (float, what the GEMM engine reads; dzc: what cuDNN reads,
+  // dz or its 16-bit copy).
   void products_backward(const float* x, const float* dz, const void* dzc, float* dx, int64_t n, bool cols_ready) {
     const float* xin = asym_ ? xpad_.data() : x;
     const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
     const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
-    if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
     const float one = 1.0f, zero = 0.0f;
     if (on_gemm(ConvPass::backward_filter)) {
       gemm_->backward_filter(x, dz, grad(0), n, cols_ready, algos_->gemm_filter_splits);

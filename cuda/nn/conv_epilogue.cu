@@ -14,6 +14,7 @@ using genrelab::nn::StepKey;
 void FusedConvEpilogue::reserve(int64_t n) {
   const size_t count = size_t(n * run_.pooled_size());
   if (count > argmax_.size()) ctx_.resize_tracked(argmax_, count);
+  if (count > dpool_.size()) ctx_.resize_tracked(dpool_, count);
 }
 
 ops::EpilogueDropout FusedConvEpilogue::dropout(bool training, const StepKey& key) {
@@ -60,16 +61,17 @@ void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz
   const ops::EpilogueDropout drop = dropout(true, key);
   const int format = ctx_.half_format();
   const uint8_t* argmax = argmax_.data();
+  float* dpool = dpool_.data();
   auto go = [&](auto lane_count) {
     constexpr int L = decltype(lane_count)::value;
     const ops::ConvEpilogueGeom g = run_.geom(L);
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
       launch_1d(g.calls(m, L),
-                ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, g, n0},
+                ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, dpool, g, n0},
                 ctx_.stream());
     });
   };
-  if (ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz}, {dz16}, argmax) == 4) go(std::integral_constant<int, 4>());
+  if (ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz, dpool}, {dz16}, argmax) == 4) go(std::integral_constant<int, 4>());
   else go(std::integral_constant<int, 1>());
 }
 

@@ -15,7 +15,7 @@ class FusedConvEpilogue {
  public:
   FusedConvEpilogue(const genrelab::nn::ConvEpilogueRun& run, GpuContext& ctx) : run_(run), ctx_(ctx) {}
   const genrelab::nn::ConvEpilogueRun& run() const { return run_; }
-  // The argmax buffer for batches up to n (call before a step that may be captured).
+  // The argmax and dpool buffers for batches up to n (call before a step that may be captured).
   void reserve(int64_t n);
   // pooled (n, oh, ow, c) = max pooling of act(z + bias) over the windows; z (n, h, w, c) is the
   // product's float z, or its 16-bit z16 when that is non-null (bf16/fp16); bias (c) or null.
@@ -24,10 +24,13 @@ class FusedConvEpilogue {
   // dropout is then the identity) and leaves `pooled` alone.
   void forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped, int64_t n,
                bool training, const genrelab::nn::StepKey& key);
-  // dz (n, h, w, c), and dz16 when non-null, from dy (n, oh, ow, c): the gradient of the run's
-  // last layer's output. Follows a training forward whose pooled map is `pooled`.
+  // dz (n, h, w, c) (unless null: bf16/fp16, where the product reads only dz16) and dz16 (when
+  // non-null) from dy (n, oh, ow, c), the gradient of the run's last layer's output; and dpool(),
+  // the gradient at each window's maximum. Follows a training forward whose pooled map is `pooled`.
   void backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
                 const genrelab::nn::StepKey& key);
+  // (n, oh, ow, c) after backward: dz's only non-zero values, what the bias gradient sums.
+  const float* dpool() const { return dpool_.data(); }
 
  private:
   ops::EpilogueDropout dropout(bool training, const genrelab::nn::StepKey& key);
@@ -35,6 +38,7 @@ class FusedConvEpilogue {
   genrelab::nn::ConvEpilogueRun run_;
   GpuContext& ctx_;
   DeviceBuffer<uint8_t> argmax_;  // (n, oh, ow, c) offsets of the first maxima
+  DeviceBuffer<float> dpool_;     // (n, oh, ow, c) the gradient at each maximum
 };
 
 }  // namespace genrelab::cuda::nn

@@ -509,9 +509,14 @@ class CudaNetwork final : public Network {
         {
           NvtxRange range(bwd_names_[c].c_str());
           auto* conv = dynamic_cast<cuda::nn::ConvProduct*>(layers_[c].get());
-          // dz into the other buffer, then the conv's dx back into dy's, which the next layer down reads.
-          epilogue_at_[i]->backward(dy, act_[run.pool], dx, conv->dz16(n), n, key);
-          conv->backward_product(c == 0 ? x : act_[c - 1], act_[c], dx, c == 0 ? nullptr : dy, n);
+          // dz into the other buffer (bf16/fp16: only its 16-bit copy, which the conv keeps), then
+          // the conv's dx back into dy's, which the next layer down reads; the bias gradient from
+          // the gradient at each window's maximum.
+          uint16_t* dz16 = conv->dz16(n);
+          float* dz = dz16 ? nullptr : dx;
+          epilogue_at_[i]->backward(dy, act_[run.pool], dz, dz16, n, key);
+          conv->backward_product(c == 0 ? x : act_[c - 1], act_[c], dz, epilogue_at_[i]->dpool(),
+                                 n * run.pooled_size() / run.c, c == 0 ? nullptr : dy, n);
         }
         for (size_t j = i + 1; j-- > c;) all_reduce_layer(j);
         i = c;

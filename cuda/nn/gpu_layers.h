@@ -54,10 +54,13 @@ class ConvProduct {
   // Under bf16/fp16, the 16-bit dz (n, oh, ow, k) buffer that backward_product reads besides dz
   // (the epilogue's backward fills both); else null.
   virtual uint16_t* dz16(int64_t n) = 0;
-  // Follows a training forward_product of the same x: the bias and kernel gradients (added) and dx
-  // (null: not wanted) from dz (n, oh, ow, k). z: the forward's float z buffer (a stand-in input
-  // when the GEMM engine is timed; its contents do not matter).
-  virtual void backward_product(const float* x, const float* z, const float* dz, float* dx, int64_t n) = 0;
+  // Follows a training forward_product of the same x: the kernel gradient (added) and dx (null: not
+  // wanted) from dz (n, oh, ow, k), or under bf16/fp16 from dz16() (dz may then be null); the bias
+  // gradient (added) from bias_dz (bias_rows, k), rows that hold every non-zero value of dz (the
+  // fused epilogue's gradient at each pooling window's maximum). z: the forward's float z buffer (a
+  // stand-in input when the GEMM engine is timed; its contents do not matter).
+  virtual void backward_product(const float* x, const float* z, const float* dz, const float* bias_dz,
+                                int64_t bias_rows, float* dx, int64_t n) = 0;
 };
 
 // One layer of the registry.

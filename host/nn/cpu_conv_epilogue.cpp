@@ -62,7 +62,7 @@ void CpuConvEpilogue::backward(const float* dy, const float* pooled, float* dz, 
     const ops::ConvEpilogueGeom g = run_.geom(L);
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
       cpu_for_1d(g.calls(m, L), ops::ConvEpilogueBackward<L>{dy, pooled, argmax_.data(), drop, run_.act, run_.alpha, dz,
-                                                             nullptr, ops::kHalfNone, g, n0});
+                                                             nullptr, ops::kHalfNone, nullptr, g, n0});
     });
   });
 }

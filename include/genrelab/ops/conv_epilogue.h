@@ -162,8 +162,10 @@ struct ConvEpilogueForward {
 
 // Backward, one call per window and L channels (launched as the forward): dz over the
 // window's cells (and, for the last window of a row or column, the uncovered cells beyond it) is
-// g · act'(pooled) at the recorded maximum and +0 elsewhere, with g = dy, or dy through the
-// dropout's mask. Under bf16/fp16 also dz rounded to 16 bits (dz16), what the product's backward reads.
+// d = g · act'(pooled) at the recorded maximum and +0 elsewhere, with g = dy, or dy through the
+// dropout's mask. Under bf16/fp16 also dz rounded to 16 bits (dz16), what the product's backward
+// reads (dz itself may then be null). dpool (optional) gets each window's d: the only non-zero
+// values of dz, so the bias gradient (their sum per channel) can read a quarter of the data or less.
 template <int L>
 struct ConvEpilogueBackward {
   const float* dy;        // dy: (n, oh, ow, c), the gradient of `dropped` (dropout fused) or of `pooled`
@@ -175,6 +177,7 @@ struct ConvEpilogueBackward {
   float* dz;              // dz: (n, h, w, c)
   uint16_t* dz16;         // dz16: (n, h, w, c) in `format`, or null
   int format;
+  float* dpool;           // dpool: (n, oh, ow, c), or null
   ConvEpilogueGeom g;
   int64_t n0 = 0;         // the launch's first example
 
@@ -191,7 +194,9 @@ struct ConvEpilogueBackward {
       const float scale = dropout.scale();
       for (int l = 0; l < L; ++l) d[l] = keep[l] ? d[l] * scale : 0.0f;
     }
-    for (int l = 0; l < L; ++l) d[l] = d[l] * activation_grad<float>(act, yv.v[l], alpha);
+    Lanes<float, L> dv;
+    for (int l = 0; l < L; ++l) d[l] = dv.v[l] = d[l] * activation_grad<float>(act, yv.v[l], alpha);
+    if (dpool) store_lanes(dpool + win.o, dv);
     const int64_t r0 = win.oy * g.kh, s0 = win.ox * g.kw;
     const int64_t r1 = win.oy == g.oh - 1 ? g.h : r0 + g.kh, s1 = win.ox == g.ow - 1 ? g.w : s0 + g.kw;
     for (int64_t r = r0; r < r1; ++r) {
@@ -201,8 +206,7 @@ struct ConvEpilogueBackward {
         const bool inside = r - r0 < g.kh && s - s0 < g.kw;
         Lanes<float, L> out;
         for (int l = 0; l < L; ++l) out.v[l] = inside && off == int64_t(at.v[l]) ? d[l] : 0.0f;
-        float* p = dz + first + (s - s0) * g.c;
-        store_lanes(p, out);
+        if (dz) store_lanes(dz + first + (s - s0) * g.c, out);
         if (dz16) {
           Lanes<uint16_t, L> h;
           for (int l = 0; l < L; ++l) h.v[l] = float_to_half_bits(out.v[l], format);
