@@ -232,6 +232,7 @@ TEST_CASE("fused conv epilogue: which layers of a plan fuse", "[nn][conv_epilogu
   CHECK(runs[0].pooled_size() == 31 * 300 * 128);
   CHECK(runs[0].rate == 0.1f);
   CHECK(runs[0].dropout_size == 31 * 300 * 128);
+  CHECK(runs[0].name == "conv2d_2+maxpool2d_2+dropout_2");
   CHECK(runs[1].conv == 6);
   CHECK(runs[1].kh == 4);
   CHECK(runs[2].conv == 9);
@@ -249,6 +250,7 @@ TEST_CASE("fused conv epilogue: which layers of a plan fuse", "[nn][conv_epilogu
   REQUIRE(plain.size() == 1);
   CHECK(plain[0].dropout == -1);
   CHECK(plain[0].last() == 1);
+  CHECK(plain[0].name == "conv2d_1+maxpool2d_1");
   CHECK(runs_of({{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}}).empty());      // overlapping windows
   CHECK(runs_of({{"type", "maxpool2d"}, {"size", 2}, {"padding", "same"}}).empty());  // padded
   CHECK(runs_of({{"type", "avgpool2d"}, {"size", 2}}).empty());

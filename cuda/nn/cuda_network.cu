@@ -125,10 +125,8 @@ class CudaNetwork final : public Network {
     for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
       epilogues_.push_back(std::make_unique<cuda::nn::FusedConvEpilogue>(run, ctx_));
       epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
-      std::string names = plan_.layers[run.conv].name + "+" + plan_.layers[run.pool].name;
-      if (run.dropout >= 0) names += "+" + plan_.layers[size_t(run.dropout)].name;
-      fwd_names_[run.conv] = "fwd " + names;
-      bwd_names_[run.conv] = "bwd " + names;
+      fwd_names_[run.conv] = "fwd " + run.name;
+      bwd_names_[run.conv] = "bwd " + run.name;
     }
     capture_fault_ = std::getenv("GENRELAB_TEST_CUDA_GRAPH_FAULT") != nullptr;
     sq_.resize(std::max<size_t>(trainable_.size(), 1));

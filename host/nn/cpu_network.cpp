@@ -86,10 +86,8 @@ class CpuNetwork final : public Network {
     for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
       epilogues_.push_back(std::make_unique<CpuConvEpilogue>(run));
       epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
-      std::string names = plan_.layers[run.conv].name + "+" + plan_.layers[run.pool].name;
-      if (run.dropout >= 0) names += "+" + plan_.layers[size_t(run.dropout)].name;
-      fwd_names_[run.conv] = "fwd " + names;
-      bwd_names_[run.conv] = "bwd " + names;
+      fwd_names_[run.conv] = "fwd " + run.name;
+      bwd_names_[run.conv] = "bwd " + run.name;
     }
     load_weights(initial_weights(plan_, hyper_));
   }

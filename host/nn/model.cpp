@@ -374,10 +374,12 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
     run.conv = i, run.pool = i + 1;
     run.h = pool.in.h, run.w = pool.in.w, run.c = pool.in.c, run.kh = p.kh, run.kw = p.kw;
     run.act = int(activation_of(L[i])), run.alpha = float(activation_alpha(L[i]));
+    run.name = L[i].name + "+" + pool.name;
     if (i + 2 < L.size() && L[i + 2].type == "dropout") {
       run.dropout = int64_t(i + 2);
       run.rate = float(L[i + 2].spec["rate"].get<double>());
       run.dropout_size = L[i + 2].out.size();
+      run.name += "+" + L[i + 2].name;
     }
     runs.push_back(run);
     i = run.last();

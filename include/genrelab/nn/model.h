@@ -125,6 +125,7 @@ struct ConvEpilogueRun {
   float alpha = 0;
   float rate = 0;                               // the dropout's rate and elements per example (0 without)
   int64_t dropout_size = 0;
+  std::string name;                             // the layers' names joined by "+" (its NVTX ranges)
   size_t last() const { return dropout >= 0 ? size_t(dropout) : pool; }
   int64_t pooled_size() const { return (h / kh) * (w / kw) * c; }  // per example
   ops::ConvEpilogueGeom geom(int lanes) const;  // for calls of `lanes` channels
