@@ -27,6 +27,7 @@
 #include "test_util.h"
 
 #if GENRELAB_HAVE_CUDA
+#include "../cuda/nn/conv_epilogue.h"
 #include "../cuda/nn/conv_pool.h"
 #include "../cuda/nn/gpu_layers.h"
 #include "genrelab/cuda/check.h"
@@ -1010,6 +1011,69 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
         double scale = 0;
         for (float v : want) scale = std::max(scale, double(std::fabs(v)));
         test::require_close(got, want, (bf16 ? 1.0 / 256 : 1e-4) * scale, bf16 ? 1.0 / 256 : 1e-4, what);
+      }
+    }
+  }
+}
+
+// The fused conv epilogue's kernels against the CPU's loop over the same functors at the
+// baseline's sizes (its second, third and fourth conv runs: 2 × 2, 4 × 4 and 6 × 6 windows over
+// 128 to 512 channels, uncovered rows and columns, dropout 0.1), batch 3, fp32 and bf16 (16-bit z
+// and dz16). relu, adds and scalings are exact in IEEE arithmetic on both sides, so pooled map,
+// dropout output, dz and dz16 must be equal; the gradient at each maximum (dpool, what the GPU's
+// bias gradient reads) sums per channel to dz's sums.
+TEST_CASE("nn gpu fused conv epilogue equals the CPU functors at the baseline's sizes", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const Config config;
+  const nn::ModelPlan plan = nn::plan_model(config, {128, 1206, 1}, 10);
+  const int64_t n = 3;
+  const nn::StepKey key{17, 5, 64};
+  for (const nn::ConvEpilogueRun& run : nn::conv_epilogue_runs(plan, 2)) {
+    const int64_t zcount = n * run.h * run.w * run.c, pcount = n * run.pooled_size();
+    std::vector<float> z = test::random_vec(zcount, 41, -1.0, 1.0);
+    const auto bias = test::random_vec(run.c, 42, -0.2, 0.2);
+    const auto dy = test::random_vec(pcount, 43, -1.0, 1.0);
+    for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+      const bool bf16 = precision == Precision::bf16;
+      INFO(run.name << (bf16 ? ", bf16" : ", fp32"));
+      GpuContext ctx(precision, true);
+      std::vector<uint16_t> z16(static_cast<size_t>(bf16 ? zcount : 0));
+      for (size_t i = 0; i < z16.size(); ++i) {
+        z16[i] = ops::float_to_half_bits(z[i], ops::kHalfBf16);
+        z[i] = ops::half_bits_to_float(z16[i], ops::kHalfBf16);  // what the CPU's product would hold
+      }
+      nn::CpuConvEpilogue cpu(run);
+      std::vector<float> pooled(static_cast<size_t>(pcount)), dropped(static_cast<size_t>(pcount)), dz(static_cast<size_t>(zcount));
+      cpu.forward(z.data(), bias.data(), pooled.data(), dropped.data(), n, true, key);
+      cpu.backward(dy.data(), pooled.data(), dz.data(), n, key);
+
+      cuda::nn::FusedConvEpilogue gpu(run, ctx);
+      gpu.reserve(n);
+      const DevVec zd(z), bd(bias), dyd(dy);
+      DevVec pd(static_cast<size_t>(pcount)), dd(static_cast<size_t>(pcount)), dzd(std::vector<float>(size_t(zcount), -7.0f));
+      cuda::DeviceBuffer<uint16_t> z16d(z16.size()), dz16d(z16.size());
+      if (bf16) cuda::copy_to_device(z16d.data(), z16.data(), z16.size());
+      gpu.forward(zd.buf.data(), bf16 ? z16d.data() : nullptr, bd.buf.data(), pd.buf.data(), dd.buf.data(), n, true, key);
+      gpu.backward(dyd.buf.data(), pd.buf.data(), dzd.buf.data(), bf16 ? dz16d.data() : nullptr, n, key);
+      test::require_close(download(pd.buf.data(), pcount), pooled, 0.0, 0.0, "pooled");
+      test::require_close(download(dd.buf.data(), pcount), dropped, 0.0, 0.0, "dropped");
+      test::require_close(download(dzd.buf.data(), zcount), dz, 0.0, 0.0, "dz");
+      if (bf16) {
+        std::vector<uint16_t> got(z16.size());
+        cuda::copy_to_host(got.data(), dz16d.data(), got.size());
+        size_t bad = 0;
+        for (size_t i = 0; i < got.size(); ++i)
+          if (ops::half_bits_to_float(got[i], ops::kHalfBf16) != ops::half_bits_to_float(
+                  ops::float_to_half_bits(dz[i], ops::kHalfBf16), ops::kHalfBf16))
+            ++bad;
+        CHECK(bad == 0);
+      }
+      const auto dpool = download(gpu.dpool(), pcount);
+      for (int64_t ch = 0; ch < run.c; ++ch) {
+        double from_dz = 0, from_dpool = 0;
+        for (int64_t i = ch; i < zcount; i += run.c) from_dz += dz[size_t(i)];
+        for (int64_t o = ch; o < pcount; o += run.c) from_dpool += dpool[size_t(o)];
+        CHECK(std::fabs(from_dz - from_dpool) <= 1e-9 * (1 + std::fabs(from_dz)));
       }
     }
   }
