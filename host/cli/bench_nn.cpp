@@ -18,6 +18,7 @@
 #include "genrelab/device.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/network.h"
+#include "genrelab/nvtx.h"
 #include "genrelab/ops/philox.h"
 #include "genrelab/parallel_for.h"
 #if GENRELAB_HAVE_CUDA
@@ -397,12 +398,21 @@ int bench_layers(const cli::Args& args) {
     impl.forward(x.data(), y.data(), n, true, key);  // warm-up (and cuDNN algorithm choice)
     impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
     sync(s.device);
+    // Each timed pass in the NVTX range a training step gives the layer run one by one, so the
+    // Nsight filters of docs/profiling.md select it here too.
+    const std::string fwd_range = "fwd " + L.name, bwd_range = "bwd " + L.name;
     auto t0 = Clock::now();
-    for (int64_t it = 0; it < s.iterations; ++it) impl.forward(x.data(), y.data(), n, true, key);
+    for (int64_t it = 0; it < s.iterations; ++it) {
+      NvtxRange range(fwd_range.c_str());
+      impl.forward(x.data(), y.data(), n, true, key);
+    }
     sync(s.device);
     const double f = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
     t0 = Clock::now();
-    for (int64_t it = 0; it < s.iterations; ++it) impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
+    for (int64_t it = 0; it < s.iterations; ++it) {
+      NvtxRange range(bwd_range.c_str());
+      impl.backward(x.data(), y.data(), dy.data(), i ? dx.data() : nullptr, n, key);
+    }
     sync(s.device);
     const double b = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
     const double flops = 3.0 * double(L.forward_flops()) * double(n);
