@@ -17,52 +17,37 @@ void FusedConvEpilogue::reserve(int64_t n) {
   if (count > dpool_.size()) ctx_.resize_tracked(dpool_, count);
 }
 
-ops::EpilogueDropout FusedConvEpilogue::dropout(bool training, const StepKey& key) {
-  ops::EpilogueDropout d;
-  d.on = training && run_.rate > 0.0f;
-  if (d.on) d.mask = ops::DropoutMask{key.seed, int(run_.dropout), run_.rate, run_.dropout_size, ctx_.dropout_step(key)};
-  return d;
-}
-
 void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped,
                                 int64_t n, bool training, const StepKey& key) {
-  uint8_t* argmax = nullptr;
-  if (training) {
-    reserve(n);
-    argmax = argmax_.data();
-    if (run_.dropout < 0) dropped = nullptr;
-  } else if (dropped) {
-    pooled = dropped;  // the dropout is the identity: the pooled map is its output
-    dropped = nullptr;
-  }
-  const ops::EpilogueDropout drop = dropout(training, key);
+  if (training) reserve(n);
+  const ops::EpilogueOutputs out = ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data());
+  const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(training) ? ctx_.dropout_step(key) : nullptr);
   const int format = z16 ? ctx_.half_format() : ops::kHalfNone;
-  const int lanes = ops::conv_epilogue_lanes(run_.c, {z16 ? nullptr : z, pooled, dropped}, {z16}, argmax);
+  const int lanes = ops::conv_epilogue_lanes(run_.c, {z16 ? nullptr : z, out.pooled, out.dropped}, {z16}, out.argmax);
   auto go = [&](auto lane_count, const auto* zp) {
     constexpr int L = decltype(lane_count)::value;
     using Z = std::remove_cv_t<std::remove_pointer_t<decltype(zp)>>;
     const ops::ConvEpilogueGeom g = run_.geom(L);
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
       launch_1d(g.calls(m, L),
-                ops::ConvEpilogueForward<L, Z>{zp, format, bias, run_.act, run_.alpha, pooled, argmax, drop, dropped, g, n0},
+                ops::ConvEpilogueForward<L, Z>{zp, format, bias, run_.act, run_.alpha, out.pooled, out.argmax, drop,
+                                               out.dropped, g, n0},
                 ctx_.stream());
     });
   };
-  using Four = std::integral_constant<int, 4>;
-  using One = std::integral_constant<int, 1>;
-  if (lanes == 4) z16 ? go(Four(), z16) : go(Four(), z);
-  else z16 ? go(One(), z16) : go(One(), z);
+  ops::with_epilogue_lanes(lanes, [&](auto lane_count) { z16 ? go(lane_count, z16) : go(lane_count, z); });
 }
 
 void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
                                  const StepKey& key) {
   GENRELAB_CHECK(argmax_.size() >= size_t(n * run_.pooled_size()),
                  "fused conv epilogue: backward without a training forward of the batch");
-  const ops::EpilogueDropout drop = dropout(true, key);
+  const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(true) ? ctx_.dropout_step(key) : nullptr);
   const int format = ctx_.half_format();
   const uint8_t* argmax = argmax_.data();
   float* dpool = dpool_.data();
-  auto go = [&](auto lane_count) {
+  const int lanes = ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz, dpool}, {dz16}, argmax);
+  ops::with_epilogue_lanes(lanes, [&](auto lane_count) {
     constexpr int L = decltype(lane_count)::value;
     const ops::ConvEpilogueGeom g = run_.geom(L);
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
@@ -70,9 +55,7 @@ void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz
                 ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, dpool, g, n0},
                 ctx_.stream());
     });
-  };
-  if (ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz, dpool}, {dz16}, argmax) == 4) go(std::integral_constant<int, 4>());
-  else go(std::integral_constant<int, 1>());
+  });
 }
 
 }  // namespace genrelab::cuda::nn

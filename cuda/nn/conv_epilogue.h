@@ -19,9 +19,8 @@ class FusedConvEpilogue {
   void reserve(int64_t n);
   // pooled (n, oh, ow, c) = max pooling of act(z + bias) over the windows; z (n, h, w, c) is the
   // product's float z, or its 16-bit z16 when that is non-null (bf16/fp16); bias (c) or null.
-  // Training records the argmax and writes the dropout's output `dropped` (when the run has a
-  // dropout); inference writes the pooled map to `dropped` instead when it is non-null (the
-  // dropout is then the identity) and leaves `pooled` alone.
+  // Training records the argmax and writes the dropout's output `dropped` (null when the run has
+  // no dropout); inference writes only the run's last output (ops::EpilogueOutputs).
   void forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped, int64_t n,
                bool training, const genrelab::nn::StepKey& key);
   // dz (n, h, w, c) (unless null: bf16/fp16, where the product reads only dz16) and dz16 (when
@@ -33,8 +32,6 @@ class FusedConvEpilogue {
   const float* dpool() const { return dpool_.data(); }
 
  private:
-  ops::EpilogueDropout dropout(bool training, const genrelab::nn::StepKey& key);
-
   genrelab::nn::ConvEpilogueRun run_;
   GpuContext& ctx_;
   DeviceBuffer<uint8_t> argmax_;  // (n, oh, ow, c) offsets of the first maxima

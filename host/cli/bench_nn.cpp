@@ -168,6 +168,19 @@ ModeCompare compare_modes(const Setup& s, Set&& set, const float* x, const int32
   return c;
 }
 
+// A fusion's back-to-back comparison (compare_modes with the fusion off, then on): printed under
+// `what` (the config key named in it), and its JSON (unfused, fused and their ratio).
+void print_fusion_compare(const std::string& what, const ModeCompare& c, bool this_run_fused) {
+  std::printf("  %s; %lld full steps per mode, %s; this run's steps: %s)\n", what.c_str(), (long long)c.steps,
+              c.graphed ? "graphed" : "eager", this_run_fused ? "fused" : "unfused");
+  std::printf("    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n", c.off_ms, c.on_ms,
+              c.off_ms / c.on_ms);
+}
+json fusion_compare_json(const ModeCompare& c) {
+  return {{"steps", c.steps}, {"unfused_ms_per_step", c.off_ms}, {"fused_ms_per_step", c.on_ms},
+          {"unfused_over_fused", c.off_ms / c.on_ms}, {"graphed", c.graphed}};
+}
+
 void maybe_write_json(const cli::Args& args, const json& j) {
   if (auto path = args.get("--json")) write_file_atomic(*path, j.dump(2) + "\n");
 }
@@ -285,11 +298,7 @@ int bench_train(const cli::Args& args) {
   if (fusable) {
     fuse = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_pool = on; }, x.data(), labels.data(), n,
                          graph.steps);
-    std::printf("  fused first conv2d + maxpool2d (train.fuse_conv_pool; %lld full steps per mode, %s; this run's steps: %s)\n",
-                (long long)fuse.steps, fuse.graphed ? "graphed" : "eager", s.hyper.fuse_conv_pool ? "fused" : "unfused");
-    std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
-                  fuse.off_ms, fuse.on_ms, fuse.off_ms / fuse.on_ms);
-    std::cout << line;
+    print_fusion_compare("fused first conv2d + maxpool2d (train.fuse_conv_pool", fuse, s.hyper.fuse_conv_pool);
   }
   // Each conv2d's bias + activation, max pooling and dropout fused and one by one.
   ModeCompare epilogue;
@@ -297,12 +306,7 @@ int bench_train(const cli::Args& args) {
   if (epilogues) {
     epilogue = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_epilogue = on; }, x.data(), labels.data(),
                              n, graph.steps);
-    std::printf("  fused conv2d epilogues (train.fuse_conv_epilogue; %lld full steps per mode, %s; this run's steps: %s)\n",
-                (long long)epilogue.steps, epilogue.graphed ? "graphed" : "eager",
-                s.hyper.fuse_conv_epilogue ? "fused" : "unfused");
-    std::snprintf(line, sizeof line, "    unfused ms/step %8.3f\n    fused ms/step   %8.3f\n    unfused/fused   %8.3f x\n",
-                  epilogue.off_ms, epilogue.on_ms, epilogue.off_ms / epilogue.on_ms);
-    std::cout << line;
+    print_fusion_compare("fused conv2d epilogues (train.fuse_conv_epilogue", epilogue, s.hyper.fuse_conv_epilogue);
   }
   // cuDNN alone against this run's conv engine (auto unless set; fp32/tf32 only, the GEMM engine's precisions).
   ModeCompare engine;
@@ -343,15 +347,9 @@ int bench_train(const cli::Args& args) {
                           {"eager_over_graph", graph.graphed ? json(graph.off_ms / graph.on_ms) : json(nullptr)},
                           {"graphed", graph.graphed}};
   j["fuse_conv_pool"] = s.hyper.fuse_conv_pool;  // how this run's own steps ran (when the plan fuses)
-  if (fusable)
-    j["fuse_compare"] = {{"steps", fuse.steps}, {"unfused_ms_per_step", fuse.off_ms},
-                         {"fused_ms_per_step", fuse.on_ms}, {"unfused_over_fused", fuse.off_ms / fuse.on_ms},
-                         {"graphed", fuse.graphed}};
+  if (fusable) j["fuse_compare"] = fusion_compare_json(fuse);
   j["fuse_conv_epilogue"] = s.hyper.fuse_conv_epilogue;
-  if (epilogues)
-    j["epilogue_compare"] = {{"steps", epilogue.steps}, {"unfused_ms_per_step", epilogue.off_ms},
-                             {"fused_ms_per_step", epilogue.on_ms},
-                             {"unfused_over_fused", epilogue.off_ms / epilogue.on_ms}, {"graphed", epilogue.graphed}};
+  if (epilogues) j["epilogue_compare"] = fusion_compare_json(epilogue);
   j["conv_engine"] = s.hyper.conv_engine;
   if (engines)
     j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},

@@ -389,6 +389,13 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
 
 ops::ConvEpilogueGeom ConvEpilogueRun::geom(int lanes) const { return ops::ConvEpilogueGeom(h, w, c, kh, kw, lanes); }
 
+ops::EpilogueDropout ConvEpilogueRun::dropout_of(uint32_t seed, const ops::DropoutStep* step) const {
+  ops::EpilogueDropout d;
+  d.on = step != nullptr;
+  if (d.on) d.mask = ops::DropoutMask{seed, int(dropout), rate, dropout_size, step};
+  return d;
+}
+
 ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv) {
   const Window2d c = window_of(conv);
   const int64_t limit = int64_t(1) << 31;

@@ -27,6 +27,8 @@ namespace genrelab::ops {
 struct ConvPoolGeom;  // ops/conv_pool.h
 struct ConvColsGeom;  // ops/im2col.h
 struct ConvEpilogueGeom;  // ops/conv_epilogue.h
+struct EpilogueDropout;   // ops/conv_epilogue.h
+struct DropoutStep;       // ops/nn_activation.h
 }
 
 namespace genrelab::nn {
@@ -129,6 +131,10 @@ struct ConvEpilogueRun {
   size_t last() const { return dropout >= 0 ? size_t(dropout) : pool; }
   int64_t pooled_size() const { return (h / kh) * (w / kw) * c; }  // per example
   ops::ConvEpilogueGeom geom(int lanes) const;  // for calls of `lanes` channels
+  // Whether a pass applies the dropout (training with a non-zero rate), and the dropout as the
+  // functors take it: on when `step` (the per-step key, host or device memory) is given.
+  bool drops(bool training) const { return training && rate > 0.0f; }
+  ops::EpilogueDropout dropout_of(uint32_t seed, const ops::DropoutStep* step) const;
 };
 // The plan's runs, from layer `first` on (the layers before it are fused otherwise: train.fuse_conv_pool).
 std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t first);

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "genrelab/common.h"
 #include "genrelab/ops/fast_div.h"
@@ -97,6 +98,19 @@ struct EpilogueDropout {
     }
   }
   GENRELAB_HD float scale() const { return 1.0f / (1.0f - mask.rate); }  // DropoutApply's
+};
+
+// Where a forward writes, given the run's buffers (dropped: the dropout's output, null without a
+// dropout): training records the argmax and writes pooled and dropped; inference writes the pooled
+// map straight into the dropout's output when there is one (the dropout is then the identity).
+struct EpilogueOutputs {
+  float* pooled;
+  uint8_t* argmax;
+  float* dropped;
+  static EpilogueOutputs of(bool training, float* pooled, float* dropped, uint8_t* argmax) {
+    if (training) return {pooled, argmax, dropped};
+    return {dropped ? dropped : pooled, nullptr, nullptr};
+  }
 };
 
 // Forward, one call per window and L channels (a launch of m examples from n0: geom.calls(m, L) calls):
@@ -216,6 +230,13 @@ struct ConvEpilogueBackward {
     }
   }
 };
+
+// f(std::integral_constant<int, L>()) with L = lanes (4 or 1, conv_epilogue_lanes()).
+template <typename F>
+void with_epilogue_lanes(int lanes, F&& f) {
+  if (lanes == 4) f(std::integral_constant<int, 4>());
+  else f(std::integral_constant<int, 1>());
+}
 
 // f(n0, m) for each launch of a batch of n: m examples from n0, at most examples_per_launch.
 template <typename F>
