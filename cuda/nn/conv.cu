@@ -157,8 +157,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // gradient's algorithm only when asked for one: the network never asks its first layer.
   // Returns whether the forward's columns are still there for backward-filter.
   bool prepare_backward(const float* x, const float* y, float* dx, int64_t n) {
-    const float* xin = asym_ ? xpad_.data() : x;
-    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
+    const void* xc = backward_x(x);
     const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
     setup(n, xc, wc, ConvPass::backward_filter, {x, y, nullptr});
     bool cols_ready = on_gemm(ConvPass::forward);
@@ -169,11 +168,16 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     return cols_ready;
   }
 
+  // What cuDNN's backward passes read for x: the forward's 16-bit copy, its padded copy, or x.
+  const void* backward_x(const float* x) const {
+    if (half_) return x16_.data();
+    return asym_ ? xpad_.data() : x;
+  }
+
   // Kernel and input gradients from dz (float, what the GEMM engine reads; dzc: what cuDNN reads,
   // dz or its 16-bit copy).
   void products_backward(const float* x, const float* dz, const void* dzc, float* dx, int64_t n, bool cols_ready) {
-    const float* xin = asym_ ? xpad_.data() : x;
-    const void* xc = half_ ? static_cast<const void*>(x16_.data()) : xin;
+    const void* xc = backward_x(x);
     const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
     const float one = 1.0f, zero = 0.0f;
     if (on_gemm(ConvPass::backward_filter)) {

@@ -1,7 +1,8 @@
 // CPU conv2d: im2col over a chunk of examples + GEMM against the (filters, kh·kw·c) kernel, the
 // shared bias+activation functor; backward by GEMMs and col2im (ops/im2col.h, the functors the GPU's
-// GEMM engine launches). Under bf16/fp16 the
-// operands and the products are rounded where the GPU's 16-bit cuDNN tensors round them.
+// GEMM engine launches). Under bf16/fp16 the operands and the products are rounded where the GPU's
+// 16-bit cuDNN tensors round them. The product and the epilogue are also callable apart
+// (CpuConvProduct), for the network's fused epilogue.
 #include <algorithm>
 #include <vector>
 
