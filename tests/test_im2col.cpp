@@ -4,11 +4,12 @@
 // replaces, for strides, dilations, Keras padding, one and four channels a call, float and double.
 // Then the engine's cuBLAS calls (nn/conv_gemm_plan.h) through a plain column-major GEMM against
 // the CPU conv2d layer, so that their transposes, leading dimensions and row ranges are checked
-// without a GPU.
+// without a GPU: in fp32, and in bf16/fp16 with the engine's 16-bit operands and rounding points.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
 #include <random>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/fast_div.h"
 #include "genrelab/ops/im2col.h"
+#include "genrelab/ops/low_precision.h"
 #include "genrelab/parallel_for.h"
 
 using namespace genrelab;
@@ -206,14 +208,11 @@ TEST_CASE("im2col and col2im functors match their definitions", "[nn][im2col]") 
   }
 }
 
-TEST_CASE("train.conv_engine is checked against the precision", "[nn][im2col][config]") {
+TEST_CASE("train.conv_engine takes every precision and names the engines it knows", "[nn][im2col][config]") {
   CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {})).conv_engine == "auto");
-  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.conv_engine=gemm", "train.precision=tf32"}))
-            .conv_engine == "gemm");
-  CHECK_THROWS_WITH(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.conv_engine=gemm", "train.precision=bf16"})),
-                    Catch::Contains("train.conv_engine") && Catch::Contains("bf16"));
-  CHECK_THROWS_WITH(Config::load_or_defaults("", {"train.conv_engine=cublas"}),
-                    Catch::Contains("train.conv_engine") && Catch::Contains("gemm"));
+  for (const char* precision : {"train.precision=fp32", "train.precision=tf32", "train.precision=bf16", "train.precision=fp16"})
+    CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.conv_engine=gemm", precision})).conv_engine ==
+          "gemm");
 }
 
 namespace {
@@ -233,9 +232,29 @@ void gemm_column_major(const nn::GemmCall& c, const float* a, const float* b, fl
     }
 }
 
-}  // namespace
 
-TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im2col]") {
+// im2col of x (m, h, w, c) as the engine launches it: four channels a call when c allows.
+template <typename T>
+std::vector<T> columns_of(const ops::ConvColsGeom& g, const std::vector<T>& x, int64_t rows) {
+  std::vector<T> cols(static_cast<size_t>(rows * g.k()));
+  auto run = [&](auto lanes) {
+    using F = ops::Im2Col<T, decltype(lanes)::value>;
+    cpu_for_2d(rows, F::groups(g), F{g, x.data(), cols.data()});
+  };
+  if (g.c % 4 == 0)
+    run(std::integral_constant<int, 4>());
+  else
+    run(std::integral_constant<int, 1>());
+  return cols;
+}
+
+// The engine's sequence of calls in `format` against the CPU conv2d layer set to the same matmul
+// format. fp32 (ops::kHalfNone): float operands. bf16/fp16: the 16-bit copies of x, the kernel and
+// dz, im2col over x's 16-bit values, and results rounded where cuda/nn/conv_gemm.cu rounds them:
+// y in the 16-bit type, this call's dW once complete (one product or the partials' sum) before it
+// is added, dx after the column sums. Small integers keep every float sum exact, so both sides
+// agree bit for bit while the 16-bit roundings still bite (sums beyond 256 under bf16).
+void check_engine_products(int format) {
   using json = nlohmann::json;
   struct Case {
     json conv;
@@ -249,6 +268,10 @@ TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im
       {{{"type", "conv2d"}, {"filters", 3}, {"kernel", 3}, {"dilation", 2}, {"padding", "same"}}, {8, 5, 4}, 2},
       {{{"type", "conv2d"}, {"filters", 7}, {"kernel", 1}}, {3, 4, 8}, 2},  // 1×1: x is its own column matrix
   };
+  const auto rounded = [format](std::vector<float> v) {
+    for (float& e : v) e = ops::round_to_half(e, format);
+    return v;
+  };
   for (const auto& k : cases) {
     json conv = k.conv;
     conv["use_bias"] = false;  // the products alone: bias and activation are the epilogue's
@@ -256,8 +279,9 @@ TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im
         json::array({conv, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}}),
         k.in, 3);
     const nn::LayerDesc& d = plan.layers[0];
-    INFO("conv " << conv.dump() << " in " << k.in.str() << " n " << k.n);
+    INFO("conv " << conv.dump() << " in " << k.in.str() << " n " << k.n << " format " << format);
     auto layer = nn::make_cpu_layer<float>(d);
+    layer->set_matmul_format(format);
     layer->params()[0] = small_integers<float>(size_t(d.params[0].size()), 5);
     const int64_t n = k.n;
     const std::vector<float> x = small_integers<float>(size_t(n * d.in.size()), 6);
@@ -271,45 +295,68 @@ TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im
     const ops::ConvColsGeom g = nn::conv_cols_geom(d);
     const int64_t rows = n * g.positions(), K = g.k(), F = d.out.c;
     const bool direct = g.identity();
-    std::vector<float> cols(size_t(rows * K));
-    cpu_for_2d(rows, ops::Im2Col<float, 1>::groups(g), ops::Im2Col<float, 1>{g, x.data(), cols.data()});
-    if (direct) CHECK(cols == x);
-    const float* kernel = layer->params()[0].data();
+    std::vector<float> cols;
+    if (format == ops::kHalfNone) {
+      cols = columns_of(g, x, rows);
+      if (direct) CHECK(cols == x);
+    } else {
+      std::vector<uint16_t> x16(x.size());
+      for (size_t i = 0; i < x.size(); ++i) x16[i] = ops::float_to_half_bits(x[i], format);
+      const std::vector<uint16_t> cols16 = columns_of(g, x16, rows);
+      if (direct) CHECK(cols16 == x16);
+      for (const uint16_t v : cols16) cols.push_back(ops::half_bits_to_float(v, format));
+    }
+    const std::vector<float> kernel = rounded(layer->params()[0]);
+    const std::vector<float> dz = rounded(dy);
 
     std::vector<float> y(dy.size(), -1.0f);
-    gemm_column_major(nn::conv_forward_gemm(rows, K, F), kernel, cols.data(), y.data());
-    CHECK(y == y_ref);
+    gemm_column_major(nn::conv_forward_gemm(rows, K, F), kernel.data(), cols.data(), y.data());
+    CHECK(rounded(y) == y_ref);
 
-    // The kernel gradient in one product (accumulating onto a gradient already there) and over
-    // row ranges with and without a tail, the partials added up as the matrix-vector product does.
+    // The kernel gradient in one product (fp32: accumulating onto a gradient already there) and
+    // over row ranges with and without a tail, the partials added up as the matrix-vector product
+    // does.
     for (const int64_t splits : {int64_t(1), int64_t(2), int64_t(3), rows}) {
       INFO("splits " << splits);
       const nn::RowRanges r = nn::conv_filter_ranges(rows, splits);
       CHECK(r.splits * r.span + r.tail == rows);
       std::vector<float> dw(size_t(F * K), 1.0f);
-      if (r.parts() == 1) {
-        gemm_column_major(nn::conv_filter_gemm(0, rows, K, F, true), cols.data(), dy.data(), dw.data());
+      if (r.parts() == 1 && format == ops::kHalfNone) {
+        gemm_column_major(nn::conv_filter_gemm(0, rows, K, F, true), cols.data(), dz.data(), dw.data());
       } else {
-        std::vector<float> partial(size_t(r.parts() * F * K), -5.0f);
+        std::vector<float> partial(size_t(r.parts() * F * K), -5.0f), product(size_t(F * K), 0.0f);
         for (int64_t s = 0; s < r.parts(); ++s) {
           const int64_t first = s * r.span, count = s < r.splits ? r.span : r.tail;
-          gemm_column_major(nn::conv_filter_gemm(first, count, K, F, false), cols.data(), dy.data(),
+          gemm_column_major(nn::conv_filter_gemm(first, count, K, F, false), cols.data(), dz.data(),
                             partial.data() + s * F * K);
         }
         for (int64_t s = 0; s < r.parts(); ++s)
-          for (int64_t i = 0; i < F * K; ++i) dw[size_t(i)] += partial[size_t(s * F * K + i)];
+          for (int64_t i = 0; i < F * K; ++i) product[size_t(i)] += partial[size_t(s * F * K + i)];
+        product = rounded(product);
+        for (size_t i = 0; i < dw.size(); ++i) dw[i] += product[i];
       }
       for (size_t i = 0; i < dw.size(); ++i) dw[i] -= 1.0f;
       CHECK(dw == layer->grads()[0]);
     }
 
     std::vector<float> dcols(size_t(rows * K), -1.0f);
-    gemm_column_major(nn::conv_data_gemm(rows, K, F), kernel, dy.data(), dcols.data());
+    gemm_column_major(nn::conv_data_gemm(rows, K, F), kernel.data(), dz.data(), dcols.data());
     std::vector<float> dx(x.size(), -1.0f);
     if (direct)
       dx = dcols;
     else
       cpu_for_2d(n * g.h * g.w, ops::Col2Im<float, 1>::groups(g), ops::Col2Im<float, 1>{g, dcols.data(), dx.data()});
-    CHECK(dx == dx_ref);
+    CHECK(rounded(dx) == dx_ref);
   }
+}
+
+}  // namespace
+
+TEST_CASE("the GEMM engine's matrix products compute the conv2d layer", "[nn][im2col]") {
+  check_engine_products(ops::kHalfNone);
+}
+
+TEST_CASE("the GEMM engine's 16-bit products compute the bf16 and fp16 conv2d layer", "[nn][im2col]") {
+  check_engine_products(ops::kHalfBf16);
+  check_engine_products(ops::kHalfFp16);
 }

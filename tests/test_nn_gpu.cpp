@@ -478,21 +478,32 @@ TEST_CASE("nn gpu bf16 and fp16 layers equal the cpu emulation", "[gpu][nn]") {
   for (const Precision p : {Precision::bf16, Precision::fp16}) {
     const double tol = p == Precision::bf16 ? 1.5e-2 : 2.5e-3;
     INFO("precision " << (p == Precision::bf16 ? "bf16" : "fp16"));
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}}), {9, 11, 8}, 4, 0, tol, p);
-    // The baseline's first layer: one input channel, 2 × 2, relu, and no input gradient (the
-    // network never asks its first layer for one, so no backward-data algorithm is searched).
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}}), {16, 20, 1}, 3,
-                0, tol, p, false, nullptr, false);
-    // asymmetric "same" padding with stride 2 (the padded-copy path) and a fused activation
-    check_layer(with_head({{"type", "conv2d"},
-                           {"filters", 6},
-                           {"kernel", 2},
-                           {"stride", 2},
-                           {"padding", "same"},
-                           {"activation", "relu"}}),
-                {7, 9, 3}, 3, 0, tol, p);
-    check_layer(with_head({{"type", "conv2d"}, {"filters", 8}, {"kernel", 1}, {"use_bias", false}}), {5, 4, 6}, 2, 0,
-                tol, p);
+    // Convolutions on cuDNN's 16-bit tensors and on the GEMM engine's 16-bit products (cublasGemmEx).
+    for (const auto engine : {cuda::nn::ConvEngine::cudnn, cuda::nn::ConvEngine::gemm}) {
+      INFO("engine " << int(engine));
+      check_layer(with_head({{"type", "conv2d"}, {"filters", 16}, {"kernel", 3}}), {9, 11, 8}, 4, 0, tol, p, false,
+                  nullptr, true, engine);
+      // The baseline's first layer: one input channel, 2 × 2, relu, and no input gradient (the
+      // network never asks its first layer for one, so no backward-data algorithm is searched).
+      check_layer(with_head({{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}}), {16, 20, 1},
+                  3, 0, tol, p, false, nullptr, false, engine);
+      // asymmetric "same" padding with stride 2 (the padded-copy path, always on cuDNN) and a
+      // fused activation
+      check_layer(with_head({{"type", "conv2d"},
+                             {"filters", 6},
+                             {"kernel", 2},
+                             {"stride", 2},
+                             {"padding", "same"},
+                             {"activation", "relu"}}),
+                  {7, 9, 3}, 3, 0, tol, p, false, nullptr, true, engine);
+      // 1×1: the GEMM engine's direct path (the 16-bit x is its own column matrix).
+      check_layer(with_head({{"type", "conv2d"}, {"filters", 8}, {"kernel", 1}, {"use_bias", false}}), {5, 4, 6}, 2,
+                  0, tol, p, false, nullptr, true, engine);
+      // Enough rows for the GEMM engine's kernel gradient over row ranges (partials summed in float,
+      // rounded once); 8 channels: 4-lane 16-bit im2col.
+      check_layer(with_head({{"type", "conv2d"}, {"filters", 32}, {"kernel", 2}, {"activation", "relu"}}), {40, 60, 8},
+                  2, 0, tol, p, false, nullptr, true, engine);
+    }
     const json hidden = json::array({{{"type", "flatten"}},
                                      {{"type", "dense"}, {"units", 64}, {"activation", "elu"}},
                                      {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
@@ -668,8 +679,13 @@ TEST_CASE("nn gpu 20 bf16 training steps equal the cpu emulation", "[gpu][nn]") 
   h.deterministic = true;
   h.precision = "bf16";
   // One bf16 ulp (2^-8) where the accumulation orders straddle a rounding boundary, compounded
-  // over 20 Adam steps: losses within 1 %, states within a few lr-steps.
-  check_training(h, 1e-2, 3e-2);
+  // over 20 Adam steps: losses within 1 %, states within a few lr-steps. Convolutions on cuDNN
+  // (a deterministic run's auto), then every pass on the GEMM engine.
+  for (const std::string engine : {"auto", "gemm"}) {
+    INFO("train.conv_engine " << engine);
+    h.conv_engine = engine;
+    check_training(h, 1e-2, 3e-2);
+  }
 }
 
 TEST_CASE("nn gpu 20 fp16 training steps with loss scaling equal the cpu emulation", "[gpu][nn]") {

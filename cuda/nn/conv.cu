@@ -7,8 +7,9 @@
 // round-to-nearest-even), cuDNN runs on 16-bit tensors with float accumulation and writes y, dx
 // and dW in the 16-bit type, which ops::FromHalf brings back to float (dW added to the float
 // gradient); the CPU backend rounds at the same points.
-// fp32/tf32: each pass may run on the GEMM engine (conv_gemm.h, train.conv_engine) instead, which
-// takes the Keras padding itself (its input gradient needs no crop).
+// Each pass may run on the GEMM engine (conv_gemm.h, train.conv_engine) instead, which takes the
+// Keras padding itself (its input gradient needs no crop); under bf16/fp16 it multiplies the same
+// 16-bit copies, and layers whose input needs the padded copy stay on cuDNN.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -45,7 +46,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     conv_ = ConvDesc(ph, pw, int(g_.sh), int(g_.sw), int(g_.dh), int(g_.dw));
     w_ = FilterDesc(d.out.c, g_.kh, g_.kw, d.in.c, type_);
     GENRELAB_CHECK(act_ != ops::kActSoftmax, "conv2d layer ", d.index, ": softmax is only for the last dense layer");
-    if (ctx.conv_engine() != ConvEngine::cudnn && !half_)
+    if (ctx.conv_engine() != ConvEngine::cudnn && !(half_ && asym_))
       gemm_ = std::make_unique<GemmConv>(genrelab::nn::conv_cols_geom(d), d.out.c, ctx);
   }
 
@@ -70,9 +71,11 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       wc = to_half(param(0), wcount, w16_);
       zc = grown(y16_, zcount);
     }
-    setup(n, xc, wc, ConvPass::forward, {x, nullptr, z});
+    // The GEMM engine reads x unpadded: float x, or its 16-bit copy (never padded when it runs).
+    const void* xg = half_ ? xc : x;
+    setup(n, xc, wc, ConvPass::forward, {xg, nullptr, zc});
     if (on_gemm(ConvPass::forward)) {
-      gemm_->forward(x, param(0), z, n);
+      gemm_->forward(xg, wc, zc, n);
     } else {
       // Scaling factors are float for float and 16-bit data alike.
       const float one = 1.0f, zero = 0.0f;
@@ -111,7 +114,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       dzc = to_half(dz, ycount, y16_);
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
-    products_backward(x, dz, dzc, dx, n, cols_ready);
+    products_backward(x, dzc, dx, n, cols_ready);
   }
 
   uint16_t* dz16(int64_t n) override { return half_ ? grown(y16_, n * desc_.out.size()) : nullptr; }
@@ -120,18 +123,19 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
                         float* dx, int64_t n) override {
     const bool cols_ready = prepare_backward(x, z, dx, n);
     if (has_bias_) add_bias_grad(ctx_, bias_dz, grad(1), bias_rows, desc_.out.c);
-    products_backward(x, dz, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready);
+    products_backward(x, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready);
   }
 
  private:
   using Shape3 = genrelab::nn::Shape3;
 
-  // What timing the GEMM engine on a pass reads and writes: the forward's x and y; backward-filter's
-  // x and a stand-in for dz; backward-data's stand-in for dz and its dx.
+  // What timing the GEMM engine on a pass reads and writes (float, or 16-bit under bf16/fp16, as
+  // the engine takes them): the forward's x and z; backward-filter's x and a stand-in for dz;
+  // backward-data's stand-in for dz and its (float) dx.
   struct TimingData {
-    const float* x;
-    const float* dz;
-    float* out;
+    const void* x;
+    const void* dz;
+    void* out;
   };
 
   // Descriptors for batch n, the algorithm of `pass` (cached by shape in the context; a new shape
@@ -158,10 +162,13 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // Returns whether the forward's columns are still there for backward-filter.
   bool prepare_backward(const float* x, const float* y, float* dx, int64_t n) {
     const void* xc = backward_x(x);
-    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
-    setup(n, xc, wc, ConvPass::backward_filter, {x, y, nullptr});
+    const void* wc = kernel_operand();
+    // Stand-ins for dz: the forward's output (its 16-bit z under bf16/fp16).
+    const void* xg = gemm_x(x);
+    const void* dz_stand_in = half_ ? static_cast<const void*>(y16_.data()) : y;
+    setup(n, xc, wc, ConvPass::backward_filter, {xg, dz_stand_in, nullptr});
     bool cols_ready = on_gemm(ConvPass::forward);
-    if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, y, dx})) cols_ready = false;
+    if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, dz_stand_in, dx})) cols_ready = false;
     if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
         !(dx && on_gemm(ConvPass::backward_data)))
       gemm_->release();  // cuDNN won every pass of this shape: free the columns until a pass needs them
@@ -173,15 +180,20 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     if (half_) return x16_.data();
     return asym_ ? xpad_.data() : x;
   }
+  // What the GEMM engine's backward reads for x: x, or the forward's 16-bit copy (unpadded where
+  // the engine runs).
+  const void* gemm_x(const float* x) const { return half_ ? static_cast<const void*>(x16_.data()) : x; }
+  // The kernel the products read: the parameter, or the forward's 16-bit copy.
+  const void* kernel_operand() { return half_ ? static_cast<const void*>(w16_.data()) : param(0); }
 
-  // Kernel and input gradients from dz (float, what the GEMM engine reads; dzc: what cuDNN reads,
-  // dz or its 16-bit copy).
-  void products_backward(const float* x, const float* dz, const void* dzc, float* dx, int64_t n, bool cols_ready) {
+  // Kernel and input gradients from dzc, what the products read: dz, or its 16-bit copy under
+  // bf16/fp16.
+  void products_backward(const float* x, const void* dzc, float* dx, int64_t n, bool cols_ready) {
     const void* xc = backward_x(x);
-    const void* wc = half_ ? static_cast<const void*>(w16_.data()) : param(0);
+    const void* wc = kernel_operand();
     const float one = 1.0f, zero = 0.0f;
     if (on_gemm(ConvPass::backward_filter)) {
-      gemm_->backward_filter(x, dz, grad(0), n, cols_ready, algos_->gemm_filter_splits);
+      gemm_->backward_filter(gemm_x(x), dzc, grad(0), n, cols_ready, algos_->gemm_filter_splits);
     } else {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);
       GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_filter_math));
@@ -196,7 +208,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     }
     if (!dx) return;
     if (on_gemm(ConvPass::backward_data)) {
-      gemm_->backward_data(dz, param(0), dx, n);
+      gemm_->backward_data(dzc, wc, dx, n);
       return;
     }
     const int64_t xcount = n * hp_ * wp_ * desc_.in.c;
@@ -237,7 +249,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       return false;
     }
     if (a.ms[p] < 0) return false;
-    const float* w = param(0);
+    const void* w = kernel_operand();
     float ms = 0;
     std::string what;
     try {
@@ -262,7 +274,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
 
   // Milliseconds of `pass` on the GEMM engine (timing data as in choose_engine); `what` says how
   // the kernel gradient ran.
-  float time_engine(ConvPass pass, int64_t n, const TimingData& data, const float* w, std::string& what) {
+  float time_engine(ConvPass pass, int64_t n, const TimingData& data, const void* w, std::string& what) {
     ConvAlgos& a = *algos_;
     float ms = 0;
     switch (pass) {
@@ -284,7 +296,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
         break;
       }
       case ConvPass::backward_data:
-        ms = time_on_stream([&] { gemm_->backward_data(data.dz, w, data.out, n); });
+        ms = time_on_stream([&] { gemm_->backward_data(data.dz, w, static_cast<float*>(data.out), n); });
         break;
     }
     return ms;
@@ -352,7 +364,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   TensorDesc xd_, yd_;
   int64_t n_ = 0;
   ConvAlgos* algos_ = nullptr;
-  std::unique_ptr<GemmConv> gemm_;  // fp32/tf32 unless train.conv_engine=cudnn
+  std::unique_ptr<GemmConv> gemm_;  // unless train.conv_engine=cudnn (or bf16/fp16 with a padded copy)
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
   int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
   cudnnDataType_t type_;      // of the cuDNN tensors and filter

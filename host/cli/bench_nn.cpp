@@ -308,10 +308,10 @@ int bench_train(const cli::Args& args) {
                              n, graph.steps);
     print_fusion_compare("fused conv2d epilogues (train.fuse_conv_epilogue", epilogue, s.hyper.fuse_conv_epilogue);
   }
-  // cuDNN alone against this run's conv engine (auto unless set; fp32/tf32 only, the GEMM engine's precisions).
+  // cuDNN alone against this run's conv engine (auto unless set).
   ModeCompare engine;
   const std::string engine_on = s.hyper.conv_engine == "cudnn" ? "auto" : s.hyper.conv_engine;
-  const bool engines = s.device == Device::cuda && (s.hyper.precision == "fp32" || s.hyper.precision == "tf32") &&
+  const bool engines = s.device == Device::cuda &&
                        std::any_of(s.plan.layers.begin(), s.plan.layers.end(),
                                    [](const nn::LayerDesc& L) { return L.type == "conv2d"; });
   if (engines) {

@@ -33,8 +33,6 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
   h.conv_engine = config.get_string("train.conv_engine");
-  if (h.conv_engine == "gemm" && (h.precision == "bf16" || h.precision == "fp16"))
-    config.fail("train.conv_engine", "gemm runs fp32 and tf32 convolutions; bf16 and fp16 ones run on cuDNN: use auto or cudnn, or train.precision=tf32");
   h.cuda_graph = config.get_bool("train.cuda_graph");
   h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
   h.fuse_conv_pool = config.get_bool("train.fuse_conv_pool");

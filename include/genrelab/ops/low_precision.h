@@ -99,6 +99,15 @@ struct RoundToHalf {
   GENRELAB_HD void operator()(int64_t i) const { y[i] = T(round_to_half(float(x[i]), format)); }
 };
 
+// y[i] += x[i] rounded to the format: a product completed in float, then added as its 16-bit
+// result (FromHalf's accumulate of the rounded value, without the 16-bit buffer between).
+struct AddRoundedToHalf {
+  const float* x;
+  float* y;
+  int format;
+  GENRELAB_HD void operator()(int64_t i) const { y[i] += round_to_half(x[i], format); }
+};
+
 // g[i] *= scale[0], the scale read on the device (the loss scale applied to dL/dlogits).
 struct ScaleByDevice {
   float* g;
