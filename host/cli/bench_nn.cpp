@@ -298,7 +298,13 @@ int bench_train(const cli::Args& args) {
   if (fusable) {
     fuse = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_pool = on; }, x.data(), labels.data(), n,
                          graph.steps);
-    print_fusion_compare("fused first conv2d + maxpool2d (train.fuse_conv_pool", fuse, s.hyper.fuse_conv_pool);
+    // Unfused, the first conv runs as the other convs do: its product and, where train.fuse_conv_epilogue
+    // allows, one fused epilogue pass that also takes the dropout after the pooling.
+    const std::vector<nn::ConvEpilogueRun> runs = nn::conv_epilogue_runs(s.plan, 0);
+    const bool first_epilogue = s.hyper.fuse_conv_epilogue && !runs.empty() && runs.front().conv == 0;
+    print_fusion_compare(std::string("fused first conv2d + maxpool2d (train.fuse_conv_pool; unfused: ") +
+                             (first_epilogue ? "its product + fused epilogue" : "layer by layer"),
+                         fuse, s.hyper.fuse_conv_pool);
   }
   // Each conv2d's bias + activation, max pooling and dropout fused and one by one.
   ModeCompare epilogue;
