@@ -140,7 +140,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
 
   // Descriptors for batch n, the algorithm of `pass` (cached by shape in the context; a new shape
   // is benchmarked on the input xin and the current kernel) and its engine. Returns true when
-  // choosing the engine ran the GEMM engine's backward-data (which overwrites the columns).
+  // choosing the engine may have overwritten the forward's columns (choose_engine).
   bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
     if (n == n_ && algos_ && algos_->chosen[int(pass)] && algos_->engine_decided[int(pass)]) return false;
     if (n != n_) {
@@ -169,9 +169,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     setup(n, xc, wc, ConvPass::backward_filter, {xg, dz_stand_in, nullptr});
     bool cols_ready = on_gemm(ConvPass::forward);
     if (dx && setup(n, xc, wc, ConvPass::backward_data, {nullptr, dz_stand_in, dx})) cols_ready = false;
-    if (gemm_ && !on_gemm(ConvPass::forward) && !on_gemm(ConvPass::backward_filter) &&
-        !(dx && on_gemm(ConvPass::backward_data)))
-      gemm_->release();  // cuDNN won every pass of this shape: free the columns until a pass needs them
+    release_if_unused();
     return cols_ready;
   }
 
@@ -229,10 +227,21 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
 
   bool on_gemm(ConvPass pass) const { return gemm_ && algos_->gemm[int(pass)]; }
 
+  // Frees the GEMM engine's buffers unless some pass of some batch shape of this layer runs on
+  // it (cuDNN winning every pass of an epoch's partial last batch must not free the full batch's
+  // columns: that would move them every epoch and send captured graphs back to a warm-up).
+  void release_if_unused() {
+    if (!gemm_) return;
+    gemm_used_ = gemm_used_ || on_gemm(ConvPass::forward) || on_gemm(ConvPass::backward_filter) ||
+                 on_gemm(ConvPass::backward_data);
+    if (!gemm_used_) gemm_->release();
+  }
+
   // Whether `pass` runs on the GEMM engine, decided once per shape (kept with its cuDNN algorithms):
   // train.conv_engine=gemm wherever the engine runs; auto when its time, measured here, beats the
   // time cuDNN's benchmark measured for its fastest algorithm (a deterministic run has no such
-  // time and stays on cuDNN). Returns true when it ran the engine's backward-data.
+  // time and stays on cuDNN). Returns true when timing it may have overwritten the forward's
+  // columns (overwrote_columns).
   bool choose_engine(const ConvShape& shape, ConvPass pass, int64_t n, const TimingData& data) {
     ConvAlgos& a = *algos_;
     const int p = int(pass);
@@ -260,16 +269,21 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       // with its own message.
       cudaGetLastError();
       log_engine(shape, pass, std::string("the engine failed: ") + e.what(), false);
-      if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
-      return pass == ConvPass::backward_data;  // it may have overwritten the columns
+      release_if_unused();
+      return overwrote_columns(pass);
     }
     a.gemm[p] = ms < a.ms[p];
     // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
-    if (!a.gemm[0] && !a.gemm[1] && !a.gemm[2]) gemm_->release();
+    release_if_unused();
     char times[96];
     std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
     log_engine(shape, pass, times, a.gemm[p]);
-    return pass == ConvPass::backward_data;
+    return overwrote_columns(pass);
+  }
+
+  // Whether timing `pass` on the engine may have overwritten the forward's columns.
+  bool overwrote_columns(ConvPass pass) const {
+    return pass == ConvPass::backward_data && !gemm_->backward_data_keeps_columns();
   }
 
   // Milliseconds of `pass` on the GEMM engine (timing data as in choose_engine); `what` says how
@@ -365,6 +379,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   int64_t n_ = 0;
   ConvAlgos* algos_ = nullptr;
   std::unique_ptr<GemmConv> gemm_;  // unless train.conv_engine=cudnn (or bf16/fp16 with a padded copy)
+  bool gemm_used_ = false;          // some pass of some batch shape runs on gemm_ (release_if_unused)
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
   int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
   cudnnDataType_t type_;      // of the cuDNN tensors and filter

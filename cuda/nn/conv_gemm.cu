@@ -98,9 +98,12 @@ void GemmConv::release() {
 int64_t GemmConv::suggested_filter_splits(int64_t n) const {
   const int64_t tiles = ceil_div<int64_t>(k_, 128) * ceil_div<int64_t>(f_, 128);  // of a 128 × 128 tiled GEMM
   const int64_t want = ceil_div<int64_t>(2 * sm_count_, tiles);
-  // Each range at least 512 rows, and the partial products within 256 MiB.
+  // Each range at least 512 rows, and the partial products within 256 MiB (with the tail's slot,
+  // and under bf16/fp16 the sum's).
   const int64_t by_rows = std::max<int64_t>(1, rows(n) / 512);
-  const int64_t by_memory = std::max<int64_t>(1, (int64_t(256) << 20) / int64_t(sizeof(float) * k_ * f_) - 1);
+  const int64_t extra_slots = half_ != ops::kHalfNone ? 2 : 1;
+  const int64_t by_memory =
+      std::max<int64_t>(1, (int64_t(256) << 20) / int64_t(sizeof(float) * k_ * f_) - extra_slots);
   return std::clamp<int64_t>(want, 1, std::min(by_rows, by_memory));
 }
 

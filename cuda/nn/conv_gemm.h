@@ -46,6 +46,8 @@ class GemmConv {
   void backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready, int64_t splits);
   // dx (n, h, w, c) = col2im(dz · kernel). Under fp32/tf32 this overwrites the forward's columns.
   void backward_data(const void* dz, const void* kernel, float* dx, int64_t n);
+  // Whether backward_data leaves the forward's columns alone (bf16/fp16, and direct 1×1 layers).
+  bool backward_data_keeps_columns() const { return direct_ || half_ != ops::kHalfNone; }
 
   // Frees the column matrix and partial products (the next pass that needs them allocates again).
   void release();

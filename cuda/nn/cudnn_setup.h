@@ -183,10 +183,16 @@ class GpuContext {
   // buf.resize(count), counting a move of the buffer in layout_epoch(): a captured CUDA graph
   // holds raw addresses, so the network rebuilds its graphs when the epoch has moved. Every
   // buffer a training step touches grows through this (or the network's own counter).
+  // A failed allocation (which throws after the old block was freed) counts as a move too.
   template <typename T>
   void resize_tracked(DeviceBuffer<T>& buf, size_t count) {
     const T* before = buf.data();
-    buf.resize(count);
+    try {
+      buf.resize(count);
+    } catch (...) {
+      if (before) ++layout_epoch_;
+      throw;
+    }
     if (buf.data() != before) ++layout_epoch_;
   }
   // buf freed, counted in layout_epoch() like a move (a graph captured with it must not replay).
