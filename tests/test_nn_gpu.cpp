@@ -968,6 +968,59 @@ TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
   }
 }
 
+// Stage timing (Network::set_stage_timing, what `bench --what train` prints): an eager step's
+// stages are its layer ranges in execution order, each fused run once under its NVTX name, the
+// loss head and the optimizer; they are disjoint intervals on the step's stream, so their times
+// add up to no more than the step's. Off, and for a replayed CUDA graph, there are none.
+TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(test::conv_epilogue_cnn(), {21, 31, 1}, 4);
+  const Batch b = make_batch(plan, 8, 93);
+  cuda::DeviceBuffer<float> xd{static_cast<size_t>(8 * plan.input.size())};
+  cuda::DeviceBuffer<int32_t> ld{8};
+  upload(b.x, xd.data());
+  cuda::copy_to_device(ld.data(), b.labels.data(), size_t(8));
+  const auto name = [&](size_t i) { return plan.layers[i].name; };
+  // conv2d_1 + maxpool2d_1 (train.fuse_conv_pool), dropout_1, two fused conv epilogues, flatten
+  // (a view: no stage), dense_1.
+  const std::vector<std::string> fwd = {name(0) + "+" + name(1), name(2), name(3) + "+" + name(4) + "+" + name(5),
+                                        name(6) + "+" + name(7), name(9)};
+  std::vector<std::string> want;
+  for (const auto& f : fwd) want.push_back("fwd " + f);
+  want.push_back("loss");
+  for (auto it = fwd.rbegin(); it != fwd.rend(); ++it) want.push_back("bwd " + *it);
+  want.push_back("optimizer");
+  for (const bool graph : {false, true}) {
+    INFO((graph ? "train.cuda_graph on" : "train.cuda_graph off"));
+    nn::TrainHyper h;
+    h.seed = 4;
+    h.cuda_graph = graph;
+    auto net = nn::make_cuda_network(plan, h);
+    net->train_step(xd.data(), ld.data(), 8, 8, 1e-3f, nn::StepKey{h.seed, 0, 0});
+    CHECK(net->last_stage_times().empty());  // timing off
+    net->set_stage_timing(true);
+    for (uint64_t step = 1; step < 4; ++step) {
+      net->train_step(xd.data(), ld.data(), 8, 8, 1e-3f, nn::StepKey{h.seed, step, 0});
+      const nn::StepTimes t = net->last_times();
+      const std::vector<nn::StageTime> stages = net->last_stage_times();
+      INFO("step " << step << (t.graphed ? " (graph replay)" : " (eager)"));
+      if (t.graphed) {
+        CHECK(stages.empty());
+        continue;
+      }
+      std::vector<std::string> got;
+      double sum = 0;
+      for (const auto& st : stages) {
+        got.push_back(st.name);
+        CHECK(st.ms >= 0.0);
+        sum += st.ms;
+      }
+      CHECK(got == want);
+      CHECK(sum <= t.step_ms + 0.01 * double(stages.size()));
+    }
+  }
+}
+
 // The fused layer on its own against the CPU functors (ops/conv_pool.h, the same arithmetic) at
 // the sizes the GPU launches differ on: the baseline's first layer (128 × 1206 input, 64 filters,
 // batch 32: a 2-D backward grid of 2 × 2 371 blocks), 40 filters (a partial block of filters) and

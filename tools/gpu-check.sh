@@ -237,6 +237,8 @@ fi
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('fuse_compare'); g and print('- train step $prec: first conv+pool unfused (product + fused epilogue) %.3f ms, fused conv+pool %.3f ms (unfused/fused %.3fx; train.fuse_conv_pool)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('epilogue_compare'); g and print('- train step $prec: conv epilogues one by one %.3f ms, fused %.3f ms (unfused/fused %.3fx; train.fuse_conv_epilogue)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('engine_compare'); g and print('- train step $prec: conv2d on cuDNN %.3f ms, on %s %.3f ms (cudnn/%s %.3fx)' % (g['cudnn_ms_per_step'], g['engine'], g['engine_ms_per_step'], g['engine'], g['cudnn_over_engine']))" "$f"
+    # Where an eager step goes, stage by stage (bench train's stage timing), in execution order.
+    [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('stages'); g and print('- train step $prec stages (eager, ms; sum %.3f): ' % sum(x['ms'] for x in g['list']) + ', '.join('%s %.3f' % (x['name'], x['ms']) for x in g['list']))" "$f"
   done
   for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
     f="$out/bench-train-$prec.json"

@@ -80,6 +80,61 @@ std::string mib(double bytes) {
   return os.str();
 }
 
+// Stage timing (Network::set_stage_timing): a pair of timing events around each stage of an
+// eager step, recorded on the step's stream and read after it. Events are made on first use (in
+// an eager step, never inside a capture) and reused by later steps.
+class StageClock {
+ public:
+  // Stage `name` starts now on stream s (name outlives the step: the network's range names);
+  // returns its slot for stop().
+  size_t start(const std::string* name, cudaStream_t s) {
+    if (used_ == marks_.size()) marks_.emplace_back();
+    Mark& m = marks_[used_];
+    m.name = name;
+    m.start.record(s);
+    return used_++;
+  }
+  // Not throwing (called from StageRange's destructor): a failed record surfaces at the next
+  // synchronisation with its own error.
+  void stop(size_t slot, cudaStream_t s) { (void)cudaEventRecord(marks_[slot].stop.get(), s); }
+  void clear() { used_ = 0; }
+  // The recorded stages in order (synchronises on the last one).
+  std::vector<StageTime> read() const {
+    std::vector<StageTime> out;
+    if (used_ == 0) return out;
+    marks_[used_ - 1].stop.synchronize();
+    for (size_t i = 0; i < used_; ++i) out.push_back({*marks_[i].name, double(marks_[i].stop.ms_since(marks_[i].start))});
+    return out;
+  }
+
+ private:
+  struct Mark {
+    const std::string* name = nullptr;
+    cuda::Event start{true}, stop{true};
+  };
+  std::vector<Mark> marks_;
+  size_t used_ = 0;
+};
+
+// An NVTX range that is also a stage of `clock` (when non-null) on stream s.
+class StageRange {
+ public:
+  StageRange(const std::string& name, StageClock* clock, cudaStream_t s) : range_(name.c_str()), clock_(clock), s_(s) {
+    if (clock_) slot_ = clock_->start(&name, s_);
+  }
+  ~StageRange() {
+    if (clock_) clock_->stop(slot_, s_);
+  }
+  StageRange(const StageRange&) = delete;
+  StageRange& operator=(const StageRange&) = delete;
+
+ private:
+  NvtxRange range_;
+  StageClock* clock_;
+  cudaStream_t s_;
+  size_t slot_ = 0;
+};
+
 class CudaLayerImpl;
 
 class CudaNetwork final : public Network {
@@ -173,6 +228,7 @@ class CudaNetwork final : public Network {
     try {
       ensure_batch(n);
       layers_.back()->set_logits_output(false);
+      clock_ = nullptr;  // inference is not a timed step (also after a step that threw)
       forward_all(x, n, false, StepKey{});
     } catch (const RuntimeError& e) {
       rethrow_oom(e, n);
@@ -197,6 +253,12 @@ class CudaNetwork final : public Network {
   std::vector<StepStats> take_step_stats() override {
     drain_stats_window();
     return std::exchange(taken_stats_, {});
+  }
+
+  void set_stage_timing(bool on) override { stage_timing_ = on; }
+  std::vector<StageTime> last_stage_times() override {
+    if (!stage_timing_ || last_n_ == 0 || last_graphed_) return {};
+    return stages_.read();
   }
 
   StepTimes last_times() override {
@@ -461,6 +523,8 @@ class CudaNetwork final : public Network {
                     const StepScalars* scalars, bool timed) {
     cudaStream_t s = ctx_.stream();
     const size_t L = layers_.size();
+    stages_.clear();
+    clock_ = timed && stage_timing_ ? &stages_ : nullptr;  // the stages' events, for this step only
     const int64_t C = plan_.classes;
     const float ls = float(hyper_.label_smoothing);
     layers_.back()->set_logits_output(true);
@@ -471,6 +535,7 @@ class CudaNetwork final : public Network {
     const float* logits = act_[L - 1];  // (n, classes)
 
     // Head: per-example loss and correct flags, summed on the device (read in last_stats).
+    auto loss_stage = std::make_unique<StageRange>(kLossStage, clock_, s);
     launch_1d(n, ops::SoftmaxXentLoss<float>{logits, labels, C, ls, losses_.data(), correct_.data()}, s);
     {
       auto it = thrust::make_transform_iterator(losses_.data(), FloatToDouble{});
@@ -489,11 +554,12 @@ class CudaNetwork final : public Network {
     launch_1d(n * C, ops::SoftmaxXentGrad<float>{logits, labels, C, ls, 1.0f / float(global_batch), dy}, s);
     if (fp16_) launch_1d(n * C, ops::ScaleByDevice{dy, loss_scale_.data()}, s);
     for (auto& l : layers_) l->zero_grads();
+    loss_stage.reset();
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
       if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
         {
-          NvtxRange range(bwd_names_[0].c_str());
+          StageRange range(bwd_names_[0], clock_, s);
           const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();
           fused_->backward(x, dy, p[0], p.size() > 1 ? p[1] : nullptr, g[0], g.size() > 1 ? g[1] : nullptr, n);
         }
@@ -505,7 +571,7 @@ class CudaNetwork final : public Network {
         const auto& run = epilogue_at_[i]->run();
         const size_t c = run.conv;
         {
-          NvtxRange range(bwd_names_[c].c_str());
+          StageRange range(bwd_names_[c], clock_, s);
           auto* conv = dynamic_cast<cuda::nn::ConvProduct*>(layers_[c].get());
           // dz into the other buffer (bf16/fp16: only its 16-bit copy, which the conv keeps), then
           // the conv's dx back into dy's, which the next layer down reads; the bias gradient from
@@ -522,7 +588,7 @@ class CudaNetwork final : public Network {
       }
       const float* xin = i == 0 ? x : act_[i - 1];
       {
-        NvtxRange range(bwd_names_[i].c_str());
+        StageRange range(bwd_names_[i], clock_, s);
         layers_[i]->backward(xin, act_[i], dy, i == 0 ? nullptr : dx, n, key);
       }
       all_reduce_layer(i);
@@ -534,10 +600,11 @@ class CudaNetwork final : public Network {
 
     join_all_reduce();
     {
-      NvtxRange range("optimizer");
+      StageRange range(kOptimizerStage, clock_, s);
       apply_optimizer(scalars);
     }
     broadcast_buffers();
+    clock_ = nullptr;
   }
 
   // ---- CUDA graphs (train.cuda_graph) ------------------------------------------------------
@@ -738,7 +805,7 @@ class CudaNetwork final : public Network {
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output
-        NvtxRange range(fwd_names_[0].c_str());
+        StageRange range(fwd_names_[0], clock_, ctx_.stream());
         const std::vector<float*> p = layers_[0]->params();
         fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[1], n);
         ++i;
@@ -747,7 +814,7 @@ class CudaNetwork final : public Network {
       const float* xin = i == 0 ? x : act_[i - 1];
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i) {  // conv product, then one pass for the run
         const auto& run = epilogue_at_[i]->run();
-        NvtxRange range(fwd_names_[i].c_str());
+        StageRange range(fwd_names_[i], clock_, ctx_.stream());
         const uint16_t* z16 = dynamic_cast<cuda::nn::ConvProduct*>(layers_[i].get())->forward_product(xin, act_[i], n);
         const std::vector<float*> p = layers_[i]->params();
         epilogue_at_[i]->forward(act_[i], z16, p.size() > 1 ? p[1] : nullptr, act_[run.pool],
@@ -759,7 +826,7 @@ class CudaNetwork final : public Network {
         act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
         continue;
       }
-      NvtxRange range(fwd_names_[i].c_str());
+      StageRange range(fwd_names_[i], clock_, ctx_.stream());
       layers_[i]->forward(xin, act_[i], n, training, key);
     }
   }
@@ -926,6 +993,12 @@ class CudaNetwork final : public Network {
   DeviceBuffer<float> loss_scale_;              // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
   DeviceBuffer<int64_t> dgrad_bad_;             // (trainable tensors) non-finite gradient counts of this step
   cuda::Event ev_start_{true}, ev_fwd_{true}, ev_bwd_{true}, ev_end_{true};
+  // Stage timing (set_stage_timing): the clock, and the step's pointer to it (null when the step
+  // is not timed: off, a capture, or predict).
+  bool stage_timing_ = false;
+  StageClock stages_;
+  StageClock* clock_ = nullptr;
+  inline static const std::string kLossStage = "loss", kOptimizerStage = "optimizer";
   cuda::Stream comm_stream_;                // data parallel: gradient all-reduces
   std::vector<cuda::Event> layer_done_;     // per layer: its backward has run
   cuda::Event comm_done_;                   // every all-reduce of the step has run

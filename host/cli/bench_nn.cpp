@@ -168,6 +168,36 @@ ModeCompare compare_modes(const Setup& s, Set&& set, const float* x, const int32
   return c;
 }
 
+// Where an eager step's device time goes: the mean time of each stage (Network::last_stage_times:
+// each layer or fused run forward and backward, the loss head, the optimizer) over `steps`
+// full-batch steps of a fresh network with this run's settings but train.cuda_graph off (a graph
+// has no timing points inside), after two warm-up steps. Empty where the backend does not time
+// stages (cpu).
+std::vector<nn::StageTime> stage_breakdown(const Setup& s, const float* x, const int32_t* labels, int64_t n,
+                                           int64_t steps) {
+  nn::TrainHyper h = s.hyper;
+  h.cuda_graph = false;
+  auto net = nn::make_network(s.device, s.plan, h);
+  net->set_stage_timing(true);
+  const float lr = float(h.lr);
+  for (uint64_t w = 0; w < 2; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
+  net->last_stats();
+  std::vector<nn::StageTime> mean;
+  for (int64_t it = 0; it < steps; ++it) {
+    net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(2 + it), 0});
+    const std::vector<nn::StageTime> t = net->last_stage_times();
+    if (t.empty()) return {};
+    if (mean.empty()) mean.assign(t.size(), {});
+    GENRELAB_CHECK(t.size() == mean.size(), "bench train: the step's stages changed between steps");
+    for (size_t i = 0; i < t.size(); ++i) {
+      mean[i].name = t[i].name;
+      mean[i].ms += t[i].ms / double(steps);
+    }
+  }
+  net->take_step_stats();
+  return mean;
+}
+
 // A fusion's back-to-back comparison (compare_modes with the fusion off, then on): printed under
 // `what` (the config key named in it), and its JSON (unfused, fused and their ratio).
 void print_fusion_compare(const std::string& what, const ModeCompare& c, bool this_run_fused) {
@@ -329,6 +359,19 @@ int bench_train(const cli::Args& args) {
                   engine.off_ms, engine_on.c_str(), engine.on_ms, engine_on.c_str(), engine.off_ms / engine.on_ms);
     std::cout << line;
   }
+  // Where the step goes, stage by stage (cuda).
+  const int64_t stage_steps = std::min<int64_t>(20, std::max<int64_t>(steps, 1));
+  const std::vector<nn::StageTime> stages =
+      s.device == Device::cuda ? stage_breakdown(s, x.data(), labels.data(), n, stage_steps) : std::vector<nn::StageTime>{};
+  if (!stages.empty()) {
+    double sum = 0;
+    for (const auto& st : stages) sum += st.ms;
+    std::printf("  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events):\n",
+                (long long)stage_steps);
+    for (const auto& st : stages)
+      std::printf("    %-44s %9.3f ms %6.1f %%\n", st.name.c_str(), st.ms, sum > 0 ? 100.0 * st.ms / sum : 0.0);
+    std::printf("    %-44s %9.3f ms\n", "sum of the stages", sum);
+  }
   if (extrapolated)
     std::cerr << "bench train: timed " << steps << " of the epoch's " << epoch_steps
               << " steps; the epoch time is extrapolated (use --iterations " << epoch_steps << " for a full epoch)\n";
@@ -361,6 +404,11 @@ int bench_train(const cli::Args& args) {
     j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},
                            {"engine_ms_per_step", engine.on_ms}, {"cudnn_over_engine", engine.off_ms / engine.on_ms},
                            {"graphed", engine.graphed}};
+  if (!stages.empty()) {
+    json list = json::array();
+    for (const auto& st : stages) list.push_back({{"name", st.name}, {"ms", st.ms}});
+    j["stages"] = {{"steps", stage_steps}, {"eager", true}, {"list", list}};
+  }
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);

@@ -70,6 +70,15 @@ struct StepTimes {
   bool graphed = false;  // the step ran as a CUDA graph launch
 };
 
+// Device time of one stage of the last train_step (set_stage_timing): a layer, or a run of layers
+// executed as one (a fused conv2d epilogue, the fused first conv2d + maxpool2d), forward or
+// backward, named as its NVTX range ("fwd conv2d_2+maxpool2d_2+dropout_2", "bwd dense_1"), and
+// the loss head ("loss") and the optimizer ("optimizer").
+struct StageTime {
+  std::string name;
+  double ms = 0;
+};
+
 struct NamedTensor {
   std::string name;           // "3.conv2d_2.kernel", "adam.m.3.conv2d_2.kernel", "step"
   std::vector<int64_t> dims;
@@ -114,6 +123,12 @@ class Network {
   virtual CUstream_st* stream() { return nullptr; }
   // Forward / backward / optimizer split of the last train_step (for `bench --what train`).
   virtual StepTimes last_times() { return {}; }
+  // Per-stage device times of eager steps (cuda; `bench --what train`): with timing on, each
+  // eager train_step records a pair of events around every stage, and last_stage_times()
+  // (which synchronises) returns them in execution order; empty when off, after a CUDA-graph
+  // replay (no timing points inside a graph), or on a backend that does not time stages.
+  virtual void set_stage_timing(bool on) {}
+  virtual std::vector<StageTime> last_stage_times() { return {}; }
 
   // Weights, batch-norm statistics, optimizer moments and the step counter as host tensors.
   virtual std::vector<NamedTensor> state() = 0;
