@@ -142,9 +142,10 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   step peer-augment-torchaudio 90 "$py" tools/bench/augment_peers.py --device cuda --plan "$out/bench-augment-cuda.json" --json "$out/peer-augment-torchaudio.json"
   for prec in fp32 tf32 bf16; do
     # GENRELAB_LOG_CONV_ALGOS: cuDNN's ranking and the engine of every convolution pass in the log
-    # (docs/network-gpu.md); 110 s: every precision also times cuDNN alone against the conv engine
-    # and the conv epilogues fused against one by one (fp32 and tf32: eager against graphed too)
-    step "bench-train-$prec" 110 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
+    # (docs/network-gpu.md); 120 s: every precision also times cuDNN alone against the conv engine,
+    # the fusions against their layers one by one and the stages of an eager step (fp32 and tf32:
+    # eager against graphed too)
+    step "bench-train-$prec" 120 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
       --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
