@@ -142,7 +142,8 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // is benchmarked on the input xin and the current kernel) and its engine. Returns true when
   // choosing the engine may have overwritten the forward's columns (choose_engine).
   bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
-    if (n == n_ && algos_ && algos_->chosen[int(pass)] && algos_->engine_decided[int(pass)]) return false;
+    const int p = int(pass);
+    if (n == n_ && algos_ && algos_->chosen[p] && (algos_->engine_decided[p] || !gemm_)) return false;
     if (n != n_) {
       xd_.set(n, hp_, wp_, desc_.in.c, type_);
       yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
@@ -245,10 +246,11 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   bool choose_engine(const ConvShape& shape, ConvPass pass, int64_t n, const TimingData& data) {
     ConvAlgos& a = *algos_;
     const int p = int(pass);
-    if (a.engine_decided[p]) return false;
+    // A layer without the engine leaves the decision to a layer of the same shape that has one.
+    if (a.engine_decided[p] || !gemm_) return false;
     a.engine_decided[p] = true;
-    if (!gemm_ || !gemm_->fits(n)) {
-      if (gemm_) log_engine(shape, pass, "its column matrix does not fit (memory or 32-bit indices)", false);
+    if (!gemm_->fits(n)) {
+      log_engine(shape, pass, "its column matrix does not fit (memory or 32-bit indices)", false);
       return false;
     }
     if (pass == ConvPass::backward_filter) a.gemm_filter_splits = gemm_->suggested_filter_splits(n);

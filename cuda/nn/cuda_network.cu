@@ -103,7 +103,8 @@ class StageClock {
     std::vector<StageTime> out;
     if (used_ == 0) return out;
     marks_[used_ - 1].stop.synchronize();
-    for (size_t i = 0; i < used_; ++i) out.push_back({*marks_[i].name, double(marks_[i].stop.ms_since(marks_[i].start))});
+    for (size_t i = 0; i < used_; ++i)
+      out.push_back({*marks_[i].name, double(marks_[i].stop.ms_since(marks_[i].start))});
     return out;
   }
 

@@ -361,8 +361,9 @@ int bench_train(const cli::Args& args) {
   }
   // Where the step goes, stage by stage (cuda).
   const int64_t stage_steps = std::min<int64_t>(20, std::max<int64_t>(steps, 1));
-  const std::vector<nn::StageTime> stages =
-      s.device == Device::cuda ? stage_breakdown(s, x.data(), labels.data(), n, stage_steps) : std::vector<nn::StageTime>{};
+  const std::vector<nn::StageTime> stages = s.device == Device::cuda
+                                                ? stage_breakdown(s, x.data(), labels.data(), n, stage_steps)
+                                                : std::vector<nn::StageTime>{};
   if (!stages.empty()) {
     double sum = 0;
     for (const auto& st : stages) sum += st.ms;
