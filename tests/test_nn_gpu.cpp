@@ -995,6 +995,9 @@ TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu
     nn::TrainHyper h;
     h.seed = 4;
     h.cuda_graph = graph;
+    h.fuse_conv_pool = true;  // the config's defaults (the struct's are off)
+    h.fuse_conv_epilogue = true;
+    REQUIRE(nn::use_fused_conv_epilogues(plan, h, 2).size() == 2);
     auto net = nn::make_cuda_network(plan, h);
     net->train_step(xd.data(), ld.data(), 8, 8, 1e-3f, nn::StepKey{h.seed, 0, 0});
     CHECK(net->last_stage_times().empty());  // timing off
