@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <random>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -233,18 +232,14 @@ void gemm_column_major(const nn::GemmCall& c, const float* a, const float* b, fl
 }
 
 
-// im2col of x (m, h, w, c) as the engine launches it: four channels a call when c allows.
+// im2col of x (m, h, w, c) as the engine launches it: four channels a call when c and the buffers allow.
 template <typename T>
 std::vector<T> columns_of(const ops::ConvColsGeom& g, const std::vector<T>& x, int64_t rows) {
   std::vector<T> cols(static_cast<size_t>(rows * g.k()));
-  auto run = [&](auto lanes) {
-    using F = ops::Im2Col<T, decltype(lanes)::value>;
+  ops::with_cols_lanes<T>(g.c, [&](auto lanes) {
+    using F = ops::Im2Col<T, lanes()>;
     cpu_for_2d(rows, F::groups(g), F{g, x.data(), cols.data()});
-  };
-  if (g.c % 4 == 0)
-    run(std::integral_constant<int, 4>());
-  else
-    run(std::integral_constant<int, 1>());
+  }, x.data(), static_cast<const T*>(cols.data()));
   return cols;
 }
 
