@@ -290,6 +290,32 @@ TEST_CASE("nn fused 16-bit conv epilogues equal the cast and activation functors
   REQUIRE(dz16[0] == 0x4200);
 }
 
+// The GEMM engine's 16-bit kernel gradient (cuda/nn/conv_gemm.cu) adds its float product rounded
+// once: AddRoundedToHalf against the ToHalf → FromHalf(accumulate) pair it replaces (cuDNN's 16-bit
+// dW added to the float gradient), bit for bit; and by hand.
+TEST_CASE("nn AddRoundedToHalf equals the 16-bit cast then the accumulating FromHalf", "[nn][mixed]") {
+  const int64_t count = 8192;
+  const size_t m = size_t(count);
+  const std::vector<float> product = random_vec(count, 81, -40, 40), grad = random_vec(count, 82, -1, 1);
+  for (int format : {ops::kHalfBf16, ops::kHalfFp16}) {
+    CAPTURE(format);
+    std::vector<uint16_t> h(m);
+    std::vector<float> want = grad, got = grad;
+    cpu_for_1d(count, ops::ToHalf{product.data(), h.data(), format});
+    cpu_for_1d(count, ops::FromHalf{h.data(), want.data(), format, true});
+    cpu_for_1d(count, ops::AddRoundedToHalf{product.data(), got.data(), format});
+    REQUIRE(first_difference(got, want) == -1);
+  }
+  // By hand: bf16 keeps 8 significant bits, so 1 + 2^-9 rounds to 1; fp16 keeps 11 and the value.
+  const float x[1] = {1.0f + 0x1p-9f};
+  float y[1] = {0.5f};
+  ops::AddRoundedToHalf{x, y, ops::kHalfBf16}(0);
+  REQUIRE(y[0] == 1.5f);
+  y[0] = 0.5f;
+  ops::AddRoundedToHalf{x, y, ops::kHalfFp16}(0);
+  REQUIRE(y[0] == 1.5f + 0x1p-9f);
+}
+
 TEST_CASE("nn channel of an element uses 32-bit division only where it is exact", "[nn]") {
   for (int64_t c : {int64_t(1), int64_t(3), int64_t(64), int64_t(1000), int64_t(65537)})
     for (int64_t i : {int64_t(0), int64_t(1), c - 1, c, int64_t(152582144), (int64_t(1) << 32) - 1, int64_t(1) << 32,
