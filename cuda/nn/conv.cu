@@ -71,8 +71,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       wc = to_half(param(0), wcount, w16_);
       zc = grown(y16_, zcount);
     }
-    // The GEMM engine reads x unpadded: float x, or its 16-bit copy (never padded when it runs).
-    const void* xg = half_ ? xc : x;
+    const void* xg = gemm_x(x);
     setup(n, xc, wc, ConvPass::forward, {xg, nullptr, zc});
     if (on_gemm(ConvPass::forward)) {
       gemm_->forward(xg, wc, zc, n);
@@ -179,8 +178,8 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     if (half_) return x16_.data();
     return asym_ ? xpad_.data() : x;
   }
-  // What the GEMM engine's backward reads for x: x, or the forward's 16-bit copy (unpadded where
-  // the engine runs).
+  // What the GEMM engine reads for x: x, or the forward's 16-bit copy (unpadded where the engine
+  // runs).
   const void* gemm_x(const float* x) const { return half_ ? static_cast<const void*>(x16_.data()) : x; }
   // The kernel the products read: the parameter, or the forward's 16-bit copy.
   const void* kernel_operand() { return half_ ? static_cast<const void*>(w16_.data()) : param(0); }
