@@ -1,7 +1,10 @@
 // The experiment schema: every key an experiment file may set, with its type, default and doc.
 // This table is the single source of defaults; experiments/README.md documents the same keys.
 #include <cmath>
+#include <cstdint>
+#include <iomanip>
 #include <sstream>
+#include <string>
 
 #include "genrelab/config.h"
 
@@ -180,10 +183,23 @@ const KeySpec* find_key_spec(const std::string& path) {
 
 std::string describe_type(const KeySpec& k) {
   std::ostringstream os;
+  // Bounds as written in a file: whole numbers in full (4294967295, not 4.29497e+09), others in
+  // the shortest form that reads back exactly.
+  auto bound = [](double x) {
+    if (x == std::floor(x) && std::abs(x) < 1e15) return std::to_string(int64_t(x));
+    std::ostringstream b;
+    b << std::setprecision(17) << x;
+    for (int digits = 1; digits < 17; ++digits) {
+      std::ostringstream shorter;
+      shorter << std::setprecision(digits) << x;
+      if (std::stod(shorter.str()) == x) return shorter.str();
+    }
+    return b.str();
+  };
   auto bounds = [&] {
-    if (std::isfinite(k.min) && std::isfinite(k.max)) os << " in [" << k.min << ", " << k.max << "]";
-    else if (std::isfinite(k.min)) os << " >= " << k.min;
-    else if (std::isfinite(k.max)) os << " <= " << k.max;
+    if (std::isfinite(k.min) && std::isfinite(k.max)) os << " in [" << bound(k.min) << ", " << bound(k.max) << "]";
+    else if (std::isfinite(k.min)) os << " >= " << bound(k.min);
+    else if (std::isfinite(k.max)) os << " <= " << bound(k.max);
   };
   switch (k.type) {
     case KeyType::boolean: os << "true or false"; break;

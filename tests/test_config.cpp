@@ -1,6 +1,8 @@
 // Experiment config: defaults, extends chains, --set typing, and the error messages for unknown
 // keys, wrong types, cycles and bad --set syntax.
+#include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "genrelab/common.h"
 #include "genrelab/config.h"
@@ -159,4 +161,21 @@ TEST_CASE("a saved resolved config loads back to the same document", "[config]")
   json bad = saved;
   bad["features"]["colour"] = "blue";
   CHECK(config_error([&] { Config::from_resolved(bad, "run/config.json"); }).find("features.colour") != std::string::npos);
+}
+
+TEST_CASE("config type descriptions write bounds as a file would", "[config]") {
+  // Whole numbers in full, fractions in the shortest text that reads back exactly (the default
+  // stream precision wrote 4294967295 as 4.29497e+09 and 2^-14 as 6.10352e-05).
+  auto described = [](KeyType type, double lo, double hi) {
+    KeySpec k{"a.b", type, json(0), "", false, {}, lo, hi};
+    return describe_type(k);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK(described(KeyType::integer, 0, 4294967295.0) == "an integer in [0, 4294967295]");
+  CHECK(described(KeyType::integer, 1, 1 << 20) == "an integer in [1, 1048576]");
+  CHECK(described(KeyType::number, std::ldexp(1.0, -14), 1e30) == "a number in [6.103515625e-05, 1e+30]");
+  CHECK(described(KeyType::number, 0.1, inf) == "a number >= 0.1");
+  CHECK(described(KeyType::number, -inf, 0.999) == "a number <= 0.999");
+  // The schema's own keys, as `config keys` and experiments/README.md show them.
+  CHECK(describe_type(*find_key_spec("split.seed")) == "an integer in [0, 4294967295]");
 }
