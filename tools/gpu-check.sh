@@ -2,7 +2,8 @@
 # One-command GPU validation (under 10 minutes on an H100): Release build for the local GPU, every
 # test including [gpu], every benchmark with JSON (tools/bench/README.md) and its PyTorch /
 # torchaudio / librosa / audiomentations peers, OUT_DIR/summary.md with the ratio table
-# (tools/bench/compare.py), the GPU idle time inside training steps (nsys, eager and CUDA graph),
+# (tools/bench/compare.py), the GPU idle time inside training steps (bench train's GPU activity
+# trace, and nsys where installed; eager and CUDA graph),
 # the [gpu] tests under compute-sanitizer and Nsight Compute with the rest of the suite beside them,
 # the recipe at GTZAN's scale, then the CPU side by side with the time left.
 #   usage: tools/gpu-check.sh OUT_DIR
@@ -142,10 +143,10 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   step peer-augment-torchaudio 90 "$py" tools/bench/augment_peers.py --device cuda --plan "$out/bench-augment-cuda.json" --json "$out/peer-augment-torchaudio.json"
   for prec in fp32 tf32 bf16; do
     # GENRELAB_LOG_CONV_ALGOS: cuDNN's ranking and the engine of every convolution pass in the log
-    # (docs/network-gpu.md); 120 s: every precision also times cuDNN alone against the conv engine,
-    # the fusions against their layers one by one and the stages of an eager step (fp32 and tf32:
-    # eager against graphed too)
-    step "bench-train-$prec" 120 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
+    # (docs/network-gpu.md); 150 s: every precision also times cuDNN alone against the conv engine,
+    # the fusions against their layers one by one, the stages of an eager step and the GPU idle
+    # time inside eager and graphed steps (fp32 and tf32: eager against graphed in time too)
+    step "bench-train-$prec" 150 env GENRELAB_LOG_CONV_ALGOS=1 "$bin" bench --what train --device cuda \
       --set "train.precision=$prec" --json "$out/bench-train-$prec.json"
     step "peer-train-torch-$prec" 90 "$py" tools/bench/train_torch.py --device cuda --precision "$prec" --json "$out/peer-train-torch-$prec.json"
   done
@@ -181,10 +182,13 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   # some are meant (NCCL probing kernels it lacks for this GPU; the CUDA-graph test's refused
   # synchronisation inside a capture, which exercises the fallback).
   if command -v compute-sanitizer >/dev/null 2>&1; then
+    # [trace] (the GPU activity trace) is left out: the sanitizer traces through the same interface.
     step memcheck 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 \
-      build-gpu/genrelab_tests "[gpu]~[oom]~[big]~[train]"
-    step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
-    step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests "[gpu]~[nn]~[oom]~[train]"
+      build-gpu/genrelab_tests "[gpu]~[oom]~[big]~[train]~[trace]"
+    step racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 build-gpu/genrelab_tests \
+      "[gpu]~[nn]~[oom]~[train]~[trace]"
+    step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 1 build-gpu/genrelab_tests \
+      "[gpu]~[nn]~[oom]~[train]~[trace]"
   else
     rows+=("| compute-sanitizer | not found | - |")
   fi
@@ -238,6 +242,18 @@ fi
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('fuse_compare'); g and print('- train step $prec: first conv+pool unfused (product + fused epilogue) %.3f ms, fused conv+pool %.3f ms (unfused/fused %.3fx; train.fuse_conv_pool)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('epilogue_compare'); g and print('- train step $prec: conv epilogues one by one %.3f ms, fused %.3f ms (unfused/fused %.3fx; train.fuse_conv_epilogue)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('engine_compare'); g and print('- train step $prec: conv2d on cuDNN %.3f ms, on %s %.3f ms (cudnn/%s %.3fx)' % (g['cudnn_ms_per_step'], g['engine'], g['engine_ms_per_step'], g['engine'], g['cudnn_over_engine']))" "$f"
+    # The GPU idle time inside training steps (target < 5 %) from bench train's GPU activity trace.
+    [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
+import json, sys
+g = json.load(open(sys.argv[1])).get("gpu_idle")
+if g and "unavailable" in g:
+    print("- train step %s GPU idle inside steps: not measured (%s)" % (sys.argv[2], g["unavailable"]))
+elif g:
+    e, r = g["eager"], g["graph"]
+    print("- train step %s GPU idle inside steps (activity trace, %d full steps): eager %.2f %% (%.3f ms a step, "
+          "largest gap %.3f ms), cuda graph %.2f %%%s" % (sys.argv[2], g["steps"], 100 * e["idle_fraction"], e["step_ms"],
+          e["largest_gap_ms"], 100 * r["idle_fraction"], "" if g["graphed"] else " (NOT captured)"))
+PY
     # Where an eager step goes, stage by stage (bench train's stage timing), in execution order.
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('stages'); g and print('- train step $prec stages (eager, ms; sum %.3f): ' % sum(x['ms'] for x in g['list']) + ', '.join('%s %.3f' % (x['name'], x['ms']) for x in g['list']))" "$f"
   done

@@ -1,6 +1,7 @@
 // `genrelab bench --what train` (one epoch of whole optimisation steps: examples/s, forward/backward/optimizer
 // split, achieved GFLOP/s from the plan's conv/dense/recurrent FLOPs; on the GPU also eager against
-// CUDA-graph step time) and `--what layers`
+// CUDA-graph step time, the GPU idle time inside steps, each fusion and conv engine against its
+// alternative, and the stages of an eager step) and `--what layers`
 // (forward and backward time per layer, like `caffe time`), on synthetic inputs for the model of
 // an experiment file (default: the baseline), on either backend.
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,12 +18,14 @@
 #include "genrelab/common.h"
 #include "genrelab/config.h"
 #include "genrelab/device.h"
+#include "genrelab/gpu_idle.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nvtx.h"
 #include "genrelab/ops/philox.h"
 #include "genrelab/parallel_for.h"
 #if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/activity_trace.h"
 #include "genrelab/cuda/memory.h"
 #endif
 
@@ -145,6 +149,23 @@ struct ModeCompare {
   bool graphed = false;
 };
 
+// A fresh network with the settings h after its 3 warm-up steps on full batches, the device idle;
+// `graphed`: whether the last warm-up step replayed a CUDA graph.
+std::unique_ptr<nn::Network> warmed_up(const Setup& s, const nn::TrainHyper& h, const float* x, const int32_t* labels,
+                                       int64_t n, bool& graphed) {
+  auto net = nn::make_network(s.device, s.plan, h);
+  for (uint64_t w = 0; w < 3; ++w) net->train_step(x, labels, n, n, float(h.lr), {h.seed, w, 0});
+  net->last_stats();
+  graphed = net->last_times().graphed;
+  sync(s.device);
+  return net;
+}
+// Queues `steps` more full steps after the warm-up, back to back (no synchronisation).
+void queue_steps(nn::Network& net, const nn::TrainHyper& h, const float* x, const int32_t* labels, int64_t n,
+                 int64_t steps) {
+  for (int64_t it = 0; it < steps; ++it) net.train_step(x, labels, n, n, float(h.lr), {h.seed, uint64_t(3 + it), 0});
+}
+
 // set(h, on) puts the "off" or "on" setting into h.
 template <typename Set>
 ModeCompare compare_modes(const Setup& s, Set&& set, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
@@ -153,19 +174,62 @@ ModeCompare compare_modes(const Setup& s, Set&& set, const float* x, const int32
   for (const bool on : {false, true}) {
     nn::TrainHyper h = s.hyper;
     set(h, on);
-    auto net = nn::make_network(s.device, s.plan, h);
-    const float lr = float(h.lr);
-    for (uint64_t w = 0; w < 3; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
-    net->last_stats();
-    if (on) c.graphed = net->last_times().graphed;
-    sync(s.device);
+    bool graphed = false;
+    auto net = warmed_up(s, h, x, labels, n, graphed);
+    if (on) c.graphed = graphed;
     const auto t0 = Clock::now();
-    for (int64_t it = 0; it < steps; ++it) net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(3 + it), 0});
+    queue_steps(*net, h, x, labels, n, steps);
     net->take_step_stats();  // synchronises and empties the queued step stats
     sync(s.device);
     (on ? c.on_ms : c.off_ms) = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(steps);
   }
   return c;
+}
+
+// The GPU's idle time inside training steps (gpu_idle.h), eager and with train.cuda_graph, from
+// its own activity trace (cuda/activity_trace.h; no Nsight Systems needed): per mode a fresh
+// network with this run's other settings, built while the trace records (so it sees a graph's
+// kernels), warms up 3 steps, then `steps` full steps run back to back; the window runs from the
+// first kernel, copy or memset of those steps to the end of the last. Gaps where the GPU waits
+// for the host's launches count as idle, and so does the trace's own small cost per kernel: an
+// upper bound. `why` says why there is none (no CUPTI, a profiler attached).
+struct IdleCompare {
+  std::string why;
+  int64_t steps = 0;
+  IdleStats eager, graph;
+  bool graphed = false;
+};
+IdleCompare idle_compare(const Setup& s, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
+  IdleCompare c;
+  c.steps = steps;
+#if GENRELAB_HAVE_CUDA
+  c.why = cuda::ActivityTrace::unavailable();
+  if (!c.why.empty()) return c;
+  try {
+    for (const bool on : {false, true}) {
+      cuda::ActivityTrace trace;
+      nn::TrainHyper h = s.hyper;
+      h.cuda_graph = on;
+      bool graphed = false;
+      auto net = warmed_up(s, h, x, labels, n, graphed);
+      if (on) c.graphed = graphed;
+      const uint64_t since = trace.now();
+      queue_steps(*net, h, x, labels, n, steps);
+      (on ? c.graph : c.eager) = idle_stats(trace.collect(since));  // waits for the steps
+      net->take_step_stats();
+    }
+  } catch (const RuntimeError& e) {
+    c.why = e.what();
+  }
+#else
+  c.why = "this genrelab was built without CUDA";
+#endif
+  return c;
+}
+json idle_json(const IdleStats& st, int64_t steps) {
+  return {{"idle_fraction", st.idle_fraction}, {"span_ms", st.span_ms}, {"busy_ms", st.busy_ms},
+          {"step_ms", st.span_ms / double(steps)}, {"activities", st.activities}, {"gaps", st.gaps},
+          {"largest_gap_ms", st.largest_gap_ms}};
 }
 
 // Where an eager step's device time goes: the mean time of each stage (Network::last_stage_times:
@@ -323,6 +387,24 @@ int bench_train(const cli::Args& args) {
                   graph.on_ms);
     }
   }
+  // The GPU idle time inside those steps (the target: under 5 %), from the GPU's activity trace.
+  IdleCompare idle;
+  if (s.device == Device::cuda) {
+    idle = idle_compare(s, x.data(), labels.data(), n, std::min<int64_t>(graph.steps, 20));
+    if (!idle.why.empty()) {
+      std::printf("  GPU idle inside steps: not measured (%s)\n", idle.why.c_str());
+    } else {
+      std::printf("  GPU idle inside steps (GPU activity trace of %lld full steps per mode; first to last kernel, "
+                  "copy or memset):\n", (long long)idle.steps);
+      for (const bool on : {false, true}) {
+        const IdleStats& st = on ? idle.graph : idle.eager;
+        std::snprintf(line, sizeof line, "    %-6s idle %6.2f %%   %8.3f ms a step, %lld gaps, largest %.3f ms%s\n",
+                      on ? "graph" : "eager", 100.0 * st.idle_fraction, st.span_ms / double(idle.steps),
+                      (long long)st.gaps, st.largest_gap_ms, on && !idle.graphed ? " (NOT captured: eager steps)" : "");
+        std::cout << line;
+      }
+    }
+  }
   ModeCompare fuse;
   const bool fusable = s.device == Device::cuda && nn::conv_pool_fusable(s.plan);
   if (fusable) {
@@ -396,6 +478,13 @@ int bench_train(const cli::Args& args) {
                           {"graph_ms_per_step", graph.graphed ? json(graph.on_ms) : json(nullptr)},
                           {"eager_over_graph", graph.graphed ? json(graph.off_ms / graph.on_ms) : json(nullptr)},
                           {"graphed", graph.graphed}};
+  if (s.device == Device::cuda) {
+    if (idle.why.empty())
+      j["gpu_idle"] = {{"tool", "cupti"}, {"steps", idle.steps}, {"eager", idle_json(idle.eager, idle.steps)},
+                       {"graph", idle_json(idle.graph, idle.steps)}, {"graphed", idle.graphed}};
+    else
+      j["gpu_idle"] = {{"unavailable", idle.why}};
+  }
   j["fuse_conv_pool"] = s.hyper.fuse_conv_pool;  // how this run's own steps ran (when the plan fuses)
   if (fusable) j["fuse_compare"] = fusion_compare_json(fuse);
   j["fuse_conv_epilogue"] = s.hyper.fuse_conv_epilogue;

@@ -1,0 +1,170 @@
+// The CUPTI activity trace of activity_trace.h: CUPTI fills 8 MiB buffers with kernel, memcpy and
+// memset records and hands each back (possibly on its own thread) to buffer_completed, which keeps
+// their start and end times while a trace records.
+#include "genrelab/cuda/activity_trace.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <mutex>
+
+#include "genrelab/common.h"
+#include "genrelab/cuda/check.h"
+
+#if GENRELAB_HAVE_CUPTI
+#include <cupti.h>
+#endif
+
+namespace genrelab::cuda {
+
+#if GENRELAB_HAVE_CUPTI
+
+namespace {
+
+// The newest record layouts of the CUPTI headers this builds with (CUPTI fills in the layouts of
+// its own version, which is the toolkit's).
+#if CUPTI_API_VERSION >= 130000
+using KernelRecord = CUpti_ActivityKernel10;
+using MemcpyRecord = CUpti_ActivityMemcpy6;
+#else
+using KernelRecord = CUpti_ActivityKernel9;
+using MemcpyRecord = CUpti_ActivityMemcpy5;
+#endif
+using MemsetRecord = CUpti_ActivityMemset4;
+
+constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                                         CUPTI_ACTIVITY_KIND_MEMSET};
+constexpr size_t kBufferBytes = size_t(8) << 20;
+
+struct Sink {
+  std::mutex m;
+  bool recording = false;
+  std::vector<ActivityInterval> records;
+};
+Sink& sink() {
+  static Sink s;
+  return s;
+}
+
+std::string result_string(CUptiResult r) {
+  const char* s = nullptr;
+  cuptiGetResultString(r, &s);
+  return s ? s : "CUPTI error " + std::to_string(int(r));
+}
+
+void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
+  *buffer = static_cast<uint8_t*>(std::aligned_alloc(8, kBufferBytes));  // CUPTI asks for 8-byte alignment
+  *size = *buffer ? kBufferBytes : 0;                                    // none: CUPTI drops the records
+  *max_records = 0;                                                      // as many as fit
+}
+
+template <typename Record>
+void keep(const CUpti_Activity* r, std::vector<ActivityInterval>& out) {
+  const Record* rec = reinterpret_cast<const Record*>(r);
+  if (rec->start != 0 || rec->end != 0) out.push_back({rec->start, rec->end});  // 0, 0: no timestamps
+}
+
+void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  std::vector<ActivityInterval> got;
+  CUpti_Activity* r = nullptr;
+  while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
+    switch (r->kind) {
+      case CUPTI_ACTIVITY_KIND_KERNEL:
+      case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: keep<KernelRecord>(r, got); break;
+      case CUPTI_ACTIVITY_KIND_MEMCPY: keep<MemcpyRecord>(r, got); break;
+      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, got); break;
+      default: break;
+    }
+  }
+  std::free(buffer);
+  Sink& s = sink();
+  std::lock_guard<std::mutex> lock(s.m);
+  if (s.recording) s.records.insert(s.records.end(), got.begin(), got.end());
+}
+
+// The tools that trace through CUPTI themselves (Nsight Systems, Nsight Compute, compute-sanitizer)
+// inject a library into the processes they start: taking over CUPTI's buffers there would empty
+// their trace.
+std::string attached_tool() {
+  for (const char* var : {"CUDA_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"})
+    if (const char* v = std::getenv(var); v && *v)
+      return std::string("a profiler or sanitizer is attached (") + var + " is set) and traces through CUPTI itself";
+  if (const char* v = std::getenv("LD_PRELOAD"); v && (std::strstr(v, "Injection") || std::strstr(v, "sanitizer")))
+    return std::string("a profiler or sanitizer is attached (LD_PRELOAD=") + v + ") and traces through CUPTI itself";
+  return "";
+}
+
+}  // namespace
+
+std::string ActivityTrace::unavailable() {
+  if (std::string tool = attached_tool(); !tool.empty()) return tool;
+  static const CUptiResult registered = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed);
+  if (registered != CUPTI_SUCCESS) return "CUPTI refused its activity buffers: " + result_string(registered);
+  return "";
+}
+
+ActivityTrace::ActivityTrace() {
+  const std::string why = unavailable();
+  if (!why.empty()) throw RuntimeError("GPU activity trace: " + why);
+  Sink& s = sink();
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    if (s.recording) throw RuntimeError("GPU activity trace: another trace of this process is recording");
+    s.recording = true;
+    s.records.clear();
+  }
+  for (size_t i = 0; i < std::size(kKinds); ++i) {
+    const CUptiResult r = cuptiActivityEnable(kKinds[i]);
+    if (r == CUPTI_SUCCESS) continue;
+    for (size_t j = 0; j < i; ++j) cuptiActivityDisable(kKinds[j]);
+    std::lock_guard<std::mutex> lock(s.m);
+    s.recording = false;
+    throw RuntimeError("GPU activity trace: CUPTI cannot record activity kind " + std::to_string(int(kKinds[i])) +
+                       ": " + result_string(r));
+  }
+}
+
+ActivityTrace::~ActivityTrace() {
+  for (const CUpti_ActivityKind k : kKinds) cuptiActivityDisable(k);
+  cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  Sink& s = sink();
+  std::lock_guard<std::mutex> lock(s.m);
+  s.recording = false;
+  s.records.clear();
+}
+
+uint64_t ActivityTrace::now() const {
+  uint64_t t = 0;
+  cuptiGetTimestamp(&t);
+  return t;
+}
+
+std::vector<ActivityInterval> ActivityTrace::collect(uint64_t since) {
+  GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());  // every record complete, then delivered
+  const CUptiResult r = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  if (r != CUPTI_SUCCESS) throw RuntimeError("GPU activity trace: flushing the records failed: " + result_string(r));
+  std::vector<ActivityInterval> all;
+  {
+    Sink& s = sink();
+    std::lock_guard<std::mutex> lock(s.m);
+    all.swap(s.records);
+  }
+  std::vector<ActivityInterval> out;
+  for (const ActivityInterval& a : all)
+    if (a.start_ns >= since) out.push_back(a);
+  return out;
+}
+
+#else  // built without CUPTI
+
+std::string ActivityTrace::unavailable() {
+  return "this genrelab was built without CUPTI (the CUDA toolkit's profiling library was not found)";
+}
+ActivityTrace::ActivityTrace() { throw RuntimeError("GPU activity trace: " + unavailable()); }
+ActivityTrace::~ActivityTrace() = default;
+uint64_t ActivityTrace::now() const { return 0; }
+std::vector<ActivityInterval> ActivityTrace::collect(uint64_t) { return {}; }
+
+#endif
+
+}  // namespace genrelab::cuda

@@ -1,0 +1,35 @@
+// The GPU's own record of when its work ran, without an outside profiler: a CUPTI activity trace
+// of every kernel, memcpy and memset, from which gpu_idle.h computes the idle time inside
+// training steps on machines without Nsight Systems (bench --what train). One trace at a time per
+// process; Nsight Systems, Nsight Compute and compute-sanitizer trace through the same interface,
+// so under them the trace is unavailable and says so.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "genrelab/gpu_idle.h"
+
+namespace genrelab::cuda {
+
+class ActivityTrace {
+ public:
+  // Why this process cannot trace, or "" when it can: built without CUPTI, a profiler or
+  // sanitizer attached, or CUPTI refused its buffers.
+  static std::string unavailable();
+  // Starts recording (RuntimeError with the reason when unavailable or already recording). Start
+  // it before building CUDA graphs whose kernels it should see.
+  ActivityTrace();
+  // Stops recording and drops what was not collected.
+  ~ActivityTrace();
+  ActivityTrace(const ActivityTrace&) = delete;
+  ActivityTrace& operator=(const ActivityTrace&) = delete;
+  // The trace's clock (ns, the records' timebase).
+  uint64_t now() const;
+  // Waits for the device, then returns the activities recorded since the last collect (or the
+  // start) that began at or after `since`.
+  std::vector<ActivityInterval> collect(uint64_t since);
+};
+
+}  // namespace genrelab::cuda

@@ -1,0 +1,29 @@
+// GPU idle time over a window of device work: the gaps between its busy intervals (kernels,
+// copies, memsets, from an activity trace), measured the way tools/bench/gpu_idle.py measures an
+// Nsight Systems trace: idle = 1 − (union of the busy intervals) / (first start to last end).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace genrelab {
+
+// One piece of device work, in the trace's nanoseconds.
+struct ActivityInterval {
+  uint64_t start_ns = 0, end_ns = 0;
+};
+
+struct IdleStats {
+  int64_t activities = 0;     // intervals in the window
+  double span_ms = 0;         // first start to last end
+  double busy_ms = 0;         // union of the intervals
+  double idle_fraction = 0;   // 1 − busy / span (0 for an empty or instantaneous window)
+  int64_t gaps = 0;           // idle stretches between activities
+  double largest_gap_ms = 0;  // the longest of them
+};
+
+// The idle time of the window the intervals cover (in any order; overlapping and nested intervals
+// count once, an interval that ends before it starts counts as instantaneous).
+IdleStats idle_stats(std::vector<ActivityInterval> intervals);
+
+}  // namespace genrelab

@@ -1,0 +1,132 @@
+// GPU idle time inside training steps: idle_stats against hand-computed windows and against
+// tools/bench/gpu_idle.py (what the Nsight Systems path reports) on the same intervals, and the
+// GPU activity trace that feeds it on a GPU ([gpu][trace]).
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "genrelab/gpu_idle.h"
+#include "genrelab/io.h"
+#include "genrelab/ops/philox.h"
+#include "test_util.h"
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/activity_trace.h"
+#include "genrelab/cuda/gather.h"
+#include "genrelab/cuda/memory.h"
+#endif
+
+using namespace genrelab;
+
+TEST_CASE("gpu idle stats of hand-made windows", "[bench]") {
+  const IdleStats none = idle_stats({});
+  CHECK(none.activities == 0);
+  CHECK(none.idle_fraction == 0.0);
+  // [0, 4 ms) and [1, 2 ms) nested, [4, 5 ms) touching, then a 3 ms gap, [8, 10 ms): span 10 ms,
+  // busy 7 ms, one gap (touching is not a gap). Given out of order.
+  const uint64_t ms = 1000000;
+  const IdleStats s = idle_stats({{8 * ms, 10 * ms}, {1 * ms, 2 * ms}, {0, 4 * ms}, {4 * ms, 5 * ms}});
+  CHECK(s.activities == 4);
+  CHECK(s.span_ms == Approx(10.0));
+  CHECK(s.busy_ms == Approx(7.0));
+  CHECK(s.idle_fraction == Approx(0.3));
+  CHECK(s.gaps == 1);
+  CHECK(s.largest_gap_ms == Approx(3.0));
+  // Overlaps that extend the busy stretch ([0, 3) then [2, 6)), two gaps of 1 and 2 ms, and an
+  // interval that ends before it starts (instantaneous, at 12 ms).
+  const IdleStats t = idle_stats({{0, 3 * ms}, {2 * ms, 6 * ms}, {7 * ms, 9 * ms}, {12 * ms, 11 * ms}});
+  CHECK(t.span_ms == Approx(12.0));
+  CHECK(t.busy_ms == Approx(8.0));
+  CHECK(t.gaps == 2);
+  CHECK(t.largest_gap_ms == Approx(3.0));
+  CHECK(t.idle_fraction == Approx(4.0 / 12.0));
+  // One instantaneous activity: no span, nothing idle.
+  CHECK(idle_stats({{5, 5}}).idle_fraction == 0.0);
+}
+
+TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
+  // 300 kernels of 1 to 50 µs, each starting 0 to 60 µs after the previous one's start (so some
+  // overlap, some leave gaps), written as the GPU trace CSV that `nsys stats` writes.
+  const PhiloxStream rng(7, RngPurpose::noise, 1, 2);
+  std::vector<ActivityInterval> iv;
+  uint64_t t = 1000000000;
+  const auto dir = test::temp_dir("gpu-idle");
+  std::ofstream csv(dir / "trace.csv");
+  csv << "Start (ns),Duration (ns),Name\n";
+  for (int i = 0; i < 300; ++i) {
+    t += uint64_t(60000 * rng.uniform(uint64_t(2 * i)));
+    const uint64_t d = 1000 + uint64_t(49000 * rng.uniform(uint64_t(2 * i + 1)));
+    iv.push_back({t, t + d});
+    csv << t << "," << d << ",kernel" << i << "\n";
+  }
+  csv.close();
+  const IdleStats s = idle_stats(iv);
+  std::string out;
+  const char* py = std::getenv("GENRELAB_PYTHON");
+  const std::string cmd = std::string(py && *py ? py : "python3") + " " + test::source_dir() +
+                          "/tools/bench/gpu_idle.py " + (dir / "trace.csv").string() + " --json " +
+                          (dir / "idle.json").string();
+  REQUIRE(test::run_command(cmd, &out) == 0);
+  const nlohmann::json j = nlohmann::json::parse(read_file((dir / "idle.json").string()));
+  INFO(out);
+  CHECK(s.activities == 300);
+  CHECK(s.gaps > 10);  // the draws leave gaps and overlaps both
+  CHECK(s.idle_fraction > 0.05);
+  CHECK(s.idle_fraction == Approx(j["idle_fraction"].get<double>()).epsilon(1e-12));
+  CHECK(s.span_ms == Approx(j["span_ms"].get<double>()).epsilon(1e-12));
+}
+
+#if GENRELAB_HAVE_CUDA
+TEST_CASE("gpu activity trace records kernels copies and memsets and the idle gap between them", "[gpu][trace]") {
+  GENRELAB_REQUIRE_GPU();
+  // Under a profiler or sanitizer (or a CUPTI that refuses) there is no trace: the reason is the skip.
+  std::optional<cuda::ActivityTrace> trace;
+  try {
+    trace.emplace();
+  } catch (const RuntimeError& e) {
+    WARN("SKIPPED: " << e.what());
+    return;
+  }
+  const int64_t rows = 1024, row = 256;
+  cuda::DeviceBuffer<float> src(size_t(rows * row)), dst(size_t(rows * row));
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) order[size_t(r)] = rows - 1 - r;
+  cuda::DeviceBuffer<int64_t> index(order.size());
+  cuda::copy_to_device(index.data(), order.data(), order.size());
+  GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+  // Two bursts of a memset, a gather kernel and a device-to-device copy, 30 ms of host sleep apart.
+  const uint64_t since = trace->now();
+  auto burst = [&] {
+    src.zero(nullptr);
+    cuda::gather_rows(src.data(), index.data(), rows, row, dst.data(), nullptr);
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(src.data(), dst.data(), src.bytes(), cudaMemcpyDeviceToDevice, nullptr));
+  };
+  burst();
+  GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  burst();
+  const std::vector<ActivityInterval> iv = trace->collect(since);
+  const uint64_t until = trace->now();
+  // At least the three activities of each burst (a driver may record a copy or memset as more
+  // than one piece), all inside the window.
+  REQUIRE(iv.size() >= 6);
+  for (const ActivityInterval& a : iv) {
+    CHECK(a.start_ns >= since);
+    CHECK(a.end_ns >= a.start_ns);
+    CHECK(a.end_ns <= until);
+  }
+  const IdleStats s = idle_stats(iv);
+  CHECK(s.largest_gap_ms >= 29.0);  // the sleep, less the clocks' slop
+  CHECK(s.idle_fraction > 0.5);     // the bursts take microseconds
+  CHECK(s.span_ms < 1000.0);
+  // A collect returns only what ran since the last one.
+  burst();
+  const std::vector<ActivityInterval> again = trace->collect(0);
+  CHECK(again.size() >= 3);
+  for (const ActivityInterval& a : again) CHECK(a.start_ns >= until);
+  // One trace at a time.
+  CHECK_THROWS_AS(cuda::ActivityTrace(), RuntimeError);
+}
+#endif
