@@ -414,6 +414,30 @@ TEST_CASE("train --profile runs the warm-up and the profiled steps, then stops",
   CHECK(run_genrelab("train " + tiny_experiment(dir, 5) + " --device cpu --profile 0").rc == 2);
 }
 
+TEST_CASE("gpu train --profile reports the GPU idle time of the profiled steps", "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  // The idle fraction is a timing (not checked here); the line must name the profiled steps and
+  // a fraction in [0, 100) %, or say why it was not measured (a profiler attached, no CUPTI).
+  const auto dir = test::temp_dir("train-profile-idle");
+  for (const std::string graph : {"false", "true"}) {
+    INFO("train.cuda_graph=" << graph);
+    const Result r = run_genrelab("train " + tiny_experiment(dir, 5) + " --device cuda --profile 6 --set train.cuda_graph=" +
+                                  graph + " --out " + (dir / ("runs-" + graph)).string());
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const std::string tag = "GPU idle over the 6 profiled steps: ";
+    const size_t at = r.err.find(tag);
+    if (at == std::string::npos) {
+      CHECK(r.err.find("GPU idle time of the profiled steps is not measured") != std::string::npos);
+      WARN("SKIPPED: the run could not trace the GPU (its message is above)");
+      continue;
+    }
+    const double percent = std::stod(r.err.substr(at + tag.size()));
+    CHECK(percent >= 0.0);
+    CHECK(percent < 100.0);
+  }
+}
+
 TEST_CASE("the batch gather picks the permuted rows", "[train]") {
   // A 5 × 3 table whose entries encode (row, column), gathered in a hand-picked order.
   std::vector<float> table(15);

@@ -156,12 +156,19 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   step bench-layers-bf16 60 "$bin" bench --what layers --device cuda --set train.precision=bf16 \
     --json "$out/bench-layers-bf16.json"
 
-  # Host overhead: GPU idle time over the profiled training steps (Nsight Systems over
-  # `train --profile 10`, tools/bench/gpu_idle.py), eager and with train.cuda_graph.
-  if ! command -v nsys >/dev/null 2>&1; then
-    rows+=("| nsys-idle | skipped: nsys (Nsight Systems) not found | - |")
-  elif [ -z "$audio" ]; then
-    rows+=("| nsys-idle | skipped: no clips (GENRELAB_TEST_AUDIO) to train on | - |")
+  # Host overhead: GPU idle time over the profiled training steps of the real training loop
+  # (`train --profile 10`), eager and with train.cuda_graph: from Nsight Systems
+  # (tools/bench/gpu_idle.py), or without it from the GPU activity trace `train --profile` takes
+  # itself (its "GPU idle over the profiled steps" line).
+  if [ -z "$audio" ]; then
+    rows+=("| profile-idle | skipped: no clips (GENRELAB_TEST_AUDIO) to train on | - |")
+  elif ! command -v nsys >/dev/null 2>&1; then
+    rows+=("| nsys-idle | skipped: nsys (Nsight Systems) not found; the GPU activity trace instead | - |")
+    for mode in eager graph; do
+      g=$([ "$mode" = graph ] && echo true || echo false)
+      step "train-profile-idle-$mode" 60 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json \
+        --device cuda --quiet --profile 10 --set "train.cuda_graph=$g" --out "$out/runs-profile"
+    done
   else
     for mode in eager graph; do
       g=$([ "$mode" = graph ] && echo true || echo false)
@@ -233,9 +240,11 @@ fi
   echo "- cuDNN used: $cudnn_used"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- wall time: $(( $(date +%s) - t0 )) s"
-  for mode in eager graph; do  # tools/bench/profile_idle.sh; the goal is < 5 %
+  for mode in eager graph; do  # tools/bench/profile_idle.sh or train --profile's own trace; the goal is < 5 %
     f="$out/nsys-idle-$mode.json"
     [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
+    f="$out/train-profile-idle-$mode.log"
+    [ -s "$f" ] && grep -h "GPU idle" "$f" | sed "s/^genrelab train: /- train --profile, $mode steps: /"
   done
   for prec in fp32 tf32 bf16; do  # bench --what train: each fusion against its layers one by one, each conv engine against cuDNN
     f="$out/bench-train-$prec.json"

@@ -17,6 +17,7 @@
 #include <future>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -26,6 +27,7 @@
 #include "genrelab/common.h"
 #include "genrelab/dist.h"
 #include "genrelab/dataset.h"
+#include "genrelab/gpu_idle.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/nn/model.h"
@@ -38,6 +40,8 @@
 #include "genrelab/train.h"
 #if GENRELAB_HAVE_CUDA
 #include <cuda_profiler_api.h>
+
+#include "genrelab/cuda/activity_trace.h"
 #endif
 
 namespace fs = std::filesystem;
@@ -435,6 +439,19 @@ int run_training(const TrainRequest& req) {
   if (stopped_before_training()) return 128 + g_stop_signal;
 
   // ---- 4. network, resume state ----
+#if GENRELAB_HAVE_CUDA
+  // train --profile on the GPU: the GPU's activity trace, for the idle time of the profiled steps
+  // (started before the network, so it also sees the kernels of captured step graphs).
+  std::optional<cuda::ActivityTrace> idle_trace;
+  uint64_t idle_since = 0;
+  if (req.profile_steps > 0 && device == Device::cuda) {
+    try {
+      idle_trace.emplace();
+    } catch (const RuntimeError& e) {
+      std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
+    }
+  }
+#endif
   std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
   net->set_communicator(comm.get());
   const int epochs = int(config.get_int("train.epochs"));
@@ -619,6 +636,7 @@ int run_training(const TrainRequest& req) {
         (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
         cudaProfilerStart();
         profiling = true;
+        if (idle_trace) idle_since = idle_trace->now();
       }
 #endif
       if (streaming) {
@@ -704,6 +722,21 @@ int run_training(const TrainRequest& req) {
 #endif
         bar.finish();
         std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
+#if GENRELAB_HAVE_CUDA
+        // From the profiled steps' first GPU activity to the end of the last one (the NaN guard
+        // of the closing synchronisation point included), as tools/bench/gpu_idle.py measures
+        // an Nsight Systems trace of the same range.
+        if (idle_trace) {
+          const IdleStats st = idle_stats(idle_trace->collect(idle_since));
+          char line[256];
+          std::snprintf(line, sizeof line,
+                        "genrelab train: GPU idle over the %d profiled steps: %.2f %% of %.3f ms (%.3f ms a step; "
+                        "%lld gaps, largest %.3f ms; GPU activity trace)\n",
+                        req.profile_steps, 100.0 * st.idle_fraction, st.span_ms, st.span_ms / req.profile_steps,
+                        (long long)st.gaps, st.largest_gap_ms);
+          std::cerr << line;
+        }
+#endif
         return 0;
       }
       // A stop happens at the same step on every rank: they agreed on it above.
