@@ -86,7 +86,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
 // inject a library into the processes they start: taking over CUPTI's buffers there would empty
 // their trace.
 std::string attached_tool() {
-  for (const char* var : {"CUDA_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"})
+  for (const char* var : {"CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"})
     if (const char* v = std::getenv(var); v && *v)
       return std::string("a profiler or sanitizer is attached (") + var + " is set) and traces through CUPTI itself";
   if (const char* v = std::getenv("LD_PRELOAD"); v && (std::strstr(v, "Injection") || std::strstr(v, "sanitizer")))
