@@ -2,6 +2,7 @@
 // tools/bench/gpu_idle.py (what the Nsight Systems path reports) on the same intervals, and the
 // GPU activity trace that feeds it on a GPU ([gpu][trace]).
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -79,6 +80,23 @@ TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
 }
 
 #if GENRELAB_HAVE_CUDA
+TEST_CASE("gpu activity trace steps aside for an attached profiler", "[bench]") {
+  // Nsight Systems, Nsight Compute and compute-sanitizer inject a library through these variables;
+  // taking over CUPTI there would empty their trace, so the trace says why it is unavailable.
+  for (const char* var : {"CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"}) {
+    INFO(var);
+    const char* old = std::getenv(var);
+    const std::string saved = old ? old : "";
+    ::setenv(var, "/opt/nsight/libToolsInjection64.so", 1);
+    const std::string why = cuda::ActivityTrace::unavailable();
+    CHECK(why.find(var) != std::string::npos);
+    CHECK(why.find("profiler or sanitizer is attached") != std::string::npos);
+    CHECK_THROWS_WITH(cuda::ActivityTrace(), Catch::Contains(var));
+    if (old) ::setenv(var, saved.c_str(), 1);
+    else ::unsetenv(var);
+  }
+}
+
 TEST_CASE("gpu activity trace records kernels copies and memsets and the idle gap between them", "[gpu][trace]") {
   GENRELAB_REQUIRE_GPU();
   // Under a profiler or sanitizer (or a CUPTI that refuses) there is no trace: the reason is the skip.
