@@ -1,12 +1,16 @@
 // The CUPTI activity trace of activity_trace.h: CUPTI fills 8 MiB buffers with kernel, memcpy and
 // memset records and hands each back (possibly on its own thread) to buffer_completed, which keeps
-// their start and end times while a trace records.
+// their start and end times and names while a trace records.
 #include "genrelab/cuda/activity_trace.h"
+
+#include <cxxabi.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include "genrelab/common.h"
 #include "genrelab/cuda/check.h"
@@ -22,7 +26,9 @@ namespace genrelab::cuda {
 namespace {
 
 // The newest record layouts of the CUPTI headers this builds with (CUPTI fills in the layouts of
-// its own version, which is the toolkit's).
+// its own version, which is the toolkit's). Start and end sit at the same place in every layout
+// since CUDA 11; the kernel's name further on is read only where the layout is the one checked
+// (CUDA 13.0's) and the library loaded is the version of the headers (kernel_names_readable).
 #if CUPTI_API_VERSION >= 130000
 using KernelRecord = CUpti_ActivityKernel10;
 using MemcpyRecord = CUpti_ActivityMemcpy6;
@@ -31,15 +37,44 @@ using KernelRecord = CUpti_ActivityKernel9;
 using MemcpyRecord = CUpti_ActivityMemcpy5;
 #endif
 using MemsetRecord = CUpti_ActivityMemset4;
+constexpr bool kCheckedKernelLayout = CUPTI_API_VERSION / 100 == 1300;
+
+bool kernel_names_readable() {
+  static const bool readable = [] {
+    uint32_t v = 0;
+    return kCheckedKernelLayout && cuptiGetVersion(&v) == CUPTI_SUCCESS && v == CUPTI_API_VERSION;
+  }();
+  return readable;
+}
 
 constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                          CUPTI_ACTIVITY_KIND_MEMSET};
 constexpr size_t kBufferBytes = size_t(8) << 20;
 
+constexpr uint32_t kMemcpyName = 1, kMemsetName = 2, kKernelName = 3;
+
+// The records of the recording trace, and the name table of the process: 0 unnamed, then the
+// copies, the memsets, kernels without a readable name, and every kernel seen (demangled),
+// interned once by CUPTI's name pointer (shared by all records of a kernel) and by text.
 struct Sink {
   std::mutex m;
   bool recording = false;
   std::vector<ActivityInterval> records;
+  std::vector<std::string> names{"", "[memcpy]", "[memset]", "[kernel]"};
+  std::unordered_map<const char*, uint32_t> by_pointer;
+  std::unordered_map<std::string, uint32_t> by_text;
+  uint32_t intern(const char* raw) {
+    if (!raw) return kKernelName;
+    if (auto it = by_pointer.find(raw); it != by_pointer.end()) return it->second;
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
+    std::string text = status == 0 && demangled ? demangled : raw;
+    std::free(demangled);
+    auto [it, added] = by_text.emplace(text, uint32_t(names.size()));
+    if (added) names.push_back(std::move(text));
+    by_pointer.emplace(raw, it->second);
+    return it->second;
+  }
 };
 Sink& sink() {
   static Sink s;
@@ -59,25 +94,33 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
 }
 
 template <typename Record>
-void keep(const CUpti_Activity* r, std::vector<ActivityInterval>& out) {
+void keep(const CUpti_Activity* r, uint32_t name, std::vector<ActivityInterval>& out) {
   const Record* rec = reinterpret_cast<const Record*>(r);
-  if (rec->start != 0 || rec->end != 0) out.push_back({rec->start, rec->end});  // 0, 0: no timestamps
+  if (rec->start != 0 || rec->end != 0) out.push_back({rec->start, rec->end, name});  // 0, 0: no timestamps
 }
 
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  Sink& s = sink();
   std::vector<ActivityInterval> got;
   CUpti_Activity* r = nullptr;
   while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
     switch (r->kind) {
       case CUPTI_ACTIVITY_KIND_KERNEL:
-      case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: keep<KernelRecord>(r, got); break;
-      case CUPTI_ACTIVITY_KIND_MEMCPY: keep<MemcpyRecord>(r, got); break;
-      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, got); break;
+      case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
+        uint32_t name = kKernelName;
+        if (kernel_names_readable()) {
+          std::lock_guard<std::mutex> lock(s.m);
+          name = s.intern(reinterpret_cast<const KernelRecord*>(r)->name);
+        }
+        keep<KernelRecord>(r, name, got);
+        break;
+      }
+      case CUPTI_ACTIVITY_KIND_MEMCPY: keep<MemcpyRecord>(r, kMemcpyName, got); break;
+      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, kMemsetName, got); break;
       default: break;
     }
   }
   std::free(buffer);
-  Sink& s = sink();
   std::lock_guard<std::mutex> lock(s.m);
   if (s.recording) s.records.insert(s.records.end(), got.begin(), got.end());
 }
@@ -133,6 +176,12 @@ ActivityTrace::~ActivityTrace() {
   s.records.clear();
 }
 
+std::vector<std::string> ActivityTrace::names() const {
+  Sink& s = sink();
+  std::lock_guard<std::mutex> lock(s.m);
+  return s.names;
+}
+
 uint64_t ActivityTrace::now() const {
   uint64_t t = 0;
   cuptiGetTimestamp(&t);
@@ -162,6 +211,7 @@ std::string ActivityTrace::unavailable() {
 }
 ActivityTrace::ActivityTrace() { throw RuntimeError("GPU activity trace: " + unavailable()); }
 ActivityTrace::~ActivityTrace() = default;
+std::vector<std::string> ActivityTrace::names() const { return {""}; }
 uint64_t ActivityTrace::now() const { return 0; }
 std::vector<ActivityInterval> ActivityTrace::collect(uint64_t) { return {}; }
 

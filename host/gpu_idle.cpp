@@ -2,6 +2,7 @@
 #include "genrelab/gpu_idle.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace genrelab {
 
@@ -32,6 +33,27 @@ IdleStats idle_stats(std::vector<ActivityInterval> iv) {
   s.largest_gap_ms = double(largest_gap) * 1e-6;
   s.idle_fraction = span > 0 ? 1.0 - double(busy) / double(span) : 0.0;
   return s;
+}
+
+std::vector<ActivityTotal> activity_totals(const std::vector<ActivityInterval>& iv,
+                                           const std::vector<std::string>& names) {
+  // Slot 0 takes the unnamed ones and any index past the table.
+  std::vector<ActivityTotal> by_name(std::max<size_t>(names.size(), 1));
+  for (const ActivityInterval& a : iv) {
+    ActivityTotal& t = by_name[a.name < names.size() ? a.name : 0];
+    ++t.calls;
+    t.total_ms += a.end_ns > a.start_ns ? double(a.end_ns - a.start_ns) * 1e-6 : 0.0;
+  }
+  std::vector<ActivityTotal> out;
+  for (size_t i = 0; i < by_name.size(); ++i) {
+    if (by_name[i].calls == 0) continue;
+    by_name[i].name = i > 0 && !names[i].empty() ? names[i] : "(unnamed)";
+    out.push_back(std::move(by_name[i]));
+  }
+  std::sort(out.begin(), out.end(), [](const ActivityTotal& a, const ActivityTotal& b) {
+    return a.total_ms > b.total_ms || (a.total_ms == b.total_ms && a.name < b.name);
+  });
+  return out;
 }
 
 }  // namespace genrelab

@@ -47,6 +47,34 @@ TEST_CASE("gpu idle stats of hand-made windows", "[bench]") {
   CHECK(idle_stats({{5, 5}}).idle_fraction == 0.0);
 }
 
+TEST_CASE("gpu activity totals add up each name's calls and time, longest first", "[bench]") {
+  const std::vector<std::string> names = {"", "[memcpy]", "[memset]", "[kernel]", "sgemm", "im2col"};
+  const uint64_t us = 1000;
+  // sgemm 2 calls, 300 µs; im2col 3 calls, 90 µs; memcpy 1, 90 µs (ties with im2col: by name);
+  // an index past the table and the unnamed index 0 both count as "(unnamed)".
+  const std::vector<ActivityInterval> iv = {{0, 100 * us, 4},         {100 * us, 300 * us, 4}, {0, 30 * us, 5},
+                                            {40 * us, 70 * us, 5},    {80 * us, 110 * us, 5}, {0, 90 * us, 1},
+                                            {0, 5 * us, 0},           {10 * us, 15 * us, 99}, {7 * us, 6 * us, 2}};
+  const std::vector<ActivityTotal> t = activity_totals(iv, names);
+  REQUIRE(t.size() == 5);
+  CHECK(t[0].name == "sgemm");
+  CHECK(t[0].calls == 2);
+  CHECK(t[0].total_ms == Approx(0.3));
+  CHECK(t[1].name == "[memcpy]");
+  CHECK(t[1].total_ms == Approx(0.09));
+  CHECK(t[2].name == "im2col");
+  CHECK(t[2].calls == 3);
+  CHECK(t[2].total_ms == Approx(0.09));
+  CHECK(t[3].name == "(unnamed)");  // index 0 and index 99 together
+  CHECK(t[3].calls == 2);
+  CHECK(t[3].total_ms == Approx(0.010));
+  CHECK(t[4].name == "[memset]");  // an interval that ends before it starts lasts no time
+  CHECK(t[4].calls == 1);
+  CHECK(t[4].total_ms == 0.0);
+  CHECK(activity_totals({}, names).empty());
+  CHECK(activity_totals({{0, 1000, 3}}, {}).front().name == "(unnamed)");
+}
+
 TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
   // 300 kernels of 1 to 50 µs, each starting 0 to 60 µs after the previous one's start (so some
   // overlap, some leave gaps), written as the GPU trace CSV that `nsys stats` writes.
@@ -139,6 +167,11 @@ TEST_CASE("gpu activity trace records kernels copies and memsets and the idle ga
   CHECK(s.largest_gap_ms >= 29.0);  // the sleep, less the clocks' slop
   CHECK(s.idle_fraction > 0.5);     // the bursts take microseconds
   CHECK(s.span_ms < 1000.0);
+  // The gather's kernel by its demangled name (or "[kernel]" where this CUPTI's records give none).
+  bool gather_named = false;
+  for (const ActivityTotal& a : activity_totals(iv, trace->names()))
+    gather_named = gather_named || a.name.find("GatherRows") != std::string::npos || a.name == "[kernel]";
+  CHECK(gather_named);
   // A collect returns only what ran since the last one.
   burst();
   const std::vector<ActivityInterval> again = trace->collect(0);

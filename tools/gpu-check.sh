@@ -262,6 +262,12 @@ elif g:
     print("- train step %s GPU idle inside steps (activity trace, %d full steps): eager %.2f %% (%.3f ms a step, "
           "largest gap %.3f ms), cuda graph %.2f %%%s" % (sys.argv[2], g["steps"], 100 * e["idle_fraction"], e["step_ms"],
           e["largest_gap_ms"], 100 * r["idle_fraction"], "" if g["graphed"] else " (NOT captured)"))
+# The same trace's longest kernels of an eager step (the whole list is in the JSON and the log).
+k = json.load(open(sys.argv[1])).get("kernels")
+if k:
+    short = lambda n: n if len(n) <= 90 else n[:87] + "..."
+    print("- train step %s kernels (eager, ms a step, longest first): " % sys.argv[2] +
+          "; ".join("%s %.3f (x%.0f)" % (short(x["name"]), x["ms_per_step"], x["calls_per_step"]) for x in k["list"][:10]))
 PY
     # Where an eager step goes, stage by stage (bench train's stage timing), in execution order.
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('stages'); g and print('- train step $prec stages (eager, ms; sum %.3f): ' % sum(x['ms'] for x in g['list']) + ', '.join('%s %.3f' % (x['name'], x['ms']) for x in g['list']))" "$f"

@@ -198,6 +198,7 @@ struct IdleCompare {
   int64_t steps = 0;
   IdleStats eager, graph;
   bool graphed = false;
+  std::vector<ActivityTotal> eager_kernels;  // the eager steps' device time by kernel (and copies, memsets)
 };
 IdleCompare idle_compare(const Setup& s, const float* x, const int32_t* labels, int64_t n, int64_t steps) {
   IdleCompare c;
@@ -215,7 +216,9 @@ IdleCompare idle_compare(const Setup& s, const float* x, const int32_t* labels, 
       if (on) c.graphed = graphed;
       const uint64_t since = trace.now();
       queue_steps(*net, h, x, labels, n, steps);
-      (on ? c.graph : c.eager) = idle_stats(trace.collect(since));  // waits for the steps
+      const std::vector<ActivityInterval> iv = trace.collect(since);  // waits for the steps
+      (on ? c.graph : c.eager) = idle_stats(iv);
+      if (!on) c.eager_kernels = activity_totals(iv, trace.names());
       net->take_step_stats();
     }
   } catch (const RuntimeError& e) {
@@ -500,6 +503,22 @@ int bench_train(const cli::Args& args) {
       }
       j["gpu_idle"] = {{"tool", "cupti"}, {"steps", idle.steps}, {"eager", idle_json(idle.eager, idle.steps)},
                        {"graph", idle_json(idle.graph, idle.steps)}, {"graphed", idle.graphed}};
+      // Where the eager step's device time goes, kernel by kernel (what Nsight Systems' kernel
+      // summary lists): the longest first, as ms and calls a step and share of the busy time.
+      const std::vector<ActivityTotal>& k = idle.eager_kernels;
+      const double steps_d = double(idle.steps), busy = idle.eager.busy_ms;
+      std::printf("  GPU kernels of an eager step (same trace; the %zu longest of %zu, ms a step):\n",
+                  std::min<size_t>(k.size(), 15), k.size());
+      for (size_t i = 0; i < k.size() && i < 15; ++i) {
+        const std::string name = k[i].name.size() > 110 ? k[i].name.substr(0, 107) + "..." : k[i].name;
+        std::printf("    %9.3f ms %6.1f %%  %6.1f calls  %s\n", k[i].total_ms / steps_d,
+                    busy > 0 ? 100.0 * k[i].total_ms / busy : 0.0, double(k[i].calls) / steps_d, name.c_str());
+      }
+      json list = json::array();
+      for (size_t i = 0; i < k.size() && i < 40; ++i)
+        list.push_back({{"name", k[i].name}, {"ms_per_step", k[i].total_ms / steps_d},
+                        {"calls_per_step", double(k[i].calls) / steps_d}});
+      j["kernels"] = {{"steps", idle.steps}, {"eager", true}, {"kinds", k.size()}, {"list", list}};
     }
     maybe_write_json(args, j);
   }

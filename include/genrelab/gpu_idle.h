@@ -1,16 +1,20 @@
 // GPU idle time over a window of device work: the gaps between its busy intervals (kernels,
 // copies, memsets, from an activity trace), measured the way tools/bench/gpu_idle.py measures an
-// Nsight Systems trace: idle = 1 − (union of the busy intervals) / (first start to last end).
+// Nsight Systems trace: idle = 1 − (union of the busy intervals) / (first start to last end); and
+// where the busy time goes, per kernel name (what `nsys stats --report cuda_gpu_kern_sum` lists).
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace genrelab {
 
-// One piece of device work, in the trace's nanoseconds.
+// One piece of device work, in the trace's nanoseconds; `name` indexes the trace's name table
+// (0: unnamed).
 struct ActivityInterval {
   uint64_t start_ns = 0, end_ns = 0;
+  uint32_t name = 0;
 };
 
 struct IdleStats {
@@ -25,5 +29,15 @@ struct IdleStats {
 // The idle time of the window the intervals cover (in any order; overlapping and nested intervals
 // count once, an interval that ends before it starts counts as instantaneous).
 IdleStats idle_stats(std::vector<ActivityInterval> intervals);
+
+// The device time of each name (names: the trace's table that ActivityInterval::name indexes;
+// index 0, or one past the table, is "(unnamed)"), longest total first, ties by name.
+struct ActivityTotal {
+  std::string name;
+  int64_t calls = 0;
+  double total_ms = 0;
+};
+std::vector<ActivityTotal> activity_totals(const std::vector<ActivityInterval>& intervals,
+                                           const std::vector<std::string>& names);
 
 }  // namespace genrelab

@@ -30,6 +30,10 @@ class ActivityTrace {
   // Waits for the device, then returns the activities recorded since the last collect (or the
   // start) that began at or after `since`.
   std::vector<ActivityInterval> collect(uint64_t since);
+  // The name table ActivityInterval::name indexes: "" (unnamed), "[memcpy]", "[memset]",
+  // "[kernel]" (a kernel whose name this CUPTI version's records do not give), then the kernels'
+  // demangled names (the table only grows, so an index stays valid).
+  std::vector<std::string> names() const;
 };
 
 }  // namespace genrelab::cuda
