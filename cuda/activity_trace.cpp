@@ -51,20 +51,21 @@ constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, 
                                          CUPTI_ACTIVITY_KIND_MEMSET};
 constexpr size_t kBufferBytes = size_t(8) << 20;
 
-constexpr uint32_t kMemcpyName = 1, kMemsetName = 2, kKernelName = 3;
 
-// The records of the recording trace, and the name table of the process: 0 unnamed, then the
-// copies, the memsets, kernels without a readable name, and every kernel seen (demangled),
-// interned once by CUPTI's name pointer (shared by all records of a kernel) and by text.
+// The records of the recording trace, and the name table of the process: the fixed names of
+// ActivityTrace (unnamed, copies, memsets, kernels without a readable name), then every kernel
+// seen (demangled), interned once by CUPTI's name pointer (shared by all records of a kernel) and
+// by text.
 struct Sink {
   std::mutex m;
   bool recording = false;
   std::vector<ActivityInterval> records;
-  std::vector<std::string> names{"", "[memcpy]", "[memset]", "[kernel]"};
+  std::vector<std::string> names{"", "[memcpy]", "[memset]", "[kernel]", "[memcpy HtoD]", "[memcpy DtoH]",
+                                 "[memcpy DtoD]"};
   std::unordered_map<const char*, uint32_t> by_pointer;
   std::unordered_map<std::string, uint32_t> by_text;
   uint32_t intern(const char* raw) {
-    if (!raw) return kKernelName;
+    if (!raw) return ActivityTrace::kKernel;
     if (auto it = by_pointer.find(raw); it != by_pointer.end()) return it->second;
     int status = 0;
     char* demangled = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
@@ -107,7 +108,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     switch (r->kind) {
       case CUPTI_ACTIVITY_KIND_KERNEL:
       case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
-        uint32_t name = kKernelName;
+        uint32_t name = ActivityTrace::kKernel;
         if (kernel_names_readable()) {
           std::lock_guard<std::mutex> lock(s.m);
           name = s.intern(reinterpret_cast<const KernelRecord*>(r)->name);
@@ -115,8 +116,17 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
         keep<KernelRecord>(r, name, got);
         break;
       }
-      case CUPTI_ACTIVITY_KIND_MEMCPY: keep<MemcpyRecord>(r, kMemcpyName, got); break;
-      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, kMemsetName, got); break;
+      case CUPTI_ACTIVITY_KIND_MEMCPY: {
+        const uint8_t kind = reinterpret_cast<const MemcpyRecord*>(r)->copyKind;
+        keep<MemcpyRecord>(r,
+                           kind == CUPTI_ACTIVITY_MEMCPY_KIND_HTOD   ? ActivityTrace::kMemcpyHtoD
+                           : kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOH ? ActivityTrace::kMemcpyDtoH
+                           : kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOD ? ActivityTrace::kMemcpyDtoD
+                                                                     : ActivityTrace::kMemcpy,
+                           got);
+        break;
+      }
+      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, ActivityTrace::kMemset, got); break;
       default: break;
     }
   }
@@ -211,7 +221,7 @@ std::string ActivityTrace::unavailable() {
 }
 ActivityTrace::ActivityTrace() { throw RuntimeError("GPU activity trace: " + unavailable()); }
 ActivityTrace::~ActivityTrace() = default;
-std::vector<std::string> ActivityTrace::names() const { return {""}; }
+std::vector<std::string> ActivityTrace::names() const { return {}; }
 uint64_t ActivityTrace::now() const { return 0; }
 std::vector<ActivityInterval> ActivityTrace::collect(uint64_t) { return {}; }
 

@@ -6,32 +6,54 @@
 
 namespace genrelab {
 
-IdleStats idle_stats(std::vector<ActivityInterval> iv) {
-  IdleStats s;
-  s.activities = int64_t(iv.size());
-  if (iv.empty()) return s;
+namespace {
+
+// The union of the intervals as disjoint [start, end) pairs in order.
+std::vector<ActivityInterval> merged(std::vector<ActivityInterval> iv) {
   for (ActivityInterval& a : iv) a.end_ns = std::max(a.end_ns, a.start_ns);
   std::sort(iv.begin(), iv.end(), [](const ActivityInterval& a, const ActivityInterval& b) {
     return a.start_ns < b.start_ns || (a.start_ns == b.start_ns && a.end_ns < b.end_ns);
   });
-  // Sweep in start order, merging each interval into the current busy stretch or starting a new
-  // one after a gap.
-  uint64_t busy = 0, largest_gap = 0, cur_start = iv[0].start_ns, cur_end = iv[0].end_ns;
-  for (size_t i = 1; i < iv.size(); ++i) {
-    if (iv[i].start_ns > cur_end) {
-      busy += cur_end - cur_start;
-      largest_gap = std::max(largest_gap, iv[i].start_ns - cur_end);
-      ++s.gaps;
-      cur_start = iv[i].start_ns;
-    }
-    cur_end = std::max(cur_end, iv[i].end_ns);
+  std::vector<ActivityInterval> out;
+  for (const ActivityInterval& a : iv) {
+    if (!out.empty() && a.start_ns <= out.back().end_ns) out.back().end_ns = std::max(out.back().end_ns, a.end_ns);
+    else out.push_back({a.start_ns, a.end_ns});
   }
-  busy += cur_end - cur_start;
-  const uint64_t span = cur_end - iv[0].start_ns;
+  return out;
+}
+
+}  // namespace
+
+double covered_ms(std::vector<ActivityInterval> of, std::vector<ActivityInterval> under) {
+  const std::vector<ActivityInterval> a = merged(std::move(of)), b = merged(std::move(under));
+  uint64_t both = 0;
+  size_t j = 0;
+  for (const ActivityInterval& x : a) {
+    while (j < b.size() && b[j].end_ns <= x.start_ns) ++j;  // under-intervals that end before x
+    for (size_t k = j; k < b.size() && b[k].start_ns < x.end_ns; ++k) {
+      const uint64_t lo = std::max(x.start_ns, b[k].start_ns), hi = std::min(x.end_ns, b[k].end_ns);
+      if (hi > lo) both += hi - lo;
+    }
+  }
+  return double(both) * 1e-6;
+}
+
+IdleStats idle_stats(std::vector<ActivityInterval> iv) {
+  IdleStats s;
+  s.activities = int64_t(iv.size());
+  const std::vector<ActivityInterval> busy = merged(std::move(iv));
+  if (busy.empty()) return s;
+  uint64_t busy_ns = 0, largest_gap = 0;
+  for (size_t i = 0; i < busy.size(); ++i) {
+    busy_ns += busy[i].end_ns - busy[i].start_ns;
+    if (i > 0) largest_gap = std::max(largest_gap, busy[i].start_ns - busy[i - 1].end_ns);
+  }
+  const uint64_t span = busy.back().end_ns - busy.front().start_ns;
+  s.gaps = int64_t(busy.size()) - 1;
   s.span_ms = double(span) * 1e-6;
-  s.busy_ms = double(busy) * 1e-6;
+  s.busy_ms = double(busy_ns) * 1e-6;
   s.largest_gap_ms = double(largest_gap) * 1e-6;
-  s.idle_fraction = span > 0 ? 1.0 - double(busy) / double(span) : 0.0;
+  s.idle_fraction = span > 0 ? 1.0 - double(busy_ns) / double(span) : 0.0;
   return s;
 }
 

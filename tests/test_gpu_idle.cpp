@@ -75,6 +75,38 @@ TEST_CASE("gpu activity totals add up each name's calls and time, longest first"
   CHECK(activity_totals({{0, 1000, 3}}, {}).front().name == "(unnamed)");
 }
 
+TEST_CASE("covered time is the overlap of two unions of intervals", "[bench]") {
+  const uint64_t ms = 1000000;
+  // Copies [0, 4) and [3, 6) (union [0, 6)) and [10, 12); kernels [1, 2), [2, 5) (union [1, 5)),
+  // [5.5, 11) and [11.5, 20): overlaps [1, 5) 4 ms + [5.5, 6) 0.5 + [10, 11) 1 + [11.5, 12) 0.5 = 6 ms.
+  const std::vector<ActivityInterval> copies = {{3 * ms, 6 * ms}, {0, 4 * ms}, {10 * ms, 12 * ms}};
+  const std::vector<ActivityInterval> kernels = {
+      {1 * ms, 2 * ms}, {2 * ms, 5 * ms}, {11 * ms + ms / 2, 20 * ms}, {5 * ms + ms / 2, 11 * ms}};
+  CHECK(covered_ms(copies, kernels) == Approx(6.0));
+  CHECK(covered_ms(kernels, copies) == Approx(6.0));  // symmetric
+  CHECK(covered_ms(copies, copies) == Approx(idle_stats(copies).busy_ms));
+  CHECK(covered_ms(copies, {}) == 0.0);
+  CHECK(covered_ms({{0, 1 * ms}}, {{1 * ms, 2 * ms}}) == 0.0);  // touching is not overlapping
+  // Against a brute-force count over a 10 µs grid on random intervals.
+  const PhiloxStream rng(11, RngPurpose::noise, 3, 4);
+  std::vector<ActivityInterval> a, b;
+  for (int i = 0; i < 40; ++i) {
+    const uint64_t s1 = uint64_t(1000 * rng.uniform(uint64_t(4 * i))) * 10000;
+    const uint64_t s2 = uint64_t(1000 * rng.uniform(uint64_t(4 * i + 1))) * 10000;
+    a.push_back({s1, s1 + uint64_t(30 * rng.uniform(uint64_t(4 * i + 2))) * 10000});
+    b.push_back({s2, s2 + uint64_t(30 * rng.uniform(uint64_t(4 * i + 3))) * 10000});
+  }
+  auto inside = [](const std::vector<ActivityInterval>& v, uint64_t t) {
+    for (const ActivityInterval& x : v)
+      if (t >= x.start_ns && t < x.end_ns) return true;
+    return false;
+  };
+  int64_t cells = 0;
+  for (uint64_t t = 0; t < 1100 * 10000; t += 10000) cells += inside(a, t) && inside(b, t) ? 1 : 0;
+  CHECK(cells > 0);
+  CHECK(covered_ms(a, b) == Approx(double(cells) * 0.01));
+}
+
 TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
   // 300 kernels of 1 to 50 µs, each starting 0 to 60 µs after the previous one's start (so some
   // overlap, some leave gaps), written as the GPU trace CSV that `nsys stats` writes.
@@ -172,6 +204,11 @@ TEST_CASE("gpu activity trace records kernels copies and memsets and the idle ga
   for (const ActivityTotal& a : activity_totals(iv, trace->names()))
     gather_named = gather_named || a.name.find("GatherRows") != std::string::npos || a.name == "[kernel]";
   CHECK(gather_named);
+  // The device-to-device copy under its direction's name, as a copy (not a kernel).
+  bool copy_named = false;
+  for (const ActivityInterval& a : iv)
+    if (a.name == cuda::ActivityTrace::kMemcpyDtoD) copy_named = !cuda::ActivityTrace::is_kernel(a.name);
+  CHECK(copy_named);
   // A collect returns only what ran since the last one.
   burst();
   const std::vector<ActivityInterval> again = trace->collect(0);

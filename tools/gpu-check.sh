@@ -156,6 +156,13 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   step bench-layers-bf16 60 "$bin" bench --what layers --device cuda --set train.precision=bf16 \
     --json "$out/bench-layers-bf16.json"
 
+  # Copy and compute overlap with dataset.streaming (each batch decoded on host threads and copied
+  # through the pinned ring): train --profile's trace says how much of the host-to-device copy
+  # time ran beside kernels.
+  if [ -n "$audio" ]; then
+    step train-profile-streamed 60 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json --device cuda \
+      --quiet --profile 10 --set dataset.streaming=true --out "$out/runs-profile"
+  fi
   # Host overhead: GPU idle time over the profiled training steps of the real training loop
   # (`train --profile 10`), eager and with train.cuda_graph: from Nsight Systems
   # (tools/bench/gpu_idle.py), or without it from the GPU activity trace `train --profile` takes
@@ -246,6 +253,8 @@ fi
     f="$out/train-profile-idle-$mode.log"
     [ -s "$f" ] && grep -h "GPU idle" "$f" | sed "s/^genrelab train: /- train --profile, $mode steps: /"
   done
+  f="$out/train-profile-streamed.log"  # dataset.streaming: idle time and the copies beside kernels
+  [ -s "$f" ] && grep -h "GPU idle\|host-to-device copies" "$f" | sed "s/^genrelab train: /- train --profile, streamed steps: /"
   for prec in fp32 tf32 bf16; do  # bench --what train: each fusion against its layers one by one, each conv engine against cuDNN
     f="$out/bench-train-$prec.json"
     [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('fuse_compare'); g and print('- train step $prec: first conv+pool unfused (product + fused epilogue) %.3f ms, fused conv+pool %.3f ms (unfused/fused %.3fx; train.fuse_conv_pool)' % (g['unfused_ms_per_step'], g['fused_ms_per_step'], g['unfused_over_fused']))" "$f"

@@ -1,7 +1,8 @@
 // GPU idle time over a window of device work: the gaps between its busy intervals (kernels,
 // copies, memsets, from an activity trace), measured the way tools/bench/gpu_idle.py measures an
-// Nsight Systems trace: idle = 1 − (union of the busy intervals) / (first start to last end); and
-// where the busy time goes, per kernel name (what `nsys stats --report cuda_gpu_kern_sum` lists).
+// Nsight Systems trace: idle = 1 − (union of the busy intervals) / (first start to last end);
+// where the busy time goes, per kernel name (what `nsys stats --report cuda_gpu_kern_sum` lists);
+// and how much of one kind of activity ran under another (copies under kernels).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,11 @@ struct IdleStats {
 // The idle time of the window the intervals cover (in any order; overlapping and nested intervals
 // count once, an interval that ends before it starts counts as instantaneous).
 IdleStats idle_stats(std::vector<ActivityInterval> intervals);
+
+// How much of the time the `of` intervals cover (their union) also lies inside the `under`
+// intervals (their union), in ms: e.g. the host-to-device copies of a streamed step under its
+// kernels, which is the overlap the pinned ring buffers are for.
+double covered_ms(std::vector<ActivityInterval> of, std::vector<ActivityInterval> under);
 
 // The device time of each name (names: the trace's table that ActivityInterval::name indexes;
 // index 0, or one past the table, is "(unnamed)"), longest total first, ties by name.

@@ -30,10 +30,16 @@ class ActivityTrace {
   // Waits for the device, then returns the activities recorded since the last collect (or the
   // start) that began at or after `since`.
   std::vector<ActivityInterval> collect(uint64_t since);
-  // The name table ActivityInterval::name indexes: "" (unnamed), "[memcpy]", "[memset]",
-  // "[kernel]" (a kernel whose name this CUPTI version's records do not give), then the kernels'
+  // The name table ActivityInterval::name indexes: the fixed names below, then the kernels'
   // demangled names (the table only grows, so an index stays valid).
   std::vector<std::string> names() const;
+  // The fixed names' indexes: "" (unnamed), "[memcpy]" (other directions), "[memset]", "[kernel]"
+  // (a kernel whose name this CUPTI version's records do not give), "[memcpy HtoD]",
+  // "[memcpy DtoH]", "[memcpy DtoD]"; kernel names from kFirstKernelName on.
+  enum : uint32_t {
+    kUnnamed, kMemcpy, kMemset, kKernel, kMemcpyHtoD, kMemcpyDtoH, kMemcpyDtoD, kFirstKernelName
+  };
+  static bool is_kernel(uint32_t name) { return name == kKernel || name >= kFirstKernelName; }
 };
 
 }  // namespace genrelab::cuda
