@@ -418,11 +418,13 @@ TEST_CASE("gpu train --profile reports the GPU idle time of the profiled steps",
   GENRELAB_REQUIRE_GPU();
   // The idle fraction is a timing (not checked here); the line must name the profiled steps and
   // a fraction in [0, 100) %, or say why it was not measured (a profiler attached, no CUPTI).
+  // Streamed (dataset.streaming), each batch comes through host-to-device copies, which the run
+  // counts and sets beside the kernels.
   const auto dir = test::temp_dir("train-profile-idle");
-  for (const std::string graph : {"false", "true"}) {
-    INFO("train.cuda_graph=" << graph);
-    const Result r = run_genrelab("train " + tiny_experiment(dir, 5) + " --device cuda --profile 6 --set train.cuda_graph=" +
-                                  graph + " --out " + (dir / ("runs-" + graph)).string());
+  for (const std::string mode : {"train.cuda_graph=false", "train.cuda_graph=true", "dataset.streaming=true"}) {
+    INFO(mode);
+    const Result r = run_genrelab("train " + tiny_experiment(dir, 5) + " --device cuda --profile 6 --set " + mode +
+                                  " --out " + (dir / "runs").string());
     INFO(r.err);
     REQUIRE(r.rc == 0);
     const std::string tag = "GPU idle over the 6 profiled steps: ";
@@ -435,6 +437,16 @@ TEST_CASE("gpu train --profile reports the GPU idle time of the profiled steps",
     const double percent = std::stod(r.err.substr(at + tag.size()));
     CHECK(percent >= 0.0);
     CHECK(percent < 100.0);
+    if (mode != "dataset.streaming=true") continue;
+    const std::string copies = "host-to-device copies in the profiled steps: ";
+    const size_t c = r.err.find(copies);
+    REQUIRE(c != std::string::npos);
+    CHECK(std::stol(r.err.substr(c + copies.size())) >= 6);  // at least a batch a step
+    const size_t share = r.err.find(" ms, ", c);
+    REQUIRE(share != std::string::npos);
+    const double beside = std::stod(r.err.substr(share + 5));
+    CHECK(beside >= 0.0);
+    CHECK(beside <= 100.0);
   }
 }
 
