@@ -77,9 +77,10 @@ struct Sink {
     return it->second;
   }
 };
+// Never destroyed: CUPTI may hand back a last buffer while the process exits.
 Sink& sink() {
-  static Sink s;
-  return s;
+  static Sink* s = new Sink;
+  return *s;
 }
 
 std::string result_string(CUptiResult r) {
