@@ -124,6 +124,33 @@ ClipScores score_clips(const std::vector<float>& probs, int64_t classes, const s
 
 namespace {
 
+#if GENRELAB_HAVE_CUDA
+// The lines `train --profile` ends with on the GPU, from the activity trace of the profiled steps:
+// the GPU idle time, and how much of the host-to-device copy time (dataset.streaming's batches
+// through the pinned ring) ran beside kernels.
+void report_profiled_activity(const std::vector<ActivityInterval>& iv, int steps) {
+  const IdleStats st = idle_stats(iv);
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "genrelab train: GPU idle over the %d profiled steps: %.2f %% of %.3f ms (%.3f ms a step; %lld gaps, "
+                "largest %.3f ms; GPU activity trace)\n",
+                steps, 100.0 * st.idle_fraction, st.span_ms, st.span_ms / steps, (long long)st.gaps, st.largest_gap_ms);
+  std::cerr << line;
+  std::vector<ActivityInterval> copies, kernels;
+  for (const ActivityInterval& a : iv) {
+    if (a.name == cuda::ActivityTrace::kMemcpyHtoD) copies.push_back(a);
+    else if (cuda::ActivityTrace::is_kernel(a.name)) kernels.push_back(a);
+  }
+  if (copies.empty()) return;
+  const double copy_ms = idle_stats(copies).busy_ms, beside = covered_ms(copies, kernels);
+  std::snprintf(line, sizeof line,
+                "genrelab train: host-to-device copies in the profiled steps: %zu, %.3f ms, %.1f %% of it beside "
+                "running kernels\n",
+                copies.size(), copy_ms, copy_ms > 0 ? 100.0 * beside / copy_ms : 0.0);
+  std::cerr << line;
+}
+#endif
+
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
@@ -726,32 +753,7 @@ int run_training(const TrainRequest& req) {
         // From the profiled steps' first GPU activity to the end of the last one (the NaN guard
         // of the closing synchronisation point included), as tools/bench/gpu_idle.py measures
         // an Nsight Systems trace of the same range.
-        if (idle_trace) {
-          const std::vector<ActivityInterval> iv = idle_trace->collect(idle_since);
-          const IdleStats st = idle_stats(iv);
-          char line[320];
-          std::snprintf(line, sizeof line,
-                        "genrelab train: GPU idle over the %d profiled steps: %.2f %% of %.3f ms (%.3f ms a step; "
-                        "%lld gaps, largest %.3f ms; GPU activity trace)\n",
-                        req.profile_steps, 100.0 * st.idle_fraction, st.span_ms, st.span_ms / req.profile_steps,
-                        (long long)st.gaps, st.largest_gap_ms);
-          std::cerr << line;
-          // The copies from the host (dataset.streaming's batches through the pinned ring) and how
-          // much of their time kernels ran beside them.
-          std::vector<ActivityInterval> copies, kernels;
-          for (const ActivityInterval& a : iv) {
-            if (a.name == cuda::ActivityTrace::kMemcpyHtoD) copies.push_back(a);
-            else if (cuda::ActivityTrace::is_kernel(a.name)) kernels.push_back(a);
-          }
-          if (!copies.empty()) {
-            const double copy_ms = idle_stats(copies).busy_ms, under = covered_ms(copies, kernels);
-            std::snprintf(line, sizeof line,
-                          "genrelab train: host-to-device copies in the profiled steps: %zu, %.3f ms, %.1f %% of it "
-                          "beside running kernels\n",
-                          copies.size(), copy_ms, copy_ms > 0 ? 100.0 * under / copy_ms : 0.0);
-            std::cerr << line;
-          }
-        }
+        if (idle_trace) report_profiled_activity(idle_trace->collect(idle_since), req.profile_steps);
 #endif
         return 0;
       }
