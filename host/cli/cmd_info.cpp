@@ -1,5 +1,5 @@
-// `genrelab info`: GPUs, driver and library versions (MPI and NCCL for data-parallel runs), or why
-// no GPU is usable.
+// `genrelab info`: GPUs, driver and library versions (MPI and NCCL for data-parallel runs, CUPTI
+// for the GPU activity trace), or why no GPU is usable.
 #include <sndfile.h>
 #include <fftw3.h>
 
@@ -9,6 +9,9 @@
 #include "genrelab/cli.h"
 #include "genrelab/device.h"
 #include "genrelab/dist.h"
+#if GENRELAB_HAVE_CUDA
+#include "genrelab/cuda/activity_trace.h"
+#endif
 
 namespace genrelab::cli {
 namespace {
@@ -35,6 +38,11 @@ int run_info(const Args& args) {
                                              : "n/a")
             << ", cuFFT: " << s.cufft_version << ", cuBLAS: " << s.cublas_version << "\n";
   std::cout << "NCCL: " << (s.nccl_version ? std::to_string(s.nccl_version) : "not built") << "\n";
+#if GENRELAB_HAVE_CUDA
+  // What bench train and train --profile measure the GPU idle time and kernel times with.
+  const std::string trace = cuda::ActivityTrace::unavailable();
+  std::cout << "GPU activity trace (CUPTI): " << (trace.empty() ? "available" : trace) << "\n";
+#endif
   if (!s.usable) {
     std::cout << "GPUs: none usable (" << s.reason << ")\n";
     return 0;
