@@ -4,8 +4,8 @@
 # torchaudio / librosa / audiomentations peers, OUT_DIR/summary.md with the ratio table
 # (tools/bench/compare.py), the GPU idle time inside training steps (bench train's GPU activity
 # trace, and nsys where installed; eager and CUDA graph),
-# the [gpu] tests under compute-sanitizer and Nsight Compute with the rest of the suite beside them,
-# the recipe at GTZAN's scale, then the CPU side by side with the time left.
+# the recipe at GTZAN's scale, the [gpu] tests under compute-sanitizer and Nsight Compute with the
+# rest of the suite beside them, then the CPU side by side with the time left.
 #   usage: tools/gpu-check.sh OUT_DIR
 # Offline GPU machines: .gpu/env.sh (the exports of docs/gpu-offline.md) is sourced when present.
 # Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 560 s in all), GENRELAB_BENCH_PYTHON (the
@@ -107,8 +107,8 @@ bin=build-gpu/genrelab
 audio=${GENRELAB_TEST_AUDIO:-}
 # Per-step limits (seconds; each is also cut to the budget left), most valuable first: the build,
 # the [gpu] tests, whole training runs on the GPU, the GPU benchmarks beside their peers, the
-# sanitizers with the rest of the suite in the background, the recipe at GTZAN's scale, then the
-# CPU side by side. Nominal on an H100 with 16 cores:
+# profiled steps' idle time, the recipe at GTZAN's scale, the sanitizers with the rest of the suite
+# in the background, then the CPU side by side. Nominal on an H100 with 16 cores:
 # build ~150, [gpu] tests ~60, each training ~20-60, benches ~10-40, peers ~10-60.
 step build 300 bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$cc && cmake --build build-gpu -j $jobs"
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
@@ -184,6 +184,17 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
     done
   fi
 
+  # The recipe at GTZAN's scale without GTZAN (only gtzan-mini travels to an offline machine):
+  # 1 000 synthetic 30-s clips (1.3 GB of WAV), so 2 400 training examples, 75 steps an epoch, and
+  # 200 test clips. Held for 5 epochs and streamed for 3: wall time, epoch time and samples/s at
+  # the scale of the 60-s target for the recipe, which gtzan-mini's 4-step epochs cannot show.
+  scale=/tmp/genrelab-gtzan-scale
+  step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
+  step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
+    --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
+  step train-baseline-scale-streamed-cuda 90 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
+    --device cuda --quiet --set dataset.streaming=true --set train.epochs=3 --out "$out/runs-scale-streamed"
+
   # The rest of the suite (every CTest test not labelled gpu: those ran above, tests/label_tests.cmake)
   # in the background beside the sanitizers and Nsight Compute, which time nothing on the CPU. One
   # OpenMP thread per test: a test per core with every core each oversubscribes the machine (16 × 16
@@ -218,17 +229,6 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   fi
 
   step_join ctest-non-gpu
-
-  # The recipe at GTZAN's scale without GTZAN (only gtzan-mini travels to an offline machine):
-  # 1 000 synthetic 30-s clips (1.3 GB of WAV), so 2 400 training examples, 75 steps an epoch, and
-  # 200 test clips. Held for 5 epochs and streamed for 3: wall time, epoch time and samples/s at
-  # the scale of the 60-s target for the recipe, which gtzan-mini's 4-step epochs cannot show.
-  scale=/tmp/genrelab-gtzan-scale
-  step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
-  step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
-    --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
-  step train-baseline-scale-streamed-cuda 90 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
-    --device cuda --quiet --set dataset.streaming=true --set train.epochs=3 --out "$out/runs-scale-streamed"
   demo="$out/demo-data"
   [ -n "$audio" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
   step bench-decode 60 "$bin" bench --what decode "${audio:-$demo}" --json "$out/bench-decode.json"
