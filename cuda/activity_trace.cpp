@@ -138,8 +138,10 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
 
 // The tools that trace through CUPTI themselves (Nsight Systems, Nsight Compute, compute-sanitizer)
 // inject a library into the processes they start: taking over CUPTI's buffers there would empty
-// their trace.
+// their trace. GENRELAB_GPU_TRACE=0 turns the trace off by hand.
 std::string attached_tool() {
+  if (const char* v = std::getenv("GENRELAB_GPU_TRACE"); v && std::strcmp(v, "0") == 0)
+    return "GENRELAB_GPU_TRACE=0 turns it off";
   for (const char* var : {"CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"})
     if (const char* v = std::getenv(var); v && *v)
       return std::string("a profiler or sanitizer is attached (") + var + " is set) and traces through CUPTI itself";

@@ -140,7 +140,7 @@ TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
 }
 
 #if GENRELAB_HAVE_CUDA
-TEST_CASE("gpu activity trace steps aside for an attached profiler", "[bench]") {
+TEST_CASE("gpu activity trace steps aside for an attached profiler and when turned off", "[bench]") {
   // Nsight Systems, Nsight Compute and compute-sanitizer inject a library through these variables;
   // taking over CUPTI there would empty their trace, so the trace says why it is unavailable.
   for (const char* var : {"CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH", "NSYS_PROFILING_SESSION_ID"}) {
@@ -155,6 +155,10 @@ TEST_CASE("gpu activity trace steps aside for an attached profiler", "[bench]") 
     if (old) ::setenv(var, saved.c_str(), 1);
     else ::unsetenv(var);
   }
+  // And off by hand.
+  ::setenv("GENRELAB_GPU_TRACE", "0", 1);
+  CHECK(cuda::ActivityTrace::unavailable() == "GENRELAB_GPU_TRACE=0 turns it off");
+  ::unsetenv("GENRELAB_GPU_TRACE");
 }
 
 TEST_CASE("gpu activity trace records kernels copies and memsets and the idle gap between them", "[gpu][trace]") {

@@ -15,8 +15,8 @@ namespace genrelab::cuda {
 
 class ActivityTrace {
  public:
-  // Why this process cannot trace, or "" when it can: built without CUPTI, a profiler or
-  // sanitizer attached, or CUPTI refused its buffers.
+  // Why this process cannot trace, or "" when it can: built without CUPTI, turned off
+  // (GENRELAB_GPU_TRACE=0), a profiler or sanitizer attached, or CUPTI refused its buffers.
   static std::string unavailable();
   // Starts recording (RuntimeError with the reason when unavailable or already recording). Start
   // it before building CUDA graphs whose kernels it should see.
