@@ -187,14 +187,14 @@ std::string describe_type(const KeySpec& k) {
   // the shortest form that reads back exactly.
   auto bound = [](double x) {
     if (x == std::floor(x) && std::abs(x) < 1e15) return std::to_string(int64_t(x));
-    std::ostringstream b;
-    b << std::setprecision(17) << x;
-    for (int digits = 1; digits < 17; ++digits) {
-      std::ostringstream shorter;
-      shorter << std::setprecision(digits) << x;
-      if (std::stod(shorter.str()) == x) return shorter.str();
+    std::string text;
+    for (int digits = 1; digits <= 17; ++digits) {  // 17 significant digits always read back exactly
+      std::ostringstream b;
+      b << std::setprecision(digits) << x;
+      text = b.str();
+      if (std::stod(text) == x) break;
     }
-    return b.str();
+    return text;
   };
   auto bounds = [&] {
     if (std::isfinite(k.min) && std::isfinite(k.max)) os << " in [" << bound(k.min) << ", " << bound(k.max) << "]";

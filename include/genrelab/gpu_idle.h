@@ -37,7 +37,7 @@ IdleStats idle_stats(std::vector<ActivityInterval> intervals);
 double covered_ms(std::vector<ActivityInterval> of, std::vector<ActivityInterval> under);
 
 // The device time of each name (names: the trace's table that ActivityInterval::name indexes;
-// index 0, or one past the table, is "(unnamed)"), longest total first, ties by name.
+// index 0, or any index past the table, is "(unnamed)"), longest total first, ties by name.
 struct ActivityTotal {
   std::string name;
   int64_t calls = 0;
