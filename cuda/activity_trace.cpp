@@ -101,19 +101,19 @@ void keep(const CUpti_Activity* r, uint32_t name, std::vector<ActivityInterval>&
   if (rec->start != 0 || rec->end != 0) out.push_back({rec->start, rec->end, name});  // 0, 0: no timestamps
 }
 
+// One lock for the whole buffer: its kernels' names go into the table, its records to the trace.
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
   Sink& s = sink();
-  std::vector<ActivityInterval> got;
+  std::lock_guard<std::mutex> lock(s.m);
+  std::vector<ActivityInterval>& got = s.records;
+  const size_t before = got.size();
   CUpti_Activity* r = nullptr;
   while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
     switch (r->kind) {
       case CUPTI_ACTIVITY_KIND_KERNEL:
       case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
-        uint32_t name = ActivityTrace::kKernel;
-        if (kernel_names_readable()) {
-          std::lock_guard<std::mutex> lock(s.m);
-          name = s.intern(reinterpret_cast<const KernelRecord*>(r)->name);
-        }
+        const uint32_t name =
+            kernel_names_readable() ? s.intern(reinterpret_cast<const KernelRecord*>(r)->name) : ActivityTrace::kKernel;
         keep<KernelRecord>(r, name, got);
         break;
       }
@@ -132,8 +132,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     }
   }
   std::free(buffer);
-  std::lock_guard<std::mutex> lock(s.m);
-  if (s.recording) s.records.insert(s.records.end(), got.begin(), got.end());
+  if (!s.recording) got.resize(before);  // delivered after the trace stopped
 }
 
 // The tools that trace through CUPTI themselves (Nsight Systems, Nsight Compute, compute-sanitizer)

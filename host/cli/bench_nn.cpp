@@ -238,20 +238,18 @@ json idle_json(const IdleStats& st, int64_t steps) {
 // Where an eager step's device time goes: the mean time of each stage (Network::last_stage_times:
 // each layer or fused run forward and backward, the loss head, the optimizer) over `steps`
 // full-batch steps of a fresh network with this run's settings but train.cuda_graph off (a graph
-// has no timing points inside), after two warm-up steps. Empty where the backend does not time
-// stages (cpu).
+// has no timing points inside), after the 3 warm-up steps of the mode comparisons (warmed_up).
+// Empty where the backend does not time stages (cpu).
 std::vector<nn::StageTime> stage_breakdown(const Setup& s, const float* x, const int32_t* labels, int64_t n,
                                            int64_t steps) {
   nn::TrainHyper h = s.hyper;
   h.cuda_graph = false;
-  auto net = nn::make_network(s.device, s.plan, h);
+  bool graphed = false;
+  auto net = warmed_up(s, h, x, labels, n, graphed);
   net->set_stage_timing(true);
-  const float lr = float(h.lr);
-  for (uint64_t w = 0; w < 2; ++w) net->train_step(x, labels, n, n, lr, {h.seed, w, 0});
-  net->last_stats();
   std::vector<nn::StageTime> mean;
   for (int64_t it = 0; it < steps; ++it) {
-    net->train_step(x, labels, n, n, lr, {h.seed, uint64_t(2 + it), 0});
+    net->train_step(x, labels, n, n, float(h.lr), {h.seed, uint64_t(3 + it), 0});
     const std::vector<nn::StageTime> t = net->last_stage_times();
     if (t.empty()) return {};
     if (mean.empty()) mean.assign(t.size(), {});
