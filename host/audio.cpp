@@ -112,8 +112,7 @@ std::string open_failure_reason() {
   return "not a readable audio file (" + why + ")";
 }
 
-Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, const DecodeOptions& opt) {
-  SndfilePtr file(raw);
+Audio decode_open(SndfilePtr file, const SF_INFO& info, const std::string& path, const DecodeOptions& opt) {
   if (info.channels <= 0) throw AudioError(path, "the header declares " + std::to_string(info.channels) + " channels");
   if (info.channels > 256) throw AudioError(path, "the header declares an absurd channel count (" + std::to_string(info.channels) + ")");
   // Below 1 kHz no real recording exists, and resampling a few such frames to 22 050 Hz would
@@ -196,18 +195,23 @@ Audio decode_open(SNDFILE* raw, const SF_INFO& info, const std::string& path, co
   return out;
 }
 
-}  // namespace
-
-AudioInfo probe_audio(const std::string& path) {
+// Opens `path` for reading (its header only), or says why it cannot be.
+SndfilePtr open_for_reading(const std::string& path, SF_INFO& info) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw AudioError(path, "no such file");
   if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
   if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
-  SF_INFO info{};
-  std::unique_lock<std::mutex> lock(open_mutex());
+  std::lock_guard<std::mutex> lock(open_mutex());
   SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
   if (!f) throw AudioError(path, open_failure_reason());
-  lock.unlock();
+  return f;
+}
+
+}  // namespace
+
+AudioInfo probe_audio(const std::string& path) {
+  SF_INFO info{};
+  const SndfilePtr f = open_for_reading(path, info);
   AudioInfo a;
   a.frames = info.frames;
   a.sample_rate = info.samplerate;
@@ -217,16 +221,9 @@ AudioInfo probe_audio(const std::string& path) {
 }
 
 Audio decode_audio(const std::string& path, const DecodeOptions& options) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw AudioError(path, "no such file");
-  if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
-  if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
   SF_INFO info{};
-  std::unique_lock<std::mutex> lock(open_mutex());
-  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-  if (!f) throw AudioError(path, open_failure_reason());
-  lock.unlock();
-  return decode_open(f, info, path, options);
+  SndfilePtr f = open_for_reading(path, info);
+  return decode_open(std::move(f), info, path, options);
 }
 
 Audio decode_audio_memory(const void* data, size_t size, const std::string& name, const DecodeOptions& options) {
@@ -235,10 +232,10 @@ Audio decode_audio_memory(const void* data, size_t size, const std::string& name
   SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
   SF_INFO info{};
   std::unique_lock<std::mutex> lock(open_mutex());
-  SNDFILE* f = sf_open_virtual(&io, SFM_READ, &info, &src);
+  SndfilePtr f(sf_open_virtual(&io, SFM_READ, &info, &src));
   if (!f) throw AudioError(name, open_failure_reason());
   lock.unlock();
-  return decode_open(f, info, name, options);
+  return decode_open(std::move(f), info, name, options);
 }
 
 void write_wav(const std::string& path, const std::vector<float>& samples, int sample_rate, WavEncoding encoding) {

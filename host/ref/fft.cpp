@@ -29,64 +29,72 @@ std::vector<float> hann_window(int n_fft, int win_length) {
   return std::vector<float>(w.begin(), w.end());
 }
 
-CpuRealFft::CpuRealFft(int n, int64_t batch, int in_stride) : n_(n), batch_(batch), stride_(in_stride) {
-  GENRELAB_CHECK(n >= 1 && batch >= 1 && in_stride >= n, "bad FFT geometry n=", n, " batch=", batch, " stride=", in_stride);
+namespace {
+// FFTW's single- and double-precision interfaces under one name each (fftwf_* and fftw_*).
+template <typename Real>
+struct Fftw;
+template <>
+struct Fftw<float> {
+  using Complex = fftwf_complex;
+  using Plan = fftwf_plan;
+  static constexpr auto plan_r2c = fftwf_plan_many_dft_r2c;
+  static constexpr auto plan_c2r = fftwf_plan_many_dft_c2r;
+  static constexpr auto execute_r2c = fftwf_execute_dft_r2c;
+  static constexpr auto execute_c2r = fftwf_execute_dft_c2r;
+  static constexpr auto destroy = fftwf_destroy_plan;
+};
+template <>
+struct Fftw<double> {
+  using Complex = fftw_complex;
+  using Plan = fftw_plan;
+  static constexpr auto plan_r2c = fftw_plan_many_dft_r2c;
+  static constexpr auto plan_c2r = fftw_plan_many_dft_c2r;
+  static constexpr auto execute_r2c = fftw_execute_dft_r2c;
+  static constexpr auto execute_c2r = fftw_execute_dft_c2r;
+  static constexpr auto destroy = fftw_destroy_plan;
+};
+}  // namespace
+
+template <typename Real>
+BasicCpuRealFft<Real>::BasicCpuRealFft(int n, int64_t batch, int in_stride) : n_(n), batch_(batch), stride_(in_stride) {
+  GENRELAB_CHECK(n >= 1 && batch >= 1 && in_stride >= n, "bad FFT geometry n=", n, " batch=", batch,
+                 " stride=", in_stride);
+  using F = Fftw<Real>;
   const int bins = n / 2 + 1;
-  std::vector<float> real(size_t(in_stride) * size_t(batch));
-  std::vector<fftwf_complex> cplx(size_t(bins) * size_t(batch));
+  std::vector<Real> real(size_t(in_stride) * size_t(batch));
+  std::vector<typename F::Complex> cplx(size_t(bins) * size_t(batch));
   std::lock_guard<std::mutex> lock(planner_mutex());
   const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
-  forward_plan_ = fftwf_plan_many_dft_r2c(1, &n, int(batch), real.data(), nullptr, 1, in_stride, cplx.data(), nullptr,
-                                          1, bins, flags);
-  inverse_plan_ = fftwf_plan_many_dft_c2r(1, &n, int(batch), cplx.data(), nullptr, 1, bins, real.data(), nullptr, 1,
-                                          in_stride, flags | FFTW_PRESERVE_INPUT);
+  forward_plan_ =
+      F::plan_r2c(1, &n, int(batch), real.data(), nullptr, 1, in_stride, cplx.data(), nullptr, 1, bins, flags);
+  inverse_plan_ = F::plan_c2r(1, &n, int(batch), cplx.data(), nullptr, 1, bins, real.data(), nullptr, 1, in_stride,
+                              flags | FFTW_PRESERVE_INPUT);
   GENRELAB_CHECK(forward_plan_ && inverse_plan_, "FFTW could not plan an FFT of size ", n);
 }
 
-CpuRealFft::~CpuRealFft() {
+template <typename Real>
+BasicCpuRealFft<Real>::~BasicCpuRealFft() {
+  using F = Fftw<Real>;
   std::lock_guard<std::mutex> lock(planner_mutex());
-  if (forward_plan_) fftwf_destroy_plan(static_cast<fftwf_plan>(forward_plan_));
-  if (inverse_plan_) fftwf_destroy_plan(static_cast<fftwf_plan>(inverse_plan_));
+  if (forward_plan_) F::destroy(static_cast<typename F::Plan>(forward_plan_));
+  if (inverse_plan_) F::destroy(static_cast<typename F::Plan>(inverse_plan_));
 }
 
-void CpuRealFft::forward(const float* in, std::complex<float>* out) const {
-  fftwf_execute_dft_r2c(static_cast<fftwf_plan>(forward_plan_), const_cast<float*>(in),
-                        reinterpret_cast<fftwf_complex*>(out));
+template <typename Real>
+void BasicCpuRealFft<Real>::forward(const Real* in, std::complex<Real>* out) const {
+  using F = Fftw<Real>;
+  F::execute_r2c(static_cast<typename F::Plan>(forward_plan_), const_cast<Real*>(in),
+                 reinterpret_cast<typename F::Complex*>(out));
 }
 
-void CpuRealFft::inverse(const std::complex<float>* in, float* out) const {
-  fftwf_execute_dft_c2r(static_cast<fftwf_plan>(inverse_plan_),
-                        reinterpret_cast<fftwf_complex*>(const_cast<std::complex<float>*>(in)), out);
+template <typename Real>
+void BasicCpuRealFft<Real>::inverse(const std::complex<Real>* in, Real* out) const {
+  using F = Fftw<Real>;
+  F::execute_c2r(static_cast<typename F::Plan>(inverse_plan_),
+                 reinterpret_cast<typename F::Complex*>(const_cast<std::complex<Real>*>(in)), out);
 }
 
-CpuRealFft64::CpuRealFft64(int n, int64_t batch, int in_stride) : n_(n), batch_(batch), stride_(in_stride) {
-  GENRELAB_CHECK(n >= 1 && batch >= 1 && in_stride >= n, "bad FFT geometry n=", n, " batch=", batch, " stride=", in_stride);
-  const int bins = n / 2 + 1;
-  std::vector<double> real(size_t(in_stride) * size_t(batch));
-  std::vector<fftw_complex> cplx(size_t(bins) * size_t(batch));
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
-  forward_plan_ = fftw_plan_many_dft_r2c(1, &n, int(batch), real.data(), nullptr, 1, in_stride, cplx.data(), nullptr, 1,
-                                         bins, flags);
-  inverse_plan_ = fftw_plan_many_dft_c2r(1, &n, int(batch), cplx.data(), nullptr, 1, bins, real.data(), nullptr, 1,
-                                         in_stride, flags | FFTW_PRESERVE_INPUT);
-  GENRELAB_CHECK(forward_plan_ && inverse_plan_, "FFTW could not plan an FFT of size ", n);
-}
-
-CpuRealFft64::~CpuRealFft64() {
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  if (forward_plan_) fftw_destroy_plan(static_cast<fftw_plan>(forward_plan_));
-  if (inverse_plan_) fftw_destroy_plan(static_cast<fftw_plan>(inverse_plan_));
-}
-
-void CpuRealFft64::forward(const double* in, std::complex<double>* out) const {
-  fftw_execute_dft_r2c(static_cast<fftw_plan>(forward_plan_), const_cast<double*>(in),
-                       reinterpret_cast<fftw_complex*>(out));
-}
-
-void CpuRealFft64::inverse(const std::complex<double>* in, double* out) const {
-  fftw_execute_dft_c2r(static_cast<fftw_plan>(inverse_plan_),
-                       reinterpret_cast<fftw_complex*>(const_cast<std::complex<double>*>(in)), out);
-}
+template class BasicCpuRealFft<float>;
+template class BasicCpuRealFft<double>;
 
 }  // namespace genrelab

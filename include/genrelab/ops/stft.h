@@ -63,20 +63,23 @@ struct BasicFrameFunctor {
 };
 using FrameFunctor = BasicFrameFunctor<float>;
 
-// Batched real FFTs on the CPU with FFTW (single precision). Planning is serialised (FFTW's
-// planner is not thread-safe); execution is thread-safe and works on any (unaligned) arrays.
-class CpuRealFft {
+// Batched real FFTs on the CPU with FFTW, in single precision (float: fftwf_ plans) or double
+// (double: fftw_ plans; the CPU reference computes librosa's float64 FFT, so its spectra keep
+// full accuracy far below a frame's peak). Planning is serialised (FFTW's planner is not
+// thread-safe); execution is thread-safe and works on any (unaligned) arrays.
+template <typename Real>
+class BasicCpuRealFft {
  public:
-  // `batch` transforms of length n; inputs `in_stride` floats apart, outputs n/2+1 complex apart.
-  CpuRealFft(int n, int64_t batch, int in_stride);
-  ~CpuRealFft();
-  CpuRealFft(const CpuRealFft&) = delete;
-  CpuRealFft& operator=(const CpuRealFft&) = delete;
+  // `batch` transforms of length n; inputs `in_stride` reals apart, outputs n/2+1 complex apart.
+  BasicCpuRealFft(int n, int64_t batch, int in_stride);
+  ~BasicCpuRealFft();
+  BasicCpuRealFft(const BasicCpuRealFft&) = delete;
+  BasicCpuRealFft& operator=(const BasicCpuRealFft&) = delete;
 
   // in: (batch, in_stride) real -> out: (batch, n/2+1) complex
-  void forward(const float* in, std::complex<float>* out) const;
+  void forward(const Real* in, std::complex<Real>* out) const;
   // in: (batch, n/2+1) complex -> out: (batch, in_stride) real, unnormalised (like FFTW/cuFFT)
-  void inverse(const std::complex<float>* in, float* out) const;
+  void inverse(const std::complex<Real>* in, Real* out) const;
 
   int size() const { return n_; }
   int64_t batch() const { return batch_; }
@@ -88,30 +91,9 @@ class CpuRealFft {
   void* forward_plan_ = nullptr;
   void* inverse_plan_ = nullptr;
 };
-
-// The same in double precision (FFTW's fftw_ plans): the CPU reference computes librosa's
-// float64 FFT, so its spectra keep full accuracy far below a frame's peak.
-class CpuRealFft64 {
- public:
-  CpuRealFft64(int n, int64_t batch, int in_stride);
-  ~CpuRealFft64();
-  CpuRealFft64(const CpuRealFft64&) = delete;
-  CpuRealFft64& operator=(const CpuRealFft64&) = delete;
-
-  // in: (batch, in_stride) real -> out: (batch, n/2+1) complex
-  void forward(const double* in, std::complex<double>* out) const;
-  // in: (batch, n/2+1) complex -> out: (batch, in_stride) real, unnormalised
-  void inverse(const std::complex<double>* in, double* out) const;
-
-  int size() const { return n_; }
-  int64_t batch() const { return batch_; }
-
- private:
-  int n_;
-  int64_t batch_;
-  int stride_;
-  void* forward_plan_ = nullptr;
-  void* inverse_plan_ = nullptr;
-};
+extern template class BasicCpuRealFft<float>;
+extern template class BasicCpuRealFft<double>;
+using CpuRealFft = BasicCpuRealFft<float>;
+using CpuRealFft64 = BasicCpuRealFft<double>;
 
 }  // namespace genrelab
