@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "genrelab/common.h"
 #include "genrelab/cuda/check.h"
@@ -55,11 +56,16 @@ constexpr size_t kBufferBytes = size_t(8) << 20;
 // The records of the recording trace, and the name table of the process: the fixed names of
 // ActivityTrace (unnamed, copies, memsets, kernels without a readable name), then every kernel
 // seen (demangled), interned once by CUPTI's name pointer (shared by all records of a kernel) and
-// by text.
+// by text. The activity kinds are enabled once, by the first trace, and stay enabled: a trace
+// starts and stops by keeping or dropping what CUPTI delivers (turning kernel records off and on
+// again is where CUPTI releases have had deadlocks and lost records).
 struct Sink {
   std::mutex m;
+  bool enabled = false;
   bool recording = false;
   std::vector<ActivityInterval> records;
+  uint64_t dropped = 0;  // records CUPTI dropped while recording (no buffer, or one too late)
+  uint64_t untimed = 0;  // records delivered without timestamps (no device memory to take them)
   std::vector<std::string> names{"", "[memcpy]", "[memset]", "[kernel]", "[memcpy HtoD]", "[memcpy DtoH]",
                                  "[memcpy DtoD]"};
   std::unordered_map<const char*, uint32_t> by_pointer;
@@ -96,17 +102,21 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
 }
 
 template <typename Record>
-void keep(const CUpti_Activity* r, uint32_t name, std::vector<ActivityInterval>& out) {
+void keep(const CUpti_Activity* r, uint32_t name, uint64_t bytes, Sink& s) {
   const Record* rec = reinterpret_cast<const Record*>(r);
-  if (rec->start != 0 || rec->end != 0) out.push_back({rec->start, rec->end, name});  // 0, 0: no timestamps
+  if (rec->start == 0 && rec->end == 0) ++s.untimed;
+  else s.records.push_back({rec->start, rec->end, name, bytes});
 }
 
 // One lock for the whole buffer: its kernels' names go into the table, its records to the trace.
-void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream_id, uint8_t* buffer, size_t, size_t valid) {
+  size_t dropped = 0;
+  if (cuptiActivityGetNumDroppedRecords(context, stream_id, &dropped) != CUPTI_SUCCESS) dropped = 0;
   Sink& s = sink();
   std::lock_guard<std::mutex> lock(s.m);
-  std::vector<ActivityInterval>& got = s.records;
-  const size_t before = got.size();
+  s.dropped += dropped;
+  const size_t before = s.records.size();
+  const uint64_t untimed_before = s.untimed;
   CUpti_Activity* r = nullptr;
   while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
     switch (r->kind) {
@@ -114,25 +124,32 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
       case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
         const uint32_t name =
             kernel_names_readable() ? s.intern(reinterpret_cast<const KernelRecord*>(r)->name) : ActivityTrace::kKernel;
-        keep<KernelRecord>(r, name, got);
+        keep<KernelRecord>(r, name, 0, s);
         break;
       }
       case CUPTI_ACTIVITY_KIND_MEMCPY: {
-        const uint8_t kind = reinterpret_cast<const MemcpyRecord*>(r)->copyKind;
+        const MemcpyRecord* copy = reinterpret_cast<const MemcpyRecord*>(r);
+        const uint8_t kind = copy->copyKind;
         keep<MemcpyRecord>(r,
                            kind == CUPTI_ACTIVITY_MEMCPY_KIND_HTOD   ? ActivityTrace::kMemcpyHtoD
                            : kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOH ? ActivityTrace::kMemcpyDtoH
                            : kind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOD ? ActivityTrace::kMemcpyDtoD
                                                                      : ActivityTrace::kMemcpy,
-                           got);
+                           copy->bytes, s);
         break;
       }
-      case CUPTI_ACTIVITY_KIND_MEMSET: keep<MemsetRecord>(r, ActivityTrace::kMemset, got); break;
+      case CUPTI_ACTIVITY_KIND_MEMSET:
+        keep<MemsetRecord>(r, ActivityTrace::kMemset, reinterpret_cast<const MemsetRecord*>(r)->bytes, s);
+        break;
       default: break;
     }
   }
   std::free(buffer);
-  if (!s.recording) got.resize(before);  // delivered after the trace stopped
+  if (!s.recording) {  // delivered while no trace records
+    s.records.resize(before);
+    s.untimed = untimed_before;
+    s.dropped = 0;
+  }
 }
 
 // The tools that trace through CUPTI themselves (Nsight Systems, Nsight Compute, compute-sanitizer)
@@ -161,13 +178,18 @@ std::string ActivityTrace::unavailable() {
 ActivityTrace::ActivityTrace() {
   const std::string why = unavailable();
   if (!why.empty()) throw RuntimeError("GPU activity trace: " + why);
+  // CUPTI is called only without the sink's lock: its thread delivers buffers holding locks of its own.
   Sink& s = sink();
+  bool enable = false;
   {
     std::lock_guard<std::mutex> lock(s.m);
     if (s.recording) throw RuntimeError("GPU activity trace: another trace of this process is recording");
     s.recording = true;
     s.records.clear();
+    s.dropped = s.untimed = 0;
+    enable = !s.enabled;
   }
+  if (!enable) return;
   for (size_t i = 0; i < std::size(kKinds); ++i) {
     const CUptiResult r = cuptiActivityEnable(kKinds[i]);
     if (r == CUPTI_SUCCESS) continue;
@@ -177,10 +199,11 @@ ActivityTrace::ActivityTrace() {
     throw RuntimeError("GPU activity trace: CUPTI cannot record activity kind " + std::to_string(int(kKinds[i])) +
                        ": " + result_string(r));
   }
+  std::lock_guard<std::mutex> lock(s.m);
+  s.enabled = true;
 }
 
 ActivityTrace::~ActivityTrace() {
-  for (const CUpti_ActivityKind k : kKinds) cuptiActivityDisable(k);
   cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
   Sink& s = sink();
   std::lock_guard<std::mutex> lock(s.m);
@@ -205,14 +228,33 @@ std::vector<ActivityInterval> ActivityTrace::collect(uint64_t since) {
   const CUptiResult r = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
   if (r != CUPTI_SUCCESS) throw RuntimeError("GPU activity trace: flushing the records failed: " + result_string(r));
   std::vector<ActivityInterval> all;
+  uint64_t dropped = 0, untimed = 0;
   {
     Sink& s = sink();
     std::lock_guard<std::mutex> lock(s.m);
     all.swap(s.records);
+    dropped = std::exchange(s.dropped, 0);
+    untimed = std::exchange(s.untimed, 0);
   }
+  // An incomplete trace would count the missing kernels' time as idle: no numbers rather than
+  // wrong ones.
+  if (dropped > 0)
+    throw RuntimeError("GPU activity trace: CUPTI dropped " + std::to_string(dropped) +
+                       " records (no buffer in time); the trace is incomplete");
+  if (untimed > 0)
+    throw RuntimeError("GPU activity trace: " + std::to_string(untimed) +
+                       " records came without timestamps (CUPTI had no device memory for them); the trace is "
+                       "incomplete");
   std::vector<ActivityInterval> out;
+  bool kernels = false;
   for (const ActivityInterval& a : all)
-    if (a.start_ns >= since) out.push_back(a);
+    if (a.start_ns >= since) {
+      out.push_back(a);
+      kernels = kernels || is_kernel(a.name);
+    }
+  if (!kernels)
+    throw RuntimeError("GPU activity trace: no kernel was recorded in the window (another tool may hold CUPTI's "
+                       "activity records)");
   return out;
 }
 

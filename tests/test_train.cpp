@@ -414,6 +414,26 @@ TEST_CASE("train --profile runs the warm-up and the profiled steps, then stops",
   CHECK(run_genrelab("train " + tiny_experiment(dir, 5) + " --device cpu --profile 0").rc == 2);
 }
 
+TEST_CASE("train --resume --profile counts the warm-up and the profiled steps from the checkpoint", "[train]") {
+  // Stopped after step 8 (the end of epoch 1 of 8 steps), resumed with --profile 6: 3 warm-up +
+  // 6 profiled steps are global steps 9-17, so the profile stops at the first step of epoch 3,
+  // after epoch 2's metrics (counting from step 0 instead would stop at once, after step 9).
+  const auto dir = test::temp_dir("train-resume-profile");
+  const std::string exp = tiny_experiment(dir, 5);
+  const Result stopped = run_shell("GENRELAB_TEST_STOP_AFTER_STEPS=8 " + test::genrelab_binary() + " train " + exp +
+                                   " --device cpu --quiet --out " + (dir / "runs").string());
+  INFO(stopped.err);
+  REQUIRE(stopped.rc == 143);
+  const auto runs = test::run_dirs(dir / "runs");
+  REQUIRE(runs.size() == 1);
+  REQUIRE(nn::load_checkpoint(runs[0] + "/checkpoint.bin").meta.step == 8);
+  const Result r = run_genrelab("train --resume " + runs[0] + " --device cpu --profile 6");
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.err.find("profiled 6 steps after 3 warm-up steps (they span the end of epoch 2") != std::string::npos);
+  CHECK(RunDir::open(runs[0]).read_metrics().size() == 2);
+}
+
 TEST_CASE("gpu train --profile reports the GPU idle time of the profiled steps", "[train][gpu]") {
   GENRELAB_REQUIRE_GPU();
   // The idle fraction is a timing (not checked here); the line must name the profiled steps and

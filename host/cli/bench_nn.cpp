@@ -505,7 +505,7 @@ int bench_train(const cli::Args& args) {
       // summary lists): the longest first, as ms and calls a step and share of the busy time.
       const std::vector<ActivityTotal>& k = idle.eager_kernels;
       const double steps_d = double(idle.steps), busy = idle.eager.busy_ms;
-      std::printf("  GPU kernels of an eager step (same trace; the %zu longest of %zu, ms a step):\n",
+      std::printf("  GPU kernels, copies and memsets of an eager step (same trace; the %zu longest of %zu, ms a step):\n",
                   std::min<size_t>(k.size(), 15), k.size());
       for (size_t i = 0; i < k.size() && i < 15; ++i) {
         const std::string name = k[i].name.size() > 110 ? k[i].name.substr(0, 107) + "..." : k[i].name;

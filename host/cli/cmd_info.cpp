@@ -41,7 +41,10 @@ int run_info(const Args& args) {
 #if GENRELAB_HAVE_CUDA
   // What bench train and train --profile measure the GPU idle time and kernel times with.
   const std::string trace = cuda::ActivityTrace::unavailable();
-  std::cout << "GPU activity trace (CUPTI): " << (trace.empty() ? "available" : trace) << "\n";
+  std::cout << "GPU activity trace (CUPTI): "
+            << (trace.empty() ? "loaded (whether the GPU lets it record shows when bench or train --profile starts it)"
+                              : trace)
+            << "\n";
 #endif
   if (!s.usable) {
     std::cout << "GPUs: none usable (" << s.reason << ")\n";

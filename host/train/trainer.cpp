@@ -126,9 +126,18 @@ namespace {
 
 #if GENRELAB_HAVE_CUDA
 // The lines `train --profile` ends with on the GPU, from the activity trace of the profiled steps:
-// the GPU idle time, and how much of the host-to-device copy time (dataset.streaming's batches
-// through the pinned ring) ran beside kernels.
-void report_profiled_activity(const std::vector<ActivityInterval>& iv, int steps) {
+// the GPU idle time, and how much of the time of the batches' host-to-device copies
+// (dataset.streaming's, through the pinned ring: copies of 64 KiB or more, not the labels or the
+// step's parameters) ran beside kernels. A trace that cannot say (CUPTI lost records, or none of
+// the steps' kernels) is reported as not measured, after the profiled steps have run.
+void report_profiled_activity(cuda::ActivityTrace& trace, uint64_t since, int steps) {
+  std::vector<ActivityInterval> iv;
+  try {
+    iv = trace.collect(since);
+  } catch (const RuntimeError& e) {
+    std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
+    return;
+  }
   const IdleStats st = idle_stats(iv);
   char line[320];
   std::snprintf(line, sizeof line,
@@ -136,16 +145,17 @@ void report_profiled_activity(const std::vector<ActivityInterval>& iv, int steps
                 "largest %.3f ms; GPU activity trace)\n",
                 steps, 100.0 * st.idle_fraction, st.span_ms, st.span_ms / steps, (long long)st.gaps, st.largest_gap_ms);
   std::cerr << line;
+  constexpr uint64_t kBatchCopyBytes = 64 << 10;
   std::vector<ActivityInterval> copies, kernels;
   for (const ActivityInterval& a : iv) {
-    if (a.name == cuda::ActivityTrace::kMemcpyHtoD) copies.push_back(a);
+    if (a.name == cuda::ActivityTrace::kMemcpyHtoD && a.bytes >= kBatchCopyBytes) copies.push_back(a);
     else if (cuda::ActivityTrace::is_kernel(a.name)) kernels.push_back(a);
   }
   if (copies.empty()) return;
   const double copy_ms = idle_stats(copies).busy_ms, beside = covered_ms(copies, kernels);
   std::snprintf(line, sizeof line,
-                "genrelab train: host-to-device copies in the profiled steps: %zu, %.3f ms, %.1f %% of it beside "
-                "running kernels\n",
+                "genrelab train: host-to-device copies in the profiled steps: %zu of 64 KiB or more, %.3f ms, %.1f %% "
+                "of it beside running kernels\n",
                 copies.size(), copy_ms, copy_ms > 0 ? 100.0 * beside / copy_ms : 0.0);
   std::cerr << line;
 }
@@ -559,7 +569,11 @@ int run_training(const TrainRequest& req) {
 #if GENRELAB_HAVE_CUDA
   bool profiling = false;
 #endif
+  // train --profile: `warmup_steps` steps of this process (a resumed run counts from its
+  // checkpoint's step), then the profiled ones.
   const int64_t warmup_steps = 3;
+  const int64_t profile_first_step = int64_t(step) + warmup_steps;
+  int profile_epoch = 0;  // the epoch of the first profiled step
   const int64_t test_stop_after_steps = [] {
     const char* v = std::getenv("GENRELAB_TEST_STOP_AFTER_STEPS");
     return v ? std::atoll(v) : int64_t(0);
@@ -658,14 +672,17 @@ int run_training(const TrainRequest& req) {
       const dist::Shard mine = shard_of_batch(train_set.count, b);
       const float* step_x = x.data();  // step_x: (mine.count, n_mels, n_frames); step_y: (mine.count,)
       const int32_t* step_y = y.data();
+      if (req.profile_steps > 0 && int64_t(step) == profile_first_step) {
+        profile_epoch = epoch;
 #if GENRELAB_HAVE_CUDA
-      if (req.profile_steps > 0 && device == Device::cuda && int64_t(step) == warmup_steps) {
-        (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
-        cudaProfilerStart();
-        profiling = true;
-        if (idle_trace) idle_since = idle_trace->now();
-      }
+        if (device == Device::cuda) {
+          (void)net->last_stats();  // waits for the queued warm-up steps, which stay out of the profile
+          cudaProfilerStart();
+          profiling = true;
+          if (idle_trace) idle_since = idle_trace->now();
+        }
 #endif
+      }
       if (streaming) {
         NvtxRange load_range("load streamed batch");
         try {
@@ -688,7 +705,7 @@ int run_training(const TrainRequest& req) {
         ++step;
         bar.advance();
       }
-      const bool profile_done = req.profile_steps > 0 && int64_t(step) >= warmup_steps + req.profile_steps;
+      const bool profile_done = req.profile_steps > 0 && int64_t(step) >= profile_first_step + req.profile_steps;
       // GENRELAB_TEST_STOP_AFTER_STEPS=N (a test hook) acts as a SIGTERM after global step N.
       const bool test_stop = test_stop_after_steps > 0 && step == uint64_t(test_stop_after_steps);
       if (step % uint64_t(sync_every) != 0 && b + 1 < steps_per_epoch && !profile_done && !test_stop &&
@@ -748,12 +765,17 @@ int run_training(const TrainRequest& req) {
         if (profiling) cudaProfilerStop();
 #endif
         bar.finish();
-        std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps << " warm-up steps\n";
+        std::cerr << "genrelab train: profiled " << req.profile_steps << " steps after " << warmup_steps
+                  << " warm-up steps";
+        if (profile_epoch != epoch)  // an epoch's end inside the window: its evaluation ran there too
+          std::cerr << " (they span the end of epoch " << profile_epoch
+                    << ", whose evaluation and checkpoint the profile includes; fewer steps stay inside one epoch)";
+        std::cerr << "\n";
 #if GENRELAB_HAVE_CUDA
         // From the profiled steps' first GPU activity to the end of the last one (the NaN guard
         // of the closing synchronisation point included), as tools/bench/gpu_idle.py measures
         // an Nsight Systems trace of the same range.
-        if (idle_trace) report_profiled_activity(idle_trace->collect(idle_since), req.profile_steps);
+        if (idle_trace) report_profiled_activity(*idle_trace, idle_since, req.profile_steps);
 #endif
         return 0;
       }

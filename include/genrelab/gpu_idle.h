@@ -12,10 +12,11 @@
 namespace genrelab {
 
 // One piece of device work, in the trace's nanoseconds; `name` indexes the trace's name table
-// (0: unnamed).
+// (0: unnamed); `bytes` is a copy's or memset's size (0 for kernels).
 struct ActivityInterval {
   uint64_t start_ns = 0, end_ns = 0;
   uint32_t name = 0;
+  uint64_t bytes = 0;
 };
 
 struct IdleStats {
