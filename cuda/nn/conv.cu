@@ -318,12 +318,15 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   }
 
   // Milliseconds of one run of `run` on the stream: the median of five, after one untimed run.
+  // Each timed run is queued behind a hold (cuda::hold_stream), so that the host's launches
+  // between its kernels (im2col, the product, the partial sums) do not count.
   template <typename F>
   float time_on_stream(F&& run) {
     Event start(true), stop(true);
     run();
     std::vector<float> t;
     for (int i = 0; i < 5; ++i) {
+      hold_stream(ctx_.stream(), 1.0);
       start.record(ctx_.stream());
       run();
       stop.record(ctx_.stream());

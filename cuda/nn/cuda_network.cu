@@ -507,6 +507,9 @@ class CudaNetwork final : public Network {
         return;
       }
     }
+    // Stage timing times the device: the step is queued behind a hold long enough for the host
+    // to queue all of it, so no stage's events also time the host's launches of its kernels.
+    if (stage_timing_) cuda::hold_stream(s, kStageTimingHoldMs);
     ev_start_.record(s);
     enqueue_step(x, labels, n, global_batch, key, scalars, true);
     ++step_;
@@ -1000,6 +1003,8 @@ class CudaNetwork final : public Network {
   StageClock stages_;
   StageClock* clock_ = nullptr;
   inline static const std::string kLossStage = "loss", kOptimizerStage = "optimizer";
+  // The hold before a stage-timed step: well above the host's time to queue an eager step.
+  static constexpr double kStageTimingHoldMs = 20.0;
   cuda::Stream comm_stream_;                // data parallel: gradient all-reduces
   std::vector<cuda::Event> layer_done_;     // per layer: its backward has run
   cuda::Event comm_done_;                   // every all-reduce of the step has run

@@ -159,6 +159,11 @@ class Event {
   cudaEvent_t e_ = nullptr;
 };
 
+// Keeps stream s busy for `ms` milliseconds (a one-thread kernel; cuda/hold.cu): queued before
+// the first event of a timing, it lets the host queue the timed work while the GPU waits, so the
+// events time the device's work and not the host's launches.
+void hold_stream(cudaStream_t s, double ms);
+
 // A cuFFT plan; build it with one of the cufftPlan* calls through `handle_for_init()`.
 class FftPlan {
  public:

@@ -126,7 +126,9 @@ class Network {
   // Per-stage device times of eager steps (cuda; `bench --what train`): with timing on, each
   // eager train_step records a pair of events around every stage, and last_stage_times()
   // (which synchronises) returns them in execution order; empty when off, after a CUDA-graph
-  // replay (no timing points inside a graph), or on a backend that does not time stages.
+  // replay (no timing points inside a graph), or on a backend that does not time stages. A timed
+  // step is queued behind a 20 ms hold of the GPU (cuda::hold_stream), so the stages' events time
+  // the device, not the host's launches: a measurement mode, not for training.
   virtual void set_stage_timing(bool on) {}
   virtual std::vector<StageTime> last_stage_times() { return {}; }
 
