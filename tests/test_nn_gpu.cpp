@@ -935,7 +935,8 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
 // bf16 (the product's 16-bit z and dz), deterministic so both use the same cuDNN algorithms. The
 // fused passes compute the layers' own arithmetic; only the bias gradient sums the same values in
 // another order (cuBLAS over the gradient at each window's maximum instead of the whole dz), so
-// losses, every state tensor and predictions agree to 1e-5 relative. The first pair is fused too
+// losses, every state tensor and predictions agree to 1e-5 relative (bf16: 1e-2, where a bias a
+// few ulps apart can flip one 16-bit rounding of the next layer's input). The first pair is fused too
 // (train.fuse_conv_pool), so two runs fuse: 8 channels (four a call) and 6 (one a call) with elu.
 TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
@@ -958,12 +959,13 @@ TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
         return t;
       };
       const Trained fused = run(true), unfused = run(false);
+      const double tol = precision == "bf16" ? 1e-2 : 1e-5;
       for (size_t i = 0; i < fused.losses.size(); ++i)
-        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= 1e-5 * std::fabs(unfused.losses[i]));
+        CHECK(std::fabs(fused.losses[i] - unfused.losses[i]) <= tol * std::fabs(unfused.losses[i]));
       CHECK(fused.losses.front() != fused.losses.back());
       REQUIRE(fused.state.size() == unfused.state.size());
-      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, 1e-5, fused.state[i].name);
-      require_rel(fused.probs, unfused.probs, 1e-5, "predict");
+      for (size_t i = 0; i < fused.state.size(); ++i) require_rel(fused.state[i].data, unfused.state[i].data, tol, fused.state[i].name);
+      require_rel(fused.probs, unfused.probs, tol, "predict");
     }
   }
 }

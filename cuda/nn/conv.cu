@@ -225,7 +225,10 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     }
   }
 
-  bool on_gemm(ConvPass pass) const { return gemm_ && algos_->gemm[int(pass)]; }
+  bool on_gemm(ConvPass pass) const {
+    return gemm_ && algos_->gemm[int(pass)] &&
+           std::find(gemm_refused_.begin(), gemm_refused_.end(), algos_) == gemm_refused_.end();
+  }
 
   // Frees the GEMM engine's buffers unless some pass of some batch shape of this layer runs on
   // it (cuDNN winning every pass of an epoch's partial last batch must not free the full batch's
@@ -246,7 +249,18 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     ConvAlgos& a = *algos_;
     const int p = int(pass);
     // A layer without the engine leaves the decision to a layer of the same shape that has one.
-    if (a.engine_decided[p] || !gemm_) return false;
+    if (!gemm_) return false;
+    if (a.engine_decided[p]) {
+      // Another layer of this shape decided: this one follows where its own columns fit too (each
+      // layer keeps its own), and stays on cuDNN for the whole shape where they do not.
+      if (on_gemm(pass) && !gemm_->fits(n)) {
+        gemm_refused_.push_back(algos_);
+        log_engine(shape, pass, "another layer of this shape runs it on the engine, but this layer's column matrix "
+                                "does not fit (memory or 32-bit indices)", false);
+      }
+      gemm_used_ = gemm_used_ || on_gemm(pass);
+      return false;
+    }
     a.engine_decided[p] = true;
     if (!gemm_->fits(n)) {
       log_engine(shape, pass, "its column matrix does not fit (memory or 32-bit indices)", false);
@@ -384,6 +398,9 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   ConvAlgos* algos_ = nullptr;
   std::unique_ptr<GemmConv> gemm_;  // unless train.conv_engine=cudnn (or bf16/fp16 with a padded copy)
   bool gemm_used_ = false;          // some pass of some batch shape runs on gemm_ (release_if_unused)
+  // Batch shapes whose engine decision (another layer's, shared through the algorithms) this layer
+  // declines because its own column matrix does not fit: all their passes stay on cuDNN.
+  std::vector<const ConvAlgos*> gemm_refused_;
   DeviceBuffer<float> xpad_;  // (n, hp, wp, c), only for asymmetric padding
   int half_;                  // ops::kHalf*: 16-bit operands under bf16/fp16
   cudnnDataType_t type_;      // of the cuDNN tensors and filter

@@ -73,10 +73,15 @@ GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_
   GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
   // still exact fp32). tf32: tensor cores round the inputs of each product to 10-bit mantissas.
-  // bf16/fp16: the dense products are cublasGemmEx calls on 16-bit operands (dense.cu); the
-  // handle's other float work (bias gradients) stays strict fp32.
+  // bf16/fp16: the dense and GEMM-engine products are cublasGemmEx calls on 16-bit operands
+  // (dense.cu, conv_gemm.cu) with float accumulation; a product with a 16-bit output is rounded
+  // once, at the end (no split-K partial sums added in 16 bits), as the CPU reference and cuDNN
+  // round it. The handle's other float work (bias gradients) stays strict fp32.
+  const bool half = precision == Precision::bf16 || precision == Precision::fp16;
   GENRELAB_CUDA_CHECK(cublasSetMathMode(
-      cublas_.get(), precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      cublas_.get(), precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                     : half ? cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)
+                            : CUBLAS_DEFAULT_MATH));
   // Bias gradients and dense products only read device pointers for alpha/beta from the host.
   GENRELAB_CUDA_CHECK(cublasSetPointerMode(cublas_.get(), CUBLAS_POINTER_MODE_HOST));
   // A workspace of our own (32 MiB, what cuBLAS recommends for Hopper): without it cuBLAS may
