@@ -226,11 +226,12 @@ class GpuContext {
   ConvEngine conv_engine_;
   Stream stream_;
   CudnnHandle cudnn_;
+  // Declared before the handle, so that it outlives it.
+  DeviceBuffer<uint8_t> cublas_workspace_;  // set with cublasSetWorkspace: cuBLAS allocates nothing while captured
   CublasHandle cublas_;
   DeviceBuffer<uint8_t> workspace_;
   DeviceBuffer<float> ones_;
   DeviceBuffer<float> scratch_[2];
-  DeviceBuffer<uint8_t> cublas_workspace_;  // set with cublasSetWorkspace: cuBLAS allocates nothing while captured
   std::map<std::string, ConvAlgos> algos_;
   uint64_t layout_epoch_ = 0;
   DeviceBuffer<StepScalars> step_block_;  // (1) the current step's scalars
