@@ -28,6 +28,7 @@
 
 #if GENRELAB_HAVE_CUDA
 #include "../cuda/nn/conv_epilogue.h"
+#include "../cuda/nn/conv_gemm.h"
 #include "../cuda/nn/conv_pool.h"
 #include "../cuda/nn/gpu_layers.h"
 #include "genrelab/cuda/check.h"
@@ -302,6 +303,7 @@ void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Pr
   const auto x = random_vec(n * d.in.size(), 30, -1.5, 1.5);
   const auto dy = random_vec(n * d.out.size(), 31, -1, 1);
   const nn::StepKey key{11, 4, 7};
+  const int64_t engine_passes = cuda::nn::GemmConv::passes_queued();
   std::vector<float> y_ref(dy.size()), dx_ref(x.size());
   DevVec dx_d(x), y_d(dy.size()), dy_d(dy), dxo_d(x.size());
 
@@ -325,6 +327,12 @@ void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Pr
   cpu->forward(x.data(), y_ref.data(), n, false, key);
   gpu->forward(dx_d.get(), y_d.get(), n, false, key);
   require_rel(download(y_d.get(), int64_t(dy.size())), y_ref, tol, "inference forward y");
+  // train.conv_engine=gemm ran every pass on the engine (two forwards, the kernel gradient, the
+  // input gradient when asked), except where a 16-bit layer needs the padded copy ("same" padding
+  // that may be asymmetric), which stays on cuDNN.
+  const bool half = precision == Precision::bf16 || precision == Precision::fp16;
+  if (engine == cuda::nn::ConvEngine::gemm && d.type == "conv2d" && !(half && d.spec.value("padding", "") == "same"))
+    CHECK(cuda::nn::GemmConv::passes_queued() - engine_passes >= (input_grad ? 4 : 3));
 }
 
 json with_head(json layer) {
@@ -614,7 +622,9 @@ TEST_CASE("nn gpu 20 training steps equal the cpu backend with adam", "[gpu][nn]
   for (const std::string engine : {"auto", "gemm"}) {
     INFO("train.conv_engine " << engine);
     h.conv_engine = engine;
+    const int64_t engine_passes = cuda::nn::GemmConv::passes_queued();
     check_training(h, 5e-4, 5e-3);
+    if (engine == "gemm") CHECK(cuda::nn::GemmConv::passes_queued() > engine_passes);  // it ran
   }
 }
 
@@ -684,7 +694,9 @@ TEST_CASE("nn gpu 20 bf16 training steps equal the cpu emulation", "[gpu][nn]") 
   for (const std::string engine : {"auto", "gemm"}) {
     INFO("train.conv_engine " << engine);
     h.conv_engine = engine;
+    const int64_t engine_passes = cuda::nn::GemmConv::passes_queued();
     check_training(h, 1e-2, 3e-2);
+    if (engine == "gemm") CHECK(cuda::nn::GemmConv::passes_queued() > engine_passes);  // it ran
   }
 }
 
@@ -782,7 +794,9 @@ TEST_CASE("nn gpu cuda graph steps equal eager steps", "[gpu][nn]") {
   // cuDNN (a deterministic run's auto), and the GEMM engine's cuBLAS calls and functors captured.
   for (const std::string engine : {"auto", "gemm"}) {
     INFO("train.conv_engine " << engine);
+    const int64_t engine_passes = cuda::nn::GemmConv::passes_queued();
     const GraphRun e1 = graph_run(false, engine), e2 = graph_run(false, engine), g = graph_run(true, engine);
+    if (engine == "gemm") CHECK(cuda::nn::GemmConv::passes_queued() > engine_passes);  // it ran
     // Which steps ran as graphs: each key's first step is an eager warm-up (steps 0 and 4), and
     // by the last epoch both keys (full batch, partial batch) replay.
     std::string pattern;

@@ -5,6 +5,7 @@
 #include "conv_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "genrelab/cuda/launch.cuh"
 #include "genrelab/ops/low_precision.h"
@@ -33,7 +34,11 @@ const void* advanced(const void* p, int64_t elements, size_t bytes) {
   return static_cast<const char*>(p) + elements * int64_t(bytes);
 }
 
+std::atomic<int64_t> g_passes_queued{0};
+
 }  // namespace
+
+int64_t GemmConv::passes_queued() { return g_passes_queued.load(); }
 
 GemmConv::GemmConv(const ops::ConvColsGeom& g, int64_t filters, GpuContext& ctx)
     : g_(g), f_(filters), k_(g.k()), half_(ctx.half_format()), ctx_(ctx) {
@@ -130,11 +135,13 @@ const void* GemmConv::columns(const void* x, int64_t n) {
 }
 
 void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n) {
+  ++g_passes_queued;
   gemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, columns(x, n), y, half_ != ops::kHalfNone);
 }
 
 void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready,
                                int64_t splits) {
+  ++g_passes_queued;
   const void* kept = half_ != ops::kHalfNone ? static_cast<const void*>(cols16_.data()) : cols_.data();
   const void* cols = cols_ready && !direct_ ? kept : columns(x, n);
   const genrelab::nn::RowRanges ranges = genrelab::nn::conv_filter_ranges(rows(n), splits);
@@ -173,6 +180,7 @@ void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t
 }
 
 void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int64_t n) {
+  ++g_passes_queued;
   const int64_t r = rows(n);
   float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
   if (!direct_) {

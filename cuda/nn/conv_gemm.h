@@ -55,6 +55,10 @@ class GemmConv {
   // The split count that gives cuBLAS about two thread blocks per SM (at least 1).
   int64_t suggested_filter_splits(int64_t n) const;
 
+  // Passes (forward, kernel or input gradient) queued on any engine of this process so far,
+  // train.conv_engine=auto's timing runs included: for tests that must know the engine ran.
+  static int64_t passes_queued();
+
  private:
   const void* columns(const void* x, int64_t n);  // cols of x (x itself for a direct 1×1)
   template <typename T>

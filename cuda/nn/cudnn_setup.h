@@ -26,7 +26,8 @@ enum class Precision { fp32, tf32, bf16, fp16 };
 
 // Who runs conv2d (train.conv_engine): per pass the faster of cuDNN's fastest algorithm and the
 // im2col + cuBLAS GEMM engine (conv_gemm.h), measured on the first batch of each shape; cuDNN only;
-// or the GEMM engine wherever it can run (fp32 and tf32, columns within the memory limit).
+// or the GEMM engine wherever it can run (every precision; columns within the memory limit; not
+// a bf16/fp16 layer that needs the padded copy).
 enum class ConvEngine { automatic, cudnn, gemm };
 
 // "auto" | "cudnn" | "gemm" (the config's spelling); throws on anything else.

@@ -35,7 +35,7 @@ struct TrainHyper {
   double loss_scale_init = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
-  std::string conv_engine = "auto";  // auto | cudnn | gemm (cuda fp32/tf32 conv2d passes)
+  std::string conv_engine = "auto";  // auto | cudnn | gemm (cuda conv2d passes, every precision)
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph (config default: on)
   bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
   bool fuse_conv_pool = false;     // leading conv2d → maxpool2d as one layer (ops/conv_pool.h; config default: on)
