@@ -276,6 +276,14 @@ json fusion_compare_json(const ModeCompare& c) {
           {"unfused_over_fused", c.off_ms / c.on_ms}, {"graphed", c.graphed}};
 }
 
+// After a failed comparison: clears a recoverable CUDA error, so that the next one starts clean (a
+// sticky error fails the next ones again, each with its own message).
+void clear_device_error() {
+#if GENRELAB_HAVE_CUDA
+  (void)cudaGetLastError();
+#endif
+}
+
 void maybe_write_json(const cli::Args& args, const json& j) {
   if (auto path = args.get("--json")) write_file_atomic(*path, j.dump(2) + "\n");
 }
@@ -312,6 +320,9 @@ int bench_train(const cli::Args& args) {
   if (!extrapolated && examples % n != 0) {
     const int64_t tail = examples % n;
     net->train_step(x.data(), labels.data(), tail, tail, float(s.hyper.lr), {s.hyper.seed, 0, 0});
+    // and a full step again, in case the tail's algorithm search grew a shared buffer (the full
+    // batch's captured graph would then warm up again inside the timed epoch)
+    net->train_step(x.data(), labels.data(), n, n, float(s.hyper.lr), {s.hyper.seed, 0, 0});
     net->last_stats();
   }
   double total_ms = 0;
@@ -370,74 +381,6 @@ int bench_train(const cli::Args& args) {
                   percent_of(gflops / 1e3, peak.tflops).c_str(), s.hyper.precision.c_str(), peak.tflops);
     std::cout << line;
   }
-  // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
-  ModeCompare graph;
-  if (s.device == Device::cuda) {
-    graph = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.cuda_graph = on; }, x.data(), labels.data(), n,
-                          extrapolated ? steps : std::min<int64_t>(epoch_steps, 50));
-    std::printf("  cuda graph (%lld full steps per mode, back to back; this run's steps: %s)\n", (long long)graph.steps,
-                s.hyper.cuda_graph ? "train.cuda_graph=true" : "eager");
-    std::snprintf(line, sizeof line, "    eager ms/step %10.3f\n", graph.off_ms);
-    std::cout << line;
-    if (graph.graphed) {
-      std::snprintf(line, sizeof line, "    graph ms/step %10.3f\n    eager/graph   %10.3f x\n", graph.on_ms,
-                    graph.off_ms / graph.on_ms);
-      std::cout << line;
-    } else {
-      std::printf("    graph         NOT USED: the step was not captured (see the message on stderr); %.3f ms/step eager\n",
-                  graph.on_ms);
-    }
-  }
-  ModeCompare fuse;
-  const bool fusable = s.device == Device::cuda && nn::conv_pool_fusable(s.plan);
-  if (fusable) {
-    fuse = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_pool = on; }, x.data(), labels.data(), n,
-                         graph.steps);
-    // Unfused, the first conv runs as the other convs do: its product and, where train.fuse_conv_epilogue
-    // allows, one fused epilogue pass that also takes the dropout after the pooling.
-    const std::vector<nn::ConvEpilogueRun> runs = nn::conv_epilogue_runs(s.plan, 0);
-    const bool first_epilogue = s.hyper.fuse_conv_epilogue && !runs.empty() && runs.front().conv == 0;
-    print_fusion_compare(std::string("fused first conv2d + maxpool2d (train.fuse_conv_pool; unfused: ") +
-                             (first_epilogue ? "its product + fused epilogue" : "layer by layer"),
-                         fuse, s.hyper.fuse_conv_pool);
-  }
-  // Each conv2d's bias + activation, max pooling and dropout fused and one by one.
-  ModeCompare epilogue;
-  const bool epilogues = s.device == Device::cuda && !nn::conv_epilogue_runs(s.plan, fusable ? 2 : 0).empty();
-  if (epilogues) {
-    epilogue = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_epilogue = on; }, x.data(), labels.data(),
-                             n, graph.steps);
-    print_fusion_compare("fused conv2d epilogues (train.fuse_conv_epilogue", epilogue, s.hyper.fuse_conv_epilogue);
-  }
-  // cuDNN alone against this run's conv engine (auto unless set).
-  ModeCompare engine;
-  const std::string engine_on = s.hyper.conv_engine == "cudnn" ? "auto" : s.hyper.conv_engine;
-  const bool engines = s.device == Device::cuda &&
-                       std::any_of(s.plan.layers.begin(), s.plan.layers.end(),
-                                   [](const nn::LayerDesc& L) { return L.type == "conv2d"; });
-  if (engines) {
-    engine = compare_modes(s, [&](nn::TrainHyper& h, bool on) { h.conv_engine = on ? engine_on : "cudnn"; }, x.data(),
-                           labels.data(), n, graph.steps);
-    std::printf("  conv2d engine (train.conv_engine; %lld full steps per mode, %s; this run's steps: %s)\n",
-                (long long)engine.steps, engine.graphed ? "graphed" : "eager", s.hyper.conv_engine.c_str());
-    std::snprintf(line, sizeof line, "    cudnn ms/step %10.3f\n    %-5s ms/step %10.3f\n    cudnn/%-5s    %8.3f x\n",
-                  engine.off_ms, engine_on.c_str(), engine.on_ms, engine_on.c_str(), engine.off_ms / engine.on_ms);
-    std::cout << line;
-  }
-  // Where the step goes, stage by stage (cuda).
-  const int64_t stage_steps = std::min<int64_t>(20, std::max<int64_t>(steps, 1));
-  const std::vector<nn::StageTime> stages = s.device == Device::cuda
-                                                ? stage_breakdown(s, x.data(), labels.data(), n, stage_steps)
-                                                : std::vector<nn::StageTime>{};
-  if (!stages.empty()) {
-    double sum = 0;
-    for (const auto& st : stages) sum += st.ms;
-    std::printf("  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events):\n",
-                (long long)stage_steps);
-    for (const auto& st : stages)
-      std::printf("    %-44s %9.3f ms %6.1f %%\n", st.name.c_str(), st.ms, sum > 0 ? 100.0 * st.ms / sum : 0.0);
-    std::printf("    %-44s %9.3f ms\n", "sum of the stages", sum);
-  }
   if (extrapolated)
     std::cerr << "bench train: timed " << steps << " of the epoch's " << epoch_steps
               << " steps; the epoch time is extrapolated (use --iterations " << epoch_steps << " for a full epoch)\n";
@@ -456,25 +399,9 @@ int bench_train(const cli::Args& args) {
                                       {"precision", s.hyper.precision}, {"items", examples}, {"unit", "examples"},
                                       {"seconds", epoch_s}, {"items_per_s", per_s}, {"extrapolated", extrapolated}}})}};
   j["cuda_graph"] = s.hyper.cuda_graph;  // how this run's own steps ran (when the graph works)
-  if (s.device == Device::cuda)
-    j["graph_compare"] = {{"steps", graph.steps}, {"eager_ms_per_step", graph.off_ms},
-                          {"graph_ms_per_step", graph.graphed ? json(graph.on_ms) : json(nullptr)},
-                          {"eager_over_graph", graph.graphed ? json(graph.off_ms / graph.on_ms) : json(nullptr)},
-                          {"graphed", graph.graphed}};
   j["fuse_conv_pool"] = s.hyper.fuse_conv_pool;  // how this run's own steps ran (when the plan fuses)
-  if (fusable) j["fuse_compare"] = fusion_compare_json(fuse);
   j["fuse_conv_epilogue"] = s.hyper.fuse_conv_epilogue;
-  if (epilogues) j["epilogue_compare"] = fusion_compare_json(epilogue);
   j["conv_engine"] = s.hyper.conv_engine;
-  if (engines)
-    j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},
-                           {"engine_ms_per_step", engine.on_ms}, {"cudnn_over_engine", engine.off_ms / engine.on_ms},
-                           {"graphed", engine.graphed}};
-  if (!stages.empty()) {
-    json list = json::array();
-    for (const auto& st : stages) list.push_back({{"name", st.name}, {"ms", st.ms}});
-    j["stages"] = {{"steps", stage_steps}, {"eager", true}, {"list", list}};
-  }
   if (have_parts) {
     j["forward_ms"] = parts.forward_ms / double(steps);
     j["backward_ms"] = parts.backward_ms / double(steps);
@@ -482,44 +409,139 @@ int bench_train(const cli::Args& args) {
   }
   maybe_write_json(args, j);
   std::fflush(stdout);
-  // Last, and written again with it (whatever goes wrong in the tracing library leaves the rest):
-  // the GPU idle time inside eager and graphed steps (the target: under 5 %).
-  if (s.device == Device::cuda) {
-    const IdleCompare idle = idle_compare(s, x.data(), labels.data(), n, std::min<int64_t>(graph.steps, 20));
+  if (s.device != Device::cuda) return 0;
+
+  // The comparisons, each with fresh networks (this one's memory is freed for them). The JSON is
+  // written again after each: one that fails (out of memory, an algorithm cuDNN refuses) prints
+  // and records its error under its own key, and the others still run.
+  net.reset();
+  auto attempt = [&](const char* key, auto&& run) {
+    try {
+      run();
+    } catch (const std::exception& e) {
+      clear_device_error();
+      std::printf("  %s: FAILED (%s)\n", key, e.what());
+      j[key] = {{"error", e.what()}};
+    }
+    maybe_write_json(args, j);
+    std::fflush(stdout);
+  };
+  const int64_t compare_steps = extrapolated ? steps : std::min<int64_t>(epoch_steps, 50);
+  // The host overhead a CUDA graph removes: eager against graphed steps on full batches.
+  attempt("graph_compare", [&] {
+    const ModeCompare graph = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.cuda_graph = on; }, x.data(),
+                                            labels.data(), n, compare_steps);
+    std::printf("  cuda graph (%lld full steps per mode, back to back; this run's steps: %s)\n", (long long)graph.steps,
+                s.hyper.cuda_graph ? "train.cuda_graph=true" : "eager");
+    std::snprintf(line, sizeof line, "    eager ms/step %10.3f\n", graph.off_ms);
+    std::cout << line;
+    if (graph.graphed) {
+      std::snprintf(line, sizeof line, "    graph ms/step %10.3f\n    eager/graph   %10.3f x\n", graph.on_ms,
+                    graph.off_ms / graph.on_ms);
+      std::cout << line;
+    } else {
+      std::printf("    graph         NOT USED: the step was not captured (see the message on stderr); %.3f ms/step eager\n",
+                  graph.on_ms);
+    }
+    j["graph_compare"] = {{"steps", graph.steps}, {"eager_ms_per_step", graph.off_ms},
+                          {"graph_ms_per_step", graph.graphed ? json(graph.on_ms) : json(nullptr)},
+                          {"eager_over_graph", graph.graphed ? json(graph.off_ms / graph.on_ms) : json(nullptr)},
+                          {"graphed", graph.graphed}};
+  });
+  const bool fusable = nn::conv_pool_fusable(s.plan);
+  if (fusable) {
+    attempt("fuse_compare", [&] {
+      const ModeCompare fuse = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_pool = on; }, x.data(),
+                                             labels.data(), n, compare_steps);
+      // Unfused, the first conv runs as the other convs do: its product and, where
+      // train.fuse_conv_epilogue allows, one fused epilogue pass that also takes the dropout after the pooling.
+      const std::vector<nn::ConvEpilogueRun> runs = nn::conv_epilogue_runs(s.plan, 0);
+      const bool first_epilogue = s.hyper.fuse_conv_epilogue && !runs.empty() && runs.front().conv == 0;
+      print_fusion_compare(std::string("fused first conv2d + maxpool2d (train.fuse_conv_pool; unfused: ") +
+                               (first_epilogue ? "its product + fused epilogue" : "layer by layer"),
+                           fuse, s.hyper.fuse_conv_pool);
+      j["fuse_compare"] = fusion_compare_json(fuse);
+    });
+  }
+  // Each conv2d's bias + activation, max pooling and dropout fused and one by one.
+  if (!nn::conv_epilogue_runs(s.plan, fusable ? 2 : 0).empty()) {
+    attempt("epilogue_compare", [&] {
+      const ModeCompare epilogue = compare_modes(s, [](nn::TrainHyper& h, bool on) { h.fuse_conv_epilogue = on; },
+                                                 x.data(), labels.data(), n, compare_steps);
+      print_fusion_compare("fused conv2d epilogues (train.fuse_conv_epilogue", epilogue, s.hyper.fuse_conv_epilogue);
+      j["epilogue_compare"] = fusion_compare_json(epilogue);
+    });
+  }
+  // cuDNN alone against this run's conv engine (auto unless set).
+  if (std::any_of(s.plan.layers.begin(), s.plan.layers.end(), [](const nn::LayerDesc& L) { return L.type == "conv2d"; })) {
+    attempt("engine_compare", [&] {
+      const std::string engine_on = s.hyper.conv_engine == "cudnn" ? "auto" : s.hyper.conv_engine;
+      const ModeCompare engine = compare_modes(
+          s, [&](nn::TrainHyper& h, bool on) { h.conv_engine = on ? engine_on : "cudnn"; }, x.data(), labels.data(), n,
+          compare_steps);
+      std::printf("  conv2d engine (train.conv_engine; %lld full steps per mode, %s; this run's steps: %s)\n",
+                  (long long)engine.steps, engine.graphed ? "graphed" : "eager", s.hyper.conv_engine.c_str());
+      std::snprintf(line, sizeof line, "    cudnn ms/step %10.3f\n    %-5s ms/step %10.3f\n    cudnn/%-5s    %8.3f x\n",
+                    engine.off_ms, engine_on.c_str(), engine.on_ms, engine_on.c_str(), engine.off_ms / engine.on_ms);
+      std::cout << line;
+      j["engine_compare"] = {{"steps", engine.steps}, {"engine", engine_on}, {"cudnn_ms_per_step", engine.off_ms},
+                             {"engine_ms_per_step", engine.on_ms}, {"cudnn_over_engine", engine.off_ms / engine.on_ms},
+                             {"graphed", engine.graphed}};
+    });
+  }
+  // Where the step goes, stage by stage.
+  attempt("stages", [&] {
+    const int64_t stage_steps = std::min<int64_t>(20, compare_steps);
+    const std::vector<nn::StageTime> stages = stage_breakdown(s, x.data(), labels.data(), n, stage_steps);
+    if (stages.empty()) return;
+    double sum = 0;
+    for (const auto& st : stages) sum += st.ms;
+    std::printf("  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events):\n",
+                (long long)stage_steps);
+    for (const auto& st : stages)
+      std::printf("    %-44s %9.3f ms %6.1f %%\n", st.name.c_str(), st.ms, sum > 0 ? 100.0 * st.ms / sum : 0.0);
+    std::printf("    %-44s %9.3f ms\n", "sum of the stages", sum);
+    json list = json::array();
+    for (const auto& st : stages) list.push_back({{"name", st.name}, {"ms", st.ms}});
+    j["stages"] = {{"steps", stage_steps}, {"eager", true}, {"list", list}};
+  });
+  // Last (whatever goes wrong in the tracing library leaves the rest): the GPU idle time inside
+  // eager and graphed steps (the target: under 5 %).
+  attempt("gpu_idle", [&] {
+    const IdleCompare idle = idle_compare(s, x.data(), labels.data(), n, std::min<int64_t>(compare_steps, 20));
     if (!idle.why.empty()) {
       std::printf("  GPU idle inside steps: not measured (%s)\n", idle.why.c_str());
       j["gpu_idle"] = {{"unavailable", idle.why}};
-    } else {
-      std::printf("  GPU idle inside steps (GPU activity trace of %lld full steps per mode; first to last kernel, "
-                  "copy or memset):\n", (long long)idle.steps);
-      for (const bool on : {false, true}) {
-        const IdleStats& st = on ? idle.graph : idle.eager;
-        std::snprintf(line, sizeof line, "    %-6s idle %6.2f %%   %8.3f ms a step, %lld gaps, largest %.3f ms%s\n",
-                      on ? "graph" : "eager", 100.0 * st.idle_fraction, st.span_ms / double(idle.steps),
-                      (long long)st.gaps, st.largest_gap_ms, on && !idle.graphed ? " (NOT captured: eager steps)" : "");
-        std::cout << line;
-      }
-      j["gpu_idle"] = {{"tool", "cupti"}, {"steps", idle.steps}, {"eager", idle_json(idle.eager, idle.steps)},
-                       {"graph", idle_json(idle.graph, idle.steps)}, {"graphed", idle.graphed}};
-      // Where the eager step's device time goes, kernel by kernel (what Nsight Systems' kernel
-      // summary lists): the longest first, as ms and calls a step and share of the busy time.
-      const std::vector<ActivityTotal>& k = idle.eager_kernels;
-      const double steps_d = double(idle.steps), busy = idle.eager.busy_ms;
-      std::printf("  GPU kernels, copies and memsets of an eager step (same trace; the %zu longest of %zu, ms a step):\n",
-                  std::min<size_t>(k.size(), 15), k.size());
-      for (size_t i = 0; i < k.size() && i < 15; ++i) {
-        const std::string name = k[i].name.size() > 110 ? k[i].name.substr(0, 107) + "..." : k[i].name;
-        std::printf("    %9.3f ms %6.1f %%  %6.1f calls  %s\n", k[i].total_ms / steps_d,
-                    busy > 0 ? 100.0 * k[i].total_ms / busy : 0.0, double(k[i].calls) / steps_d, name.c_str());
-      }
-      json list = json::array();
-      for (size_t i = 0; i < k.size() && i < 40; ++i)
-        list.push_back({{"name", k[i].name}, {"ms_per_step", k[i].total_ms / steps_d},
-                        {"calls_per_step", double(k[i].calls) / steps_d}});
-      j["kernels"] = {{"steps", idle.steps}, {"eager", true}, {"kinds", k.size()}, {"list", list}};
+      return;
     }
-    maybe_write_json(args, j);
-  }
+    std::printf("  GPU idle inside steps (GPU activity trace of %lld full steps per mode; first to last kernel, "
+                "copy or memset):\n", (long long)idle.steps);
+    for (const bool on : {false, true}) {
+      const IdleStats& st = on ? idle.graph : idle.eager;
+      std::snprintf(line, sizeof line, "    %-6s idle %6.2f %%   %8.3f ms a step, %lld gaps, largest %.3f ms%s\n",
+                    on ? "graph" : "eager", 100.0 * st.idle_fraction, st.span_ms / double(idle.steps),
+                    (long long)st.gaps, st.largest_gap_ms, on && !idle.graphed ? " (NOT captured: eager steps)" : "");
+      std::cout << line;
+    }
+    j["gpu_idle"] = {{"tool", "cupti"}, {"steps", idle.steps}, {"eager", idle_json(idle.eager, idle.steps)},
+                     {"graph", idle_json(idle.graph, idle.steps)}, {"graphed", idle.graphed}};
+    // Where the eager step's device time goes, kernel by kernel (what Nsight Systems' kernel
+    // summary lists): the longest first, as ms and calls a step and share of the busy time.
+    const std::vector<ActivityTotal>& k = idle.eager_kernels;
+    const double steps_d = double(idle.steps), busy = idle.eager.busy_ms;
+    std::printf("  GPU kernels, copies and memsets of an eager step (same trace; the %zu longest of %zu, ms a step):\n",
+                std::min<size_t>(k.size(), 15), k.size());
+    for (size_t i = 0; i < k.size() && i < 15; ++i) {
+      const std::string name = k[i].name.size() > 110 ? k[i].name.substr(0, 107) + "..." : k[i].name;
+      std::printf("    %9.3f ms %6.1f %%  %6.1f calls  %s\n", k[i].total_ms / steps_d,
+                  busy > 0 ? 100.0 * k[i].total_ms / busy : 0.0, double(k[i].calls) / steps_d, name.c_str());
+    }
+    json list = json::array();
+    for (size_t i = 0; i < k.size() && i < 40; ++i)
+      list.push_back({{"name", k[i].name}, {"ms_per_step", k[i].total_ms / steps_d},
+                      {"calls_per_step", double(k[i].calls) / steps_d}});
+    j["kernels"] = {{"steps", idle.steps}, {"eager", true}, {"kinds", k.size()}, {"list", list}};
+  });
   return 0;
 }
 
