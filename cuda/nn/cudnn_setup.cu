@@ -157,13 +157,15 @@ cudnnDataType_t GpuContext::conv_data_type() const {
 namespace {
 
 // The first algorithm in cuDNN's ranking (fastest measured for Find, heuristic order for Get) that
-// ran (status success), is deterministic when asked, and keeps the math the precision allows.
+// ran (status success), needs no more workspace than ws_limit, is deterministic when asked, and
+// keeps the math the precision allows.
 template <typename Perf>
 const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision, const char* what,
-                 const ConvShape& shape) {
+                 const ConvShape& shape, size_t ws_limit) {
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[size_t(i)];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (p.memory > ws_limit) continue;
     if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
     if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // may round to fp16
     if (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;
@@ -203,8 +205,8 @@ void log_ranking(const std::vector<Perf>& perfs, int count, const Perf* taken, c
   static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
   if (!on) return;
   std::ostringstream os;
-  os << "cudnn " << what << " " << shape.key() << (benchmarked ? " (benchmarked, workspace limit " : " (heuristic")
-     << (benchmarked ? std::to_string(ws_limit >> 20) + " MiB)" : ")") << ":";
+  os << "cudnn " << what << " " << shape.key() << (benchmarked ? " (benchmarked" : " (heuristic")
+     << ", workspace limit " << (ws_limit >> 20) << " MiB):";
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[size_t(i)];
     os << (&p == taken ? "  [" : "  ") << algo_name(p.algo);
@@ -222,7 +224,7 @@ template <typename Perf, typename Algo>
 void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precision precision, const char* what,
             const ConvShape& shape, const ConvDesc& conv, Algo& algo, cudnnMathType_t& math, float& ms,
             bool benchmarked, size_t ws_limit) {
-  const Perf* p = pick(perfs, got, deterministic, precision, what, shape);
+  const Perf* p = pick(perfs, got, deterministic, precision, what, shape, ws_limit);
   log_ranking(perfs, got, p, what, shape, benchmarked, ws_limit);
   algo = p->algo;
   math = math_for(p->mathType, precision);
@@ -263,7 +265,13 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   // heuristics' stable ranking (cudnnGet*_v7) instead.
   const bool bench = !deterministic_ && x_data && w_data;
   FindBuffers fb;
-  size_t ws_limit = 0;
+  // The workspace an algorithm may need: 4 GiB (explicit GEMM, im2col of the whole batch, for the
+  // baseline's second conv needs about 1.2 GB, which a 1 GiB limit kept out of the benchmark) or a
+  // quarter of the free memory. What the chosen algorithm needs stays allocated (the shared
+  // workspace); the heuristics' ranking is held to the same limit.
+  size_t free_b = 0, total_b = 0;
+  GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  size_t ws_limit = std::min<size_t>(size_t(4) << 30, free_b / 4);
   if (bench) {
     // Float slots hold 16-bit tensors too: count floats by bytes, rounded up.
     fb.y = scratch(0, int64_t((bytes_of(y) + sizeof(float) - 1) / sizeof(float)));
@@ -272,16 +280,16 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     if (pass != ConvPass::forward) GENRELAB_CUDA_CHECK(cudaMemsetAsync(fb.y, 0, bytes_of(y), stream()));
     if (pass == ConvPass::backward_data) fb.dx = scratch(1, int64_t((bytes_of(x) + sizeof(float) - 1) / sizeof(float)));
     if (pass == ConvPass::backward_filter) fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
-    size_t free_b = 0, total_b = 0;
-    GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    // 4 GiB: explicit GEMM (im2col of the whole batch) for the baseline's second conv would need
-    // about 1.2 GB, which a 1 GiB limit kept out of the benchmark. What the chosen algorithm needs
-    // stays allocated (the shared workspace).
-    ws_limit = std::min<size_t>(size_t(4) << 30, free_b / 4);
-    try {
-      fb.ws.resize(ws_limit);
-    } catch (const RuntimeError&) {
-      ws_limit = 0;  // benchmark only the algorithms that need no workspace
+    // Where the search's workspace cannot be had, half of it, down to 64 MiB; then only the
+    // algorithms that need none.
+    for (;;) {
+      try {
+        fb.ws.resize(ws_limit);
+        break;
+      } catch (const RuntimeError&) {
+        ws_limit = ws_limit > (size_t(64) << 20) ? ws_limit / 2 : 0;
+        if (ws_limit == 0) break;
+      }
     }
   }
 
