@@ -142,7 +142,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // choosing the engine may have overwritten the forward's columns (choose_engine).
   bool setup(int64_t n, const void* xin, const void* win, ConvPass pass, const TimingData& data) {
     const int p = int(pass);
-    if (n == n_ && algos_ && algos_->chosen[p] && (algos_->engine_decided[p] || !gemm_)) return false;
+    if (n == n_ && algos_ && algos_->chosen[p] && (engine_choice().decided[p] || !gemm_)) return false;
     if (n != n_) {
       xd_.set(n, hp_, wp_, desc_.in.c, type_);
       yd_.set(n, desc_.out.h, desc_.out.w, desc_.out.c, type_);
@@ -191,7 +191,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     const void* wc = kernel_operand();
     const float one = 1.0f, zero = 0.0f;
     if (on_gemm(ConvPass::backward_filter)) {
-      gemm_->backward_filter(gemm_x(x), dzc, grad(0), n, cols_ready, algos_->gemm_filter_splits);
+      gemm_->backward_filter(gemm_x(x), dzc, grad(0), n, cols_ready, engine_choice().filter_splits);
     } else {
       void* ws = ctx_.workspace(algos_->bwd_filter_bytes);
       GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv_, algos_->bwd_filter_math));
@@ -225,8 +225,11 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     }
   }
 
+  // This layer's train.conv_engine's decisions for the current shape (kept with its algorithms).
+  EngineChoice& engine_choice() const { return algos_->engines[int(ctx_.conv_engine())]; }
+
   bool on_gemm(ConvPass pass) const {
-    return gemm_ && algos_->gemm[int(pass)] &&
+    return gemm_ && engine_choice().gemm[int(pass)] &&
            std::find(gemm_refused_.begin(), gemm_refused_.end(), algos_) == gemm_refused_.end();
   }
 
@@ -246,11 +249,12 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // time and stays on cuDNN). Returns true when timing it may have overwritten the forward's
   // columns (overwrote_columns).
   bool choose_engine(const ConvShape& shape, ConvPass pass, int64_t n, const TimingData& data) {
-    ConvAlgos& a = *algos_;
+    const ConvAlgos& a = *algos_;
+    EngineChoice& e = engine_choice();
     const int p = int(pass);
     // A layer without the engine leaves the decision to a layer of the same shape that has one.
     if (!gemm_) return false;
-    if (a.engine_decided[p]) {
+    if (e.decided[p]) {
       // Another layer of this shape decided: this one follows where its own columns fit too (each
       // layer keeps its own), and stays on cuDNN for the whole shape where they do not.
       if (on_gemm(pass) && !gemm_->fits(n)) {
@@ -261,14 +265,14 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       gemm_used_ = gemm_used_ || on_gemm(pass);
       return false;
     }
-    a.engine_decided[p] = true;
+    e.decided[p] = true;
     if (!gemm_->fits(n)) {
       log_engine(shape, pass, "its column matrix does not fit (memory or 32-bit indices)", false);
       return false;
     }
-    if (pass == ConvPass::backward_filter) a.gemm_filter_splits = gemm_->suggested_filter_splits(n);
+    if (pass == ConvPass::backward_filter) e.filter_splits = gemm_->suggested_filter_splits(n);
     if (ctx_.conv_engine() == ConvEngine::gemm) {
-      a.gemm[p] = true;
+      e.gemm[p] = true;
       log_engine(shape, pass, "train.conv_engine=gemm", true);
       return false;
     }
@@ -287,12 +291,12 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       release_if_unused();
       return overwrote_columns(pass);
     }
-    a.gemm[p] = ms < a.ms[p];
+    e.gemm[p] = ms < a.ms[p];
     // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
     release_if_unused();
     char times[96];
     std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
-    log_engine(shape, pass, times, a.gemm[p]);
+    log_engine(shape, pass, times, e.gemm[p]);
     return overwrote_columns(pass);
   }
 
@@ -304,7 +308,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   // Milliseconds of `pass` on the GEMM engine (timing data as in choose_engine); `what` says how
   // the kernel gradient ran.
   float time_engine(ConvPass pass, int64_t n, const TimingData& data, const void* w, std::string& what) {
-    ConvAlgos& a = *algos_;
+    EngineChoice& e = engine_choice();
     float ms = 0;
     switch (pass) {
       case ConvPass::forward:
@@ -313,15 +317,15 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       case ConvPass::backward_filter: {
         // Into a scratch gradient; one SGEMM against row ranges, whichever is faster.
         DeviceBuffer<float> dw(size_t(desc_.params[0].size()));
-        const bool ready = a.gemm[int(ConvPass::forward)];
-        const int64_t many = a.gemm_filter_splits;
+        const bool ready = on_gemm(ConvPass::forward);
+        const int64_t many = e.filter_splits;
         ms = time_on_stream([&] { gemm_->backward_filter(data.x, data.dz, dw.data(), n, ready, 1); });
-        a.gemm_filter_splits = 1;
+        e.filter_splits = 1;
         if (many > 1) {
           const float ms_many = time_on_stream([&] { gemm_->backward_filter(data.x, data.dz, dw.data(), n, ready, many); });
-          if (ms_many < ms) ms = ms_many, a.gemm_filter_splits = many;
+          if (ms_many < ms) ms = ms_many, e.filter_splits = many;
         }
-        what = ", " + std::to_string(a.gemm_filter_splits) + " row range" + (a.gemm_filter_splits > 1 ? "s" : "");
+        what = ", " + std::to_string(e.filter_splits) + " row range" + (e.filter_splits > 1 ? "s" : "");
         break;
       }
       case ConvPass::backward_data:

@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -254,10 +256,22 @@ size_t bytes_of(const TensorDesc& t) {
 
 }  // namespace
 
+// The process's algorithm choices (GpuContext::conv_algos), by GPU, precision, determinism and
+// shape. Never destroyed, and entries are never removed: layers keep references to them.
+ConvAlgos& process_conv_algos(const std::string& key) {
+  static std::mutex m;
+  static auto* algos = new std::map<std::string, ConvAlgos>;
+  std::lock_guard<std::mutex> lock(m);
+  return (*algos)[key];
+}
+
 ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
                                   const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                   const void* w_data) {
-  ConvAlgos& a = algos_[shape.key()];
+  int device = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
+  ConvAlgos& a = process_conv_algos(std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" +
+                                    (deterministic_ ? "det|" : "bench|") + shape.key());
   if (a.chosen[int(pass)]) return a;
 
   // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary

@@ -102,6 +102,14 @@ class ActivationDesc
 // The three passes of a convolution, each with its own algorithm.
 enum class ConvPass { forward, backward_data, backward_filter };
 
+// The engine of each pass under one train.conv_engine setting (conv.cu decides once per shape):
+// the GEMM engine instead of cuDNN, and backward-filter's row ranges under it.
+struct EngineChoice {
+  bool decided[3] = {false, false, false};  // per ConvPass
+  bool gemm[3] = {false, false, false};
+  int64_t filter_splits = 1;
+};
+
 struct ConvAlgos {
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
@@ -110,11 +118,9 @@ struct ConvAlgos {
   size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
   bool chosen[3] = {false, false, false};  // per ConvPass
   float ms[3] = {-1, -1, -1};              // the chosen algorithm's benchmarked time (-1: heuristic choice)
-  // The engine of each pass (conv.cu decides once per shape): the GEMM engine instead of cuDNN,
-  // and backward-filter's row ranges under it.
-  bool engine_decided[3] = {false, false, false};
-  bool gemm[3] = {false, false, false};
-  int64_t gemm_filter_splits = 1;
+  // Per train.conv_engine (ConvEngine's order): networks of another setting share the cuDNN
+  // choices above and decide their engine on their own.
+  EngineChoice engines[3];
 };
 
 // The geometry a convolution's algorithms depend on (input already padded when the padding is
@@ -167,7 +173,11 @@ class GpuContext {
 
   // Algorithms for one convolution geometry and data type, cached by shape and each pass chosen
   // when first asked for (`pass`): an inference shape never searches the backward passes, and a
-  // first layer, whose input gradient the network never takes, never searches backward-data.
+  // first layer, whose input gradient the network never takes, never searches backward-data. The
+  // cache is the process's, shared by every context on the same GPU with the same precision and
+  // determinism: a later network (the comparisons of bench train, a sweep's next run) takes the
+  // choices the first one measured instead of searching again, which costs seconds per network
+  // and can resolve near-ties the other way. One thread at a time uses a context's choices.
   // Benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
   // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
   // restricted to deterministic algorithms when asked (see the .cu).
@@ -233,7 +243,6 @@ class GpuContext {
   DeviceBuffer<uint8_t> workspace_;
   DeviceBuffer<float> ones_;
   DeviceBuffer<float> scratch_[2];
-  std::map<std::string, ConvAlgos> algos_;
   uint64_t layout_epoch_ = 0;
   DeviceBuffer<StepScalars> step_block_;  // (1) the current step's scalars
   PinnedBuffer<StepScalars> ring_;        // (kRing) staging slots of the copies
