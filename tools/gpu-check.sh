@@ -236,8 +236,8 @@ PY
       f="$out/bench-train-$prec.log"
       [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
 import re, sys
-# Each network of the benchmark (a dozen, one per comparison) searches again: the first decision
-# for each pass and shape, and how many networks repeated it.
+# The first decision for each pass and shape (the choices are the process's, so a benchmark logs
+# each once; any repeat is counted).
 first, repeats = {}, {}
 for line in open(sys.argv[1]):
     m = re.match(r"cudnn (\S+) (\S+) \(benchmarked[^)]*\):.*\[(\S+) ([0-9.]+) ms (\d+) MiB", line)
@@ -255,7 +255,7 @@ for line in open(sys.argv[1]):
     else:
         first[key], repeats[key] = text, 0
 for key, text in first.items():
-    print("- %s%s" % (text, " (and %d more networks)" % repeats[key] if repeats[key] else ""))
+    print("- %s%s" % (text, " (and %d repeats)" % repeats[key] if repeats[key] else ""))
 PY
     done
     python3 - "$out" <<'PY' || true
