@@ -769,7 +769,7 @@ int run_training(const TrainRequest& req) {
                   << " warm-up steps";
         if (profile_epoch != epoch)  // an epoch's end inside the window: its evaluation ran there too
           std::cerr << " (they span the end of epoch " << profile_epoch
-                    << ", whose evaluation and checkpoint the profile includes; fewer steps stay inside one epoch)";
+                    << ", so the profile includes its evaluation and checkpoint; fewer steps keep it inside one epoch)";
         std::cerr << "\n";
 #if GENRELAB_HAVE_CUDA
         // From the profiled steps' first GPU activity to the end of the last one (the NaN guard
