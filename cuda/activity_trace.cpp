@@ -52,7 +52,6 @@ constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, 
                                          CUPTI_ACTIVITY_KIND_MEMSET};
 constexpr size_t kBufferBytes = size_t(8) << 20;
 
-
 // The records of the recording trace, and the name table of the process: the fixed names of
 // ActivityTrace (unnamed, copies, memsets, kernels without a readable name), then every kernel
 // seen (demangled), interned once by CUPTI's name pointer (shared by all records of a kernel) and
@@ -109,14 +108,17 @@ void keep(const CUpti_Activity* r, uint32_t name, uint64_t bytes, Sink& s) {
 }
 
 // One lock for the whole buffer: its kernels' names go into the table, its records to the trace.
+// A buffer delivered while no trace records is dropped whole.
 void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream_id, uint8_t* buffer, size_t, size_t valid) {
   size_t dropped = 0;
   if (cuptiActivityGetNumDroppedRecords(context, stream_id, &dropped) != CUPTI_SUCCESS) dropped = 0;
   Sink& s = sink();
   std::lock_guard<std::mutex> lock(s.m);
+  if (!s.recording) {
+    std::free(buffer);
+    return;
+  }
   s.dropped += dropped;
-  const size_t before = s.records.size();
-  const uint64_t untimed_before = s.untimed;
   CUpti_Activity* r = nullptr;
   while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
     switch (r->kind) {
@@ -145,11 +147,6 @@ void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream_id, uint8_t* b
     }
   }
   std::free(buffer);
-  if (!s.recording) {  // delivered while no trace records
-    s.records.resize(before);
-    s.untimed = untimed_before;
-    s.dropped = 0;
-  }
 }
 
 // The tools that trace through CUPTI themselves (Nsight Systems, Nsight Compute, compute-sanitizer)

@@ -28,7 +28,8 @@ class ActivityTrace {
   // The trace's clock (ns, the records' timebase).
   uint64_t now() const;
   // Waits for the device, then returns the activities recorded since the last collect (or the
-  // start) that began at or after `since`.
+  // start) that began at or after `since`; RuntimeError when they cannot be complete (CUPTI
+  // dropped records or gave some without timestamps) or hold no kernel.
   std::vector<ActivityInterval> collect(uint64_t since);
   // The name table ActivityInterval::name indexes: the fixed names below, then the kernels'
   // demangled names (the table only grows, so an index stays valid).
