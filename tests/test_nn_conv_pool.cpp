@@ -96,9 +96,13 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json pool = {{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}};
     check_fused(conv, pool, {12, 15, 1}, 2, 0, 2e-6);
   }
-  SECTION("four filters per forward call: seven filters leave one spare") {
-    const json conv = {{"type", "conv2d"}, {"filters", 7}, {"kernel", 2}, {"activation", "relu"}};
+  SECTION("a 2x2 kernel's 16 filters a forward call and 8 a backward one: 20 filters leave spares in both") {
+    const json conv = {{"type", "conv2d"}, {"filters", 20}, {"kernel", 2}, {"activation", "relu"}};
     check_fused(conv, pool22, {9, 13, 1}, 2, 0, 2e-6);
+  }
+  SECTION("the baseline's 64 filters over a few groups of calls") {
+    const json conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
+    check_fused(conv, pool22, {8, 11, 1}, 2, 0, 2e-6);
   }
   SECTION("linear activation (no relu zeros)") {
     const json conv = {{"type", "conv2d"}, {"filters", 6}, {"kernel", 3}};
