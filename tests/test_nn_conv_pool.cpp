@@ -96,7 +96,11 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json pool = {{"type", "maxpool2d"}, {"size", 3}, {"stride", 2}};
     check_fused(conv, pool, {12, 15, 1}, 2, 0, 2e-6);
   }
-  SECTION("a 2x2 kernel's 16 filters a forward call and 8 a backward one: 20 filters leave spares in both") {
+  SECTION("four filters per call: seven filters leave one spare") {
+    const json conv = {{"type", "conv2d"}, {"filters", 7}, {"kernel", 2}, {"activation", "relu"}};
+    check_fused(conv, pool22, {9, 13, 1}, 2, 0, 2e-6);
+  }
+  SECTION("twenty filters: five groups of calls") {
     const json conv = {{"type", "conv2d"}, {"filters", 20}, {"kernel", 2}, {"activation", "relu"}};
     check_fused(conv, pool22, {9, 13, 1}, 2, 0, 2e-6);
   }

@@ -15,19 +15,16 @@
 // the kernel volume K and the 16-bit format H are template parameters (with_conv_pool_shape picks
 // them), a thread keeps its filters' K taps (and, backward, its K sums) in registers, and each
 // tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
-// arithmetic per tap. Bounds are checked per tap only when the conv pads. A call computes several
-// consecutive filters of its position (16 forward and 8 backward for the baseline's 2×2 kernel),
-// which share the index arithmetic, in 32 bits, and the loads.
+// arithmetic per tap. Bounds are checked per tap only when the conv pads. A call computes up to
+// four filters of its positions, which share the index arithmetic and the loads.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
 
 #include "genrelab/common.h"
-#include "genrelab/ops/fast_div.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
 
@@ -85,19 +82,18 @@ struct ConvPoolCell {
   }
 };
 
-// G consecutive filters f0 … f0 + G − 1 of a ConvPoolCell with K taps and 16-bit format H, as a
-// thread uses them: their taps rounded once and held in registers. Past the last filter a thread
-// computes a copy of it, which it does not store. Offsets into x are 32-bit: a launch's input
-// stays below 2^31 elements (conv_pool_examples_per_launch).
-template <int K, int H, int G>
+// G filters of a ConvPoolCell with K taps and 16-bit format H, as a thread uses them: their taps
+// rounded once and held in registers. Filters fi, fi + stride, …; past the last filter a thread
+// computes a copy of it, which it does not store.
+template <int K, int H, int G = 1>
 struct ConvPoolFilters {
   const ConvPoolCell& cell;
   float w[G][K];
   float b[G];
-  GENRELAB_HD ConvPoolFilters(const ConvPoolCell& c, int32_t f0) : cell(c) {
+  GENRELAB_HD ConvPoolFilters(const ConvPoolCell& c, int32_t fi, int32_t stride) : cell(c) {
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
-      const int32_t f = f0 + j < c.g.f ? f0 + j : c.g.f - 1;
+      const int32_t f = fi + j * stride < c.g.f ? fi + j * stride : c.g.f - 1;
       const float* kf = c.kernel + int64_t(f) * K;
       GENRELAB_UNROLL
       for (int k = 0; k < K; ++k) w[j][k] = round_to_half(kf[k], H);
@@ -106,7 +102,7 @@ struct ConvPoolFilters {
   }
   // The offset into x of conv cell (e, yy, xx)'s first tap, and that tap's input row and column
   // (under padding it may lie outside the input: taps there are skipped, they add zeros).
-  GENRELAB_HD int32_t first_tap(int32_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
+  GENRELAB_HD int64_t first_tap(int64_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
     const ConvPoolGeom& g = cell.g;
     iy0 = yy * g.sh - g.top;
     ix0 = xx * g.sw - g.left;
@@ -116,66 +112,67 @@ struct ConvPoolFilters {
     const ConvPoolGeom& g = cell.g;
     return uint32_t(iy0 + g.tap_dy[k]) < uint32_t(g.h) && uint32_t(ix0 + g.tap_dx[k]) < uint32_t(g.w);
   }
-  // The K taps of the cell whose first tap is at offset o, in kernel order, rounded; taps outside
-  // the input are 0 (a uniform branch: without padding the cell's taps are always inside).
-  GENRELAB_HD void taps(int32_t o, int32_t iy0, int32_t ix0, float (&xk)[K]) const {
+  // Calls f(k, x_k) for the taps of the cell whose first tap is at offset o, in kernel order, x_k
+  // rounded (taps outside the input skipped: a uniform branch, no checks without padding, where
+  // the cell's first tap is always inside the input).
+  template <typename F>
+  GENRELAB_HD void for_each_tap(int64_t o, int32_t iy0, int32_t ix0, F&& f) const {
     const ConvPoolGeom& g = cell.g;
-    const float* xc = cell.x + o;
     if (!g.padded) {
+      const float* xc = cell.x + o;
       GENRELAB_UNROLL
-      for (int k = 0; k < K; ++k) xk[k] = round_to_half(xc[g.tap_off[k]], H);
+      for (int k = 0; k < K; ++k) f(k, round_to_half(xc[g.tap_off[k]], H));
     } else {
       GENRELAB_UNROLL
-      for (int k = 0; k < K; ++k) xk[k] = inside(k, iy0, ix0) ? round_to_half(cell.x[o + g.tap_off[k]], H) : 0.0f;
+      for (int k = 0; k < K; ++k)
+        if (inside(k, iy0, ix0)) f(k, round_to_half(cell.x[o + g.tap_off[k]], H));
     }
   }
-  // Each filter's act(round(Σ x·W) + b) at a cell from its taps, in float32 from the rounded
-  // operands (a tap outside the input adds 0 · w, +0 or −0, as skipping it would for finite w).
-  GENRELAB_HD void values(const float (&xk)[K], float (&v)[G]) const {
+  // Each filter's act(round(Σ x·W) + b) at the cell whose first tap is at offset o, in float32 from
+  // the rounded operands; the taps are read once for the G filters.
+  GENRELAB_HD void values(int64_t o, int32_t iy0, int32_t ix0, float (&v)[G]) const {
+    float z[G];
+    GENRELAB_UNROLL
+    for (int j = 0; j < G; ++j) z[j] = 0.0f;
+    for_each_tap(o, iy0, ix0, [&](int k, float xk) {
+      GENRELAB_UNROLL
+      for (int j = 0; j < G; ++j) z[j] += xk * w[j][k];
+    });
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
-      float z = 0.0f;
-      GENRELAB_UNROLL
-      for (int k = 0; k < K; ++k) z += xk[k] * w[j][k];
-      const float zr = round_to_half(z, H);
+      const float zr = round_to_half(z[j], H);
       v[j] = cell.bias ? zr + b[j] : zr;
     }
     activate_each(cell.act, v, cell.alpha);
   }
-  // Calls f(cell, o, iy0, ix0) for the conv cells of pooled window (e, qy, qx) in row-major order,
-  // cell counting them from 0, o the cell's first tap offset.
-  template <typename F>
-  GENRELAB_HD void for_each_cell(int32_t e, int32_t qy, int32_t qx, F&& f) const {
+  // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's first
+  // tap offset (`at` −1 when every cell is NaN or the window is empty: the pool then outputs −∞ and
+  // passes no gradient).
+  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], int64_t (&at)[G],
+                              int32_t (&at_iy0)[G], int32_t (&at_ix0)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
-    int32_t n = 0;
-    for (int32_t yy = y0; yy < y1; ++yy)
-      for (int32_t xx = x0; xx < x1; ++xx, ++n) {
-        int32_t iy0, ix0;
-        const int32_t o = first_tap(e, yy, xx, iy0, ix0);
-        f(n, o, iy0, ix0);
-      }
-  }
-  // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's number
-  // in the window (`at` −1 when every cell is NaN or the window is empty: the pool then outputs −∞
-  // and passes no gradient).
-  GENRELAB_HD void window_max(int32_t e, int32_t qy, int32_t qx, float (&best)[G], int32_t (&at)[G]) const {
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
       best[j] = -INFINITY;
       at[j] = -1;
+      at_iy0[j] = at_ix0[j] = 0;
     }
-    for_each_cell(e, qy, qx, [&](int32_t n, int32_t o, int32_t iy0, int32_t ix0) {
-      float xk[K], v[G];
-      taps(o, iy0, ix0, xk);
-      values(xk, v);
-      GENRELAB_UNROLL
-      for (int j = 0; j < G; ++j)
-        if (v[j] > best[j]) {
-          best[j] = v[j];
-          at[j] = n;
-        }
-    });
+    for (int32_t yy = y0; yy < y1; ++yy)
+      for (int32_t xx = x0; xx < x1; ++xx) {
+        int32_t iy0, ix0;
+        const int64_t o = first_tap(e, yy, xx, iy0, ix0);
+        float v[G];
+        values(o, iy0, ix0, v);
+        GENRELAB_UNROLL
+        for (int j = 0; j < G; ++j)
+          if (v[j] > best[j]) {
+            best[j] = v[j];
+            at[j] = o;
+            at_iy0[j] = iy0;
+            at_ix0[j] = ix0;
+          }
+      }
   }
 };
 
@@ -196,81 +193,68 @@ void with_conv_pool_shape(int k, int half, F&& f) {
 // The GPU backward gives each thread a span of kConvPoolSpan pooled positions and launches at
 // most 65 535 · 8 rows of them (cuda/launch.cuh's 2-D grid), so one example's qh·qw may not
 // exceed kConvPoolMaxPositions.
-constexpr int64_t kConvPoolSpan = 32;
+constexpr int64_t kConvPoolSpan = 64;
 constexpr int64_t kConvPoolMaxPositions = int64_t(65535) * 8 * kConvPoolSpan;
 
-// The consecutive filters one call of the functors below computes for kernel volume K. They share
-// the position's index arithmetic and input loads, so more filters a call means fewer instructions
-// a filter (the forward of a 2×2 single-channel conv is bound by instruction issue, not memory);
-// a thread holds G·K taps, and backward also G·(K + 1) sums, in registers.
-constexpr int conv_pool_forward_filters(int K) { return K <= 4 ? 16 : K <= 9 ? 4 : 2; }
-constexpr int conv_pool_backward_filters(int K) { return K <= 4 ? 8 : K <= 9 ? 2 : 1; }
+// The filters one call of the functors below computes for kernel volume K: they share the
+// position's index arithmetic and input loads, and hold G·K taps (and, backward, G·(K + 1) sums)
+// in registers.
+constexpr int conv_pool_filters_per_call(int K) { return K <= 4 ? 4 : K <= 9 ? 2 : 1; }
 
-// Callers launch (or loop over) chunks of examples whose index spaces (the pooled output and the
-// input) stay below 2^31, so that the index arithmetic below runs in 32 bits (a 64-bit division
-// or product costs several times as much).
+// Callers launch (or loop over) chunks of examples whose index spaces stay below 2^31, so that
+// the index arithmetic below runs in 32 bits (a 64-bit division costs several times as much).
 inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
-  const int64_t per_example =
-      std::max<int64_t>({int64_t(g.qh) * g.qw * g.f, int64_t(g.h) * g.w * g.c, int64_t(1)});
-  const int64_t m = ((int64_t(1) << 31) - 1) / per_example;
+  const int64_t per_example = int64_t(g.qh) * g.qw * g.f;
+  const int64_t m = ((int64_t(1) << 31) - 1) / (per_example > 0 ? per_example : 1);
   return m > 0 ? m : 1;
 }
 
 // Forward: y (n, qh, qw, f) = the pooled conv layer output. K = cell.g.k(), H = cell.half. A call
-// computes G consecutive filters of one pooled position (so they share its index arithmetic and
-// input loads): calls(n) of them, call i at position i / groups, filters from (i % groups)·G, so
+// computes G filters of one pooled position (so they share its index arithmetic and input loads):
+// calls(n) of them, call i at position i / groups, filters j, j + groups, … (j = i % groups), so
 // consecutive calls write consecutive outputs. i < 2^31: see conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
-  static constexpr int G = conv_pool_forward_filters(K);
+  static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   float* y;
-  FastDiv groups_div, qw_div, qh_div;  // by groups(f), qw and qh
-  ConvPoolForward(const ConvPoolCell& c, float* out)
-      : cell(c), y(out), groups_div(groups(c.g.f)), qw_div(c.g.qw), qh_div(c.g.qh) {}
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   static int64_t calls(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw * groups(g.f); }
   GENRELAB_HD void operator()(int64_t i) const {
     const ConvPoolGeom& g = cell.g;
-    uint32_t r, j, t, qx, e, qy;
-    groups_div.divmod(uint32_t(i), r, j);  // i = r · groups + j
-    qw_div.divmod(r, t, qx);               // r = t · qw + qx
-    qh_div.divmod(t, e, qy);               // t = e · qh + qy
-    const int32_t f0 = int32_t(j) * G;
-    const ConvPoolFilters<K, H, G> filters(cell, f0);
+    const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
+    const uint32_t r = u / fg, t = r / qw, j = u - r * fg;
+    const ConvPoolFilters<K, H, G> filters(cell, int32_t(j), int32_t(fg));
     float best[G];
-    int32_t at[G];
-    filters.window_max(int32_t(e), int32_t(qy), int32_t(qx), best, at);
-    float* out = y + int64_t(r) * g.f + f0;
+    int64_t at[G];
+    int32_t iy0[G], ix0[G];
+    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, at, iy0, ix0);
+    float* out = y + int64_t(r) * g.f;
     GENRELAB_UNROLL
     for (int m = 0; m < G; ++m)
-      if (f0 + m < g.f) out[m] = best[m];
+      if (j + m * fg < uint32_t(g.f)) out[j + m * fg] = best[m];
   }
 };
 
-// Backward, first stage: the weight and bias gradient sums of G consecutive filters over one chunk
-// of `span` pooled positions (e, qy, qx) in order: call (chunk, j) takes filters from j·G (launch
-// chunks × groups(f)). dy: (n, qh, qw, f) the gradient of the pooled output. partial: (chunks, f,
-// k + 1), per filter the k kernel sums then the bias sum. The gradient at a window's argmax is
-// dz = dy · act'(cell value); the bias sum takes dz in float32, the kernel sums take dz and x
-// rounded to the 16-bit format (cuDNN's 16-bit dz and x). A position's window is read twice: once
-// for each filter's maximum, once more to add the taps of the cell each filter's gradient goes to.
+// Backward, first stage: the weight and bias gradient sums of G filters over one chunk of `span`
+// pooled positions (e, qy, qx) in order: call (chunk, j) takes filters j, j + groups, … as the
+// forward does (launch chunks × groups(f)). dy: (n, qh, qw, f) the gradient of the pooled output.
+// partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The gradient at a
+// window's argmax is dz = dy · act'(cell value); the bias sum takes dz in float32, the kernel sums
+// take dz and x rounded to the 16-bit format (cuDNN's 16-bit dz and x).
 template <int K, int H>
 struct ConvPoolGradPartial {
-  static constexpr int G = conv_pool_backward_filters(K);
+  static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   const float* dy;
   int64_t positions;  // n · qh · qw (positions · f < 2^31: see conv_pool_examples_per_launch)
   int64_t span;
   float* partial;
-  FastDiv qw_div, qh_div;  // by qw and qh
-  ConvPoolGradPartial(const ConvPoolCell& c, const float* dy_, int64_t positions_, int64_t span_, float* partial_)
-      : cell(c), dy(dy_), positions(positions_), span(span_), partial(partial_), qw_div(c.g.qw), qh_div(c.g.qh) {}
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   GENRELAB_HD void operator()(int64_t chunk, int64_t column) const {
     const ConvPoolGeom& g = cell.g;
-    const int32_t f0 = int32_t(column) * G;
-    const ConvPoolFilters<K, H, G> filters(cell, f0);
+    const int32_t j = int32_t(column), fg = groups(g.f);
+    const ConvPoolFilters<K, H, G> filters(cell, j, fg);
     float acc[G][K + 1];  // per filter the K kernel sums, then the bias sum (registers on the GPU)
     GENRELAB_UNROLL
     for (int m = 0; m < G; ++m) {
@@ -283,47 +267,28 @@ struct ConvPoolGradPartial {
       bool any = false;
       GENRELAB_UNROLL
       for (int m = 0; m < G; ++m) {
-        d[m] = f0 + m < g.f ? dy[p * g.f + f0 + m] : 0.0f;
+        d[m] = j + m * fg < g.f ? dy[p * g.f + j + m * fg] : 0.0f;
         any = any || d[m] != 0.0f;
       }
-      if (!any) continue;  // dropout's zeros: nothing to add
-      uint32_t t, qx, e, qy;
-      qw_div.divmod(uint32_t(p), t, qx);
-      qh_div.divmod(t, e, qy);
+      if (!any) continue;  // dropout's zeros and relu's dead windows: nothing to add
+      const uint32_t u = uint32_t(p), qw = uint32_t(g.qw), qh = uint32_t(g.qh), r = u / qw;
       float best[G];
-      int32_t at[G];
-      filters.window_max(int32_t(e), int32_t(qy), int32_t(qx), best, at);
-      float dzr[G];
+      int64_t at[G];
+      int32_t iy0[G], ix0[G];
+      filters.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), best, at, iy0, ix0);
       GENRELAB_UNROLL
       for (int m = 0; m < G; ++m) {
-        dzr[m] = 0.0f;
-        if (d[m] == 0.0f || at[m] < 0) {
-          at[m] = -1;  // no gradient from this filter here
-          continue;
-        }
+        if (d[m] == 0.0f || at[m] < 0) continue;
         const float dz = d[m] * activation_grad<float>(cell.act, best[m], cell.alpha);
         acc[m][K] += dz;
-        dzr[m] = round_to_half(dz, H);
+        const float dzr = round_to_half(dz, H);
+        filters.for_each_tap(at[m], iy0[m], ix0[m], [&](int k, float xk) { acc[m][k] += dzr * xk; });
       }
-      filters.for_each_cell(int32_t(e), int32_t(qy), int32_t(qx), [&](int32_t n, int32_t o, int32_t iy0, int32_t ix0) {
-        bool mine = false;
-        GENRELAB_UNROLL
-        for (int m = 0; m < G; ++m) mine = mine || at[m] == n;
-        if (!mine) return;
-        float xk[K];
-        filters.taps(o, iy0, ix0, xk);
-        GENRELAB_UNROLL
-        for (int m = 0; m < G; ++m)
-          if (at[m] == n) {
-            GENRELAB_UNROLL
-            for (int k = 0; k < K; ++k) acc[m][k] += dzr[m] * xk[k];
-          }
-      });
     }
     GENRELAB_UNROLL
     for (int m = 0; m < G; ++m) {
-      if (f0 + m >= g.f) continue;
-      float* out = partial + (chunk * g.f + f0 + m) * (K + 1);
+      if (j + m * fg >= g.f) continue;
+      float* out = partial + (chunk * g.f + j + m * fg) * (K + 1);
       GENRELAB_UNROLL
       for (int k = 0; k <= K; ++k) out[k] = acc[m][k];
     }
