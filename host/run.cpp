@@ -31,6 +31,7 @@ json to_json(const EpochMetrics& m) {
   j["seconds"] = m.seconds;
   j["samples_per_second"] = m.samples_per_second;
   j["lr"] = m.lr;
+  j["evaluate_seconds"] = m.evaluate_seconds;
   return j;
 }
 
@@ -50,6 +51,7 @@ EpochMetrics metrics_from_json(const json& j, const std::string& source) {
   m.seconds = num("seconds");
   m.samples_per_second = num("samples_per_second");
   if (j.contains("lr")) m.lr = num("lr");
+  if (j.contains("evaluate_seconds")) m.evaluate_seconds = num("evaluate_seconds");  // older runs lack it
   return m;
 }
 
@@ -94,6 +96,12 @@ json to_json(const RunSummary& s) {
           {"confusion_matrix", s.confusion_matrix},
           {"classes", s.classes},
           {"wall_seconds", s.wall_seconds},
+          {"time_seconds",
+           {{"before_training", s.time.before_training},
+            {"training", s.time.training},
+            {"evaluation", s.time.evaluation},
+            {"saving", s.time.saving},
+            {"last_checkpoint", s.time.last_checkpoint}}},
           {"device", s.device},
           {"versions", s.versions}};
 }

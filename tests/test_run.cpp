@@ -21,6 +21,7 @@ EpochMetrics epoch(int e, double train_acc, double test_acc, std::optional<doubl
   if (valid) { m.valid_accuracy = valid; m.valid_loss = 1.0; }
   m.seconds = 1.5;
   m.samples_per_second = 100;
+  m.evaluate_seconds = 0.25 * e;
   return m;
 }
 
@@ -56,13 +57,19 @@ TEST_CASE("metrics round trip through metrics.jsonl", "[run]") {
   CHECK(back[1].test_accuracy == 0.6);
   CHECK(back[1].valid_accuracy.value() == 0.65);
   CHECK_FALSE(back[0].valid_accuracy.has_value());
+  CHECK(back[1].evaluate_seconds == 0.5);
   // Every line is one JSON object with the documented keys.
   std::ifstream in(run.file("metrics.jsonl"));
   std::string line;
   std::getline(in, line);
   const json j = json::parse(line);
-  for (const char* k : {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_second"})
+  for (const char* k : {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_second",
+                        "evaluate_seconds"})
     CHECK(j.contains(k));
+  // A line without evaluate_seconds (written before it was recorded) still reads, as 0.
+  json old = j;
+  old.erase("evaluate_seconds");
+  CHECK(metrics_from_json(old, "old run").evaluate_seconds == 0);
 }
 
 TEST_CASE("summary picks the best epoch on test or on valid", "[run]") {
@@ -78,7 +85,7 @@ TEST_CASE("summary picks the best epoch on test or on valid", "[run]") {
   CHECK(v.best_test_accuracy == 0.5);
   const json j = to_json(s);
   for (const char* k : {"best_test_accuracy", "best_epoch", "final_test_accuracy", "per_class_accuracy", "confusion_matrix",
-                        "classes", "wall_seconds", "device", "versions"})
+                        "classes", "wall_seconds", "time_seconds", "device", "versions"})
     CHECK(j.contains(k));
   CHECK(j["per_class_accuracy"]["b"] == 0.9);
 }

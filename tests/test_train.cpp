@@ -52,6 +52,24 @@ TEST_CASE("train writes a complete run directory", "[train]") {
   CHECK(total == int64_t(split["test"].size()));
   // Offline noise copies: 2 examples per training clip, so an epoch sees twice the clips.
   CHECK(metrics.front().samples_per_second > 0);
+  // Where the wall time went: the epochs' training and evaluation seconds are the metrics' own,
+  // and the parts account for the wall time (what is left is the summary's writing).
+  const json& t = s["time_seconds"];
+  double training = 0, evaluation = 0, parts = 0;
+  for (const auto& m : metrics) training += m.seconds, evaluation += m.evaluate_seconds;
+  for (const char* k : {"before_training", "training", "evaluation", "saving", "last_checkpoint"}) {
+    INFO(k);
+    REQUIRE(t.contains(k));
+    CHECK(t[k].get<double>() >= 0);
+    parts += t[k].get<double>();
+  }
+  CHECK(t["training"].get<double>() == Approx(training).epsilon(1e-9));
+  CHECK(t["evaluation"].get<double>() == Approx(evaluation).epsilon(1e-9));
+  CHECK(evaluation > 0);
+  const double wall = s["wall_seconds"].get<double>();
+  CHECK(parts <= wall);
+  CHECK(parts >= 0.8 * wall);
+  CHECK(r.err.find("wall time") != std::string::npos);
 }
 
 TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]") {

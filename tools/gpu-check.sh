@@ -260,22 +260,36 @@ PY
     done
     python3 - "$out" <<'PY' || true
 import glob, json, sys
-# At GTZAN's scale (synth-gtzan-scale): the whole run's wall time, and the mean training time and
-# samples/s of the epochs after the first; 50 epochs take about wall + 45 x that epoch time (plus
-# 45 evaluations of the 200 test clips, which the epoch time leaves out).
+# At GTZAN's scale (synth-gtzan-scale): the whole run's wall time and where it went (summary.json
+# "time_seconds"), and the mean training time and samples/s of the epochs after the first. 50
+# epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50
+# evaluations, 49 end-of-epoch saves and the last epoch's save.
 for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*")):
     for d in sorted(glob.glob(sys.argv[1] + pattern)):
         try:
             m = [json.loads(l) for l in open(d + "/metrics.jsonl")]
-            wall = json.load(open(d + "/summary.json"))["wall_seconds"]
+            summary = json.load(open(d + "/summary.json"))
+            wall = summary["wall_seconds"]
         except (OSError, KeyError, ValueError):
             continue
         later = m[1:] or m
         secs = sum(e["seconds"] for e in later) / len(later)
         sps = sum(e["samples_per_second"] for e in later) / len(later)
-        print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall; epochs 2-%d "
-              "train %.2f s each, %.0f samples/s; 50 epochs about %.0f s plus evaluations"
-              % (name, len(m), wall, len(m), secs, sps, wall + (50 - len(m)) * secs))
+        t = summary.get("time_seconds")
+        if t:
+            saves = max(len(m) - 1, 1)
+            fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs + 50 * t["evaluation"] / len(m)
+                     + 49 * t["saving"] / saves + t["last_checkpoint"])
+            parts = ("%.1f s before the first epoch, %.1f s training, %.1f s evaluating, %.1f s saving, "
+                     "%.1f s the last checkpoint" % (t["before_training"], t["training"], t["evaluation"],
+                                                      t["saving"], t["last_checkpoint"]))
+            print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall (%s); epochs "
+                  "2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
+                  % (name, len(m), wall, parts, len(m), secs, sps, fifty))
+        else:
+            print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall; epochs 2-%d "
+                  "train %.2f s each, %.0f samples/s; 50 epochs about %.0f s plus evaluations"
+                  % (name, len(m), wall, len(m), secs, sps, wall + (50 - len(m)) * secs))
 PY
     echo
     echo "| part | result | time |"

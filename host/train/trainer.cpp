@@ -613,6 +613,12 @@ int run_training(const TrainRequest& req) {
     train_stream->start_epoch(plan, rows_of_step, first_batch, ceil_div(count, batch));
     streamed_epoch = e;
   };
+  // Where this process's wall time goes (summary.json "time_seconds", the report's last line).
+  RunTime spent;
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  spent.before_training = seconds_since(t_start);
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
     if (online) {
@@ -797,6 +803,8 @@ int run_training(const TrainRequest& req) {
     m.epoch = epoch;
     m.train_loss = seen ? loss_sum / double(seen) : 0;
     m.train_accuracy = seen ? double(correct) / double(seen) : 0;
+    spent.training += seconds - seconds_before;
+    const auto t_evaluate = std::chrono::steady_clock::now();
     {
       NvtxRange eval_range("evaluate");
       auto window_probs = [&](const ExampleSet& set, StreamingSet* stream) {
@@ -820,10 +828,13 @@ int run_training(const TrainRequest& req) {
         m.valid_accuracy = v.accuracy;
       }
     }
+    m.evaluate_seconds = seconds_since(t_evaluate);
+    spent.evaluation += m.evaluate_seconds;
     m.seconds = seconds;
     m.samples_per_second = seconds > 0 ? double(seen) / seconds : 0;
     m.lr = schedule.at(step > 0 ? step - 1 : 0);
     metrics.push_back(m);
+    const auto t_save = std::chrono::steady_clock::now();
     if (root) {
       run->write_metrics(metrics);
       write_file_atomic(run->file("curves.svg"), curves_svg(metrics, config.name()));
@@ -832,6 +843,7 @@ int run_training(const TrainRequest& req) {
       checkpoint_due = checkpoint_due || epoch % checkpoint_every == 0 || epoch == epochs;
       if (checkpoint_due) checkpoint_due = !save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
     }
+    (epoch < epochs ? spent.saving : spent.last_checkpoint) += seconds_since(t_save);
     char line[256];
     std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,
                   m.train_loss, pct(m.train_accuracy).c_str(), pct(m.test_accuracy).c_str(),
@@ -840,9 +852,12 @@ int run_training(const TrainRequest& req) {
   }
 
   // ---- 6. summary ----
+  const auto t_last = std::chrono::steady_clock::now();
   finish_checkpoint();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  const RunSummary summary = summarize(metrics, last_test.confusion, dataset.classes, wall, device_name(device));
+  spent.last_checkpoint += seconds_since(t_last);
+  const double wall = seconds_since(t_start);
+  RunSummary summary = summarize(metrics, last_test.confusion, dataset.classes, wall, device_name(device));
+  summary.time = spent;
   if (root) run->write_json("summary.json", to_json(summary));
   if (comm) comm->barrier();  // summary.json is complete before any rank exits
   std::cerr << "\n  " << config.name() << " (" << device_name(device) << ")\n"
@@ -853,6 +868,13 @@ int run_training(const TrainRequest& req) {
     char row[128];
     std::snprintf(row, sizeof row, "    %-12s %s\n", summary.classes[k].c_str(), pct(summary.per_class_accuracy[k]).c_str());
     std::cerr << row;
+  }
+  {
+    char when[192];
+    std::snprintf(when, sizeof when,
+                  "  wall time  %.1f s: %.1f s before the first epoch, %.1f s training, %.1f s evaluating, %.1f s saving\n",
+                  wall, spent.before_training, spent.training, spent.evaluation, spent.saving + spent.last_checkpoint);
+    std::cerr << when;
   }
   std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";
   if (root) std::cout << run->path() << "\n";

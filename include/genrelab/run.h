@@ -18,8 +18,9 @@ struct EpochMetrics {
   double train_loss = 0, train_accuracy = 0;
   double test_loss = 0, test_accuracy = 0;
   std::optional<double> valid_loss, valid_accuracy;
-  double seconds = 0, samples_per_second = 0;
+  double seconds = 0, samples_per_second = 0;  // the epoch's training steps
   double lr = 0;
+  double evaluate_seconds = 0;  // the evaluation after them (test, and valid when there is one)
 };
 
 json to_json(const EpochMetrics& m);
@@ -28,6 +29,15 @@ EpochMetrics metrics_from_json(const json& j, const std::string& source);
 
 // Confusion counts: rows = true class, columns = predicted class.
 using ConfusionMatrix = std::vector<std::vector<int64_t>>;
+
+// Where one `train` process's wall time went (summary.json "time_seconds"; a resumed run counts
+// from its resumption): before its first epoch (data, augmentation, features, network), its epochs'
+// training steps and evaluations, the end-of-epoch writes (metrics, plots, a checkpoint handed to
+// its background writer) of all epochs but the last, and the last epoch's, whose checkpoint is
+// written before the process ends (with any earlier one still being written).
+struct RunTime {
+  double before_training = 0, training = 0, evaluation = 0, saving = 0, last_checkpoint = 0;
+};
 
 struct RunSummary {
   double best_test_accuracy = 0;
@@ -38,6 +48,7 @@ struct RunSummary {
   std::vector<double> per_class_accuracy;  // recall per true class, final epoch
   ConfusionMatrix confusion_matrix;        // final epoch
   double wall_seconds = 0;
+  RunTime time;  // its parts (train sets them after summarize)
   std::string device;
   json versions;
 };
