@@ -98,6 +98,7 @@ json to_json(const RunSummary& s) {
           {"wall_seconds", s.wall_seconds},
           {"time_seconds",
            {{"before_training", s.time.before_training},
+            {"preparing", s.time.preparing},
             {"training", s.time.training},
             {"evaluation", s.time.evaluation},
             {"saving", s.time.saving},

@@ -53,11 +53,11 @@ TEST_CASE("train writes a complete run directory", "[train]") {
   // Offline noise copies: 2 examples per training clip, so an epoch sees twice the clips.
   CHECK(metrics.front().samples_per_second > 0);
   // Where the wall time went: the epochs' training and evaluation seconds are the metrics' own,
-  // and the parts account for the wall time (what is left is the summary's writing).
+  // and the parts account for the wall time (what is left: the epoch lines and the summary).
   const json& t = s["time_seconds"];
   double training = 0, evaluation = 0, parts = 0;
   for (const auto& m : metrics) training += m.seconds, evaluation += m.evaluate_seconds;
-  for (const char* k : {"before_training", "training", "evaluation", "saving", "last_checkpoint"}) {
+  for (const char* k : {"before_training", "preparing", "training", "evaluation", "saving", "last_checkpoint"}) {
     INFO(k);
     REQUIRE(t.contains(k));
     CHECK(t[k].get<double>() >= 0);

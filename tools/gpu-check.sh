@@ -262,8 +262,8 @@ PY
 import glob, json, sys
 # At GTZAN's scale (synth-gtzan-scale): the whole run's wall time and where it went (summary.json
 # "time_seconds"), and the mean training time and samples/s of the epochs after the first. 50
-# epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50
-# evaluations, 49 end-of-epoch saves and the last epoch's save.
+# epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50 epoch
+# preparations and evaluations, 49 end-of-epoch saves and the last epoch's save.
 for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*")):
     for d in sorted(glob.glob(sys.argv[1] + pattern)):
         try:
@@ -278,11 +278,13 @@ for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/ru
         t = summary.get("time_seconds")
         if t:
             saves = max(len(m) - 1, 1)
-            fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs + 50 * t["evaluation"] / len(m)
-                     + 49 * t["saving"] / saves + t["last_checkpoint"])
-            parts = ("%.1f s before the first epoch, %.1f s training, %.1f s evaluating, %.1f s saving, "
-                     "%.1f s the last checkpoint" % (t["before_training"], t["training"], t["evaluation"],
-                                                      t["saving"], t["last_checkpoint"]))
+            fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs
+                     + 50 * (t.get("preparing", 0) + t["evaluation"]) / len(m) + 49 * t["saving"] / saves
+                     + t["last_checkpoint"])
+            parts = ("%.1f s before the first epoch, %.1f s preparing epochs, %.1f s training, %.1f s evaluating, "
+                     "%.1f s saving, %.1f s the last checkpoint"
+                     % (t["before_training"], t.get("preparing", 0), t["training"], t["evaluation"], t["saving"],
+                        t["last_checkpoint"]))
             print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall (%s); epochs "
                   "2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
                   % (name, len(m), wall, parts, len(m), secs, sps, fifty))

@@ -621,6 +621,7 @@ int run_training(const TrainRequest& req) {
   spent.before_training = seconds_since(t_start);
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
     NvtxRange epoch_range("epoch");
+    const auto t_prepare = std::chrono::steady_clock::now();
     if (online) {
       train_plan = plan_for_epoch(epoch);
       make_examples(train_audio, train_labels, train_plan, train_set, "augment");
@@ -660,6 +661,7 @@ int run_training(const TrainRequest& req) {
     };
     if (streaming && streamed_epoch != epoch) start_streamed_epoch(epoch, train_plan, first_batch);
     const auto t_epoch = std::chrono::steady_clock::now();
+    spent.preparing += std::chrono::duration<double>(t_epoch - t_prepare).count();
     const double seconds_before = epoch == start_epoch ? resume_seconds : 0;
     Progress bar("epoch " + std::to_string(epoch), steps_per_epoch - first_batch, "steps", true);
     // A stop inside the epoch (a signal, a clip that no longer decodes): the ranks' sums and rank
@@ -872,8 +874,10 @@ int run_training(const TrainRequest& req) {
   {
     char when[192];
     std::snprintf(when, sizeof when,
-                  "  wall time  %.1f s: %.1f s before the first epoch, %.1f s training, %.1f s evaluating, %.1f s saving\n",
-                  wall, spent.before_training, spent.training, spent.evaluation, spent.saving + spent.last_checkpoint);
+                  "  wall time  %.1f s: %.1f s before the first epoch, %.1f s preparing epochs, %.1f s training, %.1f s "
+                  "evaluating, %.1f s saving\n",
+                  wall, spent.before_training, spent.preparing, spent.training, spent.evaluation,
+                  spent.saving + spent.last_checkpoint);
     std::cerr << when;
   }
   std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";

@@ -31,12 +31,13 @@ EpochMetrics metrics_from_json(const json& j, const std::string& source);
 using ConfusionMatrix = std::vector<std::vector<int64_t>>;
 
 // Where one `train` process's wall time went (summary.json "time_seconds"; a resumed run counts
-// from its resumption): before its first epoch (data, augmentation, features, network), its epochs'
-// training steps and evaluations, the end-of-epoch writes (metrics, plots, a checkpoint handed to
+// from its resumption): before its first epoch (data, augmentation, features, network), each epoch's
+// preparation (online augmentation and features, the shuffle), its training steps and evaluation,
+// the end-of-epoch writes (metrics, plots, a checkpoint handed to
 // its background writer) of all epochs but the last, and the last epoch's, whose checkpoint is
 // written before the process ends (with any earlier one still being written).
 struct RunTime {
-  double before_training = 0, training = 0, evaluation = 0, saving = 0, last_checkpoint = 0;
+  double before_training = 0, preparing = 0, training = 0, evaluation = 0, saving = 0, last_checkpoint = 0;
 };
 
 struct RunSummary {
