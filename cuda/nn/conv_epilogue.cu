@@ -3,6 +3,7 @@
 // four channels where the buffers allow it (one 16-byte access per cell), else one channel.
 #include "conv_epilogue.h"
 
+#include <string>
 #include <type_traits>
 
 #include "genrelab/cuda/launch.cuh"
@@ -20,6 +21,7 @@ void FusedConvEpilogue::reserve(int64_t n) {
 void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped,
                                 int64_t n, bool training, const StepKey& key) {
   if (training) reserve(n);
+  trained_n_ = training ? n : 0;
   const ops::EpilogueOutputs out = ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data());
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(training) ? ctx_.dropout_step(key) : nullptr);
   const int format = z16 ? ctx_.half_format() : ops::kHalfNone;
@@ -40,8 +42,10 @@ void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float
 
 void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
                                  const StepKey& key) {
-  GENRELAB_CHECK(argmax_.size() >= size_t(n * run_.pooled_size()),
-                 "fused conv epilogue: backward without a training forward of the batch");
+  GENRELAB_CHECK(trained_n_ == n && argmax_.size() >= size_t(n * run_.pooled_size()),
+                 "fused conv epilogue: backward of ", n, " examples follows ",
+                 trained_n_ > 0 ? "a training forward of " + std::to_string(trained_n_) : "no training forward",
+                 " (its argmax is that forward's)");
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(true) ? ctx_.dropout_step(key) : nullptr);
   const int format = ctx_.half_format();
   const uint8_t* argmax = argmax_.data();

@@ -36,6 +36,7 @@ class FusedConvEpilogue {
   GpuContext& ctx_;
   DeviceBuffer<uint8_t> argmax_;  // (n, oh, ow, c) offsets of the first maxima
   DeviceBuffer<float> dpool_;     // (n, oh, ow, c) the gradient at each maximum
+  int64_t trained_n_ = 0;         // the batch of the last forward when it was a training one, else 0
 };
 
 }  // namespace genrelab::cuda::nn
