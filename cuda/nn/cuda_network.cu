@@ -853,6 +853,9 @@ class CudaNetwork final : public Network {
     act_.assign(layers_.size(), nullptr);
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (plan_.layers[i].type == "flatten" || (fused_ && i == 0)) continue;
+      // Under bf16/fp16 the conv of a fused epilogue run writes only its 16-bit product (which the
+      // conv layer keeps): its float output is never written nor read.
+      if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i && ctx_.half_format() != ops::kHalfNone) continue;
       ctx_.resize_tracked(act_store_[i], size_t(n * plan_.layers[i].out.size()));
       act_[i] = act_store_[i].data();
     }
@@ -971,7 +974,8 @@ class CudaNetwork final : public Network {
   std::vector<std::string> fwd_names_, bwd_names_, allreduce_names_;  // NVTX range names per layer: "fwd conv2d_1"
   std::vector<Trainable> trainable_;
   int64_t cap_ = 0;                             // batch size the buffers hold
-  std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten
+  std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten, the fused
+                                                // first conv and, under bf16/fp16, a fused epilogue's conv
   std::vector<float*> act_;                     // output of layer i (flatten: its input's memory)
   DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
   DeviceBuffer<float> losses_;                  // (cap) per-example loss
