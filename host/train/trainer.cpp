@@ -667,8 +667,7 @@ int run_training(const TrainRequest& req) {
     // A stop inside the epoch (a signal, a clip that no longer decodes): the ranks' sums and rank
     // 0's checkpoint of the epoch's first `batches_done` steps, complete before any rank exits.
     auto checkpoint_mid_epoch = [&](int64_t batches_done) {
-      const double secs =
-          seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+      const double secs = seconds_before + seconds_since(t_epoch);
       global_sums();
       if (root) save_checkpoint(epoch - 1, batches_done, loss_sum, correct, seen, secs, false);
       if (comm) comm->barrier();
@@ -798,7 +797,7 @@ int run_training(const TrainRequest& req) {
     }
     bar.finish();
     global_sums();
-    const double seconds = seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+    const double seconds = seconds_before + seconds_since(t_epoch);
     if (streaming && epoch < epochs) start_streamed_epoch(epoch + 1, online ? plan_for_epoch(epoch + 1) : train_plan, 0);
 
     EpochMetrics m;
