@@ -269,29 +269,19 @@ for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/ru
         try:
             m = [json.loads(l) for l in open(d + "/metrics.jsonl")]
             summary = json.load(open(d + "/summary.json"))
-            wall = summary["wall_seconds"]
+            wall, t = summary["wall_seconds"], summary["time_seconds"]
         except (OSError, KeyError, ValueError):
             continue
         later = m[1:] or m
         secs = sum(e["seconds"] for e in later) / len(later)
         sps = sum(e["samples_per_second"] for e in later) / len(later)
-        t = summary.get("time_seconds")
-        if t:
-            saves = max(len(m) - 1, 1)
-            fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs
-                     + 50 * (t.get("preparing", 0) + t["evaluation"]) / len(m) + 49 * t["saving"] / saves
-                     + t["last_checkpoint"])
-            parts = ("%.1f s before the first epoch, %.1f s preparing epochs, %.1f s training, %.1f s evaluating, "
-                     "%.1f s saving, %.1f s the last checkpoint"
-                     % (t["before_training"], t.get("preparing", 0), t["training"], t["evaluation"], t["saving"],
-                        t["last_checkpoint"]))
-            print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall (%s); epochs "
-                  "2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
-                  % (name, len(m), wall, parts, len(m), secs, sps, fifty))
-        else:
-            print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall; epochs 2-%d "
-                  "train %.2f s each, %.0f samples/s; 50 epochs about %.0f s plus evaluations"
-                  % (name, len(m), wall, len(m), secs, sps, wall + (50 - len(m)) * secs))
+        fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs + 50 * (t["preparing"] + t["evaluation"]) / len(m)
+                 + 49 * t["saving"] / max(len(m) - 1, 1) + t["last_checkpoint"])
+        print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall (%.1f s before the "
+              "first epoch, %.1f s preparing epochs, %.1f s training, %.1f s evaluating, %.1f s saving, %.1f s the "
+              "last checkpoint); epochs 2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
+              % (name, len(m), wall, t["before_training"], t["preparing"], t["training"], t["evaluation"],
+                 t["saving"], t["last_checkpoint"], len(m), secs, sps, fifty))
 PY
     echo
     echo "| part | result | time |"

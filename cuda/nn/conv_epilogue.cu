@@ -42,8 +42,7 @@ void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float
 
 void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
                                  const StepKey& key) {
-  GENRELAB_CHECK(trained_n_ == n && argmax_.size() >= size_t(n * run_.pooled_size()),
-                 "fused conv epilogue: backward of ", n, " examples follows ",
+  GENRELAB_CHECK(trained_n_ == n, "fused conv epilogue: backward of ", n, " examples follows ",
                  trained_n_ > 0 ? "a training forward of " + std::to_string(trained_n_) : "no training forward",
                  " (its argmax is that forward's)");
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(true) ? ctx_.dropout_step(key) : nullptr);
