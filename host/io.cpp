@@ -8,40 +8,61 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "genrelab/common.h"
 
 namespace genrelab {
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RuntimeError("cannot write " + tmp + ": " + std::strerror(errno));
+AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw RuntimeError("cannot write " + tmp_ + ": " + std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+void AtomicFileWriter::fail(const std::string& what, int err) {
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  throw RuntimeError(what + ": " + std::strerror(err) +
+                     (err == ENOSPC || err == EFBIG ? " (free some disk space; the previous file is intact)" : ""));
+}
+
+void AtomicFileWriter::write(const void* data, size_t bytes) {
+  GENRELAB_CHECK(fd_ >= 0, "write to ", path_, " after commit");
+  const char* p = static_cast<const char*>(data);
   size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+  while (off < bytes) {
+    const ssize_t n = ::write(fd_, p + off, bytes - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw RuntimeError("cannot write " + path + ": " + std::strerror(err) +
-                         (err == ENOSPC || err == EFBIG ? " (free some disk space; the previous file is intact)" : ""));
+      fail("cannot write " + path_, errno);
     }
     off += size_t(n);
   }
-  if (::fsync(fd) != 0 && errno != EINVAL) {
+}
+
+void AtomicFileWriter::commit() {
+  GENRELAB_CHECK(fd_ >= 0, "commit of ", path_, " twice");
+  if (::fsync(fd_) != 0 && errno != EINVAL) fail("cannot write " + path_, errno);
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw RuntimeError("cannot write " + path + ": " + std::strerror(err));
+    ::unlink(tmp_.c_str());
+    throw RuntimeError("cannot rename " + tmp_ + " to " + path_ + ": " + std::strerror(err));
   }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw RuntimeError("cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
-  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  AtomicFileWriter file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
 }
 
 std::string read_file(const std::string& path) {

@@ -78,6 +78,23 @@ inline CpuTrained train_cpu_cycling(const nn::ModelPlan& plan, const nn::TrainHy
   return t;
 }
 
+// A state snapshot read after more training steps: `got` has the names, shapes and values of
+// `want` (state() when the snapshot was taken), and `after` (state() now) differs, so the steps
+// really changed what the snapshot had to keep.
+inline void check_snapshot(const std::vector<nn::NamedTensor>& got, const std::vector<nn::NamedTensor>& want,
+                           const std::vector<nn::NamedTensor>& after) {
+  REQUIRE(got.size() == want.size());
+  REQUIRE(after.size() == want.size());
+  bool moved = false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].dims == want[i].dims);
+    CHECK(got[i].data == want[i].data);
+    moved = moved || after[i].data != want[i].data;
+  }
+  CHECK(moved);
+}
+
 // Conv, batch norm, both poolings, dropout, dense and the softmax head, for (12, 10, 2) inputs.
 inline nlohmann::json small_cnn() {
   return nlohmann::json::parse(R"([

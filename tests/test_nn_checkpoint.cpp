@@ -2,11 +2,13 @@
 // metadata, and clear errors for truncated, corrupt, foreign, newer-version and mismatched files.
 #include <cstring>
 #include <fstream>
+#include <future>
 
 #include "genrelab/common.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/ops/philox.h"
+#include "nn_fixtures.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -39,6 +41,25 @@ std::string runtime_error(const std::function<void()>& f) {
   return "(no error)";
 }
 
+// A checkpoint file built by hand: prefix, `header`, padding to 64, `data`, a correct checksum.
+std::string forged_checkpoint(const json& header, const std::string& data) {
+  auto put = [](std::string& out, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
+  };
+  const std::string text = header.dump();
+  std::string out(kCheckpointMagic, 8);
+  put(out, kCheckpointVersion, 4);
+  put(out, 0, 4);
+  put(out, text.size(), 8);
+  out += text;
+  out.append((64 - out.size() % 64) % 64, '\0');
+  out += data;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64 (docs/checkpoint-format.md)
+  for (char c : out) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  put(out, h, 8);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
@@ -59,6 +80,14 @@ TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
     meta.rng = {{"shuffle_seed", 0}, {"augment_epoch", 2}};
     meta.extra = {{"best_test_accuracy", 0.5}};
     save_checkpoint(path, plan, h, net->state(), meta);
+    // The file, byte for byte: the format built independently from its header and the tensors.
+    const std::string bytes = read_file(path);
+    REQUIRE(bytes.size() > 24);
+    uint64_t header_bytes = 0;
+    std::memcpy(&header_bytes, bytes.data() + 16, 8);
+    std::string data;
+    for (const auto& t : net->state()) data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
+    CHECK(bytes == forged_checkpoint(json::parse(bytes.substr(24, size_t(header_bytes))), data));
 
     auto other = make_cpu_network(plan, h);
     const CheckpointMeta back = restore_checkpoint(path, *other);
@@ -82,6 +111,23 @@ TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
     other->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 3, 0});
     CHECK(net->last_stats().loss_sum == other->last_stats().loss_sum);
   }
+}
+
+TEST_CASE("nn state snapshot is the state when taken, read later on another thread", "[nn]") {
+  const ModelPlan plan = small_plan();
+  auto net = make_cpu_network(plan, TrainHyper{});
+  const auto x = inputs(8);
+  const std::vector<int32_t> y = {0, 1, 2, 3, 0, 1, 2, 3};
+  uint64_t step = 0;
+  auto train = [&](int steps) {
+    for (int k = 0; k < steps; ++k) net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, step++, 0});
+  };
+  train(2);
+  const auto want = net->state();
+  auto snapshot = net->state_snapshot();
+  train(2);
+  const auto got = std::async(std::launch::async, snapshot).get();
+  test::check_snapshot(got, want, net->state());
 }
 
 TEST_CASE("nn checkpoint errors name the file and the problem", "[nn]") {
@@ -128,29 +174,6 @@ TEST_CASE("nn checkpoint errors name the file and the problem", "[nn]") {
   CHECK_THAT(runtime_error([&] { net->load_state(state); }),
              Catch::Contains("0.conv2d_1.kernel") && Catch::Contains("(6, 3, 3, 1)") && Catch::Contains("(6, 3, 3, 2)"));
 }
-
-namespace {
-
-// A checkpoint file built by hand: prefix, `header`, padding to 64, `data`, a correct checksum.
-std::string forged_checkpoint(const json& header, const std::string& data) {
-  auto put = [](std::string& out, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
-  };
-  const std::string text = header.dump();
-  std::string out(kCheckpointMagic, 8);
-  put(out, kCheckpointVersion, 4);
-  put(out, 0, 4);
-  put(out, text.size(), 8);
-  out += text;
-  out.append((64 - out.size() % 64) % 64, '\0');
-  out += data;
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64 (docs/checkpoint-format.md)
-  for (char c : out) h = (h ^ uint8_t(c)) * 1099511628211ull;
-  put(out, h, 8);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("nn checkpoint sizes from the header cannot wrap or allocate unbounded", "[nn]") {
   const auto dir = test::temp_dir("nn-ckpt-sizes");

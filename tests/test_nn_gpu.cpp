@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdlib>
+#include <future>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -1220,6 +1221,37 @@ TEST_CASE("nn gpu state round trip", "[gpu][nn]") {
   auto missing = want;
   missing.erase(missing.begin() + 1);
   REQUIRE_THROWS_WITH(gpu->load_state(missing), Catch::Contains(want[1].name));
+}
+
+TEST_CASE("nn gpu state snapshot is the state when taken, read later on another thread", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto plan = nn::plan_layers(small_cnn(), {12, 10, 2}, 4);
+  for (const char* precision : {"fp32", "fp16"}) {
+    INFO(precision);
+    nn::TrainHyper h;
+    h.seed = 5;
+    h.precision = precision;
+    auto gpu = nn::make_cuda_network(plan, h);
+    const int64_t n = 6;
+    cuda::DeviceBuffer<float> xd{static_cast<size_t>(n * plan.input.size())};
+    cuda::DeviceBuffer<int32_t> ld{static_cast<size_t>(n)};
+    const Batch b = make_batch(plan, n, 31);
+    upload(b.x, xd.data());
+    cuda::copy_to_device(ld.data(), b.labels.data(), size_t(n));
+    uint64_t step = 0;
+    auto train = [&](int steps) {
+      for (int k = 0; k < steps; ++k) gpu->train_step(xd.data(), ld.data(), n, n, 1e-2f, {5, step++, 0});
+    };
+    train(2);
+    for (int round = 0; round < 2; ++round) {  // the second snapshot reuses the first's buffer
+      const auto want = gpu->state();
+      auto snapshot = gpu->state_snapshot();
+      train(3);  // queued behind the snapshot's copies: they must not reach it
+      const auto got = std::async(std::launch::async, snapshot).get();
+      test::check_snapshot(got, want, gpu->state());
+      CHECK(got.back().name == (h.precision == "fp16" ? nn::kLossScaleGoodTensor : "step"));
+    }
+  }
 }
 
 TEST_CASE("nn gpu out of memory names the batch size", "[gpu][nn][oom]") {

@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "genrelab/io.h"
 #include "genrelab/plots.h"
 #include "genrelab/run.h"
 #include "test_util.h"
@@ -44,6 +45,28 @@ TEST_CASE("run directories are unique even when created in the same second", "[r
   for (auto& t : threads) t.join();
   CHECK(std::set<std::string>(paths.begin(), paths.end()).size() == 8);
   for (const auto& p : paths) CHECK(p.find((parent / "exp-").string()) == 0);
+}
+
+TEST_CASE("an atomic write shows the old file or the whole new one, never a part", "[run]") {
+  const auto dir = test::temp_dir("atomic");
+  const std::string path = (dir / "result.bin").string();
+  write_file_atomic(path, "old");
+  {
+    AtomicFileWriter file(path);
+    file.write("ne", 2);
+    CHECK(read_file(path) == "old");  // not renamed over yet
+    file.write("w!", 2);
+    CHECK(std::filesystem::exists(path + ".tmp"));
+  }  // abandoned (as an error on the way would): the temporary is removed
+  CHECK(read_file(path) == "old");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  AtomicFileWriter file(path);
+  file.write("ne", 2);
+  file.write("w!", 2);
+  file.commit();
+  CHECK(read_file(path) == "new!");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  CHECK_THROWS_WITH(file.commit(), Catch::Contains(path));
 }
 
 TEST_CASE("metrics round trip through metrics.jsonl", "[run]") {

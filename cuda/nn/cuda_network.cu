@@ -277,25 +277,53 @@ class CudaNetwork final : public Network {
 
   std::vector<NamedTensor> state() override {
     std::vector<NamedTensor> out;
-    for (size_t li = 0; li < layers_.size(); ++li) {
-      const LayerDesc& L = plan_.layers[li];
-      const auto ptrs = layers_[li]->params();
-      for (size_t j = 0; j < L.params.size(); ++j)
-        out.push_back({param_tensor_name(L, L.params[j]), L.params[j].dims, to_host(ptrs[j], L.params[j].size())});
-    }
-    for (size_t s = 0; s < slots_.size(); ++s)
-      for (const auto& t : trainable_) {
-        const LayerDesc& L = plan_.layers[t.layer];
-        const ParamSpec& p = L.params[t.param];
-        out.push_back({slots_[s] + "." + param_tensor_name(L, p), p.dims, to_host(t.moments[s].data(), p.size())});
-      }
-    out.push_back({"step", {1}, {float(step_)}});
-    if (fp16_) {
-      const std::vector<float> ls = to_host(loss_scale_.data(), 2);
-      out.push_back({kLossScaleTensor, {1}, {ls[0]}});
-      out.push_back({kLossScaleGoodTensor, {1}, {ls[1]}});
+    for (auto& part : state_parts()) {
+      const NamedTensor& t = part.tensor;
+      out.push_back({t.name, t.dims, part.device ? to_host(part.device, part.count) : t.data});
     }
     return out;
+  }
+
+  StateSnapshot state_snapshot() override {
+    std::vector<StatePart> parts = state_parts();
+    size_t total = 0;
+    for (const auto& part : parts) total += part.device ? size_t(part.count) : 0;
+    if (total > snapshot_.size()) {
+      try {
+        snapshot_.resize(total);  // untracked: no step touches it
+      } catch (const RuntimeError&) {
+        return Network::state_snapshot();  // no room for the copy: the host copy, now
+      }
+    }
+    // Device-to-device copies behind the queued steps; each part then points into snapshot_.
+    size_t offset = 0;
+    for (auto& part : parts) {
+      if (!part.device) continue;
+      float* dst = snapshot_.data() + offset;
+      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dst, part.device, size_t(part.count) * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, ctx_.stream()));
+      part.device = dst;
+      offset += size_t(part.count);
+    }
+    snapshot_copied_.record(ctx_.stream());
+    int device = 0;
+    GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
+    return [this, parts = std::move(parts), device]() mutable {
+      GENRELAB_CUDA_CHECK(cudaSetDevice(device));  // a new thread starts on device 0
+      snapshot_copied_.synchronize();
+      std::vector<NamedTensor> out;
+      for (auto& part : parts) {
+        NamedTensor& t = part.tensor;
+        if (part.device) {
+          t.data.resize(size_t(part.count));
+          GENRELAB_CUDA_CHECK(cudaMemcpyAsync(t.data.data(), part.device, size_t(part.count) * sizeof(float),
+                                              cudaMemcpyDeviceToHost, snapshot_stream_.get()));
+        }
+        out.push_back(std::move(t));
+      }
+      GENRELAB_CUDA_CHECK(cudaStreamSynchronize(snapshot_stream_.get()));
+      return out;
+    };
   }
 
   double loss_scale() override { return fp16_ ? double(to_host(loss_scale_.data(), 1)[0]) : 0.0; }
@@ -925,6 +953,38 @@ class CudaNetwork final : public Network {
     throw RuntimeError(os.str());
   }
 
+  // The tensors of state(), in its order: each names its device memory (`device`, `count`
+  // floats), or holds its value already (`tensor.data`: the host's step counter).
+  struct StatePart {
+    NamedTensor tensor;
+    const float* device = nullptr;
+    int64_t count = 0;
+  };
+  std::vector<StatePart> state_parts() {
+    std::vector<StatePart> parts;
+    auto on_device = [&](std::string name, std::vector<int64_t> dims, const float* device, int64_t count) {
+      parts.push_back({{std::move(name), std::move(dims), {}}, device, count});
+    };
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerDesc& L = plan_.layers[li];
+      const auto ptrs = layers_[li]->params();
+      for (size_t j = 0; j < L.params.size(); ++j)
+        on_device(param_tensor_name(L, L.params[j]), L.params[j].dims, ptrs[j], L.params[j].size());
+    }
+    for (size_t s = 0; s < slots_.size(); ++s)
+      for (const auto& t : trainable_) {
+        const LayerDesc& L = plan_.layers[t.layer];
+        const ParamSpec& p = L.params[t.param];
+        on_device(slots_[s] + "." + param_tensor_name(L, p), p.dims, t.moments[s].data(), p.size());
+      }
+    parts.push_back({{"step", {1}, {float(step_)}}});
+    if (fp16_) {
+      on_device(kLossScaleTensor, {1}, loss_scale_.data(), 1);
+      on_device(kLossScaleGoodTensor, {1}, loss_scale_.data() + 1, 1);
+    }
+    return parts;
+  }
+
   std::vector<float> to_host(const float* d, int64_t count) {
     std::vector<float> h(static_cast<size_t>(count));
     GENRELAB_CUDA_CHECK(
@@ -1025,6 +1085,11 @@ class CudaNetwork final : public Network {
   std::vector<std::unique_ptr<cuda::nn::FusedConvEpilogue>> epilogues_;
   std::vector<cuda::nn::FusedConvEpilogue*> epilogue_at_;
   uint64_t graph_uses_ = 0;
+  // state_snapshot(): the copy of every state tensor that the returned function reads, the event
+  // after its copies, and the stream of the function's device-to-host copies.
+  DeviceBuffer<float> snapshot_;
+  cuda::Event snapshot_copied_;
+  cuda::Stream snapshot_stream_;
 };
 
 }  // namespace

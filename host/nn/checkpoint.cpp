@@ -13,10 +13,12 @@ namespace genrelab::nn {
 
 namespace {
 
-uint64_t fnv1a(const char* data, size_t n) {
-  uint64_t h = 1469598103934665603ull;
+// FNV-1a, 64 bit: `h` is the hash of the bytes before `data` (kFnvBasis for none).
+constexpr uint64_t kFnvBasis = 1469598103934665603ull;
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvBasis) {
+  const auto* p = static_cast<const uint8_t*>(data);
   for (size_t i = 0; i < n; ++i) {
-    h ^= uint8_t(data[i]);
+    h ^= p[i];
     h *= 1099511628211ull;
   }
   return h;
@@ -95,17 +97,26 @@ void save_checkpoint(const std::string& path, const ModelPlan& plan, const Train
   header["data_bytes"] = offset;
   const std::string text = header.dump();
 
-  std::string out;
-  out.reserve(kPrefix + text.size() + 64 + size_t(offset) + 8);
-  out.append(kCheckpointMagic, 8);
-  put<uint32_t>(out, kCheckpointVersion);
-  put<uint32_t>(out, 0);
-  put<uint64_t>(out, text.size());
-  out += text;
-  out.append((64 - out.size() % 64) % 64, '\0');
-  for (const auto& t : tensors) out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
-  put<uint64_t>(out, fnv1a(out.data(), out.size()));
-  write_file_atomic(path, out);
+  std::string head;
+  head.append(kCheckpointMagic, 8);
+  put<uint32_t>(head, kCheckpointVersion);
+  put<uint32_t>(head, 0);
+  put<uint64_t>(head, text.size());
+  head += text;
+  head.append((64 - head.size() % 64) % 64, '\0');
+  // Written straight from the tensors (no second copy of them), the checksum running alongside.
+  AtomicFileWriter file(path);
+  uint64_t hash = kFnvBasis;
+  auto emit = [&](const void* data, size_t bytes) {
+    hash = fnv1a(data, bytes, hash);
+    file.write(data, bytes);
+  };
+  emit(head.data(), head.size());
+  for (const auto& t : tensors) emit(t.data.data(), t.data.size() * 4);
+  std::string tail;
+  put<uint64_t>(tail, hash);
+  file.write(tail.data(), tail.size());
+  file.commit();
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

@@ -521,7 +521,7 @@ int run_training(const TrainRequest& req) {
   }
   // A checkpoint records the completed epochs and steps; a stop inside an epoch also records the
   // batches done and the epoch's running sums, so resuming continues mid-epoch. End-of-epoch
-  // checkpoints are written by a background thread from a host copy of the state while the next
+  // checkpoints are written by a background thread from a snapshot of the state while the next
   // epoch trains (the baseline's 188 MB take about half a second). Training never waits for the
   // disk: an end-of-epoch save that finds the previous one still being written moves to the next
   // epoch end (short epochs, slow disks). A stop and the end of the run wait for
@@ -549,17 +549,19 @@ int run_training(const TrainRequest& req) {
     meta.rng = {{"train_seed", hyper.seed}, {"augment_seed", augment.seed}, {"shuffle_epoch", completed_epochs + 1}};
     meta.extra = {{"batches_done", batches_done}, {"loss_sum", loss_sum}, {"correct", correct},
                   {"examples", examples}, {"seconds", seconds}, {"experiment", config.name()}};
-    std::vector<nn::NamedTensor> state = net->state();
-    finish_checkpoint();
     if (!background) {
+      std::vector<nn::NamedTensor> state = net->state();
+      finish_checkpoint();
       nn::save_checkpoint(checkpoint_path, plan, hyper, state, meta);
       return true;
     }
-    checkpoint_writer = std::async(std::launch::async, [&checkpoint_path, &plan, &hyper, state = std::move(state), meta] {
+    finish_checkpoint();  // already done (checked above); rethrows its error
+    // The writer takes the state to the host too (on the GPU: from a device-side copy).
+    checkpoint_writer = std::async(std::launch::async, [&checkpoint_path, &plan, &hyper, snapshot = net->state_snapshot(), meta] {
       // Test hook: a slow disk, so that the next epoch ends while this write is still running.
       if (const char* ms = std::getenv("GENRELAB_TEST_CHECKPOINT_DELAY_MS"))
         std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(ms)));
-      nn::save_checkpoint(checkpoint_path, plan, hyper, state, meta);
+      nn::save_checkpoint(checkpoint_path, plan, hyper, snapshot(), meta);
     });
     return true;
   };

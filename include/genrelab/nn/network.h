@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -134,6 +135,17 @@ class Network {
 
   // Weights, batch-norm statistics, optimizer moments and the step counter as host tensors.
   virtual std::vector<NamedTensor> state() = 0;
+  // state() as of now, handed over later: calling the returned function (once, from any thread)
+  // gives what state() gives now. The cuda backend copies the state into a device buffer of its
+  // own (device-to-device copies queued on its stream; the host does not wait) and the function
+  // copies that to the host, so a checkpoint written in the background costs the training loop
+  // a few microseconds instead of a synchronous host copy of every tensor. The function must
+  // have returned before the next state_snapshot(), and the network must outlive it.
+  using StateSnapshot = std::function<std::vector<NamedTensor>()>;
+  virtual StateSnapshot state_snapshot() {
+    auto now = std::make_shared<std::vector<NamedTensor>>(state());
+    return [now] { return std::move(*now); };
+  }
   // Throws RuntimeError naming the first tensor whose name or shape does not match.
   virtual void load_state(const std::vector<NamedTensor>& state) = 0;
 
