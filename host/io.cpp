@@ -16,7 +16,10 @@ namespace genrelab {
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw RuntimeError("cannot write " + tmp_ + ": " + std::strerror(errno));
+  if (fd_ < 0) {
+    const int err = errno;
+    throw RuntimeError("cannot write " + tmp_ + ": " + std::strerror(err));
+  }
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -34,22 +37,26 @@ void AtomicFileWriter::fail(const std::string& what, int err) {
 }
 
 void AtomicFileWriter::write(const void* data, size_t bytes) {
-  GENRELAB_CHECK(fd_ >= 0, "write to ", path_, " after commit");
+  GENRELAB_CHECK(fd_ >= 0, "write to ", path_, " after it was committed or failed");
   const char* p = static_cast<const char*>(data);
   size_t off = 0;
   while (off < bytes) {
     const ssize_t n = ::write(fd_, p + off, bytes - off);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot write " + path_, errno);
+      const int err = errno;  // before the message's allocation
+      if (err == EINTR) continue;
+      fail("cannot write " + path_, err);
     }
     off += size_t(n);
   }
 }
 
 void AtomicFileWriter::commit() {
-  GENRELAB_CHECK(fd_ >= 0, "commit of ", path_, " twice");
-  if (::fsync(fd_) != 0 && errno != EINVAL) fail("cannot write " + path_, errno);
+  GENRELAB_CHECK(fd_ >= 0, "commit of ", path_, " after it was committed or failed");
+  if (::fsync(fd_) != 0) {
+    const int err = errno;
+    if (err != EINVAL) fail("cannot write " + path_, err);
+  }
   ::close(fd_);
   fd_ = -1;
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) {

@@ -1088,7 +1088,7 @@ class CudaNetwork final : public Network {
   // state_snapshot(): the copy of every state tensor that the returned function reads, the event
   // after its copies, and the stream of the function's device-to-host copies.
   DeviceBuffer<float> snapshot_;
-  cuda::Event snapshot_copied_;
+  cuda::Event snapshot_copied_{false, true};  // the writer sleeps until it
   cuda::Stream snapshot_stream_;
 };
 
