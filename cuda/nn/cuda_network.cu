@@ -278,8 +278,8 @@ class CudaNetwork final : public Network {
   std::vector<NamedTensor> state() override {
     std::vector<NamedTensor> out;
     for (auto& part : state_parts()) {
-      const NamedTensor& t = part.tensor;
-      out.push_back({t.name, t.dims, part.device ? to_host(part.device, part.count) : t.data});
+      if (part.device) part.tensor.data = to_host(part.device, part.count);
+      out.push_back(std::move(part.tensor));
     }
     return out;
   }
@@ -313,13 +313,13 @@ class CudaNetwork final : public Network {
       snapshot_copied_.synchronize();
       std::vector<NamedTensor> out;
       for (auto& part : parts) {
-        NamedTensor& t = part.tensor;
+        std::vector<float>& data = part.tensor.data;
         if (part.device) {
-          t.data.resize(size_t(part.count));
-          GENRELAB_CUDA_CHECK(cudaMemcpyAsync(t.data.data(), part.device, size_t(part.count) * sizeof(float),
+          data.resize(size_t(part.count));
+          GENRELAB_CUDA_CHECK(cudaMemcpyAsync(data.data(), part.device, size_t(part.count) * sizeof(float),
                                               cudaMemcpyDeviceToHost, snapshot_stream_.get()));
         }
-        out.push_back(std::move(t));
+        out.push_back(std::move(part.tensor));
       }
       GENRELAB_CUDA_CHECK(cudaStreamSynchronize(snapshot_stream_.get()));
       return out;
@@ -1088,7 +1088,7 @@ class CudaNetwork final : public Network {
   // state_snapshot(): the copy of every state tensor that the returned function reads, the event
   // after its copies, and the stream of the function's device-to-host copies.
   DeviceBuffer<float> snapshot_;
-  cuda::Event snapshot_copied_{false, true};  // the writer sleeps until it
+  cuda::Event snapshot_copied_{false, true};  // blocking: the writer thread sleeps while it waits
   cuda::Stream snapshot_stream_;
 };
 
