@@ -65,12 +65,13 @@ void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int h
                                float(nn::activation_alpha(dc)),
                                half};
   std::vector<float> y(yp.size(), -7.0f);
-  nn::conv_pool_forward_cpu(cell, y.data(), n);
+  std::vector<uint8_t> argmax(y.size());
+  nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n);
   test::require_close(y, yp, tol, tol, "fused forward");
 
   // The backward's chunks of 64 pooled positions split examples and rows on these shapes.
   std::vector<float> gk(size_t(g.f * g.k()), 0.0f), gb(size_t(g.f), 0.0f);
-  nn::conv_pool_backward_cpu(cell, dy.data(), n, gk.data(), bias ? gb.data() : nullptr);
+  nn::conv_pool_backward_cpu(cell, dy.data(), argmax.data(), n, gk.data(), bias ? gb.data() : nullptr);
   double scale = 0;
   for (float v : conv_layer->grads()[0]) scale = std::max(scale, double(std::fabs(v)));
   test::require_close(gk, conv_layer->grads()[0], tol * scale, tol, "kernel gradient");
@@ -112,6 +113,11 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json conv = {{"type", "conv2d"}, {"filters", 6}, {"kernel", 3}};
     check_fused(conv, pool22, {10, 9, 1}, 2, 0, 2e-6);
   }
+  SECTION("15-wide windows, the widest an argmax byte holds, clipped by same padding") {
+    const json conv = {{"type", "conv2d"}, {"filters", 3}, {"kernel", 2}, {"activation", "relu"}};
+    const json pool = {{"type", "maxpool2d"}, {"size", {3, 15}}, {"stride", {2, 7}}, {"padding", "same"}};
+    check_fused(conv, pool, {10, 40, 1}, 2, 0, 2e-6);
+  }
   // Under bf16/fp16 the rounded conv output ties more often; the first maximum still matches.
   SECTION("bf16 rounding") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, ops::kHalfBf16, 1e-5); }
   SECTION("fp16 rounding") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, ops::kHalfFp16, 1e-5); }
@@ -151,6 +157,12 @@ TEST_CASE("fused conv and max pool: which plans fuse", "[nn][conv_pool]") {
   const json avg = {{"type", "avgpool2d"}, {"size", 2}};
   CHECK_FALSE(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, avg), {8, 8, 1}, 3), &why));
   CHECK(why.find("conv2d followed by maxpool2d") != std::string::npos);
+  // The argmax byte holds a cell's row and column in 4 bits each: windows up to 15.
+  const json pool15 = {{"type", "maxpool2d"}, {"size", json::array({15, 2})}};
+  const json pool16 = {{"type", "maxpool2d"}, {"size", json::array({2, 16})}};
+  CHECK(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, pool15), {40, 40, 1}, 3), &why));
+  CHECK_FALSE(nn::conv_pool_fusable(nn::plan_layers(layers_of(conv, pool16), {40, 40, 1}, 3), &why));
+  CHECK(why.find("window 2x16") != std::string::npos);
   // The baseline's geometry: 128 x 1206 x 1 → conv 2x2 (127 x 1205 x 64) → pool 2x2 (63 x 602).
   const json baseline_conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
   const ops::ConvPoolGeom g = nn::conv_pool_geom(nn::plan_layers(layers_of(baseline_conv, pool), {128, 1206, 1}, 10));

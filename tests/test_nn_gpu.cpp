@@ -1085,13 +1085,14 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
       const ops::ConvPoolCell cell{g, x.data(), kernel.data(), bias.data(), int(nn::activation_of(plan.layers[0])),
                                    float(nn::activation_alpha(plan.layers[0])), ctx.half_format()};
       std::vector<float> y_ref(dy.size());
-      nn::conv_pool_forward_cpu(cell, y_ref.data(), n);
+      std::vector<uint8_t> argmax_ref(dy.size());
+      nn::conv_pool_forward_cpu(cell, y_ref.data(), argmax_ref.data(), n);
       DevVec yd(std::vector<float>(dy.size(), -7.0f));
-      fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n);
+      fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n, true);
       test::require_close(download(yd.buf.data(), int64_t(dy.size())), y_ref, 0.0, 0.0, "fused forward");
 
       std::vector<float> gk_ref(size_t(g.f * g.k()), 0.0f), gb_ref(size_t(g.f), 0.0f);
-      nn::conv_pool_backward_cpu(cell, dy.data(), n, gk_ref.data(), gb_ref.data());
+      nn::conv_pool_backward_cpu(cell, dy.data(), argmax_ref.data(), n, gk_ref.data(), gb_ref.data());
       DevVec gkd(std::vector<float>(gk_ref.size(), 0.0f)), gbd(std::vector<float>(gb_ref.size(), 0.0f));
       fused.backward(xd.buf.data(), dyd.buf.data(), kd.buf.data(), bd.buf.data(), gkd.buf.data(), gbd.buf.data(), n);
       for (const auto& [got, want, what] :

@@ -1,7 +1,8 @@
 // The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
 // functors (one instance per kernel volume and 16-bit format) launched on the context's stream.
-// Forward: one thread per pooled position and group of filters. Backward: one thread per (chunk of
-// kSpan pooled positions, group of filters) sums the kernel and bias gradients of its chunk,
+// Forward: one thread per pooled position and group of filters, keeping the argmax bytes when
+// training. Backward: one thread per (chunk of kSpan pooled positions, filter) sums the kernel and
+// bias gradients of its chunk from the argmax cells,
 // cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
 // kernel adds the sums into the conv layer's gradients. Nothing allocates after reserve(), so the
 // step stays capturable in a CUDA graph.
@@ -32,6 +33,7 @@ void FusedConvPool::reserve(int64_t n) {
   const int64_t m = std::min(n, per_launch_backward_);
   ctx_.resize_tracked(partial_, size_t(chunks(m) * g_.f * (g_.k() + 1)));
   ctx_.resize_tracked(sums_, size_t(g_.f * (g_.k() + 1)));
+  ctx_.resize_tracked(argmax_, size_t(n * g_.qh * g_.qw * g_.f));
   ctx_.ones(chunks(m));
 }
 
@@ -39,14 +41,18 @@ ops::ConvPoolCell FusedConvPool::cell(const float* x, const float* kernel, const
   return ops::ConvPoolCell{g_, x, kernel, bias, act_, alpha_, ctx_.half_format()};
 }
 
-void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n) {
+void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n,
+                            bool training) {
   const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
+  GENRELAB_CHECK(!training || size_t(n * out) <= argmax_.size(), "FusedConvPool: reserve(", n, ") was not called");
+  trained_n_ = training ? n : 0;
   for (int64_t e0 = 0; e0 < n; e0 += per_launch_) {
     const int64_t m = std::min(per_launch_, n - e0);
     const ops::ConvPoolCell c = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
-      launch_1d(Forward::calls(g_, m), Forward{c, y + e0 * out}, ctx_.stream());
+      launch_1d(Forward::calls(g_, m), Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr},
+                ctx_.stream());
     });
   }
 }
@@ -57,13 +63,15 @@ void FusedConvPool::backward(const float* x, const float* dy, const float* kerne
   const int32_t K = g_.k();
   const int64_t row = int64_t(g_.f) * (K + 1);
   cudaStream_t s = ctx_.stream();
+  GENRELAB_CHECK(trained_n_ == n, "FusedConvPool: backward of ", n, " examples without a training forward of them");
   for (int64_t e0 = 0; e0 < n; e0 += per_launch_backward_) {
     const int64_t m = std::min(per_launch_backward_, n - e0), c = chunks(m);
     GENRELAB_CHECK(size_t(c * row) <= partial_.size(), "FusedConvPool: reserve(", n, ") was not called");
     const ops::ConvPoolCell fc = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(K, fc.half, [&](auto k, auto h) {
       using Partial = ops::ConvPoolGradPartial<k(), h()>;
-      launch_2d(c, Partial::groups(g_.f), Partial{fc, dy + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data()}, s);
+      launch_2d(c, g_.f, Partial{fc, dy + e0 * out, argmax_.data() + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data()},
+                s);
     });
     add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row, false);  // sums (row) = Σ over the chunks
     launch_1d(row, ops::ConvPoolGradFinish{sums_.data(), K, ctx_.half_format(), grad_kernel, grad_bias}, s);

@@ -18,10 +18,11 @@ class FusedConvPool {
   FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ctx);
   // Scratch for batches up to n (call before a step that may be captured).
   void reserve(int64_t n);
-  // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)); x (n, h, w, c); kernel (f, kh, kw, c); bias (f) or null.
-  void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n);
+  // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)); x (n, h, w, c); kernel (f, kh, kw, c); bias (f)
+  // or null. Training also keeps each output's argmax byte for the backward.
+  void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training);
   // Adds the kernel and bias gradients of dy (n, qh, qw, f) into grad_kernel (f, kh, kw, c) and
-  // grad_bias (f, or null).
+  // grad_bias (f, or null); after a training forward of the same x, kernel and n.
   void backward(const float* x, const float* dy, const float* kernel, const float* bias, float* grad_kernel,
                 float* grad_bias, int64_t n);
 
@@ -37,6 +38,8 @@ class FusedConvPool {
   int64_t per_launch_backward_;  // examples per backward launch (also the grid's row limit)
   DeviceBuffer<float> partial_;  // (chunks, f, k + 1) the backward's per-chunk sums
   DeviceBuffer<float> sums_;     // (f, k + 1) their total
+  DeviceBuffer<uint8_t> argmax_;  // (reserved n, qh, qw, f) the last training forward's argmax bytes
+  int64_t trained_n_ = 0;         // that forward's batch (0: none since the last inference forward)
 };
 
 }  // namespace genrelab::cuda::nn

@@ -839,7 +839,7 @@ class CudaNetwork final : public Network {
       if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output
         StageRange range(fwd_names_[0], clock_, ctx_.stream());
         const std::vector<float*> p = layers_[0]->params();
-        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[1], n);
+        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[1], n, training);
         ++i;
         continue;
       }

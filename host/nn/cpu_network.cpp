@@ -151,7 +151,10 @@ class CpuNetwork final : public Network {
       if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
         NvtxRange range(bwd_names_[0].c_str());
         auto& g = layers_[0]->grads();
-        conv_pool_backward_cpu(fused_cell(x), dy_.data(), n, g[0].data(), g.size() > 1 ? g[1].data() : nullptr);
+        GENRELAB_CHECK(fused_argmax_.size() == size_t(n * plan_.layers[1].out.size()),
+                       "fused conv+pool backward without a training forward of the batch");
+        conv_pool_backward_cpu(fused_cell(x), dy_.data(), fused_argmax_.data(), n, g[0].data(),
+                               g.size() > 1 ? g[1].data() : nullptr);
         break;
       }
       if (epilogue_at_[i] && epilogue_at_[i]->run().last() == i) {  // a fused conv epilogue run, from its top
@@ -373,7 +376,8 @@ class CpuNetwork final : public Network {
         acts_[0].clear();
         acts_[1].resize(size_t(n * plan_.layers[1].out.size()));
         NvtxRange range(fwd_names_[0].c_str());
-        conv_pool_forward_cpu(fused_cell(x), acts_[1].data(), n);
+        fused_argmax_.resize(training ? acts_[1].size() : 0);
+        conv_pool_forward_cpu(fused_cell(x), acts_[1].data(), training ? fused_argmax_.data() : nullptr, n);
         ++i;
         continue;
       }
@@ -458,6 +462,7 @@ class CpuNetwork final : public Network {
   StepStats stats_;
   bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1 run as one (ops/conv_pool.h)
   ops::ConvPoolGeom fused_geom_;  // their geometry, when fused_
+  std::vector<uint8_t> fused_argmax_;  // (n, qh, qw, f) the last training forward's argmax bytes
   // train.fuse_conv_epilogue: each fused run, found at its conv's index and its last layer's
   std::vector<std::unique_ptr<CpuConvEpilogue>> epilogues_;
   std::vector<CpuConvEpilogue*> epilogue_at_;

@@ -348,6 +348,10 @@ bool conv_pool_fusable(const ModelPlan& plan, std::string* why) {
   if (g.kh * g.kw * conv.in.c > ops::kConvPoolMaxK)
     return no("the first conv2d's kernel volume " + std::to_string(g.kh * g.kw * conv.in.c) + " (kh·kw·channels) is above " +
               std::to_string(ops::kConvPoolMaxK));
+  const Window2d pool = window_of(plan.layers[1]);
+  if (pool.kh > ops::kConvPoolMaxWindow || pool.kw > ops::kConvPoolMaxWindow)
+    return no("the first maxpool2d's window " + std::to_string(pool.kh) + "x" + std::to_string(pool.kw) +
+              " is larger than " + std::to_string(ops::kConvPoolMaxWindow) + " in a direction");
   const int64_t limit = int64_t(1) << 31;
   const int64_t last_tap = ((g.kh - 1) * g.dh * conv.in.w + (g.kw - 1) * g.dw) * conv.in.c + conv.in.c;
   if (conv.in.size() >= limit || plan.layers[1].out.size() >= limit || last_tap >= limit)

@@ -110,8 +110,9 @@ Window2d window_of(const LayerDesc& layer);
 ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv);
 
 // train.fuse_conv_pool: true when the plan starts with conv2d → maxpool2d and the conv's kernel
-// volume kh·kw·c is at most ops::kConvPoolMaxK (the first conv on a spectrogram: one channel), so
-// a backend may run the two as one (ops/conv_pool.h). `why` (when given) says why not.
+// volume kh·kw·c is at most ops::kConvPoolMaxK (the first conv on a spectrogram: one channel) and
+// the pool window at most ops::kConvPoolMaxWindow in each direction, so a backend may run the two
+// as one (ops/conv_pool.h). `why` (when given) says why not.
 bool conv_pool_fusable(const ModelPlan& plan, std::string* why = nullptr);
 // The fused pair's geometry (layers 0 and 1 of a fusable plan).
 ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan);

@@ -2,8 +2,10 @@
 // backends in gather form. The baseline's first conv (1 input channel, 2×2 kernel, 64 filters on
 // 128×1206) writes 1.25 GB per batch of 32 that the pool reads back and halves twice: pure memory
 // traffic. Fused, the forward computes each pooled output from the input (a few multiply-adds
-// per window cell) and writes only the pooled map; the backward recomputes the window to find its
-// argmax and sums the weight and bias gradients, so the conv output is never stored.
+// per window cell) and writes only the pooled map and, when training, a byte per output naming
+// the window cell of its maximum; the backward recomputes that one cell's value (for the
+// activation's derivative) and sums the weight and bias gradients, so the conv output is never
+// stored.
 //
 // Same semantics as conv2d (its activation, bias and Keras padding) followed by maxpool2d: every
 // window cell is the conv layer's output act(z + b) (z rounded to the 16-bit format first under
@@ -15,8 +17,10 @@
 // the kernel volume K and the 16-bit format H are template parameters (with_conv_pool_shape picks
 // them), a thread keeps its filters' K taps (and, backward, its K sums) in registers, and each
 // tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
-// arithmetic per tap. Bounds are checked per tap only when the conv pads. A call computes up to
-// four filters of its positions, which share the index arithmetic and the loads.
+// arithmetic per tap. Bounds are checked per tap only when the conv pads. A forward call computes
+// up to four filters of its position, which share the index arithmetic and the loads; a backward
+// call takes one filter (consecutive calls, consecutive filters: coalesced reads of dy and the
+// argmax bytes) over a chunk of positions, with few registers.
 #pragma once
 
 #include <cmath>
@@ -33,6 +37,11 @@ namespace genrelab::ops {
 // The largest kernel volume kh·kw·c fused: a thread keeps that many taps (and, backward, sums) per
 // filter in registers.
 inline constexpr int kConvPoolMaxK = 16;
+// The argmax byte of a pooled output: (row << 4) | column of its maximum's cell in the pool window
+// (unclipped, so pool windows of at most kConvPoolMaxWindow rows and columns), or kConvPoolNoMax
+// when the window has no maximum (every cell NaN, or none inside the conv map).
+inline constexpr int kConvPoolMaxWindow = 15;
+inline constexpr uint8_t kConvPoolNoMax = 0xff;
 
 struct ConvPoolGeom {
   int32_t h = 0, w = 0, c = 0, f = 0;                       // input (h, w, c), filters f
@@ -100,43 +109,56 @@ struct ConvPoolFilters {
       b[j] = c.bias ? c.bias[f] : 0.0f;
     }
   }
-  // The offset into x of conv cell (e, yy, xx)'s first tap, and that tap's input row and column
-  // (under padding it may lie outside the input: taps there are skipped, they add zeros).
-  GENRELAB_HD int64_t first_tap(int64_t e, int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
+  // Example e's input (n, h, w, c).
+  GENRELAB_HD const float* example(int64_t e) const { return cell.x + e * int64_t(cell.g.h * cell.g.w * cell.g.c); }
+  // The offset into its example's input of conv cell (yy, xx)'s first tap, and that tap's input
+  // row and column (under padding it may lie outside the input: taps there are skipped, they add
+  // zeros). 32 bits: one example's input is below 2^31 values (conv_pool_fusable).
+  GENRELAB_HD int32_t first_tap(int32_t yy, int32_t xx, int32_t& iy0, int32_t& ix0) const {
     const ConvPoolGeom& g = cell.g;
     iy0 = yy * g.sh - g.top;
     ix0 = xx * g.sw - g.left;
-    return ((e * g.h + iy0) * g.w + ix0) * g.c;
+    return (iy0 * g.w + ix0) * g.c;
   }
   GENRELAB_HD bool inside(int k, int32_t iy0, int32_t ix0) const {
     const ConvPoolGeom& g = cell.g;
     return uint32_t(iy0 + g.tap_dy[k]) < uint32_t(g.h) && uint32_t(ix0 + g.tap_dx[k]) < uint32_t(g.w);
   }
-  // Calls f(k, x_k) for the taps of the cell whose first tap is at offset o, in kernel order, x_k
-  // rounded (taps outside the input skipped: a uniform branch, no checks without padding, where
+  // The taps of the cell whose first tap is at offset o of example input xe, in kernel order,
+  // rounded; under padding
+  // a tap outside the input is 0 here and skipped by for_inside (no checks without padding, where
   // the cell's first tap is always inside the input).
-  template <typename F>
-  GENRELAB_HD void for_each_tap(int64_t o, int32_t iy0, int32_t ix0, F&& f) const {
+  GENRELAB_HD void load_taps(const float* xe, int32_t o, int32_t iy0, int32_t ix0, float (&xs)[K]) const {
     const ConvPoolGeom& g = cell.g;
     if (!g.padded) {
-      const float* xc = cell.x + o;
       GENRELAB_UNROLL
-      for (int k = 0; k < K; ++k) f(k, round_to_half(xc[g.tap_off[k]], H));
+      for (int k = 0; k < K; ++k) xs[k] = round_to_half(xe[o + g.tap_off[k]], H);
+    } else {
+      GENRELAB_UNROLL
+      for (int k = 0; k < K; ++k) xs[k] = inside(k, iy0, ix0) ? round_to_half(xe[o + g.tap_off[k]], H) : 0.0f;
+    }
+  }
+  // Calls f(k) for the cell's taps inside the input, in kernel order (a uniform branch).
+  template <typename F>
+  GENRELAB_HD void for_inside(int32_t iy0, int32_t ix0, F&& f) const {
+    if (!cell.g.padded) {
+      GENRELAB_UNROLL
+      for (int k = 0; k < K; ++k) f(k);
     } else {
       GENRELAB_UNROLL
       for (int k = 0; k < K; ++k)
-        if (inside(k, iy0, ix0)) f(k, round_to_half(cell.x[o + g.tap_off[k]], H));
+        if (inside(k, iy0, ix0)) f(k);
     }
   }
-  // Each filter's act(round(Σ x·W) + b) at the cell whose first tap is at offset o, in float32 from
-  // the rounded operands; the taps are read once for the G filters.
-  GENRELAB_HD void values(int64_t o, int32_t iy0, int32_t ix0, float (&v)[G]) const {
+  // Each filter's act(round(Σ x·W) + b) at the cell of taps xs (load_taps), in float32 from the
+  // rounded operands.
+  GENRELAB_HD void values(const float (&xs)[K], int32_t iy0, int32_t ix0, float (&v)[G]) const {
     float z[G];
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) z[j] = 0.0f;
-    for_each_tap(o, iy0, ix0, [&](int k, float xk) {
+    for_inside(iy0, ix0, [&](int k) {
       GENRELAB_UNROLL
-      for (int j = 0; j < G; ++j) z[j] += xk * w[j][k];
+      for (int j = 0; j < G; ++j) z[j] += xs[k] * w[j][k];
     });
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
@@ -145,32 +167,32 @@ struct ConvPoolFilters {
     }
     activate_each(cell.act, v, cell.alpha);
   }
-  // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's first
-  // tap offset (`at` −1 when every cell is NaN or the window is empty: the pool then outputs −∞ and
-  // passes no gradient).
-  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], int64_t (&at)[G],
-                              int32_t (&at_iy0)[G], int32_t (&at_ix0)[G]) const {
+  // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's
+  // argmax byte (kConvPoolNoMax when every cell is NaN or the window is empty: the pool then
+  // outputs −∞ and passes no gradient).
+  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], uint8_t (&code)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
+    const int32_t wy = qy * cell.g.psh - cell.g.ptop, wx = qx * cell.g.psw - cell.g.pleft;  // unclipped origin
+    const float* xe = example(e);
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
       best[j] = -INFINITY;
-      at[j] = -1;
-      at_iy0[j] = at_ix0[j] = 0;
+      code[j] = kConvPoolNoMax;
     }
     for (int32_t yy = y0; yy < y1; ++yy)
       for (int32_t xx = x0; xx < x1; ++xx) {
         int32_t iy0, ix0;
-        const int64_t o = first_tap(e, yy, xx, iy0, ix0);
-        float v[G];
-        values(o, iy0, ix0, v);
+        const int32_t o = first_tap(yy, xx, iy0, ix0);
+        float xs[K], v[G];
+        load_taps(xe, o, iy0, ix0, xs);
+        values(xs, iy0, ix0, v);
+        const uint8_t here = uint8_t(((yy - wy) << 4) | (xx - wx));
         GENRELAB_UNROLL
         for (int j = 0; j < G; ++j)
           if (v[j] > best[j]) {
             best[j] = v[j];
-            at[j] = o;
-            at_iy0[j] = iy0;
-            at_ix0[j] = ix0;
+            code[j] = here;
           }
       }
   }
@@ -191,14 +213,13 @@ void with_conv_pool_shape(int k, int half, F&& f) {
 }
 
 // The GPU backward gives each thread a span of kConvPoolSpan pooled positions and launches at
-// most 65 535 · 8 rows of them (cuda/launch.cuh's 2-D grid), so one example's qh·qw may not
-// exceed kConvPoolMaxPositions.
+// most 65 535 · 8 rows of them (cuda/launch.cuh's 2-D grid with 32 or more filter columns; fewer
+// take more rows), so one example's qh·qw may not exceed kConvPoolMaxPositions.
 constexpr int64_t kConvPoolSpan = 64;
 constexpr int64_t kConvPoolMaxPositions = int64_t(65535) * 8 * kConvPoolSpan;
 
-// The filters one call of the functors below computes for kernel volume K: they share the
-// position's index arithmetic and input loads, and hold G·K taps (and, backward, G·(K + 1) sums)
-// in registers.
+// The filters one forward call computes for kernel volume K: they share the position's index
+// arithmetic and input loads, and hold G·K taps in registers.
 constexpr int conv_pool_filters_per_call(int K) { return K <= 4 ? 4 : K <= 9 ? 2 : 1; }
 
 // Callers launch (or loop over) chunks of examples whose index spaces stay below 2^31, so that
@@ -209,15 +230,17 @@ inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
   return m > 0 ? m : 1;
 }
 
-// Forward: y (n, qh, qw, f) = the pooled conv layer output. K = cell.g.k(), H = cell.half. A call
-// computes G filters of one pooled position (so they share its index arithmetic and input loads):
-// calls(n) of them, call i at position i / groups, filters j, j + groups, … (j = i % groups), so
+// Forward: y (n, qh, qw, f) = the pooled conv layer output, and (when argmax is not null, for a
+// backward) argmax (n, qh, qw, f) the argmax bytes. K = cell.g.k(), H = cell.half. A call computes
+// G filters of one pooled position (so they share its index arithmetic and input loads): calls(n)
+// of them, call i at position i / groups, filters j, j + groups, … (j = i % groups), so
 // consecutive calls write consecutive outputs. i < 2^31: see conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
   static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   float* y;
+  uint8_t* argmax;
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   static int64_t calls(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw * groups(g.f); }
   GENRELAB_HD void operator()(int64_t i) const {
@@ -226,72 +249,73 @@ struct ConvPoolForward {
     const uint32_t r = u / fg, t = r / qw, j = u - r * fg;
     const ConvPoolFilters<K, H, G> filters(cell, int32_t(j), int32_t(fg));
     float best[G];
-    int64_t at[G];
-    int32_t iy0[G], ix0[G];
-    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, at, iy0, ix0);
-    float* out = y + int64_t(r) * g.f;
+    uint8_t code[G];
+    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, code);
+    const int64_t out = int64_t(r) * g.f;
     GENRELAB_UNROLL
     for (int m = 0; m < G; ++m)
-      if (j + m * fg < uint32_t(g.f)) out[j + m * fg] = best[m];
+      if (j + m * fg < uint32_t(g.f)) {
+        y[out + j + m * fg] = best[m];
+        if (argmax) argmax[out + j + m * fg] = code[m];
+      }
   }
 };
 
-// Backward, first stage: the weight and bias gradient sums of G filters over one chunk of `span`
-// pooled positions (e, qy, qx) in order: call (chunk, j) takes filters j, j + groups, … as the
-// forward does (launch chunks × groups(f)). dy: (n, qh, qw, f) the gradient of the pooled output.
+// Backward, first stage: the weight and bias gradient sums of one filter over one chunk of `span`
+// pooled positions (e, qy, qx) in order: call (chunk, filter), launched chunks × f. dy: (n, qh,
+// qw, f) the gradient of the pooled output; argmax: the forward's bytes for the same x and kernel.
 // partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The gradient at a
-// window's argmax is dz = dy · act'(cell value); the bias sum takes dz in float32, the kernel sums
-// take dz and x rounded to the 16-bit format (cuDNN's 16-bit dz and x).
+// window's maximum is dz = dy · act'(its value), recomputed from that cell's taps as the forward
+// computed it; the bias sum takes dz in float32, the kernel sums take dz and x rounded to the
+// 16-bit format (cuDNN's 16-bit dz and x).
 template <int K, int H>
 struct ConvPoolGradPartial {
-  static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   const float* dy;
+  const uint8_t* argmax;
   int64_t positions;  // n · qh · qw (positions · f < 2^31: see conv_pool_examples_per_launch)
   int64_t span;
   float* partial;
-  GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   GENRELAB_HD void operator()(int64_t chunk, int64_t column) const {
     const ConvPoolGeom& g = cell.g;
-    const int32_t j = int32_t(column), fg = groups(g.f);
-    const ConvPoolFilters<K, H, G> filters(cell, j, fg);
-    float acc[G][K + 1];  // per filter the K kernel sums, then the bias sum (registers on the GPU)
+    const int32_t fi = int32_t(column);
+    const ConvPoolFilters<K, H, 1> filter(cell, fi, 1);
+    float acc[K + 1];  // the K kernel sums, then the bias sum (registers on the GPU)
     GENRELAB_UNROLL
-    for (int m = 0; m < G; ++m) {
-      GENRELAB_UNROLL
-      for (int k = 0; k <= K; ++k) acc[m][k] = 0.0f;
-    }
-    const int64_t p1 = (chunk + 1) * span < positions ? (chunk + 1) * span : positions;
-    for (int64_t p = chunk * span; p < p1; ++p) {
-      float d[G];
-      bool any = false;
-      GENRELAB_UNROLL
-      for (int m = 0; m < G; ++m) {
-        d[m] = j + m * fg < g.f ? dy[p * g.f + j + m * fg] : 0.0f;
-        any = any || d[m] != 0.0f;
-      }
-      if (!any) continue;  // dropout's zeros and relu's dead windows: nothing to add
-      const uint32_t u = uint32_t(p), qw = uint32_t(g.qw), qh = uint32_t(g.qh), r = u / qw;
-      float best[G];
-      int64_t at[G];
-      int32_t iy0[G], ix0[G];
-      filters.window_max(int64_t(r / qh), int32_t(r % qh), int32_t(u - r * qw), best, at, iy0, ix0);
-      GENRELAB_UNROLL
-      for (int m = 0; m < G; ++m) {
-        if (d[m] == 0.0f || at[m] < 0) continue;
-        const float dz = d[m] * activation_grad<float>(cell.act, best[m], cell.alpha);
-        acc[m][K] += dz;
+    for (int k = 0; k <= K; ++k) acc[k] = 0.0f;
+    const int64_t p0 = chunk * span, p1 = p0 + span < positions ? p0 + span : positions;
+    // The chunk's first position (example input xe, qy, qx), then stepped along without dividing.
+    const uint32_t u = uint32_t(p0), r = u / uint32_t(g.qw);
+    int32_t qx = int32_t(u - r * uint32_t(g.qw)), qy = int32_t(r % uint32_t(g.qh));
+    const float* xe = filter.example(int64_t(r / uint32_t(g.qh)));
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t at = p * g.f + fi;
+      const float d = dy[at];
+      const uint8_t code = argmax[at];
+      // Dropout's zeros and windows without a maximum add nothing.
+      if (d != 0.0f && code != kConvPoolNoMax) {
+        const int32_t yy = qy * g.psh - g.ptop + (code >> 4), xx = qx * g.psw - g.pleft + (code & 15);
+        int32_t iy0, ix0;
+        const int32_t o = filter.first_tap(yy, xx, iy0, ix0);
+        float xs[K], v[1];
+        filter.load_taps(xe, o, iy0, ix0, xs);
+        filter.values(xs, iy0, ix0, v);
+        const float dz = d * activation_grad<float>(cell.act, v[0], cell.alpha);
+        acc[K] += dz;
         const float dzr = round_to_half(dz, H);
-        filters.for_each_tap(at[m], iy0[m], ix0[m], [&](int k, float xk) { acc[m][k] += dzr * xk; });
+        filter.for_inside(iy0, ix0, [&](int k) { acc[k] += dzr * xs[k]; });
+      }
+      if (++qx == g.qw) {
+        qx = 0;
+        if (++qy == g.qh) {
+          qy = 0;
+          xe += int64_t(g.h) * g.w * g.c;
+        }
       }
     }
+    float* out = partial + (chunk * g.f + fi) * (K + 1);
     GENRELAB_UNROLL
-    for (int m = 0; m < G; ++m) {
-      if (j + m * fg >= g.f) continue;
-      float* out = partial + (chunk * g.f + j + m * fg) * (K + 1);
-      GENRELAB_UNROLL
-      for (int k = 0; k <= K; ++k) out[k] = acc[m][k];
-    }
+    for (int k = 0; k <= K; ++k) out[k] = acc[k];
   }
 };
 
