@@ -1046,8 +1046,9 @@ TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu
 // batch 32: a 2-D backward grid of 2 × 2 371 blocks), 40 filters (a partial block of filters) and
 // a map so large that the backward takes two launches. Inputs, weights and output gradients are
 // multiples of 1/64 in [-1, 1], so every product and every window's sum is exact in float32 and in
-// bf16 whatever the order (the GPU contracts z += x·w into FMAs): the forward must be equal, with
-// no near-tie of the window maximum decided differently. The gradients sum millions of terms: the
+// bf16 whatever the order (the GPU contracts z += x·w into FMAs): the forward must be equal, and
+// its argmax bytes too, with no near-tie of the window maximum decided differently. The gradients
+// sum millions of terms: the
 // GPU adds the chunks with cuBLAS, the CPU in chunk order, so within 1e-4 of their largest value
 // (bf16: rounded once to bf16 at the end, within one bf16 step, 2^-8).
 // [big]: about 2 GB of maps, too slow under compute-sanitizer.
@@ -1090,6 +1091,9 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
       DevVec yd(std::vector<float>(dy.size(), -7.0f));
       fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n, true);
       test::require_close(download(yd.buf.data(), int64_t(dy.size())), y_ref, 0.0, 0.0, "fused forward");
+      std::vector<uint8_t> argmax(argmax_ref.size());
+      cuda::copy_to_host(argmax.data(), fused.argmax(), argmax.size());
+      CHECK(argmax == argmax_ref);  // the same first maximum of every window, ties included
 
       std::vector<float> gk_ref(size_t(g.f * g.k()), 0.0f), gb_ref(size_t(g.f), 0.0f);
       nn::conv_pool_backward_cpu(cell, dy.data(), argmax_ref.data(), n, gk_ref.data(), gb_ref.data());

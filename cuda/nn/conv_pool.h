@@ -25,6 +25,8 @@ class FusedConvPool {
   // grad_bias (f, or null); after a training forward of the same x, kernel and n.
   void backward(const float* x, const float* dy, const float* kernel, const float* bias, float* grad_kernel,
                 float* grad_bias, int64_t n);
+  // (n, qh, qw, f) the last training forward's argmax bytes (ops/conv_pool.h), for tests.
+  const uint8_t* argmax() const { return argmax_.data(); }
 
  private:
   static constexpr int64_t kSpan = ops::kConvPoolSpan;  // pooled positions per backward thread
