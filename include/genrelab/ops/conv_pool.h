@@ -125,9 +125,8 @@ struct ConvPoolFilters {
     return uint32_t(iy0 + g.tap_dy[k]) < uint32_t(g.h) && uint32_t(ix0 + g.tap_dx[k]) < uint32_t(g.w);
   }
   // The taps of the cell whose first tap is at offset o of example input xe, in kernel order,
-  // rounded; under padding
-  // a tap outside the input is 0 here and skipped by for_inside (no checks without padding, where
-  // the cell's first tap is always inside the input).
+  // rounded; under padding a tap outside the input is 0 here and skipped by for_inside (no checks
+  // without padding, where the cell's first tap is always inside the input).
   GENRELAB_HD void load_taps(const float* xe, int32_t o, int32_t iy0, int32_t ix0, float (&xs)[K]) const {
     const ConvPoolGeom& g = cell.g;
     if (!g.padded) {
