@@ -11,7 +11,7 @@
 namespace genrelab::nn {
 
 namespace {
-constexpr int64_t kSpan = 64;  // pooled positions per backward chunk
+constexpr int64_t kSpan = ops::kConvPoolSpan;  // pooled positions per backward chunk, as on the GPU
 }
 
 void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n) {

@@ -80,10 +80,14 @@ struct ConvPoolCell {
   int act;
   float alpha;
   int half;  // ops::kHalf*: operands and z rounded to it
+  // The first conv row and column of output (qy, qx)'s pool window, unclipped (the origin of its
+  // argmax byte; under padding it may lie outside the conv map).
+  GENRELAB_HD int32_t window_row(int32_t qy) const { return qy * g.psh - g.ptop; }
+  GENRELAB_HD int32_t window_col(int32_t qx) const { return qx * g.psw - g.pleft; }
   // The pooled window of output (qy, qx): conv rows [y0, y1) and columns [x0, x1), clipped.
   GENRELAB_HD void window(int32_t qy, int32_t qx, int32_t& y0, int32_t& y1, int32_t& x0, int32_t& x1) const {
-    y0 = qy * g.psh - g.ptop;
-    x0 = qx * g.psw - g.pleft;
+    y0 = window_row(qy);
+    x0 = window_col(qx);
     y1 = y0 + g.ph < g.oh ? y0 + g.ph : g.oh;
     x1 = x0 + g.pw < g.ow ? x0 + g.pw : g.ow;
     y0 = y0 > 0 ? y0 : 0;
@@ -172,7 +176,7 @@ struct ConvPoolFilters {
   GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], uint8_t (&code)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
-    const int32_t wy = qy * cell.g.psh - cell.g.ptop, wx = qx * cell.g.psw - cell.g.pleft;  // unclipped origin
+    const int32_t wy = cell.window_row(qy), wx = cell.window_col(qx);
     const float* xe = example(e);
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
@@ -293,7 +297,7 @@ struct ConvPoolGradPartial {
       const uint8_t code = argmax[at];
       // Dropout's zeros and windows without a maximum add nothing.
       if (d != 0.0f && code != kConvPoolNoMax) {
-        const int32_t yy = qy * g.psh - g.ptop + (code >> 4), xx = qx * g.psw - g.pleft + (code & 15);
+        const int32_t yy = cell.window_row(qy) + (code >> 4), xx = cell.window_col(qx) + (code & 15);
         int32_t iy0, ix0;
         const int32_t o = filter.first_tap(yy, xx, iy0, ix0);
         float xs[K], v[1];
