@@ -381,6 +381,29 @@ TEST_CASE("nn gpu conv2d equals the cpu layer", "[gpu][nn]") {
   }
 }
 
+TEST_CASE("nn gpu conv2d at a smaller batch takes the larger batch's algorithms without searching", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  using cuda::nn::ConvEngine;
+  // Geometries no other test uses, one per engine setting (the choices are the process's): every
+  // pass searched at batch 4; none at batch 3 (an epoch's partial last batch), which still equals
+  // the CPU layer on the algorithms and engines it took; batch 5 is searched.
+  const Shape3 in{11, 13, 3};
+  int filters = 7;
+  for (const ConvEngine engine : {ConvEngine::automatic, ConvEngine::cudnn}) {
+    INFO("engine " << int(engine));
+    const json conv = with_head({{"type", "conv2d"}, {"filters", filters++}, {"kernel", json::array({3, 2})},
+                                 {"activation", "relu"}});
+    int64_t searched = cuda::nn::conv_algo_searches();
+    check_layer(conv, in, 4, 0, 1e-4, Precision::fp32, false, nullptr, true, engine);
+    CHECK(cuda::nn::conv_algo_searches() - searched == 3);
+    searched = cuda::nn::conv_algo_searches();
+    check_layer(conv, in, 3, 0, 1e-4, Precision::fp32, false, nullptr, true, engine);
+    CHECK(cuda::nn::conv_algo_searches() == searched);
+    check_layer(conv, in, 5, 0, 1e-4, Precision::fp32, false, nullptr, true, engine);
+    CHECK(cuda::nn::conv_algo_searches() - searched == 3);
+  }
+}
+
 TEST_CASE("nn gpu pooling equals the cpu layer", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const double tol = 1e-5;

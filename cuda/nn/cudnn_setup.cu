@@ -1,6 +1,7 @@
 // cuDNN descriptors, the shared GPU context and convolution algorithm selection (cached by shape).
 #include "cudnn_setup.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -62,10 +63,12 @@ ActivationDesc::ActivationDesc(cudnnActivationMode_t mode, double coef) {
   GENRELAB_CUDA_CHECK(cudnnSetActivationDescriptor(get(), mode, CUDNN_PROPAGATE_NAN, coef));
 }
 
-std::string ConvShape::key() const {
+std::string ConvShape::key() const { return std::to_string(n) + ',' + geometry_key(); }
+
+std::string ConvShape::geometry_key() const {
   std::ostringstream os;
-  os << n << ',' << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w << '|'
-     << stride_h << ',' << stride_w << '|' << dil_h << ',' << dil_w << '|' << int(type);
+  os << h << ',' << w << ',' << c << '|' << k << ',' << r << ',' << s << '|' << pad_h << ',' << pad_w << '|' << stride_h
+     << ',' << stride_w << '|' << dil_h << ',' << dil_w << '|' << int(type);
   return os.str();
 }
 
@@ -234,10 +237,6 @@ void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precisi
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
 }
 
-}  // namespace
-
-namespace {
-
 // Output buffers and workspace for cudnnFind*Ex, which runs every candidate on real data. The
 // outputs are scratch (the forward's y and the backward's dx slots, a temporary dw), so benchmarking
 // never overwrites activations or accumulated gradients.
@@ -254,25 +253,126 @@ size_t bytes_of(const TensorDesc& t) {
   return b;
 }
 
-}  // namespace
+std::atomic<int64_t> g_searches{0};
 
 // The process's algorithm choices (GpuContext::conv_algos), by GPU, precision, determinism and
-// shape. Never destroyed, and entries are never removed: layers keep references to them.
-ConvAlgos& process_conv_algos(const std::string& key) {
+// geometry, then batch size. Never destroyed, and entries are never removed: layers keep
+// references to them. Beside the entry of batch n: the entry of the largest batch above n of the
+// same geometry whose `pass` is chosen, if any.
+struct CachedAlgos {
+  ConvAlgos& algos;
+  const ConvAlgos* larger = nullptr;
+  int64_t larger_n = 0;
+};
+CachedAlgos process_conv_algos(const std::string& geometry, int64_t n, ConvPass pass) {
   static std::mutex m;
-  static auto* algos = new std::map<std::string, ConvAlgos>;
+  static auto* algos = new std::map<std::string, std::map<int64_t, ConvAlgos>>;
   std::lock_guard<std::mutex> lock(m);
-  return (*algos)[key];
+  std::map<int64_t, ConvAlgos>& by_batch = (*algos)[geometry];
+  ConvAlgos& a = by_batch[n];
+  for (auto it = by_batch.rbegin(); it != by_batch.rend() && it->first > n; ++it)
+    if (it->second.chosen[int(pass)]) return {a, &it->second, it->first};
+  return {a};
 }
+
+// One pass's algorithm and math type taken from another batch size, with its workspace at this
+// one (`workspace(algo, &bytes)`, under that math type); false, with nothing taken, where cuDNN
+// refuses the algorithm at this size.
+template <typename Algo, typename Workspace>
+bool take_algo(Algo& algo, cudnnMathType_t& math, size_t& bytes, Algo from, cudnnMathType_t from_math,
+               const ConvDesc& conv, Workspace workspace) {
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, from_math));
+  size_t b = 0;
+  if (workspace(from, &b) != CUDNN_STATUS_SUCCESS) return false;
+  algo = from, math = from_math, bytes = b;
+  return true;
+}
+
+// `pass` of `a` (batch n) taken from `larger` (the same geometry at batch larger_n), whose decision
+// under `engine` is made (or needs none): the algorithm with its math type, and the engine
+// decisions of every setting that made one; the workspace queried for this batch. False,
+// with nothing taken, where the decision is still open or cuDNN does not run the algorithm at this
+// batch size (then the pass is searched as for a new geometry).
+bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t larger_n, ConvPass pass,
+                       ConvEngine engine, cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w,
+                       const ConvDesc& conv, const TensorDesc& y) {
+  const int p = int(pass);
+  if (engine != ConvEngine::cudnn && !larger.engines[int(engine)].decided[p]) return false;
+  bool taken = false;
+  switch (pass) {
+    case ConvPass::forward:
+      taken = take_algo(a.fwd, a.fwd_math, a.fwd_bytes, larger.fwd, larger.fwd_math, conv, [&](auto algo, size_t* b) {
+        return cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, algo, b);
+      });
+      break;
+    case ConvPass::backward_data:
+      taken = take_algo(a.bwd_data, a.bwd_data_math, a.bwd_data_bytes, larger.bwd_data, larger.bwd_data_math, conv,
+                        [&](auto algo, size_t* b) {
+                          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, algo, b);
+                        });
+      break;
+    case ConvPass::backward_filter:
+      taken = take_algo(a.bwd_filter, a.bwd_filter_math, a.bwd_filter_bytes, larger.bwd_filter,
+                        larger.bwd_filter_math, conv, [&](auto algo, size_t* b) {
+                          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, algo, b);
+                        });
+      break;
+  }
+  if (!taken) return false;
+  // For a later network of another engine setting that still has to time the engine at this batch.
+  a.ms[p] = larger.ms[p] < 0 ? -1.0f : float(double(larger.ms[p]) * double(n) / double(larger_n));
+  for (int e = 0; e < 3; ++e) {
+    if (!larger.engines[e].decided[p]) continue;
+    a.engines[e].decided[p] = true;
+    a.engines[e].gemm[p] = larger.engines[e].gemm[p];
+    if (pass == ConvPass::backward_filter) a.engines[e].filter_splits = larger.engines[e].filter_splits;
+  }
+  a.chosen[p] = true;
+  return true;
+}
+
+// With GENRELAB_LOG_CONV_ALGOS set, a pass taken from a larger batch (take_larger_batch), on stderr.
+void log_taken(const ConvAlgos& a, ConvPass pass, ConvEngine engine, const ConvShape& shape, int64_t larger_n) {
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (!on) return;
+  static const char* names[] = {"forward", "backward-data", "backward-filter"};
+  const int p = int(pass);
+  const char* algo = pass == ConvPass::forward         ? algo_name(a.fwd)
+                     : pass == ConvPass::backward_data ? algo_name(a.bwd_data)
+                                                       : algo_name(a.bwd_filter);
+  const size_t bytes = pass == ConvPass::forward         ? a.fwd_bytes
+                       : pass == ConvPass::backward_data ? a.bwd_data_bytes
+                                                         : a.bwd_filter_bytes;
+  const EngineChoice& e = a.engines[int(engine)];
+  std::cerr << "cudnn " << names[p] << " " << shape.key() << " (as batch " << larger_n << "): " << algo << " "
+            << (bytes >> 20) << " MiB"
+            << (engine == ConvEngine::cudnn ? "" : e.gemm[p] ? ", engine gemm" : ", engine cudnn") << "\n";
+}
+
+}  // namespace
+
+int64_t conv_algo_searches() { return g_searches.load(); }
 
 ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
                                   const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                   const void* w_data) {
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
-  ConvAlgos& a = process_conv_algos(std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" +
-                                    (deterministic_ ? "det|" : "bench|") + shape.key());
+  const CachedAlgos cached =
+      process_conv_algos(std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" +
+                             (deterministic_ ? "det|" : "bench|") + shape.geometry_key(),
+                         shape.n, pass);
+  ConvAlgos& a = cached.algos;
   if (a.chosen[int(pass)]) return a;
+  // An epoch's partial last batch or an evaluation's remainder: the same work on fewer examples,
+  // where searching again would cost about what the full batch's search did (cuDNN's Find runs
+  // every algorithm; 0.4 s of the baseline's first epoch in fp32 on an H200, 0.7 s in bf16).
+  if (cached.larger &&
+      take_larger_batch(a, *cached.larger, shape.n, cached.larger_n, pass, conv_engine_, cudnn(), x, w, conv, y)) {
+    log_taken(a, pass, conv_engine_, shape, cached.larger_n);
+    return a;
+  }
+  ++g_searches;
 
   // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
   // run to run, and a different algorithm rounds differently, so deterministic runs take the

@@ -117,7 +117,9 @@ struct ConvAlgos {
   cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
   size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
   bool chosen[3] = {false, false, false};  // per ConvPass
-  float ms[3] = {-1, -1, -1};              // the chosen algorithm's benchmarked time (-1: heuristic choice)
+  // The chosen algorithm's benchmarked time (-1: heuristic choice); where this batch took a larger
+  // batch's choice, that batch's time in proportion to this batch's size.
+  float ms[3] = {-1, -1, -1};
   // Per train.conv_engine (ConvEngine's order): networks of another setting share the cuDNN
   // choices above and decide their engine on their own.
   EngineChoice engines[3];
@@ -130,8 +132,13 @@ struct ConvShape {
   int64_t k, r, s;     // kernel (k, r, s, c)
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   cudnnDataType_t type = CUDNN_DATA_FLOAT;  // of x, w and y (the compute type is always float)
-  std::string key() const;
+  std::string key() const;           // "n,h,w,c|k,r,s|pads|strides|dilations|type"
+  std::string geometry_key() const;  // the same without n
 };
+
+// How many algorithm searches (cudnnFind*Ex or cudnnGet*_v7, one per pass) this process has run:
+// a smaller batch of a geometry already chosen for runs none (GpuContext::conv_algos).
+int64_t conv_algo_searches();
 
 // ---- the per-network GPU context ---------------------------------------------------------
 
@@ -173,7 +180,10 @@ class GpuContext {
 
   // Algorithms for one convolution geometry and data type, cached by shape and each pass chosen
   // when first asked for (`pass`): an inference shape never searches the backward passes, and a
-  // first layer, whose input gradient the network never takes, never searches backward-data. The
+  // first layer, whose input gradient the network never takes, never searches backward-data. A
+  // smaller batch of a geometry whose pass a larger batch has chosen (an epoch's partial last
+  // batch, an evaluation's remainder) takes the largest such batch's algorithm and engine
+  // decisions instead of searching again, where that algorithm runs at its size. The
   // cache is the process's, shared by every context on the same GPU with the same precision and
   // determinism: a later network (the comparisons of bench train, a sweep's next run) takes the
   // choices the first one measured instead of searching again, which costs seconds per network
