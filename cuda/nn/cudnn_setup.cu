@@ -257,21 +257,24 @@ std::atomic<int64_t> g_searches{0};
 
 // The process's algorithm choices (GpuContext::conv_algos), by GPU, precision, determinism and
 // geometry, then batch size. Never destroyed, and entries are never removed: layers keep
-// references to them. Beside the entry of batch n: the entry of the largest batch above n of the
-// same geometry whose `pass` is chosen, if any.
+// references to them. Beside the entry of batch n: the entry of the nearest batch above n of the
+// same geometry whose `pass` is chosen and, unless `engine` is cudnn, whose engine decision under
+// `engine` is made, if any.
 struct CachedAlgos {
   ConvAlgos& algos;
   const ConvAlgos* larger = nullptr;
   int64_t larger_n = 0;
 };
-CachedAlgos process_conv_algos(const std::string& geometry, int64_t n, ConvPass pass) {
+CachedAlgos process_conv_algos(const std::string& geometry, int64_t n, ConvPass pass, ConvEngine engine) {
   static std::mutex m;
   static auto* algos = new std::map<std::string, std::map<int64_t, ConvAlgos>>;
   std::lock_guard<std::mutex> lock(m);
   std::map<int64_t, ConvAlgos>& by_batch = (*algos)[geometry];
   ConvAlgos& a = by_batch[n];
-  for (auto it = by_batch.rbegin(); it != by_batch.rend() && it->first > n; ++it)
-    if (it->second.chosen[int(pass)]) return {a, &it->second, it->first};
+  const int p = int(pass);
+  for (auto it = by_batch.upper_bound(n); it != by_batch.end(); ++it)
+    if (it->second.chosen[p] && (engine == ConvEngine::cudnn || it->second.engines[int(engine)].decided[p]))
+      return {a, &it->second, it->first};
   return {a};
 }
 
@@ -288,16 +291,14 @@ bool take_algo(Algo& algo, cudnnMathType_t& math, size_t& bytes, Algo from, cudn
   return true;
 }
 
-// `pass` of `a` (batch n) taken from `larger` (the same geometry at batch larger_n), whose decision
-// under `engine` is made (or needs none): the algorithm with its math type, and the engine
-// decisions of every setting that made one; the workspace queried for this batch. False,
-// with nothing taken, where the decision is still open or cuDNN does not run the algorithm at this
-// batch size (then the pass is searched as for a new geometry).
+// `pass` of `a` (batch n) taken from `larger` (the same geometry at batch larger_n): the algorithm
+// with its math type, and the engine decisions of every setting that made one; the workspace
+// queried for this batch. False, with nothing taken, where cuDNN does not run the algorithm at
+// this batch size (then the pass is searched as for a new geometry).
 bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t larger_n, ConvPass pass,
-                       ConvEngine engine, cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w,
-                       const ConvDesc& conv, const TensorDesc& y) {
+                       cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
+                       const TensorDesc& y) {
   const int p = int(pass);
-  if (engine != ConvEngine::cudnn && !larger.engines[int(engine)].decided[p]) return false;
   bool taken = false;
   switch (pass) {
     case ConvPass::forward:
@@ -361,14 +362,17 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   const CachedAlgos cached =
       process_conv_algos(std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" +
                              (deterministic_ ? "det|" : "bench|") + shape.geometry_key(),
-                         shape.n, pass);
+                         shape.n, pass, conv_engine_);
   ConvAlgos& a = cached.algos;
   if (a.chosen[int(pass)]) return a;
   // An epoch's partial last batch or an evaluation's remainder: the same work on fewer examples,
   // where searching again would cost about what the full batch's search did (cuDNN's Find runs
-  // every algorithm; 0.4 s of the baseline's first epoch in fp32 on an H200, 0.7 s in bf16).
-  if (cached.larger &&
-      take_larger_batch(a, *cached.larger, shape.n, cached.larger_n, pass, conv_engine_, cudnn(), x, w, conv, y)) {
+  // every algorithm; 0.4 s of the baseline's first epoch in fp32 on an H200, 0.7 s in bf16). Not
+  // in deterministic runs: their heuristic query costs nothing, and it keeps each batch size's
+  // choice independent of which sizes the process met first (a resumed run meets the partial
+  // batch first).
+  if (!deterministic_ && cached.larger &&
+      take_larger_batch(a, *cached.larger, shape.n, cached.larger_n, pass, cudnn(), x, w, conv, y)) {
     log_taken(a, pass, conv_engine_, shape, cached.larger_n);
     return a;
   }

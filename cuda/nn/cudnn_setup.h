@@ -137,7 +137,8 @@ struct ConvShape {
 };
 
 // How many algorithm searches (cudnnFind*Ex or cudnnGet*_v7, one per pass) this process has run:
-// a smaller batch of a geometry already chosen for runs none (GpuContext::conv_algos).
+// a smaller batch of a geometry already chosen for runs none out of deterministic runs
+// (GpuContext::conv_algos).
 int64_t conv_algo_searches();
 
 // ---- the per-network GPU context ---------------------------------------------------------
@@ -180,10 +181,11 @@ class GpuContext {
 
   // Algorithms for one convolution geometry and data type, cached by shape and each pass chosen
   // when first asked for (`pass`): an inference shape never searches the backward passes, and a
-  // first layer, whose input gradient the network never takes, never searches backward-data. A
-  // smaller batch of a geometry whose pass a larger batch has chosen (an epoch's partial last
-  // batch, an evaluation's remainder) takes the largest such batch's algorithm and engine
-  // decisions instead of searching again, where that algorithm runs at its size. The
+  // first layer, whose input gradient the network never takes, never searches backward-data. Out
+  // of deterministic runs, a smaller batch of a geometry whose pass a larger batch has chosen (an
+  // epoch's partial last batch, an evaluation's remainder) takes the nearest such batch's
+  // algorithm and engine decisions instead of searching again, where that algorithm runs at its
+  // size. The
   // cache is the process's, shared by every context on the same GPU with the same precision and
   // determinism: a later network (the comparisons of bench train, a sweep's next run) takes the
   // choices the first one measured instead of searching again, which costs seconds per network
