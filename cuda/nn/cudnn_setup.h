@@ -185,11 +185,11 @@ class GpuContext {
   // of deterministic runs, a smaller batch of a geometry whose pass a larger batch has chosen (an
   // epoch's partial last batch, an evaluation's remainder) takes the nearest such batch's
   // algorithm and engine decisions instead of searching again, where that algorithm runs at its
-  // size. The
-  // cache is the process's, shared by every context on the same GPU with the same precision and
-  // determinism: a later network (the comparisons of bench train, a sweep's next run) takes the
-  // choices the first one measured instead of searching again, which costs seconds per network
-  // and can resolve near-ties the other way. One thread at a time uses a context's choices.
+  // size. The cache is the process's, shared by every context on the same GPU with the same
+  // precision and determinism: a later network (the comparisons of bench train, a sweep's next
+  // run) takes the choices the first one measured instead of searching again, which costs seconds
+  // per network and can resolve near-ties the other way. One thread at a time uses a context's
+  // choices.
   // Benchmarked on the given data (cudnnFind*Ex; float or 16-bit as the descriptors say) when
   // x_data and w_data are given and the run is not deterministic, else cuDNN's heuristics
   // restricted to deterministic algorithms when asked (see the .cu).
