@@ -245,6 +245,9 @@ for line in open(sys.argv[1]):
         key = ("cudnn", m.group(1), m.group(2))
         text = "cudnn %s %s %s: %s, %.3f ms, %s MiB workspace" % (sys.argv[2], m.group(1), m.group(2), m.group(3),
                                                                  float(m.group(4)), m.group(5))
+    elif re.match(r"cudnn \S+ \S+ \(as batch \d+\):", line):  # a smaller batch took a larger one's choice
+        key = ("cudnn",) + tuple(line.split()[1:3])
+        text = "cudnn %s %s" % (sys.argv[2], line.strip()[len("cudnn "):])
     elif line.startswith("conv engine "):  # cuDNN against im2col + cuBLAS (train.conv_engine=auto)
         key = tuple(line.split(":")[0].split()[2:4])
         text = "%s %s" % (sys.argv[2], line.strip())
