@@ -172,9 +172,9 @@ write_summary() {
     echo "- wall time: $(( $(date +%s) - t0 )) s${1:+ ($1)}"
     for mode in eager graph; do  # tools/bench/profile_idle.sh or train --profile's own trace; the goal is < 5 %
       f="$out/nsys-idle-$mode.json"
-      [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
+      [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s, $idle_data): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
       f="$out/train-profile-idle-$mode.log"
-      [ -s "$f" ] && grep -h "GPU idle" "$f" | sed "s/^genrelab train: /- train --profile, $mode steps: /"
+      [ -s "$f" ] && grep -h "GPU idle" "$f" | sed "s/^genrelab train: /- train --profile, $mode steps ($idle_data): /"
     done
     f="$out/train-profile-streamed.log"  # dataset.streaming: idle time and the copies beside kernels
     [ -s "$f" ] && grep -h "GPU idle\|host-to-device copies" "$f" | sed "s/^genrelab train: /- train --profile, streamed steps: /"
@@ -307,6 +307,8 @@ peer() {  # peer NAME TIMEOUT_S SCRIPT ARGS...: a step with a PyTorch/torchaudio
   step "$name" "$limit" "$py" "$@"
 }
 no_clips="no clips to train on (GENRELAB_TEST_AUDIO, or .gpu/audio)"
+scale=/tmp/genrelab-gtzan-scale  # the GTZAN-sized synthetic set (synth-gtzan-scale)
+idle_data=gtzan-mini             # what the profile-idle steps trained on
 # Per-step limits (seconds; each is also cut to the budget left), most valuable first. Nominal on
 # an H100 with 16 cores: build ~150, [gpu] tests ~80, each training benchmark ~40 and its peer
 # ~20, the recipe at GTZAN's scale ~60, memcheck ~120, other benchmarks ~10-40, trainings ~20-60.
@@ -343,7 +345,6 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   # 1 000 synthetic 30-s clips (1.3 GB of WAV), so 2 400 training examples, 75 steps an epoch, and
   # 200 test clips, held for 5 epochs: wall time, epoch time and samples/s at the scale of the 60-s
   # target for the recipe, which gtzan-mini's 4-step epochs cannot show (streamed: further below).
-  scale=/tmp/genrelab-gtzan-scale
   step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
   step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
     --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
@@ -406,23 +407,28 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   # Host overhead in the real training loop: GPU idle time over 10 profiled steps (`train --profile
   # 10`), eager and with train.cuda_graph, from Nsight Systems (tools/bench/gpu_idle.py), or without
   # it from the GPU activity trace `train --profile` takes itself. bench train measured the same
-  # over 20 back-to-back steps above; gtzan-mini's short epochs put an evaluation in this window.
-  if [ -z "$audio" ]; then
+  # over 20 back-to-back steps above. On the GTZAN-sized set when it was made (75-step epochs: the
+  # window holds training steps only), else on gtzan-mini, whose 4-step epochs put evaluations and
+  # checkpoints in the window (idle_data names which in the summary).
+  idle_root=$audio
+  [ -d "$scale" ] && idle_root=$scale
+  if [ -z "$idle_root" ]; then
     skipped profile-idle "$no_clips"
   elif ! command -v nsys >/dev/null 2>&1; then
     skipped nsys-idle "nsys (Nsight Systems) not found; the GPU activity trace instead"
     for mode in eager graph; do
       g=$([ "$mode" = graph ] && echo true || echo false)
-      step "train-profile-idle-$mode" 60 env GTZAN_ROOT="$audio" "$bin" train experiments/seed-baseline.json \
+      step "train-profile-idle-$mode" 60 env GTZAN_ROOT="$idle_root" "$bin" train experiments/seed-baseline.json \
         --device cuda --quiet --profile 10 --set "train.cuda_graph=$g" --out "$out/runs-profile"
     done
   else
     for mode in eager graph; do
       g=$([ "$mode" = graph ] && echo true || echo false)
-      step "nsys-idle-$mode" 60 env GTZAN_ROOT="$audio" tools/bench/profile_idle.sh "$bin" experiments/seed-baseline.json \
-        "$out/nsys-idle-$mode" 10 --set "train.cuda_graph=$g"
+      step "nsys-idle-$mode" 60 env GTZAN_ROOT="$idle_root" tools/bench/profile_idle.sh "$bin" \
+        experiments/seed-baseline.json "$out/nsys-idle-$mode" 10 --set "train.cuda_graph=$g"
     done
   fi
+  [ "$idle_root" = "$scale" ] && idle_data="GTZAN-sized synthetic set"
 
   # racecheck and synccheck: our kernels share no memory and take no barriers, so these mostly
   # check the libraries' kernels under our launches; after memcheck, and only with time to spare.
