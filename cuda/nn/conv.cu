@@ -359,8 +359,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   static void log_engine(const ConvShape& shape, ConvPass pass, const std::string& why, bool gemm) {
     static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
     if (!on) return;
-    static const char* names[] = {"forward", "backward-data", "backward-filter"};
-    std::cerr << "conv engine " << names[int(pass)] << " " << shape.key() << ": " << why << " -> "
+    std::cerr << "conv engine " << pass_name(pass) << " " << shape.key() << ": " << why << " -> "
               << (gemm ? "gemm" : "cudnn") << "\n";
   }
 

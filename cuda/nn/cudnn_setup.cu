@@ -336,7 +336,6 @@ bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t
 void log_taken(const ConvAlgos& a, ConvPass pass, ConvEngine engine, const ConvShape& shape, int64_t larger_n) {
   static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
   if (!on) return;
-  static const char* names[] = {"forward", "backward-data", "backward-filter"};
   const int p = int(pass);
   const char* algo = pass == ConvPass::forward         ? algo_name(a.fwd)
                      : pass == ConvPass::backward_data ? algo_name(a.bwd_data)
@@ -345,7 +344,7 @@ void log_taken(const ConvAlgos& a, ConvPass pass, ConvEngine engine, const ConvS
                        : pass == ConvPass::backward_data ? a.bwd_data_bytes
                                                          : a.bwd_filter_bytes;
   const EngineChoice& e = a.engines[int(engine)];
-  std::cerr << "cudnn " << names[p] << " " << shape.key() << " (as batch " << larger_n << "): " << algo << " "
+  std::cerr << "cudnn " << pass_name(pass) << " " << shape.key() << " (as batch " << larger_n << "): " << algo << " "
             << (bytes >> 20) << " MiB"
             << (engine == ConvEngine::cudnn ? "" : e.gemm[p] ? ", engine gemm" : ", engine cudnn") << "\n";
 }
@@ -423,7 +422,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "forward", shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
+      choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
       break;
@@ -436,7 +435,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                         perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "backward-data", shape, conv, a.bwd_data, a.bwd_data_math,
+      choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, a.bwd_data, &a.bwd_data_bytes));
@@ -450,7 +449,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
       else
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
-      choose(perfs, got, deterministic_, precision_, "backward-filter", shape, conv, a.bwd_filter,
+      choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
           cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, a.bwd_filter, &a.bwd_filter_bytes));

@@ -101,6 +101,11 @@ class ActivationDesc
 
 // The three passes of a convolution, each with its own algorithm.
 enum class ConvPass { forward, backward_data, backward_filter };
+// "forward", "backward-data" or "backward-filter" (the logs' spelling).
+inline const char* pass_name(ConvPass pass) {
+  static const char* names[] = {"forward", "backward-data", "backward-filter"};
+  return names[int(pass)];
+}
 
 // The engine of each pass under one train.conv_engine setting (conv.cu decides once per shape):
 // the GEMM engine instead of cuDNN, and backward-filter's row ranges under it.
