@@ -456,9 +456,17 @@ print('shape', a.shape, 'max |cuda-cpu| / max|cpu|', float(abs(a-b).max()/abs(b)
   [ -n "$audio" ] || [ -d "$demo" ] || "$bin" data synth "$demo" >/dev/null 2>&1 || true
   step bench-decode 60 "$bin" bench --what decode "${audio:-$demo}" --json "$out/bench-decode.json"
   step bench-features-cpu 60 "$bin" bench --what features --device cpu --clips 16 --json "$out/bench-features-cpu.json"
-  step peer-mel-librosa 90 "$py" tools/bench/mel_librosa.py --device cpu --clips 16 --repeat 1 --json "$out/peer-mel-librosa.json"
+  # The CPU peers need librosa and audiomentations, which an offline machine has only from
+  # .gpu/wheels (docs/gpu-offline.md): skipped, with the reason, where $py cannot import them.
+  cpu_peer() {  # cpu_peer NAME MODULE TIMEOUT_S SCRIPT ARGS...
+    local name=$1 module=$2
+    shift 2
+    if "$py" -c "import $module" >/dev/null 2>&1; then step "$name" "$@"
+    else skipped "$name" "$py cannot import $module (carry its wheels in .gpu/wheels: docs/gpu-offline.md)"; fi
+  }
+  cpu_peer peer-mel-librosa librosa 90 "$py" tools/bench/mel_librosa.py --device cpu --clips 16 --repeat 1 --json "$out/peer-mel-librosa.json"
   step bench-augment-cpu 60 "$bin" bench --what augment --device cpu --clips 8 --json "$out/bench-augment-cpu.json"
-  step peer-augment-audiomentations 90 "$py" tools/bench/augment_peers.py --device cpu --plan "$out/bench-augment-cpu.json" --json "$out/peer-augment-audiomentations.json"
+  cpu_peer peer-augment-audiomentations audiomentations 90 "$py" tools/bench/augment_peers.py --device cpu --plan "$out/bench-augment-cpu.json" --json "$out/peer-augment-audiomentations.json"
 fi
 
 write_summary
