@@ -1,7 +1,8 @@
 // The fused first conv2d + maxpool2d (ops/conv_pool.h, train.fuse_conv_pool): its forward and its
 // two-stage weight/bias gradient on the CPU against the CPU reference layers run one after the
-// other, on odd shapes, both paddings, overlapping pool windows, dead relu windows and the
-// bf16/fp16 rounding; a CPU network trained fused against unfused; which plans may fuse.
+// other, on odd shapes, both paddings, overlapping pool windows, dead relu windows, the dropout
+// after the pool and the bf16/fp16 rounding; a CPU network trained fused against unfused; which
+// plans may fuse.
 #include <cmath>
 #include <iostream>
 #include <sstream>
@@ -24,18 +25,25 @@ using nn::Shape3;
 
 using test::random_vec;
 
-json layers_of(const json& conv, const json& pool) {
-  return json::array({conv, pool, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+// conv, pool, then (rate > 0) a dropout, and a small head.
+json layers_of(const json& conv, const json& pool, double rate = 0) {
+  json layers = json::array({conv, pool, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  if (rate > 0) layers.insert(layers.begin() + 2, json::object({{"type", "dropout"}, {"rate", rate}}));
+  return layers;
 }
 
-// The fused pair against conv2d then maxpool2d on the CPU layers: forward y, then the kernel and
-// bias gradients of a random dy (with zeros, as dropout leaves), within tol relative to scale.
-void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int half, double tol) {
-  const nn::ModelPlan plan = nn::plan_layers(layers_of(conv, pool), in, 3);
+// The fused pair (with the dropout after it when rate > 0) against conv2d, maxpool2d (and dropout)
+// on the CPU layers: forward y, then the kernel and bias gradients of a random dy (with zeros, as
+// a later dropout leaves), within tol relative to scale.
+void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int half, double tol, double rate = 0) {
+  const nn::ModelPlan plan = nn::plan_layers(layers_of(conv, pool, rate), in, 3);
   REQUIRE(nn::conv_pool_fusable(plan));
   const nn::LayerDesc& dc = plan.layers[0];
   const nn::LayerDesc& dp = plan.layers[1];
-  INFO("conv " << dc.spec.dump() << " pool " << dp.spec.dump() << " in " << in.str() << " half " << half);
+  INFO("conv " << dc.spec.dump() << " pool " << dp.spec.dump() << " in " << in.str() << " half " << half << " dropout "
+               << rate);
+  const nn::FusedDropout dropout = nn::conv_pool_dropout(plan);
+  REQUIRE(dropout.drops(true) == (rate > 0));
   auto conv_layer = nn::make_cpu_layer<float>(dc);
   auto pool_layer = nn::make_cpu_layer<float>(dp);
   conv_layer->set_matmul_format(half);
@@ -45,13 +53,25 @@ void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int h
   std::vector<float> dy = random_vec(n * dp.out.size(), 10, -1.0, 1.0);
   for (size_t i = 0; i < dy.size(); i += 7) dy[i] = 0.0f;
 
-  // Reference: the two layers.
-  const nn::StepKey key{1, 0, 0};
+  // Reference: the two (or three) layers; the dropout's mask of step 3 of a batch at global position 2.
+  const nn::StepKey key{1, 3, 2};
   std::vector<float> yc(size_t(n * dc.out.size())), yp(size_t(n * dp.out.size())), dyc(yc.size());
   conv_layer->forward(x.data(), yc.data(), n, true, key);
   pool_layer->forward(yc.data(), yp.data(), n, true, key);
   conv_layer->zero_grads();
-  pool_layer->backward(yc.data(), yp.data(), dy.data(), dyc.data(), n, key);
+  std::vector<float> dyp = dy;
+  const std::vector<float> pooled = yp;
+  if (rate > 0) {
+    auto drop_layer = nn::make_cpu_layer<float>(plan.layers[2]);
+    std::vector<float> yd(yp.size());
+    drop_layer->forward(yp.data(), yd.data(), n, true, key);
+    drop_layer->backward(yp.data(), yd.data(), dy.data(), dyp.data(), n, key);
+    int64_t dropped = 0;
+    for (float v : yd) dropped += v == 0.0f;
+    CHECK(dropped > 0);  // the mask drops something here, so the comparisons below see it
+    yp = yd;
+  }
+  pool_layer->backward(yc.data(), yp.data(), dyp.data(), dyc.data(), n, key);
   conv_layer->backward(x.data(), yc.data(), dyc.data(), nullptr, n, key);
 
   // Fused: the same parameters through the functors.
@@ -66,12 +86,23 @@ void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int h
                                half};
   std::vector<float> y(yp.size(), -7.0f);
   std::vector<uint8_t> argmax(y.size());
-  nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n);
+  const ops::DropoutStep step{key.step, key.first_example};
+  nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n, dropout.of(key.seed, dropout.drops(true) ? &step : nullptr));
   test::require_close(y, yp, tol, tol, "fused forward");
+  // A dropped output (zero after the dropout, not before) passes no gradient: its argmax byte says so.
+  if (rate > 0) {
+    int64_t marked = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (pooled[i] != 0.0f && yp[i] == 0.0f) CHECK(argmax[i] == ops::kConvPoolNoMax);
+      if (argmax[i] == ops::kConvPoolNoMax) marked += 1;
+    }
+    CHECK(marked > 0);
+  }
 
   // The backward's chunks of 64 pooled positions split examples and rows on these shapes.
   std::vector<float> gk(size_t(g.f * g.k()), 0.0f), gb(size_t(g.f), 0.0f);
-  nn::conv_pool_backward_cpu(cell, dy.data(), argmax.data(), n, gk.data(), bias ? gb.data() : nullptr);
+  nn::conv_pool_backward_cpu(cell, dy.data(), argmax.data(), n, gk.data(), bias ? gb.data() : nullptr,
+                             dropout.backward_scale());
   double scale = 0;
   for (float v : conv_layer->grads()[0]) scale = std::max(scale, double(std::fabs(v)));
   test::require_close(gk, conv_layer->grads()[0], tol * scale, tol, "kernel gradient");
@@ -117,6 +148,18 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json conv = {{"type", "conv2d"}, {"filters", 3}, {"kernel", 2}, {"activation", "relu"}};
     const json pool = {{"type", "maxpool2d"}, {"size", {3, 15}}, {"stride", {2, 7}}, {"padding", "same"}};
     check_fused(conv, pool, {10, 40, 1}, 2, 0, 2e-6);
+  }
+  SECTION("with the dropout after the pool: 64 filters, aligned groups of four (one Philox block a call)") {
+    const json conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
+    check_fused(conv, pool22, {8, 11, 1}, 3, 0, 2e-6, 0.3);
+  }
+  SECTION("with the dropout after the pool: 7 filters, groups across Philox blocks, same padding") {
+    const json conv = {{"type", "conv2d"}, {"filters", 7}, {"kernel", 2}, {"padding", "same"}, {"activation", "elu"}};
+    check_fused(conv, pool22, {9, 13, 1}, 2, 0, 2e-6, 0.5);
+  }
+  SECTION("with the dropout after the pool: kernel volume 9, two filters a call, bf16") {
+    const json conv = {{"type", "conv2d"}, {"filters", 5}, {"kernel", 3}, {"activation", "relu"}};
+    check_fused(conv, pool22, {10, 12, 1}, 2, ops::kHalfBf16, 1e-5, 0.25);
   }
   // Under bf16/fp16 the rounded conv output ties more often; the first maximum still matches.
   SECTION("bf16 rounding") { check_fused(relu_conv, pool22, {13, 17, 1}, 3, ops::kHalfBf16, 1e-5); }

@@ -1067,7 +1067,9 @@ TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu
 // The fused layer on its own against the CPU functors (ops/conv_pool.h, the same arithmetic) at
 // the sizes the GPU launches differ on: the baseline's first layer (128 × 1206 input, 64 filters,
 // batch 32: a 2-D backward grid of 2 × 2 371 blocks), 40 filters (a partial block of filters) and
-// a map so large that the backward takes two launches. Inputs, weights and output gradients are
+// a map so large that the backward takes two launches; the first and last with a dropout after the
+// pool, which the layer applies too (the same mask words on both sides: the GPU's read from the
+// step block on the device, the CPU's from the host). Inputs, weights and output gradients are
 // multiples of 1/64 in [-1, 1], so every product and every window's sum is exact in float32 and in
 // bf16 whatever the order (the GPU contracts z += x·w into FMAs): the forward must be equal, and
 // its argmax bytes too, with no near-tie of the window maximum decided differently. The gradients
@@ -1080,15 +1082,22 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
   struct Shape {
     const char* what;
     int64_t h, w, filters, n;
+    double dropout;  // the rate of a dropout after the pool (fused too), or 0: none
   };
-  for (const Shape& shape : {Shape{"baseline", 128, 1206, 64, 32}, Shape{"40 filters", 64, 301, 40, 5},
-                             Shape{"two backward launches", 3866, 3866, 3, 9}}) {
-    const nlohmann::json layers = {{{"type", "conv2d"}, {"filters", shape.filters}, {"kernel", 2}, {"activation", "relu"}},
-                                   {{"type", "maxpool2d"}, {"size", 2}},
-                                   {{"type", "global_avgpool"}},
-                                   {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}};
+  for (const Shape& shape : {Shape{"baseline, its dropout", 128, 1206, 64, 32, 0.1}, Shape{"40 filters", 64, 301, 40, 5, 0.0},
+                             Shape{"two backward launches, dropout over 3 filters", 3866, 3866, 3, 9, 0.25}}) {
+    nlohmann::json layers = {{{"type", "conv2d"}, {"filters", shape.filters}, {"kernel", 2}, {"activation", "relu"}},
+                             {{"type", "maxpool2d"}, {"size", 2}},
+                             {{"type", "global_avgpool"}},
+                             {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}};
+    if (shape.dropout > 0) layers.insert(layers.begin() + 2, nlohmann::json::object({{"type", "dropout"}, {"rate", shape.dropout}}));
     const auto plan = nn::plan_layers(layers, {shape.h, shape.w, 1}, 4);
     REQUIRE(nn::conv_pool_fusable(plan));
+    // The mask of step 5 of a batch at global position 3 (the CPU reads the key from the host).
+    const nn::StepKey key{17, 5, 3};
+    const ops::DropoutStep host_step{key.step, key.first_example};
+    const nn::FusedDropout dropout = nn::conv_pool_dropout(plan);
+    REQUIRE(dropout.drops(true) == (shape.dropout > 0));
     const ops::ConvPoolGeom g = nn::conv_pool_geom(plan);
     const int64_t n = shape.n;
     auto sixty_fourths = [](std::vector<float> v) {
@@ -1110,16 +1119,17 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
                                    float(nn::activation_alpha(plan.layers[0])), ctx.half_format()};
       std::vector<float> y_ref(dy.size());
       std::vector<uint8_t> argmax_ref(dy.size());
-      nn::conv_pool_forward_cpu(cell, y_ref.data(), argmax_ref.data(), n);
+      nn::conv_pool_forward_cpu(cell, y_ref.data(), argmax_ref.data(), n, dropout.of(key.seed, &host_step));
       DevVec yd(std::vector<float>(dy.size(), -7.0f));
-      fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n, true);
+      fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n, true, key);
       test::require_close(download(yd.buf.data(), int64_t(dy.size())), y_ref, 0.0, 0.0, "fused forward");
       std::vector<uint8_t> argmax(argmax_ref.size());
       cuda::copy_to_host(argmax.data(), fused.argmax(), argmax.size());
       CHECK(argmax == argmax_ref);  // the same first maximum of every window, ties included
 
       std::vector<float> gk_ref(size_t(g.f * g.k()), 0.0f), gb_ref(size_t(g.f), 0.0f);
-      nn::conv_pool_backward_cpu(cell, dy.data(), argmax_ref.data(), n, gk_ref.data(), gb_ref.data());
+      nn::conv_pool_backward_cpu(cell, dy.data(), argmax_ref.data(), n, gk_ref.data(), gb_ref.data(),
+                                 dropout.backward_scale());
       DevVec gkd(std::vector<float>(gk_ref.size(), 0.0f)), gbd(std::vector<float>(gb_ref.size(), 0.0f));
       fused.backward(xd.buf.data(), dyd.buf.data(), kd.buf.data(), bd.buf.data(), gkd.buf.data(), gbd.buf.data(), n);
       for (const auto& [got, want, what] :

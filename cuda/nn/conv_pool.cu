@@ -1,7 +1,7 @@
 // The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
 // functors (one instance per kernel volume and 16-bit format) launched on the context's stream.
-// Forward: one thread per pooled position and group of filters, keeping the argmax bytes when
-// training. Backward: one thread per (chunk of kSpan pooled positions, filter) sums the kernel and
+// Forward: one thread per pooled position and group of filters, applying the dropout after the pool
+// (when there is one) and keeping the argmax bytes when training. Backward: one thread per (chunk of kSpan pooled positions, filter) sums the kernel and
 // bias gradients of its chunk from the argmax cells,
 // cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
 // kernel adds the sums into the conv layer's gradients. Nothing allocates after reserve(), so the
@@ -19,6 +19,7 @@ FusedConvPool::FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ct
       g_(genrelab::nn::conv_pool_geom(plan)),
       act_(int(genrelab::nn::activation_of(plan.layers[0]))),
       alpha_(float(genrelab::nn::activation_alpha(plan.layers[0]))),
+      dropout_(genrelab::nn::conv_pool_dropout(plan)),
       per_launch_(ops::conv_pool_examples_per_launch(g_)) {
   // The backward's 2-D grid has (chunks / 8) rows of blocks, below 65 536 (cuda/launch.cuh).
   const int64_t positions = int64_t(g_.qh) * g_.qw;
@@ -42,17 +43,18 @@ ops::ConvPoolCell FusedConvPool::cell(const float* x, const float* kernel, const
 }
 
 void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n,
-                            bool training) {
+                            bool training, const genrelab::nn::StepKey& key) {
   const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
   GENRELAB_CHECK(!training || size_t(n * out) <= argmax_.size(), "FusedConvPool: reserve(", n, ") was not called");
   trained_n_ = training ? n : 0;
+  const ops::EpilogueDropout drop = dropout_.of(key.seed, dropout_.drops(training) ? ctx_.dropout_step(key) : nullptr);
   for (int64_t e0 = 0; e0 < n; e0 += per_launch_) {
     const int64_t m = std::min(per_launch_, n - e0);
     const ops::ConvPoolCell c = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
-      launch_1d(Forward::calls(g_, m), Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr},
-                ctx_.stream());
+      launch_1d(Forward::calls(g_, m),
+                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out}, ctx_.stream());
     });
   }
 }
@@ -70,7 +72,9 @@ void FusedConvPool::backward(const float* x, const float* dy, const float* kerne
     const ops::ConvPoolCell fc = cell(x + e0 * in, kernel, bias);
     ops::with_conv_pool_shape(K, fc.half, [&](auto k, auto h) {
       using Partial = ops::ConvPoolGradPartial<k(), h()>;
-      launch_2d(c, g_.f, Partial{fc, dy + e0 * out, argmax_.data() + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data()},
+      launch_2d(c, g_.f,
+                Partial{fc, dy + e0 * out, argmax_.data() + e0 * out, m * g_.qh * g_.qw, kSpan, partial_.data(),
+                        dropout_.backward_scale()},
                 s);
     });
     add_bias_grad(ctx_, partial_.data(), sums_.data(), c, row, false);  // sums (row) = Σ over the chunks

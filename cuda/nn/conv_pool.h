@@ -1,8 +1,9 @@
-// The fused leading conv2d + maxpool2d of the GPU network (train.fuse_conv_pool; the functors and
-// their semantics are in ops/conv_pool.h). The conv layer keeps its parameters and gradients; this
-// computes the pool layer's output from the network input and the conv gradients from the pool
-// layer's output gradient, so the conv output (the largest activation of the baseline) is never
-// stored.
+// The fused leading conv2d + maxpool2d of the GPU network, with the dropout after the pool when
+// there is one (train.fuse_conv_pool; the functors and their semantics are in ops/conv_pool.h).
+// The conv layer keeps its parameters and gradients; this computes the last fused layer's output
+// (the dropout's, else the pool's) from the network input and the conv gradients from that
+// output's gradient, so neither the conv output (the largest activation of the baseline) nor the
+// pooled map is stored, and the dropout takes no pass of its own.
 #pragma once
 
 #include <cstdint>
@@ -18,11 +19,16 @@ class FusedConvPool {
   FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ctx);
   // Scratch for batches up to n (call before a step that may be captured).
   void reserve(int64_t n);
-  // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)); x (n, h, w, c); kernel (f, kh, kw, c); bias (f)
-  // or null. Training also keeps each output's argmax byte for the backward.
-  void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training);
-  // Adds the kernel and bias gradients of dy (n, qh, qw, f) into grad_kernel (f, kh, kw, c) and
-  // grad_bias (f, or null); after a training forward of the same x, kernel and n.
+  // The last fused layer: 1 (the pool), or 2 (the dropout after it).
+  size_t last() const { return dropout_.layer >= 0 ? 2 : 1; }
+  // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)), through the dropout (key's step mask) when
+  // training with one; x (n, h, w, c); kernel (f, kh, kw, c); bias (f) or null. Training also keeps
+  // each output's argmax byte for the backward.
+  void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training,
+               const genrelab::nn::StepKey& key);
+  // Adds the kernel and bias gradients of dy (n, qh, qw, f), the gradient of the forward's y, into
+  // grad_kernel (f, kh, kw, c) and grad_bias (f, or null); after a training forward of the same x,
+  // kernel and n.
   void backward(const float* x, const float* dy, const float* kernel, const float* bias, float* grad_kernel,
                 float* grad_bias, int64_t n);
   // (n, qh, qw, f) the last training forward's argmax bytes (ops/conv_pool.h), for tests.
@@ -36,6 +42,7 @@ class FusedConvPool {
   ops::ConvPoolGeom g_;
   int act_;
   float alpha_;
+  genrelab::nn::FusedDropout dropout_;  // layer 2 when it is a dropout (applied here too)
   int64_t per_launch_;           // examples per forward launch (index spaces under 2^31)
   int64_t per_launch_backward_;  // examples per backward launch (also the grid's row limit)
   DeviceBuffer<float> partial_;  // (chunks, f, k + 1) the backward's per-chunk sums

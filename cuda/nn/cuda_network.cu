@@ -174,11 +174,13 @@ class CudaNetwork final : public Network {
     }
     if (use_fused_conv_pool(plan_, hyper, Device::cuda)) {
       fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
-      fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-      bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      std::string name = plan_.layers[0].name;
+      for (size_t j = 1; j <= fused_->last(); ++j) name += "+" + plan_.layers[j].name;
+      fwd_names_[0] = "fwd " + name;
+      bwd_names_[0] = "bwd " + name;
     }
     epilogue_at_.assign(plan_.layers.size(), nullptr);
-    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
+    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? fused_->last() + 1 : 0)) {
       epilogues_.push_back(std::make_unique<cuda::nn::FusedConvEpilogue>(run, ctx_));
       epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
       fwd_names_[run.conv] = "fwd " + run.name;
@@ -589,14 +591,13 @@ class CudaNetwork final : public Network {
     loss_stage.reset();
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
-      if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
+      if (fused_ && i == fused_->last()) {  // the pool's (or its dropout's) dy straight into the conv's parameter gradients
         {
           StageRange range(bwd_names_[0], clock_, s);
           const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();
           fused_->backward(x, dy, p[0], p.size() > 1 ? p[1] : nullptr, g[0], g.size() > 1 ? g[1] : nullptr, n);
         }
-        all_reduce_layer(1);
-        all_reduce_layer(0);
+        for (size_t j = i + 1; j-- > 0;) all_reduce_layer(j);
         break;
       }
       if (epilogue_at_[i] && epilogue_at_[i]->run().last() == i) {  // a fused conv epilogue run, from its top
@@ -836,11 +837,11 @@ class CudaNetwork final : public Network {
 
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     for (size_t i = 0; i < layers_.size(); ++i) {
-      if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output
+      if (fused_ && i == 0) {  // layers 0 to fused_->last() at once, into the last one's output
         StageRange range(fwd_names_[0], clock_, ctx_.stream());
         const std::vector<float*> p = layers_[0]->params();
-        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[1], n, training);
-        ++i;
+        i = fused_->last();
+        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[i], n, training, key);
         continue;
       }
       const float* xin = i == 0 ? x : act_[i - 1];
@@ -868,7 +869,8 @@ class CudaNetwork final : public Network {
   void ensure_batch(int64_t n) {
     if (n <= cap_) return;
     // The gradient buffers hold every dy and dx the backward pass writes: with the fused first
-    // pair, not the conv output's (nor that activation itself).
+    // layers, not the conv output's (nor that activation itself, nor the pooled map when the fused
+    // layer applies the dropout).
     int64_t widest = plan_.classes;
     for (size_t i = 0; i < plan_.layers.size(); ++i) {
       const auto& L = plan_.layers[i];
@@ -880,7 +882,7 @@ class CudaNetwork final : public Network {
     act_store_.resize(layers_.size());
     act_.assign(layers_.size(), nullptr);
     for (size_t i = 0; i < layers_.size(); ++i) {
-      if (plan_.layers[i].type == "flatten" || (fused_ && i == 0)) continue;
+      if (plan_.layers[i].type == "flatten" || (fused_ && i < fused_->last())) continue;
       // Under bf16/fp16 the conv of a fused epilogue run writes only its 16-bit product (which the
       // conv layer keeps): its float output is never written nor read.
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i && ctx_.half_format() != ops::kHalfNone) continue;

@@ -14,7 +14,8 @@ namespace {
 constexpr int64_t kSpan = ops::kConvPoolSpan;  // pooled positions per backward chunk, as on the GPU
 }
 
-void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n) {
+void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n,
+                           const ops::EpilogueDropout& dropout) {
   const ops::ConvPoolGeom& g = cell.g;
   const int64_t in = int64_t(g.h) * g.w * g.c, out = int64_t(g.qh) * g.qw * g.f;
   const int64_t per = ops::conv_pool_examples_per_launch(g);
@@ -23,13 +24,14 @@ void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* arg
     c.x = cell.x + e0 * in;
     ops::with_conv_pool_shape(g.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
-      cpu_for_1d(Forward::calls(g, std::min(per, n - e0)), Forward{c, y + e0 * out, argmax ? argmax + e0 * out : nullptr});
+      cpu_for_1d(Forward::calls(g, std::min(per, n - e0)),
+                 Forward{c, y + e0 * out, argmax ? argmax + e0 * out : nullptr, dropout, e0 * out});
     });
   }
 }
 
 void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, const uint8_t* argmax, int64_t n,
-                            float* grad_kernel, float* grad_bias) {
+                            float* grad_kernel, float* grad_bias, float dropout_scale) {
   const ops::ConvPoolGeom& g = cell.g;
   const int64_t in = int64_t(g.h) * g.w * g.c, out = int64_t(g.qh) * g.qw * g.f;
   const int32_t K = g.k();
@@ -43,7 +45,7 @@ void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, cons
     partial.assign(size_t(chunks * row), 0.0f);
     ops::with_conv_pool_shape(K, c.half, [&](auto k, auto h) {
       using Partial = ops::ConvPoolGradPartial<k(), h()>;
-      cpu_for_2d(chunks, g.f, Partial{c, dy + e0 * out, argmax + e0 * out, positions, kSpan, partial.data()});
+      cpu_for_2d(chunks, g.f, Partial{c, dy + e0 * out, argmax + e0 * out, positions, kSpan, partial.data(), dropout_scale});
     });
     std::fill(sums.begin(), sums.end(), 0.0f);
     for (int64_t k = 0; k < chunks; ++k)

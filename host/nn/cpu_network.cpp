@@ -79,11 +79,15 @@ class CpuNetwork final : public Network {
     fused_ = use_fused_conv_pool(plan_, hyper, Device::cpu);
     if (fused_) {
       fused_geom_ = conv_pool_geom(plan_);
-      fwd_names_[0] = "fwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
-      bwd_names_[0] = "bwd " + plan_.layers[0].name + "+" + plan_.layers[1].name;
+      fused_drop_ = conv_pool_dropout(plan_);
+      fused_last_ = fused_drop_.layer >= 0 ? 2 : 1;
+      std::string name = plan_.layers[0].name;
+      for (size_t j = 1; j <= fused_last_; ++j) name += "+" + plan_.layers[j].name;
+      fwd_names_[0] = "fwd " + name;
+      bwd_names_[0] = "bwd " + name;
     }
     epilogue_at_.assign(plan_.layers.size(), nullptr);
-    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? 2 : 0)) {
+    for (const auto& run : use_fused_conv_epilogues(plan_, hyper, fused_ ? fused_last_ + 1 : 0)) {
       epilogues_.push_back(std::make_unique<CpuConvEpilogue>(run));
       epilogue_at_[run.conv] = epilogue_at_[run.last()] = epilogues_.back().get();
       fwd_names_[run.conv] = "fwd " + run.name;
@@ -148,13 +152,13 @@ class CpuNetwork final : public Network {
     if (fp16_) cpu_for_1d(n * C, ops::ScaleByDevice{dy_.data(), loss_scale_.data()});
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
-      if (fused_ && i == 1) {  // the pool's dy straight into the conv's parameter gradients
+      if (fused_ && i == fused_last_) {  // the pool's (or its dropout's) dy straight into the conv's parameter gradients
         NvtxRange range(bwd_names_[0].c_str());
         auto& g = layers_[0]->grads();
         GENRELAB_CHECK(fused_argmax_.size() == size_t(n * plan_.layers[1].out.size()),
                        "fused conv+pool backward without a training forward of the batch");
         conv_pool_backward_cpu(fused_cell(x), dy_.data(), fused_argmax_.data(), n, g[0].data(),
-                               g.size() > 1 ? g[1].data() : nullptr);
+                               g.size() > 1 ? g[1].data() : nullptr, fused_drop_.backward_scale());
         break;
       }
       if (epilogue_at_[i] && epilogue_at_[i]->run().last() == i) {  // a fused conv epilogue run, from its top
@@ -372,13 +376,16 @@ class CpuNetwork final : public Network {
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
     acts_.resize(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
-      if (fused_ && i == 0) {  // layers 0 and 1 at once, into layer 1's output; no conv output kept
-        acts_[0].clear();
-        acts_[1].resize(size_t(n * plan_.layers[1].out.size()));
+      if (fused_ && i == 0) {  // layers 0 to fused_last_ at once, into the last one's output; nothing else kept
+        for (size_t j = 0; j < fused_last_; ++j) acts_[j].clear();
+        std::vector<float>& y = acts_[fused_last_];
+        y.resize(size_t(n * plan_.layers[fused_last_].out.size()));
         NvtxRange range(fwd_names_[0].c_str());
-        fused_argmax_.resize(training ? acts_[1].size() : 0);
-        conv_pool_forward_cpu(fused_cell(x), acts_[1].data(), training ? fused_argmax_.data() : nullptr, n);
-        ++i;
+        fused_argmax_.resize(training ? y.size() : 0);
+        const ops::DropoutStep step{key.step, key.first_example};  // the per-step key, for the loops below
+        conv_pool_forward_cpu(fused_cell(x), y.data(), training ? fused_argmax_.data() : nullptr, n,
+                              fused_drop_.of(key.seed, fused_drop_.drops(training) ? &step : nullptr));
+        i = fused_last_;
         continue;
       }
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i) {  // conv product, then one pass for the run
@@ -460,8 +467,10 @@ class CpuNetwork final : public Network {
   std::vector<float> loss_scale_;  // (4) ops::LossScaleStep's state: scale, good steps, 1/scale, skipped
   double last_grad_norm_ = 0;
   StepStats stats_;
-  bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1 run as one (ops/conv_pool.h)
+  bool fused_ = false;  // train.fuse_conv_pool: layers 0 and 1, and a dropout after them, run as one (ops/conv_pool.h)
   ops::ConvPoolGeom fused_geom_;  // their geometry, when fused_
+  FusedDropout fused_drop_;       // the dropout they apply (layer 2), if any
+  size_t fused_last_ = 1;         // the last fused layer (1, or 2 with the dropout)
   std::vector<uint8_t> fused_argmax_;  // (n, qh, qw, f) the last training forward's argmax bytes
   // train.fuse_conv_epilogue: each fused run, found at its conv's index and its last layer's
   std::vector<std::unique_ptr<CpuConvEpilogue>> epilogues_;

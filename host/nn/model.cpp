@@ -379,10 +379,9 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
     run.h = pool.in.h, run.w = pool.in.w, run.c = pool.in.c, run.kh = p.kh, run.kw = p.kw;
     run.act = int(activation_of(L[i])), run.alpha = float(activation_alpha(L[i]));
     run.name = L[i].name + "+" + pool.name;
-    if (i + 2 < L.size() && L[i + 2].type == "dropout") {
-      run.dropout = int64_t(i + 2);
-      run.rate = float(L[i + 2].spec["rate"].get<double>());
-      run.dropout_size = L[i + 2].out.size();
+    const FusedDropout drop = fused_dropout_at(plan, i + 2);
+    if (drop.layer >= 0) {
+      run.dropout = drop.layer, run.rate = drop.rate, run.dropout_size = drop.size;
       run.name += "+" + L[i + 2].name;
     }
     runs.push_back(run);
@@ -394,9 +393,19 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
 ops::ConvEpilogueGeom ConvEpilogueRun::geom(int lanes) const { return ops::ConvEpilogueGeom(h, w, c, kh, kw, lanes); }
 
 ops::EpilogueDropout ConvEpilogueRun::dropout_of(uint32_t seed, const ops::DropoutStep* step) const {
+  return FusedDropout{dropout, rate, dropout_size}.of(seed, step);
+}
+
+FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i) {
+  if (i >= plan.layers.size() || plan.layers[i].type != "dropout") return {};
+  const LayerDesc& d = plan.layers[i];
+  return {int64_t(i), float(d.spec["rate"].get<double>()), d.out.size()};
+}
+
+ops::EpilogueDropout FusedDropout::of(uint32_t seed, const ops::DropoutStep* step) const {
   ops::EpilogueDropout d;
   d.on = step != nullptr;
-  if (d.on) d.mask = ops::DropoutMask{seed, int(dropout), rate, dropout_size, step};
+  if (d.on) d.mask = ops::DropoutMask{seed, int(layer), rate, size, step};
   return d;
 }
 

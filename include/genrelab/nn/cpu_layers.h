@@ -10,6 +10,7 @@
 
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
+#include "genrelab/ops/nn_activation.h"
 
 namespace genrelab::ops {
 struct ConvPoolCell;  // ops/conv_pool.h
@@ -73,13 +74,16 @@ template <typename T>
 std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
 
 // The fused leading conv2d + maxpool2d (train.fuse_conv_pool; ops/conv_pool.h) on the CPU, with
-// cell.x the network input (n, h, w, c): y (n, qh, qw, f) = the pool layer's output, and argmax
-// (n, qh, qw, f; null in inference) its argmax bytes; the backward adds the conv's kernel (f, kh,
-// kw, c) and bias (f, or null) gradients of dy (n, qh, qw, f), given the argmax bytes of a forward
-// of the same x and kernel, the chunk sums added in chunk order.
-void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n);
+// cell.x the network input (n, h, w, c): y (n, qh, qw, f) = the pool layer's output, or the fused
+// dropout's output when `dropout` is on, and argmax (n, qh, qw, f; null in inference) its argmax
+// bytes; the backward adds the conv's kernel (f, kh, kw, c) and bias (f, or null) gradients of dy
+// (n, qh, qw, f; the gradient of y, scaled by dropout_scale, 1 / (1 − rate) when the forward
+// applied a dropout), given the argmax bytes of a forward of the same x and kernel, the chunk sums
+// added in chunk order.
+void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n,
+                           const ops::EpilogueDropout& dropout = ops::EpilogueDropout());
 void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, const uint8_t* argmax, int64_t n,
-                            float* grad_kernel, float* grad_bias);
+                            float* grad_kernel, float* grad_bias, float dropout_scale = 1.0f);
 
 // conv2d's epilogue fused with the maxpool2d and dropout after it (train.fuse_conv_epilogue;
 // ops/conv_epilogue.h) on the CPU, for one run: the same calls as the GPU's.

@@ -27,7 +27,7 @@ namespace genrelab::ops {
 struct ConvPoolGeom;  // ops/conv_pool.h
 struct ConvColsGeom;  // ops/im2col.h
 struct ConvEpilogueGeom;  // ops/conv_epilogue.h
-struct EpilogueDropout;   // ops/conv_epilogue.h
+struct EpilogueDropout;   // ops/nn_activation.h
 struct DropoutStep;       // ops/nn_activation.h
 }
 
@@ -116,6 +116,24 @@ ops::ConvColsGeom conv_cols_geom(const LayerDesc& conv);
 bool conv_pool_fusable(const ModelPlan& plan, std::string* why = nullptr);
 // The fused pair's geometry (layers 0 and 1 of a fusable plan).
 ops::ConvPoolGeom conv_pool_geom(const ModelPlan& plan);
+
+// A dropout layer right after a fused pass, which the pass applies too: its index (−1: none), rate
+// and elements per example.
+struct FusedDropout {
+  int64_t layer = -1;
+  float rate = 0;
+  int64_t size = 0;
+  // Whether a pass applies it (training with a non-zero rate), and the dropout as the functors
+  // take it: on when `step` (the per-step key, host or device memory) is given.
+  bool drops(bool training) const { return training && layer >= 0 && rate > 0.0f; }
+  ops::EpilogueDropout of(uint32_t seed, const ops::DropoutStep* step) const;
+  // The scaling of a training backward's gradient (the dropout's 1 / (1 − rate); 1 when it drops nothing).
+  float backward_scale() const { return drops(true) ? 1.0f / (1.0f - rate) : 1.0f; }
+};
+// The dropout layer at index i of the plan, if layer i is one (else layer −1).
+FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i);
+// The fused conv+pool's dropout (layer 2, when it is one): the fused layer applies it too.
+inline FusedDropout conv_pool_dropout(const ModelPlan& plan) { return fused_dropout_at(plan, 2); }
 
 // train.fuse_conv_epilogue: a conv2d followed by a maxpool2d whose windows tile its output (stride
 // = window, "valid"), and by a dropout after that when there is one: a backend may run the conv's

@@ -1,26 +1,31 @@
-// A first conv2d layer fused with the max pool after it (train.fuse_conv_pool), shared by both
-// backends in gather form. The baseline's first conv (1 input channel, 2×2 kernel, 64 filters on
-// 128×1206) writes 1.25 GB per batch of 32 that the pool reads back and halves twice: pure memory
-// traffic. Fused, the forward computes each pooled output from the input (a few multiply-adds
-// per window cell) and writes only the pooled map and, when training, a byte per output naming
-// the window cell of its maximum; the backward recomputes that one cell's value (for the
-// activation's derivative) and sums the weight and bias gradients, so the conv output is never
-// stored.
+// A first conv2d layer fused with the max pool after it (train.fuse_conv_pool), and with the
+// dropout after the pool when there is one, shared by both backends in gather form. The
+// baseline's first conv (1 input channel, 2×2 kernel, 64 filters on 128×1206) writes 1.25 GB per
+// batch of 32 that the pool reads back and halves twice, and its dropout then reads and writes the
+// pooled 311 MB once more forward and once more backward: pure memory traffic. Fused, the forward
+// computes each pooled output from the input (a few multiply-adds per window cell) and writes only
+// the dropout's output (or the pooled map) and, when training, a byte per output naming the window
+// cell of its maximum, or that the dropout dropped it; the backward recomputes that one cell's
+// value (for the activation's derivative) and sums the weight and bias gradients, so neither the
+// conv output nor the pooled map is stored, and the dropout needs no pass of its own.
 //
-// Same semantics as conv2d (its activation, bias and Keras padding) followed by maxpool2d: every
-// window cell is the conv layer's output act(z + b) (z rounded to the 16-bit format first under
-// bf16/fp16, as cuDNN writes it), the pooled value is the first maximum in row-major order (cells
-// outside the conv map do not count), and the gradient flows to that cell only. The conv's sum
-// runs over (a, b, c) in kernel order, in float32 from the rounded operands.
+// Same semantics as conv2d (its activation, bias and Keras padding) followed by maxpool2d and
+// dropout: every window cell is the conv layer's output act(z + b) (z rounded to the 16-bit format
+// first under bf16/fp16, as cuDNN writes it), the pooled value is the first maximum in row-major
+// order (cells outside the conv map do not count), the dropout's mask and scaling are
+// DropoutApply's (the same element words, so fused and unfused runs draw the same masks), and the
+// gradient flows to the maximum's cell only, through the mask. The conv's sum runs over (a, b, c)
+// in kernel order, in float32 from the rounded operands.
 //
 // The work per tap is one multiply-add, so the functors are written for few instructions per tap:
 // the kernel volume K and the 16-bit format H are template parameters (with_conv_pool_shape picks
 // them), a thread keeps its filters' K taps (and, backward, its K sums) in registers, and each
 // tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
 // arithmetic per tap. Bounds are checked per tap only when the conv pads. A forward call computes
-// up to four filters of its position, which share the index arithmetic and the loads; a backward
-// call takes one filter (consecutive calls, consecutive filters: coalesced reads of dy and the
-// argmax bytes) over a chunk of positions, with few registers.
+// up to four consecutive filters of its position, which share the index arithmetic, the loads, the
+// dropout's Philox block and one 16-byte store; a backward call takes one filter (consecutive
+// calls, consecutive filters: coalesced reads of dy and the argmax bytes) over a chunk of
+// positions, with few registers.
 #pragma once
 
 #include <cmath>
@@ -29,6 +34,7 @@
 #include <utility>
 
 #include "genrelab/common.h"
+#include "genrelab/ops/lanes.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
 
@@ -39,7 +45,8 @@ namespace genrelab::ops {
 inline constexpr int kConvPoolMaxK = 16;
 // The argmax byte of a pooled output: (row << 4) | column of its maximum's cell in the pool window
 // (unclipped, so pool windows of at most kConvPoolMaxWindow rows and columns), or kConvPoolNoMax
-// when the window has no maximum (every cell NaN, or none inside the conv map).
+// when no gradient flows back through it: the window has no maximum (every cell NaN, or none
+// inside the conv map), or the fused dropout dropped the output.
 inline constexpr int kConvPoolMaxWindow = 15;
 inline constexpr uint8_t kConvPoolNoMax = 0xff;
 
@@ -233,40 +240,65 @@ inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
   return m > 0 ? m : 1;
 }
 
-// Forward: y (n, qh, qw, f) = the pooled conv layer output, and (when argmax is not null, for a
-// backward) argmax (n, qh, qw, f) the argmax bytes. K = cell.g.k(), H = cell.half. A call computes
-// G filters of one pooled position (so they share its index arithmetic and input loads): calls(n)
-// of them, call i at position i / groups, filters j, j + groups, … (j = i % groups), so
-// consecutive calls write consecutive outputs. i < 2^31: see conv_pool_examples_per_launch.
+// Forward: y (n, qh, qw, f) = the pooled conv layer output or, with `dropout` on (training, with
+// the dropout fused), the dropout's output; and (when argmax is not null, for a backward) argmax
+// (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
+// cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 of one pooled
+// position (they share its index arithmetic, input loads and Philox block): calls(n) of them,
+// call i at position i / groups, j = i % groups, so consecutive calls write consecutive outputs.
+// i < 2^31: see conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
   static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
   float* y;
   uint8_t* argmax;
+  EpilogueDropout dropout;  // off: y is the pooled map
+  int64_t first = 0;        // the launch's first output, counted from the batch's first (the mask's element index)
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   static int64_t calls(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw * groups(g.f); }
   GENRELAB_HD void operator()(int64_t i) const {
     const ConvPoolGeom& g = cell.g;
     const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
-    const uint32_t r = u / fg, t = r / qw, j = u - r * fg;
-    const ConvPoolFilters<K, H, G> filters(cell, int32_t(j), int32_t(fg));
-    float best[G];
-    uint8_t code[G];
-    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best, code);
-    const int64_t out = int64_t(r) * g.f;
+    const uint32_t r = u / fg, t = r / qw;
+    const int32_t f0 = int32_t(u - r * fg) * G;
+    const ConvPoolFilters<K, H, G> filters(cell, f0, 1);
+    Lanes<float, G> best;
+    Lanes<uint8_t, G> code;
+    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best.v, code.v);
+    const int64_t out = int64_t(r) * g.f + f0;
+    if (dropout.on) {
+      bool keep[G];
+      dropout.keep<G>(first + out, keep);
+      const float scale = dropout.scale();
+      GENRELAB_UNROLL
+      for (int m = 0; m < G; ++m) {
+        best.v[m] = keep[m] ? best.v[m] * scale : 0.0f;
+        if (!keep[m]) code.v[m] = kConvPoolNoMax;
+      }
+    }
+    // All G filters at once where they exist and the buffers are aligned for it (the baseline's
+    // 64 filters: one 16-byte store of values, one 4-byte store of argmax bytes).
+    if (f0 + G <= g.f && lanes_aligned<Lanes<float, G>>(y + out) &&
+        (!argmax || lanes_aligned<Lanes<uint8_t, G>>(argmax + out))) {
+      store_lanes(y + out, best);
+      if (argmax) store_lanes(argmax + out, code);
+      return;
+    }
     GENRELAB_UNROLL
     for (int m = 0; m < G; ++m)
-      if (j + m * fg < uint32_t(g.f)) {
-        y[out + j + m * fg] = best[m];
-        if (argmax) argmax[out + j + m * fg] = code[m];
+      if (f0 + m < g.f) {
+        y[out + m] = best.v[m];
+        if (argmax) argmax[out + m] = code.v[m];
       }
   }
 };
 
 // Backward, first stage: the weight and bias gradient sums of one filter over one chunk of `span`
 // pooled positions (e, qy, qx) in order: call (chunk, filter), launched chunks × f. dy: (n, qh,
-// qw, f) the gradient of the pooled output; argmax: the forward's bytes for the same x and kernel.
+// qw, f) the gradient of the pooled output, or of the fused dropout's output (then scale is the
+// dropout's 1 / (1 − rate), and the forward marked the dropped outputs in argmax); argmax: the
+// forward's bytes for the same x and kernel.
 // partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The gradient at a
 // window's maximum is dz = dy · act'(its value), recomputed from that cell's taps as the forward
 // computed it; the bias sum takes dz in float32, the kernel sums take dz and x rounded to the
@@ -279,6 +311,7 @@ struct ConvPoolGradPartial {
   int64_t positions;  // n · qh · qw (positions · f < 2^31: see conv_pool_examples_per_launch)
   int64_t span;
   float* partial;
+  float scale = 1.0f;  // the fused dropout's scaling of dy (1: no dropout)
   GENRELAB_HD void operator()(int64_t chunk, int64_t column) const {
     const ConvPoolGeom& g = cell.g;
     const int32_t fi = int32_t(column);
@@ -295,7 +328,8 @@ struct ConvPoolGradPartial {
       const int64_t at = p * g.f + fi;
       const float d = dy[at];
       const uint8_t code = argmax[at];
-      // Dropout's zeros and windows without a maximum add nothing.
+      // Dropout's zeros (dropped by a dropout layer's pass, or marked by the fused forward) and
+      // windows without a maximum add nothing.
       if (d != 0.0f && code != kConvPoolNoMax) {
         const int32_t yy = cell.window_row(qy) + (code >> 4), xx = cell.window_col(qx) + (code & 15);
         int32_t iy0, ix0;
@@ -303,7 +337,8 @@ struct ConvPoolGradPartial {
         float xs[K], v[1];
         filter.load_taps(xe, o, iy0, ix0, xs);
         filter.values(xs, iy0, ix0, v);
-        const float dz = d * activation_grad<float>(cell.act, v[0], cell.alpha);
+        // As the dropout's backward (DropoutApply: dy · scale) and then the pool's would compute it.
+        const float dz = d * scale * activation_grad<float>(cell.act, v[0], cell.alpha);
         acc[K] += dz;
         const float dzr = round_to_half(dz, H);
         filter.for_inside(iy0, ix0, [&](int k) { acc[k] += dzr * xs[k]; });

@@ -221,4 +221,27 @@ struct DropoutApply {
   }
 };
 
+// A dropout fused into the pass before it (ops/conv_epilogue.h, ops/conv_pool.h): its mask
+// (DropoutMask) and whether it applies (training with a non-zero rate).
+struct EpilogueDropout {
+  bool on = false;
+  DropoutMask mask;
+  // keep[l] for the L elements o … o + L − 1 (local element indices, as DropoutMask::keep takes
+  // them): one Philox block when they share one (the usual case: L = 4 at an offset that is a
+  // multiple of 4).
+  template <int L>
+  GENRELAB_HD void keep(int64_t o, bool (&k)[L]) const {
+    const PhiloxStream stream = mask.stream();
+    const uint64_t base = uint64_t(mask.key->first_example * mask.layer_size) + uint64_t(o);
+    uint64_t block_index = base >> 2;
+    r123::Philox4x32::ctr_type block = stream.block(block_index);
+    for (int l = 0; l < L; ++l) {
+      const uint64_t word = base + uint64_t(l);
+      if ((word >> 2) != block_index) block = stream.block(block_index = word >> 2);
+      k[l] = PhiloxStream::uniform_of(block.v[word & 3]) >= mask.rate;
+    }
+  }
+  GENRELAB_HD float scale() const { return 1.0f / (1.0f - mask.rate); }  // DropoutApply's
+};
+
 }  // namespace genrelab::ops
