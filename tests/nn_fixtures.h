@@ -8,12 +8,29 @@
 #include <string>
 #include <vector>
 
+#include "genrelab/nn/conv_gemm_plan.h"
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/ops/philox.h"
 #include "test_util.h"
 
 namespace genrelab::test {
+
+// C (m × n, column-major) = op(A) · op(B) + beta · C as BLAS defines it, in double.
+inline void gemm_column_major(const nn::GemmCall& c, const float* a, const float* b, float* out) {
+  for (int64_t j = 0; j < c.n; ++j)
+    for (int64_t i = 0; i < c.m; ++i) {
+      double sum = 0;
+      for (int64_t p = 0; p < c.k; ++p) {
+        const double av = c.trans_a ? a[c.a_offset + p + i * c.lda] : a[c.a_offset + i + p * c.lda];
+        const double bv = c.trans_b ? b[c.b_offset + j + p * c.ldb] : b[c.b_offset + p + j * c.ldb];
+        sum += av * bv;
+      }
+      float& o = out[i + j * c.ldc];
+      o = float(sum + double(c.beta) * double(o));
+    }
+}
+
 
 // A CNN whose first conv2d → maxpool2d can be fused (train.fuse_conv_pool), dropout after the pool.
 inline nlohmann::json conv_pool_cnn() {

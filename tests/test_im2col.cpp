@@ -22,6 +22,7 @@
 #include "genrelab/ops/im2col.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/parallel_for.h"
+#include "nn_fixtures.h"
 
 using namespace genrelab;
 
@@ -216,21 +217,7 @@ TEST_CASE("train.conv_engine takes every precision and names the engines it know
 
 namespace {
 
-// C (m × n, column-major) = op(A) · op(B) + beta · C as BLAS defines it, in double.
-void gemm_column_major(const nn::GemmCall& c, const float* a, const float* b, float* out) {
-  for (int64_t j = 0; j < c.n; ++j)
-    for (int64_t i = 0; i < c.m; ++i) {
-      double sum = 0;
-      for (int64_t p = 0; p < c.k; ++p) {
-        const double av = c.trans_a ? a[c.a_offset + p + i * c.lda] : a[c.a_offset + i + p * c.lda];
-        const double bv = c.trans_b ? b[c.b_offset + j + p * c.ldb] : b[c.b_offset + p + j * c.ldb];
-        sum += av * bv;
-      }
-      float& o = out[i + j * c.ldc];
-      o = float(sum + double(c.beta) * double(o));
-    }
-}
-
+using test::gemm_column_major;
 
 // im2col of x (m, h, w, c) as the engine launches it: four channels a call when c and the buffers allow.
 template <typename T>

@@ -1021,9 +1021,9 @@ TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu
   upload(b.x, xd.data());
   cuda::copy_to_device(ld.data(), b.labels.data(), size_t(8));
   const auto name = [&](size_t i) { return plan.layers[i].name; };
-  // conv2d_1 + maxpool2d_1 (train.fuse_conv_pool), dropout_1, two fused conv epilogues, flatten
+  // conv2d_1 + maxpool2d_1 + dropout_1 (train.fuse_conv_pool), two fused conv epilogues, flatten
   // (a view: no stage), dense_1.
-  const std::vector<std::string> fwd = {name(0) + "+" + name(1), name(2), name(3) + "+" + name(4) + "+" + name(5),
+  const std::vector<std::string> fwd = {name(0) + "+" + name(1) + "+" + name(2), name(3) + "+" + name(4) + "+" + name(5),
                                         name(6) + "+" + name(7), name(9)};
   std::vector<std::string> want;
   for (const auto& f : fwd) want.push_back("fwd " + f);
@@ -1119,7 +1119,8 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
                                    float(nn::activation_alpha(plan.layers[0])), ctx.half_format()};
       std::vector<float> y_ref(dy.size());
       std::vector<uint8_t> argmax_ref(dy.size());
-      nn::conv_pool_forward_cpu(cell, y_ref.data(), argmax_ref.data(), n, dropout.of(key.seed, &host_step));
+      nn::conv_pool_forward_cpu(cell, y_ref.data(), argmax_ref.data(), n,
+                                dropout.of(key.seed, dropout.drops(true) ? &host_step : nullptr));
       DevVec yd(std::vector<float>(dy.size(), -7.0f));
       fused.forward(xd.buf.data(), kd.buf.data(), bd.buf.data(), yd.buf.data(), n, true, key);
       test::require_close(download(yd.buf.data(), int64_t(dy.size())), y_ref, 0.0, 0.0, "fused forward");
@@ -1139,6 +1140,64 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
         for (float v : want) scale = std::max(scale, double(std::fabs(v)));
         test::require_close(got, want, (bf16 ? 1.0 / 256 : 1e-4) * scale, bf16 ? 1.0 / 256 : 1e-4, what);
       }
+    }
+  }
+}
+
+// The conv engine's float products on the algorithm gemm_tuner.h times fastest (cublasSgemm or a
+// cuBLASLt candidate), in fp32 and tf32, not deterministic so that each shape is timed: the
+// forward, input-gradient and accumulating kernel-gradient products (an offset into the operands),
+// and the kernel gradient over row ranges as one strided-batched product, against a
+// double-precision GEMM (tests/nn_fixtures.h) within 1e-5 of the largest value (tf32: 2e-3, its
+// 10-bit mantissa). A second call of every shape takes the kept choice: nothing more is timed, and
+// it computes the same values (twice the accumulation).
+TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are timed once", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  const int64_t rows = 2011, K = 256, F = 128, first = 37, count = 1500;
+  const auto kernel = test::random_vec(F * K, 61, -1.0, 1.0);
+  const auto cols = test::random_vec(rows * K, 62, -1.0, 1.0);
+  const auto dz = test::random_vec(rows * F, 63, -1.0, 1.0);
+  const DevVec kernel_d(kernel), cols_d(cols), dz_d(dz);
+  const nn::RowRanges ranges = nn::conv_filter_ranges(count, 3);  // 3 ranges of 500 rows
+  for (const Precision precision : {Precision::fp32, Precision::tf32}) {
+    INFO((precision == Precision::tf32 ? "tf32" : "fp32"));
+    GpuContext ctx(precision, false);
+    cuda::DeviceBuffer<uint8_t> workspace;
+    const double tol = precision == Precision::tf32 ? 2e-3 : 1e-5;
+    struct Product {
+      const char* what;
+      nn::GemmCall call;
+      const DevVec* a;
+      const DevVec* b;
+      int64_t out, batches;
+      cuda::nn::GemmStrides strides;
+    };
+    const std::vector<Product> products = {
+        {"forward", nn::conv_forward_gemm(rows, K, F), &kernel_d, &cols_d, F * rows, 1, {}},
+        {"input gradient", nn::conv_data_gemm(rows, K, F), &kernel_d, &dz_d, K * rows, 1, {}},
+        {"kernel gradient, accumulated", nn::conv_filter_gemm(first, count, K, F, true), &cols_d, &dz_d, K * F, 1, {}},
+        {"kernel gradient over row ranges", nn::conv_filter_gemm(first, ranges.span, K, F, false), &cols_d, &dz_d,
+         ranges.splits * K * F, ranges.splits, {ranges.span * K, ranges.span * F, K * F}}};
+    for (int round = 0; round < 2; ++round) {
+      const int64_t timed_before = cuda::nn::gemm_tuning().shapes;
+      for (const Product& p : products) {
+        INFO(p.what << ", call " << round + 1);
+        const std::vector<float> start = test::random_vec(p.out, 64, -1.0, 1.0);
+        DevVec out(start);
+        cuda::nn::tuned_sgemm(ctx, p.call, p.a->buf.data(), p.b->buf.data(), out.get(), p.batches, p.strides, workspace);
+        const std::vector<float> got = download(out.get(), p.out);
+        std::vector<float> want = start;
+        for (int64_t j = 0; j < p.batches; ++j) {
+          nn::GemmCall c = p.call;
+          c.a_offset += j * p.strides.a, c.b_offset += j * p.strides.b;
+          test::gemm_column_major(c, download(p.a->buf.data(), int64_t(p.a->buf.size())).data(),
+                                  download(p.b->buf.data(), int64_t(p.b->buf.size())).data(), want.data() + j * p.strides.c);
+        }
+        double scale = 0;
+        for (float v : want) scale = std::max(scale, double(std::fabs(v)));
+        test::require_close(got, want, tol * scale, tol, p.what);
+      }
+      if (round == 1) CHECK(cuda::nn::gemm_tuning().shapes == timed_before);  // nothing timed again
     }
   }
 }

@@ -251,6 +251,9 @@ for line in open(sys.argv[1]):
     elif line.startswith("conv engine "):  # cuDNN against im2col + cuBLAS (train.conv_engine=auto)
         key = tuple(line.split(":")[0].split()[2:4])
         text = "%s %s" % (sys.argv[2], line.strip())
+    elif line.startswith("gemm "):  # a float product's timed choice, cublasSgemm or cuBLASLt (gemm_tuner.h)
+        key = ("gemm", line.split(":")[0])
+        text = "%s %s" % (sys.argv[2], line.strip())
     else:
         continue
     if key in first:

@@ -1,7 +1,8 @@
 // conv2d's GEMM engine: im2col / col2im functors (ops/im2col.h) and cuBLAS products on the
 // context's stream, each product the column-major call nn/conv_gemm_plan.h describes (and the CPU
-// tests run through a plain GEMM): cublasSgemm for float operands, cublasGemmEx (float
-// accumulation) for the 16-bit ones of bf16/fp16.
+// tests run through a plain GEMM): for float operands cublasSgemm or the cuBLASLt algorithm that
+// timed faster for the shape (gemm_tuner.h), cublasGemmEx (float accumulation) for the 16-bit ones
+// of bf16/fp16.
 #include "conv_gemm.h"
 
 #include <algorithm>
@@ -54,16 +55,9 @@ void GemmConv::gemm(const genrelab::nn::GemmCall& c, const void* a, const void* 
   const int m = as_int(c.m, "m"), n = as_int(c.n, "n"), k = as_int(c.k, "k");
   const int lda = as_int(c.lda, "lda"), ldb = as_int(c.ldb, "ldb"), ldc = as_int(c.ldc, "ldc");
   if (half_ == ops::kHalfNone) {
-    const float* fa = static_cast<const float*>(a) + c.a_offset;
-    const float* fb = static_cast<const float*>(b) + c.b_offset;
-    float* fc = static_cast<float*>(out);
-    if (batches == 1)
-      GENRELAB_CUDA_CHECK(cublasSgemm(ctx_.cublas(), op(c.trans_a), op(c.trans_b), m, n, k, &one, fa, lda, fb, ldb,
-                                      &c.beta, fc, ldc));
-    else
-      GENRELAB_CUDA_CHECK(cublasSgemmStridedBatched(ctx_.cublas(), op(c.trans_a), op(c.trans_b), m, n, k, &one, fa,
-                                                    lda, s.a, fb, ldb, s.b, &c.beta, fc, ldc, s.c,
-                                                    as_int(batches, "batches")));
+    as_int(batches, "batches");
+    tuned_sgemm(ctx_, c, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), batches, s,
+                lt_workspace_);
     return;
   }
   const cudaDataType_t t = half_ == ops::kHalfFp16 ? CUDA_R_16F : CUDA_R_16BF;
@@ -98,6 +92,7 @@ void GemmConv::release() {
   ctx_.release_tracked(cols_);
   ctx_.release_tracked(cols16_);
   ctx_.release_tracked(partial_);
+  ctx_.release_tracked(lt_workspace_);
 }
 
 int64_t GemmConv::suggested_filter_splits(int64_t n) const {

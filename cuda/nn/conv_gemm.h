@@ -5,7 +5,8 @@
 // added to the float gradient), dx after the column sums. cuDNN's kernels for the baseline's
 // 2×2 convolutions run at a third of the GPU's fp32 peak; a large GEMM runs at two thirds or
 // more, and the column matrix costs one pass over memory. The conv layer (conv.cu) times this
-// engine against cuDNN's fastest algorithm for each pass and takes the faster.
+// engine against cuDNN's fastest algorithm for each pass and takes the faster. The float products
+// run on the algorithm that timed fastest for their shape (gemm_tuner.h).
 // Shapes (row-major): x (n, h, w, c), cols (n·oh·ow, K = kh·kw·c), kernel (f, K), y and dz
 // (n·oh·ow, f). A 1×1 convolution with stride 1 and no padding is its own column matrix.
 #pragma once
@@ -13,15 +14,11 @@
 #include <cstdint>
 
 #include "cudnn_setup.h"
+#include "gemm_tuner.h"
 #include "genrelab/nn/conv_gemm_plan.h"
 #include "genrelab/ops/im2col.h"
 
 namespace genrelab::cuda::nn {
-
-// Elements between the consecutive A, B and C of a strided-batched product.
-struct GemmStrides {
-  int64_t a = 0, b = 0, c = 0;
-};
 
 class GemmConv {
  public:
@@ -79,6 +76,7 @@ class GemmConv {
                                    // bf16/fp16 backward_data's dcols only
   DeviceBuffer<uint16_t> cols16_;  // (n·oh·ow, K): bf16/fp16 the forward's columns
   DeviceBuffer<float> partial_;    // (splits + 1, f·K) backward_filter's partial products and their sum
+  DeviceBuffer<uint8_t> lt_workspace_;  // the tuned float products' cuBLASLt workspace (gemm_tuner.h)
 };
 
 }  // namespace genrelab::cuda::nn

@@ -1037,7 +1037,8 @@ class CudaNetwork final : public Network {
   std::vector<Trainable> trainable_;
   int64_t cap_ = 0;                             // batch size the buffers hold
   std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten, the fused
-                                                // first conv and, under bf16/fp16, a fused epilogue's conv
+                                                // first conv (and its pool, when the dropout after it is fused)
+                                                // and, under bf16/fp16, a fused epilogue's conv
   std::vector<float*> act_;                     // output of layer i (flatten: its input's memory)
   DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
   DeviceBuffer<float> losses_;                  // (cap) per-example loss
@@ -1082,7 +1083,7 @@ class CudaNetwork final : public Network {
   bool graph_note_ = false;           // the "ignored" note was printed
   bool capture_fault_ = false;        // GENRELAB_TEST_CUDA_GRAPH_FAULT: make captures fail (tests)
   std::vector<StepGraph> graphs_;     // (≤ kMaxGraphs) captured steps by key
-  std::unique_ptr<cuda::nn::FusedConvPool> fused_;  // train.fuse_conv_pool: layers 0 and 1 as one
+  std::unique_ptr<cuda::nn::FusedConvPool> fused_;  // train.fuse_conv_pool: layers 0 to fused_->last() as one
   // train.fuse_conv_epilogue: each fused run, found at its conv's index and its last layer's
   std::vector<std::unique_ptr<cuda::nn::FusedConvEpilogue>> epilogues_;
   std::vector<cuda::nn::FusedConvEpilogue*> epilogue_at_;

@@ -549,7 +549,7 @@ int bench_layers(const cli::Args& args) {
   Setup s = setup(args);
   auto net = nn::make_network(s.device, s.plan, s.hyper);
   const int64_t n = s.batch;
-  // The table times each layer on its own, so a fused first conv2d + maxpool2d shows as the two.
+  // The table times each layer on its own, so a fused first conv2d + maxpool2d (+ dropout) shows as its layers.
   const bool fused = s.hyper.fuse_conv_pool && nn::conv_pool_fusable(s.plan);
   if (fused)
     std::cerr << "bench layers: layers 0 and 1" << (nn::conv_pool_dropout(s.plan).layer >= 0 ? " and the dropout after them" : "")

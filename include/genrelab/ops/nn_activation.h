@@ -235,6 +235,11 @@ struct EpilogueDropout {
     const uint64_t base = uint64_t(mask.key->first_example * mask.layer_size) + uint64_t(o);
     uint64_t block_index = base >> 2;
     r123::Philox4x32::ctr_type block = stream.block(block_index);
+    if (L == 4 && (base & 3) == 0) {  // the usual case: the block's four words, at constant indices
+      GENRELAB_UNROLL
+      for (int l = 0; l < L; ++l) k[l] = PhiloxStream::uniform_of(block.v[l & 3]) >= mask.rate;
+      return;
+    }
     for (int l = 0; l < L; ++l) {
       const uint64_t word = base + uint64_t(l);
       if ((word >> 2) != block_index) block = stream.block(block_index = word >> 2);

@@ -1,0 +1,264 @@
+// tuned_sgemm (gemm_tuner.h): a shape's first call times cublasSgemm and cuBLASLt's heuristic
+// candidates (up to kCandidates, each within kMaxWorkspace and the operands' alignment) on the
+// real operands, each once untimed and then the median of three timed runs, and keeps cuBLASLt's
+// fastest when it beats cublasSgemm by kMargin; later calls of the shape run the kept choice.
+// Choices are the process's, by device, math mode and every argument that can change a kernel's
+// eligibility (shape, leading dimensions, batch strides, beta, operand alignment).
+#include "gemm_tuner.h"
+
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace genrelab::cuda::nn {
+
+using genrelab::nn::GemmCall;
+
+namespace {
+
+constexpr int kCandidates = 8;
+constexpr size_t kMaxWorkspace = size_t(32) << 20;  // cuBLASLt's recommended workspace on Hopper
+constexpr float kMargin = 0.97f;                    // a cuBLASLt choice must be 3 % faster
+
+// One shape's choice, with the cuBLASLt descriptors it runs with (kept for the process).
+struct Tuned {
+  bool lt = false;  // false: cublasSgemm
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+};
+
+std::atomic<int64_t> g_shapes{0}, g_on_lt{0};
+
+cublasOperation_t op_of(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+// The largest power of two up to 16 that divides p's address (at least 4: floats).
+uint32_t alignment_of(const void* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 16;
+  while (a > 4 && v % a != 0) a /= 2;
+  return a;
+}
+
+// cuBLASLt's handle for the current device, made once.
+cublasLtHandle_t lt_handle(int device) {
+  static std::mutex m;
+  static auto* handles = new std::map<int, cublasLtHandle_t>;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = handles->find(device);
+  if (it != handles->end()) return it->second;
+  cublasLtHandle_t h = nullptr;
+  GENRELAB_CUDA_CHECK(cublasLtCreate(&h));
+  (*handles)[device] = h;
+  return h;
+}
+
+cublasStatus_t run_sgemm(cublasHandle_t h, const GemmCall& c, const float* a, const float* b, float* out,
+                         int64_t batches, GemmStrides s) {
+  const float one = 1.0f;
+  const int m = int(c.m), n = int(c.n), k = int(c.k), lda = int(c.lda), ldb = int(c.ldb), ldc = int(c.ldc);
+  if (batches == 1) return cublasSgemm(h, op_of(c.trans_a), op_of(c.trans_b), m, n, k, &one, a, lda, b, ldb, &c.beta, out, ldc);
+  return cublasSgemmStridedBatched(h, op_of(c.trans_a), op_of(c.trans_b), m, n, k, &one, a, lda, s.a, b, ldb, s.b,
+                                   &c.beta, out, ldc, s.c, int(batches));
+}
+
+cublasStatus_t run_lt(cublasLtHandle_t h, const Tuned& t, const cublasLtMatmulAlgo_t& algo, const GemmCall& c,
+                      const float* a, const float* b, float* out, void* workspace, size_t bytes, cudaStream_t s) {
+  const float one = 1.0f;
+  return cublasLtMatmul(h, t.op, &one, a, t.a, b, t.b, &c.beta, out, t.c, out, t.c, &algo, workspace, bytes, s);
+}
+
+void destroy(Tuned& t) {
+  if (t.a) cublasLtMatrixLayoutDestroy(t.a);
+  if (t.b) cublasLtMatrixLayoutDestroy(t.b);
+  if (t.c) cublasLtMatrixLayoutDestroy(t.c);
+  if (t.op) cublasLtMatmulDescDestroy(t.op);
+  t = Tuned();
+}
+
+// The call as cuBLASLt descriptors (stored A is k × m when transposed, else m × k; B likewise).
+bool describe(const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, Tuned& t) {
+  const cublasOperation_t ta = op_of(c.trans_a), tb = op_of(c.trans_b);
+  bool ok = cublasLtMatmulDescCreate(&t.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
+                CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS;
+  auto layout = [&](cublasLtMatrixLayout_t& l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
+    if (!ok || cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, uint64_t(rows), uint64_t(cols), ld) != CUBLAS_STATUS_SUCCESS)
+      return false;
+    if (batches == 1) return true;
+    const int32_t count = int32_t(batches);
+    return cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride) ==
+               CUBLAS_STATUS_SUCCESS;
+  };
+  ok = layout(t.a, c.trans_a ? c.k : c.m, c.trans_a ? c.m : c.k, c.lda, s.a);
+  ok = ok && layout(t.b, c.trans_b ? c.n : c.k, c.trans_b ? c.k : c.n, c.ldb, s.b);
+  ok = ok && layout(t.c, c.m, c.n, c.ldc, s.c);
+  if (!ok) destroy(t);
+  return ok;
+}
+
+// Milliseconds of one run: the median of three timed runs after an untimed one, each queued behind
+// a hold so that the host's launch does not count; −1 when a run is refused.
+template <typename Run>
+float median_ms(cudaStream_t s, Run&& run) {
+  if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
+  Event start(true), stop(true);
+  std::vector<float> t;
+  for (int i = 0; i < 3; ++i) {
+    hold_stream(s, 0.5);
+    start.record(s);
+    if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
+    stop.record(s);
+    stop.synchronize();
+    t.push_back(stop.ms_since(start));
+  }
+  std::sort(t.begin(), t.end());
+  return t[1];
+}
+
+// The choice for the shape of this call: out is written by the timing runs when beta is 0 (the
+// caller's call then writes it again); with beta ≠ 0 they write a zeroed scratch copy of its extent.
+Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const float* b, float* out,
+           int64_t batches, GemmStrides s, bool tf32, const std::string& key) {
+  cudaStream_t stream = ctx.stream();
+  Tuned t;
+  DeviceBuffer<float> scratch;
+  float* target = out;
+  if (c.beta != 0.0f) {
+    const int64_t extent = (batches - 1) * s.c + c.ldc * c.n;
+    try {
+      scratch.resize(size_t(extent));
+    } catch (const RuntimeError&) {
+      return t;  // no room to time it: cublasSgemm
+    }
+    scratch.zero(stream);
+    target = scratch.data();
+  }
+  const float base = median_ms(stream, [&] { return run_sgemm(ctx.cublas(), c, a, b, target, batches, s); });
+  std::vector<cublasLtMatmulHeuristicResult_t> found(kCandidates);
+  int got = 0;
+  cublasLtHandle_t h = lt_handle(device);
+  if (base > 0 && describe(c, batches, s, tf32, t)) {
+    cublasLtMatmulPreference_t pref = nullptr;
+    const uint64_t ws = kMaxWorkspace;
+    const uint32_t align_a = alignment_of(a), align_b = alignment_of(b), align_c = alignment_of(out);
+    if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS) {
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
+      if (cublasLtMatmulAlgoGetHeuristic(h, t.op, t.a, t.b, t.c, t.c, pref, kCandidates, found.data(), &got) !=
+          CUBLAS_STATUS_SUCCESS)
+        got = 0;
+      cublasLtMatmulPreferenceDestroy(pref);
+    }
+  }
+  // Each candidate on one workspace of the largest size any of them asks for.
+  size_t need = 0;
+  for (int i = 0; i < got; ++i)
+    if (found[size_t(i)].state == CUBLAS_STATUS_SUCCESS) need = std::max(need, found[size_t(i)].workspaceSize);
+  DeviceBuffer<uint8_t> ws;
+  try {
+    if (need > 0) ws.resize(need);
+  } catch (const RuntimeError&) {
+    got = 0;
+  }
+  std::ostringstream log;
+  log << "gemm " << key << ": cublasSgemm " << base << " ms";
+  float best = base;
+  int chosen = -1;
+  for (int i = 0; i < got; ++i) {
+    const cublasLtMatmulHeuristicResult_t& r = found[size_t(i)];
+    if (r.state != CUBLAS_STATUS_SUCCESS) continue;
+    const float ms = median_ms(stream, [&] {
+      return run_lt(h, t, r.algo, c, a, b, target, ws.data(), r.workspaceSize, stream);
+    });
+    log << ", lt#" << i << " " << (ms < 0 ? std::string("refused") : std::to_string(ms) + " ms");
+    if (ms > 0 && ms < kMargin * best) best = ms, chosen = i;
+  }
+  if (chosen >= 0) {
+    t.lt = true;
+    t.algo = found[size_t(chosen)].algo;
+    t.workspace = found[size_t(chosen)].workspaceSize;
+  } else {
+    destroy(t);
+  }
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (on) std::cerr << log.str() << " -> " << (t.lt ? "lt#" + std::to_string(chosen) : std::string("cublasSgemm")) << "\n";
+  return t;
+}
+
+}  // namespace
+
+GemmTuning gemm_tuning() { return {g_shapes.load(), g_on_lt.load()}; }
+
+void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float* b, float* out, int64_t batches,
+                 GemmStrides s, DeviceBuffer<uint8_t>& workspace) {
+  const float* fa = a + c.a_offset;
+  const float* fb = b + c.b_offset;
+  if (ctx.deterministic()) {
+    GENRELAB_CUDA_CHECK(run_sgemm(ctx.cublas(), c, fa, fb, out, batches, s));
+    return;
+  }
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  GENRELAB_CUDA_CHECK(cudaStreamIsCapturing(ctx.stream(), &capture));
+  const bool capturing = capture != cudaStreamCaptureStatusNone;
+  int device = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+  GENRELAB_CUDA_CHECK(cublasGetMathMode(ctx.cublas(), &math));
+  const bool tf32 = (int(math) & int(CUBLAS_TF32_TENSOR_OP_MATH)) != 0;
+  std::ostringstream k;
+  k << (c.trans_a ? 't' : 'n') << (c.trans_b ? 't' : 'n') << " " << c.m << "," << c.n << "," << c.k << " ld " << c.lda
+    << "," << c.ldb << "," << c.ldc;
+  if (batches > 1) k << " x" << batches << " strides " << s.a << "," << s.b << "," << s.c;
+  k << (c.beta != 0.0f ? " accumulate" : "") << (tf32 ? " tf32" : " fp32") << " align " << alignment_of(fa) << ","
+    << alignment_of(fb) << "," << alignment_of(out);
+  const std::string key = k.str();
+
+  static std::mutex m;
+  static auto* shapes = new std::map<std::string, Tuned>;  // by device and key; never destroyed
+  const std::string full = std::to_string(device) + "|" + key;
+  const Tuned* t = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m);
+    auto it = shapes->find(full);
+    if (it != shapes->end()) t = &it->second;
+  }
+  if (!t && !capturing) {
+    Tuned fresh = tune(ctx, device, c, fa, fb, out, batches, s, tf32, key);
+    std::lock_guard<std::mutex> lock(m);
+    auto [it, added] = shapes->emplace(full, fresh);
+    if (added) {
+      ++g_shapes;
+      if (fresh.lt) ++g_on_lt;
+    } else {
+      destroy(fresh);  // another thread tuned it meanwhile
+    }
+    t = &it->second;
+  }
+  if (t && t->lt) {
+    if (workspace.bytes() < t->workspace && !capturing) ctx.resize_tracked(workspace, t->workspace);
+    if (workspace.bytes() >= t->workspace) {
+      GENRELAB_CUDA_CHECK(run_lt(lt_handle(device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace,
+                                 ctx.stream()));
+      return;
+    }
+  }
+  GENRELAB_CUDA_CHECK(run_sgemm(ctx.cublas(), c, fa, fb, out, batches, s));
+}
+
+}  // namespace genrelab::cuda::nn
