@@ -1,7 +1,9 @@
 // tuned_sgemm (gemm_tuner.h): a shape's first call times cublasSgemm and cuBLASLt's heuristic
-// candidates (up to kCandidates, each within kMaxWorkspace and the operands' alignment) on the
-// real operands, each once untimed and then the median of three timed runs, and keeps cuBLASLt's
+// candidates (its first kCandidates, each within kMaxWorkspace and the operands' alignment) on the
+// real operands, each once untimed and then the faster of two timed runs, and keeps cuBLASLt's
 // fastest when it beats cublasSgemm by kMargin; later calls of the shape run the kept choice.
+// Products under kMinFlop run on cublasSgemm untimed: the timing (about 13 runs of the product)
+// would cost more than a better kernel could win back over a training run.
 // Choices are the process's, by device, math mode and every argument that can change a kernel's
 // eligibility (shape, leading dimensions, batch strides, beta, operand alignment).
 #include "gemm_tuner.h"
@@ -24,7 +26,8 @@ using genrelab::nn::GemmCall;
 
 namespace {
 
-constexpr int kCandidates = 8;
+constexpr int kCandidates = 5;
+constexpr double kMinFlop = 8e9;  // the baseline's fourth conv (15 GFLOP a product at batch 32) and up
 constexpr size_t kMaxWorkspace = size_t(32) << 20;  // cuBLASLt's recommended workspace on Hopper
 constexpr float kMargin = 0.97f;                    // a cuBLASLt choice must be 3 % faster
 
@@ -109,23 +112,23 @@ bool describe(const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, Tune
   return ok;
 }
 
-// Milliseconds of one run: the median of three timed runs after an untimed one, each queued behind
+// Milliseconds of one run: the faster of two timed runs after an untimed one, each queued behind
 // a hold so that the host's launch does not count; −1 when a run is refused.
 template <typename Run>
-float median_ms(cudaStream_t s, Run&& run) {
+float best_ms(cudaStream_t s, Run&& run) {
   if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
   Event start(true), stop(true);
-  std::vector<float> t;
-  for (int i = 0; i < 3; ++i) {
+  float best = -1.0f;
+  for (int i = 0; i < 2; ++i) {
     hold_stream(s, 0.5);
     start.record(s);
     if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
     stop.record(s);
     stop.synchronize();
-    t.push_back(stop.ms_since(start));
+    const float ms = stop.ms_since(start);
+    best = best < 0 ? ms : std::min(best, ms);
   }
-  std::sort(t.begin(), t.end());
-  return t[1];
+  return best;
 }
 
 // The choice for the shape of this call: out is written by the timing runs when beta is 0 (the
@@ -146,7 +149,7 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
     scratch.zero(stream);
     target = scratch.data();
   }
-  const float base = median_ms(stream, [&] { return run_sgemm(ctx.cublas(), c, a, b, target, batches, s); });
+  const float base = best_ms(stream, [&] { return run_sgemm(ctx.cublas(), c, a, b, target, batches, s); });
   std::vector<cublasLtMatmulHeuristicResult_t> found(kCandidates);
   int got = 0;
   cublasLtHandle_t h = lt_handle(device);
@@ -183,7 +186,7 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
   for (int i = 0; i < got; ++i) {
     const cublasLtMatmulHeuristicResult_t& r = found[size_t(i)];
     if (r.state != CUBLAS_STATUS_SUCCESS) continue;
-    const float ms = median_ms(stream, [&] {
+    const float ms = best_ms(stream, [&] {
       return run_lt(h, t, r.algo, c, a, b, target, ws.data(), r.workspaceSize, stream);
     });
     log << ", lt#" << i << " " << (ms < 0 ? std::string("refused") : std::to_string(ms) + " ms");
@@ -209,7 +212,7 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
                  GemmStrides s, DeviceBuffer<uint8_t>& workspace) {
   const float* fa = a + c.a_offset;
   const float* fb = b + c.b_offset;
-  if (ctx.deterministic()) {
+  if (ctx.deterministic() || 2.0 * double(c.m) * double(c.n) * double(c.k) * double(batches) < kMinFlop) {
     GENRELAB_CUDA_CHECK(run_sgemm(ctx.cublas(), c, fa, fb, out, batches, s));
     return;
   }

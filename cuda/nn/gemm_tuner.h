@@ -4,7 +4,8 @@
 // baseline's input-gradient products on an H100 (42 TFLOP/s of its 67 fp32 peak, where the
 // kernel-gradient products run at 54), and a heuristic cannot be told otherwise; timing can
 // (PyTorch's TunableOp does the same for its GEMMs). Deterministic runs keep cublasSgemm: a timed
-// choice can differ run to run, and another kernel sums in another order.
+// choice can differ run to run, and another kernel sums in another order. So do products of less
+// than 8 GFLOP, where the timing would cost more than it could win.
 #pragma once
 
 #include <cstdint>
