@@ -31,6 +31,10 @@ constexpr double kMinFlop = 8e9;  // the baseline's fourth conv (15 GFLOP a prod
 constexpr size_t kMaxWorkspace = size_t(32) << 20;  // cuBLASLt's recommended workspace on Hopper
 constexpr float kMargin = 0.97f;                    // a cuBLASLt choice must be 3 % faster
 
+// Test settings (set_gemm_tuning_for_tests).
+std::atomic<bool> g_force_lt{false};
+std::atomic<double> g_min_flop{kMinFlop};
+
 // One shape's choice, with the cuBLASLt descriptors it runs with (kept for the process).
 struct Tuned {
   bool lt = false;  // false: cublasSgemm
@@ -44,9 +48,10 @@ std::atomic<int64_t> g_shapes{0}, g_on_lt{0};
 
 cublasOperation_t op_of(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
-// The largest power of two up to 16 that divides p's address (at least 4: floats).
-uint32_t alignment_of(const void* p) {
-  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+// The largest power of two up to 16 that divides p's address (at least 4: floats) and, for each
+// batch after the first, `stride` floats more.
+uint32_t alignment_of(const void* p, int64_t stride = 0) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p) | uintptr_t(stride * int64_t(sizeof(float)));
   uint32_t a = 16;
   while (a > 4 && v % a != 0) a /= 2;
   return a;
@@ -113,7 +118,9 @@ bool describe(const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, Tune
 }
 
 // Milliseconds of one run: the faster of two timed runs after an untimed one, each queued behind
-// a hold so that the host's launch does not count; −1 when a run is refused.
+// a hold so that the host's launch does not count; −1 when a launch is refused. (A kernel that
+// faulted while running would leave the context unusable: hence the candidates are asked for with
+// the operands' real alignment.)
 template <typename Run>
 float best_ms(cudaStream_t s, Run&& run) {
   if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
@@ -131,12 +138,22 @@ float best_ms(cudaStream_t s, Run&& run) {
   return best;
 }
 
+// Destroys a shape's descriptors unless released (a choice kept for the process).
+struct TunedGuard {
+  Tuned& t;
+  bool keep = false;
+  ~TunedGuard() {
+    if (!keep) destroy(t);
+  }
+};
+
 // The choice for the shape of this call: out is written by the timing runs when beta is 0 (the
 // caller's call then writes it again); with beta ≠ 0 they write a zeroed scratch copy of its extent.
 Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const float* b, float* out,
            int64_t batches, GemmStrides s, bool tf32, const std::string& key) {
   cudaStream_t stream = ctx.stream();
   Tuned t;
+  TunedGuard guard{t};
   DeviceBuffer<float> scratch;
   float* target = out;
   if (c.beta != 0.0f) {
@@ -156,15 +173,24 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
   if (base > 0 && describe(c, batches, s, tf32, t)) {
     cublasLtMatmulPreference_t pref = nullptr;
     const uint64_t ws = kMaxWorkspace;
-    const uint32_t align_a = alignment_of(a), align_b = alignment_of(b), align_c = alignment_of(out);
+    // The real pointers' alignment (the default assumes 256 bytes): a preference that cannot be
+    // set leaves no candidates.
+    const uint32_t align_a = alignment_of(a, batches > 1 ? s.a : 0), align_b = alignment_of(b, batches > 1 ? s.b : 0),
+                   align_c = alignment_of(out, batches > 1 ? s.c : 0);
     if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS) {
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
-      if (cublasLtMatmulAlgoGetHeuristic(h, t.op, t.a, t.b, t.c, t.c, pref, kCandidates, found.data(), &got) !=
-          CUBLAS_STATUS_SUCCESS)
+      const bool set =
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                               sizeof align_a) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                               sizeof align_b) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                               sizeof align_c) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
+                                               sizeof align_c) == CUBLAS_STATUS_SUCCESS;
+      if (!set || cublasLtMatmulAlgoGetHeuristic(h, t.op, t.a, t.b, t.c, t.c, pref, kCandidates, found.data(), &got) !=
+                      CUBLAS_STATUS_SUCCESS)
         got = 0;
       cublasLtMatmulPreferenceDestroy(pref);
     }
@@ -181,8 +207,9 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
   }
   std::ostringstream log;
   log << "gemm " << key << ": cublasSgemm " << base << " ms";
-  float best = base;
-  int chosen = -1;
+  // The fastest candidate, kept when it beats cublasSgemm by the margin.
+  float best = -1.0f;
+  int fastest = -1;
   for (int i = 0; i < got; ++i) {
     const cublasLtMatmulHeuristicResult_t& r = found[size_t(i)];
     if (r.state != CUBLAS_STATUS_SUCCESS) continue;
@@ -190,29 +217,34 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
       return run_lt(h, t, r.algo, c, a, b, target, ws.data(), r.workspaceSize, stream);
     });
     log << ", lt#" << i << " " << (ms < 0 ? std::string("refused") : std::to_string(ms) + " ms");
-    if (ms > 0 && ms < kMargin * best) best = ms, chosen = i;
+    if (ms > 0 && (fastest < 0 || ms < best)) best = ms, fastest = i;
   }
+  const int chosen = fastest >= 0 && (g_force_lt.load() || best < kMargin * base) ? fastest : -1;
   if (chosen >= 0) {
     t.lt = true;
     t.algo = found[size_t(chosen)].algo;
     t.workspace = found[size_t(chosen)].workspaceSize;
-  } else {
-    destroy(t);
+    guard.keep = true;
   }
   static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
   if (on) std::cerr << log.str() << " -> " << (t.lt ? "lt#" + std::to_string(chosen) : std::string("cublasSgemm")) << "\n";
-  return t;
+  return guard.keep ? t : Tuned();
 }
 
 }  // namespace
 
 GemmTuning gemm_tuning() { return {g_shapes.load(), g_on_lt.load()}; }
 
+void set_gemm_tuning_for_tests(bool force_lt, double min_flop) {
+  g_force_lt = force_lt;
+  g_min_flop = min_flop < 0 ? kMinFlop : min_flop;
+}
+
 void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float* b, float* out, int64_t batches,
                  GemmStrides s, DeviceBuffer<uint8_t>& workspace) {
   const float* fa = a + c.a_offset;
   const float* fb = b + c.b_offset;
-  if (ctx.deterministic() || 2.0 * double(c.m) * double(c.n) * double(c.k) * double(batches) < kMinFlop) {
+  if (ctx.deterministic() || 2.0 * double(c.m) * double(c.n) * double(c.k) * double(batches) < g_min_flop.load()) {
     GENRELAB_CUDA_CHECK(run_sgemm(ctx.cublas(), c, fa, fb, out, batches, s));
     return;
   }
@@ -221,15 +253,14 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
   const bool capturing = capture != cudaStreamCaptureStatusNone;
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
-  cublasMath_t math = CUBLAS_DEFAULT_MATH;
-  GENRELAB_CUDA_CHECK(cublasGetMathMode(ctx.cublas(), &math));
-  const bool tf32 = (int(math) & int(CUBLAS_TF32_TENSOR_OP_MATH)) != 0;
+  const bool tf32 = ctx.precision() == Precision::tf32;  // the handle's TF32 math mode (cudnn_setup.cu)
   std::ostringstream k;
   k << (c.trans_a ? 't' : 'n') << (c.trans_b ? 't' : 'n') << " " << c.m << "," << c.n << "," << c.k << " ld " << c.lda
     << "," << c.ldb << "," << c.ldc;
   if (batches > 1) k << " x" << batches << " strides " << s.a << "," << s.b << "," << s.c;
-  k << (c.beta != 0.0f ? " accumulate" : "") << (tf32 ? " tf32" : " fp32") << " align " << alignment_of(fa) << ","
-    << alignment_of(fb) << "," << alignment_of(out);
+  k << (c.beta != 0.0f ? " accumulate" : "") << (tf32 ? " tf32" : " fp32") << " align "
+    << alignment_of(fa, batches > 1 ? s.a : 0) << "," << alignment_of(fb, batches > 1 ? s.b : 0) << ","
+    << alignment_of(out, batches > 1 ? s.c : 0) << (g_force_lt.load() ? " forced" : "");
   const std::string key = k.str();
 
   static std::mutex m;
@@ -254,7 +285,13 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
     t = &it->second;
   }
   if (t && t->lt) {
-    if (workspace.bytes() < t->workspace && !capturing) ctx.resize_tracked(workspace, t->workspace);
+    if (workspace.bytes() < t->workspace && !capturing) {
+      try {
+        ctx.resize_tracked(workspace, t->workspace);
+      } catch (const RuntimeError&) {  // out of memory for the workspace: cublasSgemm, which needs none of ours
+        ctx.release_tracked(workspace);
+      }
+    }
     if (workspace.bytes() >= t->workspace) {
       GENRELAB_CUDA_CHECK(run_lt(lt_handle(device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace,
                                  ctx.stream()));

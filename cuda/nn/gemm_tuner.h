@@ -36,4 +36,8 @@ struct GemmTuning {
 };
 GemmTuning gemm_tuning();
 
+// Tests: keep cuBLASLt's fastest candidate whatever cublasSgemm's time (so that its path runs), and
+// time products from min_flop (< 0: the default floor). Shapes timed before keep their choice.
+void set_gemm_tuning_for_tests(bool force_lt, double min_flop);
+
 }  // namespace genrelab::cuda::nn
