@@ -223,6 +223,26 @@ void log_ranking(const std::vector<Perf>& perfs, int count, const Perf* taken, c
   std::cerr << os.str() << "\n";
 }
 
+// With GENRELAB_LOG_CONV_ALGOS set, beside a benchmarked search: cuDNN's heuristic order for the
+// same pass (`query`, a cudnnGet*_v7 call: nothing runs), on stderr. How far down that order the
+// benchmark's winners sit says how many candidates a search needs to time.
+template <typename Perf, typename Query>
+void log_heuristic_order(const char* what, const ConvShape& shape, int max, Query query) {
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (!on) return;
+  std::vector<Perf> perfs(size_t(std::max(max, 1)));
+  int got = 0;
+  if (query(max, &got, perfs.data()) != CUDNN_STATUS_SUCCESS) return;
+  std::ostringstream os;
+  os << "cudnn " << what << " " << shape.key() << " heuristic order:";
+  for (int i = 0; i < got; ++i) {
+    const Perf& p = perfs[size_t(i)];
+    os << " " << algo_name(p.algo) << (p.mathType == CUDNN_TENSOR_OP_MATH ? "/tensor-op" : "")
+       << (p.status != CUDNN_STATUS_SUCCESS ? "(" + std::string(cudnnGetErrorString(p.status)) + ")" : "");
+  }
+  std::cerr << os.str() << "\n";
+}
+
 // One pass's algorithm from cuDNN's ranking (`pick`), stored with the math type it runs under,
 // which is also set on the descriptor for the workspace query that follows.
 template <typename Perf, typename Algo>
@@ -417,11 +437,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::forward: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-      if (bench)
+      if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
                                                                    perfs.data(), fb.ws.data(), ws_limit));
-      else
+        log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(
+            pass_name(ConvPass::forward), shape, max,
+            [&](int m, int* g, auto* p) { return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, m, g, p); });
+      } else {
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
+      }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, a.fwd, &a.fwd_bytes));
@@ -430,11 +454,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::backward_data: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-      if (bench)
+      if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
                                                                         perfs.data(), fb.ws.data(), ws_limit));
-      else
+        log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(
+            pass_name(ConvPass::backward_data), shape, max,
+            [&](int m, int* g, auto* p) { return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p); });
+      } else {
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
+      }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
@@ -444,11 +472,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::backward_filter: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
-      if (bench)
+      if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
-      else
+        log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(
+            pass_name(ConvPass::backward_filter), shape, max,
+            [&](int m, int* g, auto* p) { return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p); });
+      } else {
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
+      }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);
       GENRELAB_CUDA_CHECK(
