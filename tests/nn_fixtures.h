@@ -31,7 +31,6 @@ inline void gemm_column_major(const nn::GemmCall& c, const float* a, const float
     }
 }
 
-
 // A CNN whose first conv2d → maxpool2d can be fused (train.fuse_conv_pool), dropout after the pool.
 inline nlohmann::json conv_pool_cnn() {
   return nlohmann::json::parse(R"([

@@ -27,7 +27,8 @@ using test::random_vec;
 
 // conv, pool, then (rate > 0) a dropout, and a small head.
 json layers_of(const json& conv, const json& pool, double rate = 0) {
-  json layers = json::array({conv, pool, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
+  json layers = json::array(
+      {conv, pool, {{"type", "flatten"}}, {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}});
   if (rate > 0) layers.insert(layers.begin() + 2, json::object({{"type", "dropout"}, {"rate", rate}}));
   return layers;
 }
@@ -87,7 +88,8 @@ void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int h
   std::vector<float> y(yp.size(), -7.0f);
   std::vector<uint8_t> argmax(y.size());
   const ops::DropoutStep step{key.step, key.first_example};
-  nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n, dropout.of(key.seed, dropout.drops(true) ? &step : nullptr));
+  nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n,
+                            dropout.of(key.seed, dropout.drops(true) ? &step : nullptr));
   test::require_close(y, yp, tol, tol, "fused forward");
   // A dropped output (zero after the dropout, not before) passes no gradient: its argmax byte says so.
   if (rate > 0) {

@@ -1023,8 +1023,8 @@ TEST_CASE("nn gpu stage timing lists an eager step's layer runs in order", "[gpu
   const auto name = [&](size_t i) { return plan.layers[i].name; };
   // conv2d_1 + maxpool2d_1 + dropout_1 (train.fuse_conv_pool), two fused conv epilogues, flatten
   // (a view: no stage), dense_1.
-  const std::vector<std::string> fwd = {name(0) + "+" + name(1) + "+" + name(2), name(3) + "+" + name(4) + "+" + name(5),
-                                        name(6) + "+" + name(7), name(9)};
+  const std::vector<std::string> fwd = {name(0) + "+" + name(1) + "+" + name(2),
+                                        name(3) + "+" + name(4) + "+" + name(5), name(6) + "+" + name(7), name(9)};
   std::vector<std::string> want;
   for (const auto& f : fwd) want.push_back("fwd " + f);
   want.push_back("loss");
@@ -1084,13 +1084,15 @@ TEST_CASE("nn gpu fused conv and max pool layer equals the CPU functors at launc
     int64_t h, w, filters, n;
     double dropout;  // the rate of a dropout after the pool (fused too), or 0: none
   };
-  for (const Shape& shape : {Shape{"baseline, its dropout", 128, 1206, 64, 32, 0.1}, Shape{"40 filters", 64, 301, 40, 5, 0.0},
-                             Shape{"two backward launches, dropout over 3 filters", 3866, 3866, 3, 9, 0.25}}) {
+  for (const Shape& shape :
+       {Shape{"baseline, its dropout", 128, 1206, 64, 32, 0.1}, Shape{"40 filters", 64, 301, 40, 5, 0.0},
+        Shape{"two backward launches, dropout over 3 filters", 3866, 3866, 3, 9, 0.25}}) {
     nlohmann::json layers = {{{"type", "conv2d"}, {"filters", shape.filters}, {"kernel", 2}, {"activation", "relu"}},
                              {{"type", "maxpool2d"}, {"size", 2}},
                              {{"type", "global_avgpool"}},
                              {{"type", "dense"}, {"units", "classes"}, {"activation", "softmax"}}};
-    if (shape.dropout > 0) layers.insert(layers.begin() + 2, nlohmann::json::object({{"type", "dropout"}, {"rate", shape.dropout}}));
+    if (shape.dropout > 0)
+      layers.insert(layers.begin() + 2, nlohmann::json::object({{"type", "dropout"}, {"rate", shape.dropout}}));
     const auto plan = nn::plan_layers(layers, {shape.h, shape.w, 1}, 4);
     REQUIRE(nn::conv_pool_fusable(plan));
     // The mask of step 5 of a batch at global position 3 (the CPU reads the key from the host).
@@ -1162,8 +1164,13 @@ TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are tim
     std::vector<float> kernel, cols, dz;
     DevVec kernel_d, cols_d, dz_d;
     explicit Operands(int64_t k)
-        : K(k), kernel(test::random_vec(F * k, 61, -1.0, 1.0)), cols(test::random_vec(rows * k, 62, -1.0, 1.0)),
-          dz(test::random_vec(rows * F, 63, -1.0, 1.0)), kernel_d(kernel), cols_d(cols), dz_d(dz) {}
+        : K(k),
+          kernel(test::random_vec(F * k, 61, -1.0, 1.0)),
+          cols(test::random_vec(rows * k, 62, -1.0, 1.0)),
+          dz(test::random_vec(rows * F, 63, -1.0, 1.0)),
+          kernel_d(kernel),
+          cols_d(cols),
+          dz_d(dz) {}
   };
   const Operands wide(256), odd(27);
   struct Product {
@@ -1178,11 +1185,30 @@ TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are tim
   const std::vector<Product> products = {
       {"forward", nn::conv_forward_gemm(rows, K, F), &wide, true, true, F * rows, 1, {}},
       {"input gradient", nn::conv_data_gemm(rows, K, F), &wide, true, false, K * rows, 1, {}},
-      {"kernel gradient, accumulated", nn::conv_filter_gemm(first, count, K, F, true), &wide, false, false, K * F, 1, {}},
-      {"kernel gradient over row ranges", nn::conv_filter_gemm(first, ranges.span, K, F, false), &wide, false, false,
-       ranges.splits * K * F, ranges.splits, {ranges.span * K, ranges.span * F, K * F}},
-      {"27 taps, kernel gradient from an odd row", nn::conv_filter_gemm(first, count, k27, F, true), &odd, false, false,
-       k27 * F, 1, {}},
+      {"kernel gradient, accumulated",
+       nn::conv_filter_gemm(first, count, K, F, true),
+       &wide,
+       false,
+       false,
+       K * F,
+       1,
+       {}},
+      {"kernel gradient over row ranges",
+       nn::conv_filter_gemm(first, ranges.span, K, F, false),
+       &wide,
+       false,
+       false,
+       ranges.splits * K * F,
+       ranges.splits,
+       {ranges.span * K, ranges.span * F, K * F}},
+      {"27 taps, kernel gradient from an odd row",
+       nn::conv_filter_gemm(first, count, k27, F, true),
+       &odd,
+       false,
+       false,
+       k27 * F,
+       1,
+       {}},
       {"27 taps, forward", nn::conv_forward_gemm(rows, k27, F), &odd, true, true, F * rows, 1, {}}};
   for (const Precision precision : {Precision::fp32, Precision::tf32}) {
     INFO((precision == Precision::tf32 ? "tf32" : "fp32"));
@@ -1214,7 +1240,7 @@ TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are tim
       const cuda::nn::GemmTuning after = cuda::nn::gemm_tuning();
       if (round == 0) {
         CHECK(after.shapes - before.shapes == int64_t(products.size()));  // each shape timed
-        CHECK(after.on_lt - before.on_lt == int64_t(products.size()));   // and run on cuBLASLt (forced)
+        CHECK(after.on_lt - before.on_lt == int64_t(products.size()));    // and run on cuBLASLt (forced)
       } else {
         CHECK(after.shapes == before.shapes);  // nothing timed again
       }

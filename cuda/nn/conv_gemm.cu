@@ -56,8 +56,8 @@ void GemmConv::gemm(const genrelab::nn::GemmCall& c, const void* a, const void* 
   const int lda = as_int(c.lda, "lda"), ldb = as_int(c.ldb, "ldb"), ldc = as_int(c.ldc, "ldc");
   if (half_ == ops::kHalfNone) {
     as_int(batches, "batches");
-    tuned_sgemm(ctx_, c, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), batches, s,
-                lt_workspace_);
+    tuned_sgemm(ctx_, c, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), batches,
+                s, lt_workspace_);
     return;
   }
   const cudaDataType_t t = half_ == ops::kHalfFp16 ? CUDA_R_16F : CUDA_R_16BF;

@@ -1,9 +1,9 @@
 // The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
 // functors (one instance per kernel volume and 16-bit format) launched on the context's stream.
 // Forward: one thread per pooled position and group of filters, applying the dropout after the pool
-// (when there is one) and keeping the argmax bytes when training. Backward: one thread per (chunk of kSpan pooled positions, filter) sums the kernel and
-// bias gradients of its chunk from the argmax cells,
-// cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
+// (when there is one) and keeping the argmax bytes when training. Backward: one thread per (chunk
+// of kSpan pooled positions, filter) sums the kernel and bias gradients of its chunk from the
+// argmax cells, cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
 // kernel adds the sums into the conv layer's gradients. Nothing allocates after reserve(), so the
 // step stays capturable in a CUDA graph.
 #include "conv_pool.h"
@@ -42,8 +42,8 @@ ops::ConvPoolCell FusedConvPool::cell(const float* x, const float* kernel, const
   return ops::ConvPoolCell{g_, x, kernel, bias, act_, alpha_, ctx_.half_format()};
 }
 
-void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n,
-                            bool training, const genrelab::nn::StepKey& key) {
+void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training,
+                            const genrelab::nn::StepKey& key) {
   const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
   GENRELAB_CHECK(!training || size_t(n * out) <= argmax_.size(), "FusedConvPool: reserve(", n, ") was not called");
   trained_n_ = training ? n : 0;
@@ -54,7 +54,8 @@ void FusedConvPool::forward(const float* x, const float* kernel, const float* bi
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
       launch_1d(Forward::calls(g_, m),
-                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out}, ctx_.stream());
+                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out},
+                ctx_.stream());
     });
   }
 }

@@ -591,7 +591,7 @@ class CudaNetwork final : public Network {
     loss_stage.reset();
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
-      if (fused_ && i == fused_->last()) {  // the pool's (or its dropout's) dy straight into the conv's parameter gradients
+      if (fused_ && i == fused_->last()) {              // the last fused layer's dy straight into the conv's gradients
         {
           StageRange range(bwd_names_[0], clock_, s);
           const std::vector<float*> p = layers_[0]->params(), g = layers_[0]->grads();

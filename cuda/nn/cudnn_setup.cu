@@ -458,8 +458,9 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
                                                                         perfs.data(), fb.ws.data(), ws_limit));
         log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(
-            pass_name(ConvPass::backward_data), shape, max,
-            [&](int m, int* g, auto* p) { return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p); });
+            pass_name(ConvPass::backward_data), shape, max, [&](int m, int* g, auto* p) {
+              return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p);
+            });
       } else {
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
       }
@@ -476,8 +477,9 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
         log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(
-            pass_name(ConvPass::backward_filter), shape, max,
-            [&](int m, int* g, auto* p) { return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p); });
+            pass_name(ConvPass::backward_filter), shape, max, [&](int m, int* g, auto* p) {
+              return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p);
+            });
       } else {
         GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
       }

@@ -74,7 +74,8 @@ cublasStatus_t run_sgemm(cublasHandle_t h, const GemmCall& c, const float* a, co
                          int64_t batches, GemmStrides s) {
   const float one = 1.0f;
   const int m = int(c.m), n = int(c.n), k = int(c.k), lda = int(c.lda), ldb = int(c.ldb), ldc = int(c.ldc);
-  if (batches == 1) return cublasSgemm(h, op_of(c.trans_a), op_of(c.trans_b), m, n, k, &one, a, lda, b, ldb, &c.beta, out, ldc);
+  if (batches == 1)
+    return cublasSgemm(h, op_of(c.trans_a), op_of(c.trans_b), m, n, k, &one, a, lda, b, ldb, &c.beta, out, ldc);
   return cublasSgemmStridedBatched(h, op_of(c.trans_a), op_of(c.trans_b), m, n, k, &one, a, lda, s.a, b, ldb, s.b,
                                    &c.beta, out, ldc, s.c, int(batches));
 }
@@ -96,10 +97,11 @@ void destroy(Tuned& t) {
 // The call as cuBLASLt descriptors (stored A is k × m when transposed, else m × k; B likewise).
 bool describe(const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, Tuned& t) {
   const cublasOperation_t ta = op_of(c.trans_a), tb = op_of(c.trans_b);
-  bool ok = cublasLtMatmulDescCreate(&t.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
-                CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS;
+  bool ok =
+      cublasLtMatmulDescCreate(&t.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(t.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS;
   auto layout = [&](cublasLtMatrixLayout_t& l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
     if (!ok || cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, uint64_t(rows), uint64_t(cols), ld) != CUBLAS_STATUS_SUCCESS)
       return false;
@@ -149,8 +151,8 @@ struct TunedGuard {
 
 // The choice for the shape of this call: out is written by the timing runs when beta is 0 (the
 // caller's call then writes it again); with beta ≠ 0 they write a zeroed scratch copy of its extent.
-Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const float* b, float* out,
-           int64_t batches, GemmStrides s, bool tf32, const std::string& key) {
+Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const float* b, float* out, int64_t batches,
+           GemmStrides s, bool tf32, const std::string& key) {
   cudaStream_t stream = ctx.stream();
   Tuned t;
   TunedGuard guard{t};
@@ -178,17 +180,16 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
     const uint32_t align_a = alignment_of(a, batches > 1 ? s.a : 0), align_b = alignment_of(b, batches > 1 ? s.b : 0),
                    align_c = alignment_of(out, batches > 1 ? s.c : 0);
     if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS) {
-      const bool set =
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) ==
-              CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
-                                               sizeof align_a) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
-                                               sizeof align_b) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
-                                               sizeof align_c) == CUBLAS_STATUS_SUCCESS &&
-          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
-                                               sizeof align_c) == CUBLAS_STATUS_SUCCESS;
+      const bool set = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                            sizeof ws) == CUBLAS_STATUS_SUCCESS &&
+                       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                            sizeof align_a) == CUBLAS_STATUS_SUCCESS &&
+                       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                            sizeof align_b) == CUBLAS_STATUS_SUCCESS &&
+                       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                                            sizeof align_c) == CUBLAS_STATUS_SUCCESS &&
+                       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
+                                                            sizeof align_c) == CUBLAS_STATUS_SUCCESS;
       if (!set || cublasLtMatmulAlgoGetHeuristic(h, t.op, t.a, t.b, t.c, t.c, pref, kCandidates, found.data(), &got) !=
                       CUBLAS_STATUS_SUCCESS)
         got = 0;
@@ -213,9 +214,8 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
   for (int i = 0; i < got; ++i) {
     const cublasLtMatmulHeuristicResult_t& r = found[size_t(i)];
     if (r.state != CUBLAS_STATUS_SUCCESS) continue;
-    const float ms = best_ms(stream, [&] {
-      return run_lt(h, t, r.algo, c, a, b, target, ws.data(), r.workspaceSize, stream);
-    });
+    const float ms =
+        best_ms(stream, [&] { return run_lt(h, t, r.algo, c, a, b, target, ws.data(), r.workspaceSize, stream); });
     log << ", lt#" << i << " " << (ms < 0 ? std::string("refused") : std::to_string(ms) + " ms");
     if (ms > 0 && (fastest < 0 || ms < best)) best = ms, fastest = i;
   }
@@ -227,7 +227,8 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
     guard.keep = true;
   }
   static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
-  if (on) std::cerr << log.str() << " -> " << (t.lt ? "lt#" + std::to_string(chosen) : std::string("cublasSgemm")) << "\n";
+  if (on)
+    std::cerr << log.str() << " -> " << (t.lt ? "lt#" + std::to_string(chosen) : std::string("cublasSgemm")) << "\n";
   return guard.keep ? t : Tuned();
 }
 
@@ -293,8 +294,8 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
       }
     }
     if (workspace.bytes() >= t->workspace) {
-      GENRELAB_CUDA_CHECK(run_lt(lt_handle(device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace,
-                                 ctx.stream()));
+      GENRELAB_CUDA_CHECK(
+          run_lt(lt_handle(device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace, ctx.stream()));
       return;
     }
   }

@@ -45,7 +45,8 @@ void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, cons
     partial.assign(size_t(chunks * row), 0.0f);
     ops::with_conv_pool_shape(K, c.half, [&](auto k, auto h) {
       using Partial = ops::ConvPoolGradPartial<k(), h()>;
-      cpu_for_2d(chunks, g.f, Partial{c, dy + e0 * out, argmax + e0 * out, positions, kSpan, partial.data(), dropout_scale});
+      cpu_for_2d(chunks, g.f,
+                 Partial{c, dy + e0 * out, argmax + e0 * out, positions, kSpan, partial.data(), dropout_scale});
     });
     std::fill(sums.begin(), sums.end(), 0.0f);
     for (int64_t k = 0; k < chunks; ++k)

@@ -152,7 +152,7 @@ class CpuNetwork final : public Network {
     if (fp16_) cpu_for_1d(n * C, ops::ScaleByDevice{dy_.data(), loss_scale_.data()});
     for (auto& l : layers_) l->zero_grads();
     for (size_t i = L; i-- > 0;) {
-      if (fused_ && i == fused_last_) {  // the pool's (or its dropout's) dy straight into the conv's parameter gradients
+      if (fused_ && i == fused_last_) {  // the last fused layer's dy straight into the conv's gradients
         NvtxRange range(bwd_names_[0].c_str());
         auto& g = layers_[0]->grads();
         GENRELAB_CHECK(fused_argmax_.size() == size_t(n * plan_.layers[1].out.size()),
