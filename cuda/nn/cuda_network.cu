@@ -174,8 +174,7 @@ class CudaNetwork final : public Network {
     }
     if (use_fused_conv_pool(plan_, hyper, Device::cuda)) {
       fused_ = std::make_unique<cuda::nn::FusedConvPool>(plan_, ctx_);
-      std::string name = plan_.layers[0].name;
-      for (size_t j = 1; j <= fused_->last(); ++j) name += "+" + plan_.layers[j].name;
+      const std::string name = genrelab::nn::joined_layer_names(plan_, 0, fused_->last());
       fwd_names_[0] = "fwd " + name;
       bwd_names_[0] = "bwd " + name;
     }

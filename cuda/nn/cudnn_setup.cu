@@ -437,14 +437,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::forward: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      auto heuristic = [&](int m, int* g, cudnnConvolutionFwdAlgoPerf_t* p) {
+        return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, m, g, p);
+      };
       if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
                                                                    perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(
-            pass_name(ConvPass::forward), shape, max,
-            [&](int m, int* g, auto* p) { return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, m, g, p); });
+        log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
       } else {
-        GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, max, &got, perfs.data()));
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
@@ -454,15 +455,16 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::backward_data: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      auto heuristic = [&](int m, int* g, cudnnConvolutionBwdDataAlgoPerf_t* p) {
+        return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p);
+      };
       if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
                                                                         perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(
-            pass_name(ConvPass::backward_data), shape, max, [&](int m, int* g, auto* p) {
-              return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p);
-            });
+        log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
+                                                               heuristic);
       } else {
-        GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, max, &got, perfs.data()));
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
@@ -473,15 +475,16 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     case ConvPass::backward_filter: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(size_t(std::max(max, 1)));
+      auto heuristic = [&](int m, int* g, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
+        return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p);
+      };
       if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(
-            pass_name(ConvPass::backward_filter), shape, max, [&](int m, int* g, auto* p) {
-              return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p);
-            });
+        log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,
+                                                                 heuristic);
       } else {
-        GENRELAB_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, max, &got, perfs.data()));
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);

@@ -81,8 +81,7 @@ class CpuNetwork final : public Network {
       fused_geom_ = conv_pool_geom(plan_);
       fused_drop_ = conv_pool_dropout(plan_);
       fused_last_ = fused_drop_.layer >= 0 ? 2 : 1;
-      std::string name = plan_.layers[0].name;
-      for (size_t j = 1; j <= fused_last_; ++j) name += "+" + plan_.layers[j].name;
+      const std::string name = joined_layer_names(plan_, 0, fused_last_);
       fwd_names_[0] = "fwd " + name;
       bwd_names_[0] = "bwd " + name;
     }

@@ -378,12 +378,9 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
     run.conv = i, run.pool = i + 1;
     run.h = pool.in.h, run.w = pool.in.w, run.c = pool.in.c, run.kh = p.kh, run.kw = p.kw;
     run.act = int(activation_of(L[i])), run.alpha = float(activation_alpha(L[i]));
-    run.name = L[i].name + "+" + pool.name;
     const FusedDropout drop = fused_dropout_at(plan, i + 2);
-    if (drop.layer >= 0) {
-      run.dropout = drop.layer, run.rate = drop.rate, run.dropout_size = drop.size;
-      run.name += "+" + L[i + 2].name;
-    }
+    if (drop.layer >= 0) run.dropout = drop.layer, run.rate = drop.rate, run.dropout_size = drop.size;
+    run.name = joined_layer_names(plan, run.conv, run.last());
     runs.push_back(run);
     i = run.last();
   }
@@ -394,6 +391,12 @@ ops::ConvEpilogueGeom ConvEpilogueRun::geom(int lanes) const { return ops::ConvE
 
 ops::EpilogueDropout ConvEpilogueRun::dropout_of(uint32_t seed, const ops::DropoutStep* step) const {
   return FusedDropout{dropout, rate, dropout_size}.of(seed, step);
+}
+
+std::string joined_layer_names(const ModelPlan& plan, size_t first, size_t last) {
+  std::string name = plan.layers[first].name;
+  for (size_t j = first + 1; j <= last; ++j) name += "+" + plan.layers[j].name;
+  return name;
 }
 
 FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i) {

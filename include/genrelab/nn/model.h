@@ -132,6 +132,8 @@ struct FusedDropout {
 };
 // The dropout layer at index i of the plan, if layer i is one (else layer −1).
 FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i);
+// The names of layers first … last joined by "+", a fused run's name (its NVTX ranges and stages).
+std::string joined_layer_names(const ModelPlan& plan, size_t first, size_t last);
 // The fused conv+pool's dropout (layer 2, when it is one): the fused layer applies it too.
 inline FusedDropout conv_pool_dropout(const ModelPlan& plan) { return fused_dropout_at(plan, 2); }
 

@@ -139,10 +139,8 @@ struct ConvEpilogueForward {
     if (argmax) store_lanes(argmax + win.o, at);
     if (!dropped) return;
     if (dropout.on) {
-      bool keep[L];
-      dropout.keep<L>(win.o, keep);
-      const float scale = dropout.scale();
-      for (int l = 0; l < L; ++l) best.v[l] = keep[l] ? best.v[l] * scale : 0.0f;
+      bool kept[L];
+      dropout.apply<L>(win.o, best.v, kept);
     }
     store_lanes(dropped + win.o, best);
   }
@@ -181,10 +179,8 @@ struct ConvEpilogueBackward {
     float d[L];
     for (int l = 0; l < L; ++l) d[l] = dyv.v[l];
     if (dropout.on) {
-      bool keep[L];
-      dropout.keep<L>(win.o, keep);
-      const float scale = dropout.scale();
-      for (int l = 0; l < L; ++l) d[l] = keep[l] ? d[l] * scale : 0.0f;
+      bool kept[L];
+      dropout.apply<L>(win.o, d, kept);
     }
     Lanes<float, L> dv;
     for (int l = 0; l < L; ++l) d[l] = dv.v[l] = d[l] * activation_grad<float>(act, yv.v[l], alpha);

@@ -268,14 +268,11 @@ struct ConvPoolForward {
     filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best.v, code.v);
     const int64_t out = int64_t(r) * g.f + f0;
     if (dropout.on) {
-      bool keep[G];
-      dropout.keep<G>(first + out, keep);
-      const float scale = dropout.scale();
+      bool kept[G];
+      dropout.apply<G>(first + out, best.v, kept);
       GENRELAB_UNROLL
-      for (int m = 0; m < G; ++m) {
-        best.v[m] = keep[m] ? best.v[m] * scale : 0.0f;
-        if (!keep[m]) code.v[m] = kConvPoolNoMax;
-      }
+      for (int m = 0; m < G; ++m)
+        if (!kept[m]) code.v[m] = kConvPoolNoMax;
     }
     // All G filters at once where they exist and the buffers are aligned for it (the baseline's
     // 64 filters: one 16-byte store of values, one 4-byte store of argmax bytes).

@@ -247,6 +247,14 @@ struct EpilogueDropout {
     }
   }
   GENRELAB_HD float scale() const { return 1.0f / (1.0f - mask.rate); }  // DropoutApply's
+  // The mask applied to v, values (forward) or gradients (backward) of elements o … o + L − 1, as
+  // DropoutApply applies it (kept: v · scale, dropped: 0); kept[l] says which.
+  template <int L>
+  GENRELAB_HD void apply(int64_t o, float (&v)[L], bool (&kept)[L]) const {
+    keep<L>(o, kept);
+    const float s = scale();
+    for (int l = 0; l < L; ++l) v[l] = kept[l] ? v[l] * s : 0.0f;
+  }
 };
 
 }  // namespace genrelab::ops
