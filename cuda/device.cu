@@ -17,6 +17,12 @@ void use_gpu(int index) {
   GENRELAB_CUDA_CHECK(cudaSetDevice(index));
 }
 
+int current_gpu() {
+  int index = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&index));
+  return index;
+}
+
 CudaStatus query_cuda() {
   CudaStatus s;
   cudaDriverGetVersion(&s.driver_version);

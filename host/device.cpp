@@ -43,6 +43,7 @@ CudaStatus query_cuda() {
   return s;
 }
 void use_gpu(int) { throw RuntimeError("this genrelab was built without the CUDA backend"); }
+int current_gpu() { throw RuntimeError("this genrelab was built without the CUDA backend"); }
 #endif
 
 Device resolve_device(const std::string& requested) {

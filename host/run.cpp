@@ -102,7 +102,12 @@ json to_json(const RunSummary& s) {
             {"training", s.time.training},
             {"evaluation", s.time.evaluation},
             {"saving", s.time.saving},
-            {"last_checkpoint", s.time.last_checkpoint}}},
+            {"last_checkpoint", s.time.last_checkpoint},
+            {"parts",
+             {{"data", s.time.data},
+              {"examples", s.time.examples},
+              {"network", s.time.network},
+              {"tuning", s.time.tuning}}}}},
           {"device", s.device},
           {"versions", s.versions}};
 }

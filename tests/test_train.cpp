@@ -63,6 +63,21 @@ TEST_CASE("train writes a complete run directory", "[train]") {
     CHECK(t[k].get<double>() >= 0);
     parts += t[k].get<double>();
   }
+  // Parts of before_training (data, examples, the network's set-up) and of training and
+  // evaluation (algorithm choices: none on the CPU).
+  REQUIRE(t.contains("parts"));
+  const json& p = t["parts"];
+  double before_parts = 0;
+  for (const char* k : {"data", "examples", "network"}) {
+    INFO(k);
+    REQUIRE(p.contains(k));
+    CHECK(p[k].get<double>() >= 0);
+    before_parts += p[k].get<double>();
+  }
+  CHECK(p["data"].get<double>() > 0);
+  CHECK(p["examples"].get<double>() > 0);
+  CHECK(before_parts <= t["before_training"].get<double>());
+  CHECK(p["tuning"].get<double>() == 0.0);
   CHECK(t["training"].get<double>() == Approx(training).epsilon(1e-9));
   CHECK(t["evaluation"].get<double>() == Approx(evaluation).epsilon(1e-9));
   CHECK(evaluation > 0);

@@ -288,6 +288,11 @@ for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/ru
               "last checkpoint); epochs 2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
               % (name, len(m), wall, t["before_training"], t["preparing"], t["training"], t["evaluation"],
                  t["saving"], t["last_checkpoint"], len(m), secs, sps, fifty))
+        p = t.get("parts")
+        if p:
+            print("  - parts: before the first epoch %.2f s data, %.2f s examples, %.2f s waiting for the network; "
+                  "%.2f s of training and evaluating choosing algorithms" % (p["data"], p["examples"], p["network"],
+                                                                            p["tuning"]))
 PY
     echo
     echo "| part | result | time |"

@@ -281,6 +281,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     float ms = 0;
     std::string what;
     try {
+      const GpuContext::TuningScope tuning(ctx_);
       ms = time_engine(pass, n, data, w, what);
     } catch (const std::exception& e) {
       // A recoverable failure (out of memory for the columns, a launch or cuBLAS call refused)

@@ -327,6 +327,7 @@ class CudaNetwork final : public Network {
     };
   }
 
+  double tuning_seconds() const override { return ctx_.tuning_seconds(); }
   double loss_scale() override { return fp16_ ? double(to_host(loss_scale_.data(), 1)[0]) : 0.0; }
 
   void load_state(const std::vector<NamedTensor>& state) override {

@@ -27,6 +27,14 @@ int to_int(int64_t v, const char* what) {
   GENRELAB_CHECK(v > 0 && v < (int64_t(1) << 31), what, " ", v, " does not fit a cuDNN descriptor");
   return int(v);
 }
+
+// Waits for everything queued on `s`, unless it is capturing (a search is never captured; the
+// guard keeps a wait from invalidating a capture). Errors are left to the next checked call.
+void wait_unless_capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusNone)
+    (void)cudaStreamSynchronize(s);
+}
 }  // namespace
 
 ConvEngine conv_engine_of(const std::string& name) {
@@ -103,6 +111,18 @@ GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_
 void* GpuContext::workspace(size_t bytes) {
   if (bytes > workspace_.bytes()) resize_tracked(workspace_, bytes);
   return workspace_.data();
+}
+
+GpuContext::TuningScope::TuningScope(GpuContext& ctx) : ctx_(ctx) {
+  if (ctx_.tuning_depth_++ > 0) return;
+  wait_unless_capturing(ctx_.stream());
+  start_ = std::chrono::steady_clock::now();
+}
+
+GpuContext::TuningScope::~TuningScope() {
+  if (--ctx_.tuning_depth_ > 0) return;
+  wait_unless_capturing(ctx_.stream());
+  ctx_.tuning_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
 float* GpuContext::scratch(int slot, int64_t count) {
@@ -396,6 +416,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     return a;
   }
   ++g_searches;
+  const TuningScope tuning(*this);
 
   // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
   // run to run, and a different algorithm rounds differently, so deterministic runs take the

@@ -8,6 +8,7 @@
 #include <cublas_v2.h>
 #include <cudnn.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -247,6 +248,23 @@ class GpuContext {
   void set_capturing(bool on) { capturing_ = on; }
   bool capturing() const { return capturing_; }
 
+  // Host seconds spent choosing algorithms on this context (Network::tuning_seconds): the scopes
+  // of cuDNN's searches, the GEMM engine's timings and GEMM kernel tuning. A scope first waits
+  // for the work queued before it (which is not its own) and, at its end, for its own; a scope
+  // inside another counts once, with the outer one.
+  double tuning_seconds() const { return tuning_seconds_; }
+  class TuningScope {
+   public:
+    explicit TuningScope(GpuContext& ctx);
+    ~TuningScope();
+    TuningScope(const TuningScope&) = delete;
+    TuningScope& operator=(const TuningScope&) = delete;
+
+   private:
+    GpuContext& ctx_;
+    std::chrono::steady_clock::time_point start_;
+  };
+
  private:
   static constexpr size_t kRing = 8;
   Precision precision_;
@@ -268,6 +286,8 @@ class GpuContext {
   dist::Communicator* comm_ = nullptr;
   StepScalars current_{};                 // what step_block_ holds once the queued copies have run
   bool have_current_ = false, capturing_ = false;
+  double tuning_seconds_ = 0;
+  int tuning_depth_ = 0;  // open TuningScopes
 };
 
 }  // namespace genrelab::cuda::nn

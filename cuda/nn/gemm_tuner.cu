@@ -274,7 +274,10 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
     if (it != shapes->end()) t = &it->second;
   }
   if (!t && !capturing) {
-    Tuned fresh = tune(ctx, device, c, fa, fb, out, batches, s, tf32, key);
+    Tuned fresh = [&] {
+      const GpuContext::TuningScope tuning(ctx);
+      return tune(ctx, device, c, fa, fb, out, batches, s, tf32, key);
+    }();
     std::lock_guard<std::mutex> lock(m);
     auto [it, added] = shapes->emplace(full, fresh);
     if (added) {

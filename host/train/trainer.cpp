@@ -339,13 +339,46 @@ int run_training(const TrainRequest& req) {
     throw RuntimeError("the output folder " + run->path() + " has less free space than one checkpoint needs (" +
                        std::to_string(checkpoint_bytes >> 20) + " MiB); free some space or choose --out elsewhere");
 
+  // ---- the network, built beside the data ----
+#if GENRELAB_HAVE_CUDA
+  // train --profile on the GPU: the GPU's activity trace, for the idle time of the profiled steps
+  // (started before the network, so it also sees the kernels of captured step graphs).
+  std::optional<cuda::ActivityTrace> idle_trace;
+  uint64_t idle_since = 0;
+  if (req.profile_steps > 0 && device == Device::cuda) {
+    try {
+      idle_trace.emplace();
+    } catch (const RuntimeError& e) {
+      std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
+    }
+  }
+#endif
+  // Setting the network up needs no data (on the GPU: the CUDA context, the cuDNN and cuBLAS
+  // handles, the initial weights), so a thread does it while this one decodes the clips and makes
+  // the examples. Its error, if any, surfaces once the data is loaded or where section 4 waits.
+  const int gpu = device == Device::cuda ? current_gpu() : -1;
+  std::future<std::unique_ptr<nn::Network>> network_build =
+      std::async(std::launch::async, [&plan, &hyper, device, gpu] {
+        if (gpu >= 0) use_gpu(gpu);  // the thread works on this rank's GPU
+        return nn::make_network(device, plan, hyper);
+      });
+  std::unique_ptr<nn::Network> net;
+  // Where this process's wall time goes (summary.json "time_seconds", the report's last line).
+  RunTime spent;
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+
   // ---- 2. data: decode, split ----
+  const auto t_data = std::chrono::steady_clock::now();
   LoadOptions load;
   load.decode = decode_options_from_config(config);
   load.progress = !req.quiet;
   // dataset.streaming: this pass only checks that every clip decodes (each rank a shard of the
   // files, sharing what they skipped); training decodes them again.
   LoadedDataset loaded = streaming ? check_dataset_sharded(dataset, load, comm.get()) : load_dataset(dataset, load);
+  // A network that could not be set up stops the run here, before the examples are made.
+  if (network_build.wait_for(std::chrono::seconds(0)) == std::future_status::ready) net = network_build.get();
   const std::vector<Clip> clips = clip_records(loaded);
   if (!streaming && !config.get_optional_int("dataset.clip_samples")) {
     const size_t n0 = loaded.clips.front().samples.size();
@@ -410,7 +443,10 @@ int run_training(const TrainRequest& req) {
   std::cerr << "genrelab train: " << clips.size() << " clips (" << loaded.skipped.size() << " skipped): "
             << split.train.size() << " train, " << split.valid.size() << " valid, " << split.test.size() << " test\n";
 
+  spent.data = seconds_since(t_data);
+
   // ---- 3. features ----
+  const auto t_examples = std::chrono::steady_clock::now();
   MelExtractor mel(mel_params, device);
   ExampleBuilder builder(device, mel, augment, windows, mel_params.sample_rate);
   // Streaming: the sets' clips are decoded from disk whenever a step or an evaluation needs them.
@@ -473,23 +509,12 @@ int run_training(const TrainRequest& req) {
   if (!valid_audio.empty())
     make_examples(valid_audio, valid_labels, identity_plan(int64_t(valid_audio.size())), valid_set, "valid set");
 
+  spent.examples = seconds_since(t_examples);
   if (stopped_before_training()) return 128 + g_stop_signal;
 
   // ---- 4. network, resume state ----
-#if GENRELAB_HAVE_CUDA
-  // train --profile on the GPU: the GPU's activity trace, for the idle time of the profiled steps
-  // (started before the network, so it also sees the kernels of captured step graphs).
-  std::optional<cuda::ActivityTrace> idle_trace;
-  uint64_t idle_since = 0;
-  if (req.profile_steps > 0 && device == Device::cuda) {
-    try {
-      idle_trace.emplace();
-    } catch (const RuntimeError& e) {
-      std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
-    }
-  }
-#endif
-  std::unique_ptr<nn::Network> net = nn::make_network(device, plan, hyper);
+  const auto t_network = std::chrono::steady_clock::now();
+  if (!net) net = network_build.get();
   net->set_communicator(comm.get());
   const int epochs = int(config.get_int("train.epochs"));
   const int64_t batch = config.get_int("train.batch_size");
@@ -519,6 +544,7 @@ int run_training(const TrainRequest& req) {
   } else if (!req.resume.empty()) {
     std::cerr << "genrelab train: " << run->path() << " has no checkpoint yet; starting from the beginning\n";
   }
+  spent.network = seconds_since(t_network);
   // A checkpoint records the completed epochs and steps; a stop inside an epoch also records the
   // batches done and the epoch's running sums, so resuming continues mid-epoch. End-of-epoch
   // checkpoints are written by a background thread from a snapshot of the state while the next
@@ -614,11 +640,6 @@ int run_training(const TrainRequest& req) {
     };
     train_stream->start_epoch(plan, rows_of_step, first_batch, ceil_div(count, batch));
     streamed_epoch = e;
-  };
-  // Where this process's wall time goes (summary.json "time_seconds", the report's last line).
-  RunTime spent;
-  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
   spent.before_training = seconds_since(t_start);
   for (int epoch = start_epoch; epoch <= epochs; ++epoch) {
@@ -860,6 +881,7 @@ int run_training(const TrainRequest& req) {
   spent.last_checkpoint += seconds_since(t_last);
   const double wall = seconds_since(t_start);
   RunSummary summary = summarize(metrics, last_test.confusion, dataset.classes, wall, device_name(device));
+  spent.tuning = net->tuning_seconds();
   summary.time = spent;
   if (root) run->write_json("summary.json", to_json(summary));
   if (comm) comm->barrier();  // summary.json is complete before any rank exits
@@ -873,12 +895,18 @@ int run_training(const TrainRequest& req) {
     std::cerr << row;
   }
   {
-    char when[192];
+    char when[256];
     std::snprintf(when, sizeof when,
                   "  wall time  %.1f s: %.1f s before the first epoch, %.1f s preparing epochs, %.1f s training, %.1f s "
                   "evaluating, %.1f s saving\n",
                   wall, spent.before_training, spent.preparing, spent.training, spent.evaluation,
                   spent.saving + spent.last_checkpoint);
+    std::cerr << when;
+    std::snprintf(
+        when, sizeof when,
+        "  parts      %.1f s reading the data, %.1f s making examples, %.1f s waiting for the network (before "
+        "the first epoch); %.1f s choosing algorithms (training and evaluating)\n",
+        spent.data, spent.examples, spent.network, spent.tuning);
     std::cerr << when;
   }
   std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";

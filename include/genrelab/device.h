@@ -53,6 +53,9 @@ Device resolve_device(const std::string& requested);
 // Makes GPU `index` (among the visible ones) current for this process; a data-parallel rank calls
 // it before any CUDA work. RuntimeError when the index is not visible.
 void use_gpu(int index);
+// The index of the GPU current for the calling thread: a thread started later passes it to
+// use_gpu to work on the same GPU. RuntimeError without the CUDA backend.
+int current_gpu();
 
 // True when this binary was built with the CUDA backend.
 bool built_with_cuda();

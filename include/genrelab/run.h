@@ -35,9 +35,14 @@ using ConfusionMatrix = std::vector<std::vector<int64_t>>;
 // preparation (online augmentation and features, the shuffle), its training steps and evaluation,
 // the end-of-epoch writes (metrics, plots, a checkpoint handed to
 // its background writer) of all epochs but the last, and the last epoch's, whose checkpoint is
-// written before the process ends (with any earlier one still being written).
+// written before the process ends (with any earlier one still being written). The last four are
+// parts of those, not more of the wall time: within before_training, the data (scan, decode,
+// split), the examples (augmentation and features of the sets) and the wait for the network (built
+// beside the data) with its checkpoint restored; within training and evaluation, the GPU backend's
+// algorithm choices (cuDNN's searches, the GEMM engine's and GEMM kernels' timings; 0 on the CPU).
 struct RunTime {
   double before_training = 0, preparing = 0, training = 0, evaluation = 0, saving = 0, last_checkpoint = 0;
+  double data = 0, examples = 0, network = 0, tuning = 0;
 };
 
 struct RunSummary {

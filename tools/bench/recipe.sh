@@ -3,7 +3,7 @@
 # size, on synthetic clips (an offline GPU machine has no GTZAN): 1 000 30-s clips, 800 train and 200
 # test, so 2 400 training examples a 75-step epoch, as GTZAN's 2 397. Times the whole process for
 # each precision asked and prints one line each (stdout): the wall time and where it went
-# (summary.json's time_seconds), the first epoch's and a later epoch's time.
+# (summary.json's time_seconds, with its parts), the first epoch's and a later epoch's time.
 #
 #   tools/bench/recipe.sh BIN OUT_DIR [PRECISION ...]     (default precision: fp32)
 #
@@ -41,10 +41,12 @@ s = json.load(open(summary))
 t = s["time_seconds"]
 epochs = [float(m.group(1)) for m in re.finditer(r"^epoch +\d+/\d+ .* ([0-9.]+) s +\d+ samples/s", open(log).read(), re.M)]
 later = "%.2f s" % epochs[-1] if len(epochs) > 1 else "-"
-print("recipe %s %s: %.1f s wall (process %.1f s): %.2f s before the first epoch, %.2f s training (epoch 1 %.2f s, "
-      "last %s), %.2f s evaluating, %.2f s saving, %.2f s the last checkpoint; final test accuracy %.1f %%"
-      % (device, prec, s["wall_seconds"], float(end) - float(start), t["before_training"], t["training"],
-         epochs[0] if epochs else 0.0, later, t["evaluation"], t["saving"], t["last_checkpoint"],
-         100 * s["final_test_accuracy"]))
+p = t.get("parts", {})
+print("recipe %s %s: %.1f s wall (process %.1f s): %.2f s before the first epoch (data %.2f, examples %.2f, "
+      "network %.2f), %.2f s training (epoch 1 %.2f s, last %s), %.2f s evaluating, %.2f s saving, %.2f s the last "
+      "checkpoint, %.2f s of training and evaluating choosing algorithms; final test accuracy %.1f %%"
+      % (device, prec, s["wall_seconds"], float(end) - float(start), t["before_training"], p.get("data", 0),
+         p.get("examples", 0), p.get("network", 0), t["training"], epochs[0] if epochs else 0.0, later,
+         t["evaluation"], t["saving"], t["last_checkpoint"], p.get("tuning", 0), 100 * s["final_test_accuracy"]))
 PY
 done

@@ -132,6 +132,10 @@ class Network {
   // the device, not the host's launches: a measurement mode, not for training.
   virtual void set_stage_timing(bool on) {}
   virtual std::vector<StageTime> last_stage_times() { return {}; }
+  // Host seconds this network has spent choosing how to run its layers (cuda: cuDNN's algorithm
+  // searches, the GEMM engine's timing runs, GEMM kernel tuning; each once per shape, mostly in the
+  // first steps and evaluations). 0 on a backend that chooses nothing.
+  virtual double tuning_seconds() const { return 0.0; }
 
   // Weights, batch-norm statistics, optimizer moments and the step counter as host tensors.
   virtual std::vector<NamedTensor> state() = 0;
