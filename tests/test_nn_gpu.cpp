@@ -1245,6 +1245,18 @@ TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are tim
         CHECK(after.shapes == before.shapes);  // nothing timed again
       }
     }
+    // A shape first met with may_tune = false (a layer's smaller batch) is not timed: cublasSgemm runs it.
+    const nn::GemmCall smaller = nn::conv_forward_gemm(rows - 1, K, F);
+    DevVec out(test::random_vec(F * (rows - 1), 65, -1.0, 1.0));
+    const cuda::nn::GemmTuning before = cuda::nn::gemm_tuning();
+    cuda::nn::tuned_sgemm(ctx, smaller, wide.kernel_d.buf.data(), wide.cols_d.buf.data(), out.get(), 1, {}, workspace,
+                          false);
+    CHECK(cuda::nn::gemm_tuning().shapes == before.shapes);
+    std::vector<float> want(size_t(F * (rows - 1)), 0.0f);
+    test::gemm_column_major(smaller, wide.kernel.data(), wide.cols.data(), want.data());
+    double scale = 0;
+    for (float v : want) scale = std::max(scale, double(std::fabs(v)));
+    test::require_close(download(out.get(), F * (rows - 1)), want, tol * scale, tol, "untuned smaller forward");
   }
   cuda::nn::set_gemm_tuning_for_tests(false, -1.0);
 }

@@ -87,6 +87,26 @@ TEST_CASE("train writes a complete run directory", "[train]") {
   CHECK(r.err.find("wall time") != std::string::npos);
 }
 
+// On the GPU the network is set up beside the data, and a fresh process chooses its convolutions'
+// algorithms (cuDNN's search, the GEMM engine's timing) in its first steps: summary.json says how
+// long each took, within the parts they belong to.
+TEST_CASE("gpu train reports the network's set-up and its algorithm choices within the wall time", "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto dir = test::temp_dir("train-gpu-parts");
+  const std::string exp = tiny_experiment(dir, 2);
+  const Result r = run_genrelab("train " + exp + " --device cuda --quiet --out " + (dir / "runs").string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const RunDir run = RunDir::open(trim(r.out));
+  const json t = run.read_json("summary.json")["time_seconds"];
+  const json& p = t["parts"];
+  CHECK(p["tuning"].get<double>() > 0);
+  CHECK(p["tuning"].get<double>() <= t["training"].get<double>() + t["evaluation"].get<double>());
+  CHECK(p["network"].get<double>() >= 0);
+  CHECK(p["data"].get<double>() + p["examples"].get<double>() + p["network"].get<double>() <=
+        t["before_training"].get<double>());
+}
+
 TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]") {
   const auto dir = test::temp_dir("train-resume");
   const std::string exp = tiny_experiment(dir, 4);

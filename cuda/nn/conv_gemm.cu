@@ -57,7 +57,7 @@ void GemmConv::gemm(const genrelab::nn::GemmCall& c, const void* a, const void* 
   if (half_ == ops::kHalfNone) {
     as_int(batches, "batches");
     tuned_sgemm(ctx_, c, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), batches,
-                s, lt_workspace_);
+                s, lt_workspace_, tune_);
     return;
   }
   const cudaDataType_t t = half_ == ops::kHalfFp16 ? CUDA_R_16F : CUDA_R_16BF;
@@ -129,14 +129,20 @@ const void* GemmConv::columns(const void* x, int64_t n) {
   return columns_of(static_cast<const float*>(x), cols_, n);
 }
 
-void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n) {
+void GemmConv::note_batch(int64_t n) {
   ++g_passes_queued;
+  largest_n_ = std::max(largest_n_, n);
+  tune_ = n == largest_n_;
+}
+
+void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n) {
+  note_batch(n);
   gemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, columns(x, n), y, half_ != ops::kHalfNone);
 }
 
 void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready,
                                int64_t splits) {
-  ++g_passes_queued;
+  note_batch(n);
   const void* kept = half_ != ops::kHalfNone ? static_cast<const void*>(cols16_.data()) : cols_.data();
   const void* cols = cols_ready && !direct_ ? kept : columns(x, n);
   const genrelab::nn::RowRanges ranges = genrelab::nn::conv_filter_ranges(rows(n), splits);
@@ -175,7 +181,7 @@ void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t
 }
 
 void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int64_t n) {
-  ++g_passes_queued;
+  note_batch(n);
   const int64_t r = rows(n);
   float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
   if (!direct_) {

@@ -65,6 +65,11 @@ class GemmConv {
   void gemm(const genrelab::nn::GemmCall& c, const void* a, const void* b, void* out, bool out_half,
             int64_t batches = 1, GemmStrides strides = GemmStrides());
   int64_t rows(int64_t n) const { return n * g_.positions(); }
+  // Counts a pass of batch n (passes_queued) and says whether its float products may be timed
+  // (tune_): at the largest batch the layer has run, not at a smaller one (an epoch's partial last
+  // batch, an evaluation's remainder: one product an epoch, where timing would cost far more than
+  // the faster kernel could give back).
+  void note_batch(int64_t n);
 
   ops::ConvColsGeom g_;
   int64_t f_, k_;
@@ -77,6 +82,8 @@ class GemmConv {
   DeviceBuffer<uint16_t> cols16_;  // (n·oh·ow, K): bf16/fp16 the forward's columns
   DeviceBuffer<float> partial_;    // (splits + 1, f·K) backward_filter's partial products and their sum
   DeviceBuffer<uint8_t> lt_workspace_;  // the tuned float products' cuBLASLt workspace (gemm_tuner.h)
+  int64_t largest_n_ = 0;
+  bool tune_ = true;
 };
 
 }  // namespace genrelab::cuda::nn

@@ -242,7 +242,7 @@ void set_gemm_tuning_for_tests(bool force_lt, double min_flop) {
 }
 
 void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float* b, float* out, int64_t batches,
-                 GemmStrides s, DeviceBuffer<uint8_t>& workspace) {
+                 GemmStrides s, DeviceBuffer<uint8_t>& workspace, bool may_tune) {
   const float* fa = a + c.a_offset;
   const float* fb = b + c.b_offset;
   if (ctx.deterministic() || 2.0 * double(c.m) * double(c.n) * double(c.k) * double(batches) < g_min_flop.load()) {
@@ -273,7 +273,7 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
     auto it = shapes->find(full);
     if (it != shapes->end()) t = &it->second;
   }
-  if (!t && !capturing) {
+  if (!t && !capturing && may_tune) {
     Tuned fresh = [&] {
       const GpuContext::TuningScope tuning(ctx);
       return tune(ctx, device, c, fa, fb, out, batches, s, tf32, key);

@@ -26,8 +26,9 @@ struct GemmStrides {
 // time is timed first (untimed work on scratch outputs; the caller's C is written once, by the
 // chosen algorithm). `workspace` is the caller's buffer for cuBLASLt's workspace: grown here
 // outside capture; inside, an algorithm that needs more than it holds falls back to cublasSgemm.
+// With `may_tune` false a shape not timed before is not timed now either: it runs cublasSgemm.
 void tuned_sgemm(GpuContext& ctx, const genrelab::nn::GemmCall& c, const float* a, const float* b, float* out,
-                 int64_t batches, GemmStrides strides, DeviceBuffer<uint8_t>& workspace);
+                 int64_t batches, GemmStrides strides, DeviceBuffer<uint8_t>& workspace, bool may_tune = true);
 
 // Shapes timed by tuned_sgemm in this process, and how many of them took a cuBLASLt algorithm:
 // for tests and logs.
