@@ -6,6 +6,7 @@
 
 #include "genrelab/common.h"
 #include "genrelab/config.h"
+#include "genrelab/nn/network.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -131,6 +132,18 @@ TEST_CASE("set overrides are typed by the schema", "[config]") {
   c.apply_override("dataset.root=/data/caf\xc3\xa9");  // UTF-8 "café" is fine
   CHECK(c.get_string("dataset.root") == "/data/caf\xc3\xa9");
   CHECK(c.resolved_for_saving().dump().find("caf\xc3\xa9") != std::string::npos);
+}
+
+TEST_CASE("train.cudnn_benchmark_limit times every cuDNN algorithm by default and refuses a negative count",
+          "[config]") {
+  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {})).cudnn_benchmark_limit == 0);
+  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.cudnn_benchmark_limit=3"}))
+            .cudnn_benchmark_limit == 3);
+  const std::string e = config_error([] { Config::load_or_defaults("", {"train.cudnn_benchmark_limit=-1"}); });
+  CHECK(e.find("train.cudnn_benchmark_limit") != std::string::npos);
+  CHECK(config_error([] {
+          Config::load_or_defaults("", {"train.cudnn_benchmark_limit=2.5"});
+        }).find("expected an integer") != std::string::npos);
 }
 
 TEST_CASE("paths expand ${VAR} only when used", "[config]") {

@@ -280,16 +280,17 @@ json head() {
 // gpu_comm: the GPU layer takes its training statistics over that communicator
 // (train.sync_batchnorm); the CPU layer stays local. input_grad false: the backward is asked for
 // no input gradient, as the network asks its first layer.
-// engine: train.conv_engine of the GPU context (conv2d layers).
+// engine: train.conv_engine of the GPU context (conv2d layers); benchmark_limit its
+// train.cudnn_benchmark_limit.
 void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Precision precision = Precision::fp32,
                  bool logits = false, dist::Communicator* gpu_comm = nullptr, bool input_grad = true,
-                 cuda::nn::ConvEngine engine = cuda::nn::ConvEngine::automatic) {
+                 cuda::nn::ConvEngine engine = cuda::nn::ConvEngine::automatic, int64_t benchmark_limit = 0) {
   const auto plan = nn::plan_layers(layers, in, 3);
   const nn::LayerDesc& d = plan.layers[index];
   INFO("layer " << d.name << " " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str() << " n " << n);
   auto cpu = nn::make_cpu_layer<float>(d);
   cpu->set_matmul_format(cuda::nn::half_format(precision));  // the CPU emulates bf16/fp16 rounding
-  GpuContext ctx(precision, false, engine);
+  GpuContext ctx(precision, false, engine, benchmark_limit);
   auto gpu = cuda::nn::make_gpu_layer(d, ctx);
   cpu->set_logits_output(logits);
   gpu->set_logits_output(logits);
@@ -401,6 +402,28 @@ TEST_CASE("nn gpu conv2d at a smaller batch takes the larger batch's algorithms 
     CHECK(cuda::nn::conv_algo_searches() == searched);
     check_layer(conv, in, 5, 0, 1e-4, Precision::fp32, false, nullptr, true, engine);
     CHECK(cuda::nn::conv_algo_searches() - searched == 3);
+  }
+}
+
+TEST_CASE("nn gpu conv2d under a cuDNN benchmark limit times only the heuristics' first algorithms", "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  // Geometries no other test uses (the choices are the process's), cuDNN only, so that its choice
+  // runs every pass: each pass's search runs at most `limit` algorithms (at least one), and the
+  // layer still equals the CPU layer on what it chose, in fp32 and on bf16's 16-bit tensors.
+  const Shape3 in{12, 17, 5};
+  int filters = 9;
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    for (const int64_t limit : {int64_t(1), int64_t(2)}) {
+      INFO("precision " << int(precision) << ", limit " << limit);
+      const json conv = with_head(
+          {{"type", "conv2d"}, {"filters", filters++}, {"kernel", json::array({2, 3})}, {"activation", "relu"}});
+      const int64_t searched = cuda::nn::conv_algo_searches(), ran = cuda::nn::conv_candidates_run();
+      const double tol = precision == Precision::fp32 ? 1e-4 : 2e-2;
+      check_layer(conv, in, 4, 0, tol, precision, false, nullptr, true, cuda::nn::ConvEngine::cudnn, limit);
+      CHECK(cuda::nn::conv_algo_searches() - searched == 3);
+      CHECK(cuda::nn::conv_candidates_run() - ran >= 3);
+      CHECK(cuda::nn::conv_candidates_run() - ran <= 3 * limit);
+    }
   }
 }
 

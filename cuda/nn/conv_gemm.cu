@@ -129,20 +129,20 @@ const void* GemmConv::columns(const void* x, int64_t n) {
   return columns_of(static_cast<const float*>(x), cols_, n);
 }
 
-void GemmConv::note_batch(int64_t n) {
+void GemmConv::note_batch(int64_t n, bool training) {
   ++g_passes_queued;
-  largest_n_ = std::max(largest_n_, n);
-  tune_ = n == largest_n_;
+  if (training) largest_trained_n_ = std::max(largest_trained_n_, n);
+  tune_ = n >= largest_trained_n_;
 }
 
 void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n) {
-  note_batch(n);
+  note_batch(n, false);
   gemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, columns(x, n), y, half_ != ops::kHalfNone);
 }
 
 void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready,
                                int64_t splits) {
-  note_batch(n);
+  note_batch(n, true);
   const void* kept = half_ != ops::kHalfNone ? static_cast<const void*>(cols16_.data()) : cols_.data();
   const void* cols = cols_ready && !direct_ ? kept : columns(x, n);
   const genrelab::nn::RowRanges ranges = genrelab::nn::conv_filter_ranges(rows(n), splits);
@@ -181,7 +181,7 @@ void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t
 }
 
 void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int64_t n) {
-  note_batch(n);
+  note_batch(n, true);
   const int64_t r = rows(n);
   float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
   if (!direct_) {

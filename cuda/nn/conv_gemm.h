@@ -65,11 +65,13 @@ class GemmConv {
   void gemm(const genrelab::nn::GemmCall& c, const void* a, const void* b, void* out, bool out_half,
             int64_t batches = 1, GemmStrides strides = GemmStrides());
   int64_t rows(int64_t n) const { return n * g_.positions(); }
-  // Counts a pass of batch n (passes_queued) and says whether its float products may be timed
-  // (tune_): at the largest batch the layer has run, not at a smaller one (an epoch's partial last
-  // batch, an evaluation's remainder: one product an epoch, where timing would cost far more than
-  // the faster kernel could give back).
-  void note_batch(int64_t n);
+  // Counts a pass of batch n (passes_queued; `training`: a backward pass, which only training
+  // runs) and says whether its float products may be timed (tune_): not at a batch smaller than
+  // the largest the layer has trained (an epoch's partial last batch, an evaluation's remainder:
+  // one product an epoch, where timing would cost far more than the faster kernel could give
+  // back). Training batches decide, not evaluations: a data-parallel rank trains its share of
+  // the global batch but evaluates whole global batches, and a resumed run may evaluate first.
+  void note_batch(int64_t n, bool training);
 
   ops::ConvColsGeom g_;
   int64_t f_, k_;
@@ -82,7 +84,7 @@ class GemmConv {
   DeviceBuffer<uint16_t> cols16_;  // (n·oh·ow, K): bf16/fp16 the forward's columns
   DeviceBuffer<float> partial_;    // (splits + 1, f·K) backward_filter's partial products and their sum
   DeviceBuffer<uint8_t> lt_workspace_;  // the tuned float products' cuBLASLt workspace (gemm_tuner.h)
-  int64_t largest_n_ = 0;
+  int64_t largest_trained_n_ = 0;
   bool tune_ = true;
 };
 

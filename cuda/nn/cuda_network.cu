@@ -141,7 +141,10 @@ class CudaLayerImpl;
 class CudaNetwork final : public Network {
  public:
   CudaNetwork(const ModelPlan& plan, const TrainHyper& hyper)
-      : plan_(plan), hyper_(hyper), ctx_(precision_of(hyper), hyper.deterministic, cuda::nn::conv_engine_of(hyper.conv_engine)) {
+      : plan_(plan),
+        hyper_(hyper),
+        ctx_(precision_of(hyper), hyper.deterministic, cuda::nn::conv_engine_of(hyper.conv_engine),
+             hyper.cudnn_benchmark_limit) {
     GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
     slots_ = optimizer_slots(hyper.optimizer);
     for (const auto& L : plan_.layers) {

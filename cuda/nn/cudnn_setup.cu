@@ -1,11 +1,13 @@
 // cuDNN descriptors, the shared GPU context and convolution algorithm selection (cached by shape).
 #include "cudnn_setup.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -80,8 +82,11 @@ std::string ConvShape::geometry_key() const {
   return os.str();
 }
 
-GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine)
-    : precision_(precision), deterministic_(deterministic), conv_engine_(conv_engine) {
+GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine, int64_t cudnn_benchmark_limit)
+    : precision_(precision),
+      deterministic_(deterministic),
+      conv_engine_(conv_engine),
+      cudnn_benchmark_limit_(cudnn_benchmark_limit) {
   GENRELAB_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream_.get()));
   GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
@@ -277,6 +282,47 @@ void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precisi
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
 }
 
+std::atomic<int64_t> g_candidates_run{0};
+
+// train.cudnn_benchmark_limit > 0: the benchmark as PyTorch's benchmark_limit makes it. perfs[0,
+// got) is cuDNN's heuristic ranking of a pass (cudnnGet*_v7); its candidates that pick() could
+// take (status success, within ws_limit, math the precision allows) run in that order on the
+// search's data through run(algo) (the pass's cuDNN call, with the search's workspace), once
+// untimed and then twice behind a hold of the stream (hold_stream: the host's launches do not
+// count), until `limit` of them have run (one cuDNN refuses to run does not count). perfs then
+// holds what cudnnFind*Ex would give for them: the ones that ran, fastest first, with their time
+// (the faster run), then the refused ones, with cuDNN's status. Returns their count.
+template <typename Perf, typename Run>
+int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision precision, size_t ws_limit,
+                const ConvDesc& conv, cudaStream_t stream, Run run) {
+  std::vector<Perf> ran, refused;
+  Event start(true), stop(true);
+  for (int i = 0; i < got && int64_t(ran.size()) < limit; ++i) {
+    Perf p = perfs[size_t(i)];
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit ||
+        p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
+        (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH))
+      continue;
+    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math_for(p.mathType, precision)));
+    p.status = run(p.algo);
+    for (int k = 0; k < 2 && p.status == CUDNN_STATUS_SUCCESS; ++k) {
+      hold_stream(stream, 0.5);
+      start.record(stream);
+      p.status = run(p.algo);
+      stop.record(stream);
+      stop.synchronize();
+      const float ms = stop.ms_since(start);
+      p.time = k == 0 ? ms : std::min(p.time, ms);
+    }
+    if (p.status == CUDNN_STATUS_SUCCESS) ++g_candidates_run;
+    (p.status == CUDNN_STATUS_SUCCESS ? ran : refused).push_back(p);
+  }
+  std::stable_sort(ran.begin(), ran.end(), [](const Perf& a, const Perf& b) { return a.time < b.time; });
+  ran.insert(ran.end(), refused.begin(), refused.end());
+  std::copy(ran.begin(), ran.end(), perfs.begin());
+  return int(ran.size());
+}
+
 // Output buffers and workspace for cudnnFind*Ex, which runs every candidate on real data. The
 // outputs are scratch (the forward's y and the backward's dx slots, a temporary dw), so benchmarking
 // never overwrites activations or accumulated gradients.
@@ -392,16 +438,20 @@ void log_taken(const ConvAlgos& a, ConvPass pass, ConvEngine engine, const ConvS
 }  // namespace
 
 int64_t conv_algo_searches() { return g_searches.load(); }
+int64_t conv_candidates_run() { return g_candidates_run.load(); }
 
 ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
                                   const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                   const void* w_data) {
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
-  const CachedAlgos cached =
-      process_conv_algos(std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" +
-                             (deterministic_ ? "det|" : "bench|") + shape.geometry_key(),
-                         shape.n, pass, conv_engine_);
+  // Deterministic choices, Find's and each benchmark limit's are kept apart.
+  const std::string mode = deterministic_               ? "det"
+                           : cudnn_benchmark_limit_ > 0 ? "bench" + std::to_string(cudnn_benchmark_limit_)
+                                                        : "bench";
+  const CachedAlgos cached = process_conv_algos(
+      std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" + mode + "|" + shape.geometry_key(), shape.n,
+      pass, conv_engine_);
   ConvAlgos& a = cached.algos;
   if (a.chosen[int(pass)]) return a;
   // An epoch's partial last batch or an evaluation's remainder: the same work on fewer examples,
@@ -416,12 +466,14 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     return a;
   }
   ++g_searches;
-  const TuningScope tuning(*this);
 
-  // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: Find's timings vary
-  // run to run, and a different algorithm rounds differently, so deterministic runs take the
-  // heuristics' stable ranking (cudnnGet*_v7) instead.
+  // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode; or, under train.cudnn_benchmark_limit, the
+  // heuristics' first candidates timed here) unless deterministic: timings vary run to run, and a
+  // different algorithm rounds differently, so deterministic runs take the heuristics' stable
+  // ranking (cudnnGet*_v7) instead.
   const bool bench = !deterministic_ && x_data && w_data;
+  std::optional<TuningScope> tuning;  // a benchmark's time (a heuristic query costs next to nothing)
+  if (bench) tuning.emplace(*this);
   FindBuffers fb;
   // The workspace an algorithm may need: 4 GiB (explicit GEMM, im2col of the whole batch, for the
   // baseline's second conv needs about 1.2 GB, which a 1 GiB limit kept out of the benchmark) or a
@@ -454,6 +506,10 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   cudnnHandle_t h = cudnn();
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
   int max = 0, got = 0;
+  // train.cudnn_benchmark_limit: time the heuristics' first candidates (time_ranked) instead of
+  // cudnnFind's every algorithm. Scaling factors are float for float and 16-bit data alike.
+  const bool limited = bench && cudnn_benchmark_limit_ > 0;
+  const float one = 1.0f, zero = 0.0f;
   switch (pass) {
     case ConvPass::forward: {
       GENRELAB_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max));
@@ -461,7 +517,14 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionFwdAlgoPerf_t* p) {
         return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, m, g, p);
       };
-      if (bench) {
+      if (limited) {
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+          return cudnnConvolutionForward(h, &one, x, x_data, w, w_data, conv, algo, fb.ws.data(), ws_limit, &zero, y,
+                                         fb.y);
+        });
+        log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
+      } else if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
                                                                    perfs.data(), fb.ws.data(), ws_limit));
         log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
@@ -479,7 +542,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionBwdDataAlgoPerf_t* p) {
         return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p);
       };
-      if (bench) {
+      if (limited) {
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+          return cudnnConvolutionBackwardData(h, &one, w, w_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero, x,
+                                              fb.dx);
+        });
+        log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
+                                                               heuristic);
+      } else if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
                                                                         perfs.data(), fb.ws.data(), ws_limit));
         log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
@@ -499,7 +570,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
         return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p);
       };
-      if (bench) {
+      if (limited) {
+        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+          return cudnnConvolutionBackwardFilter(h, &one, x, x_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero,
+                                                w, fb.dw.data());
+        });
+        log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,
+                                                                 heuristic);
+      } else if (bench) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
         log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,

@@ -146,6 +146,9 @@ struct ConvShape {
 // a smaller batch of a geometry already chosen for runs none out of deterministic runs
 // (GpuContext::conv_algos).
 int64_t conv_algo_searches();
+// How many cuDNN algorithms the searches under train.cudnn_benchmark_limit > 0 have timed in this
+// process: for tests.
+int64_t conv_candidates_run();
 
 // ---- the per-network GPU context ---------------------------------------------------------
 
@@ -161,7 +164,9 @@ struct StepScalars {
 // cuDNN/cuBLAS call and every launch of one network runs in order on that stream.
 class GpuContext {
  public:
-  GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine = ConvEngine::automatic);
+  // cudnn_benchmark_limit: train.cudnn_benchmark_limit (0: cuDNN's Find times every algorithm).
+  GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine = ConvEngine::automatic,
+             int64_t cudnn_benchmark_limit = 0);
   GpuContext(const GpuContext&) = delete;
   GpuContext& operator=(const GpuContext&) = delete;
 
@@ -270,6 +275,7 @@ class GpuContext {
   Precision precision_;
   bool deterministic_;
   ConvEngine conv_engine_;
+  int64_t cudnn_benchmark_limit_;
   Stream stream_;
   CudnnHandle cudnn_;
   // Declared before the handle, so that it outlives it.

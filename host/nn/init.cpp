@@ -33,6 +33,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
   h.conv_engine = config.get_string("train.conv_engine");
+  h.cudnn_benchmark_limit = config.get_int("train.cudnn_benchmark_limit");
   h.cuda_graph = config.get_bool("train.cuda_graph");
   h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
   h.fuse_conv_pool = config.get_bool("train.fuse_conv_pool");
@@ -161,7 +162,8 @@ bool use_fused_conv_pool(const ModelPlan& plan, const TrainHyper& hyper, Device 
   if (!hyper.fuse_conv_pool) return false;
   std::string why;
   if (!conv_pool_fusable(plan, &why)) {
-    if (hyper.fuse_conv_pool_set) std::cerr << "note: train.fuse_conv_pool: " << why << "; its layers run one by one\n";
+    // Each note is one write: `train` builds its network beside the data, whose progress also writes.
+    if (hyper.fuse_conv_pool_set) std::cerr << ("note: train.fuse_conv_pool: " + why + "; its layers run one by one\n");
     return false;
   }
   if (device == Device::cpu && hyper.fuse_conv_pool_set)
@@ -174,10 +176,10 @@ std::vector<ConvEpilogueRun> use_fused_conv_epilogues(const ModelPlan& plan, con
   if (!hyper.fuse_conv_epilogue) return {};
   std::vector<ConvEpilogueRun> runs = conv_epilogue_runs(plan, first_free);
   if (runs.empty() && hyper.fuse_conv_epilogue_set)
-    std::cerr << "note: train.fuse_conv_epilogue: the model has no conv2d followed by a maxpool2d whose windows tile its "
-                 "output (stride = pool size, padding valid)"
-              << (first_free ? " beyond the first pair, which train.fuse_conv_pool fuses" : "")
-              << "; its layers run one by one\n";
+    std::cerr << (std::string("note: train.fuse_conv_epilogue: the model has no conv2d followed by a maxpool2d whose "
+                              "windows tile its output (stride = pool size, padding valid)") +
+                  (first_free ? " beyond the first pair, which train.fuse_conv_pool fuses" : "") +
+                  "; its layers run one by one\n");
   return runs;
 }
 

@@ -340,19 +340,6 @@ int run_training(const TrainRequest& req) {
                        std::to_string(checkpoint_bytes >> 20) + " MiB); free some space or choose --out elsewhere");
 
   // ---- the network, built beside the data ----
-#if GENRELAB_HAVE_CUDA
-  // train --profile on the GPU: the GPU's activity trace, for the idle time of the profiled steps
-  // (started before the network, so it also sees the kernels of captured step graphs).
-  std::optional<cuda::ActivityTrace> idle_trace;
-  uint64_t idle_since = 0;
-  if (req.profile_steps > 0 && device == Device::cuda) {
-    try {
-      idle_trace.emplace();
-    } catch (const RuntimeError& e) {
-      std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
-    }
-  }
-#endif
   // Setting the network up needs no data (on the GPU: the CUDA context, the cuDNN and cuBLAS
   // handles, the initial weights), so a thread does it while this one decodes the clips and makes
   // the examples. Its error, if any, surfaces once the data is loaded or where section 4 waits.
@@ -514,6 +501,20 @@ int run_training(const TrainRequest& req) {
 
   // ---- 4. network, resume state ----
   const auto t_network = std::chrono::steady_clock::now();
+#if GENRELAB_HAVE_CUDA
+  // train --profile on the GPU: the GPU's activity trace, for the idle time of the profiled steps
+  // (started before the first step, so it also sees the kernels of the step graphs captured there;
+  // not during the data, whose kernels would only fill its buffers).
+  std::optional<cuda::ActivityTrace> idle_trace;
+  uint64_t idle_since = 0;
+  if (req.profile_steps > 0 && device == Device::cuda) {
+    try {
+      idle_trace.emplace();
+    } catch (const RuntimeError& e) {
+      std::cerr << "genrelab train: the GPU idle time of the profiled steps is not measured: " << e.what() << "\n";
+    }
+  }
+#endif
   if (!net) net = network_build.get();
   net->set_communicator(comm.get());
   const int epochs = int(config.get_int("train.epochs"));

@@ -11,6 +11,9 @@
 # (recipe-PRECISION.log) and summary (summary-PRECISION.json). GENRELAB_RECIPE_DEVICE (default
 # cuda), GENRELAB_RECIPE_EPOCHS (default: the recipe's 50), GENRELAB_RECIPE_CLIPS_PER_GENRE (100)
 # and GENRELAB_RECIPE_SECONDS (30) make a smaller run, e.g. a check on a machine without a GPU.
+# GENRELAB_RECIPE_SET="KEY=VALUE ..." adds --set overrides (a variant to compare, e.g.
+# "train.cudnn_benchmark_limit=3"), and its files are then named recipe-PRECISION-TAG.log etc. with
+# GENRELAB_RECIPE_TAG (default: variant).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: tools/bench/recipe.sh BIN OUT_DIR [PRECISION ...]" >&2; exit 2; }
 bin=$1 out=$2
@@ -27,14 +30,20 @@ if [ ! -d "$clips" ]; then
 fi
 sets=()
 [ -n "${GENRELAB_RECIPE_EPOCHS:-}" ] && sets=(--set "train.epochs=$GENRELAB_RECIPE_EPOCHS")
+suffix=""
+if [ -n "${GENRELAB_RECIPE_SET:-}" ]; then
+  for kv in $GENRELAB_RECIPE_SET; do sets+=(--set "$kv"); done
+  suffix="-${GENRELAB_RECIPE_TAG:-variant}"
+fi
 for prec in "${precisions[@]}"; do
-  log="$out/recipe-$prec.log"
+  name="$prec$suffix"
+  log="$out/recipe-$name.log"
   start=$(date +%s.%N)
   run_dir=$(GENRELAB_LOG_CONV_ALGOS=1 GTZAN_ROOT="$clips" "$bin" train experiments/seed-baseline.json --device "$device" \
-    --quiet --set "train.precision=$prec" "${sets[@]}" --out "$out/runs-$prec" 2>"$log")
+    --quiet --set "train.precision=$prec" "${sets[@]}" --out "$out/runs-$name" 2>"$log")
   end=$(date +%s.%N)
-  cp "$run_dir/summary.json" "$out/summary-$prec.json"
-  python3 - "$out/summary-$prec.json" "$log" "$prec" "$device" "$start" "$end" <<'PY'
+  cp "$run_dir/summary.json" "$out/summary-$name.json"
+  python3 - "$out/summary-$name.json" "$log" "$name" "$device" "$start" "$end" <<'PY'
 import json, re, sys
 summary, log, prec, device, start, end = sys.argv[1:7]
 s = json.load(open(summary))
