@@ -270,7 +270,8 @@ import glob, json, sys
 # "time_seconds"), and the mean training time and samples/s of the epochs after the first. 50
 # epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50 epoch
 # preparations and evaluations, 49 end-of-epoch saves and the last epoch's save.
-for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*")):
+for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*"),
+                      ("held, train.cudnn_benchmark_limit=3", "/runs-scale-limit3/seed-baseline-*")):
     for d in sorted(glob.glob(sys.argv[1] + pattern)):
         try:
             m = [json.loads(l) for l in open(d + "/metrics.jsonl")]
@@ -278,21 +279,24 @@ for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/ru
             wall, t = summary["wall_seconds"], summary["time_seconds"]
         except (OSError, KeyError, ValueError):
             continue
-        later = m[1:] or m
+        p = t.get("parts")
+        parts = ("; parts: before the first epoch %.2f s data, %.2f s examples, %.2f s waiting for the network; %.2f s "
+                 "of training and evaluating choosing algorithms" % (p["data"], p["examples"], p["network"], p["tuning"])
+                 if p else "")
+        if len(m) == 1:  # the first epoch only
+            print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: 1 epoch in %.1f s wall (%.1f s before it), "
+                  "which trains %.2f s%s" % (name, wall, t["before_training"], m[0]["seconds"], parts))
+            continue
+        later = m[1:]
         secs = sum(e["seconds"] for e in later) / len(later)
         sps = sum(e["samples_per_second"] for e in later) / len(later)
         fifty = (t["before_training"] + m[0]["seconds"] + 49 * secs + 50 * (t["preparing"] + t["evaluation"]) / len(m)
                  + 49 * t["saving"] / max(len(m) - 1, 1) + t["last_checkpoint"])
         print("- recipe at GTZAN scale (1 000 synthetic 30-s clips), %s: %d epochs in %.1f s wall (%.1f s before the "
               "first epoch, %.1f s preparing epochs, %.1f s training, %.1f s evaluating, %.1f s saving, %.1f s the "
-              "last checkpoint); epochs 2-%d train %.2f s each, %.0f samples/s; 50 epochs about %.0f s"
+              "last checkpoint); epoch 1 trains %.2f s, epochs 2-%d %.2f s each, %.0f samples/s; 50 epochs about %.0f s%s"
               % (name, len(m), wall, t["before_training"], t["preparing"], t["training"], t["evaluation"],
-                 t["saving"], t["last_checkpoint"], len(m), secs, sps, fifty))
-        p = t.get("parts")
-        if p:
-            print("  - parts: before the first epoch %.2f s data, %.2f s examples, %.2f s waiting for the network; "
-                  "%.2f s of training and evaluating choosing algorithms" % (p["data"], p["examples"], p["network"],
-                                                                            p["tuning"]))
+                 t["saving"], t["last_checkpoint"], m[0]["seconds"], len(m), secs, sps, fifty, parts))
 PY
     echo
     echo "| part | result | time |"
@@ -356,6 +360,12 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
   step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
     --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
+  # Its first epoch again with cuDNN's benchmark limited to the heuristics' first 3 algorithms
+  # (train.cudnn_benchmark_limit): that epoch's time and the time choosing algorithms against the
+  # run above (the step's log names each choice beside cuDNN's heuristic order).
+  step train-baseline-scale-limit3-cuda 45 env GENRELAB_LOG_CONV_ALGOS=1 GTZAN_ROOT="$scale" "$bin" train \
+    experiments/seed-baseline.json --device cuda --quiet --set train.epochs=1 --set train.cudnn_benchmark_limit=3 \
+    --out "$out/runs-scale-limit3"
 
   # The rest of the suite (every CTest test not labelled gpu: those ran above, tests/label_tests.cmake)
   # in the background beside memcheck and the GPU steps after it, which time nothing on the CPU.
