@@ -279,6 +279,8 @@ for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/ru
             wall, t = summary["wall_seconds"], summary["time_seconds"]
         except (OSError, KeyError, ValueError):
             continue
+        if not m:  # stopped before its first epoch ended
+            continue
         p = t.get("parts")
         parts = ("; parts: before the first epoch %.2f s data, %.2f s examples, %.2f s waiting for the network; %.2f s "
                  "of training and evaluating choosing algorithms" % (p["data"], p["examples"], p["network"], p["tuning"])

@@ -70,7 +70,8 @@ class GemmConv {
   // the largest the layer has trained (an epoch's partial last batch, an evaluation's remainder:
   // one product an epoch, where timing would cost far more than the faster kernel could give
   // back). Training batches decide, not evaluations: a data-parallel rank trains its share of
-  // the global batch but evaluates whole global batches, and a resumed run may evaluate first.
+  // the global batch but evaluates whole global batches, and a resumed run may evaluate first
+  // (until the layer has trained, every batch may be timed).
   void note_batch(int64_t n, bool training);
 
   ops::ConvColsGeom g_;

@@ -288,10 +288,10 @@ std::atomic<int64_t> g_candidates_run{0};
 // got) is cuDNN's heuristic ranking of a pass (cudnnGet*_v7); its candidates that pick() could
 // take (status success, within ws_limit, math the precision allows) run in that order on the
 // search's data through run(algo) (the pass's cuDNN call, with the search's workspace), once
-// untimed and then twice behind a hold of the stream (hold_stream: the host's launches do not
-// count), until `limit` of them have run (one cuDNN refuses to run does not count). perfs then
-// holds what cudnnFind*Ex would give for them: the ones that ran, fastest first, with their time
-// (the faster run), then the refused ones, with cuDNN's status. Returns their count.
+// untimed and then twice behind a 1-ms hold of the stream (hold_stream: the host's launches do not
+// count, as in the GEMM engine's timing), until `limit` of them have run (one cuDNN refuses to run does not count).
+// perfs then holds what cudnnFind*Ex would give for them: the ones that ran, fastest first, with their time (the faster
+// run), then the refused ones, with cuDNN's status. Returns their count.
 template <typename Perf, typename Run>
 int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision precision, size_t ws_limit,
                 const ConvDesc& conv, cudaStream_t stream, Run run) {
@@ -306,7 +306,7 @@ int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision prec
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math_for(p.mathType, precision)));
     p.status = run(p.algo);
     for (int k = 0; k < 2 && p.status == CUDNN_STATUS_SUCCESS; ++k) {
-      hold_stream(stream, 0.5);
+      hold_stream(stream, 1.0);
       start.record(stream);
       p.status = run(p.algo);
       stop.record(stream);
@@ -315,6 +315,8 @@ int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision prec
       p.time = k == 0 ? ms : std::min(p.time, ms);
     }
     if (p.status == CUDNN_STATUS_SUCCESS) ++g_candidates_run;
+    else
+      (void)cudaGetLastError();  // a launch cuDNN refused must not fail the next candidate's checks
     (p.status == CUDNN_STATUS_SUCCESS ? ran : refused).push_back(p);
   }
   std::stable_sort(ran.begin(), ran.end(), [](const Perf& a, const Perf& b) { return a.time < b.time; });
@@ -517,19 +519,18 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionFwdAlgoPerf_t* p) {
         return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, conv, y, m, g, p);
       };
-      if (limited) {
-        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-          return cudnnConvolutionForward(h, &one, x, x_data, w, w_data, conv, algo, fb.ws.data(), ws_limit, &zero, y,
-                                         fb.y);
-        });
+      if (bench)
         log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
-      } else if (bench) {
+      if (bench && !limited) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
                                                                    perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        if (limited)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+            return cudnnConvolutionForward(h, &one, x, x_data, w, w_data, conv, algo, fb.ws.data(), ws_limit, &zero, y,
+                                           fb.y);
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
@@ -542,21 +543,19 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionBwdDataAlgoPerf_t* p) {
         return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, y, conv, x, m, g, p);
       };
-      if (limited) {
-        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-          return cudnnConvolutionBackwardData(h, &one, w, w_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero, x,
-                                              fb.dx);
-        });
+      if (bench)
         log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
                                                                heuristic);
-      } else if (bench) {
-        GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max, &got,
-                                                                        perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
-                                                               heuristic);
+      if (bench && !limited) {
+        GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max,
+                                                                        &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        if (limited)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+            return cudnnConvolutionBackwardData(h, &one, w, w_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero,
+                                                x, fb.dx);
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
@@ -570,21 +569,19 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       auto heuristic = [&](int m, int* g, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
         return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, y, conv, w, m, g, p);
       };
-      if (limited) {
-        GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-          return cudnnConvolutionBackwardFilter(h, &one, x, x_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero,
-                                                w, fb.dw.data());
-        });
+      if (bench)
         log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,
                                                                  heuristic);
-      } else if (bench) {
+      if (bench && !limited) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
-        log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,
-                                                                 heuristic);
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
+        if (limited)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
+            return cudnnConvolutionBackwardFilter(h, &one, x, x_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit,
+                                                  &zero, w, fb.dw.data());
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);
