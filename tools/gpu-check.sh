@@ -264,6 +264,38 @@ for key, text in first.items():
     print("- %s%s" % (text, " (and %d repeats)" % repeats[key] if repeats[key] else ""))
 PY
     done
+    # Where each benchmark's winner sits in cuDNN's heuristic order (the `heuristic order:` line
+    # logged beside each search): whether train.cudnn_benchmark_limit=N would still have found it
+    # (every candidate the heuristics list as runnable counts, so the rank is an upper bound).
+    for prec in fp32 tf32 bf16; do
+      f="$out/bench-train-$prec.log"
+      [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
+import re, sys
+orders, winners = {}, {}
+for line in open(sys.argv[1]):
+    m = re.match(r"cudnn (\S+) (\S+) heuristic order:(.*)$", line)
+    if m:
+        # Candidates the heuristics rank and report runnable (a status in parentheses: not runnable).
+        orders.setdefault((m.group(1), m.group(2)), [c for c in m.group(3).split() if "(" not in c])
+        continue
+    m = re.match(r"cudnn (\S+) (\S+) \(benchmarked[^)]*\):.*\[(\S+) [0-9.]+ ms \d+ MiB( tensor-op)?\]", line)
+    if m:
+        winners.setdefault((m.group(1), m.group(2)), m.group(3) + ("/tensor-op" if m.group(4) else ""))
+ranks = []
+for key, win in winners.items():
+    order = orders.get(key)
+    if order is None:
+        continue
+    rank = order.index(win) + 1 if win in order else 0
+    ranks.append(rank)
+    print("- cudnn %s %s %s: the benchmark's winner %s is the heuristics' %s" % (sys.argv[2], key[0], key[1], win,
+          "choice no. %d" % rank if rank else "unranked choice"))
+if ranks:
+    print("- cudnn %s: a benchmark limit of 1 / 2 / 3 would have kept the winner in %d / %d / %d of %d searches"
+          % (sys.argv[2], sum(0 < r <= 1 for r in ranks), sum(0 < r <= 2 for r in ranks), sum(0 < r <= 3 for r in ranks),
+             len(ranks)))
+PY
+    done
     python3 - "$out" <<'PY' || true
 import glob, json, sys
 # At GTZAN's scale (synth-gtzan-scale): the whole run's wall time and where it went (summary.json
