@@ -263,12 +263,9 @@ for line in open(sys.argv[1]):
 for key, text in first.items():
     print("- %s%s" % (text, " (and %d repeats)" % repeats[key] if repeats[key] else ""))
 PY
-    done
-    # Where each benchmark's winner sits in cuDNN's heuristic order (the `heuristic order:` line
-    # logged beside each search): whether train.cudnn_benchmark_limit=N would still have found it
-    # (every candidate the heuristics list as runnable counts, so the rank is an upper bound).
-    for prec in fp32 tf32 bf16; do
-      f="$out/bench-train-$prec.log"
+      # Where each benchmark's winner sits in cuDNN's heuristic order (the `heuristic order:` line
+      # logged beside each search): whether train.cudnn_benchmark_limit=N would still have found
+      # it (every candidate the heuristics list as runnable counts, so the rank is an upper bound).
       [ -s "$f" ] && python3 - "$f" "$prec" <<'PY' || true
 import re, sys
 orders, winners = {}, {}
