@@ -20,6 +20,7 @@ FusedConvPool::FusedConvPool(const genrelab::nn::ModelPlan& plan, GpuContext& ct
       act_(int(genrelab::nn::activation_of(plan.layers[0]))),
       alpha_(float(genrelab::nn::activation_alpha(plan.layers[0]))),
       dropout_(genrelab::nn::conv_pool_dropout(plan)),
+      last_(genrelab::nn::conv_pool_last(plan)),
       per_launch_(ops::conv_pool_examples_per_launch(g_)) {
   // The backward's 2-D grid has (chunks / 8) rows of blocks, below 65 536 (cuda/launch.cuh).
   const int64_t positions = int64_t(g_.qh) * g_.qw;

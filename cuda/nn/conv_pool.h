@@ -20,7 +20,7 @@ class FusedConvPool {
   // Scratch for batches up to n (call before a step that may be captured).
   void reserve(int64_t n);
   // The last fused layer: 1 (the pool), or 2 (the dropout after it).
-  size_t last() const { return dropout_.layer >= 0 ? 2 : 1; }
+  size_t last() const { return last_; }
   // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)), through the dropout (key's step mask) when
   // training with one; x (n, h, w, c); kernel (f, kh, kw, c); bias (f) or null. Training also keeps
   // each output's argmax byte for the backward.
@@ -43,6 +43,7 @@ class FusedConvPool {
   int act_;
   float alpha_;
   genrelab::nn::FusedDropout dropout_;  // layer 2 when it is a dropout (applied here too)
+  size_t last_;                         // genrelab::nn::conv_pool_last
   int64_t per_launch_;           // examples per forward launch (index spaces under 2^31)
   int64_t per_launch_backward_;  // examples per backward launch (also the grid's row limit)
   DeviceBuffer<float> partial_;  // (chunks, f, k + 1) the backward's per-chunk sums

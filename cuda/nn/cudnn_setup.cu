@@ -296,7 +296,6 @@ template <typename Perf, typename Run>
 int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision precision, size_t ws_limit,
                 const ConvDesc& conv, cudaStream_t stream, Run run) {
   std::vector<Perf> ran, refused;
-  Event start(true), stop(true);
   for (int i = 0; i < got && int64_t(ran.size()) < limit; ++i) {
     Perf p = perfs[size_t(i)];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit ||
@@ -304,16 +303,7 @@ int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision prec
         (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH))
       continue;
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math_for(p.mathType, precision)));
-    p.status = run(p.algo);
-    for (int k = 0; k < 2 && p.status == CUDNN_STATUS_SUCCESS; ++k) {
-      hold_stream(stream, 1.0);
-      start.record(stream);
-      p.status = run(p.algo);
-      stop.record(stream);
-      stop.synchronize();
-      const float ms = stop.ms_since(start);
-      p.time = k == 0 ? ms : std::min(p.time, ms);
-    }
+    p.time = fastest_run_ms(stream, 1.0, 2, [&] { return (p.status = run(p.algo)) == CUDNN_STATUS_SUCCESS; });
     if (p.status == CUDNN_STATUS_SUCCESS) ++g_candidates_run;
     else
       (void)cudaGetLastError();  // a launch cuDNN refused must not fail the next candidate's checks

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace genrelab::cuda::nn {
@@ -45,6 +46,32 @@ struct Tuned {
 };
 
 std::atomic<int64_t> g_shapes{0}, g_on_lt{0};
+
+// What a product's choice depends on: the cache key (compared field by field: no string is built
+// on the calls that find their choice) and, written out, the name of the shape in the log.
+struct ShapeKey {
+  int device = 0;
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
+  int64_t batches = 1, stride_a = 0, stride_b = 0, stride_c = 0;  // strides 0 for one product
+  bool accumulate = false, tf32 = false;
+  uint32_t align_a = 0, align_b = 0, align_c = 0;
+  bool forced = false;  // set_gemm_tuning_for_tests
+  auto fields() const {
+    return std::tie(device, trans_a, trans_b, m, n, k, lda, ldb, ldc, batches, stride_a, stride_b, stride_c, accumulate,
+                    tf32, align_a, align_b, align_c, forced);
+  }
+  bool operator<(const ShapeKey& o) const { return fields() < o.fields(); }
+  std::string str() const {
+    std::ostringstream k;
+    k << (trans_a ? 't' : 'n') << (trans_b ? 't' : 'n') << " " << m << "," << n << "," << this->k << " ld " << lda
+      << "," << ldb << "," << ldc;
+    if (batches > 1) k << " x" << batches << " strides " << stride_a << "," << stride_b << "," << stride_c;
+    k << (accumulate ? " accumulate" : "") << (tf32 ? " tf32" : " fp32") << " align " << align_a << "," << align_b
+      << "," << align_c << (forced ? " forced" : "");
+    return k.str();
+  }
+};
 
 cublasOperation_t op_of(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
@@ -119,25 +146,13 @@ bool describe(const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, Tune
   return ok;
 }
 
-// Milliseconds of one run: the faster of two timed runs after an untimed one, each queued behind
-// a hold so that the host's launch does not count; −1 when a launch is refused. (A kernel that
+// Milliseconds of one product (`run` returns its cuBLAS status): the faster of two timed runs
+// after an untimed one, each behind a 0.5-ms hold; −1 when a launch is refused. (A kernel that
 // faulted while running would leave the context unusable: hence the candidates are asked for with
 // the operands' real alignment.)
 template <typename Run>
 float best_ms(cudaStream_t s, Run&& run) {
-  if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
-  Event start(true), stop(true);
-  float best = -1.0f;
-  for (int i = 0; i < 2; ++i) {
-    hold_stream(s, 0.5);
-    start.record(s);
-    if (run() != CUBLAS_STATUS_SUCCESS) return -1.0f;
-    stop.record(s);
-    stop.synchronize();
-    const float ms = stop.ms_since(start);
-    best = best < 0 ? ms : std::min(best, ms);
-  }
-  return best;
+  return fastest_run_ms(s, 0.5, 2, [&] { return run() == CUBLAS_STATUS_SUCCESS; });
 }
 
 // Destroys a shape's descriptors unless released (a choice kept for the process).
@@ -252,34 +267,33 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   GENRELAB_CUDA_CHECK(cudaStreamIsCapturing(ctx.stream(), &capture));
   const bool capturing = capture != cudaStreamCaptureStatusNone;
-  int device = 0;
-  GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
-  const bool tf32 = ctx.precision() == Precision::tf32;  // the handle's TF32 math mode (cudnn_setup.cu)
-  std::ostringstream k;
-  k << (c.trans_a ? 't' : 'n') << (c.trans_b ? 't' : 'n') << " " << c.m << "," << c.n << "," << c.k << " ld " << c.lda
-    << "," << c.ldb << "," << c.ldc;
-  if (batches > 1) k << " x" << batches << " strides " << s.a << "," << s.b << "," << s.c;
-  k << (c.beta != 0.0f ? " accumulate" : "") << (tf32 ? " tf32" : " fp32") << " align "
-    << alignment_of(fa, batches > 1 ? s.a : 0) << "," << alignment_of(fb, batches > 1 ? s.b : 0) << ","
-    << alignment_of(out, batches > 1 ? s.c : 0) << (g_force_lt.load() ? " forced" : "");
-  const std::string key = k.str();
+  ShapeKey key;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&key.device));
+  key.trans_a = c.trans_a, key.trans_b = c.trans_b;
+  key.m = c.m, key.n = c.n, key.k = c.k, key.lda = c.lda, key.ldb = c.ldb, key.ldc = c.ldc;
+  key.batches = batches;
+  if (batches > 1) key.stride_a = s.a, key.stride_b = s.b, key.stride_c = s.c;
+  key.accumulate = c.beta != 0.0f;
+  key.tf32 = ctx.precision() == Precision::tf32;  // the handle's TF32 math mode (cudnn_setup.cu)
+  key.align_a = alignment_of(fa, key.stride_a), key.align_b = alignment_of(fb, key.stride_b);
+  key.align_c = alignment_of(out, key.stride_c);
+  key.forced = g_force_lt.load();
 
   static std::mutex m;
-  static auto* shapes = new std::map<std::string, Tuned>;  // by device and key; never destroyed
-  const std::string full = std::to_string(device) + "|" + key;
+  static auto* shapes = new std::map<ShapeKey, Tuned>;  // never destroyed
   const Tuned* t = nullptr;
   {
     std::lock_guard<std::mutex> lock(m);
-    auto it = shapes->find(full);
+    auto it = shapes->find(key);
     if (it != shapes->end()) t = &it->second;
   }
   if (!t && !capturing && may_tune) {
     Tuned fresh = [&] {
       const GpuContext::TuningScope tuning(ctx);
-      return tune(ctx, device, c, fa, fb, out, batches, s, tf32, key);
+      return tune(ctx, key.device, c, fa, fb, out, batches, s, key.tf32, key.str());
     }();
     std::lock_guard<std::mutex> lock(m);
-    auto [it, added] = shapes->emplace(full, fresh);
+    auto [it, added] = shapes->emplace(key, fresh);
     if (added) {
       ++g_shapes;
       if (fresh.lt) ++g_on_lt;
@@ -298,7 +312,7 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
     }
     if (workspace.bytes() >= t->workspace) {
       GENRELAB_CUDA_CHECK(
-          run_lt(lt_handle(device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace, ctx.stream()));
+          run_lt(lt_handle(key.device), *t, t->algo, c, fa, fb, out, workspace.data(), t->workspace, ctx.stream()));
       return;
     }
   }

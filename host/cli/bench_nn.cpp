@@ -553,11 +553,10 @@ int bench_layers(const cli::Args& args) {
   const bool fused = s.hyper.fuse_conv_pool && nn::conv_pool_fusable(s.plan);
   if (fused)
     std::cerr
-        << "bench layers: layers 0 and 1"
-        << (nn::conv_pool_dropout(s.plan).layer >= 0 ? " and the dropout after them" : "")
+        << "bench layers: layers 0 and 1" << (nn::conv_pool_last(s.plan) == 2 ? " and the dropout after them" : "")
         << " run fused in training (train.fuse_conv_pool); this table times them unfused, one by one. bench --what "
            "train compares the fused and unfused steps (fuse_compare)\n";
-  if (s.hyper.fuse_conv_epilogue && !nn::conv_epilogue_runs(s.plan, fused ? 2 : 0).empty())
+  if (s.hyper.fuse_conv_epilogue && !nn::conv_epilogue_runs(s.plan, fused ? nn::conv_pool_last(s.plan) + 1 : 0).empty())
     std::cerr << "bench layers: conv2d epilogues with the max pooling and dropout after them run fused in training "
                  "(train.fuse_conv_epilogue); this table times the layers one by one. bench --what train --device cuda "
                  "compares the fused and unfused steps (epilogue_compare)\n";

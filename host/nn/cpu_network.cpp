@@ -80,7 +80,7 @@ class CpuNetwork final : public Network {
     if (fused_) {
       fused_geom_ = conv_pool_geom(plan_);
       fused_drop_ = conv_pool_dropout(plan_);
-      fused_last_ = fused_drop_.layer >= 0 ? 2 : 1;
+      fused_last_ = conv_pool_last(plan_);
       const std::string name = joined_layer_names(plan_, 0, fused_last_);
       fwd_names_[0] = "fwd " + name;
       bwd_names_[0] = "bwd " + name;

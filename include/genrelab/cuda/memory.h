@@ -164,6 +164,26 @@ class Event {
 // events time the device's work and not the host's launches.
 void hold_stream(cudaStream_t s, double ms);
 
+// Milliseconds of `run` (work it queues on s; returns false when refused) for an autotuner: once
+// untimed, then the faster of `timed` runs, each behind a hold of hold_ms; −1 as soon as a run is
+// refused.
+template <typename Run>
+float fastest_run_ms(cudaStream_t s, double hold_ms, int timed, Run&& run) {
+  if (!run()) return -1.0f;
+  Event start(true), stop(true);
+  float best = -1.0f;
+  for (int i = 0; i < timed; ++i) {
+    hold_stream(s, hold_ms);
+    start.record(s);
+    if (!run()) return -1.0f;
+    stop.record(s);
+    stop.synchronize();
+    const float ms = stop.ms_since(start);
+    best = best < 0 || ms < best ? ms : best;
+  }
+  return best;
+}
+
 // A cuFFT plan; build it with one of the cufftPlan* calls through `handle_for_init()`.
 class FftPlan {
  public:

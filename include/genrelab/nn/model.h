@@ -136,6 +136,8 @@ FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i);
 std::string joined_layer_names(const ModelPlan& plan, size_t first, size_t last);
 // The fused conv+pool's dropout (layer 2, when it is one): the fused layer applies it too.
 inline FusedDropout conv_pool_dropout(const ModelPlan& plan) { return fused_dropout_at(plan, 2); }
+// The fused conv+pool's last layer: 2 when it applies that dropout, else 1 (the pool).
+inline size_t conv_pool_last(const ModelPlan& plan) { return conv_pool_dropout(plan).layer >= 0 ? 2 : 1; }
 
 // train.fuse_conv_epilogue: a conv2d followed by a maxpool2d whose windows tile its output (stride
 // = window, "valid"), and by a dropout after that when there is one: a backend may run the conv's
