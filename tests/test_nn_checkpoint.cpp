@@ -32,6 +32,14 @@ std::vector<float> inputs(int64_t n) {
   return x;
 }
 
+// `steps` training steps of `net` on 8 fixed examples, numbered from `first` (Adam's moments and
+// the step counter become non-trivial state).
+void train_steps(Network& net, uint64_t first, uint64_t steps) {
+  const auto x = inputs(8);
+  const std::vector<int32_t> y = {0, 1, 2, 3, 0, 1, 2, 3};
+  for (uint64_t s = first; s < first + steps; ++s) net.train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, s, 0});
+}
+
 std::string runtime_error(const std::function<void()>& f) {
   try {
     f();
@@ -41,22 +49,21 @@ std::string runtime_error(const std::function<void()>& f) {
   return "(no error)";
 }
 
-// A checkpoint file built by hand: prefix, `header`, padding to 64, `data`, a correct checksum.
-std::string forged_checkpoint(const json& header, const std::string& data) {
+// A checkpoint file built by hand: prefix, `header`, padding to 64, `data`, a correct checksum
+// (checkpoint_checksum: its values are checked against independent ones below).
+std::string forged_checkpoint(const json& header, const std::string& data, uint32_t version = kCheckpointVersion) {
   auto put = [](std::string& out, uint64_t v, int n) {
     for (int i = 0; i < n; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
   };
   const std::string text = header.dump();
   std::string out(kCheckpointMagic, 8);
-  put(out, kCheckpointVersion, 4);
+  put(out, version, 4);
   put(out, 0, 4);
   put(out, text.size(), 8);
   out += text;
   out.append((64 - out.size() % 64) % 64, '\0');
   out += data;
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64 (docs/checkpoint-format.md)
-  for (char c : out) h = (h ^ uint8_t(c)) * 1099511628211ull;
-  put(out, h, 8);
+  put(out, checkpoint_checksum(version, out.data(), out.size()), 8);
   return out;
 }
 
@@ -71,9 +78,7 @@ TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
     h.optimizer = opt;
     h.momentum = opt == "sgd" ? 0.9 : 0.0;
     auto net = make_cpu_network(plan, h);
-    const auto x = inputs(8);
-    const std::vector<int32_t> y = {0, 1, 2, 3, 0, 1, 2, 3};
-    for (uint64_t s = 0; s < 3; ++s) net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, s, 0});
+    train_steps(*net, 0, 3);
     CheckpointMeta meta;
     meta.epoch = 2;
     meta.step = 3;
@@ -102,13 +107,14 @@ TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
       CHECK(a[i].dims == b[i].dims);
       CHECK(std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * 4) == 0);
     }
+    const auto x = inputs(8);
     std::vector<float> pa(8 * 4), pb(8 * 4);
     net->predict(x.data(), 8, pa.data());
     other->predict(x.data(), 8, pb.data());
     CHECK(std::memcmp(pa.data(), pb.data(), pa.size() * 4) == 0);
     // Both continue identically.
-    net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 3, 0});
-    other->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, 3, 0});
+    train_steps(*net, 3, 1);
+    train_steps(*other, 3, 1);
     CHECK(net->last_stats().loss_sum == other->last_stats().loss_sum);
   }
 }
@@ -116,16 +122,10 @@ TEST_CASE("nn checkpoint round trip is bitwise", "[nn]") {
 TEST_CASE("nn state snapshot is the state when taken, read later on another thread", "[nn]") {
   const ModelPlan plan = small_plan();
   auto net = make_cpu_network(plan, TrainHyper{});
-  const auto x = inputs(8);
-  const std::vector<int32_t> y = {0, 1, 2, 3, 0, 1, 2, 3};
-  uint64_t step = 0;
-  auto train = [&](int steps) {
-    for (int k = 0; k < steps; ++k) net->train_step(x.data(), y.data(), 8, 8, 1e-2f, {0, step++, 0});
-  };
-  train(2);
+  train_steps(*net, 0, 2);
   const auto want = net->state();
   auto snapshot = net->state_snapshot();
-  train(2);
+  train_steps(*net, 2, 2);
   const auto got = std::async(std::launch::async, snapshot).get();
   test::check_snapshot(got, want, net->state());
 }
@@ -149,10 +149,22 @@ TEST_CASE("nn checkpoint errors name the file and the problem", "[nn]") {
   CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("truncated"));
   p = variant("magic.bin", "PK" + good.substr(2));
   CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("bad magic"));
-  std::string v2 = good;
-  v2[8] = 2;
-  p = variant("version.bin", v2);
-  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("version 2") && Catch::Contains("newer"));
+  std::string newer = good;
+  newer[8] = 3;
+  p = variant("version.bin", newer);
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }),
+             Catch::StartsWith(p) && Catch::Contains("version 3") && Catch::Contains("newer"));
+  std::string zero = good;
+  zero[8] = 0;
+  p = variant("version0.bin", zero);
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("version 0") &&
+                                                             Catch::Contains("versions 1 to 2") &&
+                                                             !Catch::Contains("newer"));
+  // A checkpoint of version 2 relabelled version 1 fails its (FNV-1a) checksum.
+  std::string relabelled = good;
+  relabelled[8] = 1;
+  p = variant("relabelled.bin", relabelled);
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("checksum"));
   std::string flipped = good;
   flipped[good.size() - 20] ^= 0x10;
   p = variant("flipped.bin", flipped);
@@ -205,4 +217,92 @@ TEST_CASE("nn checkpoint sizes from the header cannot wrap or allocate unbounded
   const Checkpoint ck = load_checkpoint(p);
   REQUIRE(ck.tensors.size() == 1);
   CHECK(ck.tensors[0].data == std::vector<float>{0.0f, 0.0f});
+}
+
+TEST_CASE("nn checkpoint checksums match independent values: XXH3-64 (version 2), FNV-1a (version 1)", "[nn]") {
+  // XXH3-64 with seed 0 from the Python xxhash package (xxh3_64_intdigest): the empty input, one
+  // byte, and 1 024 bytes (past XXH3's 240-byte short-input path).
+  std::string ramp;
+  for (int i = 0; i < 1024; ++i) ramp.push_back(char(i % 256));
+  CHECK(checkpoint_checksum(2, "", 0) == 0x2d06800538d394c2ull);
+  CHECK(checkpoint_checksum(2, "a", 1) == 0xe6c632b61e964e1full);
+  CHECK(checkpoint_checksum(2, ramp.data(), ramp.size()) == 0xa870f92984398d22ull);
+  // Version 1: FNV-1a 64 with the offset basis version 1 was written with (1469598103934665603,
+  // docs/checkpoint-format.md), computed by hand in Python.
+  CHECK(checkpoint_checksum(1, "", 0) == 1469598103934665603ull);
+  CHECK(checkpoint_checksum(1, "a", 1) == 0x44bd8ad473cd9906ull);
+  CHECK(checkpoint_checksum(1, "foobar", 6) == 0x88fad7c0a8ff07f2ull);
+  CHECK(checkpoint_checksum(1, ramp.data(), ramp.size()) == 0x88cf7baad1c48b83ull);
+}
+
+TEST_CASE("nn checkpoint of format version 1 still loads", "[nn]") {
+  const auto dir = test::temp_dir("nn-ckpt-v1");
+  const std::string p = (dir / "v1.bin").string();
+  const std::vector<float> values = {1.5f, -2.25f, 3.0f};
+  const std::string data(reinterpret_cast<const char*>(values.data()), 12);
+  json header = {
+      {"epoch", 4},
+      {"step", 40},
+      {"data_bytes", 12},
+      {"tensors", json::array({{{"name", "w"}, {"dtype", "float32"}, {"shape", {3}}, {"offset", 0}, {"bytes", 12}}})}};
+  std::ofstream(p, std::ios::binary) << forged_checkpoint(header, data, 1);
+  const Checkpoint ck = load_checkpoint(p);
+  CHECK(ck.meta.epoch == 4);
+  CHECK(ck.meta.step == 40);
+  REQUIRE(ck.tensors.size() == 1);
+  CHECK(ck.tensors[0].data == values);
+  // The same bytes with version 2's checksum in place of version 1's are corrupt.
+  std::string wrong = forged_checkpoint(header, data, 2);
+  wrong[8] = 1;
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << wrong;
+  CHECK_THAT(runtime_error([&] { load_checkpoint(p); }), Catch::StartsWith(p) && Catch::Contains("checksum"));
+}
+
+TEST_CASE("nn checkpoint reads back in Python from its documented format, checksum included", "[nn][python]") {
+  const std::string py = test::python();
+  if (py.empty()) {
+    WARN("SKIPPED: GENRELAB_PYTHON is not set (numpy + xxhash reference)");
+    return;
+  }
+  const auto dir = test::temp_dir("nn-ckpt-python");
+  const std::string path = (dir / "ckpt.bin").string();
+  const ModelPlan plan = small_plan();
+  auto net = make_cpu_network(plan, TrainHyper{});
+  train_steps(*net, 0, 2);
+  CheckpointMeta meta;
+  meta.epoch = 1;
+  meta.step = 2;
+  save_checkpoint(path, plan, TrainHyper{}, net->state(), meta);
+  std::string out;
+  const int rc = test::run_command(
+      "'" + py + "' '" + test::source_dir() + "/tools/golden/checkpoint_reference.py' '" + path + "' 2>&1", &out);
+  if (rc != 0 && out.find("No module named") != std::string::npos) {
+    WARN("SKIPPED: numpy or xxhash is not importable by " << py << ": " << out);
+    return;
+  }
+  INFO(out);
+  REQUIRE(rc == 0);
+  const json got = json::parse(out);
+  CHECK(got.at("version") == kCheckpointVersion);
+  CHECK(got.at("checksum_ok") == true);
+  CHECK(got.at("epoch") == 1);
+  CHECK(got.at("step") == 2);
+  const auto want = net->state();
+  REQUIRE(got.at("tensors").size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const json& t = got["tensors"][i];
+    INFO(want[i].name);
+    CHECK(t.at("name") == want[i].name);
+    CHECK(t.at("shape").get<std::vector<int64_t>>() == want[i].dims);
+    // Python's float repr round-trips: the values compare exactly.
+    CHECK(t.at("values").get<std::vector<float>>() == want[i].data);
+  }
+  // A flipped data byte: Python's checksum disagrees too.
+  std::string bytes = read_file(path);
+  bytes[bytes.size() - 20] ^= 0x10;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE(test::run_command(
+              "'" + py + "' '" + test::source_dir() + "/tools/golden/checkpoint_reference.py' '" + path + "' 2>&1",
+              &out) == 0);
+  CHECK(json::parse(out).at("checksum_ok") == false);
 }

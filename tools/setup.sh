@@ -8,7 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 packages=(build-essential cmake ninja-build pkg-config ccache git openmpi-bin libopenmpi-dev
-          libsndfile1-dev libfftw3-dev nlohmann-json3-dev catch2 librandom123-dev
+          libsndfile1-dev libfftw3-dev libxxhash-dev nlohmann-json3-dev catch2 librandom123-dev
           python3 python3-venv python3-pip)
 # CI's full checks (tools/test.sh with CI=true) build the sanitizer suite and the libFuzzer targets with clang.
 if [ "${CI:-}" = "true" ] || [ "${GENRELAB_FULL_CHECKS:-}" = "1" ]; then

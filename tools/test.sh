@@ -16,8 +16,8 @@ start=$(date +%s)
 "$root/tools/setup.sh"
 
 # Python references for parity tests, in a project-local virtual environment.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sklearn, librosa, audiomentations" 2>/dev/null; then
-  echo "test: preparing .venv (numpy, scikit-learn, librosa, audiomentations)" >&2
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sklearn, librosa, audiomentations, xxhash" 2>/dev/null; then
+  echo "test: preparing .venv (numpy, scikit-learn, librosa, audiomentations, xxhash)" >&2
   { python3 -m venv .venv && .venv/bin/pip install -q --disable-pip-version-check \
       -r tools/requirements-test.txt; } >&2 || echo "test: Python references unavailable; live parity tests will skip" >&2
 fi

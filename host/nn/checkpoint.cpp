@@ -1,9 +1,13 @@
 // Checkpoint files (docs/checkpoint-format.md): "GLABCKPT", u32 version, u32 flags, u64 header
-// length, JSON header, zero padding to 64 bytes, float32 tensor data, u64 FNV-1a checksum of
-// everything before it. All integers and floats little-endian.
+// length, JSON header, zero padding to 64 bytes, float32 tensor data, u64 checksum of everything
+// before it (version 2: XXH3-64, from libxxhash; version 1, still read: FNV-1a 64). All integers
+// and floats little-endian.
 #include "genrelab/nn/checkpoint.h"
 
+#include <xxhash.h>
+
 #include <cstring>
+#include <memory>
 #include <sstream>
 
 #include "genrelab/common.h"
@@ -12,17 +16,6 @@
 namespace genrelab::nn {
 
 namespace {
-
-// FNV-1a, 64 bit: `h` is the hash of the bytes before `data` (kFnvBasis for none).
-constexpr uint64_t kFnvBasis = 1469598103934665603ull;
-uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvBasis) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 bool little_endian() {
   const uint32_t one = 1;
@@ -56,6 +49,19 @@ std::string dims_str(const json& d) {
 constexpr size_t kPrefix = 24;  // magic 8 + version 4 + flags 4 + header length 8
 
 }  // namespace
+
+uint64_t checkpoint_checksum(uint32_t version, const void* data, size_t n) {
+  if (version != 1) return uint64_t(XXH3_64bits(data, n));
+  // Version 1's FNV-1a 64, one byte at a time: about 1 GB/s (0.2 s for the baseline's 188 MB,
+  // where XXH3 takes about 10 ms).
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
 
 json plan_to_json(const ModelPlan& plan) {
   json layers = json::array();
@@ -106,15 +112,16 @@ void save_checkpoint(const std::string& path, const ModelPlan& plan, const Train
   head.append((64 - head.size() % 64) % 64, '\0');
   // Written straight from the tensors (no second copy of them), the checksum running alongside.
   AtomicFileWriter file(path);
-  uint64_t hash = kFnvBasis;
+  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash(XXH3_createState(), XXH3_freeState);
+  GENRELAB_CHECK(hash && XXH3_64bits_reset(hash.get()) == XXH_OK, "out of host memory for the checkpoint's checksum");
   auto emit = [&](const void* data, size_t bytes) {
-    hash = fnv1a(data, bytes, hash);
+    XXH3_64bits_update(hash.get(), data, bytes);
     file.write(data, bytes);
   };
   emit(head.data(), head.size());
   for (const auto& t : tensors) emit(t.data.data(), t.data.size() * 4);
   std::string tail;
-  put<uint64_t>(tail, hash);
+  put<uint64_t>(tail, uint64_t(XXH3_64bits_digest(hash.get())));
   file.write(tail.data(), tail.size());
   file.commit();
 }
@@ -127,9 +134,10 @@ Checkpoint load_checkpoint(const std::string& path) {
     throw bad("not a genrelab checkpoint (bad magic; expected the file to start with \"GLABCKPT\")");
   if (in.size() < kPrefix + 8) throw bad("truncated checkpoint (" + std::to_string(in.size()) + " bytes)");
   const uint32_t version = get<uint32_t>(in, 8);
-  if (version != kCheckpointVersion)
-    throw bad("checkpoint format version " + std::to_string(version) + ", this genrelab reads version " +
-              std::to_string(kCheckpointVersion) + (version > kCheckpointVersion ? " (written by a newer genrelab)" : ""));
+  if (version < 1 || version > kCheckpointVersion)
+    throw bad("checkpoint format version " + std::to_string(version) + ", this genrelab reads versions 1 to " +
+              std::to_string(kCheckpointVersion) +
+              (version > kCheckpointVersion ? " (written by a newer genrelab)" : ""));
   const uint64_t hlen = get<uint64_t>(in, 16);
   if (hlen > in.size() - kPrefix) throw bad("truncated checkpoint (the header needs " + std::to_string(hlen) + " bytes)");
   Checkpoint ck;
@@ -148,7 +156,8 @@ Checkpoint load_checkpoint(const std::string& path) {
                 std::to_string(data + data_bytes + 8) + " (an interrupted copy?)");
     if (in.size() > data + data_bytes + 8) throw bad("corrupt checkpoint: " + std::to_string(in.size() - (data + data_bytes + 8)) + " unexpected trailing bytes");
     const uint64_t sum = get<uint64_t>(in, size_t(data + data_bytes));
-    if (sum != fnv1a(in.data(), size_t(data + data_bytes))) throw bad("corrupt checkpoint: checksum mismatch");
+    if (sum != checkpoint_checksum(version, in.data(), size_t(data + data_bytes)))
+      throw bad("corrupt checkpoint: checksum mismatch");
     ck.meta.epoch = ck.header.at("epoch").get<int64_t>();
     ck.meta.step = ck.header.at("step").get<int64_t>();
     ck.meta.rng = ck.header.value("rng", json::object());

@@ -1,8 +1,9 @@
 // libFuzzer target: arbitrary bytes as a checkpoint file for nn::load_checkpoint (magic, version,
 // JSON header, tensor table, checksum). RuntimeError is the expected outcome; anything else is a
 // finding (including allocations driven by sizes in the header). The last 8 bytes of every input
-// are replaced by the correct checksum, so mutations reach the header and tensor-table checks behind
-// it (a checksum mismatch alone is covered by the unit tests).
+// are replaced by the correct checksum (for the format version the input names), so mutations
+// reach the header and tensor-table checks behind it (a checksum mismatch alone is covered by the
+// unit tests).
 #include <unistd.h>
 
 #include <cstddef>
@@ -26,21 +27,14 @@ const std::string& temp_file() {
   return path;
 }
 
-uint64_t fnv1a(const uint8_t* data, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= data[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> bytes(data, data + size);
   if (bytes.size() >= 32) {
-    const uint64_t sum = fnv1a(bytes.data(), bytes.size() - 8);
+    const uint32_t version =
+        uint32_t(bytes[8]) | uint32_t(bytes[9]) << 8 | uint32_t(bytes[10]) << 16 | uint32_t(bytes[11]) << 24;
+    const uint64_t sum = genrelab::nn::checkpoint_checksum(version, bytes.data(), bytes.size() - 8);
     for (size_t i = 0; i < 8; ++i) bytes[bytes.size() - 8 + i] = uint8_t(sum >> (8 * i));
   }
   {

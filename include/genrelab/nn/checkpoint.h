@@ -14,7 +14,8 @@
 namespace genrelab::nn {
 
 constexpr char kCheckpointMagic[9] = "GLABCKPT";  // 8 bytes on disk, no terminator
-constexpr uint32_t kCheckpointVersion = 1;
+// The version written; versions 1 (FNV-1a checksum) and 2 (XXH3) are read.
+constexpr uint32_t kCheckpointVersion = 2;
 
 struct CheckpointMeta {
   int64_t epoch = 0;             // completed epochs
@@ -28,6 +29,10 @@ struct Checkpoint {
   CheckpointMeta meta;
   std::vector<NamedTensor> tensors;  // in stored order
 };
+
+// The checksum a checkpoint of format `version` stores after its first `n` bytes: XXH3-64 (seed 0)
+// from version 2 on, FNV-1a 64 in version 1.
+uint64_t checkpoint_checksum(uint32_t version, const void* data, size_t n);
 
 // The JSON description of a plan stored in checkpoints (and compared on load).
 json plan_to_json(const ModelPlan& plan);
