@@ -11,6 +11,7 @@
 
 #include "genrelab/cuda/augment.h"
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/cuda/stage_clock.h"
 #include "genrelab/ops/augment.h"
 #include "genrelab/ops/stft.h"
 
@@ -47,6 +48,23 @@ struct RowOf {
   __host__ __device__ int64_t operator()(int64_t i) const { return i / len; }
 };
 
+// The passes' names: NVTX ranges, and the stages of set_stage_timing.
+const std::string kCopyStage = "augment copy", kGatherStage = "augment gather rows",
+                  kScatterStage = "augment scatter rows", kFrameStage = "pv frame", kStftStage = "pv stft (cuFFT R2C)",
+                  kPolarStage = "pv polar", kAdvanceStage = "pv phase advance", kScanStage = "pv phase scan (Thrust)",
+                  kSynthStage = "pv synthesis", kIstftStage = "pv istft (cuFFT C2R)",
+                  kOverlapAddStage = "pv overlap-add", kFilterStage = "resample filters (host to device)",
+                  kResampleStage = "resample", kTimeShiftStage = "time shift", kGainStage = "gain",
+                  kNoiseStage = "noise", kSpecMaskStage = "spec mask";
+
+// cuFFT runs in pieces of kFftPiece transforms, so that one plan per direction and n_fft serves
+// every call: the rows to transform (clips × frames, output frames ⌈frames / rate⌉) differ from one
+// chunk of pitch-shifted rows to the next, and planning each size anew costs host time and a
+// workspace allocation every time. Buffers hold whole pieces; the last piece's transforms past the
+// real rows read and write rows that nothing uses.
+constexpr int64_t kFftPiece = 2048;
+int64_t whole_pieces(int64_t rows) { return ceil_div(rows, kFftPiece) * kFftPiece; }
+
 template <typename T>
 void upload(DeviceBuffer<T>& dst, const std::vector<T>& src, cudaStream_t stream) {
   dst.resize(src.size());
@@ -72,9 +90,8 @@ struct Augmenter::Impl {
   DeviceBuffer<int32_t> rows;
   DeviceBuffer<uint8_t> applied;
   int window_n_fft = 0;
-  FftPlan r2c, c2r;
-  int r2c_n = 0, c2r_n = 0;
-  int64_t r2c_batch = 0, c2r_batch = 0;
+  FftPlan r2c, c2r;  // kFftPiece transforms of plan_n_fft points each
+  int plan_n_fft = 0;
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
   std::vector<int64_t> h_t_out, h_length, h_valid, h_shift;
@@ -82,6 +99,16 @@ struct Augmenter::Impl {
   std::vector<PhiloxStream> h_streams;
   std::vector<int32_t> h_rows;
   std::vector<uint8_t> h_applied;
+  // Stage timing: the clock (null when off) and each recorded stage's bytes, in the clock's order.
+  StageClock clock;
+  bool timing = false;
+  std::vector<double> stage_bytes;
+
+  // One pass of the work on `stream`: an NVTX range, and a timed stage moving `bytes` when timing.
+  StageRange stage(const std::string& name, double bytes, cudaStream_t stream) {
+    if (timing) stage_bytes.push_back(bytes);
+    return StageRange(name, timing ? &clock : nullptr, stream);
+  }
 
   void ensure_window(int n_fft, cudaStream_t stream) {
     if (window_n_fft == n_fft) return;
@@ -91,30 +118,37 @@ struct Augmenter::Impl {
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // `w` dies here
     window_n_fft = n_fft;
   }
-  cufftHandle plan_r2c(int n_fft, int64_t batch, cudaStream_t stream) {
-    if (r2c_n != n_fft || r2c_batch != batch) {
-      GENRELAB_CHECK(batch < (int64_t(1) << 31), "too many STFT frames in one batch: ", batch);
-      r2c = FftPlan::r2c_1d(n_fft, int(batch), n_fft);
-      r2c_n = n_fft;
-      r2c_batch = batch;
+  void ensure_plans(int n_fft, cudaStream_t stream) {
+    if (plan_n_fft != n_fft) {
+      r2c = FftPlan::r2c_1d(n_fft, int(kFftPiece), n_fft);
+      c2r = FftPlan::c2r_1d(n_fft, int(kFftPiece), n_fft);
+      plan_n_fft = n_fft;
     }
     GENRELAB_CUDA_CHECK(cufftSetStream(r2c.get(), stream));
-    return r2c.get();
-  }
-  cufftHandle plan_c2r(int n_fft, int64_t batch, cudaStream_t stream) {
-    if (c2r_n != n_fft || c2r_batch != batch) {
-      GENRELAB_CHECK(batch < (int64_t(1) << 31), "too many STFT frames in one batch: ", batch);
-      c2r = FftPlan::c2r_1d(n_fft, int(batch), n_fft);
-      c2r_n = n_fft;
-      c2r_batch = batch;
-    }
     GENRELAB_CUDA_CHECK(cufftSetStream(c2r.get(), stream));
-    return c2r.get();
   }
 };
 
 Augmenter::Augmenter() : impl_(std::make_unique<Impl>()) {}
 Augmenter::~Augmenter() = default;
+
+void Augmenter::set_stage_timing(bool on) { impl_->timing = on; }
+
+std::vector<Augmenter::StageTime> Augmenter::take_stage_times() {
+  Impl& m = *impl_;
+  std::vector<StageTime> out;
+  size_t at = 0;
+  m.clock.read([&](const std::string& name, double ms) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const StageTime& t) { return t.name == name; });
+    if (it == out.end()) it = out.insert(out.end(), StageTime{name});
+    it->ms += ms;
+    it->bytes += m.stage_bytes[at++];
+    ++it->passes;
+  });
+  m.clock.clear();
+  m.stage_bytes.clear();
+  return out;
+}
 
 // Stages: frame (rows = clip·frame, cols = n_fft) → cuFFT R2C → polar (rows = clip·frame, cols =
 // bin) → phase increments (rows = clip·bin,
@@ -127,6 +161,7 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   GENRELAB_CHECK(int64_t(rate.size()) == batch && int64_t(length.size()) == batch, "stretch: one rate and length per row");
   Impl& m = *impl_;
   m.ensure_window(n_fft, stream);
+  m.ensure_plans(n_fft, stream);
   const int bins = n_fft / 2 + 1;
   const int64_t n_frames = stft_frame_count(n, n_fft, hop, true);
   m.h_t_out.assign(size_t(batch), 0);
@@ -142,37 +177,71 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   upload(m.t_out, m.h_t_out, stream);
   upload(m.length, m.h_length, stream);
 
-  // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins, 2)
-  m.frames.resize(size_t(batch * std::max(n_frames, t_out_max) * n_fft));
-  m.spec.resize(size_t(batch * n_frames * bins * 2));
-  launch_2d(batch * n_frames, n_fft,
-            FrameFunctor{x, m.window.data(), m.frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant},
-            stream);
-  GENRELAB_CUDA_CHECK(cufftExecR2C(m.plan_r2c(n_fft, batch * n_frames, stream), m.frames.data(),
-                                   reinterpret_cast<cufftComplex*>(m.spec.data())));
+  // Bytes of the passes' buffers (stage timing): input frames, output frames, their spectra as
+  // float pairs and as double pairs, the phase increments.
+  const double in_frames = double(batch * n_frames), out_frames = double(batch * t_out_max);
+  const double f4 = sizeof(float), f8 = sizeof(double);
+
+  // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins, 2); both in whole FFT pieces
+  m.frames.resize(size_t(whole_pieces(batch * std::max(n_frames, t_out_max)) * n_fft));
+  m.spec.resize(size_t(whole_pieces(batch * n_frames) * bins * 2));
+  {
+    const StageRange r = m.stage(kFrameStage, double(batch * n) * f4 + in_frames * n_fft * f4, stream);
+    launch_2d(
+        batch * n_frames, n_fft,
+        FrameFunctor{x, m.window.data(), m.frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant},
+        stream);
+  }
+  {
+    const StageRange r = m.stage(kStftStage, in_frames * (n_fft * f4 + bins * 2 * f4), stream);
+    for (int64_t at = 0; at < batch * n_frames; at += kFftPiece)
+      GENRELAB_CUDA_CHECK(cufftExecR2C(m.r2c.get(), m.frames.data() + at * n_fft,
+                                       reinterpret_cast<cufftComplex*>(m.spec.data()) + at * bins));
+  }
 
   const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, t_out_max, 1};  // bin-major: one scan segment per bin
   // polar: (batch, n_frames, bins, 2); incr: (batch, bins, t_out_max) → exclusive prefix sums in place
   m.polar.resize(size_t(batch * n_frames * bins * 2));
-  launch_2d(batch * n_frames, bins, PolarFunctor{m.spec.data(), m.polar.data(), bins}, stream);
+  {
+    const StageRange r = m.stage(kPolarStage, in_frames * bins * (2 * f4 + 2 * f8), stream);
+    launch_2d(batch * n_frames, bins, PolarFunctor{m.spec.data(), m.polar.data(), bins}, stream);
+  }
   m.incr.resize(size_t(batch * bins * t_out_max));
-  launch_2d(batch * bins, t_out_max, PhaseAdvanceFunctor{m.polar.data(), m.incr.data(), m.rate.data(), m.t_out.data(), g},
-            stream);
-  const auto keys = thrust::make_transform_iterator(thrust::counting_iterator<int64_t>(0), RowOf{t_out_max});
-  const int64_t total = batch * bins * t_out_max;
-  thrust::exclusive_scan_by_key(thrust::cuda::par.on(stream), keys, keys + total, m.incr.data(), m.incr.data());
-  GENRELAB_CUDA_CHECK(cudaGetLastError());
+  {
+    // reads the angles, which share their 16 bytes with the magnitudes
+    const StageRange r = m.stage(kAdvanceStage, in_frames * bins * 2 * f8 + out_frames * bins * f8, stream);
+    launch_2d(batch * bins, t_out_max,
+              PhaseAdvanceFunctor{m.polar.data(), m.incr.data(), m.rate.data(), m.t_out.data(), g}, stream);
+  }
+  {
+    const StageRange r = m.stage(kScanStage, 2 * out_frames * bins * f8, stream);
+    const auto keys = thrust::make_transform_iterator(thrust::counting_iterator<int64_t>(0), RowOf{t_out_max});
+    const int64_t total = batch * bins * t_out_max;
+    thrust::exclusive_scan_by_key(thrust::cuda::par.on(stream), keys, keys + total, m.incr.data(), m.incr.data());
+    GENRELAB_CUDA_CHECK(cudaGetLastError());
+  }
 
-  // stretched: (batch, t_out_max, bins, 2); frames reused as (batch, t_out_max, n_fft)
-  m.stretched.resize(size_t(batch * t_out_max * bins * 2));
-  launch_2d(batch * t_out_max, bins,
-            PvSynthFunctor{m.polar.data(), m.incr.data(), m.stretched.data(), m.rate.data(), m.t_out.data(), g}, stream);
-  GENRELAB_CUDA_CHECK(cufftExecC2R(m.plan_c2r(n_fft, batch * t_out_max, stream),
-                                   reinterpret_cast<cufftComplex*>(m.stretched.data()), m.frames.data()));
-  launch_2d(batch, stride,
-            OverlapAddFunctor{m.frames.data(), m.window.data(), y, m.t_out.data(), m.length.data(), t_out_max, stride,
-                              n_fft, hop},
-            stream);
+  // stretched: (batch, t_out_max, bins, 2) in whole FFT pieces; frames reused as (batch, t_out_max, n_fft)
+  m.stretched.resize(size_t(whole_pieces(batch * t_out_max) * bins * 2));
+  {
+    const StageRange r = m.stage(kSynthStage, in_frames * bins * 2 * f8 + out_frames * bins * (f8 + 2 * f4), stream);
+    launch_2d(batch * t_out_max, bins,
+              PvSynthFunctor{m.polar.data(), m.incr.data(), m.stretched.data(), m.rate.data(), m.t_out.data(), g},
+              stream);
+  }
+  {
+    const StageRange r = m.stage(kIstftStage, out_frames * (bins * 2 * f4 + n_fft * f4), stream);
+    for (int64_t at = 0; at < batch * t_out_max; at += kFftPiece)
+      GENRELAB_CUDA_CHECK(cufftExecC2R(m.c2r.get(), reinterpret_cast<cufftComplex*>(m.stretched.data()) + at * bins,
+                                       m.frames.data() + at * n_fft));
+  }
+  {
+    const StageRange r = m.stage(kOverlapAddStage, out_frames * n_fft * f4 + double(batch * stride) * f4, stream);
+    launch_2d(batch, stride,
+              OverlapAddFunctor{m.frames.data(), m.window.data(), y, m.t_out.data(), m.length.data(), t_out_max, stride,
+                                n_fft, hop},
+              stream);
+  }
 }
 
 // Grid of the resampling: rows = clips, cols = output samples (n).
@@ -202,8 +271,13 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
   const PolyphaseBank geo = pitch_shift_bank(m.h_scale, &m.h_bank);  // bank: (batch, phases + 1, taps)
   upload(m.step, m.h_step, stream);
   upload(m.valid, m.h_valid, stream);
-  upload(m.bank, m.h_bank, stream);
+  const double bank_bytes = double(m.h_bank.size() * sizeof(float));
+  {
+    const StageRange r = m.stage(kFilterStage, bank_bytes, stream);
+    upload(m.bank, m.h_bank, stream);
+  }
   // m.length already holds `len` (the istft lengths uploaded by stretch()), the rows' n_in here
+  const StageRange r = m.stage(kResampleStage, double(batch * (len_max + n)) * sizeof(float) + bank_bytes, stream);
   launch_2d(batch, n,
             ResampleRowsFunctor{m.audio.data(), y, m.bank.data(), m.length.data(), m.valid.data(), m.step.data(),
                                 len_max, n, geo},
@@ -218,7 +292,11 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
   GENRELAB_CHECK(x != y, "Augmenter::apply: x and y must be distinct buffers");
   if (batch == 0 || n == 0) return;
   Impl& m = *impl_;
-  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(batch * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  const double clip_bytes = double(n) * sizeof(float);  // one row
+  {
+    const StageRange r = m.stage(kCopyStage, 2 * double(batch) * clip_bytes, stream);
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(batch * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  }
   m.tmp.resize(size_t(batch * n));
   m.tmp2.resize(size_t(batch * n));
   for (int k = 0; k < kAugmentKinds; ++k) {
@@ -234,7 +312,10 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
       GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // host staging vectors are reused below
       m.h_rows = rows;
       upload(m.rows, m.h_rows, stream);
-      launch_2d(count, n, GatherRowsFunctor{y, m.tmp.data(), m.rows.data(), n}, stream);
+      {
+        const StageRange r = m.stage(kGatherStage, 2 * double(count) * clip_bytes, stream);
+        launch_2d(count, n, GatherRowsFunctor{y, m.tmp.data(), m.rows.data(), n}, stream);
+      }
       if (kind == AugmentKind::pitch_shift) {
         pitch_shift(m.tmp.data(), count, n, values, s.pitch_shift.n_fft, s.pitch_shift.hop_length, m.tmp2.data(), stream);
       } else {
@@ -247,6 +328,7 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
       GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));
       m.h_rows = rows;
       upload(m.rows, m.h_rows, stream);
+      const StageRange r = m.stage(kScatterStage, 2 * double(count) * clip_bytes, stream);
       launch_2d(count, n, ScatterRowsFunctor{m.tmp2.data(), y, m.rows.data(), n}, stream);
       continue;
     }
@@ -256,12 +338,14 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
       m.h_shift.assign(size_t(batch), 0);
       for (int64_t r = 0; r < count; ++r) m.h_shift[size_t(rows[size_t(r)])] = shift_samples(values[size_t(r)], n);
       upload(m.shift, m.h_shift, stream);
+      const StageRange r = m.stage(kTimeShiftStage, 4 * double(batch) * clip_bytes, stream);
       launch_2d(batch, n, ShiftFunctor{y, m.tmp.data(), m.shift.data(), n, s.time_shift.rollover}, stream);
       GENRELAB_CUDA_CHECK(cudaMemcpyAsync(y, m.tmp.data(), size_t(batch * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     } else if (kind == AugmentKind::gain) {
       m.h_factor.assign(size_t(batch), 1.0f);
       for (int64_t r = 0; r < count; ++r) m.h_factor[size_t(rows[size_t(r)])] = gain_factor(values[size_t(r)]);
       upload(m.factor, m.h_factor, stream);
+      const StageRange r = m.stage(kGainStage, 2 * double(batch) * clip_bytes, stream);
       launch_2d(batch, n, GainFunctor{y, y, m.factor.data(), n}, stream);
     } else if (kind == AugmentKind::noise) {
       m.h_amplitude.assign(size_t(batch), 0.0f);
@@ -270,6 +354,7 @@ void Augmenter::apply(const std::vector<AugmentedExample>& examples, const Augme
       for (int64_t r = 0; r < count; ++r) m.h_amplitude[size_t(rows[size_t(r)])] = float(values[size_t(r)]);
       upload(m.amplitude, m.h_amplitude, stream);
       upload(m.streams, m.h_streams, stream);
+      const StageRange r = m.stage(kNoiseStage, 2 * double(batch) * clip_bytes, stream);
       launch_2d(batch, NoiseFunctor::cols(n), NoiseFunctor{y, y, m.amplitude.data(), m.streams.data(), n}, stream);
     }
   }
@@ -292,6 +377,7 @@ void Augmenter::spec_mask(const std::vector<AugmentedExample>& examples, const A
   upload(m.streams, m.h_streams, stream);
   const SpecMaskGeometry geo{s.spec_mask.time_masks, s.spec_mask.max_time_width, s.spec_mask.freq_masks,
                              s.spec_mask.max_freq_width};
+  const StageRange r = m.stage(kSpecMaskStage, 2 * double(batch * n_mels * n_frames) * sizeof(float), stream);
   launch_2d(batch * n_mels, n_frames,
             SpecMaskFunctor{mel, m.applied.data(), m.streams.data(), geo, n_mels, n_frames, 0.0f}, stream);
 }

@@ -667,14 +667,25 @@ TEST_CASE("augment command writes the augmented float WAV", "[augment][cli]") {
 // ---- GPU equals CPU --------------------------------------------------------------------------------
 
 #if GENRELAB_HAVE_CUDA
-TEST_CASE("augment kernels on the GPU equal the CPU reference", "[augment][gpu]") {
-  GENRELAB_REQUIRE_GPU();
+namespace {
+
+// Eight rows of 50 000 samples that exercise every waveform step on the GPU: one row each of
+// noise, gain and time shift, two pitch shifts, two time stretches, and a chain of four steps.
+struct GpuAugmentCase {
   AugmentSettings s;
+  int64_t n = 50000;
+  std::vector<AugmentedExample> ex;
+  std::vector<float> x;  // x: (ex.size(), n)
+};
+GpuAugmentCase gpu_augment_case() {
+  GpuAugmentCase c;
+  AugmentSettings& s = c.s;
   s.seed = 11;
   s.time_shift.rollover = false;
   s.spec_mask = {1.0, 2, 40, 2, 16};
-  const int64_t n = 50000;
-  std::vector<AugmentedExample> ex = {
+  const int64_t n = c.n;
+  std::vector<AugmentedExample>& ex = c.ex;
+  ex = {
       example_with(AugmentKind::noise, 0.01, 0),        example_with(AugmentKind::gain, -3.5, 1),
       example_with(AugmentKind::time_shift, -0.31, 2),  example_with(AugmentKind::pitch_shift, -4, 3),
       example_with(AugmentKind::pitch_shift, 12, 4),    example_with(AugmentKind::time_stretch, 0.8, 5),
@@ -684,19 +695,38 @@ TEST_CASE("augment kernels on the GPU equal the CPU reference", "[augment][gpu]"
   ex[7].steps = {{AugmentKind::pitch_shift, 7}, {AugmentKind::time_shift, 0.2}, {AugmentKind::gain, 2},
                  {AugmentKind::noise, 0.005}};
   const int64_t batch = int64_t(ex.size());
-  std::vector<float> x(static_cast<size_t>(batch * n));
+  c.x.resize(size_t(batch * n));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < n; ++i)
-      x[size_t(b * n + i)] = 0.4f * float(std::sin(2 * M_PI * (200.0 + 50 * b) * double(i) / 22050)) +
-                             0.1f * float(std::sin(0.37 * double(i * (b + 1))));
+      c.x[size_t(b * n + i)] = 0.4f * float(std::sin(2 * M_PI * (200.0 + 50 * b) * double(i) / 22050)) +
+                               0.1f * float(std::sin(0.37 * double(i * (b + 1))));
+  return c;
+}
+
+// The rows of `c` augmented on the GPU by `aug`: (ex.size(), n).
+std::vector<float> augment_on_gpu(cuda::Augmenter& aug, const GpuAugmentCase& c) {
   cuda::Stream stream;
-  cuda::DeviceBuffer<float> dx(x.size()), dy(x.size());
-  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx.data(), x.data(), dx.bytes(), cudaMemcpyHostToDevice, stream));
-  cuda::Augmenter aug;
-  aug.apply(ex, s, dx.data(), dy.data(), n, stream);
-  std::vector<float> got(x.size());
+  cuda::DeviceBuffer<float> dx(c.x.size()), dy(c.x.size());
+  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(dx.data(), c.x.data(), dx.bytes(), cudaMemcpyHostToDevice, stream));
+  aug.apply(c.ex, c.s, dx.data(), dy.data(), c.n, stream);
+  std::vector<float> got(c.x.size());
   GENRELAB_CUDA_CHECK(cudaMemcpyAsync(got.data(), dy.data(), dy.bytes(), cudaMemcpyDeviceToHost, stream));
   stream.synchronize();
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("augment kernels on the GPU equal the CPU reference", "[augment][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  GpuAugmentCase c = gpu_augment_case();
+  const AugmentSettings& s = c.s;
+  const int64_t n = c.n, batch = int64_t(c.ex.size());
+  std::vector<AugmentedExample>& ex = c.ex;
+  const std::vector<float>& x = c.x;
+  cuda::Augmenter aug;
+  const std::vector<float> got = augment_on_gpu(aug, c);
+  cuda::Stream stream;
   for (int64_t b = 0; b < batch; ++b) {
     const auto want = apply_augment_cpu(ex[size_t(b)], s, x.data() + b * n, n, 22050);
     const std::vector<float> g(got.begin() + b * n, got.begin() + (b + 1) * n);
@@ -733,5 +763,52 @@ TEST_CASE("augment kernels on the GPU equal the CPU reference", "[augment][gpu]"
   for (const auto& e : ex) ptrs.push_back(&e);
   apply_spec_mask_cpu(mel.data(), batch, n_mels, n_frames, s, ptrs);
   test::require_close(mg, mel, 0, 0, "spec_mask");
+}
+
+TEST_CASE("augment stage timing times each pass with its bytes and leaves the output unchanged", "[augment][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  const GpuAugmentCase c = gpu_augment_case();
+  cuda::Augmenter aug;
+  const std::vector<float> plain = augment_on_gpu(aug, c);
+  CHECK(aug.take_stage_times().empty());  // timing is off by default
+  aug.set_stage_timing(true);
+  const std::vector<float> timed = augment_on_gpu(aug, c);
+  CHECK(timed == plain);
+  const auto stages = aug.take_stage_times();
+  // In order of first appearance: the copy, the pitch shifts (rows 3, 4, 7) through the phase
+  // vocoder and the resampler, the time stretches (rows 5, 6) through the same passes, then the
+  // element-wise steps; passes count the calls.
+  const std::vector<std::pair<std::string, int64_t>> want = {{"augment copy", 1},
+                                                             {"augment gather rows", 2},
+                                                             {"pv frame", 2},
+                                                             {"pv stft (cuFFT R2C)", 2},
+                                                             {"pv polar", 2},
+                                                             {"pv phase advance", 2},
+                                                             {"pv phase scan (Thrust)", 2},
+                                                             {"pv synthesis", 2},
+                                                             {"pv istft (cuFFT C2R)", 2},
+                                                             {"pv overlap-add", 2},
+                                                             {"resample filters (host to device)", 1},
+                                                             {"resample", 1},
+                                                             {"augment scatter rows", 2},
+                                                             {"time shift", 1},
+                                                             {"gain", 1},
+                                                             {"noise", 1}};
+  REQUIRE(stages.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO(stages[i].name);
+    CHECK(stages[i].name == want[i].first);
+    CHECK(stages[i].passes == want[i].second);
+    CHECK(stages[i].ms > 0);
+  }
+  // Bytes by hand: 50 000-sample rows have 1 + 50 000 / 512 = 98 frames of 2 048 samples; framing
+  // reads the rows and writes the frames, for 3 + 2 rows; the copy reads and writes all 8 rows.
+  CHECK(stages[0].bytes == 2.0 * 8 * 50000 * 4);
+  CHECK(stages[2].bytes == 5.0 * (50000 * 4 + 98 * 2048 * 4));
+  CHECK(stages[1].bytes == 2.0 * 5 * 50000 * 4);
+  CHECK(aug.take_stage_times().empty());  // taken
+  aug.set_stage_timing(false);
+  CHECK(augment_on_gpu(aug, c) == plain);
+  CHECK(aug.take_stage_times().empty());
 }
 #endif

@@ -225,6 +225,11 @@ j = load("bench-augment-cuda.json")
 if j and j.get("peak_gb_per_s"):
     print("- roofline, offline augmentation: %.2f GB/s of audio, %.3f %% of the %.0f GB/s peak"
           % (j["audio_gb_per_second"], 100 * j["audio_fraction_of_peak"], j["peak_gb_per_s"]))
+    g = j.get("stages") or []
+    if g:
+        print("- offline augmentation stages (one pass, device ms, %% of peak by each pass's buffers; sum %.3f ms of the %.3f-ms "
+              "pass): " % (sum(x["ms"] for x in g), j["staged_pass_ms"]) +
+              ", ".join("%s %.3f (%.0f %%)" % (x["name"], x["ms"], 100 * x["fraction_of_peak"]) for x in g))
 PY
     for prec in fp32 tf32; do  # bench --what train: eager against CUDA-graph steps
       f="$out/bench-train-$prec.json"

@@ -13,8 +13,11 @@
 #include <map>
 #include <sstream>
 
+#include "conv_epilogue.h"
+#include "conv_pool.h"
 #include "genrelab/common.h"
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/cuda/stage_clock.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
 #include "genrelab/nvtx.h"
@@ -22,8 +25,6 @@
 #include "genrelab/ops/nn_gpu_extra.h"
 #include "genrelab/ops/nn_loss.h"
 #include "genrelab/ops/nn_optim.h"
-#include "conv_epilogue.h"
-#include "conv_pool.h"
 #include "gpu_layers.h"
 
 namespace genrelab::nn {
@@ -80,61 +81,8 @@ std::string mib(double bytes) {
   return os.str();
 }
 
-// Stage timing (Network::set_stage_timing): a pair of timing events around each stage of an
-// eager step, recorded on the step's stream and read after it. Events are made on first use (in
-// an eager step, never inside a capture) and reused by later steps.
-class StageClock {
- public:
-  // Stage `name` starts now on stream s (name outlives the step: the network's range names);
-  // returns its slot for stop().
-  size_t start(const std::string* name, cudaStream_t s) {
-    if (used_ == marks_.size()) marks_.emplace_back();
-    Mark& m = marks_[used_];
-    m.name = name;
-    m.start.record(s);
-    return used_++;
-  }
-  // Not throwing (called from StageRange's destructor): a failed record surfaces at the next
-  // synchronisation with its own error.
-  void stop(size_t slot, cudaStream_t s) { (void)cudaEventRecord(marks_[slot].stop.get(), s); }
-  void clear() { used_ = 0; }
-  // The recorded stages in order (synchronises on the last one).
-  std::vector<StageTime> read() const {
-    std::vector<StageTime> out;
-    if (used_ == 0) return out;
-    marks_[used_ - 1].stop.synchronize();
-    for (size_t i = 0; i < used_; ++i)
-      out.push_back({*marks_[i].name, double(marks_[i].stop.ms_since(marks_[i].start))});
-    return out;
-  }
-
- private:
-  struct Mark {
-    const std::string* name = nullptr;
-    cuda::Event start{true}, stop{true};
-  };
-  std::vector<Mark> marks_;
-  size_t used_ = 0;
-};
-
-// An NVTX range that is also a stage of `clock` (when non-null) on stream s.
-class StageRange {
- public:
-  StageRange(const std::string& name, StageClock* clock, cudaStream_t s) : range_(name.c_str()), clock_(clock), s_(s) {
-    if (clock_) slot_ = clock_->start(&name, s_);
-  }
-  ~StageRange() {
-    if (clock_) clock_->stop(slot_, s_);
-  }
-  StageRange(const StageRange&) = delete;
-  StageRange& operator=(const StageRange&) = delete;
-
- private:
-  NvtxRange range_;
-  StageClock* clock_;
-  cudaStream_t s_;
-  size_t slot_ = 0;
-};
+using cuda::StageClock;
+using cuda::StageRange;
 
 class CudaLayerImpl;
 
@@ -263,7 +211,9 @@ class CudaNetwork final : public Network {
   void set_stage_timing(bool on) override { stage_timing_ = on; }
   std::vector<StageTime> last_stage_times() override {
     if (!stage_timing_ || last_n_ == 0 || last_graphed_) return {};
-    return stages_.read();
+    std::vector<StageTime> out;
+    stages_.read([&](const std::string& name, double ms) { out.push_back({name, ms}); });
+    return out;
   }
 
   StepTimes last_times() override {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "genrelab/augment.h"
@@ -39,6 +40,21 @@ class Augmenter {
   // Pitch shift of every row by semitones[b]. x: (batch, n) → y: (batch, n), distinct buffers.
   void pitch_shift(const float* x, int64_t batch, int64_t n, const std::vector<double>& semitones, int n_fft, int hop,
                    float* y, cudaStream_t stream);
+
+  // Stage timing (`genrelab bench --what augment`): while on, each pass of the work queued (the
+  // rows' gather and scatter, the phase vocoder's framing, FFTs, polar form, phase advance, phase
+  // scan, synthesis and overlap-add, the filter upload and the resampler, the element-wise steps) is
+  // timed on the device between a pair of events. Every pass is an NVTX range either way.
+  struct StageTime {
+    std::string name;
+    double ms = 0;     // device time, summed over the passes of this name
+    double bytes = 0;  // what those passes read and write at least (their buffers' sizes)
+    int64_t passes = 0;
+  };
+  void set_stage_timing(bool on);
+  // The stages timed since the last call, summed by name in order of first appearance
+  // (synchronises with the stream of the last one).
+  std::vector<StageTime> take_stage_times();
 
  private:
   struct Impl;
