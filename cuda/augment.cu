@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "genrelab/cuda/augment.h"
 #include "genrelab/cuda/launch.cuh"
@@ -57,13 +58,14 @@ const std::string kCopyStage = "augment copy", kGatherStage = "augment gather ro
                   kResampleStage = "resample", kTimeShiftStage = "time shift", kGainStage = "gain",
                   kNoiseStage = "noise", kSpecMaskStage = "spec mask";
 
-// cuFFT runs in pieces of kFftPiece transforms, so that one plan per direction and n_fft serves
-// every call: the rows to transform (clips × frames, output frames ⌈frames / rate⌉) differ from one
-// chunk of pitch-shifted rows to the next, and planning each size anew costs host time and a
-// workspace allocation every time. Buffers hold whole pieces; the last piece's transforms past the
-// real rows read and write rows that nothing uses.
-constexpr int64_t kFftPiece = 2048;
-int64_t whole_pieces(int64_t rows) { return ceil_div(rows, kFftPiece) * kFftPiece; }
+// cuFFT runs in pieces of at most kFftPiece transforms, the last rounded up to a multiple of
+// kFftGrain, with a plan per piece size (at most kFftPiece / kFftGrain of them per direction,
+// kept): the rows to transform (clips × frames; output frames ⌈frames / rate⌉) differ from one
+// chunk of pitch-shifted rows to the next, and a plan for each exact size would cost host time and
+// a workspace allocation at nearly every chunk. Buffers hold whole grains; the transforms past the
+// real rows (fewer than kFftGrain) read and write rows that nothing uses.
+constexpr int64_t kFftPiece = 2048, kFftGrain = 128;
+int64_t whole_grains(int64_t rows) { return ceil_div(rows, kFftGrain) * kFftGrain; }
 
 template <typename T>
 void upload(DeviceBuffer<T>& dst, const std::vector<T>& src, cudaStream_t stream) {
@@ -90,7 +92,7 @@ struct Augmenter::Impl {
   DeviceBuffer<int32_t> rows;
   DeviceBuffer<uint8_t> applied;
   int window_n_fft = 0;
-  FftPlan r2c, c2r;  // kFftPiece transforms of plan_n_fft points each
+  std::map<int64_t, FftPlan> r2c_plans, c2r_plans;  // by transforms in a piece, of plan_n_fft points each
   int plan_n_fft = 0;
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
@@ -99,15 +101,13 @@ struct Augmenter::Impl {
   std::vector<PhiloxStream> h_streams;
   std::vector<int32_t> h_rows;
   std::vector<uint8_t> h_applied;
-  // Stage timing: the clock (null when off) and each recorded stage's bytes, in the clock's order.
+  // Stage timing: the clock, used while `timing`.
   StageClock clock;
   bool timing = false;
-  std::vector<double> stage_bytes;
 
   // One pass of the work on `stream`: an NVTX range, and a timed stage moving `bytes` when timing.
   StageRange stage(const std::string& name, double bytes, cudaStream_t stream) {
-    if (timing) stage_bytes.push_back(bytes);
-    return StageRange(name, timing ? &clock : nullptr, stream);
+    return StageRange(name, timing ? &clock : nullptr, stream, bytes);
   }
 
   void ensure_window(int n_fft, cudaStream_t stream) {
@@ -118,16 +118,28 @@ struct Augmenter::Impl {
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // `w` dies here
     window_n_fft = n_fft;
   }
-  void ensure_plans(int n_fft, cudaStream_t stream) {
+  // exec(plan, first transform) for the `rows` transforms of n_fft points, piece by piece, on `stream`.
+  template <typename Exec>
+  void fft_pieces(bool forward, int n_fft, int64_t rows, cudaStream_t stream, Exec&& exec) {
     if (plan_n_fft != n_fft) {
-      r2c = FftPlan::r2c_1d(n_fft, int(kFftPiece), n_fft);
-      c2r = FftPlan::c2r_1d(n_fft, int(kFftPiece), n_fft);
+      GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());  // no queued transform still uses the old plans
+      r2c_plans.clear();
+      c2r_plans.clear();
       plan_n_fft = n_fft;
     }
-    GENRELAB_CUDA_CHECK(cufftSetStream(r2c.get(), stream));
-    GENRELAB_CUDA_CHECK(cufftSetStream(c2r.get(), stream));
-  }
-};
+    std::map<int64_t, FftPlan>& plans = forward ? r2c_plans : c2r_plans;
+    for (int64_t at = 0; at < rows; at += kFftPiece) {
+      const int64_t count = std::min(kFftPiece, whole_grains(rows - at));
+      auto it = plans.find(count);
+      if (it == plans.end())
+        it = plans
+                 .emplace(count, forward ? FftPlan::r2c_1d(n_fft, int(count), n_fft)
+                                         : FftPlan::c2r_1d(n_fft, int(count), n_fft))
+                 .first;
+      GENRELAB_CUDA_CHECK(cufftSetStream(it->second.get(), stream));
+      exec(it->second.get(), at);
+    }
+  }};
 
 Augmenter::Augmenter() : impl_(std::make_unique<Impl>()) {}
 Augmenter::~Augmenter() = default;
@@ -137,16 +149,14 @@ void Augmenter::set_stage_timing(bool on) { impl_->timing = on; }
 std::vector<Augmenter::StageTime> Augmenter::take_stage_times() {
   Impl& m = *impl_;
   std::vector<StageTime> out;
-  size_t at = 0;
-  m.clock.read([&](const std::string& name, double ms) {
+  m.clock.read([&](const std::string& name, double ms, double bytes) {
     auto it = std::find_if(out.begin(), out.end(), [&](const StageTime& t) { return t.name == name; });
     if (it == out.end()) it = out.insert(out.end(), StageTime{name});
     it->ms += ms;
-    it->bytes += m.stage_bytes[at++];
+    it->bytes += bytes;
     ++it->passes;
   });
   m.clock.clear();
-  m.stage_bytes.clear();
   return out;
 }
 
@@ -161,7 +171,6 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   GENRELAB_CHECK(int64_t(rate.size()) == batch && int64_t(length.size()) == batch, "stretch: one rate and length per row");
   Impl& m = *impl_;
   m.ensure_window(n_fft, stream);
-  m.ensure_plans(n_fft, stream);
   const int bins = n_fft / 2 + 1;
   const int64_t n_frames = stft_frame_count(n, n_fft, hop, true);
   m.h_t_out.assign(size_t(batch), 0);
@@ -182,9 +191,9 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   const double in_frames = double(batch * n_frames), out_frames = double(batch * t_out_max);
   const double f4 = sizeof(float), f8 = sizeof(double);
 
-  // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins, 2); both in whole FFT pieces
-  m.frames.resize(size_t(whole_pieces(batch * std::max(n_frames, t_out_max)) * n_fft));
-  m.spec.resize(size_t(whole_pieces(batch * n_frames) * bins * 2));
+  // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins, 2); both in whole FFT grains
+  m.frames.resize(size_t(whole_grains(batch * std::max(n_frames, t_out_max)) * n_fft));
+  m.spec.resize(size_t(whole_grains(batch * n_frames) * bins * 2));
   {
     const StageRange r = m.stage(kFrameStage, double(batch * n) * f4 + in_frames * n_fft * f4, stream);
     launch_2d(
@@ -194,9 +203,10 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   }
   {
     const StageRange r = m.stage(kStftStage, in_frames * (n_fft * f4 + bins * 2 * f4), stream);
-    for (int64_t at = 0; at < batch * n_frames; at += kFftPiece)
-      GENRELAB_CUDA_CHECK(cufftExecR2C(m.r2c.get(), m.frames.data() + at * n_fft,
-                                       reinterpret_cast<cufftComplex*>(m.spec.data()) + at * bins));
+    m.fft_pieces(true, n_fft, batch * n_frames, stream, [&](cufftHandle plan, int64_t at) {
+      GENRELAB_CUDA_CHECK(
+          cufftExecR2C(plan, m.frames.data() + at * n_fft, reinterpret_cast<cufftComplex*>(m.spec.data()) + at * bins));
+    });
   }
 
   const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, t_out_max, 1};  // bin-major: one scan segment per bin
@@ -221,8 +231,8 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
     GENRELAB_CUDA_CHECK(cudaGetLastError());
   }
 
-  // stretched: (batch, t_out_max, bins, 2) in whole FFT pieces; frames reused as (batch, t_out_max, n_fft)
-  m.stretched.resize(size_t(whole_pieces(batch * t_out_max) * bins * 2));
+  // stretched: (batch, t_out_max, bins, 2) in whole FFT grains; frames reused as (batch, t_out_max, n_fft)
+  m.stretched.resize(size_t(whole_grains(batch * t_out_max) * bins * 2));
   {
     const StageRange r = m.stage(kSynthStage, in_frames * bins * 2 * f8 + out_frames * bins * (f8 + 2 * f4), stream);
     launch_2d(batch * t_out_max, bins,
@@ -231,9 +241,10 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   }
   {
     const StageRange r = m.stage(kIstftStage, out_frames * (bins * 2 * f4 + n_fft * f4), stream);
-    for (int64_t at = 0; at < batch * t_out_max; at += kFftPiece)
-      GENRELAB_CUDA_CHECK(cufftExecC2R(m.c2r.get(), reinterpret_cast<cufftComplex*>(m.stretched.data()) + at * bins,
-                                       m.frames.data() + at * n_fft));
+    m.fft_pieces(false, n_fft, batch * t_out_max, stream, [&](cufftHandle plan, int64_t at) {
+      GENRELAB_CUDA_CHECK(
+          cufftExecC2R(plan, reinterpret_cast<cufftComplex*>(m.stretched.data()) + at * bins, m.frames.data() + at * n_fft));
+    });
   }
   {
     const StageRange r = m.stage(kOverlapAddStage, out_frames * n_fft * f4 + double(batch * stride) * f4, stream);

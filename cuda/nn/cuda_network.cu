@@ -212,7 +212,7 @@ class CudaNetwork final : public Network {
   std::vector<StageTime> last_stage_times() override {
     if (!stage_timing_ || last_n_ == 0 || last_graphed_) return {};
     std::vector<StageTime> out;
-    stages_.read([&](const std::string& name, double ms) { out.push_back({name, ms}); });
+    stages_.read([&](const std::string& name, double ms, double) { out.push_back({name, ms}); });
     return out;
   }
 
