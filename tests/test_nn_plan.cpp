@@ -172,3 +172,46 @@ TEST_CASE("nn model summary command prints the baseline table", "[nn][cli]") {
   CHECK(rc == 2);  // the baseline's pools do not fit 40 frames
   CHECK_THAT(out, Catch::Contains("model.layers[") && Catch::Contains("does not fit"));
 }
+
+TEST_CASE("nn stage work counts a stage's products and least float traffic by hand", "[nn]") {
+  const ModelPlan p = plan_layers(json::parse(R"([
+    {"type": "conv2d", "filters": 6, "kernel": 3, "padding": "same", "activation": "relu"},
+    {"type": "batchnorm"}, {"type": "maxpool2d", "size": 2}, {"type": "flatten"},
+    {"type": "dense", "units": "classes", "activation": "softmax"}])"),
+                                  {6, 8, 2}, 4);
+  const std::string conv = p.layers[0].name, bn = p.layers[1].name, pool = p.layers[2].name, dense = p.layers[4].name;
+  const int64_t n = 8;
+  // conv: (6, 8, 2) → (6, 8, 6), 3 × 3 kernel: 2 · 288 outputs · 18 multiply-adds = 10 368 FLOPs an
+  // example; 54·2 + 6 = 114 parameters. Its input is 96 floats an example, its output 288.
+  StageWork w = stage_work(p, "fwd " + conv, n, 2);
+  CHECK(w.flops == 10368.0 * 8);
+  CHECK(w.bytes == 4.0 * (8 * 96 + 114 + 8 * 288));
+  w = stage_work(p, "bwd " + conv, n, 2);  // the first layer: no input gradient
+  CHECK(w.flops == 10368.0 * 8);
+  CHECK(w.bytes == 4.0 * (8 * 288 + 2 * 114));
+  // dense: 72 → 4, 2 · 72 · 4 = 576 FLOPs an example, 292 parameters.
+  w = stage_work(p, "bwd " + dense, n, 2);
+  CHECK(w.flops == 2.0 * 576 * 8);
+  CHECK(w.bytes == 4.0 * (8 * 4 + 2 * 292 + 8 * 72));
+  // A fused run: conv + batchnorm (4 · 6 parameters: gamma, beta and the moving statistics)
+  // + pool, from the conv's input to the pool's (3, 4, 6) output.
+  w = stage_work(p, "fwd " + conv + "+" + bn + "+" + pool, n, 2);
+  CHECK(w.flops == 10368.0 * 8);
+  CHECK(w.bytes == 4.0 * (8 * 96 + 114 + 24 + 8 * 72));
+  w = stage_work(p, "bwd " + bn + "+" + pool, n, 2);  // no products; not the first layer
+  CHECK(w.flops == 0);
+  CHECK(w.bytes == 4.0 * (8 * 72 + 2 * 24 + 8 * 288));
+  // The loss: 4 logits in, 4 gradients out; Adam: weight, gradient and 2 moments in, 3 out per
+  // trainable parameter (114 + 12 + 292 = 418).
+  CHECK(p.trainable_count() == 418);
+  CHECK(stage_work(p, "loss", n, 2).bytes == 4.0 * 8 * 4 * 2);
+  CHECK(stage_work(p, "optimizer", n, 2).bytes == 4.0 * 418 * 7);
+  CHECK(stage_work(p, "optimizer", n, 1).bytes == 4.0 * 418 * 5);
+  // Unknown or non-consecutive names: nothing.
+  for (const std::string& bad : std::vector<std::string>{"fwd nothing", "fwd " + conv + "+" + dense, "all-reduce " + conv,
+                                                         "fwd ", "bwd " + pool + "+"}) {
+    INFO(bad);
+    CHECK(stage_work(p, bad, n, 2).flops == 0);
+    CHECK(stage_work(p, bad, n, 2).bytes == 0);
+  }
+}

@@ -399,6 +399,42 @@ std::string joined_layer_names(const ModelPlan& plan, size_t first, size_t last)
   return name;
 }
 
+StageWork stage_work(const ModelPlan& plan, const std::string& stage, int64_t n, int moment_slots) {
+  StageWork w;
+  const double f4 = 4.0 * double(n);  // bytes of one float per example
+  if (stage == "loss") {
+    w.bytes = 2 * f4 * double(plan.classes);
+    return w;
+  }
+  if (stage == "optimizer") {
+    w.bytes = 4.0 * double(plan.trainable_count()) * (3 + 2 * moment_slots);
+    return w;
+  }
+  const bool forward = stage.rfind("fwd ", 0) == 0;
+  if (!forward && stage.rfind("bwd ", 0) != 0) return w;
+  // The run's layers: consecutive, their names joined by "+" after the prefix.
+  std::vector<std::string> names;
+  for (size_t at = 4, plus; at <= stage.size(); at = plus + 1) {
+    plus = std::min(stage.find('+', at), stage.size());
+    names.push_back(stage.substr(at, plus - at));
+  }
+  size_t first = 0;
+  while (first < plan.layers.size() && plan.layers[first].name != names[0]) ++first;
+  const size_t last = first + names.size() - 1;
+  if (last >= plan.layers.size()) return w;
+  for (size_t k = 1; k < names.size(); ++k)
+    if (plan.layers[first + k].name != names[k]) return w;
+  double params = 0;
+  for (size_t j = first; j <= last; ++j) {
+    const double f = double(plan.layers[j].forward_flops()) * double(n);
+    w.flops += forward ? f : (j == 0 ? f : 2 * f);
+    params += 4.0 * double(plan.layers[j].param_count());
+  }
+  const double in = f4 * double(plan.layers[first].in.size()), out = f4 * double(plan.layers[last].out.size());
+  w.bytes = forward ? in + params + out : out + 2 * params + (first == 0 ? 0.0 : in);
+  return w;
+}
+
 FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i) {
   if (i >= plan.layers.size() || plan.layers[i].type != "dropout") return {};
   const LayerDesc& d = plan.layers[i];

@@ -134,6 +134,20 @@ struct FusedDropout {
 FusedDropout fused_dropout_at(const ModelPlan& plan, size_t i);
 // The names of layers first … last joined by "+", a fused run's name (its NVTX ranges and stages).
 std::string joined_layer_names(const ModelPlan& plan, size_t first, size_t last);
+// The least work of one stage of a training step of n examples, the stage named as its NVTX range
+// ("fwd conv2d_2+maxpool2d_2+dropout_2", "bwd dense_1", "loss", "optimizer"; a run of fused
+// layers is one stage). flops: the products' (forward: the layers' forward_flops; backward: twice
+// that, the input and the parameter gradients, once for the step's first layer, which has no input
+// gradient). bytes, as float32: a forward pass reads the run's input and parameters and writes its
+// output; a backward pass reads the output's gradient and the parameters and writes the input's
+// gradient (not for the first layer) and the parameters' gradients; the loss reads the logits and
+// writes their gradient; the optimizer reads each trainable parameter, its gradient and its
+// `moment_slots` moments and writes the parameter and the moments. A name it does not know: {0, 0}.
+struct StageWork {
+  double flops = 0, bytes = 0;
+};
+StageWork stage_work(const ModelPlan& plan, const std::string& stage, int64_t n, int moment_slots);
+
 // The fused conv+pool's dropout (layer 2, when it is one): the fused layer applies it too.
 inline FusedDropout conv_pool_dropout(const ModelPlan& plan) { return fused_dropout_at(plan, 2); }
 // The fused conv+pool's last layer: 2 when it applies that dropout, else 1 (the pool).
