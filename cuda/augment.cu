@@ -139,7 +139,8 @@ struct Augmenter::Impl {
       GENRELAB_CUDA_CHECK(cufftSetStream(it->second.get(), stream));
       exec(it->second.get(), at);
     }
-  }};
+  }
+};
 
 Augmenter::Augmenter() : impl_(std::make_unique<Impl>()) {}
 Augmenter::~Augmenter() = default;
@@ -242,8 +243,8 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   {
     const StageRange r = m.stage(kIstftStage, out_frames * (bins * 2 * f4 + n_fft * f4), stream);
     m.fft_pieces(false, n_fft, batch * t_out_max, stream, [&](cufftHandle plan, int64_t at) {
-      GENRELAB_CUDA_CHECK(
-          cufftExecC2R(plan, reinterpret_cast<cufftComplex*>(m.stretched.data()) + at * bins, m.frames.data() + at * n_fft));
+      GENRELAB_CUDA_CHECK(cufftExecC2R(plan, reinterpret_cast<cufftComplex*>(m.stretched.data()) + at * bins,
+                                       m.frames.data() + at * n_fft));
     });
   }
   {

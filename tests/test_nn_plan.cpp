@@ -208,8 +208,8 @@ TEST_CASE("nn stage work counts a stage's products and least float traffic by ha
   CHECK(stage_work(p, "optimizer", n, 2).bytes == 4.0 * 418 * 7);
   CHECK(stage_work(p, "optimizer", n, 1).bytes == 4.0 * 418 * 5);
   // Unknown or non-consecutive names: nothing.
-  for (const std::string& bad : std::vector<std::string>{"fwd nothing", "fwd " + conv + "+" + dense, "all-reduce " + conv,
-                                                         "fwd ", "bwd " + pool + "+"}) {
+  for (const std::string& bad : std::vector<std::string>{"fwd nothing", "fwd " + conv + "+" + dense,
+                                                         "all-reduce " + conv, "fwd ", "bwd " + pool + "+"}) {
     INFO(bad);
     CHECK(stage_work(p, bad, n, 2).flops == 0);
     CHECK(stage_work(p, bad, n, 2).bytes == 0);

@@ -501,21 +501,27 @@ int bench_train(const cli::Args& args) {
     // (nn::stage_work).
     const Peaks peak = peaks_of(s);
     const int slots = int(nn::optimizer_slots(s.hyper.optimizer).size());
-    std::printf("  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events; of "
-                "peak: products by FLOPs, the rest by least float traffic):\n",
-                (long long)stage_steps);
+    std::printf(
+        "  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events; of "
+        "peak: products by FLOPs, the rest by least float traffic):\n",
+        (long long)stage_steps);
     json list = json::array();
     for (const auto& st : stages) {
       const nn::StageWork w = nn::stage_work(s.plan, st.name, n, slots);
       const double seconds = st.ms * 1e-3;
       const bool flop = w.flops > 0;
       const double rate = seconds > 0 ? (flop ? w.flops / seconds / 1e12 : w.bytes / seconds / 1e9) : 0.0;
-      const double fraction = flop ? (peak.tflops > 0 ? rate / peak.tflops : 0.0) : (peak.gbs > 0 ? rate / peak.gbs : 0.0);
+      const double fraction =
+          flop ? (peak.tflops > 0 ? rate / peak.tflops : 0.0) : (peak.gbs > 0 ? rate / peak.gbs : 0.0);
       std::printf("    %-44s %9.3f ms %6.1f %%  %8.1f %-7s %8s\n", st.name.c_str(), st.ms,
                   sum > 0 ? 100.0 * st.ms / sum : 0.0, rate, flop ? "TFLOP/s" : "GB/s",
                   (w.flops > 0 || w.bytes > 0) ? percent_of(rate, flop ? peak.tflops : peak.gbs).c_str() : "-");
-      list.push_back({{"name", st.name}, {"ms", st.ms}, {"flops", w.flops}, {"bytes", w.bytes},
-                      {"peak", flop ? "flop" : "memory"}, {"fraction_of_peak", fraction}});
+      list.push_back({{"name", st.name},
+                      {"ms", st.ms},
+                      {"flops", w.flops},
+                      {"bytes", w.bytes},
+                      {"peak", flop ? "flop" : "memory"},
+                      {"fraction_of_peak", fraction}});
     }
     std::printf("    %-44s %9.3f ms\n", "sum of the stages", sum);
     j["stages"] = {{"steps", stage_steps}, {"eager", true}, {"list", list}};
