@@ -84,8 +84,8 @@ void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s
 
 struct Augmenter::Impl {
   // STFT workspaces (see stretch()), resized on demand.
-  DeviceBuffer<float> window, frames, spec, stretched, audio, tmp, tmp2, bank;
-  DeviceBuffer<double> polar, incr, rate, step;
+  DeviceBuffer<float> window, frames, spec, polar, stretched, audio, tmp, tmp2, bank;
+  DeviceBuffer<double> incr, rate, step;
   DeviceBuffer<int64_t> t_out, length, valid, shift;
   DeviceBuffer<float> factor, amplitude;
   DeviceBuffer<PhiloxStream> streams;
@@ -187,8 +187,8 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   upload(m.t_out, m.h_t_out, stream);
   upload(m.length, m.h_length, stream);
 
-  // Bytes of the passes' buffers (stage timing): input frames, output frames, their spectra as
-  // float pairs and as double pairs, the phase increments.
+  // Bytes of the passes' buffers (stage timing): input frames, output frames, their spectra and
+  // polar forms (float pairs), the phase increments (doubles).
   const double in_frames = double(batch * n_frames), out_frames = double(batch * t_out_max);
   const double f4 = sizeof(float), f8 = sizeof(double);
 
@@ -214,13 +214,13 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   // polar: (batch, n_frames, bins, 2); incr: (batch, bins, t_out_max) → exclusive prefix sums in place
   m.polar.resize(size_t(batch * n_frames * bins * 2));
   {
-    const StageRange r = m.stage(kPolarStage, in_frames * bins * (2 * f4 + 2 * f8), stream);
+    const StageRange r = m.stage(kPolarStage, in_frames * bins * 4 * f4, stream);
     launch_2d(batch * n_frames, bins, PolarFunctor{m.spec.data(), m.polar.data(), bins}, stream);
   }
   m.incr.resize(size_t(batch * bins * t_out_max));
   {
     // reads the angles, which share their 16 bytes with the magnitudes
-    const StageRange r = m.stage(kAdvanceStage, in_frames * bins * 2 * f8 + out_frames * bins * f8, stream);
+    const StageRange r = m.stage(kAdvanceStage, in_frames * bins * 2 * f4 + out_frames * bins * f8, stream);
     launch_2d(batch * bins, t_out_max,
               PhaseAdvanceFunctor{m.polar.data(), m.incr.data(), m.rate.data(), m.t_out.data(), g}, stream);
   }
@@ -235,7 +235,7 @@ void Augmenter::stretch(const float* x, int64_t batch, int64_t n, const std::vec
   // stretched: (batch, t_out_max, bins, 2) in whole FFT grains; frames reused as (batch, t_out_max, n_fft)
   m.stretched.resize(size_t(whole_grains(batch * t_out_max) * bins * 2));
   {
-    const StageRange r = m.stage(kSynthStage, in_frames * bins * 2 * f8 + out_frames * bins * (f8 + 2 * f4), stream);
+    const StageRange r = m.stage(kSynthStage, in_frames * bins * 2 * f4 + out_frames * bins * (f8 + 2 * f4), stream);
     launch_2d(batch * t_out_max, bins,
               PvSynthFunctor{m.polar.data(), m.incr.data(), m.stretched.data(), m.rate.data(), m.t_out.data(), g},
               stream);

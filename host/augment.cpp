@@ -215,7 +215,8 @@ void parallel_fft(int n_fft, int64_t count, bool forward, float* real, std::comp
 struct StretchWorkspace {
   std::vector<float> frames;                         // (batch, frames, n_fft)
   std::vector<std::complex<float>> spec, stretched;  // (batch, frames, bins)
-  std::vector<double> polar, incr;                   // (batch, frames, bins, 2), (batch, t_out, bins)
+  std::vector<float> polar;                          // (batch, frames, bins, 2)
+  std::vector<double> incr;                          // (batch, t_out, bins)
 };
 StretchWorkspace& workspace() {
   static thread_local StretchWorkspace ws;
@@ -227,7 +228,7 @@ StretchWorkspace& workspace() {
 void phase_vocoder_rows(const float* spec, float* out, int64_t batch, const PvGeometry& g, const double* rate,
                         const int64_t* t_out) {
   // polar: (batch, n_frames, bins, 2); incr, acc: (batch, t_out_max, bins) (g.stride_k = 1)
-  std::vector<double>& polar = workspace().polar;
+  std::vector<float>& polar = workspace().polar;
   polar.resize(static_cast<size_t>(batch * g.n_frames * g.bins * 2));
   cpu_for_2d(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
   std::vector<double>& incr = workspace().incr;

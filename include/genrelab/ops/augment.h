@@ -148,30 +148,31 @@ struct PvGeometry {
 };
 
 // polar[b, t, k] = (|D|, angle(D)) of every input bin, computed once (the advance and synthesis
-// read each input bin several times). row = b·n_frames + t, col = k.
+// read each input bin several times). row = b·n_frames + t, col = k. Float precision, as numpy's
+// abs/angle of librosa's complex64 STFT: stored as floats (the readers widen them to double
+// exactly), half the bytes of double pairs.
 struct PolarFunctor {
   const float* spec;   // spec: (batch, n_frames, bins, 2)
-  double* polar;       // polar: (batch, n_frames, bins, 2) magnitude, angle
+  float* polar;        // polar: (batch, n_frames, bins, 2) magnitude, angle
   int bins;
 
   GENRELAB_HD void operator()(int64_t row, int64_t k) const {
     const float* c = spec + 2 * (row * bins + k);
-    double* o = polar + 2 * (row * bins + k);
-    // float precision, as numpy's abs/angle of librosa's complex64 STFT
-    o[0] = double(std::sqrt(c[0] * c[0] + c[1] * c[1]));
-    o[1] = double(std::atan2(c[1], c[0]));
+    float* o = polar + 2 * (row * bins + k);
+    o[0] = std::sqrt(c[0] * c[0] + c[1] * c[1]);
+    o[1] = std::atan2(c[1], c[0]);
   }
 };
 
-// Field f (0 magnitude, 1 angle) of input frame `frame` of a clip's polar array; zero past the end
-// (librosa pads D with two zero columns).
-GENRELAB_HD double pv_polar(const double* polar, int64_t frame, int64_t n_frames, int bins, int k, int f) {
-  return frame < n_frames ? polar[2 * (frame * bins + k) + f] : 0.0;
+// Field f (0 magnitude, 1 angle) of input frame `frame` of a clip's polar array, as a double; zero
+// past the end (librosa pads D with two zero columns).
+GENRELAB_HD double pv_polar(const float* polar, int64_t frame, int64_t n_frames, int bins, int k, int f) {
+  return frame < n_frames ? double(polar[2 * (frame * bins + k) + f]) : 0.0;
 }
 
 // incr[b, k, t] = phase increment after output frame t (0 for t ≥ t_out[b]). row = b·bins + k.
 struct PhaseAdvanceFunctor {
-  const double* polar;     // polar: (batch, n_frames, bins, 2) from PolarFunctor
+  const float* polar;      // polar: (batch, n_frames, bins, 2) from PolarFunctor
   double* incr;            // incr: (batch, bins · t_out_max) laid out by g.stride_k, g.stride_t
   const double* rate;      // rate: (batch,)
   const int64_t* t_out;    // t_out: (batch,) output frames = ⌈n_frames / rate⌉
@@ -184,7 +185,7 @@ struct PhaseAdvanceFunctor {
     if (t < t_out[b]) {
       const double step = double(t) * rate[b];
       const int64_t i0 = int64_t(step);
-      const double* s = polar + b * g.n_frames * g.bins * 2;
+      const float* s = polar + b * g.n_frames * g.bins * 2;
       const double phi = g.phi(k);
       double d = pv_polar(s, i0 + 1, g.n_frames, g.bins, k, 1) - pv_polar(s, i0, g.n_frames, g.bins, k, 1) - phi;
       d -= 2.0 * M_PI * std::nearbyint(d * (0.5 / M_PI));  // numpy.round: half to even
@@ -199,7 +200,7 @@ struct PhaseAdvanceFunctor {
 // cosine and sine are taken in float (librosa itself keeps the phase in float32). row =
 // b·t_out_max + t, col = k.
 struct PvSynthFunctor {
-  const double* polar;     // polar: (batch, n_frames, bins, 2) from PolarFunctor
+  const float* polar;      // polar: (batch, n_frames, bins, 2) from PolarFunctor
   const double* acc;       // acc: (batch, bins · t_out_max) laid out by g.stride_k, g.stride_t
   float* out;              // out: (batch, t_out_max, bins, 2)
   const double* rate;      // rate: (batch,)
@@ -210,7 +211,7 @@ struct PvSynthFunctor {
     const int64_t b = row / g.t_out_max, t = row % g.t_out_max;
     float* o = out + 2 * (row * g.bins + k);
     if (t >= t_out[b] || g.n_frames == 0) { o[0] = 0.0f; o[1] = 0.0f; return; }
-    const double* s = polar + b * g.n_frames * g.bins * 2;
+    const float* s = polar + b * g.n_frames * g.bins * 2;
     const double step = double(t) * rate[b];
     const int64_t i0 = int64_t(step);
     const double alpha = step - double(i0);
