@@ -31,7 +31,6 @@ class StageClock {
   // synchronisation with its own error.
   void stop(size_t slot, cudaStream_t s) { (void)cudaEventRecord(marks_[slot].stop.get(), s); }
   void clear() { used_ = 0; }
-  size_t size() const { return used_; }
   // f(name, milliseconds, bytes) for each recorded stage in order, waiting for each (the stages
   // may sit on different streams).
   template <typename F>
