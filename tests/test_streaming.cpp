@@ -192,6 +192,55 @@ TEST_CASE("gpu streamed steps are featurised while the previous step trains", "[
   CHECK(download(s1, count) == f.reference(f.rows_of(1)));
   CHECK(download(s2, count) == f.reference(f.rows_of(2)));
 }
+
+TEST_CASE("gpu clips kept on the device give the band statistics and examples of clips uploaded per chunk",
+          "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  StreamingFixture f(Device::cuda);
+  std::vector<const std::vector<float>*> clips;
+  std::vector<uint32_t> keys;
+  for (const auto& a : f.audio) {
+    clips.push_back(&a);
+    keys.push_back(uint32_t(keys.size()));
+  }
+  // The baseline's offline augmentation: each clip read for its original, a noise and a
+  // pitch-shift copy.
+  AugmentSettings augment;
+  augment.noise.p = 0.7;
+  augment.pitch_shift.p = 0.5;
+  const std::vector<AugmentedExample> plan = plan_offline(augment, keys);
+  REQUIRE(plan.size() > clips.size());
+  const WindowSpec windows{kClipSamples, kClipSamples};
+  ExampleBuilder uploading(Device::cuda, f.mel, augment, windows, MelParams{}.sample_rate),
+      keeping(Device::cuda, f.mel, augment, windows, MelParams{}.sample_rate);
+  auto features = [&](ExampleBuilder& b, const std::vector<const std::vector<float>*>& audio) {
+    ExampleSet set(Device::cuda);
+    b.build(audio, f.labels, plan, set, "examples");
+    std::vector<float> host(set.features.size());
+    set.features.download(0, host.data(), host.size());
+    return host;
+  };
+  const MelBandStats want_stats = uploading.band_stats(clips);
+  const std::vector<float> want = features(uploading, clips);
+  // Kept copies of the clips, whose host side is then silenced: what the keeping builder makes
+  // from them can only come from the device copy. The same clips through the same code: bit for bit.
+  std::vector<std::vector<float>> copies = f.audio;
+  std::vector<const std::vector<float>*> kept;
+  for (const auto& a : copies) kept.push_back(&a);
+  REQUIRE(keeping.keep_on_device(kept));
+  for (auto& a : copies) std::fill(a.begin(), a.end(), 0.0f);
+  const MelBandStats got_stats = keeping.band_stats(kept);
+  CHECK(got_stats.mean == want_stats.mean);
+  CHECK(got_stats.std == want_stats.std);
+  CHECK(features(keeping, kept) == want);
+  // Another list (the same clips in another order) is not the kept one: uploaded per chunk.
+  const std::vector<const std::vector<float>*> reversed(clips.rbegin(), clips.rend());
+  CHECK(features(keeping, reversed) == features(uploading, reversed));
+  // Released, the silenced host clips are read.
+  keeping.release_device_clips();
+  CHECK(features(keeping, kept) != want);
+  CHECK(features(keeping, kept) == features(uploading, kept));
+}
 #endif
 
 }  // namespace

@@ -152,7 +152,19 @@ struct ExampleBuilder::Impl {
   // Working buffers, grown on demand and kept (featurize runs every step when streaming).
   cuda::PinnedBuffer<float> staging;                          // staging: (entries, clip_samples) host
   cuda::DeviceBuffer<float> clips, augmented, window_buffer;  // clips, augmented: (entries, clip_samples); window_buffer: (rows, window)
+  // keep_on_device: the host list and its device copy, kept_clips: (kept.size(), clip_samples)
+  std::vector<const std::vector<float>*> kept;
+  cuda::DeviceBuffer<float> kept_clips;
 #endif
+  // Whether `audio` is the list kept on the device.
+  bool is_kept(const std::vector<const std::vector<float>*>& audio) const {
+#if GENRELAB_HAVE_CUDA
+    return !kept.empty() && kept == audio;
+#else
+    (void)audio;
+    return false;
+#endif
+  }
   Impl(Device d, MelExtractor& m, const AugmentSettings& a, const WindowSpec& w, int sr)
       : device(d), mel(m), augment(a), windows(w), sample_rate(sr) {}
 };
@@ -257,6 +269,54 @@ void ExampleBuilder::build(const std::vector<const std::vector<float>*>& audio, 
   progress.finish();
 }
 
+bool ExampleBuilder::keep_on_device(const std::vector<const std::vector<float>*>& audio) {
+  release_device_clips();
+  Impl& m = *impl_;
+  if (m.device != Device::cuda || audio.empty()) return false;
+#if GENRELAB_HAVE_CUDA
+  const int64_t n = int64_t(audio.front()->size()), count = int64_t(audio.size());
+  for (const auto* a : audio) GENRELAB_CHECK(int64_t(a->size()) == n, "clips differ in length");
+  size_t free = 0, total = 0;
+  GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  if (size_t(count * n) * sizeof(float) > free / 8) return false;
+  try {
+    m.kept_clips.resize(size_t(count * n));
+  } catch (const RuntimeError&) {  // the free memory read a moment ago went to another thread
+    return false;
+  }
+  if (!m.stream) m.stream = std::make_unique<cuda::Stream>();
+  // Through two halves of the pinned staging in turn: the cores fill one half while the other's
+  // copy to the device runs.
+  const int64_t group = kEntriesPerChunk;
+  if (m.staging.size() < size_t(2 * group * n)) m.staging = cuda::PinnedBuffer<float>(size_t(2 * group * n));
+  cuda::Event copied[2];
+  for (int64_t first = 0, g = 0; first < count; first += group, ++g) {
+    const int64_t c = std::min(group, count - first);
+    float* half = m.staging.data() + (g % 2) * group * n;
+    if (g >= 2) copied[g % 2].synchronize();  // this half's previous copy has left
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < c; ++j)
+      std::memcpy(half + j * n, audio[size_t(first + j)]->data(), size_t(n) * sizeof(float));
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.kept_clips.data() + first * n, half, size_t(c * n) * sizeof(float),
+                                        cudaMemcpyHostToDevice, *m.stream));
+    copied[g % 2].record(*m.stream);
+  }
+  m.stream->synchronize();
+  m.kept = audio;
+  return true;
+#else
+  return false;
+#endif
+}
+
+void ExampleBuilder::release_device_clips() {
+#if GENRELAB_HAVE_CUDA
+  Impl& m = *impl_;
+  m.kept.clear();
+  m.kept_clips = cuda::DeviceBuffer<float>();
+#endif
+}
+
 void ExampleBuilder::featurize(const std::vector<const std::vector<float>*>& audio,
                                const std::vector<AugmentedExample>& plan, const std::vector<int64_t>& rows, float* dst,
                                CUstream_st* stream_arg, Progress* progress) {
@@ -311,7 +371,9 @@ void ExampleBuilder::featurize(const std::vector<const std::vector<float>*>& aud
   if (!m.augmenter) m.augmenter = std::make_unique<cuda::Augmenter>();
   if (!m.stream) m.stream = std::make_unique<cuda::Stream>();
   cudaStream_t stream = stream_arg ? stream_arg : m.stream->get();
-  if (m.staging.size() < size_t(kEntriesPerChunk * n)) m.staging = cuda::PinnedBuffer<float>(size_t(kEntriesPerChunk * n));
+  const bool kept = m.is_kept(audio);
+  if (!kept && m.staging.size() < size_t(kEntriesPerChunk * n))
+    m.staging = cuda::PinnedBuffer<float>(size_t(kEntriesPerChunk * n));
   m.clips.resize(size_t(kEntriesPerChunk * n));
   m.augmented.resize(size_t(kEntriesPerChunk * n));
   m.window_buffer.resize(size_t(kEntriesPerChunk * per * window));
@@ -320,13 +382,19 @@ void ExampleBuilder::featurize(const std::vector<const std::vector<float>*>& aud
     std::vector<AugmentedExample> sub;  // sub: (distinct,) the chunk's entries
     for (int64_t e : c.entries) sub.push_back(plan[size_t(e)]);
     GENRELAB_CUDA_CHECK(cudaStreamSynchronize(stream));  // staging is reused
-    // Up to 16 clips (40 MB of 28 s clips) into pinned memory, on all cores: one core's copy takes
-    // several ms, which the device waits for (streamed steps, offline builds).
+    if (kept) {                                          // the entries' clips from the device copy
+      for (int64_t j = 0; j < distinct; ++j)
+        GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.clips.data() + j * n, m.kept_clips.data() + sub[size_t(j)].source * n,
+                                            size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    } else {
+      // Up to 16 clips (40 MB of 28 s clips) into pinned memory, on all cores: one core's copy
+      // takes several ms, which the device waits for (streamed steps, offline builds).
 #pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < distinct; ++j)
-      std::memcpy(m.staging.data() + j * n, audio[size_t(sub[size_t(j)].source)]->data(), size_t(n) * sizeof(float));
-    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.clips.data(), m.staging.data(), size_t(distinct * n) * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream));
+      for (int64_t j = 0; j < distinct; ++j)
+        std::memcpy(m.staging.data() + j * n, audio[size_t(sub[size_t(j)].source)]->data(), size_t(n) * sizeof(float));
+      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.clips.data(), m.staging.data(), size_t(distinct * n) * sizeof(float),
+                                          cudaMemcpyHostToDevice, stream));
+    }
     m.augmenter->apply(sub, m.augment, m.clips.data(), m.augmented.data(), n, stream);
     GENRELAB_CUDA_CHECK(cudaMemsetAsync(m.window_buffer.data(), 0, size_t(count * window) * sizeof(float), stream));
     for (int64_t i = 0; i < count; ++i) {
@@ -367,11 +435,29 @@ void ExampleBuilder::accumulate_band_stats(const std::vector<const std::vector<f
   const int64_t per = int64_t(starts.size()), window = m.windows.window;
   const int64_t frames = m.mel.n_frames(window), n_mels = m.mel.params().n_mels;
   const int64_t chunk = 16;
+  BackendArray<float> win_dev(m.device), mel_dev(m.device);  // (chunk · per, window), (chunk · per, n_mels, frames)
+  win_dev.resize(size_t(chunk * per * window));
+  mel_dev.resize(size_t(chunk * per * n_mels * frames));
+#if GENRELAB_HAVE_CUDA
+  if (m.is_kept(audio)) {  // the windows cut from the device copy, on the builder's stream
+    cudaStream_t s = m.stream->get();
+    for (int64_t first = 0; first < int64_t(audio.size()); first += chunk) {
+      const int64_t count = std::min<int64_t>(chunk, int64_t(audio.size()) - first);
+      GENRELAB_CUDA_CHECK(cudaMemsetAsync(win_dev.data(), 0, size_t(count * per * window) * sizeof(float), s));
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t w = 0; w < per; ++w) {
+          const int64_t start = starts[size_t(w)], take = std::max<int64_t>(0, std::min(window, n - start));
+          GENRELAB_CUDA_CHECK(cudaMemcpyAsync(win_dev.data() + (i * per + w) * window,
+                                              m.kept_clips.data() + (first + i) * n + start,
+                                              size_t(take) * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        }
+      m.mel.compute_unstandardized(win_dev.data(), count * per, window, mel_dev.data(), s);
+      m.mel.accumulate_band_stats(mel_dev.data(), count * per, frames, acc, s);  // waits for its partial sums
+    }
+    return;
+  }
+#endif
   std::vector<float> windows(size_t(chunk * per * window));
-  std::vector<float> mel(size_t(chunk * per * n_mels * frames));
-  BackendArray<float> win_dev(m.device), mel_dev(m.device);
-  win_dev.resize(windows.size());
-  mel_dev.resize(mel.size());
   for (int64_t first = 0; first < int64_t(audio.size()); first += chunk) {
     const int64_t count = std::min<int64_t>(chunk, int64_t(audio.size()) - first);
     for (int64_t i = 0; i < count; ++i)

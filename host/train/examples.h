@@ -80,6 +80,17 @@ class ExampleBuilder {
                  const std::vector<int64_t>& rows, float* dst, CUstream_st* stream = nullptr,
                  Progress* progress = nullptr);
 
+  // Keeps a copy of `audio` in device memory (cuda; nothing on cpu), uploaded once, so that the
+  // band statistics and the examples later made from this same list (the same clips, unchanged
+  // while kept, in the same order) cut their windows on the device instead of uploading clips per
+  // chunk: an offline plan reads each training clip for several copies, and online augmentation
+  // remakes the training examples every epoch. Keeps nothing and returns false when the clips
+  // would take more than an eighth of the free GPU memory, or the allocation fails (each chunk
+  // then uploads its clips).
+  // Replaces what was kept; release_device_clips() frees it.
+  bool keep_on_device(const std::vector<const std::vector<float>*>& audio);
+  void release_device_clips();
+
   Device device() const;
   int64_t windows_per_clip(int64_t clip_samples) const;
   int64_t n_mels() const;
