@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "genrelab/cuda/augment.h"
 #include "genrelab/cuda/launch.cuh"
@@ -92,8 +91,7 @@ struct Augmenter::Impl {
   DeviceBuffer<int32_t> rows;
   DeviceBuffer<uint8_t> applied;
   int window_n_fft = 0;
-  std::map<int64_t, FftPlan> r2c_plans, c2r_plans;  // by transforms in a piece, of plan_n_fft points each
-  int plan_n_fft = 0;
+  FftPlanCache plans{2 * kFftPiece / kFftGrain};  // each direction's piece sizes
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
   std::vector<int64_t> h_t_out, h_length, h_valid, h_shift;
@@ -121,23 +119,9 @@ struct Augmenter::Impl {
   // exec(plan, first transform) for the `rows` transforms of n_fft points, piece by piece, on `stream`.
   template <typename Exec>
   void fft_pieces(bool forward, int n_fft, int64_t rows, cudaStream_t stream, Exec&& exec) {
-    if (plan_n_fft != n_fft) {
-      GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());  // no queued transform still uses the old plans
-      r2c_plans.clear();
-      c2r_plans.clear();
-      plan_n_fft = n_fft;
-    }
-    std::map<int64_t, FftPlan>& plans = forward ? r2c_plans : c2r_plans;
     for (int64_t at = 0; at < rows; at += kFftPiece) {
       const int64_t count = std::min(kFftPiece, whole_grains(rows - at));
-      auto it = plans.find(count);
-      if (it == plans.end())
-        it = plans
-                 .emplace(count, forward ? FftPlan::r2c_1d(n_fft, int(count), n_fft)
-                                         : FftPlan::c2r_1d(n_fft, int(count), n_fft))
-                 .first;
-      GENRELAB_CUDA_CHECK(cufftSetStream(it->second.get(), stream));
-      exec(it->second.get(), at);
+      exec(forward ? plans.r2c(n_fft, count, stream) : plans.c2r(n_fft, count, stream), at);
     }
   }
 };

@@ -89,9 +89,7 @@ class CudaMelBackend final : public MelExtractor::Backend {
                 FrameFunctor{audio + c0 * n_samples, window_.data(), frames_.data(), n_samples, n_frames, n_fft,
                              p_.hop_length, n_fft, p_.center, p_.pad_mode},
                 s);
-      const cuda::FftPlan& plan = plan_for(cb, n_frames);
-      GENRELAB_CUDA_CHECK(cufftSetStream(plan.get(), s));
-      GENRELAB_CUDA_CHECK(cufftExecR2C(plan.get(), frames_.data(), spec_.data()));
+      GENRELAB_CUDA_CHECK(cufftExecR2C(plans_.r2c(n_fft, cb * n_frames, s), frames_.data(), spec_.data()));
       // Power: rows = (clip, bin), columns = frame (coalesced writes of the transposed layout).
       launch_2d(
           cb * n_bins, n_frames,
@@ -191,24 +189,6 @@ class CudaMelBackend final : public MelExtractor::Backend {
     launch_2d(clips, per_clip, PowerToDbFunctor{mel, ref_db_.data(), floor_db_.data(), per_clip, p_.db_params.amin}, s);
   }
 
-  // One batched R2C plan per (clips in the pass, frames per clip): `clips * n_frames`
-  // transforms of n_fft real samples, n_fft apart, into n_fft/2+1 complex bins each. Streamed
-  // training featurises batches of many sizes, and each plan holds its own cuFFT workspace: past
-  // kMaxPlans the cache starts again, after the device has finished with the old plans.
-  static constexpr size_t kMaxPlans = 16;
-  const cuda::FftPlan& plan_for(int64_t clips, int64_t n_frames) {
-    const auto key = std::make_pair(clips, n_frames);
-    auto it = plans_.find(key);
-    if (it == plans_.end()) {
-      if (plans_.size() >= kMaxPlans) {
-        GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
-        plans_.clear();
-      }
-      it = plans_.emplace(key, cuda::FftPlan::r2c_1d(p_.n_fft, int(clips * n_frames), p_.n_fft)).first;
-    }
-    return it->second;
-  }
-
   MelParams p_;
   cuda::Stream stream_;
   cuda::DeviceBuffer<float> window_;                // window: (n_fft,)
@@ -220,7 +200,9 @@ class CudaMelBackend final : public MelExtractor::Backend {
   cuda::DeviceBuffer<float> clip_max_, ref_db_, floor_db_;  // (batch,) each
   cuda::DeviceBuffer<double> row_sum_, row_m2_;             // (batch * n_mels,) each
   cuda::DeviceBuffer<unsigned char> temp_;                  // CUB temporary storage
-  std::map<std::pair<int64_t, int64_t>, cuda::FftPlan> plans_;
+  // R2C plans by the pass's transforms (clips × frames): streamed training featurises batches of
+  // many sizes.
+  cuda::FftPlanCache plans_{16};
 };
 
 }  // namespace

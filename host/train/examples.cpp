@@ -194,6 +194,16 @@ void cut_window(const float* x, int64_t n, int64_t start, int64_t window, float*
   std::fill(w + take, w + window, 0.0f);
 }
 
+#if GENRELAB_HAVE_CUDA
+// cut_window on the device, queued on s: x and w in device memory.
+void cut_window_async(const float* x, int64_t n, int64_t start, int64_t window, float* w, cudaStream_t s) {
+  const int64_t take = std::max<int64_t>(0, std::min(window, n - start));
+  if (take > 0)
+    GENRELAB_CUDA_CHECK(cudaMemcpyAsync(w, x + start, size_t(take) * sizeof(float), cudaMemcpyDeviceToDevice, s));
+  if (take < window) GENRELAB_CUDA_CHECK(cudaMemsetAsync(w + take, 0, size_t(window - take) * sizeof(float), s));
+}
+#endif
+
 // A run of consecutive rows featurised together: the distinct plan entries they come from (at
 // most kEntriesPerChunk) and, per row, its entry's slot in that list and its window.
 constexpr int64_t kEntriesPerChunk = 16;
@@ -396,14 +406,9 @@ void ExampleBuilder::featurize(const std::vector<const std::vector<float>*>& aud
                                           cudaMemcpyHostToDevice, stream));
     }
     m.augmenter->apply(sub, m.augment, m.clips.data(), m.augmented.data(), n, stream);
-    GENRELAB_CUDA_CHECK(cudaMemsetAsync(m.window_buffer.data(), 0, size_t(count * window) * sizeof(float), stream));
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t start = starts[size_t(c.window[size_t(i)])];
-      const int64_t take = std::max<int64_t>(0, std::min(window, n - start));
-      GENRELAB_CUDA_CHECK(cudaMemcpyAsync(m.window_buffer.data() + i * window,
-                                          m.augmented.data() + c.slot[size_t(i)] * n + start,
-                                          size_t(take) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-    }
+    for (int64_t i = 0; i < count; ++i)
+      cut_window_async(m.augmented.data() + c.slot[size_t(i)] * n, n, starts[size_t(c.window[size_t(i)])], window,
+                       m.window_buffer.data() + i * window, stream);
     float* mel = dst + c.first_row * fsize;
     m.mel.compute(m.window_buffer.data(), count, window, mel, stream);
     if (any_mask) {
@@ -443,14 +448,10 @@ void ExampleBuilder::accumulate_band_stats(const std::vector<const std::vector<f
     cudaStream_t s = m.stream->get();
     for (int64_t first = 0; first < int64_t(audio.size()); first += chunk) {
       const int64_t count = std::min<int64_t>(chunk, int64_t(audio.size()) - first);
-      GENRELAB_CUDA_CHECK(cudaMemsetAsync(win_dev.data(), 0, size_t(count * per * window) * sizeof(float), s));
       for (int64_t i = 0; i < count; ++i)
-        for (int64_t w = 0; w < per; ++w) {
-          const int64_t start = starts[size_t(w)], take = std::max<int64_t>(0, std::min(window, n - start));
-          GENRELAB_CUDA_CHECK(cudaMemcpyAsync(win_dev.data() + (i * per + w) * window,
-                                              m.kept_clips.data() + (first + i) * n + start,
-                                              size_t(take) * sizeof(float), cudaMemcpyDeviceToDevice, s));
-        }
+        for (int64_t w = 0; w < per; ++w)
+          cut_window_async(m.kept_clips.data() + (first + i) * n, n, starts[size_t(w)], window,
+                           win_dev.data() + (i * per + w) * window, s);
       m.mel.compute_unstandardized(win_dev.data(), count * per, window, mel_dev.data(), s);
       m.mel.accumulate_band_stats(mel_dev.data(), count * per, frames, acc, s);  // waits for its partial sums
     }

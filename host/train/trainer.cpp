@@ -458,14 +458,18 @@ int run_training(const TrainRequest& req) {
     std::cerr << "genrelab train: streaming clips from disk (dataset.streaming), " << StreamingSet::kLookahead
               << " steps ahead\n";
   }
+  // Plans index the key list, which runs parallel to train_audio.
+  auto plan_for_epoch = [&](int epoch) { return plan_augment(augment, train_keys, uint32_t(epoch)); };
+  const bool online = augment.mode == AugmentSettings::Mode::online;
+  std::vector<AugmentedExample> train_plan;  // the train examples' plan (online: this epoch's)
+  if (!online) train_plan = plan_for_epoch(0);
   // On the GPU the training clips are uploaded once and kept there (when they take at most an
   // eighth of the free GPU memory) where they are read more than once: for the band statistics
   // and the training examples, when an offline plan reads each clip for several copies, and for
   // the whole run under online augmentation, which remakes the examples every epoch.
-  const bool online = augment.mode == AugmentSettings::Mode::online;
   if (device == Device::cuda && !streaming && !train_audio.empty()) {
     const bool stats_pass = mel_params.standardize && !run->has("feature_stats.json");
-    const bool copies = plan_augment(augment, train_keys, 0).size() > train_audio.size();
+    const bool copies = train_plan.size() > train_audio.size();
     if ((online || stats_pass || copies) && !builder.keep_on_device(train_audio))
       std::cerr << "note: the training clips do not fit in an eighth of the free GPU memory; each chunk of examples "
                    "uploads its own\n";
@@ -484,11 +488,8 @@ int run_training(const TrainRequest& req) {
     mel.set_band_stats(stats);
   }
   // Train examples: offline copies once; online, rebuilt every epoch.
-  // Plans index the key list, which runs parallel to train_audio.
-  auto plan_for_epoch = [&](int epoch) { return plan_augment(augment, train_keys, uint32_t(epoch)); };
   // Streaming keeps only the examples' labels and plans; their features are made step by step.
   ExampleSet train_set(device), valid_set(device), test_set(device);
-  std::vector<AugmentedExample> train_plan;  // the train examples' plan (online: this epoch's)
   const int64_t per_clip = builder.windows_per_clip(streaming ? *load.decode.length : int64_t(train_audio.front()->size()));
   auto make_examples = [&](const std::vector<const std::vector<float>*>& audio, const std::vector<int32_t>& labels,
                            const std::vector<AugmentedExample>& plan, ExampleSet& set, const std::string& label) {
@@ -500,7 +501,6 @@ int run_training(const TrainRequest& req) {
     }
   };
   if (!online) {
-    train_plan = plan_for_epoch(0);
     make_examples(train_audio, train_labels, train_plan, train_set, "train set");
     builder.release_device_clips();  // made once: the clips' device copy is not needed again
   }

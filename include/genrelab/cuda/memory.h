@@ -9,6 +9,8 @@
 #include <cufft.h>
 
 #include <cstddef>
+#include <map>
+#include <tuple>
 #include <utility>
 
 #include "genrelab/cuda/check.h"
@@ -218,6 +220,38 @@ class FftPlan {
  private:
   cufftHandle h_ = 0;
   bool valid_ = false;
+};
+
+// Batched 1-D real plans (transforms n samples apart on the real side), kept by direction, n and
+// transform count, for work whose batches vary in size (featurising batches of any size, the phase
+// vocoder's pieces). Each plan holds its own cuFFT workspace: past `max_plans` the cache starts
+// again, after the device has finished with the old plans.
+class FftPlanCache {
+ public:
+  explicit FftPlanCache(size_t max_plans) : max_plans_(max_plans) {}
+  // The plan of `batch` transforms of n points, bound to `stream`.
+  cufftHandle r2c(int n, int64_t batch, cudaStream_t stream) { return get(CUFFT_R2C, n, batch, stream); }
+  cufftHandle c2r(int n, int64_t batch, cudaStream_t stream) { return get(CUFFT_C2R, n, batch, stream); }
+
+ private:
+  cufftHandle get(cufftType type, int n, int64_t batch, cudaStream_t stream) {
+    GENRELAB_CHECK(batch >= 1 && batch < (int64_t(1) << 31), "a cuFFT batch of ", batch, " transforms");
+    const auto key = std::make_tuple(int(type), n, batch);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) {
+      if (plans_.size() >= max_plans_) {
+        GENRELAB_CUDA_CHECK(cudaDeviceSynchronize());
+        plans_.clear();
+      }
+      it =
+          plans_.emplace(key, type == CUFFT_R2C ? FftPlan::r2c_1d(n, int(batch), n) : FftPlan::c2r_1d(n, int(batch), n))
+              .first;
+    }
+    GENRELAB_CUDA_CHECK(cufftSetStream(it->second.get(), stream));
+    return it->second.get();
+  }
+  size_t max_plans_;
+  std::map<std::tuple<int, int, int64_t>, FftPlan> plans_;
 };
 
 class CublasHandle {
