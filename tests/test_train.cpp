@@ -107,6 +107,51 @@ TEST_CASE("gpu train reports the network's set-up and its algorithm choices with
         t["before_training"].get<double>());
 }
 
+// The tuning cache (nn/tuning_cache.h) between processes: the first run of an experiment times its
+// choices (cuDNN's search, the GEMM engine's time) and stores them; a second run of the same
+// experiment takes every one from the file, searches nothing and stores nothing new.
+TEST_CASE("gpu train takes its timed choices from the tuning cache an earlier run filled", "[train][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  const auto dir = test::temp_dir("train-gpu-tuning-cache");
+  const std::string exp = tiny_experiment(dir, 1);
+  const fs::path cache = dir / "tuning.json";
+  const std::string run = "GENRELAB_TUNING_CACHE=" + cache.string() + " GENRELAB_LOG_CONV_ALGOS=1 " +
+                          genrelab_binary() + " train " + exp + " --device cuda --quiet --out " +
+                          (dir / "runs").string();
+  auto count = [](const std::string& text, const std::string& what) {
+    int n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  const Result first = run_shell(run);
+  INFO(first.err);
+  REQUIRE(first.rc == 0);
+  const int searched = count(first.err, "(benchmarked");
+  CHECK(searched >= 3);  // the second conv's three passes (the first is fused with its pool)
+  CHECK(count(first.err, "(tuning cache)") == 0);
+  REQUIRE(fs::exists(cache));
+  const json stored = json::parse(read_file(cache.string()));
+  REQUIRE(stored["contexts"].size() == 1);
+  const json& entries = stored["contexts"].begin().value();
+  int cudnn_entries = 0, engine_entries = 0;
+  for (const auto& [key, value] : entries.items()) {
+    cudnn_entries += key.rfind("cudnn ", 0) == 0;
+    engine_entries += key.rfind("conv engine ", 0) == 0;
+  }
+  CHECK(cudnn_entries == searched);
+  CHECK(engine_entries == count(first.err, " vs cuDNN "));  // each pass the engine was timed on
+
+  const Result second = run_shell(run);
+  INFO(second.err);
+  REQUIRE(second.rc == 0);
+  CHECK(count(second.err, "(benchmarked") == 0);
+  CHECK(count(second.err, "cudnn ") >= searched);
+  CHECK(count(second.err, "(tuning cache)") >= searched);
+  CHECK(count(second.err, ", tuning cache vs cuDNN ") == engine_entries);
+  CHECK(second.err.find("taken from the tuning cache " + cache.string()) != std::string::npos);
+  CHECK(json::parse(read_file(cache.string())) == stored);  // nothing new to store
+}
+
 TEST_CASE("resume gives the identical result as an uninterrupted run", "[train]") {
   const auto dir = test::temp_dir("train-resume");
   const std::string exp = tiny_experiment(dir, 4);

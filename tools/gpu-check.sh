@@ -21,6 +21,9 @@ mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$root"
 [ -f .gpu/env.sh ] && . .gpu/env.sh
 budget=${GENRELAB_GPU_CHECK_BUDGET_S:-540}
+# Every process times its own choices (no tuning cache from an earlier check or run on this
+# machine), except the two steps that measure the cache, which name their own file.
+export GENRELAB_TUNING_CACHE=off
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   echo "gpu-check: no GPU on this machine (nvidia-smi is missing or lists no GPU); nothing validated." >&2
@@ -305,7 +308,8 @@ import glob, json, sys
 # epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50 epoch
 # preparations and evaluations, 49 end-of-epoch saves and the last epoch's save.
 for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*"),
-                      ("held, train.cudnn_benchmark_limit=3", "/runs-scale-limit3/seed-baseline-*")):
+                      ("held, train.cudnn_benchmark_limit=3", "/runs-scale-limit3/seed-baseline-*"),
+                      ("held, timed choices from the tuning cache", "/runs-scale-warm/seed-baseline-*")):
     for d in sorted(glob.glob(sys.argv[1] + pattern)):
         try:
             m = [json.loads(l) for l in open(d + "/metrics.jsonl")]
@@ -394,8 +398,12 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   # 200 test clips, held for 5 epochs: wall time, epoch time and samples/s at the scale of the 60-s
   # target for the recipe, which gtzan-mini's 4-step epochs cannot show (streamed: further below).
   step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
-  step train-baseline-scale-cuda 120 env GTZAN_ROOT="$scale" "$bin" train experiments/seed-baseline.json \
-    --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
+  step train-baseline-scale-cuda 120 env GENRELAB_TUNING_CACHE="$out/tuning.json" GTZAN_ROOT="$scale" "$bin" train \
+    experiments/seed-baseline.json --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
+  # Its first epoch again in a new process that takes every timed choice from the tuning cache the
+  # run above filled (docs/network-gpu.md): a later run's first epoch on this machine.
+  step train-baseline-scale-warm-cuda 45 env GENRELAB_TUNING_CACHE="$out/tuning.json" GTZAN_ROOT="$scale" "$bin" \
+    train experiments/seed-baseline.json --device cuda --quiet --set train.epochs=1 --out "$out/runs-scale-warm"
   # Its first epoch again with cuDNN's benchmark limited to the heuristics' first 3 algorithms
   # (train.cudnn_benchmark_limit): that epoch's time and the time choosing algorithms against the
   # run above (the step's log names each choice beside cuDNN's heuristic order).

@@ -15,12 +15,15 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "conv_gemm.h"
 #include "gpu_layers.h"
 
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/nn/tuning_cache.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
 #include "genrelab/ops/nn_gpu_extra.h"
@@ -277,12 +280,23 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       return false;
     }
     if (a.ms[p] < 0) return false;
-    const void* w = kernel_operand();
+    // The engine's time on this pass as an earlier process on this kind of GPU measured it (the
+    // tuning cache), or measured now and stored.
+    const std::string stored_key =
+        std::string("conv engine ") + precision_name(ctx_.precision()) + " " + pass_name(pass) + " " + shape.key();
     float ms = 0;
     std::string what;
+    if (take_stored_time(pass, stored_key, ms, what)) {
+      e.gemm[p] = ms < a.ms[p];
+      release_if_unused();
+      log_engine(shape, pass, times_text(ms, what + ", tuning cache", a.ms[p]), e.gemm[p]);
+      return false;  // nothing ran: the forward's columns are as they were
+    }
+    const void* w = kernel_operand();
     try {
       const GpuContext::TuningScope tuning(ctx_);
       ms = time_engine(pass, n, data, w, what);
+      genrelab::nn::store_tuning(tuning_context(), stored_key, json{{"ms", ms}, {"filter_splits", e.filter_splits}});
     } catch (const std::exception& e) {
       // A recoverable failure (out of memory for the columns, a launch or cuBLAS call refused)
       // leaves this pass on cuDNN; one that broke the context fails again at the next call anyway,
@@ -295,10 +309,35 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     e.gemm[p] = ms < a.ms[p];
     // Columns no decided pass uses are freed now (an inference network's, or before cuDNN's next search).
     release_if_unused();
-    char times[96];
-    std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), a.ms[p]);
-    log_engine(shape, pass, times, e.gemm[p]);
+    log_engine(shape, pass, times_text(ms, what, a.ms[p]), e.gemm[p]);
     return overwrote_columns(pass);
+  }
+
+  // The log's comparison of the engine's time with cuDNN's.
+  static std::string times_text(float ms, const std::string& what, float cudnn_ms) {
+    char times[128];
+    std::snprintf(times, sizeof times, "im2col + cuBLAS %.3f ms%s vs cuDNN %.3f ms", ms, what.c_str(), cudnn_ms);
+    return times;
+  }
+
+  // The engine's time on `pass` from the tuning cache (nn/tuning_cache.h) and, for backward-filter,
+  // its row ranges (at most the ones suggested now, in engine_choice().filter_splits). False where
+  // nothing usable is stored.
+  bool take_stored_time(ConvPass pass, const std::string& key, float& ms, std::string& what) {
+    const std::optional<json> v = genrelab::nn::find_tuning(tuning_context(), key);
+    if (!v || !v->is_object() || !v->contains("ms") || !(*v)["ms"].is_number() || !v->contains("filter_splits") ||
+        !(*v)["filter_splits"].is_number_integer())
+      return false;
+    ms = (*v)["ms"].get<float>();
+    const int64_t splits = (*v)["filter_splits"].get<int64_t>();
+    if (!(ms > 0)) return false;
+    if (pass == ConvPass::backward_filter) {
+      EngineChoice& e = engine_choice();
+      if (splits < 1 || splits > std::max<int64_t>(e.filter_splits, 1)) return false;
+      e.filter_splits = splits;
+      what = ", " + std::to_string(splits) + " row range" + (splits > 1 ? "s" : "");
+    }
+    return true;
   }
 
   // Whether timing `pass` on the engine may have overwritten the forward's columns.

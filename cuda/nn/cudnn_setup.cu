@@ -12,12 +12,42 @@
 #include <string>
 #include <vector>
 
-#include "genrelab/dist.h"
 #include "genrelab/common.h"
 #include "genrelab/cuda/launch.cuh"
+#include "genrelab/dist.h"
+#include "genrelab/nn/tuning_cache.h"
 #include "genrelab/ops/low_precision.h"
 
 namespace genrelab::cuda::nn {
+
+const std::string& tuning_context() {
+  static std::mutex m;
+  static auto* contexts = new std::map<int, std::string>;  // by device; never destroyed
+  int device = 0;
+  GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(m);
+  std::string& c = (*contexts)[device];
+  if (c.empty()) {
+    cudaDeviceProp p{};
+    GENRELAB_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+    int driver = 0, major = 0, minor = 0, patch = 0;
+    cudaDriverGetVersion(&driver);
+    cublasGetProperty(MAJOR_VERSION, &major);
+    cublasGetProperty(MINOR_VERSION, &minor);
+    cublasGetProperty(PATCH_LEVEL, &patch);
+    std::ostringstream os;
+    os << p.name << " sm_" << p.major << p.minor << " " << p.multiProcessorCount << " SMs " << (p.totalGlobalMem >> 20)
+       << " MiB; driver " << driver << "; cuDNN " << cudnnGetVersion() << "; cuBLAS " << major << "." << minor << "."
+       << patch << "; genrelab " << GENRELAB_VERSION;
+    c = os.str();
+  }
+  return c;
+}
+
+const char* precision_name(Precision precision) {
+  static const char* names[] = {"fp32", "tf32", "bf16", "fp16"};
+  return names[int(precision)];
+}
 
 namespace {
 struct FillOnes {
@@ -356,17 +386,53 @@ CachedAlgos process_conv_algos(const std::string& geometry, int64_t n, ConvPass 
   return {a};
 }
 
-// One pass's algorithm and math type taken from another batch size, with its workspace at this
-// one (`workspace(algo, &bytes)`, under that math type); false, with nothing taken, where cuDNN
-// refuses the algorithm at this size.
-template <typename Algo, typename Workspace>
-bool take_algo(Algo& algo, cudnnMathType_t& math, size_t& bytes, Algo from, cudnnMathType_t from_math,
-               const ConvDesc& conv, Workspace workspace) {
-  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, from_math));
+// A pass's chosen algorithm, as cudnnConvolution*Algo_t's value, its name and its math type; its workspace.
+struct PassChoice {
+  int algo;
+  const char* name;
+  int math;
+  size_t bytes;
+};
+PassChoice pass_choice(const ConvAlgos& a, ConvPass pass) {
+  switch (pass) {
+    case ConvPass::forward:
+      return {int(a.fwd), algo_name(a.fwd), int(a.fwd_math), a.fwd_bytes};
+    case ConvPass::backward_data:
+      return {int(a.bwd_data), algo_name(a.bwd_data), int(a.bwd_data_math), a.bwd_data_bytes};
+    default:
+      return {int(a.bwd_filter), algo_name(a.bwd_filter), int(a.bwd_filter_math), a.bwd_filter_bytes};
+  }
+}
+
+// One pass's algorithm `algo` (the value of the pass's cudnnConvolution*Algo_t) and math type,
+// with its workspace queried for the descriptors x, w, y (under that math type); false, with
+// nothing taken, where cuDNN refuses the algorithm for them.
+bool take_pass_algo(ConvAlgos& a, ConvPass pass, int algo, cudnnMathType_t math, cudnnHandle_t h, const TensorDesc& x,
+                    const FilterDesc& w, const ConvDesc& conv, const TensorDesc& y) {
+  GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math));
   size_t b = 0;
-  if (workspace(from, &b) != CUDNN_STATUS_SUCCESS) return false;
-  algo = from, math = from_math, bytes = b;
-  return true;
+  switch (pass) {
+    case ConvPass::forward: {
+      const auto al = cudnnConvolutionFwdAlgo_t(algo);
+      if (cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, al, &b) != CUDNN_STATUS_SUCCESS) return false;
+      a.fwd = al, a.fwd_math = math, a.fwd_bytes = b;
+      return true;
+    }
+    case ConvPass::backward_data: {
+      const auto al = cudnnConvolutionBwdDataAlgo_t(algo);
+      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, al, &b) != CUDNN_STATUS_SUCCESS) return false;
+      a.bwd_data = al, a.bwd_data_math = math, a.bwd_data_bytes = b;
+      return true;
+    }
+    case ConvPass::backward_filter: {
+      const auto al = cudnnConvolutionBwdFilterAlgo_t(algo);
+      if (cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, al, &b) != CUDNN_STATUS_SUCCESS)
+        return false;
+      a.bwd_filter = al, a.bwd_filter_math = math, a.bwd_filter_bytes = b;
+      return true;
+    }
+  }
+  return false;
 }
 
 // `pass` of `a` (batch n) taken from `larger` (the same geometry at batch larger_n): the algorithm
@@ -377,27 +443,8 @@ bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t
                        cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv,
                        const TensorDesc& y) {
   const int p = int(pass);
-  bool taken = false;
-  switch (pass) {
-    case ConvPass::forward:
-      taken = take_algo(a.fwd, a.fwd_math, a.fwd_bytes, larger.fwd, larger.fwd_math, conv, [&](auto algo, size_t* b) {
-        return cudnnGetConvolutionForwardWorkspaceSize(h, x, w, conv, y, algo, b);
-      });
-      break;
-    case ConvPass::backward_data:
-      taken = take_algo(a.bwd_data, a.bwd_data_math, a.bwd_data_bytes, larger.bwd_data, larger.bwd_data_math, conv,
-                        [&](auto algo, size_t* b) {
-                          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, y, conv, x, algo, b);
-                        });
-      break;
-    case ConvPass::backward_filter:
-      taken = take_algo(a.bwd_filter, a.bwd_filter_math, a.bwd_filter_bytes, larger.bwd_filter,
-                        larger.bwd_filter_math, conv, [&](auto algo, size_t* b) {
-                          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, x, y, conv, w, algo, b);
-                        });
-      break;
-  }
-  if (!taken) return false;
+  const PassChoice from = pass_choice(larger, pass);
+  if (!take_pass_algo(a, pass, from.algo, cudnnMathType_t(from.math), h, x, w, conv, y)) return false;
   // For a later network of another engine setting that still has to time the engine at this batch.
   a.ms[p] = larger.ms[p] < 0 ? -1.0f : float(double(larger.ms[p]) * double(n) / double(larger_n));
   for (int e = 0; e < 3; ++e) {
@@ -410,21 +457,56 @@ bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t
   return true;
 }
 
+// `pass` of `a` from the tuning cache (nn/tuning_cache.h): the algorithm, math type and time an
+// earlier process's benchmark of the same key chose on this kind of GPU, with the workspace
+// queried here. False, with the pass left to search, where nothing is stored, the value is not
+// one this code stores, the math is not one `precision` allows, cuDNN refuses the algorithm or
+// its workspace is above ws_limit.
+bool take_stored(ConvAlgos& a, ConvPass pass, const std::string& key, Precision precision, size_t ws_limit,
+                 cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv, const TensorDesc& y) {
+  const std::optional<json> v = genrelab::nn::find_tuning(tuning_context(), key);
+  if (!v || !v->is_object()) return false;
+  const json& j = *v;
+  const auto integer = [&](const char* k) { return j.contains(k) && j[k].is_number_integer(); };
+  if (!integer("algo") || !integer("math") || !j.contains("ms") || !j["ms"].is_number()) return false;
+  const int algo = j["algo"].get<int>(), math_value = j["math"].get<int>();
+  const auto math = cudnnMathType_t(math_value);
+  if (algo < 0 || algo > 7 || (math != CUDNN_DEFAULT_MATH && math != CUDNN_TENSOR_OP_MATH && math != CUDNN_FMA_MATH) ||
+      math != math_for(math, precision))
+    return false;
+  if (!take_pass_algo(a, pass, algo, math, h, x, w, conv, y) || pass_choice(a, pass).bytes > ws_limit) return false;
+  a.ms[int(pass)] = j["ms"].get<float>();
+  a.chosen[int(pass)] = true;
+  return true;
+}
+
+// What take_stored reads back: the pass's algorithm, math type and benchmarked time.
+json stored_choice(const ConvAlgos& a, ConvPass pass) {
+  const PassChoice c = pass_choice(a, pass);
+  return json{{"algo", c.algo}, {"math", c.math}, {"ms", a.ms[int(pass)]}};
+}
+
 // With GENRELAB_LOG_CONV_ALGOS set, a pass taken from a larger batch (take_larger_batch), on stderr.
 void log_taken(const ConvAlgos& a, ConvPass pass, ConvEngine engine, const ConvShape& shape, int64_t larger_n) {
   static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
   if (!on) return;
-  const int p = int(pass);
-  const char* algo = pass == ConvPass::forward         ? algo_name(a.fwd)
-                     : pass == ConvPass::backward_data ? algo_name(a.bwd_data)
-                                                       : algo_name(a.bwd_filter);
-  const size_t bytes = pass == ConvPass::forward         ? a.fwd_bytes
-                       : pass == ConvPass::backward_data ? a.bwd_data_bytes
-                                                         : a.bwd_filter_bytes;
+  const PassChoice c = pass_choice(a, pass);
   const EngineChoice& e = a.engines[int(engine)];
-  std::cerr << "cudnn " << pass_name(pass) << " " << shape.key() << " (as batch " << larger_n << "): " << algo << " "
-            << (bytes >> 20) << " MiB"
-            << (engine == ConvEngine::cudnn ? "" : e.gemm[p] ? ", engine gemm" : ", engine cudnn") << "\n";
+  std::cerr << "cudnn " << pass_name(pass) << " " << shape.key() << " (as batch " << larger_n << "): " << c.name << " "
+            << (c.bytes >> 20) << " MiB"
+            << (engine == ConvEngine::cudnn ? ""
+                : e.gemm[int(pass)]         ? ", engine gemm"
+                                            : ", engine cudnn")
+            << "\n";
+}
+
+// With GENRELAB_LOG_CONV_ALGOS set, a pass taken from the tuning cache (take_stored), on stderr.
+void log_stored(const ConvAlgos& a, ConvPass pass, const ConvShape& shape) {
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (!on) return;
+  const PassChoice c = pass_choice(a, pass);
+  std::cerr << "cudnn " << pass_name(pass) << " " << shape.key() << " (tuning cache): " << c.name << " "
+            << a.ms[int(pass)] << " ms " << (c.bytes >> 20) << " MiB\n";
 }
 
 }  // namespace
@@ -457,16 +539,12 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     log_taken(a, pass, conv_engine_, shape, cached.larger_n);
     return a;
   }
-  ++g_searches;
 
   // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode; or, under train.cudnn_benchmark_limit, the
   // heuristics' first candidates timed here) unless deterministic: timings vary run to run, and a
   // different algorithm rounds differently, so deterministic runs take the heuristics' stable
   // ranking (cudnnGet*_v7) instead.
   const bool bench = !deterministic_ && x_data && w_data;
-  std::optional<TuningScope> tuning;  // a benchmark's time (a heuristic query costs next to nothing)
-  if (bench) tuning.emplace(*this);
-  FindBuffers fb;
   // The workspace an algorithm may need: 4 GiB (explicit GEMM, im2col of the whole batch, for the
   // baseline's second conv needs about 1.2 GB, which a 1 GiB limit kept out of the benchmark) or a
   // quarter of the free memory. What the chosen algorithm needs stays allocated (the shared
@@ -474,6 +552,18 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   size_t free_b = 0, total_b = 0;
   GENRELAB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   size_t ws_limit = std::min<size_t>(size_t(4) << 30, free_b / 4);
+  // A benchmark of the same pass that an earlier process ran on this kind of GPU, with these
+  // libraries (the tuning cache), is taken instead of running it again.
+  const std::string stored_key =
+      std::string("cudnn ") + mode + " " + precision_name(precision_) + " " + pass_name(pass) + " " + shape.key();
+  if (bench && take_stored(a, pass, stored_key, precision_, ws_limit, cudnn(), x, w, conv, y)) {
+    log_stored(a, pass, shape);
+    return a;
+  }
+  ++g_searches;
+  std::optional<TuningScope> tuning;  // a benchmark's time (a heuristic query costs next to nothing)
+  if (bench) tuning.emplace(*this);
+  FindBuffers fb;
   if (bench) {
     // Float slots hold 16-bit tensors too: count floats by bytes, rounded up.
     fb.y = scratch(0, int64_t((bytes_of(y) + sizeof(float) - 1) / sizeof(float)));
@@ -581,6 +671,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     }
   }
   a.chosen[int(pass)] = true;
+  if (bench) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(a, pass));
   return a;
 }
 

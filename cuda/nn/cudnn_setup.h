@@ -108,6 +108,13 @@ inline const char* pass_name(ConvPass pass) {
   return names[int(pass)];
 }
 
+// What the current GPU's timed choices depend on besides their shape, the context they are kept
+// under in the tuning cache (nn/tuning_cache.h): the GPU model (name, compute capability, SMs,
+// memory), the driver, cuDNN, cuBLAS and GenreLab versions.
+const std::string& tuning_context();
+// "fp32" | "tf32" | "bf16" | "fp16", the config's spelling (tuning cache keys).
+const char* precision_name(Precision precision);
+
 // The engine of each pass under one train.conv_engine setting (conv.cu decides once per shape):
 // the GEMM engine instead of cuDNN, and backward-filter's row ranges under it.
 struct EngineChoice {

@@ -5,7 +5,8 @@
 // Products under kMinFlop run on cublasSgemm untimed: the timing (about 13 runs of the product)
 // would cost more than a better kernel could win back over a training run.
 // Choices are the process's, by device, math mode and every argument that can change a kernel's
-// eligibility (shape, leading dimensions, batch strides, beta, operand alignment).
+// eligibility (shape, leading dimensions, batch strides, beta, operand alignment), and are kept
+// between processes by the tuning cache (nn/tuning_cache.h), checked by cublasLtMatmulAlgoCheck.
 #include "gemm_tuner.h"
 
 #include <cublasLt.h>
@@ -16,10 +17,13 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "genrelab/nn/tuning_cache.h"
 
 namespace genrelab::cuda::nn {
 
@@ -247,6 +251,49 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
   return guard.keep ? t : Tuned();
 }
 
+// What the tuning cache keeps of a choice: cuBLASLt's algorithm (its opaque words, valid for
+// the GPU and cuBLAS version of the cache's context) and workspace, or cublasSgemm.
+json stored_choice(const Tuned& t) {
+  if (!t.lt) return json{{"lt", false}};
+  json words = json::array();
+  for (uint64_t w : t.algo.data) words.push_back(w);
+  return json{{"lt", true}, {"algo", words}, {"workspace", t.workspace}};
+}
+
+// A choice from the tuning cache for `key`: cublasSgemm, or a cuBLASLt algorithm that
+// cublasLtMatmulAlgoCheck accepts for this call's descriptors with no more workspace than stored
+// (then `found` is set). False where nothing usable is stored: the shape is timed.
+bool take_stored(const std::string& key, const GemmCall& c, int64_t batches, GemmStrides s, bool tf32, int device,
+                 Tuned& t) {
+  const std::optional<json> v = genrelab::nn::find_tuning(tuning_context(), key);
+  if (!v || !v->is_object() || !v->contains("lt") || !(*v)["lt"].is_boolean()) return false;
+  const json& j = *v;
+  if (!j["lt"].get<bool>()) {
+    t = Tuned();
+    return true;
+  }
+  if (!j.contains("algo") || !j["algo"].is_array() || j["algo"].size() != 8 || !j.contains("workspace") ||
+      !j["workspace"].is_number_unsigned())
+    return false;
+  Tuned stored;
+  TunedGuard guard{stored};
+  for (size_t i = 0; i < 8; ++i) {
+    if (!j["algo"][i].is_number_unsigned()) return false;
+    stored.algo.data[i] = j["algo"][i].get<uint64_t>();
+  }
+  stored.workspace = j["workspace"].get<size_t>();
+  if (stored.workspace > kMaxWorkspace || !describe(c, batches, s, tf32, stored)) return false;
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(lt_handle(device), stored.op, stored.a, stored.b, stored.c, stored.c, &stored.algo,
+                              &check) != CUBLAS_STATUS_SUCCESS ||
+      check.workspaceSize > stored.workspace)
+    return false;
+  stored.lt = true;
+  guard.keep = true;
+  t = stored;
+  return true;
+}
+
 }  // namespace
 
 GemmTuning gemm_tuning() { return {g_shapes.load(), g_on_lt.load()}; }
@@ -288,10 +335,17 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
     if (it != shapes->end()) t = &it->second;
   }
   if (!t && !capturing && may_tune) {
-    Tuned fresh = [&] {
+    // Taken from the tuning cache (an earlier process on this kind of GPU), or timed and stored.
+    const std::string stored_key = "gemm " + key.str();
+    Tuned fresh;
+    if (take_stored(stored_key, c, batches, s, key.tf32, key.device, fresh)) {
+      static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+      if (on) std::cerr << "gemm " << key.str() << " (tuning cache) -> " << (fresh.lt ? "lt" : "cublasSgemm") << "\n";
+    } else {
       const GpuContext::TuningScope tuning(ctx);
-      return tune(ctx, key.device, c, fa, fb, out, batches, s, key.tf32, key.str());
-    }();
+      fresh = tune(ctx, key.device, c, fa, fb, out, batches, s, key.tf32, key.str());
+      if (!key.forced) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(fresh));
+    }
     std::lock_guard<std::mutex> lock(m);
     auto [it, added] = shapes->emplace(key, fresh);
     if (added) {

@@ -30,8 +30,8 @@ struct GemmStrides {
 void tuned_sgemm(GpuContext& ctx, const genrelab::nn::GemmCall& c, const float* a, const float* b, float* out,
                  int64_t batches, GemmStrides strides, DeviceBuffer<uint8_t>& workspace, bool may_tune = true);
 
-// Shapes timed by tuned_sgemm in this process, and how many of them took a cuBLASLt algorithm:
-// for tests and logs.
+// Shapes chosen by tuned_sgemm in this process (timed, or taken from the tuning cache), and how
+// many of them took a cuBLASLt algorithm: for tests and logs.
 struct GemmTuning {
   int64_t shapes = 0, on_lt = 0;
 };

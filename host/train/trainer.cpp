@@ -22,22 +22,23 @@
 #include <utility>
 
 #include "examples.h"
-#include "streaming.h"
 #include "genrelab/augment.h"
 #include "genrelab/common.h"
-#include "genrelab/dist.h"
 #include "genrelab/dataset.h"
+#include "genrelab/dist.h"
 #include "genrelab/gpu_idle.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/schedule.h"
+#include "genrelab/nn/tuning_cache.h"
 #include "genrelab/nvtx.h"
 #include "genrelab/ops/philox.h"
 #include "genrelab/plots.h"
 #include "genrelab/progress.h"
 #include "genrelab/split.h"
 #include "genrelab/train.h"
+#include "streaming.h"
 #if GENRELAB_HAVE_CUDA
 #include <cuda_profiler_api.h>
 
@@ -224,6 +225,16 @@ uint64_t free_bytes(const std::string& path) {
   struct statvfs s {};
   if (::statvfs(path.c_str(), &s) != 0) return UINT64_MAX;
   return uint64_t(s.f_bavail) * s.f_frsize;
+}
+
+// After the first epoch, one line on stderr when the tuning cache supplied choices: that epoch's
+// time then leaves out what timing them would have cost.
+void note_tuning_cache() {
+  const nn::TuningCacheCounts counts = nn::tuning_cache_counts();
+  if (counts.found == 0) return;
+  std::cerr << "genrelab train: " << counts.found << " timed choice" << (counts.found > 1 ? "s" : "")
+            << " (conv algorithms, engines, GEMM kernels) taken from the tuning cache " << nn::tuning_cache_path()
+            << ", measured by an earlier run on this kind of GPU; GENRELAB_TUNING_CACHE=off times them afresh\n";
 }
 
 }  // namespace
@@ -880,7 +891,11 @@ int run_training(const TrainRequest& req) {
       checkpoint_due = checkpoint_due || epoch % checkpoint_every == 0 || epoch == epochs;
       if (checkpoint_due) checkpoint_due = !save_checkpoint(epoch, 0, 0, 0, 0, 0, epoch < epochs);
     }
+    // The GPU's timed choices of this epoch (its first, or the first of a new batch shape), kept
+    // for later runs (nn/tuning_cache.h); nothing to write after that.
+    nn::flush_tuning_cache();
     (epoch < epochs ? spent.saving : spent.last_checkpoint) += seconds_since(t_save);
+    if (epoch == start_epoch) note_tuning_cache();
     char line[256];
     std::snprintf(line, sizeof line, "epoch %3d/%d  loss %.4f  train %s  test %s%s  %.1f s  %.0f samples/s", epoch, epochs,
                   m.train_loss, pct(m.train_accuracy).c_str(), pct(m.test_accuracy).c_str(),

@@ -13,7 +13,9 @@
 # and GENRELAB_RECIPE_SECONDS (30) make a smaller run, e.g. a check on a machine without a GPU.
 # GENRELAB_RECIPE_SET="KEY=VALUE ..." adds --set overrides (a variant to compare, e.g.
 # "train.cudnn_benchmark_limit=3"), and its files are then named recipe-PRECISION-TAG.log etc. with
-# GENRELAB_RECIPE_TAG (default: variant).
+# GENRELAB_RECIPE_TAG (default: variant). The runs take timed choices an earlier run on this machine
+# stored in the tuning cache (docs/network-gpu.md), as any run does; the line says how many.
+# GENRELAB_TUNING_CACHE=off times a first run's.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: tools/bench/recipe.sh BIN OUT_DIR [PRECISION ...]" >&2; exit 2; }
 bin=$1 out=$2
@@ -51,11 +53,14 @@ t = s["time_seconds"]
 epochs = [float(m.group(1)) for m in re.finditer(r"^epoch +\d+/\d+ .* ([0-9.]+) s +\d+ samples/s", open(log).read(), re.M)]
 later = "%.2f s" % epochs[-1] if len(epochs) > 1 else "-"
 p = t.get("parts", {})
+cached = re.search(r"(\d+) timed choices? \(.*\) taken from the tuning cache", open(log).read())
 print("recipe %s %s: %.1f s wall (process %.1f s): %.2f s before the first epoch (data %.2f, examples %.2f, "
       "network %.2f), %.2f s training (epoch 1 %.2f s, last %s), %.2f s evaluating, %.2f s saving, %.2f s the last "
-      "checkpoint, %.2f s of training and evaluating choosing algorithms; final test accuracy %.1f %%"
+      "checkpoint, %.2f s of training and evaluating choosing algorithms (%s); final test accuracy %.1f %%"
       % (device, prec, s["wall_seconds"], float(end) - float(start), t["before_training"], p.get("data", 0),
          p.get("examples", 0), p.get("network", 0), t["training"], epochs[0] if epochs else 0.0, later,
-         t["evaluation"], t["saving"], t["last_checkpoint"], p.get("tuning", 0), 100 * s["final_test_accuracy"]))
+         t["evaluation"], t["saving"], t["last_checkpoint"], p.get("tuning", 0),
+         "%s taken from the tuning cache" % cached.group(1) if cached else "none from the tuning cache",
+         100 * s["final_test_accuracy"]))
 PY
 done

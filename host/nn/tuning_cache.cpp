@@ -1,0 +1,184 @@
+// The tuning cache file (nn/tuning_cache.h): {"format": kFormat, "contexts": {context: {key:
+// value}}}, read once per process, merged and rewritten by each flush.
+#include "genrelab/nn/tuning_cache.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+#include "genrelab/common.h"
+#include "genrelab/io.h"
+
+namespace fs = std::filesystem;
+
+namespace genrelab::nn {
+
+namespace {
+
+constexpr const char* kFormat = "genrelab tuning cache 1";
+
+struct Store {
+  std::mutex m;
+  bool opened = false;
+  std::string path;             // empty: off
+  json known = json::object();  // context → key → value: the file's and this process's
+  json fresh = json::object();  // this process's values not yet written
+  TuningCacheCounts counts;
+  bool exit_flush = false;  // flush_tuning_cache registered with atexit
+};
+
+Store& store() {
+  static auto* s = new Store;  // never destroyed: the atexit flush may run after static destructors
+  return *s;
+}
+
+std::string configured_path() {
+  if (const char* v = std::getenv("GENRELAB_TUNING_CACHE")) {
+    const std::string p = v;
+    return p == "off" || p.empty() ? std::string() : p;
+  }
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    return (fs::path(x) / "genrelab" / "tuning.json").string();
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return (fs::path(h) / ".cache" / "genrelab" / "tuning.json").string();
+  return {};
+}
+
+// The cache turned off for the rest of the process, with one warning naming the file.
+void turn_off(Store& s, const std::string& why) {
+  std::cerr << "genrelab: warning: tuning cache " << s.path << ": " << why
+            << "; this run times its choices afresh (GENRELAB_TUNING_CACHE names another file, or off)\n";
+  s.path.clear();
+  s.fresh = json::object();
+}
+
+// The file's contexts; an absent file has none. Throws RuntimeError for a file that cannot be
+// read or is not JSON, and `other_format` for a well-formed file this version does not write.
+struct OtherFormat {};
+json read_contexts(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return json::object();
+  const json j = json::parse(read_file(path), nullptr, false);
+  if (j.is_discarded()) throw RuntimeError("is not valid JSON");
+  if (!j.is_object() || j.value("format", std::string()) != kFormat) throw OtherFormat{};
+  const json& c = j.contains("contexts") ? j["contexts"] : json::object();
+  if (!c.is_object()) throw RuntimeError("has no \"contexts\" object");
+  return c;
+}
+
+void open(Store& s) {
+  if (s.opened) return;
+  s.opened = true;
+  s.path = configured_path();
+  if (s.path.empty()) return;
+  try {
+    s.known = read_contexts(s.path);
+  } catch (const OtherFormat&) {
+    turn_off(s, std::string("is not a \"") + kFormat + "\" file and is left as it is");
+  } catch (const std::exception& e) {
+    // A damaged cache is only lost time: it is replaced by the next flush.
+    std::cerr << "genrelab: warning: tuning cache " << s.path << ": " << e.what() << "; starting it afresh\n";
+    s.known = json::object();
+  }
+}
+
+void flush_locked(Store& s) {
+  if (s.path.empty() || s.fresh.empty()) return;
+  try {
+    json contexts = json::object();
+    try {
+      contexts = read_contexts(s.path);  // what other processes wrote since this one read it
+    } catch (const RuntimeError&) {
+      // damaged since: replaced
+    }
+    for (const auto& [context, values] : s.fresh.items())
+      for (const auto& [key, value] : values.items()) contexts[context][key] = value;
+    const fs::path file(s.path);
+    if (file.has_parent_path()) fs::create_directories(file.parent_path());
+    const std::string tmp = s.path + "." + std::to_string(::getpid()) + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << json{{"format", kFormat}, {"contexts", contexts}}.dump(1) << "\n";
+      out.close();
+      if (!out) {
+        std::remove(tmp.c_str());
+        throw RuntimeError("cannot write " + tmp);
+      }
+    }
+    if (std::rename(tmp.c_str(), s.path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      throw RuntimeError("cannot rename " + tmp + " over it");
+    }
+    s.known = std::move(contexts);
+    s.fresh = json::object();
+  } catch (const OtherFormat&) {
+    turn_off(s, std::string("was replaced by a file that is not a \"") + kFormat + "\" file; left as it is");
+  } catch (const std::exception& e) {
+    turn_off(s, e.what());
+  }
+}
+
+}  // namespace
+
+std::string tuning_cache_path() {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  open(s);
+  return s.path;
+}
+
+std::optional<json> find_tuning(const std::string& context, const std::string& key) {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  open(s);
+  if (s.path.empty()) return std::nullopt;
+  const auto c = s.known.find(context);
+  if (c == s.known.end() || !c->is_object()) return std::nullopt;
+  const auto v = c->find(key);
+  if (v == c->end()) return std::nullopt;
+  ++s.counts.found;
+  return *v;
+}
+
+void store_tuning(const std::string& context, const std::string& key, json value) {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  open(s);
+  if (s.path.empty()) return;
+  s.known[context][key] = value;
+  s.fresh[context][key] = std::move(value);
+  ++s.counts.stored;
+  if (!s.exit_flush) {
+    s.exit_flush = true;
+    std::atexit(flush_tuning_cache);
+  }
+}
+
+void flush_tuning_cache() {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  flush_locked(s);
+}
+
+TuningCacheCounts tuning_cache_counts() {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  return s.counts;
+}
+
+void reset_tuning_cache_for_tests() {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  s.opened = false;
+  s.path.clear();
+  s.known = json::object();
+  s.fresh = json::object();
+  s.counts = {};
+}
+
+}  // namespace genrelab::nn
