@@ -13,6 +13,7 @@
 #include "genrelab/cuda/launch.cuh"
 #include "genrelab/cuda/stage_clock.h"
 #include "genrelab/ops/augment.h"
+#include "genrelab/ops/resample.h"
 #include "genrelab/ops/stft.h"
 
 namespace genrelab::cuda {
@@ -53,9 +54,9 @@ const std::string kCopyStage = "augment copy", kGatherStage = "augment gather ro
                   kScatterStage = "augment scatter rows", kFrameStage = "pv frame", kStftStage = "pv stft (cuFFT R2C)",
                   kPolarStage = "pv polar", kAdvanceStage = "pv phase advance", kScanStage = "pv phase scan (Thrust)",
                   kSynthStage = "pv synthesis", kIstftStage = "pv istft (cuFFT C2R)",
-                  kOverlapAddStage = "pv overlap-add", kFilterStage = "resample filters (host to device)",
-                  kResampleStage = "resample", kTimeShiftStage = "time shift", kGainStage = "gain",
-                  kNoiseStage = "noise", kSpecMaskStage = "spec mask";
+                  kOverlapAddStage = "pv overlap-add", kFilterStage = "resample filters", kResampleStage = "resample",
+                  kTimeShiftStage = "time shift", kGainStage = "gain", kNoiseStage = "noise",
+                  kSpecMaskStage = "spec mask";
 
 // cuFFT runs in pieces of at most kFftPiece transforms, the last rounded up to a multiple of
 // kFftGrain, with a plan per piece size (at most kFftPiece / kFftGrain of them per direction,
@@ -83,8 +84,8 @@ void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s
 
 struct Augmenter::Impl {
   // STFT workspaces (see stretch()), resized on demand.
-  DeviceBuffer<float> window, frames, spec, polar, stretched, audio, tmp, tmp2, bank;
-  DeviceBuffer<double> incr, rate, step;
+  DeviceBuffer<float> window, frames, spec, polar, stretched, audio, tmp, tmp2, bank, table;
+  DeviceBuffer<double> incr, rate, step, scale;
   DeviceBuffer<int64_t> t_out, length, valid, shift;
   DeviceBuffer<float> factor, amplitude;
   DeviceBuffer<PhiloxStream> streams;
@@ -95,7 +96,7 @@ struct Augmenter::Impl {
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
   std::vector<int64_t> h_t_out, h_length, h_valid, h_shift;
-  std::vector<float> h_factor, h_amplitude, h_bank;
+  std::vector<float> h_factor, h_amplitude;
   std::vector<PhiloxStream> h_streams;
   std::vector<int32_t> h_rows;
   std::vector<uint8_t> h_applied;
@@ -264,13 +265,23 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
     m.h_step[size_t(b)] = 1.0 / rate[size_t(b)];
     m.h_scale[size_t(b)] = design.rolloff * std::min(1.0, rate[size_t(b)]);
   }
-  const PolyphaseBank geo = pitch_shift_bank(m.h_scale, &m.h_bank);  // bank: (batch, phases + 1, taps)
+  // The rows' filters, built here from the windowed-sinc table (uploaded once) and their scales.
+  const PolyphaseBank geo = pitch_shift_bank_geometry(m.h_scale);
   upload(m.step, m.h_step, stream);
   upload(m.valid, m.h_valid, stream);
-  const double bank_bytes = double(m.h_bank.size() * sizeof(float));
+  upload(m.scale, m.h_scale, stream);
+  const std::vector<float>& table = resample_table(design);
+  if (m.table.size() != table.size()) upload(m.table, table, stream);
+  const int64_t bank_row = int64_t(geo.phases + 1) * geo.taps;
+  m.bank.resize(size_t(batch * bank_row));  // bank: (batch, phases + 1, taps)
+  const double bank_bytes = double(batch * bank_row) * sizeof(float);
   {
     const StageRange r = m.stage(kFilterStage, bank_bytes, stream);
-    upload(m.bank, m.h_bank, stream);
+    launch_2d(batch, bank_row,
+              PolyphaseBankFunctor{m.table.data(), m.scale.data(), m.bank.data(),
+                                   int64_t(design.zero_crossings) * design.per_crossing, design.per_crossing,
+                                   geo.phases, geo.half},
+              stream);
   }
   // m.length already holds `len` (the istft lengths uploaded by stretch()), the rows' n_in here
   const StageRange r = m.stage(kResampleStage, double(batch * (len_max + n)) * sizeof(float) + bank_bytes, stream);

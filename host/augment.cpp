@@ -9,6 +9,7 @@
 
 #include "genrelab/config.h"
 #include "genrelab/ops/augment.h"
+#include "genrelab/ops/resample.h"
 #include "genrelab/ops/stft.h"
 #include "genrelab/parallel_for.h"
 
@@ -164,18 +165,12 @@ std::vector<AugmentedExample> plan_augment(const AugmentSettings& s, const std::
   return s.mode == AugmentSettings::Mode::online ? plan_online(s, clip_keys, epoch) : plan_offline(s, clip_keys);
 }
 
-PolyphaseBank pitch_shift_bank(const std::vector<double>& scale, std::vector<float>* bank) {
+PolyphaseBank pitch_shift_bank_geometry(const std::vector<double>& scale) {
   const ResampleFilterDesign design{};
   PolyphaseBank geo;
   geo.phases = 512;
   for (double sc : scale) geo.half = std::max(geo.half, polyphase_half(design, sc));
   geo.taps = 2 * geo.half;
-  const size_t per_row = size_t(geo.phases + 1) * size_t(geo.taps);
-  bank->assign(per_row * scale.size(), 0.0f);
-  for (size_t b = 0; b < scale.size(); ++b) {
-    const auto row = make_polyphase_bank(design, scale[b], geo.phases, geo.half);
-    std::copy(row.begin(), row.end(), bank->begin() + long(b * per_row));
-  }
   return geo;
 }
 
@@ -308,8 +303,12 @@ void pitch_shift_rows(const float* x, int64_t batch, int64_t n, const double* se
   }
   std::vector<float> stretched(static_cast<size_t>(batch * len_max));  // (batch, len_max)
   stretch_rows(x, batch, n, rate.data(), len.data(), len_max, n_fft, hop, stretched.data());
-  std::vector<float> bank;  // bank: (batch, phases + 1, taps)
-  const PolyphaseBank geo = pitch_shift_bank(scale, &bank);
+  const PolyphaseBank geo = pitch_shift_bank_geometry(scale);
+  std::vector<float> bank(size_t(batch) * size_t(geo.phases + 1) * size_t(geo.taps));  // (batch, phases + 1, taps)
+  cpu_for_rows(batch, int64_t(geo.phases + 1) * geo.taps,
+               PolyphaseBankFunctor{resample_table(design).data(), scale.data(), bank.data(),
+                                    int64_t(design.zero_crossings) * design.per_crossing, design.per_crossing,
+                                    geo.phases, geo.half});
   cpu_for_rows(batch, n,
                ResampleRowsFunctor{stretched.data(), y, bank.data(), len.data(), valid.data(), step.data(), len_max, n, geo});
 }

@@ -788,7 +788,7 @@ TEST_CASE("augment stage timing times each pass with its bytes and leaves the ou
                                                              {"pv synthesis", 2},
                                                              {"pv istft (cuFFT C2R)", 2},
                                                              {"pv overlap-add", 2},
-                                                             {"resample filters (host to device)", 1},
+                                                             {"resample filters", 1},
                                                              {"resample", 1},
                                                              {"augment scatter rows", 2},
                                                              {"time shift", 1},

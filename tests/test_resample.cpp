@@ -42,3 +42,54 @@ TEST_CASE("non-integer or large-ratio resampling uses the direct functor", "[res
   CHECK(make_polyphase_plan(22051, 22050).up == 0);  // reduced up = 22050 > 4096
   CHECK(resample(x, 22051, 22050) == resample_direct(x, 22051, 22050));
 }
+
+// The pitch shift's polyphase banks against the filter they tabulate, computed here in double
+// from its definition (a sinc under a Kaiser window, std::cyl_bessel_i for I0): tap m of phase p
+// sits (p/phases + half − 1 − m) input samples from the output, scaled by the filter scale. The
+// table's linear interpolation at 512 points a zero crossing leaves about 1e-6.
+TEST_CASE("polyphase bank taps are the Kaiser-windowed sinc at their offsets", "[resample]") {
+  const ResampleFilterDesign d{};
+  const int phases = 512;
+  for (double scale : {d.rolloff, d.rolloff * std::pow(2.0, -4.0 / 12), d.rolloff * std::pow(2.0, -12.0 / 12)}) {
+    const int half = polyphase_half(d, scale);
+    const std::vector<float> bank = make_polyphase_bank(d, scale, phases, half);
+    REQUIRE(bank.size() == size_t(phases + 1) * size_t(2 * half));
+    double worst = 0;
+    for (int p = 0; p <= phases; p += 7)
+      for (int m = 0; m < 2 * half; ++m) {
+        const double x = std::fabs(double(p) / phases + double(half - 1 - m)) * scale;  // zero crossings
+        double h = 0;
+        if (x < d.zero_crossings) {
+          const double sinc = x == 0 ? 1.0 : std::sin(M_PI * x) / (M_PI * x);
+          const double r = x / d.zero_crossings;
+          h = sinc * std::cyl_bessel_i(0.0, d.beta * std::sqrt(1 - r * r)) / std::cyl_bessel_i(0.0, d.beta);
+        }
+        worst = std::max(worst, std::fabs(double(bank[size_t(p) * size_t(2 * half) + size_t(m)]) - scale * h));
+      }
+    INFO("scale " << scale);
+    CHECK(worst < 2e-6);
+  }
+}
+
+// Both backends build a batch's banks with PolyphaseBankFunctor (the GPU on the device, the CPU
+// over its threads): each row equals the single-row bank padded to the batch's widest filter,
+// bit for bit.
+TEST_CASE("a batch of polyphase banks equals its rows' banks", "[resample]") {
+  const ResampleFilterDesign d{};
+  const int phases = 512;
+  const std::vector<double> scale = {d.rolloff, d.rolloff * 0.61, d.rolloff * std::pow(2.0, -7.5 / 12)};
+  int half = 0;
+  for (double s : scale) half = std::max(half, polyphase_half(d, s));
+  const int64_t row = int64_t(phases + 1) * 2 * half;
+  std::vector<float> bank(scale.size() * size_t(row), -1.0f);
+  const PolyphaseBankFunctor f{
+      resample_table(d).data(), scale.data(), bank.data(), int64_t(d.zero_crossings) * d.per_crossing,
+      d.per_crossing,           phases,       half};
+  for (int64_t b = 0; b < int64_t(scale.size()); ++b)
+    for (int64_t i = 0; i < row; ++i) f(b, i);
+  for (size_t b = 0; b < scale.size(); ++b) {
+    const std::vector<float> one = make_polyphase_bank(d, scale[b], phases, half);
+    INFO("row " << b);
+    CHECK(std::vector<float>(bank.begin() + long(b) * row, bank.begin() + long(b + 1) * row) == one);
+  }
+}

@@ -1,10 +1,12 @@
 // Host side of the windowed-sinc resampler: filter table design and the CPU loop.
 #include "genrelab/ops/resample.h"
 
-#include <mutex>
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <numeric>
+#include <tuple>
 
 #include "genrelab/parallel_for.h"
 
@@ -43,29 +45,26 @@ int polyphase_half(const ResampleFilterDesign& d, double scale) {
   return int(std::ceil(d.zero_crossings / scale)) + 1;  // reach in input samples, plus one
 }
 
+const std::vector<float>& resample_table(const ResampleFilterDesign& d) {
+  static std::mutex mutex;
+  static auto* tables = new std::map<std::tuple<int, int, double>, std::vector<float>>;  // kept: referenced
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [it, added] = tables->try_emplace(std::make_tuple(d.zero_crossings, d.per_crossing, d.beta));
+  if (added) it->second = make_resample_table(d);
+  return it->second;
+}
+
 std::vector<float> make_polyphase_bank(const ResampleFilterDesign& d, double scale, int phases, int half) {
   GENRELAB_CHECK(scale > 0 && scale <= 1 && phases >= 1 && half >= polyphase_half(d, scale),
                  "bad polyphase bank: scale ", scale, ", phases ", phases, ", half ", half);
-  const int taps = 2 * half;
-  static std::mutex mutex;  // the table of the last design, kept: banks are built per batch
-  static std::vector<float> table;
-  static ResampleFilterDesign cached{-1, -1, 0, 0};
-  std::lock_guard<std::mutex> lock(mutex);
-  if (cached.zero_crossings != d.zero_crossings || cached.per_crossing != d.per_crossing || cached.beta != d.beta) {
-    table = make_resample_table(d);
-    cached = d;
-  }
+  const std::vector<float>& table = resample_table(d);
   const int64_t last = int64_t(d.zero_crossings) * d.per_crossing;
+  const int taps = 2 * half;
   std::vector<float> bank(size_t(phases + 1) * size_t(taps));
   for (int p = 0; p <= phases; ++p)
-    for (int m = 0; m < taps; ++m) {
-      const double off = double(p) / phases + double(half - 1 - m);  // t − k for this tap
-      const double u = std::fabs(off) * scale * d.per_crossing;
-      const int64_t i = int64_t(u);
-      double h = 0.0;
-      if (i < last) h = table[size_t(i)] + (u - double(i)) * (table[size_t(i + 1)] - table[size_t(i)]);
-      bank[size_t(p) * size_t(taps) + size_t(m)] = float(h * scale);
-    }
+    for (int m = 0; m < taps; ++m)
+      bank[size_t(p) * size_t(taps) + size_t(m)] =
+          polyphase_tap(table.data(), last, d.per_crossing, scale, phases, half, p, m);
   return bank;
 }
 

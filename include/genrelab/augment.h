@@ -95,10 +95,11 @@ std::vector<float> time_stretch(const std::vector<float>& x, double rate, int n_
 // librosa.effects.pitch_shift with a windowed-sinc resampler: n samples.
 std::vector<float> pitch_shift(const std::vector<float>& x, int sample_rate, double semitones, int n_fft = 2048,
                                int hop = 512);
-// The per-row polyphase resampling filters of a pitch-shift batch: scale[b] = rolloff·min(1, rate[b])
-// of the default ResampleFilterDesign, 512 phases, all rows padded to the widest row's taps.
-// bank: (batch, phases + 1, taps)
-PolyphaseBank pitch_shift_bank(const std::vector<double>& scale, std::vector<float>* bank);
+// The shape of a pitch-shift batch's per-row polyphase resampling filters (scale[b] =
+// rolloff·min(1, rate[b]) of the default ResampleFilterDesign): 512 phases, every row with the
+// widest row's taps. Each backend builds the banks (batch, phases + 1, taps) with
+// PolyphaseBankFunctor (ops/resample.h).
+PolyphaseBank pitch_shift_bank_geometry(const std::vector<double>& scale);
 
 // The augmentation's gain factor 10^(dB/20) and the shift in samples round(fraction·n) (half to even).
 float gain_factor(double db);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "genrelab/common.h"
 
@@ -26,20 +27,31 @@ enum class RngPurpose : uint32_t {
   shuffle = 18,        // per-epoch permutation
 };
 
-// Single-precision operations with one IEEE rounding each, identical on host and device. On the
-// device the __f*_rn intrinsics are never contracted or reassociated by nvcc; on the host plain
+// Single-precision operations (mul and add also in double, for the resampler's filter taps in
+// ops/resample.h) with one IEEE rounding each, identical on host and device. On the device the
+// __f*_rn / __d*_rn intrinsics are never contracted or reassociated by nvcc; on the host plain
 // operators are used (C++17 builds use -ffp-contract=off) and fma is std::fma (correctly rounded).
 namespace exact {
-GENRELAB_HD float mul(float a, float b) {
+template <typename T>
+GENRELAB_HD T mul(T a, T b) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "exact::mul: float or double");
 #if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
+  if constexpr (std::is_same_v<T, double>)
+    return __dmul_rn(a, b);
+  else
+    return __fmul_rn(a, b);
 #else
   return a * b;
 #endif
 }
-GENRELAB_HD float add(float a, float b) {
+template <typename T>
+GENRELAB_HD T add(T a, T b) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "exact::add: float or double");
 #if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
+  if constexpr (std::is_same_v<T, double>)
+    return __dadd_rn(a, b);
+  else
+    return __fadd_rn(a, b);
 #else
   return a + b;
 #endif

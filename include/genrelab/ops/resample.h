@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "genrelab/common.h"
+#include "genrelab/ops/philox.h"
 
 namespace genrelab {
 
@@ -23,6 +24,8 @@ struct ResampleFilterDesign {
 
 // table[k] = windowed sinc at offset k / per_crossing zero crossings, k = 0 .. zeros*per+1.
 std::vector<float> make_resample_table(const ResampleFilterDesign& design);
+// The same table, made once per design and kept for the process.
+const std::vector<float>& resample_table(const ResampleFilterDesign& design);
 
 // Output length for n input samples: ceil(n * out_rate / in_rate).
 int64_t resampled_length(int64_t n, double in_rate, double out_rate);
@@ -70,6 +73,36 @@ struct ResampleFunctor {
 // scale) (a batch of rates shares the largest).
 int polyphase_half(const ResampleFilterDesign& design, double scale);
 std::vector<float> make_polyphase_bank(const ResampleFilterDesign& design, double scale, int phases, int half);
+
+// Tap m of row p of that bank: scale · h(|p/phases + half − 1 − m| · scale zero crossings), h
+// the table (`last` = zeros · per points, then 0) interpolated linearly. Each operation rounds
+// once on host and device alike (ops::exact), so both backends build the same bank bit for bit.
+GENRELAB_HD float polyphase_tap(const float* table, int64_t last, int per, double scale, int phases, int half, int p,
+                                int m) {
+  const double off = double(p) / phases + double(half - 1 - m);  // t − k for this tap
+  const double u = std::fabs(off) * scale * per;
+  const int64_t i = int64_t(u);
+  if (i >= last) return 0.0f;
+  const float rise = table[i + 1] - table[i];
+  return float(exact::add(double(table[i]), exact::mul(u - double(i), double(rise))) * scale);
+}
+
+// The banks of a batch of rows, one filter scale each, in gather form: call (row b, i) writes
+// tap i % taps of row i / taps of row b's bank. All rows share `taps` = 2 · half (the widest
+// row's; a narrower filter's extra taps are zeros).
+struct PolyphaseBankFunctor {
+  const float* table;   // table: (last + 2), resample_table's
+  const double* scale;  // scale: (batch,)
+  float* bank;          // bank: (batch, phases + 1, taps)
+  int64_t last;         // zeros · per
+  int per, phases, half;
+
+  GENRELAB_HD void operator()(int64_t b, int64_t i) const {
+    const int taps = 2 * half;
+    const int p = int(i / taps), m = int(i - int64_t(p) * taps);
+    bank[b * int64_t(phases + 1) * taps + i] = polyphase_tap(table, last, per, scale[b], phases, half, p, m);
+  }
+};
 
 // The same filter in polyphase form, for a rational ratio out_rate / in_rate = up / down (lowest
 // terms): output j sits at input position (j·down) / up = base + phase / up, and row `phase` of
