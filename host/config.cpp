@@ -169,6 +169,12 @@ json parse_json_file(const std::string& file) {
     const auto pos = what.find("; ");
     if (pos != std::string::npos) what = what.substr(pos + 2);
     throw ConfigError(file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": invalid JSON: " + what);
+  } catch (const json::exception& e) {
+    // Well-formed but unrepresentable, e.g. a number beyond double's range (1e999).
+    std::string what = e.what();
+    const auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    throw ConfigError(file + ": invalid JSON: " + what + "; write numbers within double precision's range");
   }
 }
 

@@ -78,6 +78,8 @@ TEST_CASE("config errors name the file the key and a suggestion", "[config]") {
       {R"({"split": {"kind": "manifest"}})", {"split.kind", "split.train_list", "manifest"}},
       {R"([1, 2])", {"must be a JSON object"}},
       {"{\"train\": {\"lr\": 0.1,}}", {":1:", "invalid JSON"}},
+      // Well-formed JSON whose number overflows a double (found by fuzz_config).
+      {R"({"train": {"lr": 1e999}})", {"invalid JSON", "number overflow", "1e999", "double"}},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto f = write(dir, "case" + std::to_string(i) + ".json", cases[i].text);
