@@ -92,6 +92,7 @@ struct Augmenter::Impl {
   DeviceBuffer<int32_t> rows;
   DeviceBuffer<uint8_t> applied;
   int window_n_fft = 0;
+  const float* table_source = nullptr;            // the host table `table` holds (resample_table's, kept)
   FftPlanCache plans{2 * kFftPiece / kFftGrain};  // each direction's piece sizes
   // Host copies must outlive their asynchronous uploads: kept here until the next call.
   std::vector<double> h_rate, h_step, h_scale;
@@ -271,7 +272,11 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
   upload(m.valid, m.h_valid, stream);
   upload(m.scale, m.h_scale, stream);
   const std::vector<float>& table = resample_table(design);
-  if (m.table.size() != table.size()) upload(m.table, table, stream);
+  if (m.table_source != table.data()) {  // once per design; a blocking copy, seen by every stream
+    m.table.resize(table.size());
+    copy_to_device(m.table.data(), table.data(), table.size());
+    m.table_source = table.data();
+  }
   const int64_t bank_row = int64_t(geo.phases + 1) * geo.taps;
   m.bank.resize(size_t(batch * bank_row));  // bank: (batch, phases + 1, taps)
   const double bank_bytes = double(batch * bank_row) * sizeof(float);

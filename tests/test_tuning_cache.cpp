@@ -1,10 +1,16 @@
 // The tuning cache's file (nn/tuning_cache.h): where it lives, what it holds after a flush, how it
-// merges with another process's writes, and that a damaged, foreign or unwritable file never
-// fails a run. The GPU side (a second training process taking every timed choice from the file)
+// merges with other processes' writes, and that a damaged, foreign, unreadable or unwritable
+// file never fails a run. The GPU side (a second training process taking every timed choice from the file)
 // is in test_train.cpp.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "genrelab/io.h"
 #include "genrelab/nn/tuning_cache.h"
@@ -56,7 +62,9 @@ TEST_CASE("tuning cache: stored values are written under their context and read 
   CHECK(*nn::find_tuning("gpu B", "k1") == json{{"algo", 0}});
   CHECK_FALSE(nn::find_tuning("gpu C", "k1"));
   CHECK_FALSE(nn::find_tuning("gpu B", "k2"));
-  CHECK(nn::tuning_cache_counts().found == 3);
+  CHECK(nn::tuning_cache_counts().found == 0);  // what callers check and take, they count
+  nn::count_tuning_taken();
+  CHECK(nn::tuning_cache_counts().found == 1);
   CHECK(nn::tuning_cache_counts().stored == 0);
   // Nothing new: a flush leaves the file as it is.
   const auto before = fs::last_write_time(file);
@@ -83,10 +91,41 @@ TEST_CASE("tuning cache: a flush keeps what another process wrote meanwhile") {
   CHECK(c["gpu A"]["theirs"] == json{{"ms", 2.0}});
   CHECK(c["gpu A"]["new"] == json{{"ms", 4.0}});
   CHECK(c["gpu Z"]["k"] == json{{"ms", 3.0}});
-  // No temporary file is left beside it.
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
-  CHECK(files == 1);
+  // No temporary file is left beside it (only the lock file the flushes take).
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path().filename().string());
+  std::sort(files.begin(), files.end());
+  CHECK(files == std::vector<std::string>{"tuning.json", "tuning.json.lock"});
+}
+
+// Data-parallel ranks flush at the same epoch end: each merges under the lock, so none of their
+// values is lost.
+TEST_CASE("tuning cache: processes flushing at once keep every one's values") {
+  const fs::path dir = test::temp_dir("tuning-cache-concurrent");
+  const fs::path file = dir / "tuning.json";
+  CacheAt at(file.string());
+  CHECK(nn::tuning_cache_path() == file.string());
+  constexpr int kProcesses = 6;
+  std::vector<pid_t> children;
+  for (int r = 0; r < kProcesses; ++r) {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      for (int k = 0; k < 20; ++k) {
+        nn::store_tuning("gpu A", "rank " + std::to_string(r) + " key " + std::to_string(k), json{{"ms", r}});
+        nn::flush_tuning_cache();
+      }
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+  }
+  const json c = read_json_file(file)["contexts"]["gpu A"];
+  CHECK(c.size() == size_t(kProcesses) * 20);
 }
 
 TEST_CASE("tuning cache: a damaged file is started afresh, a foreign one left alone, an unwritable one turns it off") {
@@ -120,6 +159,16 @@ TEST_CASE("tuning cache: a damaged file is started afresh, a foreign one left al
     CHECK_NOTHROW(nn::flush_tuning_cache());
     CHECK(nn::tuning_cache_path().empty());
     CHECK_FALSE(nn::find_tuning("gpu A", "k"));
+  }
+  SECTION("unreadable (a folder in its place): the cache is off and the folder untouched") {
+    const fs::path file = dir / "folder.json";
+    fs::create_directories(file / "inside");
+    CacheAt at(file.string());
+    CHECK_FALSE(nn::find_tuning("gpu A", "k"));
+    nn::store_tuning("gpu A", "k", json{{"ms", 1.0}});
+    CHECK_NOTHROW(nn::flush_tuning_cache());
+    CHECK(nn::tuning_cache_path().empty());
+    CHECK(fs::is_directory(file / "inside"));
   }
   SECTION("off: nothing is read or written") {
     CacheAt at("off");

@@ -281,9 +281,11 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     }
     if (a.ms[p] < 0) return false;
     // The engine's time on this pass as an earlier process on this kind of GPU measured it (the
-    // tuning cache), or measured now and stored.
+    // tuning cache), or measured now and stored. Backward-filter's time includes building the
+    // columns where the forward does not keep them.
     const std::string stored_key =
-        std::string("conv engine ") + precision_name(ctx_.precision()) + " " + pass_name(pass) + " " + shape.key();
+        std::string("conv engine ") + precision_name(ctx_.precision()) + " " + pass_name(pass) + " " + shape.key() +
+        (pass == ConvPass::backward_filter && !on_gemm(ConvPass::forward) ? " columns built" : "");
     float ms = 0;
     std::string what;
     if (take_stored_time(pass, stored_key, ms, what)) {
@@ -337,6 +339,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       e.filter_splits = splits;
       what = ", " + std::to_string(splits) + " row range" + (splits > 1 ? "s" : "");
     }
+    genrelab::nn::count_tuning_taken();
     return true;
   }
 

@@ -460,15 +460,19 @@ bool take_larger_batch(ConvAlgos& a, const ConvAlgos& larger, int64_t n, int64_t
 // `pass` of `a` from the tuning cache (nn/tuning_cache.h): the algorithm, math type and time an
 // earlier process's benchmark of the same key chose on this kind of GPU, with the workspace
 // queried here. False, with the pass left to search, where nothing is stored, the value is not
-// one this code stores, the math is not one `precision` allows, cuDNN refuses the algorithm or
-// its workspace is above ws_limit.
+// one this code stores, the math is not one `precision` allows, cuDNN refuses the algorithm, its
+// workspace is above ws_limit, or that search ran under a workspace limit well below ws_limit
+// (less memory then: an algorithm it could not consider may win now).
 bool take_stored(ConvAlgos& a, ConvPass pass, const std::string& key, Precision precision, size_t ws_limit,
                  cudnnHandle_t h, const TensorDesc& x, const FilterDesc& w, const ConvDesc& conv, const TensorDesc& y) {
   const std::optional<json> v = genrelab::nn::find_tuning(tuning_context(), key);
   if (!v || !v->is_object()) return false;
   const json& j = *v;
   const auto integer = [&](const char* k) { return j.contains(k) && j[k].is_number_integer(); };
-  if (!integer("algo") || !integer("math") || !j.contains("ms") || !j["ms"].is_number()) return false;
+  if (!integer("algo") || !integer("math") || !j.contains("ms") || !j["ms"].is_number() ||
+      !j.contains("workspace_limit") || !j["workspace_limit"].is_number_unsigned() ||
+      j["workspace_limit"].get<uint64_t>() < ws_limit / 16 * 15)
+    return false;
   const int algo = j["algo"].get<int>(), math_value = j["math"].get<int>();
   const auto math = cudnnMathType_t(math_value);
   if (algo < 0 || algo > 7 || (math != CUDNN_DEFAULT_MATH && math != CUDNN_TENSOR_OP_MATH && math != CUDNN_FMA_MATH) ||
@@ -477,13 +481,15 @@ bool take_stored(ConvAlgos& a, ConvPass pass, const std::string& key, Precision 
   if (!take_pass_algo(a, pass, algo, math, h, x, w, conv, y) || pass_choice(a, pass).bytes > ws_limit) return false;
   a.ms[int(pass)] = j["ms"].get<float>();
   a.chosen[int(pass)] = true;
+  genrelab::nn::count_tuning_taken();
   return true;
 }
 
-// What take_stored reads back: the pass's algorithm, math type and benchmarked time.
-json stored_choice(const ConvAlgos& a, ConvPass pass) {
+// What take_stored reads back: the pass's algorithm, math type and benchmarked time, and the
+// workspace limit its search ran under.
+json stored_choice(const ConvAlgos& a, ConvPass pass, size_t ws_limit) {
   const PassChoice c = pass_choice(a, pass);
-  return json{{"algo", c.algo}, {"math", c.math}, {"ms", a.ms[int(pass)]}};
+  return json{{"algo", c.algo}, {"math", c.math}, {"ms", a.ms[int(pass)]}, {"workspace_limit", uint64_t(ws_limit)}};
 }
 
 // With GENRELAB_LOG_CONV_ALGOS set, a pass taken from a larger batch (take_larger_batch), on stderr.
@@ -671,7 +677,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     }
   }
   a.chosen[int(pass)] = true;
-  if (bench) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(a, pass));
+  if (bench) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(a, pass, ws_limit));
   return a;
 }
 

@@ -170,9 +170,12 @@ struct TunedGuard {
 
 // The choice for the shape of this call: out is written by the timing runs when beta is 0 (the
 // caller's call then writes it again); with beta ≠ 0 they write a zeroed scratch copy of its extent.
+// `measured` says whether the candidates were timed: false where a scratch buffer or workspace
+// could not be had or cublasSgemm refused the call (a choice for now, not one to keep).
 Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const float* b, float* out, int64_t batches,
-           GemmStrides s, bool tf32, const std::string& key) {
+           GemmStrides s, bool tf32, const std::string& key, bool& measured) {
   cudaStream_t stream = ctx.stream();
+  measured = false;
   Tuned t;
   TunedGuard guard{t};
   DeviceBuffer<float> scratch;
@@ -188,6 +191,7 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
     target = scratch.data();
   }
   const float base = best_ms(stream, [&] { return run_sgemm(ctx.cublas(), c, a, b, target, batches, s); });
+  measured = base > 0;
   std::vector<cublasLtMatmulHeuristicResult_t> found(kCandidates);
   int got = 0;
   cublasLtHandle_t h = lt_handle(device);
@@ -224,6 +228,7 @@ Tuned tune(GpuContext& ctx, int device, const GemmCall& c, const float* a, const
     if (need > 0) ws.resize(need);
   } catch (const RuntimeError&) {
     got = 0;
+    measured = false;
   }
   std::ostringstream log;
   log << "gemm " << key << ": cublasSgemm " << base << " ms";
@@ -270,6 +275,7 @@ bool take_stored(const std::string& key, const GemmCall& c, int64_t batches, Gem
   const json& j = *v;
   if (!j["lt"].get<bool>()) {
     t = Tuned();
+    genrelab::nn::count_tuning_taken();
     return true;
   }
   if (!j.contains("algo") || !j["algo"].is_array() || j["algo"].size() != 8 || !j.contains("workspace") ||
@@ -291,6 +297,7 @@ bool take_stored(const std::string& key, const GemmCall& c, int64_t batches, Gem
   stored.lt = true;
   guard.keep = true;
   t = stored;
+  genrelab::nn::count_tuning_taken();
   return true;
 }
 
@@ -343,8 +350,9 @@ void tuned_sgemm(GpuContext& ctx, const GemmCall& c, const float* a, const float
       if (on) std::cerr << "gemm " << key.str() << " (tuning cache) -> " << (fresh.lt ? "lt" : "cublasSgemm") << "\n";
     } else {
       const GpuContext::TuningScope tuning(ctx);
-      fresh = tune(ctx, key.device, c, fa, fb, out, batches, s, key.tf32, key.str());
-      if (!key.forced) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(fresh));
+      bool measured = false;
+      fresh = tune(ctx, key.device, c, fa, fb, out, batches, s, key.tf32, key.str(), measured);
+      if (measured && !key.forced) genrelab::nn::store_tuning(tuning_context(), stored_key, stored_choice(fresh));
     }
     std::lock_guard<std::mutex> lock(m);
     auto [it, added] = shapes->emplace(key, fresh);

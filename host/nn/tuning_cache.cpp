@@ -2,6 +2,8 @@
 // value}}}, read once per process, merged and rewritten by each flush.
 #include "genrelab/nn/tuning_cache.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -57,17 +59,21 @@ void turn_off(Store& s, const std::string& why) {
   s.fresh = json::object();
 }
 
-// The file's contexts; an absent file has none. Throws RuntimeError for a file that cannot be
-// read or is not JSON, and `other_format` for a well-formed file this version does not write.
+// The file's contexts; an absent file has none. Throws Damaged for a file that is not JSON,
+// OtherFormat for a well-formed file this version does not write, and RuntimeError for one that
+// cannot be read.
 struct OtherFormat {};
+struct Damaged : RuntimeError {
+  using RuntimeError::RuntimeError;
+};
 json read_contexts(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return json::object();
   const json j = json::parse(read_file(path), nullptr, false);
-  if (j.is_discarded()) throw RuntimeError("is not valid JSON");
+  if (j.is_discarded()) throw Damaged("is not valid JSON");
   if (!j.is_object() || j.value("format", std::string()) != kFormat) throw OtherFormat{};
   const json& c = j.contains("contexts") ? j["contexts"] : json::object();
-  if (!c.is_object()) throw RuntimeError("has no \"contexts\" object");
+  if (!c.is_object()) throw Damaged("has no \"contexts\" object");
   return c;
 }
 
@@ -80,27 +86,54 @@ void open(Store& s) {
     s.known = read_contexts(s.path);
   } catch (const OtherFormat&) {
     turn_off(s, std::string("is not a \"") + kFormat + "\" file and is left as it is");
-  } catch (const std::exception& e) {
+  } catch (const Damaged& e) {
     // A damaged cache is only lost time: it is replaced by the next flush.
     std::cerr << "genrelab: warning: tuning cache " << s.path << ": " << e.what() << "; starting it afresh\n";
     s.known = json::object();
+  } catch (const std::exception& e) {
+    turn_off(s, e.what());  // unreadable: left as it is
   }
 }
+
+// An exclusive lock on PATH.lock for a flush's read, merge and rename, so that processes flushing
+// at once (data-parallel ranks at the same epoch end) each merge the other's values; released
+// when destroyed. Where the file system refuses the lock the flush goes on without it.
+class FlushLock {
+ public:
+  explicit FlushLock(const std::string& path)
+      : fd_(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FlushLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+  }
+  FlushLock(const FlushLock&) = delete;
+  FlushLock& operator=(const FlushLock&) = delete;
+
+ private:
+  int fd_;
+};
 
 void flush_locked(Store& s) {
   if (s.path.empty() || s.fresh.empty()) return;
   try {
+    const fs::path file(s.path);
+    if (file.has_parent_path()) fs::create_directories(file.parent_path());
+    const FlushLock lock(s.path);
     json contexts = json::object();
     try {
       contexts = read_contexts(s.path);  // what other processes wrote since this one read it
-    } catch (const RuntimeError&) {
+    } catch (const Damaged&) {
       // damaged since: replaced
     }
     for (const auto& [context, values] : s.fresh.items())
       for (const auto& [key, value] : values.items()) contexts[context][key] = value;
-    const fs::path file(s.path);
-    if (file.has_parent_path()) fs::create_directories(file.parent_path());
-    const std::string tmp = s.path + "." + std::to_string(::getpid()) + ".tmp";
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);  // a temporary name of its own on a shared home too
+    const std::string tmp = s.path + "." + host + "." + std::to_string(::getpid()) + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       out << json{{"format", kFormat}, {"contexts", contexts}}.dump(1) << "\n";
@@ -141,8 +174,13 @@ std::optional<json> find_tuning(const std::string& context, const std::string& k
   if (c == s.known.end() || !c->is_object()) return std::nullopt;
   const auto v = c->find(key);
   if (v == c->end()) return std::nullopt;
-  ++s.counts.found;
   return *v;
+}
+
+void count_tuning_taken() {
+  Store& s = store();
+  std::lock_guard<std::mutex> lock(s.m);
+  ++s.counts.found;
 }
 
 void store_tuning(const std::string& context, const std::string& key, json value) {

@@ -10,10 +10,11 @@
 //
 // The file: GENRELAB_TUNING_CACHE (a path, or "off"), else $XDG_CACHE_HOME/genrelab/tuning.json,
 // else $HOME/.cache/genrelab/tuning.json. A file that cannot be read or written turns the cache
-// off for the process with one warning on stderr; it never fails a run. A file of another format
-// is left alone. Writes merge with what other processes wrote meanwhile and go through a
-// temporary file renamed over the cache, so concurrent runs (data-parallel ranks) never see half
-// a file. Deterministic runs time nothing and so store nothing.
+// off for the process with one warning on stderr; it never fails a run. A file of another format,
+// or one that cannot be read, is left alone. Writes merge with what other processes wrote
+// meanwhile (holding an flock on PATH.lock) and go through a temporary file renamed over the
+// cache, so concurrent runs (data-parallel ranks) never see half a file or drop each other's
+// values. Deterministic runs time nothing and so store nothing.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +28,10 @@ namespace genrelab::nn {
 // The cache file this process uses; empty when the cache is off.
 std::string tuning_cache_path();
 
-// The value stored for `key` measured in `context`, if any (counted as found).
+// The value stored for `key` measured in `context`, if any.
 std::optional<json> find_tuning(const std::string& context, const std::string& key);
+// Counts a found value that its caller checked and took (tuning_cache_counts().found).
+void count_tuning_taken();
 
 // Stores a measurement: kept in memory at once, written by flush_tuning_cache (and at exit).
 void store_tuning(const std::string& context, const std::string& key, json value);
@@ -37,7 +40,7 @@ void store_tuning(const std::string& context, const std::string& key, json value
 // contents. Nothing happens when nothing is new; never throws.
 void flush_tuning_cache();
 
-// This process's lookups that found a value, and its measurements stored.
+// This process's values taken from the cache (count_tuning_taken), and its measurements stored.
 struct TuningCacheCounts {
   int64_t found = 0, stored = 0;
 };

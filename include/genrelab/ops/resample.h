@@ -79,12 +79,12 @@ std::vector<float> make_polyphase_bank(const ResampleFilterDesign& design, doubl
 // once on host and device alike (ops::exact), so both backends build the same bank bit for bit.
 GENRELAB_HD float polyphase_tap(const float* table, int64_t last, int per, double scale, int phases, int half, int p,
                                 int m) {
-  const double off = double(p) / phases + double(half - 1 - m);  // t − k for this tap
-  const double u = std::fabs(off) * scale * per;
+  const double off = exact::add(double(p) / phases, double(half - 1 - m));  // t − k for this tap
+  const double u = exact::mul(exact::mul(std::fabs(off), scale), double(per));
   const int64_t i = int64_t(u);
   if (i >= last) return 0.0f;
   const float rise = table[i + 1] - table[i];
-  return float(exact::add(double(table[i]), exact::mul(u - double(i), double(rise))) * scale);
+  return float(exact::mul(exact::add(double(table[i]), exact::mul(exact::add(u, -double(i)), double(rise))), scale));
 }
 
 // The banks of a batch of rows, one filter scale each, in gather form: call (row b, i) writes
