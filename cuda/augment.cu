@@ -76,6 +76,13 @@ void upload(DeviceBuffer<T>& dst, const std::vector<T>& src, cudaStream_t stream
 
 }  // namespace
 
+// Grid: rows = the batch's rows, cols = their banks' (phases + 1) · taps entries.
+void build_polyphase_banks(const ResampleFilterDesign& design, const float* table, const double* scale, int64_t batch,
+                           int phases, int half, float* bank, cudaStream_t s) {
+  launch_2d(batch, int64_t(phases + 1) * 2 * half, PolyphaseBankFunctor::of(design, table, scale, bank, phases, half),
+            s);
+}
+
 // Grid: one thread per normal number.
 void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s) {
   GENRELAB_CHECK(n >= 0, "fill_normal: negative count");
@@ -282,11 +289,7 @@ void Augmenter::pitch_shift(const float* x, int64_t batch, int64_t n, const std:
   const double bank_bytes = double(batch * bank_row) * sizeof(float);
   {
     const StageRange r = m.stage(kFilterStage, bank_bytes, stream);
-    launch_2d(batch, bank_row,
-              PolyphaseBankFunctor{m.table.data(), m.scale.data(), m.bank.data(),
-                                   int64_t(design.zero_crossings) * design.per_crossing, design.per_crossing,
-                                   geo.phases, geo.half},
-              stream);
+    build_polyphase_banks(design, m.table.data(), m.scale.data(), batch, geo.phases, geo.half, m.bank.data(), stream);
   }
   // m.length already holds `len` (the istft lengths uploaded by stretch()), the rows' n_in here
   const StageRange r = m.stage(kResampleStage, double(batch * (len_max + n)) * sizeof(float) + bank_bytes, stream);

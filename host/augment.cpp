@@ -305,10 +305,9 @@ void pitch_shift_rows(const float* x, int64_t batch, int64_t n, const double* se
   stretch_rows(x, batch, n, rate.data(), len.data(), len_max, n_fft, hop, stretched.data());
   const PolyphaseBank geo = pitch_shift_bank_geometry(scale);
   std::vector<float> bank(size_t(batch) * size_t(geo.phases + 1) * size_t(geo.taps));  // (batch, phases + 1, taps)
-  cpu_for_rows(batch, int64_t(geo.phases + 1) * geo.taps,
-               PolyphaseBankFunctor{resample_table(design).data(), scale.data(), bank.data(),
-                                    int64_t(design.zero_crossings) * design.per_crossing, design.per_crossing,
-                                    geo.phases, geo.half});
+  cpu_for_rows(
+      batch, int64_t(geo.phases + 1) * geo.taps,
+      PolyphaseBankFunctor::of(design, resample_table(design).data(), scale.data(), bank.data(), geo.phases, geo.half));
   cpu_for_rows(batch, n,
                ResampleRowsFunctor{stretched.data(), y, bank.data(), len.data(), valid.data(), step.data(), len_max, n, geo});
 }

@@ -17,6 +17,7 @@
 #include "genrelab/config.h"
 #include "genrelab/ops/augment.h"
 #include "genrelab/ops/philox.h"
+#include "genrelab/ops/resample.h"
 #include "genrelab/ops/stft.h"
 #include "test_util.h"
 
@@ -230,6 +231,38 @@ TEST_CASE("philox normal is bit-identical on GPU and CPU", "[augment][philox][gp
     if (std::memcmp(&got[size_t(i)], &c, sizeof c) != 0) ++differ;
   }
   CHECK(differ == 0);
+}
+#endif
+
+#if GENRELAB_HAVE_CUDA
+// The pitch shift's filters built on the device (cuda::build_polyphase_banks) against
+// make_polyphase_bank on the host, row by row, bit for bit (ops::exact keeps the device's
+// rounding the host's).
+TEST_CASE("polyphase banks built on the GPU equal the CPU's bit for bit", "[augment][resample][gpu]") {
+  GENRELAB_REQUIRE_GPU();
+  const ResampleFilterDesign d{};
+  const std::vector<double> scale = {d.rolloff, d.rolloff * std::pow(2.0, -3.3 / 12), d.rolloff * 0.5};
+  const PolyphaseBank geo = pitch_shift_bank_geometry(scale);
+  const int64_t row = int64_t(geo.phases + 1) * geo.taps;
+  const std::vector<float>& table = resample_table(d);
+  cuda::Stream stream;
+  cuda::DeviceBuffer<float> table_d(table.size()), bank_d(scale.size() * size_t(row));
+  cuda::DeviceBuffer<double> scale_d(scale.size());
+  cuda::copy_to_device(table_d.data(), table.data(), table.size());
+  cuda::copy_to_device(scale_d.data(), scale.data(), scale.size());
+  cuda::build_polyphase_banks(d, table_d.data(), scale_d.data(), int64_t(scale.size()), geo.phases, geo.half,
+                              bank_d.data(), stream);
+  std::vector<float> got(bank_d.size());
+  GENRELAB_CUDA_CHECK(cudaMemcpyAsync(got.data(), bank_d.data(), bank_d.bytes(), cudaMemcpyDeviceToHost, stream));
+  stream.synchronize();
+  for (size_t b = 0; b < scale.size(); ++b) {
+    const std::vector<float> want = make_polyphase_bank(d, scale[b], geo.phases, geo.half);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < row; ++i)
+      if (std::memcmp(&got[b * size_t(row) + size_t(i)], &want[size_t(i)], sizeof(float)) != 0) ++differ;
+    INFO("row " << b);
+    CHECK(differ == 0);
+  }
 }
 #endif
 

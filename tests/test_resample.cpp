@@ -82,9 +82,7 @@ TEST_CASE("a batch of polyphase banks equals its rows' banks", "[resample]") {
   for (double s : scale) half = std::max(half, polyphase_half(d, s));
   const int64_t row = int64_t(phases + 1) * 2 * half;
   std::vector<float> bank(scale.size() * size_t(row), -1.0f);
-  const PolyphaseBankFunctor f{
-      resample_table(d).data(), scale.data(), bank.data(), int64_t(d.zero_crossings) * d.per_crossing,
-      d.per_crossing,           phases,       half};
+  const auto f = PolyphaseBankFunctor::of(d, resample_table(d).data(), scale.data(), bank.data(), phases, half);
   for (int64_t b = 0; b < int64_t(scale.size()); ++b)
     for (int64_t i = 0; i < row; ++i) f(b, i);
   for (size_t b = 0; b < scale.size(); ++b) {

@@ -11,11 +11,18 @@
 
 #include "genrelab/augment.h"
 #include "genrelab/cuda/memory.h"
+#include "genrelab/ops/resample.h"
 
 namespace genrelab::cuda {
 
 // y[i] = stream.normal(i) for i < n. y: (n,) device
 void fill_normal(const PhiloxStream& stream, float* y, int64_t n, cudaStream_t s);
+
+// The pitch shift's per-row polyphase filters (ops/resample.h PolyphaseBankFunctor): bank
+// (batch, phases + 1, 2 · half) from table (resample_table(design), device) and scale (batch,)
+// device, the same bits as make_polyphase_bank.
+void build_polyphase_banks(const ResampleFilterDesign& design, const float* table, const double* scale, int64_t batch,
+                           int phases, int half, float* bank, cudaStream_t s);
 
 // Holds the workspaces and cuFFT plans of a batch pipeline so that repeated batches reuse them.
 class Augmenter {

@@ -97,6 +97,13 @@ struct PolyphaseBankFunctor {
   int64_t last;         // zeros · per
   int per, phases, half;
 
+  // The functor for `design`'s filter (table: resample_table(design), host or device copy).
+  static PolyphaseBankFunctor of(const ResampleFilterDesign& design, const float* table, const double* scale,
+                                 float* bank, int phases, int half) {
+    return {table,  scale, bank, int64_t(design.zero_crossings) * design.per_crossing, design.per_crossing,
+            phases, half};
+  }
+
   GENRELAB_HD void operator()(int64_t b, int64_t i) const {
     const int taps = 2 * half;
     const int p = int(i / taps), m = int(i - int64_t(p) * taps);
