@@ -142,6 +142,12 @@ TEST_CASE("fused conv and max pool equal the two cpu layers", "[nn][conv_pool]")
     const json conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
     check_fused(conv, pool22, {8, 11, 1}, 2, 0, 2e-6);
   }
+  SECTION(
+      "35 pooled positions an example, 105 in all: a forward call's positions and a backward's batch of reads "
+      "cross examples, and the last ones are partial") {
+    const json conv = {{"type", "conv2d"}, {"filters", 64}, {"kernel", 2}, {"activation", "relu"}};
+    check_fused(conv, pool22, {11, 15, 1}, 3, 0, 2e-6, 0.2);
+  }
   SECTION("linear activation (no relu zeros)") {
     const json conv = {{"type", "conv2d"}, {"filters", 6}, {"kernel", 3}};
     check_fused(conv, pool22, {10, 9, 1}, 2, 0, 2e-6);

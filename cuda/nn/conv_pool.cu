@@ -1,6 +1,6 @@
 // The fused leading conv2d + maxpool2d on the GPU (train.fuse_conv_pool): the ops/conv_pool.h
 // functors (one instance per kernel volume and 16-bit format) launched on the context's stream.
-// Forward: one thread per pooled position and group of filters, applying the dropout after the pool
+// Forward: one thread per few pooled positions and group of filters, applying the dropout after the pool
 // (when there is one) and keeping the argmax bytes when training. Backward: one thread per (chunk
 // of kSpan pooled positions, filter) sums the kernel and bias gradients of its chunk from the
 // argmax cells, cuBLAS adds the chunks up (gemv with ones, as the bias gradients do), and one small
@@ -55,7 +55,8 @@ void FusedConvPool::forward(const float* x, const float* kernel, const float* bi
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
       launch_1d(Forward::calls(g_, m),
-                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out},
+                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out,
+                        Forward::positions_of(g_, m)},
                 ctx_.stream());
     });
   }

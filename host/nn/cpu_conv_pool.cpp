@@ -24,8 +24,9 @@ void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* arg
     c.x = cell.x + e0 * in;
     ops::with_conv_pool_shape(g.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
-      cpu_for_1d(Forward::calls(g, std::min(per, n - e0)),
-                 Forward{c, y + e0 * out, argmax ? argmax + e0 * out : nullptr, dropout, e0 * out});
+      const int64_t m = std::min(per, n - e0);
+      cpu_for_1d(Forward::calls(g, m), Forward{c, y + e0 * out, argmax ? argmax + e0 * out : nullptr, dropout, e0 * out,
+                                               Forward::positions_of(g, m)});
     });
   }
 }

@@ -22,10 +22,14 @@
 // them), a thread keeps its filters' K taps (and, backward, its K sums) in registers, and each
 // tap's offset into the input comes from a table (ConvPoolGeom::tap_off), not from index
 // arithmetic per tap. Bounds are checked per tap only when the conv pads. A forward call computes
-// up to four consecutive filters of its position, which share the index arithmetic, the loads, the
-// dropout's Philox block and one 16-byte store; a backward call takes one filter (consecutive
-// calls, consecutive filters: coalesced reads of dy and the argmax bytes) over a chunk of
-// positions, with few registers.
+// up to four consecutive filters over a few consecutive positions: the filters share each cell's
+// index arithmetic and loads, the dropout's Philox block and one 16-byte store, and the positions
+// share the call's setup (its filters' taps, the divisions that find its first position). A
+// backward call takes one filter (consecutive calls, consecutive filters: coalesced reads of dy
+// and the argmax bytes) over a chunk of positions, with few registers, and issues the reads of
+// several positions before it uses them (the loop is bound by memory latency, not by bandwidth).
+// The relu path, the baseline's, has its activation resolved at compile time; any other
+// activation is dispatched once per cell.
 #pragma once
 
 #include <cmath>
@@ -102,6 +106,33 @@ struct ConvPoolCell {
   }
 };
 
+// The activation code a functor was compiled for (kActRelu: the baseline's, resolved at compile
+// time), or kActAny: the cell's act, dispatched at run time.
+inline constexpr int kActAny = -1;
+
+// Pooled positions (example, qy, qx) of one launch in order, from position p on, stepped through
+// without dividing: xe is the position's example input.
+struct ConvPoolWalk {
+  const float* xe;
+  int32_t qy, qx;
+  GENRELAB_HD ConvPoolWalk(const ConvPoolCell& cell, int64_t p) {
+    const ConvPoolGeom& g = cell.g;
+    const uint32_t u = uint32_t(p), r = u / uint32_t(g.qw);  // p < 2^31: see conv_pool_examples_per_launch
+    qx = int32_t(u - r * uint32_t(g.qw));
+    qy = int32_t(r % uint32_t(g.qh));
+    xe = cell.x + int64_t(r / uint32_t(g.qh)) * (int64_t(g.h) * g.w * g.c);
+  }
+  GENRELAB_HD void next(const ConvPoolGeom& g) {
+    if (++qx == g.qw) {
+      qx = 0;
+      if (++qy == g.qh) {
+        qy = 0;
+        xe += int64_t(g.h) * g.w * g.c;
+      }
+    }
+  }
+};
+
 // G filters of a ConvPoolCell with K taps and 16-bit format H, as a thread uses them: their taps
 // rounded once and held in registers. Filters fi, fi + stride, …; past the last filter a thread
 // computes a copy of it, which it does not store.
@@ -120,8 +151,6 @@ struct ConvPoolFilters {
       b[j] = c.bias ? c.bias[f] : 0.0f;
     }
   }
-  // Example e's input (n, h, w, c).
-  GENRELAB_HD const float* example(int64_t e) const { return cell.x + e * int64_t(cell.g.h * cell.g.w * cell.g.c); }
   // The offset into its example's input of conv cell (yy, xx)'s first tap, and that tap's input
   // row and column (under padding it may lie outside the input: taps there are skipped, they add
   // zeros). 32 bits: one example's input is below 2^31 values (conv_pool_fusable).
@@ -140,9 +169,11 @@ struct ConvPoolFilters {
   // without padding, where the cell's first tap is always inside the input).
   GENRELAB_HD void load_taps(const float* xe, int32_t o, int32_t iy0, int32_t ix0, float (&xs)[K]) const {
     const ConvPoolGeom& g = cell.g;
-    if (!g.padded) {
+    if (!g.padded) {  // the cell's first tap is inside the input, and so are the others
+      // Offsets into the example are non-negative here: in unsigned 32 bits an address is an add and
+      // one wide multiply-add, where a signed index is widened to 64 bits first.
       GENRELAB_UNROLL
-      for (int k = 0; k < K; ++k) xs[k] = round_to_half(xe[o + g.tap_off[k]], H);
+      for (int k = 0; k < K; ++k) xs[k] = round_to_half(xe[uint32_t(o) + uint32_t(g.tap_off[k])], H);
     } else {
       GENRELAB_UNROLL
       for (int k = 0; k < K; ++k) xs[k] = inside(k, iy0, ix0) ? round_to_half(xe[o + g.tap_off[k]], H) : 0.0f;
@@ -161,7 +192,8 @@ struct ConvPoolFilters {
     }
   }
   // Each filter's act(round(Σ x·W) + b) at the cell of taps xs (load_taps), in float32 from the
-  // rounded operands.
+  // rounded operands; A: the activation (kActAny: cell.act).
+  template <int A>
   GENRELAB_HD void values(const float (&xs)[K], int32_t iy0, int32_t ix0, float (&v)[G]) const {
     float z[G];
     GENRELAB_UNROLL
@@ -175,16 +207,21 @@ struct ConvPoolFilters {
       const float zr = round_to_half(z[j], H);
       v[j] = cell.bias ? zr + b[j] : zr;
     }
-    activate_each(cell.act, v, cell.alpha);
+    if constexpr (A == kActAny) {
+      activate_each(cell.act, v, cell.alpha);
+    } else {
+      GENRELAB_UNROLL
+      for (int j = 0; j < G; ++j) v[j] = activate<float>(A, v[j], cell.alpha);
+    }
   }
   // Each filter's first maximum over the pooled window (row-major, strict >) and its cell's
   // argmax byte (kConvPoolNoMax when every cell is NaN or the window is empty: the pool then
-  // outputs −∞ and passes no gradient).
-  GENRELAB_HD void window_max(int64_t e, int32_t qy, int32_t qx, float (&best)[G], uint8_t (&code)[G]) const {
+  // outputs −∞ and passes no gradient). xe: the position's example input.
+  template <int A>
+  GENRELAB_HD void window_max(const float* xe, int32_t qy, int32_t qx, float (&best)[G], uint8_t (&code)[G]) const {
     int32_t y0, y1, x0, x1;
     cell.window(qy, qx, y0, y1, x0, x1);
     const int32_t wy = cell.window_row(qy), wx = cell.window_col(qx);
-    const float* xe = example(e);
     GENRELAB_UNROLL
     for (int j = 0; j < G; ++j) {
       best[j] = -INFINITY;
@@ -196,7 +233,7 @@ struct ConvPoolFilters {
         const int32_t o = first_tap(yy, xx, iy0, ix0);
         float xs[K], v[G];
         load_taps(xe, o, iy0, ix0, xs);
-        values(xs, iy0, ix0, v);
+        values<A>(xs, iy0, ix0, v);
         const uint8_t here = uint8_t(((yy - wy) << 4) | (xx - wx));
         GENRELAB_UNROLL
         for (int j = 0; j < G; ++j)
@@ -231,6 +268,13 @@ constexpr int64_t kConvPoolMaxPositions = int64_t(65535) * 8 * kConvPoolSpan;
 // The filters one forward call computes for kernel volume K: they share the position's index
 // arithmetic and input loads, and hold G·K taps in registers.
 constexpr int conv_pool_filters_per_call(int K) { return K <= 4 ? 4 : K <= 9 ? 2 : 1; }
+// The consecutive pooled positions one forward call computes its filters at (its setup, the
+// filters' taps and the division that finds its first position, done once for all of them).
+constexpr int64_t kConvPoolForwardSpan = 4;
+// The positions whose dy and argmax reads one backward call issues together before using them:
+// four (a warp's reads of four positions in flight instead of one) where the unrolled loop stays
+// small, two for the largest kernel volumes.
+constexpr int conv_pool_backward_batch(int K) { return K <= 8 ? 4 : 2; }
 
 // Callers launch (or loop over) chunks of examples whose index spaces stay below 2^31, so that
 // the index arithmetic below runs in 32 bits (a 64-bit division costs several times as much).
@@ -240,13 +284,24 @@ inline int64_t conv_pool_examples_per_launch(const ConvPoolGeom& g) {
   return m > 0 ? m : 1;
 }
 
+// Calls run<kActRelu>() when act is relu, else run<kActAny>(): the functors' relu path has its
+// activation (and derivative) resolved at compile time.
+template <typename F>
+GENRELAB_HD void with_conv_pool_activation(int act, F&& run) {
+  if (act == kActRelu)
+    run(std::integral_constant<int, kActRelu>());
+  else
+    run(std::integral_constant<int, kActAny>());
+}
+
 // Forward: y (n, qh, qw, f) = the pooled conv layer output or, with `dropout` on (training, with
 // the dropout fused), the dropout's output; and (when argmax is not null, for a backward) argmax
 // (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
-// cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 of one pooled
-// position (they share its index arithmetic, input loads and Philox block): calls(n) of them,
-// call i at position i / groups, j = i % groups, so consecutive calls write consecutive outputs.
-// i < 2^31: see conv_pool_examples_per_launch.
+// cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 (they share
+// their index arithmetic, input loads and Philox block) at kConvPoolForwardSpan consecutive
+// pooled positions (or up to the last): calls(n) of them, call i at span i / groups, j = i %
+// groups, so consecutive calls write consecutive outputs. i < 2^31: see
+// conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
   static constexpr int G = conv_pool_filters_per_call(K);
@@ -255,39 +310,51 @@ struct ConvPoolForward {
   uint8_t* argmax;
   EpilogueDropout dropout;  // off: y is the pooled map
   int64_t first = 0;        // the launch's first output, counted from the batch's first (the mask's element index)
+  int64_t positions = 0;    // the launch's pooled positions, n · qh · qw
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
-  static int64_t calls(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw * groups(g.f); }
+  static int64_t positions_of(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw; }
+  static int64_t calls(const ConvPoolGeom& g, int64_t n) {
+    return ceil_div(positions_of(g, n), kConvPoolForwardSpan) * groups(g.f);
+  }
   GENRELAB_HD void operator()(int64_t i) const {
+    with_conv_pool_activation(cell.act, [&](auto act) { run<decltype(act)::value>(i); });
+  }
+  template <int A>
+  GENRELAB_HD void run(int64_t i) const {
     const ConvPoolGeom& g = cell.g;
-    const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), qw = uint32_t(g.qw), qh = uint32_t(g.qh);
-    const uint32_t r = u / fg, t = r / qw;
-    const int32_t f0 = int32_t(u - r * fg) * G;
+    const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), span = u / fg;
+    const int32_t f0 = int32_t(u - span * fg) * G;
     const ConvPoolFilters<K, H, G> filters(cell, f0, 1);
-    Lanes<float, G> best;
-    Lanes<uint8_t, G> code;
-    filters.window_max(int64_t(t / qh), int32_t(t % qh), int32_t(r - t * qw), best.v, code.v);
-    const int64_t out = int64_t(r) * g.f + f0;
-    if (dropout.on) {
-      bool kept[G];
-      dropout.apply<G>(first + out, best.v, kept);
+    const int64_t p0 = int64_t(span) * kConvPoolForwardSpan;
+    const int64_t p1 = p0 + kConvPoolForwardSpan < positions ? p0 + kConvPoolForwardSpan : positions;
+    ConvPoolWalk at(cell, p0);
+    for (int64_t p = p0; p < p1; ++p, at.next(g)) {
+      Lanes<float, G> best;
+      Lanes<uint8_t, G> code;
+      filters.template window_max<A>(at.xe, at.qy, at.qx, best.v, code.v);
+      const int64_t out = p * g.f + f0;
+      if (dropout.on) {
+        bool kept[G];
+        dropout.apply<G>(first + out, best.v, kept);
+        GENRELAB_UNROLL
+        for (int m = 0; m < G; ++m)
+          if (!kept[m]) code.v[m] = kConvPoolNoMax;
+      }
+      // All G filters at once where they exist and the buffers are aligned for it (the baseline's
+      // 64 filters: one 16-byte store of values, one 4-byte store of argmax bytes).
+      if (f0 + G <= g.f && lanes_aligned<Lanes<float, G>>(y + out) &&
+          (!argmax || lanes_aligned<Lanes<uint8_t, G>>(argmax + out))) {
+        store_lanes(y + out, best);
+        if (argmax) store_lanes(argmax + out, code);
+        continue;
+      }
       GENRELAB_UNROLL
       for (int m = 0; m < G; ++m)
-        if (!kept[m]) code.v[m] = kConvPoolNoMax;
+        if (f0 + m < g.f) {
+          y[out + m] = best.v[m];
+          if (argmax) argmax[out + m] = code.v[m];
+        }
     }
-    // All G filters at once where they exist and the buffers are aligned for it (the baseline's
-    // 64 filters: one 16-byte store of values, one 4-byte store of argmax bytes).
-    if (f0 + G <= g.f && lanes_aligned<Lanes<float, G>>(y + out) &&
-        (!argmax || lanes_aligned<Lanes<uint8_t, G>>(argmax + out))) {
-      store_lanes(y + out, best);
-      if (argmax) store_lanes(argmax + out, code);
-      return;
-    }
-    GENRELAB_UNROLL
-    for (int m = 0; m < G; ++m)
-      if (f0 + m < g.f) {
-        y[out + m] = best.v[m];
-        if (argmax) argmax[out + m] = code.v[m];
-      }
   }
 };
 
@@ -299,9 +366,11 @@ struct ConvPoolForward {
 // partial: (chunks, f, k + 1), per filter the k kernel sums then the bias sum. The gradient at a
 // window's maximum is dz = dy · act'(its value), recomputed from that cell's taps as the forward
 // computed it; the bias sum takes dz in float32, the kernel sums take dz and x rounded to the
-// 16-bit format (cuDNN's 16-bit dz and x).
+// 16-bit format (cuDNN's 16-bit dz and x). The positions are read conv_pool_backward_batch(K) at a
+// time and summed in order.
 template <int K, int H>
 struct ConvPoolGradPartial {
+  static constexpr int B = conv_pool_backward_batch(K);
   ConvPoolCell cell;
   const float* dy;
   const uint8_t* argmax;
@@ -310,42 +379,48 @@ struct ConvPoolGradPartial {
   float* partial;
   float scale = 1.0f;  // the fused dropout's scaling of dy (1: no dropout)
   GENRELAB_HD void operator()(int64_t chunk, int64_t column) const {
+    with_conv_pool_activation(cell.act, [&](auto act) { run<decltype(act)::value>(chunk, column); });
+  }
+  template <int A>
+  GENRELAB_HD void run(int64_t chunk, int64_t column) const {
     const ConvPoolGeom& g = cell.g;
     const int32_t fi = int32_t(column);
     const ConvPoolFilters<K, H, 1> filter(cell, fi, 1);
+    const int act = A == kActAny ? cell.act : A;
     float acc[K + 1];  // the K kernel sums, then the bias sum (registers on the GPU)
     GENRELAB_UNROLL
     for (int k = 0; k <= K; ++k) acc[k] = 0.0f;
     const int64_t p0 = chunk * span, p1 = p0 + span < positions ? p0 + span : positions;
-    // The chunk's first position (example input xe, qy, qx), then stepped along without dividing.
-    const uint32_t u = uint32_t(p0), r = u / uint32_t(g.qw);
-    int32_t qx = int32_t(u - r * uint32_t(g.qw)), qy = int32_t(r % uint32_t(g.qh));
-    const float* xe = filter.example(int64_t(r / uint32_t(g.qh)));
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t at = p * g.f + fi;
-      const float d = dy[at];
-      const uint8_t code = argmax[at];
-      // Dropout's zeros (dropped by a dropout layer's pass, or marked by the fused forward) and
-      // windows without a maximum add nothing.
-      if (d != 0.0f && code != kConvPoolNoMax) {
-        const int32_t yy = cell.window_row(qy) + (code >> 4), xx = cell.window_col(qx) + (code & 15);
-        int32_t iy0, ix0;
-        const int32_t o = filter.first_tap(yy, xx, iy0, ix0);
-        float xs[K], v[1];
-        filter.load_taps(xe, o, iy0, ix0, xs);
-        filter.values(xs, iy0, ix0, v);
-        // As the dropout's backward (DropoutApply: dy · scale) and then the pool's would compute it.
-        const float dz = d * scale * activation_grad<float>(cell.act, v[0], cell.alpha);
-        acc[K] += dz;
-        const float dzr = round_to_half(dz, H);
-        filter.for_inside(iy0, ix0, [&](int k) { acc[k] += dzr * xs[k]; });
+    ConvPoolWalk at(cell, p0);
+    for (int64_t pb = p0; pb < p1; pb += B) {
+      // The batch's reads first, all in flight at once; past the chunk's end nothing flows back.
+      float d[B];
+      uint8_t code[B];
+      GENRELAB_UNROLL
+      for (int b = 0; b < B; ++b) {
+        const bool in = pb + b < p1;
+        const int64_t o = in ? (pb + b) * g.f + fi : 0;
+        d[b] = in ? dy[o] : 0.0f;
+        code[b] = in ? argmax[o] : kConvPoolNoMax;
       }
-      if (++qx == g.qw) {
-        qx = 0;
-        if (++qy == g.qh) {
-          qy = 0;
-          xe += int64_t(g.h) * g.w * g.c;
+      GENRELAB_UNROLL
+      for (int b = 0; b < B; ++b) {
+        // Dropout's zeros (dropped by a dropout layer's pass, or marked by the fused forward) and
+        // windows without a maximum add nothing.
+        if (d[b] != 0.0f && code[b] != kConvPoolNoMax) {
+          const int32_t yy = cell.window_row(at.qy) + (code[b] >> 4), xx = cell.window_col(at.qx) + (code[b] & 15);
+          int32_t iy0, ix0;
+          const int32_t o = filter.first_tap(yy, xx, iy0, ix0);
+          float xs[K], v[1];
+          filter.load_taps(at.xe, o, iy0, ix0, xs);
+          filter.template values<A>(xs, iy0, ix0, v);
+          // As the dropout's backward (DropoutApply: dy · scale) and then the pool's would compute it.
+          const float dz = d[b] * scale * activation_grad<float>(act, v[0], cell.alpha);
+          acc[K] += dz;
+          const float dzr = round_to_half(dz, H);
+          filter.for_inside(iy0, ix0, [&](int k) { acc[k] += dzr * xs[k]; });
         }
+        if (pb + b + 1 < p1) at.next(g);  // (never past the launch's last example)
       }
     }
     float* out = partial + (chunk * g.f + fi) * (K + 1);
