@@ -67,11 +67,20 @@ inline int run_command(const std::string& cmd, std::string* out = nullptr) {
 inline std::string genrelab_binary() { return GENRELAB_BINARY; }
 inline std::string source_dir() { return GENRELAB_SOURCE_DIR; }
 
+// The temporary folders this process made (temp_dir), which tests/main.cpp removes after a run
+// whose tests all passed (and keeps, naming them, after a failure).
+inline std::vector<std::filesystem::path>& temp_dirs_made() {
+  static std::vector<std::filesystem::path> dirs;
+  return dirs;
+}
+
 // A fresh temporary folder for one test.
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto p = std::filesystem::temp_directory_path() / ("genrelab-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
+  std::vector<std::filesystem::path>& made = temp_dirs_made();
+  if (std::find(made.begin(), made.end(), p) == made.end()) made.push_back(p);
   return p;
 }
 

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,6 +22,10 @@ const std::string& temp_file() {
     char tmpl[] = "/tmp/genrelab-fuzz-config-XXXXXX";
     const int fd = mkstemp(tmpl);
     if (fd >= 0) close(fd);
+    // Removed when the fuzzer's runs end (a copy of the name that outlives the static string).
+    static char name[sizeof tmpl];
+    std::memcpy(name, tmpl, sizeof tmpl);
+    std::atexit([] { std::remove(name); });
     return std::string(tmpl);
   }();
   return path;

@@ -5,8 +5,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "genrelab/common.h"
@@ -31,6 +35,14 @@ const Fixture& fixture() {
     char tmpl[] = "/tmp/genrelab-fuzz-manifest-XXXXXX";
     const char* dir = mkdtemp(tmpl);
     f.dir = dir ? dir : "/tmp";
+    if (dir) {  // removed when the fuzzer's runs end (a copy of the name that outlives the fixture)
+      static char name[sizeof tmpl];
+      std::memcpy(name, tmpl, sizeof tmpl);
+      std::atexit([] {
+        std::error_code ec;
+        std::filesystem::remove_all(name, ec);
+      });
+    }
     f.train = f.dir + "/train.txt";
     f.valid = f.dir + "/valid.txt";
     f.test = f.dir + "/test.txt";
