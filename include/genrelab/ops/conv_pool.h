@@ -325,17 +325,19 @@ struct ConvPoolForward {
     const uint32_t u = uint32_t(i), fg = uint32_t(groups(g.f)), span = u / fg;
     const int32_t f0 = int32_t(u - span * fg) * G;
     const ConvPoolFilters<K, H, G> filters(cell, f0, 1);
-    const int64_t p0 = int64_t(span) * kConvPoolForwardSpan;
-    const int64_t p1 = p0 + kConvPoolForwardSpan < positions ? p0 + kConvPoolForwardSpan : positions;
+    // Positions and outputs in 32 bits (the launch's outputs number below 2^31).
+    const uint32_t p0 = span * uint32_t(kConvPoolForwardSpan);
+    const uint32_t p1 =
+        int64_t(p0) + kConvPoolForwardSpan < positions ? p0 + uint32_t(kConvPoolForwardSpan) : uint32_t(positions);
     ConvPoolWalk at(cell, p0);
-    for (int64_t p = p0; p < p1; ++p, at.next(g)) {
+    for (uint32_t p = p0; p < p1; ++p, at.next(g)) {
       Lanes<float, G> best;
       Lanes<uint8_t, G> code;
       filters.template window_max<A>(at.xe, at.qy, at.qx, best.v, code.v);
-      const int64_t out = p * g.f + f0;
+      const uint32_t out = p * uint32_t(g.f) + uint32_t(f0);
       if (dropout.on) {
         bool kept[G];
-        dropout.apply<G>(first + out, best.v, kept);
+        dropout.apply<G>(first + int64_t(out), best.v, kept);
         GENRELAB_UNROLL
         for (int m = 0; m < G; ++m)
           if (!kept[m]) code.v[m] = kConvPoolNoMax;
@@ -399,7 +401,7 @@ struct ConvPoolGradPartial {
       GENRELAB_UNROLL
       for (int b = 0; b < B; ++b) {
         const bool in = pb + b < p1;
-        const int64_t o = in ? (pb + b) * g.f + fi : 0;
+        const uint32_t o = in ? uint32_t(pb + b) * uint32_t(g.f) + uint32_t(fi) : 0;  // below 2^31
         d[b] = in ? dy[o] : 0.0f;
         code[b] = in ? argmax[o] : kConvPoolNoMax;
       }
