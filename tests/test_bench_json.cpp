@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "genrelab/device.h"
 #include "test_util.h"
 
 namespace test = genrelab::test;
@@ -138,4 +139,30 @@ TEST_CASE("compare.py pairs results by work device and precision", "[bench]") {
   CHECK(table.find("bf16") == std::string::npos);
   CHECK(table.find("augment-offline-baseline") == std::string::npos);
   CHECK(table.find("unknown-work") == std::string::npos);
+}
+
+TEST_CASE("roofline judges work by the peak that bounds it", "[bench]") {
+  using genrelab::Roofline;
+  using genrelab::roofline;
+  // The fused first conv + pool of an fp32 step on an H100 (67 TFLOP/s, 3 350 GB/s): 2.5 GFLOP
+  // take 37.3 us at the FLOP peak, 330 MB take 98.5 us at the bandwidth: memory-bound.
+  Roofline r = roofline(2.5e9, 330e6, 0.624e-3, 67.0, 3350.0);
+  CHECK(r.bound == "memory");
+  CHECK(r.rate == Approx(330e6 / 0.624e-3 / 1e9));           // 528.8 GB/s
+  CHECK(r.fraction == Approx((330e6 / 3350e9) / 0.624e-3));  // 0.1579
+  // A conv's products: 78 GFLOP (1.164 ms at the peak) against 463 MB (0.138 ms): FLOP-bound.
+  r = roofline(78e9, 463e6, 2.6e-3, 67.0, 3350.0);
+  CHECK(r.bound == "flop");
+  CHECK(r.rate == Approx(78e9 / 2.6e-3 / 1e12));         // 30 TFLOP/s
+  CHECK(r.fraction == Approx((78e9 / 67e12) / 2.6e-3));  // 0.4478
+  // The optimizer: bytes only.
+  r = roofline(0, 437.8e6, 0.19e-3, 67.0, 3350.0);
+  CHECK(r.bound == "memory");
+  CHECK(r.fraction == Approx((437.8e6 / 3350e9) / 0.19e-3));
+  // A side without a peak cannot bound; without peaks, time or work there is no verdict.
+  CHECK(roofline(2.5e9, 330e6, 1e-3, 0.0, 3350.0).bound == "memory");
+  CHECK(roofline(2.5e9, 330e6, 1e-3, 67.0, 0.0).bound == "flop");
+  CHECK(roofline(2.5e9, 330e6, 1e-3, 0.0, 0.0).bound.empty());
+  CHECK(roofline(2.5e9, 330e6, 0.0, 67.0, 3350.0).bound.empty());
+  CHECK(roofline(0, 0, 1e-3, 67.0, 3350.0).fraction == 0.0);
 }

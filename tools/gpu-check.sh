@@ -205,7 +205,7 @@ if k:
           "; ".join("%s %.3f (x%.0f)" % (short(x["name"]), x["ms_per_step"], x["calls_per_step"]) for x in k["list"][:10]))
 PY
       # Where an eager step goes, stage by stage (bench train's stage timing), in execution order.
-      [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('stages'); g and print('- train step $prec stages (eager, ms and %% of peak, products by FLOPs, the rest by least traffic; sum %.3f): ' % sum(x['ms'] for x in g['list']) + ', '.join('%s %.3f (%.0f %%)' % (x['name'], x['ms'], 100 * x.get('fraction_of_peak', 0)) for x in g['list']))" "$f"
+      [ -s "$f" ] && python3 -c "import json,sys; g=json.load(open(sys.argv[1])).get('stages'); g and print('- train step $prec stages (eager, ms and %% of the roofline bound: FLOP peak or bandwidth; sum %.3f): ' % sum(x['ms'] for x in g['list']) + ', '.join('%s %.3f (%.0f %%)' % (x['name'], x['ms'], 100 * x.get('fraction_of_peak', 0)) for x in g['list']))" "$f"
     done
     # Achieved against the GPU's peak (the roofline fraction each benchmark prints).
     python3 - "$out" <<'PY' || true

@@ -496,32 +496,28 @@ int bench_train(const cli::Args& args) {
     if (stages.empty()) return;
     double sum = 0;
     for (const auto& st : stages) sum += st.ms;
-    // Each stage against the roofline: stages with products by their FLOPs against the
-    // precision's peak, the others by their least float traffic against the memory bandwidth
-    // (nn::stage_work).
+    // Each stage against the roofline (genrelab::roofline): its FLOPs against the precision's
+    // peak or its least float traffic against the memory bandwidth (nn::stage_work), whichever
+    // bounds it.
     const Peaks peak = peaks_of(s);
     const int slots = int(nn::optimizer_slots(s.hyper.optimizer).size());
     std::printf(
         "  stages of an eager step (train.cuda_graph off; mean of %lld steps; device time between events; of "
-        "peak: products by FLOPs, the rest by least float traffic):\n",
+        "peak: of the roofline's bound, FLOPs or least float traffic):\n",
         (long long)stage_steps);
     json list = json::array();
     for (const auto& st : stages) {
       const nn::StageWork w = nn::stage_work(s.plan, st.name, n, slots);
-      const double seconds = st.ms * 1e-3;
-      const bool flop = w.flops > 0;
-      const double rate = seconds > 0 ? (flop ? w.flops / seconds / 1e12 : w.bytes / seconds / 1e9) : 0.0;
-      const double fraction =
-          flop ? (peak.tflops > 0 ? rate / peak.tflops : 0.0) : (peak.gbs > 0 ? rate / peak.gbs : 0.0);
+      const Roofline r = roofline(w.flops, w.bytes, st.ms * 1e-3, peak.tflops, peak.gbs);
       std::printf("    %-44s %9.3f ms %6.1f %%  %8.1f %-7s %8s\n", st.name.c_str(), st.ms,
-                  sum > 0 ? 100.0 * st.ms / sum : 0.0, rate, flop ? "TFLOP/s" : "GB/s",
-                  (w.flops > 0 || w.bytes > 0) ? percent_of(rate, flop ? peak.tflops : peak.gbs).c_str() : "-");
+                  sum > 0 ? 100.0 * st.ms / sum : 0.0, r.rate, r.bound == "flop" ? "TFLOP/s" : "GB/s",
+                  r.bound.empty() ? "-" : percent_of(r.fraction, 1.0).c_str());
       list.push_back({{"name", st.name},
                       {"ms", st.ms},
                       {"flops", w.flops},
                       {"bytes", w.bytes},
-                      {"peak", flop ? "flop" : "memory"},
-                      {"fraction_of_peak", fraction}});
+                      {"peak", r.bound.empty() ? "none" : r.bound},
+                      {"fraction_of_peak", r.fraction}});
     }
     std::printf("    %-44s %9.3f ms\n", "sum of the stages", sum);
     j["stages"] = {{"steps", stage_steps}, {"eager", true}, {"list", list}};
@@ -618,23 +614,25 @@ int bench_layers(const cli::Args& args) {
     sync(s.device);
     const double b = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / double(s.iterations);
     const double flops = 3.0 * double(L.forward_flops()) * double(n);
-    const double gf = flops > 0 ? flops / ((f + b) * 1e-3) / 1e9 : 0.0;
-    const double bytes = L.type == "flatten" ? 0.0 : 2.0 * 4.0 * double(n) * double(L.in.size() + L.out.size());
-    const double gbs = flops > 0 ? 0.0 : bytes / ((f + b) * 1e-3) / 1e9;
-    const std::string of_peak = s.device != Device::cuda ? std::string("-")  // the CPU has no peak model here
-                                : flops > 0                ? percent_of(gf / 1e3, peak.tflops) + " flop"
-                                : bytes > 0                ? percent_of(gbs, peak.gbs) + " mem"
-                                                           : std::string("-");
+    const double seconds = (f + b) * 1e-3;
+    const double gf = flops > 0 ? flops / seconds / 1e9 : 0.0;
+    // Least traffic of both passes: the input and output read or written twice, the parameters
+    // read twice and their gradients written once.
+    const double bytes = L.type == "flatten" ? 0.0
+                                             : 4.0 * double(n) * 2.0 * double(L.in.size() + L.out.size()) +
+                                                   4.0 * 3.0 * double(L.param_count());
+    const double gbs = bytes > 0 ? bytes / seconds / 1e9 : 0.0;
+    // The CPU has no peak model here (its peaks are 0).
+    const Roofline r = roofline(flops, bytes, seconds, peak.tflops, peak.gbs);
+    const std::string of_peak =
+        r.bound.empty() ? std::string("-") : percent_of(r.fraction, 1.0) + (r.bound == "flop" ? " flop" : " mem");
     std::printf("%-4zu %-18s %-15s %-22s %12.3f %12.3f %12.2f %12s\n", i, L.name.c_str(), L.type.c_str(),
                 L.out.str().c_str(), f, b, gf, of_peak.c_str());
     json row = {{"index", i}, {"name", L.name}, {"type", L.type}, {"forward_ms", f}, {"backward_ms", b}, {"gflops", gf}};
-    if (flops <= 0 && bytes > 0) row["gb_per_s"] = gbs;
-    if (flops > 0 && peak.tflops > 0) {
-      row["fraction_of_peak"] = gf / 1e3 / peak.tflops;
-      row["peak"] = "flop";
-    } else if (flops <= 0 && bytes > 0 && peak.gbs > 0) {
-      row["fraction_of_peak"] = gbs / peak.gbs;
-      row["peak"] = "memory";
+    if (bytes > 0) row["gb_per_s"] = gbs;
+    if (!r.bound.empty()) {
+      row["fraction_of_peak"] = r.fraction;
+      row["peak"] = r.bound;
     }
     rows.push_back(row);
     fsum += f;

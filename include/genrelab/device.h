@@ -31,6 +31,18 @@ double flops_per_sm_clock(int cc_major, int cc_minor, const std::string& precisi
 // driver's maximum clock, which can be above the boost clock of a spec sheet's tensor figures.
 double peak_tflops(const GpuInfo& gpu, const std::string& precision);
 
+// Where a piece of work sits on the roofline. Its ideal time is the larger of its FLOPs at the
+// FLOP peak and its bytes at the memory bandwidth; the side that sets it is the bound ("flop" or
+// "memory"), and the fraction is that ideal time over the measured one: how much of the binding
+// peak the work achieved (a memory-bound layer with some FLOPs is judged by its bytes). Without
+// work, time or the bound's peak: bound "" and zeros.
+struct Roofline {
+  std::string bound;    // "flop" | "memory" | ""
+  double rate = 0;      // achieved, in the bound's unit: TFLOP/s (flop) or GB/s (memory)
+  double fraction = 0;  // of the bound's peak
+};
+Roofline roofline(double flops, double bytes, double seconds, double peak_tflops, double peak_gbs);
+
 struct CudaStatus {
   bool usable = false;
   std::string reason;             // why not usable
