@@ -91,11 +91,7 @@ int local_gpu(const World& world, int visible_gpus) {
 }
 
 std::string hash_hex(const std::string& s) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64 offset basis
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;  // FNV prime
-  }
+  const uint64_t h = fnv1a64(s.data(), s.size());
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;

@@ -1,4 +1,4 @@
-// Project-wide basics: the host/device qualifier for shared functors, integer helpers, and the
+// Project-wide basics: the host/device qualifier for shared functors, integer helpers, FNV-1a, and the
 // always-on checks and error types that the CLI maps onto exit codes (2 config/usage, 1 runtime).
 #pragma once
 
@@ -26,6 +26,19 @@ namespace genrelab {
 
 template <typename T>
 GENRELAB_HD constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
+
+// FNV-1a 64 of n bytes, one byte at a time, from `basis` (by default the standard offset basis;
+// the prime is the standard 1099511628211). A string fingerprint, not a fast checksum.
+inline constexpr uint64_t kFnv1aBasis = 14695981039346656037ull;
+inline uint64_t fnv1a64(const void* data, size_t n, uint64_t basis = kFnv1aBasis) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = basis;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
 
 // The bits of a float32 and back (exact bit arithmetic: Philox's math, 16-bit rounding).
 GENRELAB_HD uint32_t float_bits(float f) {

@@ -310,7 +310,7 @@ struct ConvPoolForward {
   uint8_t* argmax;
   EpilogueDropout dropout;  // off: y is the pooled map
   int64_t first = 0;        // the launch's first output, counted from the batch's first (the mask's element index)
-  int64_t positions = 0;    // the launch's pooled positions, n · qh · qw
+  int64_t positions;        // the launch's pooled positions, n · qh · qw (positions_of)
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   static int64_t positions_of(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw; }
   static int64_t calls(const ConvPoolGeom& g, int64_t n) {
@@ -330,6 +330,7 @@ struct ConvPoolForward {
     const uint32_t p1 =
         int64_t(p0) + kConvPoolForwardSpan < positions ? p0 + uint32_t(kConvPoolForwardSpan) : uint32_t(positions);
     ConvPoolWalk at(cell, p0);
+    // (The step after the last position leaves xe at most one past the end of the launch's input.)
     for (uint32_t p = p0; p < p1; ++p, at.next(g)) {
       Lanes<float, G> best;
       Lanes<uint8_t, G> code;

@@ -216,7 +216,7 @@ struct DropoutApply {
     for (int64_t i = first; i < last; ++i) {
       const uint64_t w = base + uint64_t(i);
       if ((w >> 2) != block_index) block = stream.block(block_index = w >> 2);
-      out[i] = PhiloxStream::uniform_of(block.v[w & 3]) >= mask.rate ? in[i] * scale : T(0);
+      out[i] = PhiloxStream::uniform_of(PhiloxStream::lane(block, uint32_t(w & 3))) >= mask.rate ? in[i] * scale : T(0);
     }
   }
 };
@@ -243,7 +243,7 @@ struct EpilogueDropout {
     for (int l = 0; l < L; ++l) {
       const uint64_t word = base + uint64_t(l);
       if ((word >> 2) != block_index) block = stream.block(block_index = word >> 2);
-      k[l] = PhiloxStream::uniform_of(block.v[word & 3]) >= mask.rate;
+      k[l] = PhiloxStream::uniform_of(PhiloxStream::lane(block, uint32_t(word & 3))) >= mask.rate;
     }
   }
   GENRELAB_HD float scale() const { return 1.0f / (1.0f - mask.rate); }  // DropoutApply's

@@ -164,8 +164,13 @@ struct PhiloxStream {
     r123::Philox4x32::key_type key = {{k0, k1}};
     return rng(ctr, key);
   }
+  // Word k (0 to 3) of a block, chosen by selects: a block indexed at run time would go to a
+  // GPU thread's local memory instead of staying in its registers.
+  GENRELAB_HD static uint32_t lane(const r123::Philox4x32::ctr_type& block, uint32_t k) {
+    return k == 0 ? block.v[0] : k == 1 ? block.v[1] : k == 2 ? block.v[2] : block.v[3];
+  }
   // Word `i` of the stream (block i/4, lane i%4).
-  GENRELAB_HD uint32_t word(uint64_t i) const { return block(i >> 2).v[i & 3]; }
+  GENRELAB_HD uint32_t word(uint64_t i) const { return lane(block(i >> 2), uint32_t(i & 3)); }
 
   // Uniform in [0, 1) with 24 random bits (exactly representable: identical on every device).
   GENRELAB_HD float uniform(uint64_t i) const { return uniform_of(word(i)); }
