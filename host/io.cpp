@@ -15,7 +15,8 @@
 
 namespace genrelab {
 
-AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+AtomicFileWriter::AtomicFileWriter(std::string path, const std::string& tmp_suffix)
+    : path_(std::move(path)), tmp_(path_ + tmp_suffix) {
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     const int err = errno;
@@ -67,8 +68,8 @@ void AtomicFileWriter::commit() {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  AtomicFileWriter file(path);
+void write_file_atomic(const std::string& path, const std::string& bytes, const std::string& tmp_suffix) {
+  AtomicFileWriter file(path, tmp_suffix);
   file.write(bytes.data(), bytes.size());
   file.commit();
 }

@@ -6,10 +6,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 
@@ -133,20 +131,8 @@ void flush_locked(Store& s) {
       for (const auto& [key, value] : values.items()) contexts[context][key] = value;
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);  // a temporary name of its own on a shared home too
-    const std::string tmp = s.path + "." + host + "." + std::to_string(::getpid()) + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << json{{"format", kFormat}, {"contexts", contexts}}.dump(1) << "\n";
-      out.close();
-      if (!out) {
-        std::remove(tmp.c_str());
-        throw RuntimeError("cannot write " + tmp);
-      }
-    }
-    if (std::rename(tmp.c_str(), s.path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw RuntimeError("cannot rename " + tmp + " over it");
-    }
+    write_file_atomic(s.path, json{{"format", kFormat}, {"contexts", contexts}}.dump(1) + "\n",
+                      "." + std::string(host) + "." + std::to_string(::getpid()) + ".tmp");
     s.known = std::move(contexts);
     s.fresh = json::object();
   } catch (const OtherFormat&) {

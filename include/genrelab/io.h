@@ -11,9 +11,11 @@ namespace genrelab {
 // fsync), so readers see the previous file or the whole new one. Destroyed uncommitted (an
 // error on the way), it removes NAME.tmp. Every failure throws RuntimeError naming the path; a
 // full disk says so, and the previous file at `path`, if any, is left intact.
+// The temporary file is NAME + tmp_suffix: a suffix of its own (host and process) where several
+// processes may write the same file at once.
 class AtomicFileWriter {
  public:
-  explicit AtomicFileWriter(std::string path);
+  explicit AtomicFileWriter(std::string path, const std::string& tmp_suffix = ".tmp");
   ~AtomicFileWriter();
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -28,7 +30,7 @@ class AtomicFileWriter {
 };
 
 // Writes `bytes` to `path` atomically (AtomicFileWriter).
-void write_file_atomic(const std::string& path, const std::string& bytes);
+void write_file_atomic(const std::string& path, const std::string& bytes, const std::string& tmp_suffix = ".tmp");
 
 // Reads a whole file; throws RuntimeError naming the path.
 std::string read_file(const std::string& path);

@@ -4,30 +4,20 @@
 // are replaced by the correct checksum (for the format version the input names), so mutations
 // reach the header and tensor-table checks behind it (a checksum mismatch alone is covered by the
 // unit tests).
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "fuzz_temp.h"
 #include "genrelab/common.h"
 #include "genrelab/nn/checkpoint.h"
 
 namespace {
 
 const std::string& temp_file() {
-  static const std::string path = [] {
-    char tmpl[] = "/tmp/genrelab-fuzz-ckpt-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd >= 0) close(fd);
-    // Removed when the fuzzer's runs end (a copy of the name that outlives the static string).
-    static char name[sizeof tmpl];
-    std::memcpy(name, tmpl, sizeof tmpl);
-    std::atexit([] { std::remove(name); });
-    return std::string(tmpl);
-  }();
+  static const std::string path = genrelab::fuzz::fuzz_temp("ckpt", false);
   return path;
 }
 

@@ -1,33 +1,21 @@
 // libFuzzer target: the experiment-config loader. The input is "<json>\n--set a=b\n--set c=d...":
 // the JSON goes to a temporary experiment file for Config::load, the --set lines become overrides
 // (apply_override). ConfigError is the expected outcome; anything else is a finding.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "fuzz_temp.h"
 #include "genrelab/common.h"
 #include "genrelab/config.h"
 
 namespace {
 
 const std::string& temp_file() {
-  static const std::string path = [] {
-    char tmpl[] = "/tmp/genrelab-fuzz-config-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd >= 0) close(fd);
-    // Removed when the fuzzer's runs end (a copy of the name that outlives the static string).
-    static char name[sizeof tmpl];
-    std::memcpy(name, tmpl, sizeof tmpl);
-    std::atexit([] { std::remove(name); });
-    return std::string(tmpl);
-  }();
+  static const std::string path = genrelab::fuzz::fuzz_temp("config", false);
   return path;
 }
 

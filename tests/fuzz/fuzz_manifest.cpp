@@ -1,18 +1,13 @@
 // libFuzzer target: the manifest split-list parser (make_split with kind "manifest") over a fixed
 // list of twelve clips in three classes; the input is the train list file, fixed valid/test lists
 // name a few clips. ConfigError/RuntimeError are expected outcomes; anything else is a finding.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <string>
-#include <system_error>
 #include <vector>
 
+#include "fuzz_temp.h"
 #include "genrelab/common.h"
 #include "genrelab/split.h"
 
@@ -32,17 +27,8 @@ void write(const std::string& path, const std::string& text) {
 const Fixture& fixture() {
   static const Fixture f = [] {
     Fixture f;
-    char tmpl[] = "/tmp/genrelab-fuzz-manifest-XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    f.dir = dir ? dir : "/tmp";
-    if (dir) {  // removed when the fuzzer's runs end (a copy of the name that outlives the fixture)
-      static char name[sizeof tmpl];
-      std::memcpy(name, tmpl, sizeof tmpl);
-      std::atexit([] {
-        std::error_code ec;
-        std::filesystem::remove_all(name, ec);
-      });
-    }
+    f.dir = genrelab::fuzz::fuzz_temp("manifest", true);
+    if (f.dir.empty()) f.dir = "/tmp";
     f.train = f.dir + "/train.txt";
     f.valid = f.dir + "/valid.txt";
     f.test = f.dir + "/test.txt";
