@@ -39,9 +39,12 @@ double peak_tflops(const GpuInfo& gpu, const std::string& precision) {
 Roofline roofline(double flops, double bytes, double seconds, double peak_tflops, double peak_gbs) {
   Roofline r;
   if (!(seconds > 0)) return r;
-  // Each side's ideal seconds (0 where it has no work or no peak to judge it by).
-  const double t_flop = flops > 0 && peak_tflops > 0 ? flops / (peak_tflops * 1e12) : 0.0;
-  const double t_mem = bytes > 0 && peak_gbs > 0 ? bytes / (peak_gbs * 1e9) : 0.0;
+  // A side with work but no known peak (a GPU or precision the FLOP table lacks) could be the
+  // bound, so the work cannot be judged.
+  if ((flops > 0 && !(peak_tflops > 0)) || (bytes > 0 && !(peak_gbs > 0))) return r;
+  // Each side's ideal seconds (0 where it has no work).
+  const double t_flop = flops > 0 ? flops / (peak_tflops * 1e12) : 0.0;
+  const double t_mem = bytes > 0 ? bytes / (peak_gbs * 1e9) : 0.0;
   if (t_flop == 0 && t_mem == 0) return r;
   const bool flop = t_flop >= t_mem;
   r.bound = flop ? "flop" : "memory";

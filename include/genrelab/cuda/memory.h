@@ -168,16 +168,21 @@ void hold_stream(cudaStream_t s, double ms);
 
 // Milliseconds of `run` (work it queues on s; returns false when refused) for an autotuner: once
 // untimed, then the faster of `timed` runs, each behind a hold of hold_ms; −1 as soon as a run is
-// refused.
+// refused, with the launch error a refused library call may leave cleared (it would otherwise fail
+// the next kernel's launch check, naming that kernel).
 template <typename Run>
 float fastest_run_ms(cudaStream_t s, double hold_ms, int timed, Run&& run) {
-  if (!run()) return -1.0f;
+  const auto refused = [] {
+    (void)cudaGetLastError();
+    return -1.0f;
+  };
+  if (!run()) return refused();
   Event start(true), stop(true);
   float best = -1.0f;
   for (int i = 0; i < timed; ++i) {
     hold_stream(s, hold_ms);
     start.record(s);
-    if (!run()) return -1.0f;
+    if (!run()) return refused();
     stop.record(s);
     stop.synchronize();
     const float ms = stop.ms_since(start);
