@@ -258,6 +258,42 @@ TEST_CASE("predict and eval classify clips of any length", "[train]") {
     CHECK(sum == Approx(1.0).epsilon(1e-4));
     CHECK(f["top"].size() == 3);
   }
+  // Two clips of one window each (22 050 samples) and the two end to end: the long file's
+  // probabilities are the mean of the two windows' (each window is featurized alone), through
+  // predict and through eval --data, which takes the file whole (its loss is −log of the mean's
+  // probability of the label; the label is the class whose probability differs most between the
+  // two windows, so a cut file would give another loss).
+  const Audio rock = decode_audio(tiny_data() + "/genres_original/rock/rock.00000.wav");
+  std::vector<float> a(clip.samples.begin() + 22050, clip.samples.begin() + 44100);
+  std::vector<float> b(rock.samples.begin(), rock.samples.begin() + 22050), ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  write_wav((dir / "a.wav").string(), a, 22050);
+  write_wav((dir / "b.wav").string(), b, 22050);
+  write_wav((dir / "ab.wav").string(), ab, 22050);
+  const Result pab = run_genrelab("predict " + run_dir + " " + (dir / "a.wav").string() + " " +
+                                  (dir / "b.wav").string() + " " + (dir / "ab.wav").string() + " --json --device cpu");
+  INFO(pab.err);
+  REQUIRE(pab.rc == 0);
+  const json fab = json::parse(pab.out)["files"];
+  REQUIRE(fab.size() == 3);
+  CHECK(fab[2]["windows"] == 2);
+  std::string label;
+  double pa_label = 0, pb_label = 0;
+  for (const auto& kv : fab[2]["probabilities"].items()) {
+    const double pa = fab[0]["probabilities"][kv.key()].get<double>(),
+                 pb = fab[1]["probabilities"][kv.key()].get<double>();
+    CHECK(kv.value().get<double>() == Approx(0.5 * (pa + pb)).margin(1e-6));
+    if (label.empty() || std::abs(pa - pb) > std::abs(pa_label - pb_label))
+      label = kv.key(), pa_label = pa, pb_label = pb;
+  }
+  REQUIRE(std::abs(pa_label - pb_label) > 1e-3 * (pa_label + pb_label));
+  const fs::path joined = dir / "joined";
+  fs::create_directories(joined / label);
+  fs::copy_file(dir / "ab.wav", joined / label / "ab.wav");
+  const Result eab = run_genrelab("eval " + run_dir + " --data " + joined.string() + " --json --device cpu");
+  INFO(eab.err);
+  REQUIRE(eab.rc == 0);
+  CHECK(json::parse(eab.out)["loss"].get<double>() == Approx(-std::log(0.5 * (pa_label + pb_label))).epsilon(1e-5));
   // eval --data on a folder with a bad clip: warned, skipped, the rest scored.
   const fs::path data = dir / "evaldata";
   fs::create_directories(data / "blues");

@@ -26,7 +26,6 @@ int run_eval(const Args& args) {
   const auto& classes = model.classes();
   DecodeOptions decode;
   decode.sample_rate = model.sample_rate();
-  if (const auto clip = model.config().get_optional_int("dataset.clip_samples")) decode.length = *clip;
 
   std::vector<std::string> paths, names;
   std::vector<int32_t> labels;
@@ -49,6 +48,9 @@ int run_eval(const Args& args) {
     const std::string which = args.get_or("--split", "test");
     if (which != "test" && which != "valid" && which != "train")
       args.usage_error("--split must be test, valid or train");
+    // The run's own clips as training cut them (dataset.clip_samples), so that the accuracy is the
+    // run's; clips of --data are whole, their windows averaged.
+    if (const auto clip = model.config().get_optional_int("dataset.clip_samples")) decode.length = *clip;
     const json split = RunDir::open(run_dir).read_json("split.json");
     const std::string class_root = split.at("class_root").get<std::string>();
     for (const auto& n : split.at(which)) {
@@ -104,14 +106,18 @@ int run_eval(const Args& args) {
   return 0;
 }
 
-CommandRegistrar reg{{"eval", "re-evaluate a trained run on its split or on another collection",
-                      "usage: genrelab eval RUN_DIR [--data ROOT] [--split test|valid|train] [--json] [--device cuda|cpu]\n\n"
-                      "Classifies every clip (window probabilities averaged per clip) and prints the accuracy, the\n"
-                      "per-class accuracy and, with --json, one JSON object with the confusion matrix.\n",
-                      {device_option(), {"--data", true, false, "a folder-per-class collection to evaluate on"},
-                       {"--split", true, false, "the run's own split to evaluate (default test)"},
-                       {"--json", false, false, "print one JSON object"}},
-                      run_eval}};
+CommandRegistrar reg{
+    {"eval",
+     "re-evaluate a trained run on its split or on another collection",
+     "usage: genrelab eval RUN_DIR [--data ROOT] [--split test|valid|train] [--json] [--device cuda|cpu]\n\n"
+     "Classifies every clip (window probabilities averaged per clip) and prints the accuracy, the\n"
+     "per-class accuracy and, with --json, one JSON object with the confusion matrix. The run's own\n"
+     "clips are cut to dataset.clip_samples as in training; the clips of --data are taken whole.\n",
+     {device_option(),
+      {"--data", true, false, "a folder-per-class collection to evaluate on"},
+      {"--split", true, false, "the run's own split to evaluate (default test)"},
+      {"--json", false, false, "print one JSON object"}},
+     run_eval}};
 
 }  // namespace
 }  // namespace genrelab::cli
