@@ -45,6 +45,37 @@ TEST_CASE("cli help exits 0 on stdout", "[cli]") {
   const Result c = run("config show --help");
   CHECK(c.rc == 0);
   CHECK(c.out.find("usage: genrelab config show") != std::string::npos);
+  // A group word's help lists its subcommands; the word alone is a usage error.
+  const Result g = run("data --help");
+  CHECK(g.rc == 0);
+  CHECK(g.out.find("genrelab data check") != std::string::npos);
+  CHECK(g.out.find("genrelab data synth") != std::string::npos);
+  const Result alone = run("data");
+  CHECK(alone.rc == 2);
+  CHECK(alone.out.empty());
+  CHECK(alone.err.find("genrelab data check") != std::string::npos);
+}
+
+TEST_CASE("cli integer options refuse trailing text, fractions and values out of range", "[cli]") {
+  const std::string src = test::source_dir();
+  // Each is refused before any work starts (no run, no file read), naming the option.
+  for (const auto& [line, option] : std::vector<std::pair<std::string, std::string>>{
+           {"train " + src + "/experiments/quickstart.json --device cpu --profile 2x", "--profile"},
+           {"train " + src + "/experiments/quickstart.json --device cpu --profile 0", "--profile"},
+           {"model summary " + src + "/experiments/seed-baseline.json --frames 12abc", "--frames"},
+           {"augment /nonexistent.wav --noise 0.1 --seed 1.7 --out /nonexistent/x.wav", "--seed"},
+           {"augment /nonexistent.wav --noise 0.1 --seed -1 --out /nonexistent/x.wav", "--seed"},
+           {"predict /nonexistent-run a.wav --top 3x", "--top"},
+           {"predict /nonexistent-run a.wav --top 0", "--top"},
+           {"bench --what features --device cpu --clips 5x", "--clips"},
+           {"bench --what augment --device cpu --iterations 0", "--iterations"},
+           {"data synth /nonexistent/out --threads 0", "--threads"}}) {
+    const Result r = run(line);
+    INFO(line << "\n" << r.err);
+    CHECK(r.rc == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find(option + " expects an integer") != std::string::npos);
+  }
 }
 
 TEST_CASE("cli config show prints only the resolved JSON", "[cli]") {

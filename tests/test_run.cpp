@@ -138,6 +138,9 @@ TEST_CASE("report collects runs into markdown csv and svg", "[run][cli]") {
     run.write_metrics({epoch(1, 0.5, 0.4), epoch(2, 0.7, i == 0 ? 0.6 : 0.55)});
     if (i == 0) run.write_json("summary.json", to_json(summarize(run.read_metrics(), {{1}}, {"a"}, 3.0, "cpu")));
   }
+  // A run stopped before its first epoch has no accuracy to show (not 0 %).
+  const RunDir empty = RunDir::create(parent.string(), "stopped");
+  empty.write_json("config.json", json{{"name", "stopped"}, {"train", {{"epochs", 2}}}});
   std::string out;
   const int rc = test::run_command(test::genrelab_binary() + " report " + parent.string() + " 2>/dev/null", &out);
   REQUIRE(rc == 0);
@@ -145,12 +148,18 @@ TEST_CASE("report collects runs into markdown csv and svg", "[run][cli]") {
   CHECK(out.find("`train.lr=0.01`") != std::string::npos);
   CHECK(out.find("60.0 %") != std::string::npos);
   CHECK(out.find("incomplete") != std::string::npos);
+  CHECK(out.find(" | stopped | - | - | - | - | 0/2 | 0.0 | no epochs |") != std::string::npos);
   std::ifstream csv(parent / "report.csv");
-  std::string header;
+  std::string header, line;
   std::getline(csv, header);
   CHECK(header == "run,experiment,overrides,best_test_accuracy,best_epoch,final_test_accuracy,epochs,seconds,status");
+  std::vector<std::string> lines;
+  while (std::getline(csv, line)) lines.push_back(line.substr(line.find(',')));  // without the timestamped run name
+  CHECK(lines == std::vector<std::string>{",baseline,,0.6,2,0.6,2,3,finished",
+                                          ",noaug,train.lr=0.01,0.55,2,0.55,2,3,incomplete",
+                                          ",stopped,,,,,0,0,no epochs"});
   CHECK(xml_problem((parent / "report.svg").string()).empty());
-  CHECK(test::run_command(test::genrelab_binary() + " report /nonexistent 2>/dev/null") == 2);
+  CHECK(test::run_command(test::genrelab_binary() + " report /nonexistent 2>/dev/null") == 1);  // an unreadable input
 }
 
 TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli]") {
@@ -175,6 +184,49 @@ TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli
   CHECK(picked.find("log-mel.json") != std::string::npos);
   // A bad experiment is refused before anything is written.
   CHECK(test::run_command(test::genrelab_binary() + " sweep /nonexistent.json --slurm " + script + " 2>/dev/null") == 2);
+  // Slurm writes the tasks' logs in the runs' folder and does not create it: the sweep does.
+  const std::string sweep = test::genrelab_binary() + " sweep " + exps + " --slurm " + script;
+  REQUIRE(test::run_command(sweep + " --out " + (dir / "new" / "runs").string() + " 2>/dev/null") == 0);
+  CHECK(std::filesystem::is_directory(dir / "new" / "runs"));
+  // A ${VAR} in output.dir is not read when --out replaces it; experiments writing to different
+  // folders need --out.
+  CHECK(test::run_command(sweep + " --set 'output.dir=${GENRELAB_TEST_UNSET_VAR}' --out " + dir.string() +
+                          " 2>/dev/null") == 0);
+  std::string err;
+  CHECK(test::run_command(test::genrelab_binary() + " sweep " + exps + " --set train.epochs=3 --slurm " + script +
+                              " --set 'output.dir=${GENRELAB_TEST_UNSET_VAR}' 2>&1 >/dev/null",
+                          &err) == 2);
+  CHECK(err.find("GENRELAB_TEST_UNSET_VAR") != std::string::npos);
+  // --device cpu asks Slurm for no GPU and trains on the CPU.
+  REQUIRE(test::run_command(sweep + " --out " + dir.string() +
+                            " --device cpu --time 1-02:00:00 --job-name ab.c_1 "
+                            "--cpus-per-task 4 2>/dev/null") == 0);
+  std::ifstream cpu_in(script);
+  const std::string cpu((std::istreambuf_iterator<char>(cpu_in)), {});
+  CHECK(cpu.find("--gres") == std::string::npos);
+  CHECK(cpu.find("--device cpu --out") != std::string::npos);
+  CHECK(cpu.find("#SBATCH --time=1-02:00:00\n") != std::string::npos);
+  CHECK(cpu.find("#SBATCH --job-name=ab.c_1\n") != std::string::npos);
+  CHECK(cpu.find("#SBATCH --cpus-per-task=4\n") != std::string::npos);
+  // Values an #SBATCH line cannot hold, and Slurm options without --slurm, are usage errors
+  // naming the option; the script is left as it was.
+  for (const std::string& bad :
+       {std::string("--slurm " + script + " --job-name 'my job'"),
+        std::string("--slurm " + script + " --cpus-per-task abc"),
+        std::string("--slurm " + script + " --time '2 hours'"), std::string("--slurm " + script + " --partition 'a b'"),
+        std::string("--slurm " + script + " --gpus 0,1"), std::string("--slurm " + script + " --device cpu --nodes 2"),
+        std::string("--time 01:00:00"), std::string("--job-name x")}) {
+    err.clear();
+    const int rc = test::run_command(
+        test::genrelab_binary() + " sweep " + exps + " --out " + dir.string() + " " + bad + " 2>&1 >/dev/null", &err);
+    INFO(bad << ": " << err);
+    CHECK(rc == 2);
+    const size_t at = bad.rfind("--");  // the last option named
+    const std::string option = bad.substr(at, bad.find(' ', at) - at);
+    CHECK(err.find(option) != std::string::npos);
+  }
+  std::ifstream after_in(script);
+  CHECK(std::string((std::istreambuf_iterator<char>(after_in)), {}) == cpu);
 }
 
 TEST_CASE("sweep writes a data-parallel Slurm array with srun over nodes and GPUs", "[run][cli]") {

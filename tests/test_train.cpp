@@ -343,12 +343,14 @@ TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[trai
   const std::string exp = tiny_experiment(dir, 5);
   const Result ref = run_genrelab("train " + exp + " --device cpu --quiet --out " + (dir / "ref").string());
   REQUIRE(ref.rc == 0);
-  const Child child = start_train_and_wait_for(exp, dir / "term", "metrics.jsonl");
+  const Child child = start_train_and_wait_for(exp, dir / "term", "metrics.jsonl", "", (dir / "stdout").string());
   kill(child.pid, SIGTERM);
   int status = 0;
   waitpid(child.pid, &status, 0);
   const std::string run_dir = child.run_dir;
   REQUIRE_FALSE(run_dir.empty());
+  // stdout named the run directory when it was made, whether the run finished or not.
+  CHECK(trim(read_file((dir / "stdout").string())) == run_dir);
   // Either it stopped cleanly (143, checkpoint written) or it had already finished (0).
   REQUIRE(WIFEXITED(status));
   const int rc = WEXITSTATUS(status);

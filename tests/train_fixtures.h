@@ -78,12 +78,14 @@ inline Result run_genrelab(const std::string& args) { return run_shell(genrelab_
 inline std::string trim(const std::string& s) { return s.substr(0, s.find_last_not_of("\n") + 1); }
 
 // `err_file`: where the child's stderr goes ("" = discarded).
-inline pid_t start_train(const std::string& exp, const fs::path& out, const std::string& err_file = "") {
+inline pid_t start_train(const std::string& exp, const fs::path& out, const std::string& err_file = "",
+                         const std::string& out_file = "") {
   const pid_t pid = fork();
   if (pid == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
     const int err = err_file.empty() ? null : ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(null, 1);
+    const int std_out = out_file.empty() ? null : ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(std_out, 1);
     dup2(err, 2);
     execl(genrelab_binary().c_str(), "genrelab", "train", exp.c_str(), "--device", "cpu", "--quiet", "--out",
           out.string().c_str(), (char*)nullptr);
@@ -182,8 +184,8 @@ struct Child {
   std::string run_dir;
 };
 inline Child start_train_and_wait_for(const std::string& exp, const fs::path& out, const std::string& marker,
-                                      const std::string& err_file = "") {
-  Child c{start_train(exp, out, err_file), ""};
+                                      const std::string& err_file = "", const std::string& out_file = "") {
+  Child c{start_train(exp, out, err_file, out_file), ""};
   for (int i = 0; i < 1500 && c.run_dir.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (fs::exists(out))

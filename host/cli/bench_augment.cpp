@@ -64,11 +64,9 @@ double cpu_seconds() {
 
 int run(const cli::Args& args) {
   const Device device = resolve_device(args.get_or("--device", ""));
-  const int64_t clips = std::stoll(args.get_or("--clips", device == Device::cpu ? "4" : "64"));
-  if (clips < 1) args.usage_error("--clips must be at least 1");
+  const int64_t clips = args.get_int("--clips", device == Device::cpu ? 4 : 64, 1);
   // GPU: timed passes after a warm-up, the median counts; the CPU times its one pass.
-  const int64_t iterations = std::stoll(args.get_or("--iterations", "5"));
-  if (iterations < 1) args.usage_error("--iterations must be at least 1");
+  const int64_t iterations = args.get_int("--iterations", 5, 1);
   Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   AugmentSettings s = AugmentSettings::from_config(config);
   s.mode = AugmentSettings::Mode::offline;

@@ -15,29 +15,16 @@
 namespace genrelab {
 namespace {
 
-int positive_option(const cli::Args& args, const char* name, int fallback) {
-  const auto v = args.get(name);
-  if (!v) return fallback;
-  try {
-    size_t used = 0;
-    const int n = std::stoi(*v, &used);
-    if (used == v->size() && n >= 1) return n;
-  } catch (const std::exception&) {
-  }
-  args.usage_error(std::string(name) + " expects a positive integer, got '" + *v + "'");
-}
-
 int run_decode_bench(const cli::Args& args) {
   if (args.positional().size() != 1) args.usage_error("bench --what decode expects one ROOT folder");
   Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   config.apply_override("dataset.root=" + args.positional()[0]);
   Dataset ds = scan_dataset(dataset_options_from_config(config));
-  if (args.has("--clips")) {
-    const int n = positive_option(args, "--clips", 0);
-    if (size_t(n) < ds.clips.size()) ds.clips.resize(size_t(n));
-  }
-  const int max_threads = positive_option(args, "--threads", int(std::max(1u, std::thread::hardware_concurrency())));
-  const int iterations = positive_option(args, "--iterations", 1);
+  const int64_t clips = args.get_int("--clips", int64_t(ds.clips.size()), 1);
+  if (size_t(clips) < ds.clips.size()) ds.clips.resize(size_t(clips));
+  const int max_threads =
+      int(args.get_int("--threads", int(std::max(1u, std::thread::hardware_concurrency())), 1, 1024));
+  const int iterations = int(args.get_int("--iterations", 1, 1, 1 << 20));
 
   LoadOptions lo;
   lo.decode = decode_options_from_config(config);

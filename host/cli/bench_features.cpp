@@ -51,9 +51,8 @@ int run_features_bench(const cli::Args& args) {
   params.standardize = false;  // statistics would come from a training set; not part of the timing
   const Device device = resolve_device(args.get_or("--device", ""));
   const int64_t samples = config.get_optional_int("dataset.clip_samples").value_or(617400);
-  const int64_t clips = std::stoll(args.get_or("--clips", device == Device::cuda ? "256" : "16"));
-  const int iterations = std::stoi(args.get_or("--iterations", "5"));
-  if (clips < 1 || iterations < 1) throw ConfigError("bench features: --clips and --iterations must be positive");
+  const int64_t clips = args.get_int("--clips", device == Device::cuda ? 256 : 16, 1);
+  const int iterations = int(args.get_int("--iterations", 5, 1, 1 << 20));
 
   std::cerr << "bench features: " << clips << " clips of " << samples << " samples on " << device_name(device)
             << " (n_fft " << params.n_fft << ", hop " << params.hop_length << ", " << params.n_mels << " mels)\n";

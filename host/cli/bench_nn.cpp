@@ -109,11 +109,7 @@ Setup setup(const cli::Args& args) {
   s.plan = nn::plan_model(s.config, *in, classes);
   s.hyper = nn::TrainHyper::from_config(s.config);
   s.batch = s.config.get_int("train.batch_size");
-  s.iterations = s.device == Device::cpu ? 3 : 20;
-  if (auto it = args.get("--iterations")) {
-    try { s.iterations = std::stoll(*it); } catch (...) { s.iterations = 0; }
-    if (s.iterations < 1) args.usage_error("--iterations needs a positive integer, got '" + *it + "'");
-  }
+  s.iterations = args.get_int("--iterations", s.device == Device::cpu ? 3 : 20, 1);
   std::cerr << "bench: " << s.plan.layers.size() << " layers, " << s.plan.param_count() << " parameters, input "
             << s.plan.input.str() << ", batch " << s.batch << ", " << device_name(s.device) << "\n";
   return s;
@@ -296,11 +292,7 @@ int bench_train(const cli::Args& args) {
   Setup s = setup(args);
   auto net = nn::make_network(s.device, s.plan, s.hyper);
   const int64_t n = s.batch, C = s.plan.classes;
-  int64_t examples = 2397;  // the baseline's training-set size
-  if (auto c = args.get("--clips")) {
-    try { examples = std::stoll(*c); } catch (...) { examples = 0; }
-    if (examples < 1) args.usage_error("--clips (examples per epoch) needs a positive integer, got '" + *c + "'");
-  }
+  const int64_t examples = args.get_int("--clips", 2397, 1);  // examples an epoch; the baseline's training set
   const int64_t epoch_steps = (examples + n - 1) / n;
   const int64_t steps = (s.device == Device::cuda && !args.has("--iterations")) ? epoch_steps
                                                                                : std::min(s.iterations, epoch_steps);

@@ -36,7 +36,7 @@ int run_augment(const Args& args) {
   if (!args.has("--out")) args.usage_error("needs --out OUT.wav");
   const Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   AugmentSettings s = AugmentSettings::from_config(config);
-  if (args.has("--seed")) s.seed = uint32_t(number_option(args, "--seed", 0, 4294967295.0, "[0, 2^32)"));
+  if (args.has("--seed")) s.seed = uint32_t(args.get_int("--seed", 0, 0, 4294967295));
 
   // The chain, in the library's order: pitch shift, time stretch, time shift, gain, noise.
   AugmentedExample e;

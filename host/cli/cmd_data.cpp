@@ -16,17 +16,7 @@
 namespace genrelab::cli {
 namespace {
 
-int threads_option(const Args& args) {
-  const auto v = args.get("--threads");
-  if (!v) return 0;
-  try {
-    size_t used = 0;
-    const int n = std::stoi(*v, &used);
-    if (used == v->size() && n >= 1 && n <= 1024) return n;
-  } catch (const std::exception&) {
-  }
-  args.usage_error("--threads expects an integer from 1 to 1024, got '" + *v + "'");
-}
+int threads_option(const Args& args) { return int(args.get_int("--threads", 0, 1, 1024)); }
 
 std::string join_ints(const std::set<int>& v) {
   std::string s;

@@ -65,8 +65,9 @@ int run_features(const Args& args) {
   const MelParams params = MelParams::from_config(config);
   if (params.standardize)
     throw ConfigError(
-        "features.standardize: standardisation uses band statistics of a training set, which "
-        "`genrelab features` does not have; it writes unstandardised mels (set features.standardize=false)");
+        "features.standardize is true: standardisation needs the band statistics of a training set, which "
+        "`genrelab features` does not have (it writes the mels before standardisation); add --set "
+        "features.standardize=false");
   const std::optional<int64_t> clip_samples = config.get_optional_int("dataset.clip_samples");
   const Device device = resolve_device(args.get_or("--device", ""));
 

@@ -14,12 +14,7 @@ int run_model_summary(const Args& args) {
   if (args.positional().size() != 1) args.usage_error("expects one experiment file");
   const Config config = Config::load(args.positional()[0], args.all("--set"));
   std::optional<nn::Shape3> input = nn::input_shape(config);
-  if (auto f = args.get("--frames")) {
-    int64_t frames = 0;
-    try { frames = std::stoll(*f); } catch (...) {}
-    if (frames < 1) args.usage_error("--frames needs a positive integer, got '" + *f + "'");
-    input = nn::Shape3{config.get_int("features.n_mels"), frames, 1};
-  }
+  if (args.has("--frames")) input = nn::Shape3{config.get_int("features.n_mels"), args.get_int("--frames", 0, 1), 1};
   if (!input)
     throw ConfigError(args.positional()[0] + ": the input length is not fixed: set dataset.clip_samples or dataset.window_samples "
                       "(e.g. --set dataset.clip_samples=617400, the baseline's 28 s) or pass --frames N");

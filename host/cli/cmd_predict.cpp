@@ -15,14 +15,11 @@ namespace {
 
 int run_predict(const Args& args) {
   if (args.positional().size() < 2) args.usage_error("expects RUN_DIR and at least one audio FILE");
+  const int64_t top_asked = args.get_int("--top", 3, 1);
   const Device device = resolve_device(args.get_or("--device", ""));
   TrainedModel model = TrainedModel::load(args.positional()[0], device);
   const auto& classes = model.classes();
-  int top = 3;
-  if (const auto t = args.get("--top")) {
-    try { top = std::stoi(*t); } catch (...) { args.usage_error("--top expects a number"); }
-  }
-  top = std::clamp(top, 1, int(classes.size()));
+  const int top = int(std::min<int64_t>(top_asked, int64_t(classes.size())));  // more than there are: all
   DecodeOptions decode;
   decode.sample_rate = model.sample_rate();
   json files = json::array();

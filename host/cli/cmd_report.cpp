@@ -38,7 +38,7 @@ std::string pct(double v) {
 int run_report(const Args& args) {
   if (args.positional().size() != 1) args.usage_error("expects one RUNS_DIR");
   const std::string root = args.positional()[0];
-  if (!fs::is_directory(root)) throw ConfigError("genrelab report: " + root + " is not a folder");
+  if (!fs::is_directory(root)) throw RuntimeError("genrelab report: " + root + " is not a folder");
   std::vector<Row> rows;
   std::vector<fs::path> dirs;
   for (const auto& e : fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied))
@@ -93,11 +93,17 @@ int run_report(const Args& args) {
   for (const auto& r : rows) {
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.1f", r.seconds);
-    md << "| " << r.run << " | " << r.experiment << " | " << (r.overrides.empty() ? "-" : "`" + r.overrides + "`") << " | "
-       << pct(r.best) << " | " << r.best_epoch << " | " << pct(r.final_acc) << " | " << r.epochs << "/" << r.planned_epochs
-       << " | " << secs << " | " << r.status << " |\n";
-    csv << csv_field(r.run) << "," << csv_field(r.experiment) << "," << csv_field(r.overrides) << "," << r.best << ","
-        << r.best_epoch << "," << r.final_acc << "," << r.epochs << "," << r.seconds << "," << r.status << "\n";
+    // A run without epochs has no accuracy: "-" in the table, empty in the CSV, no bar.
+    const bool scored = r.epochs > 0;
+    md << "| " << r.run << " | " << r.experiment << " | " << (r.overrides.empty() ? "-" : "`" + r.overrides + "`")
+       << " | " << (scored ? pct(r.best) : "-") << " | " << (scored ? std::to_string(r.best_epoch) : "-") << " | "
+       << (scored ? pct(r.final_acc) : "-") << " | " << r.epochs << "/" << r.planned_epochs << " | " << secs << " | "
+       << r.status << " |\n";
+    const auto number = [&](auto v) { return scored ? json(v).dump() : std::string(); };
+    csv << csv_field(r.run) << "," << csv_field(r.experiment) << "," << csv_field(r.overrides) << "," << number(r.best)
+        << "," << number(r.best_epoch) << "," << number(r.final_acc) << "," << r.epochs << "," << r.seconds << ","
+        << r.status << "\n";
+    if (!scored) continue;
     labels.push_back(r.experiment + (r.overrides.empty() ? "" : " " + r.overrides));
     values.push_back(r.final_acc);
   }

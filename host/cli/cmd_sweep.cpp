@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <regex>
 #include <sstream>
 
 #include "genrelab/cli.h"
@@ -60,46 +62,74 @@ std::vector<int> parse_gpus(const std::string& list) {
   return gpus;
 }
 
-// Nodes and GPUs per node of a data-parallel Slurm task (--nodes N --gpus-per-node K); both 1
-// (one GPU, no srun) when neither is given.
-struct SlurmShape {
-  int nodes = 1, gpus_per_node = 1;
-  bool data_parallel = false;
+// An option's value that goes into an #SBATCH line unquoted, checked against what Slurm accepts
+// there (`pattern`, described by `what`): a usage error otherwise, instead of a script that fails
+// on the cluster.
+std::optional<std::string> slurm_word(const Args& args, const std::string& name, const char* pattern,
+                                      const char* what) {
+  const auto v = args.get(name);
+  if (v && !std::regex_match(*v, std::regex(pattern)))
+    args.usage_error(name + " expects " + what + ", not '" + *v + "'");
+  return v;
+}
+
+// What the #SBATCH lines say besides the array: the task's shape, device and Slurm options.
+struct SlurmJob {
+  int nodes = 1, gpus_per_node = 1;  // of a data-parallel task; 1 and 1 (no srun) when neither is given
+  bool data_parallel = false;        // --nodes / --gpus-per-node: srun, one rank per GPU
+  bool gpu = true;                   // --device cuda (the default): GPUs requested with --gres
+  int64_t cpus_per_task = 8;
+  std::string job_name;
+  std::optional<std::string> time, partition;
 };
 
-SlurmShape slurm_shape(const Args& args) {
-  SlurmShape shape;
-  for (const char* name : {"--nodes", "--gpus-per-node"})
-    if (args.has(name) && !args.has("--slurm"))
-      args.usage_error(std::string(name) + " sizes the Slurm job of --slurm OUT.sbatch; a local run takes --gpus");
-  shape.nodes = int(args.get_int("--nodes", 1, 1, 1 << 20));
-  shape.gpus_per_node = int(args.get_int("--gpus-per-node", 1, 1, 1 << 10));
-  shape.data_parallel = args.has("--nodes") || args.has("--gpus-per-node");
-  return shape;
+SlurmJob slurm_job(const Args& args) {
+  SlurmJob job;
+  if (!args.has("--slurm")) {
+    for (const char* name : {"--nodes", "--gpus-per-node", "--time", "--partition", "--job-name", "--cpus-per-task"})
+      if (args.has(name))
+        args.usage_error(std::string(name) + " is an option of the Slurm script (--slurm OUT.sbatch)");
+    return job;
+  }
+  if (args.has("--gpus"))
+    args.usage_error("--gpus picks local GPUs; under --slurm, Slurm assigns them (--gpus-per-node)");
+  job.nodes = int(args.get_int("--nodes", 1, 1, 1 << 20));
+  job.gpus_per_node = int(args.get_int("--gpus-per-node", 1, 1, 1 << 10));
+  job.data_parallel = args.has("--nodes") || args.has("--gpus-per-node");
+  job.gpu = args.get_or("--device", "cuda") != "cpu";
+  if (!job.gpu && job.data_parallel)
+    args.usage_error("--nodes and --gpus-per-node place data-parallel ranks on GPUs; they need --device cuda");
+  job.cpus_per_task = args.get_int("--cpus-per-task", 8, 1, 1 << 16);
+  job.job_name = slurm_word(args, "--job-name", "[A-Za-z0-9._-]+", "a name of letters, digits, '.', '_' and '-'")
+                     .value_or("genrelab-sweep");
+  job.time = slurm_word(args, "--time", "[0-9]+(-[0-9]+)?(:[0-9]{1,2}){0,2}",
+                        "a Slurm time: MINUTES, HH:MM:SS, D-HH or D-HH:MM:SS");
+  job.partition = slurm_word(args, "--partition", "[A-Za-z0-9._,-]+", "partition names separated by commas");
+  return job;
 }
 
 std::string slurm_script(const std::vector<std::string>& files, const std::vector<std::string>& sets,
-                         const std::string& out_dir, const SlurmShape& shape, const Args& args) {
+                         const std::string& out_dir, const SlurmJob& job) {
   std::ostringstream s;
   s << "#!/bin/bash\n"
     << "# GenreLab sweep: one Slurm array task per experiment file (written by genrelab sweep --slurm).\n";
-  if (shape.data_parallel)
-    s << "# Each task trains data-parallel on " << shape.nodes << " node(s) x " << shape.gpus_per_node
+  if (job.data_parallel)
+    s << "# Each task trains data-parallel on " << job.nodes << " node(s) x " << job.gpus_per_node
       << " GPU(s): one rank per GPU, from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID.\n";
-  s << "#SBATCH --job-name=" << args.get_or("--job-name", "genrelab-sweep") << "\n"
+  s << "#SBATCH --job-name=" << job.job_name << "\n"
     << "#SBATCH --array=0-" << files.size() - 1 << "\n";
-  if (shape.data_parallel) {
-    s << "#SBATCH --nodes=" << shape.nodes << "\n"
-      << "#SBATCH --ntasks-per-node=" << shape.gpus_per_node << "\n"
-      << "#SBATCH --gres=gpu:" << shape.gpus_per_node << "\n";
+  if (job.data_parallel) {
+    s << "#SBATCH --nodes=" << job.nodes << "\n"
+      << "#SBATCH --ntasks-per-node=" << job.gpus_per_node << "\n"
+      << "#SBATCH --gres=gpu:" << job.gpus_per_node << "\n";
   } else {
-    s << "#SBATCH --gres=gpu:1\n"
-      << "#SBATCH --ntasks=1\n";
+    if (job.gpu) s << "#SBATCH --gres=gpu:1\n";
+    s << "#SBATCH --ntasks=1\n";
   }
-  s << "#SBATCH --cpus-per-task=" << args.get_or("--cpus-per-task", "8") << "\n"
+  s << "#SBATCH --cpus-per-task=" << job.cpus_per_task << "\n"
     << "#SBATCH --output=" << out_dir << "/slurm-%A_%a.log\n";
-  if (const auto t = args.get("--time")) s << "#SBATCH --time=" << *t << "\n";
-  if (const auto p = args.get("--partition")) s << "#SBATCH --partition=" << *p << "\n";
+  if (job.time) s << "#SBATCH --time=" << *job.time << "\n";
+  if (job.partition) s << "#SBATCH --partition=" << *job.partition << "\n";
   s << "set -euo pipefail\n\nexperiments=(\n";
   for (size_t i = 0; i < files.size(); ++i) s << "  " << shell_quote(files[i]) << "  # " << i << "\n";
   s << ")\noverrides=(";
@@ -108,8 +138,9 @@ std::string slurm_script(const std::vector<std::string>& files, const std::vecto
     << "experiment=${experiments[$SLURM_ARRAY_TASK_ID]}\n"
     << "echo \"genrelab sweep: array task $SLURM_ARRAY_TASK_ID runs $experiment on $(hostname)\" >&2\n"
     // srun --kill-on-bad-exit: one failing rank ends the step instead of leaving the others waiting
-    << "exec " << (shape.data_parallel ? "srun --kill-on-bad-exit=1 " : "") << shell_quote(self_path())
-    << " train \"$experiment\" \"${overrides[@]}\" --device cuda --out " << shell_quote(out_dir) << "\n";
+    << "exec " << (job.data_parallel ? "srun --kill-on-bad-exit=1 " : "") << shell_quote(self_path())
+    << " train \"$experiment\" \"${overrides[@]}\" --device " << (job.gpu ? "cuda" : "cpu") << " --out "
+    << shell_quote(out_dir) << "\n";
   return s.str();
 }
 
@@ -148,24 +179,33 @@ int run_sweep(const Args& args) {
   const auto& files = args.positional();
   if (files.empty()) args.usage_error("expects one or more EXPERIMENT.json files");
   const std::vector<std::string> sets = args.all("--set");
-  const SlurmShape shape = slurm_shape(args);
-  // Validate every experiment before starting anything.
-  std::string default_out;
+  const SlurmJob job = slurm_job(args);
+  // Validate every experiment before starting anything. The runs go to --out, else to the
+  // experiments' output.dir (read only then: a ${VAR} in it is not needed otherwise), which must
+  // be one folder: the sweep's logs and its report are there.
+  std::string out_dir;
+  if (const auto out = args.get("--out")) out_dir = fs::absolute(*out).lexically_normal().string();
   for (const auto& f : files) {
     const Config c = Config::load(f, sets);
-    if (default_out.empty()) default_out = c.get_path("output.dir");
+    if (args.has("--out")) continue;
+    const std::string dir = fs::absolute(c.get_path("output.dir")).lexically_normal().string();
+    if (out_dir.empty()) out_dir = dir;
+    if (dir != out_dir)
+      throw ConfigError("genrelab sweep: the experiments' output.dir differ (" + files[0] + ": " + out_dir + ", " + f +
+                        ": " + dir + "); give the sweep one folder with --out DIR");
   }
-  const std::string out_dir = fs::absolute(args.get_or("--out", default_out)).lexically_normal().string();
   std::vector<std::string> abs_files;
   for (const auto& f : files) abs_files.push_back(fs::absolute(f).lexically_normal().string());
 
   if (const auto slurm = args.get("--slurm")) {
-    write_file_atomic(*slurm, slurm_script(abs_files, sets, out_dir, shape, args));
+    // Slurm writes each task's log in this folder and does not create it.
+    fs::create_directories(out_dir);
+    write_file_atomic(*slurm, slurm_script(abs_files, sets, out_dir, job));
     fs::permissions(*slurm, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
     std::cerr << "genrelab sweep: wrote " << *slurm << " (" << files.size() << " array tasks"
-              << (shape.data_parallel ? ", each on " + std::to_string(shape.nodes) + " node(s) x " +
-                                            std::to_string(shape.gpus_per_node) + " GPU(s)"
-                                      : std::string())
+              << (job.data_parallel ? ", each on " + std::to_string(job.nodes) + " node(s) x " +
+                                          std::to_string(job.gpus_per_node) + " GPU(s)"
+                                    : std::string())
               << "); submit with: sbatch " << *slurm << "\n";
     return 0;
   }
@@ -209,7 +249,11 @@ int run_sweep(const Args& args) {
         if (std::find(busy.begin(), busy.end(), g) == busy.end()) { gpu = g; break; }
       const std::string log = (logs / (fs::path(abs_files[next]).stem().string() + "-" + std::to_string(next) + ".log")).string();
       const pid_t pid = spawn_train(abs_files[next], sets, device, out_dir, gpu, log);
-      std::cerr << "genrelab sweep: started " << files[next] << (gpu >= 0 ? " on GPU " + std::to_string(gpu) : " on the CPU") << "\n";
+      std::cerr << "genrelab sweep: started " << files[next]
+                << (gpu >= 0          ? " on GPU " + std::to_string(gpu)
+                    : device == "cpu" ? " on the CPU"
+                                      : " on the GPU")
+                << "\n";
       running.push_back({pid, files[next], log, gpu});
       ++next;
     } else {
@@ -226,25 +270,30 @@ int run_sweep(const Args& args) {
   return 0;
 }
 
-CommandRegistrar reg{{"sweep", "run several experiments (one per GPU) or write a Slurm job array",
-                      "usage: genrelab sweep EXPERIMENT.json... [--set key=value ...] [--gpus 0,1,...] [--out DIR]\n"
-                      "       genrelab sweep EXPERIMENT.json... --slurm OUT.sbatch [--nodes N --gpus-per-node K]\n"
-                      "                      [--time HH:MM:SS] [--partition P]\n\n"
-                      "Every experiment is validated first. With --gpus, one experiment runs per listed GPU at a time;\n"
-                      "without it they run one after another on the CPU backend. Logs go to DIR/sweep-logs/.\n"
-                      "--slurm writes a job-array script: one array task per experiment file, one GPU each; with\n"
-                      "--nodes/--gpus-per-node each task trains data-parallel through srun, one rank per GPU.\n",
-                      {set_option(), device_option(),
-                       {"--gpus", true, false, "GPU indices to run on, e.g. 0,1,2,3"},
-                       {"--out", true, false, "parent folder of the run directories (default: output.dir)"},
-                       {"--slurm", true, false, "write a Slurm job-array script instead of running"},
-                       {"--time", true, false, "Slurm time limit per task"},
-                       {"--partition", true, false, "Slurm partition"},
-                       {"--job-name", true, false, "Slurm job name"},
-                       {"--cpus-per-task", true, false, "Slurm CPUs per task (default 8)"},
-                       {"--nodes", true, false, "Slurm nodes per experiment, data-parallel (with --slurm)"},
-                       {"--gpus-per-node", true, false, "GPUs (ranks) per node, data-parallel (with --slurm)"}},
-                      run_sweep}};
+CommandRegistrar reg{
+    {"sweep",
+     "run several experiments (one per GPU) or write a Slurm job array",
+     "usage: genrelab sweep EXPERIMENT.json... [--set key=value ...] [--gpus 0,1,...] [--out DIR]\n"
+     "       genrelab sweep EXPERIMENT.json... --slurm OUT.sbatch [--nodes N --gpus-per-node K]\n"
+     "                      [--time HH:MM:SS] [--partition P] [--job-name NAME] [--cpus-per-task N]\n\n"
+     "Every experiment is validated first. With --gpus, one experiment runs per listed GPU at a time;\n"
+     "without it they run one after another (on the CPU backend unless --device cuda). The runs go\n"
+     "to --out DIR, else to the experiments' output.dir (one folder for all); logs to DIR/sweep-logs/.\n"
+     "--slurm writes a job-array script: one array task per experiment file, one GPU each (none with\n"
+     "--device cpu), its logs in DIR; with --nodes/--gpus-per-node each task trains data-parallel\n"
+     "through srun, one rank per GPU. Nothing runs.\n",
+     {set_option(),
+      device_option(),
+      {"--gpus", true, false, "GPU indices to run on, e.g. 0,1,2,3"},
+      {"--out", true, false, "parent folder of the run directories (default: output.dir)"},
+      {"--slurm", true, false, "write a Slurm job-array script instead of running"},
+      {"--time", true, false, "Slurm time limit per task"},
+      {"--partition", true, false, "Slurm partition"},
+      {"--job-name", true, false, "Slurm job name"},
+      {"--cpus-per-task", true, false, "Slurm CPUs per task (default 8)"},
+      {"--nodes", true, false, "Slurm nodes per experiment, data-parallel (with --slurm)"},
+      {"--gpus-per-node", true, false, "GPUs (ranks) per node, data-parallel (with --slurm)"}},
+     run_sweep}};
 
 }  // namespace
 }  // namespace genrelab::cli

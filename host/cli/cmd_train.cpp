@@ -127,10 +127,7 @@ int run_train(const Args& args) {
   req.out = args.get_or("--out", "");
   req.resume = args.get_or("--resume", "");
   req.quiet = args.has("--quiet");
-  if (const auto p = args.get("--profile")) {
-    try { req.profile_steps = std::stoi(*p); } catch (...) { args.usage_error("--profile expects a step count"); }
-    if (req.profile_steps < 1) args.usage_error("--profile expects a positive step count");
-  }
+  req.profile_steps = int(args.get_int("--profile", 0, 1, 1 << 30));
   if (req.experiment.empty() && req.resume.empty()) args.usage_error("expects EXPERIMENT.json or --resume RUN_DIR");
   if (const auto list = args.get("--gpus")) {
     if (req.device == "cpu") args.usage_error("--gpus starts one process per GPU; it cannot go with --device cpu");
@@ -150,25 +147,29 @@ int run_train(const Args& args) {
   return run_training(req);
 }
 
-CommandRegistrar reg{{"train", "train an experiment; the run directory tells the whole story",
-                      "usage: genrelab train EXPERIMENT.json [--set key=value ...] [--device cuda|cpu] [--out DIR]\n"
-                      "       genrelab train --resume RUN_DIR\n\n"
-                      "Decodes the collection, splits it, augments the training clips, computes mel features and\n"
-                      "trains, evaluating on the test (and valid) clips after every epoch. The run directory\n"
-                      "DIR/<name>-<UTC timestamp>/ holds config.json, run.json, split.json, metrics.jsonl,\n"
-                      "checkpoint.bin, curves.svg, confusion.svg and, at the end, summary.json; its path is printed\n"
-                      "on stdout. Ctrl-C or SIGTERM stops at the next step with a checkpoint; --resume continues\n"
-                      "to the result an uninterrupted run gives.\n\n"
-                      "Data parallel: `mpirun -np N genrelab train ...`, `srun genrelab train ...` or\n"
-                      "`genrelab train ... --gpus 0,1,2,3` run one rank per GPU (CPU ranks under mpirun);\n"
-                      "train.batch_size stays the global batch, rank 0 writes the run directory.\n",
-                      {set_option(), device_option(),
-                       {"--out", true, false, "parent folder of the run directory (default: output.dir)"},
-                       {"--resume", true, false, "continue the run in RUN_DIR from its last checkpoint"},
-                       {"--profile", true, false, "run N steps after 3 warm-up steps inside cudaProfilerStart/Stop, then stop"},
-                       {"--gpus", true, false, "data parallel on these GPUs of this machine, one process each (e.g. 0,1,2,3)"},
-                       {"--quiet", false, false, "no progress bars"}},
-                      run_train}};
+CommandRegistrar reg{
+    {"train",
+     "train an experiment; the run directory tells the whole story",
+     "usage: genrelab train EXPERIMENT.json [--set key=value ...] [--device cuda|cpu] [--out DIR]\n"
+     "       genrelab train --resume RUN_DIR\n\n"
+     "Decodes the collection, splits it, augments the training clips, computes mel features and\n"
+     "trains, evaluating on the test (and valid) clips after every epoch. The run directory\n"
+     "DIR/<name>-<UTC timestamp>/ holds config.json, run.json, split.json, metrics.jsonl,\n"
+     "checkpoint.bin, curves.svg, confusion.svg and, at the end, summary.json; its path is printed\n"
+     "on stdout as soon as it exists. Ctrl-C or SIGTERM stops at the next step with a checkpoint\n"
+     "(exit code 128 + the signal: 130, 143); --resume continues to the result an uninterrupted\n"
+     "run gives.\n\n"
+     "Data parallel: `mpirun -np N genrelab train ...`, `srun genrelab train ...` or\n"
+     "`genrelab train ... --gpus 0,1,2,3` run one rank per GPU (CPU ranks under mpirun);\n"
+     "train.batch_size stays the global batch, rank 0 writes the run directory.\n",
+     {set_option(),
+      device_option(),
+      {"--out", true, false, "parent folder of the run directory (default: output.dir)"},
+      {"--resume", true, false, "continue the run in RUN_DIR from its last checkpoint"},
+      {"--profile", true, false, "run N steps after 3 warm-up steps inside cudaProfilerStart/Stop, then stop"},
+      {"--gpus", true, false, "data parallel on these GPUs of this machine, one process each (e.g. 0,1,2,3)"},
+      {"--quiet", false, false, "no progress bars"}},
+     run_train}};
 
 }  // namespace
 }  // namespace genrelab::cli

@@ -49,10 +49,15 @@ int run(int argc, char** argv) {
   if (!best) {
     std::vector<std::string> names;
     for (const auto& c : cli::commands()) names.push_back(c.name);
-    // A group word alone ("genrelab data") lists its subcommands.
+    // A group word alone ("genrelab data") lists its subcommands: on stdout when asked for with
+    // --help, else as a usage error.
     std::string sub;
     for (const auto& n : names)
       if (n.compare(0, words[0].size() + 1, words[0] + " ") == 0) sub += "  genrelab " + n + "\n";
+    if (!sub.empty() && words.size() > 1 && (words[1] == "--help" || words[1] == "-h")) {
+      std::cout << "'" << words[0] << "' has subcommands (each takes --help):\n" << sub;
+      return 0;
+    }
     if (!sub.empty()) throw ConfigError("'" + words[0] + "' needs a subcommand:\n" + sub);
     const std::string guess = closest_match(words[0], names);
     throw ConfigError("unknown command '" + words[0] + "'" + (guess.empty() ? "" : " (did you mean '" + guess + "'?)") +

@@ -345,6 +345,9 @@ int run_training(const TrainRequest& req) {
   }
   std::cerr << "genrelab train: run directory " << run->path() << " (" << device_name(device) << ", "
             << plan.param_count() << " parameters)\n";
+  // The run directory's path on stdout as soon as it exists, so that a script has it to resume or
+  // inspect whatever happens next.
+  if (root) std::cout << run->path() << std::endl;
   const uint64_t checkpoint_bytes = uint64_t(plan.param_count()) * 4 * 3 + (1 << 20);
   if (free_bytes(run->path()) < checkpoint_bytes)
     throw RuntimeError("the output folder " + run->path() + " has less free space than one checkpoint needs (" +
@@ -938,7 +941,6 @@ int run_training(const TrainRequest& req) {
     std::cerr << when;
   }
   std::cerr << "  curves:    " << run->file("curves.svg") << "\n  confusion: " << run->file("confusion.svg") << "\n";
-  if (root) std::cout << run->path() << "\n";
   return 0;
 }
 
