@@ -3,8 +3,10 @@
 
 #include <sndfile.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <optional>
 #include <utility>
 
+#include "genrelab/io.h"
 #include "genrelab/ops/resample.h"
 
 namespace genrelab {
@@ -56,6 +59,37 @@ sf_count_t mem_read(void* ptr, sf_count_t count, void* user) {
 }
 sf_count_t mem_write(const void*, sf_count_t, void*) { return 0; }
 sf_count_t mem_tell(void* user) { return static_cast<MemorySource*>(user)->pos; }
+
+// libsndfile's virtual I/O into a growing byte string: a file encoded in memory, then written
+// atomically.
+struct MemorySink {
+  std::string bytes;
+  sf_count_t pos = 0;
+};
+sf_count_t sink_length(void* user) { return sf_count_t(static_cast<MemorySink*>(user)->bytes.size()); }
+sf_count_t sink_seek(sf_count_t offset, int whence, void* user) {
+  auto* m = static_cast<MemorySink*>(user);
+  const sf_count_t size = sf_count_t(m->bytes.size());
+  const sf_count_t p = whence == SEEK_SET ? offset : whence == SEEK_CUR ? m->pos + offset : size + offset;
+  m->pos = std::clamp<sf_count_t>(p, 0, size);
+  return m->pos;
+}
+sf_count_t sink_read(void* ptr, sf_count_t count, void* user) {
+  auto* m = static_cast<MemorySink*>(user);
+  const sf_count_t n = std::max<sf_count_t>(0, std::min(count, sf_count_t(m->bytes.size()) - m->pos));
+  if (n > 0) std::memcpy(ptr, m->bytes.data() + m->pos, size_t(n));
+  m->pos += n;
+  return n;
+}
+sf_count_t sink_write(const void* ptr, sf_count_t count, void* user) {
+  auto* m = static_cast<MemorySink*>(user);
+  if (count <= 0) return 0;
+  if (size_t(m->pos + count) > m->bytes.size()) m->bytes.resize(size_t(m->pos + count));
+  std::memcpy(m->bytes.data() + m->pos, ptr, size_t(count));
+  m->pos += count;
+  return count;
+}
+sf_count_t sink_tell(void* user) { return static_cast<MemorySink*>(user)->pos; }
 
 // Bytes per frame of an uncompressed format, or 0 when it is compressed / unknown.
 int64_t bytes_per_frame(const SF_INFO& info) {
@@ -184,9 +218,19 @@ Audio decode_open(SndfilePtr file, const SF_INFO& info, const std::string& path,
     throw AudioError(path, "truncated: the header declares " + std::to_string(info.frames) +
                                " frames but the file holds only " + std::to_string(got));
   }
-  for (size_t i = 0; i < mono.size(); ++i)
+  for (size_t i = 0; i < mono.size(); ++i) {
     if (!std::isfinite(mono[i]))
       throw AudioError(path, "contains a NaN or infinite sample (at frame " + std::to_string(i) + ")");
+    // Float files may go beyond full scale (1), even to integer ranges (2^31 for 32-bit data), but
+    // not this far: the power spectrum of such a clip overflows float32 and its features would be
+    // infinite.
+    if (std::abs(mono[i]) > kMaxSampleMagnitude) {
+      char what[128];
+      std::snprintf(what, sizeof what, "has a sample of magnitude %.3g at frame %zu, beyond 1e10 (full scale is 1)",
+                    double(std::abs(mono[i])), i);
+      throw AudioError(path, std::string(what) + ": corrupt or mis-scaled audio");
+    }
+  }
 
   if (info.samplerate != out_rate) mono = resample(mono, info.samplerate, out_rate);
   if (opt.length) mono.resize(size_t(*opt.length), 0.0f);
@@ -197,10 +241,15 @@ Audio decode_open(SndfilePtr file, const SF_INFO& info, const std::string& path,
 
 // Opens `path` for reading (its header only), or says why it cannot be.
 SndfilePtr open_for_reading(const std::string& path, SF_INFO& info) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw AudioError(path, "no such file");
-  if (std::filesystem::is_directory(path, ec)) throw AudioError(path, "is a folder, not an audio file");
-  if (std::filesystem::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
+  const fs::file_status st = fs::status(path, ec);  // through links
+  if (st.type() == fs::file_type::not_found) throw AudioError(path, "no such file");
+  if (ec) throw AudioError(path, ec.message());  // e.g. a loop of links
+  if (fs::is_directory(st)) throw AudioError(path, "is a folder, not an audio file");
+  // A pipe or a device would block the read (or never end): only files are decoded.
+  if (!fs::is_regular_file(st)) throw AudioError(path, "is not a regular file (a pipe, socket or device)");
+  if (fs::file_size(path, ec) == 0) throw AudioError(path, "is empty (0 bytes)");
   std::lock_guard<std::mutex> lock(open_mutex());
   SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
   if (!f) throw AudioError(path, open_failure_reason());
@@ -243,20 +292,19 @@ void write_wav(const std::string& path, const std::vector<float>& samples, int s
   info.samplerate = sample_rate;
   info.channels = 1;
   info.format = SF_FORMAT_WAV | (encoding == WavEncoding::float32 ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_16);
-  const std::string tmp = path + ".tmp";
-  SNDFILE* raw = sf_open(tmp.c_str(), SFM_WRITE, &info);
-  if (!raw) throw RuntimeError("cannot write " + path + ": " + sf_strerror(nullptr));
-  SndfilePtr f(raw);
-  if (encoding == WavEncoding::pcm16) sf_command(raw, SFC_SET_CLIPPING, nullptr, SF_TRUE);
-  const sf_count_t n = sf_writef_float(raw, samples.data(), sf_count_t(samples.size()));
-  const bool ok = n == sf_count_t(samples.size());
-  const std::string err = sf_strerror(raw);
-  f.reset();
-  if (!ok) {
-    std::filesystem::remove(tmp);
-    throw RuntimeError("cannot write " + path + ": " + err);
-  }
-  std::filesystem::rename(tmp, path);
+  // Encoded in memory, then written as any result is (write_file_atomic: PATH.tmp, fsync, rename;
+  // a full disk or a folder at PATH named, no PATH.tmp left behind).
+  MemorySink sink;
+  SF_VIRTUAL_IO io{sink_length, sink_seek, sink_read, sink_write, sink_tell};
+  std::unique_lock<std::mutex> lock(open_mutex());  // sf_strerror(nullptr) is the last open's
+  SndfilePtr f(sf_open_virtual(&io, SFM_WRITE, &info, &sink));
+  if (!f) throw RuntimeError("cannot encode " + path + " as WAV: " + sf_strerror(nullptr));
+  lock.unlock();
+  if (encoding == WavEncoding::pcm16) sf_command(f.get(), SFC_SET_CLIPPING, nullptr, SF_TRUE);
+  const sf_count_t n = sf_writef_float(f.get(), samples.data(), sf_count_t(samples.size()));
+  if (n != sf_count_t(samples.size())) throw RuntimeError("cannot encode " + path + " as WAV: " + sf_strerror(f.get()));
+  f.reset();  // writes the header's final sizes
+  write_file_atomic(path, sink.bytes);
 }
 
 const std::vector<std::string>& audio_extensions() {

@@ -8,8 +8,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <map>
 #include <mutex>
+#include <set>
+#include <string>
 
 #include "genrelab/config.h"
 #include "genrelab/parallel_for.h"
@@ -213,9 +216,32 @@ std::unique_ptr<MelExtractor::Backend> make_cuda_mel_backend(const MelParams&, c
 
 // ---- MelExtractor ----------------------------------------------------------------------------
 
+namespace {
+// As librosa warns: mel filters that cover no FFT bin (more mels than the FFT resolves between
+// fmin and fmax) give bands that are zero for every clip. Once per process and setting.
+void warn_empty_bands(const MelParams& p, const MelFilterbank& fb) {
+  int empty = 0;
+  for (int m = 0; m < fb.n_mels; ++m)
+    if (std::all_of(fb.weights.begin() + fb.offset[size_t(m)],
+                    fb.weights.begin() + fb.offset[size_t(m)] + fb.count[size_t(m)], [](float w) { return w == 0.0f; }))
+      ++empty;
+  if (empty == 0) return;
+  static std::mutex m;
+  static std::set<std::string> warned;
+  const std::string setting = std::to_string(p.n_mels) + " mel bands (n_fft " + std::to_string(p.n_fft) + ", " +
+                              std::to_string(p.sample_rate) + " Hz)";
+  std::lock_guard<std::mutex> lock(m);
+  if (!warned.insert(setting).second) return;
+  std::cerr << "warning: features: " << empty << " of the " << setting
+            << " have empty filters (no FFT bin between their edges): those bands are zero for every clip; use "
+               "fewer features.n_mels, a larger features.n_fft or a wider fmin-fmax\n";
+}
+}  // namespace
+
 MelExtractor::MelExtractor(const MelParams& params, Device device)
     : params_(params), device_(device), filterbank_(make_mel_filterbank(params.filterbank_spec())) {
   params_.validate();
+  warn_empty_bands(params_, filterbank_);
   backend_ =
       device == Device::cuda ? make_cuda_mel_backend(params_, filterbank_) : make_cpu_mel_backend(params_, filterbank_);
 }

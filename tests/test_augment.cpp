@@ -695,6 +695,19 @@ TEST_CASE("augment command writes the augmented float WAV", "[augment][cli]") {
                           " --time-stretch -1 2>/dev/null") == 2);
   CHECK(test::run_command(bin + " augment " + (dir / "missing.wav").string() + " --out " + out +
                           " --gain 1 2>/dev/null") == 1);
+  // It writes float WAV: another extension is a usage error; an --out that is a folder a runtime
+  // error naming it, with no temporary file left beside it.
+  std::string err;
+  CHECK(test::run_command(bin + " augment " + (dir / "in.wav").string() + " --out " + (dir / "out.flac").string() +
+                              " --gain 1 2>&1 >/dev/null",
+                          &err) == 2);
+  CHECK(err.find("give OUT.wav") != std::string::npos);
+  std::filesystem::create_directories(dir / "folder.wav");
+  CHECK(test::run_command(bin + " augment " + (dir / "in.wav").string() + " --out " + (dir / "folder.wav").string() +
+                              " --gain 1 --device cpu 2>&1 >/dev/null",
+                          &err) == 1);
+  CHECK(err.find((dir / "folder.wav").string()) != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir / "folder.wav.tmp"));
 }
 
 // ---- GPU equals CPU --------------------------------------------------------------------------------

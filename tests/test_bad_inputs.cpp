@@ -3,6 +3,7 @@
 // exit code plus a message naming the file or key; the good files still load; a 2-hour WAV is
 // decoded with a clip length quickly and without reading the rest.
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -58,6 +59,7 @@ const AudioCase kAudio[] = {
     {"garbage.wav", false, "not a readable audio file", 0},
     {"text_named.flac", false, "not a readable audio file", 0},
     {"nan.wav", false, "contains a NaN or infinite sample (at frame 100)", 0},
+    {"huge.wav", false, "has a sample of magnitude 3e+18 at frame 100, beyond 1e10 (full scale is 1)", 0},
     {"header_only.wav", false, "holds no audio samples (header only)", 0},
 };
 
@@ -214,4 +216,21 @@ TEST_CASE("bad configs are refused with the file and key named before anything i
                                  " --device cpu --quiet --out " + (dir / "runs").string());
   INFO(ok.err);
   CHECK(ok.rc == 0);
+}
+
+TEST_CASE("a pipe named like an audio file is reported, never read", "[bad_inputs]") {
+  // Reading a pipe would block until something writes to it: data check, features and train
+  // would hang. It is refused as not a regular file, beside a clip that loads.
+  const auto dir = test::temp_dir("bad-fifo");
+  const fs::path root = collection_of(dir, "float32.wav");
+  const std::string fifo = (root / "a" / "pipe.wav").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  const Result check = run_genrelab("data check " + root.string());
+  INFO(check.out << check.err);
+  CHECK(check.rc == 0);
+  CHECK(contains(check.out, fifo + ": is not a regular file (a pipe, socket or device)"));
+  CHECK(contains(check.out, "total                 1     1"));
+  const Result feat = run_genrelab("features " + fifo + " --out " + (dir / "x.npy").string() + " --device cpu");
+  CHECK(feat.rc == 1);
+  CHECK(contains(feat.err, fifo + ": is not a regular file"));
 }

@@ -244,6 +244,20 @@ TEST_CASE("an infinite learning rate stops training naming the layer and keeps t
   CHECK_FALSE(fs::exists(run_dir + "/summary.json"));
 }
 
+TEST_CASE("a run that breaks in its first epoch says that no checkpoint was kept", "[faults]") {
+  const auto dir = test::temp_dir("faults-nan-first");
+  const std::string exp = tiny_experiment(dir, 2);
+  const Result r =
+      run_genrelab("train " + exp + " --set train.lr=1e39 --device cpu --quiet --out " + (dir / "runs").string());
+  INFO(r.err);
+  CHECK(r.rc == 1);
+  const std::string run_dir = trim(r.out);  // printed when it was made
+  REQUIRE(fs::is_directory(run_dir));
+  CHECK(r.err.find("no checkpoint had been written") != std::string::npos);
+  CHECK(r.err.find("last good checkpoint") == std::string::npos);
+  CHECK_FALSE(fs::exists(run_dir + "/checkpoint.bin"));
+}
+
 TEST_CASE("with checks every 4 steps a broken run still stops before any checkpoint takes its weights", "[faults]") {
   const auto dir = test::temp_dir("faults-nan-deferred");
   const std::string exp = tiny_experiment(dir, 2);

@@ -1,9 +1,11 @@
 // Mel spectrogram parity with librosa: the filterbank, synthetic and awkward signals, real clip
 // excerpts (goldens from tools/golden/make_mel_golden.py), a live librosa run, power_to_db,
 // band standardisation, .npy I/O, the `features` command, and GPU-vs-CPU checks under [gpu].
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "genrelab/audio.h"
@@ -392,6 +394,13 @@ TEST_CASE("band statistics and standardisation equal two-pass double sums", "[me
     CHECK(r.std[size_t(m)] == Approx(sd).epsilon(1e-6));
     CHECK(acc.count(m) == 15);
   }
+  // A non-finite feature (an overflowing clip) makes statistics that would turn every example into
+  // NaNs: refused, naming the band.
+  MelBandStatsAccumulator broken(n_mels);
+  std::vector<float> b3 = b2;
+  b3[size_t(1 * n_frames + 2)] = std::numeric_limits<float>::infinity();  // band 1
+  broken.add(b3.data(), 1, n_frames);
+  CHECK_THROWS_WITH(broken.finish(), Catch::Contains("not finite (band 1)"));
   // Order independence: the same rows added in another grouping give the same statistics.
   MelBandStatsAccumulator acc2(n_mels);
   acc2.add(b2.data(), 1, n_frames);
@@ -610,4 +619,28 @@ TEST_CASE("GPU band statistics equal CPU band statistics", "[mel][gpu]") {
   cpu_z.set_band_stats({r_cpu.mean, r_cpu.std});
   gpu_z.set_band_stats({r_cpu.mean, r_cpu.std});
   test::require_close(gpu_z.compute_host(audio, 3, n), cpu_z.compute_host(audio, 3, n), 2e-4, 0, "standardised");
+}
+
+TEST_CASE("features warns once of empty mel filters, as librosa does", "[mel][cli]") {
+  const auto tmp = test::temp_dir("features-empty-bands");
+  const std::string wav = (tmp / "tone.wav").string(), npy = (tmp / "x.npy").string();
+  std::vector<float> tone(22050);
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.5f * std::sin(2.0f * 3.14159265f * 440.0f * float(i) / 22050.0f);
+  write_wav(wav, tone, 22050);
+  // librosa.filters.mel(sr=22050, n_fft=1024, n_mels=600) has 117 all-zero rows (and warns
+  // "Empty filters detected"); n_mels=128 has none.
+  MelParams p = MelParams::from_config(Config());
+  p.n_mels = 600;
+  const MelFilterbank fb = make_mel_filterbank(p.filterbank_spec());
+  CHECK(std::count(fb.count.begin(), fb.count.end(), 0) == 117);
+  std::string log;
+  REQUIRE(test::run_command("'" + test::genrelab_binary() + "' features '" + wav + "' --out '" + npy +
+                                "' --device cpu --set features.n_mels=600 2>&1",
+                            &log) == 0);
+  CHECK(log.find("warning: features: 117 of the 600 mel bands (n_fft 1024, 22050 Hz) have empty filters") !=
+        std::string::npos);
+  REQUIRE(test::run_command(
+              "'" + test::genrelab_binary() + "' features '" + wav + "' --out '" + npy + "' --device cpu 2>&1", &log) ==
+          0);
+  CHECK(log.find("empty filters") == std::string::npos);
 }

@@ -1,7 +1,9 @@
 // `genrelab augment FILE --out OUT.wav [--pitch-shift N] ...`: applies the augmentations named on
 // the command line (each with p = 1 and the given value) to one file and writes float WAV, to
 // listen to what training sees.
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 
 #include "genrelab/audio.h"
@@ -34,6 +36,14 @@ double number_option(const Args& args, const std::string& name, double lo, doubl
 int run_augment(const Args& args) {
   if (args.positional().size() != 1) args.usage_error("needs exactly one input FILE");
   if (!args.has("--out")) args.usage_error("needs --out OUT.wav");
+  {
+    // It writes float WAV, which only a .wav name says (a .flac or .mp3 name would mislabel it).
+    std::string ext = std::filesystem::path(*args.get("--out")).extension().string();
+    for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (ext != ".wav")
+      args.usage_error("--out names a " + (ext.empty() ? std::string("file without extension") : ext + " file") +
+                       "; augment writes float WAV: give OUT.wav");
+  }
   const Config config = Config::load_or_defaults(args.get_or("--config", ""), args.all("--set"));
   AugmentSettings s = AugmentSettings::from_config(config);
   if (args.has("--seed")) s.seed = uint32_t(args.get_int("--seed", 0, 0, 4294967295));

@@ -128,6 +128,10 @@ MelBandStatsAccumulator::Result MelBandStatsAccumulator::finish() const {
     GENRELAB_CHECK(count_[size_t(m)] > 0, "mel band statistics need at least one frame");
     r.mean.push_back(float(mean_[size_t(m)]));
     r.std.push_back(float(std::sqrt(m2_[size_t(m)] / count_[size_t(m)])));
+    // Standardising by them would turn every example into NaNs, and training would go on silently.
+    if (!std::isfinite(r.mean.back()) || !std::isfinite(r.std.back()))
+      throw RuntimeError("the training clips' mel band statistics are not finite (band " + std::to_string(m) +
+                         "): some clip's features overflow float32; find it with genrelab data check");
   }
   return r;
 }

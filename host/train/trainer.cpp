@@ -326,6 +326,16 @@ int run_training(const TrainRequest& req) {
   const int64_t classes = int64_t(dataset.classes.size());
   const nn::ModelPlan plan = nn::plan_model(config, nn::Shape3{mel_params.n_mels, frames, 1}, classes);
   const SplitOptions split_options = split_options_from_config(config);
+  auto check_split = [&](const Split& split, size_t clips) {
+    if (split.train.empty() || split.test.empty())
+      throw ConfigError("the split leaves " + std::to_string(split.train.size()) + " training and " +
+                        std::to_string(split.test.size()) + " test clips out of " + std::to_string(clips) +
+                        "; add clips or change split.test_fraction");
+  };
+  // The split of every clip found, as if all decode: a split the settings make impossible (a test
+  // fraction of 0, a missing list) is refused before the run directory exists. The run's own split,
+  // of the clips that do decode, is made once they are read.
+  if (!run) check_split(make_split(dataset.clips, int(classes), split_options), dataset.clips.size());
 
   if (!run && !root) {
     run = std::make_unique<RunDir>(RunDir::open(comm->broadcast_string("", 0)));  // rank 0 names it
@@ -401,10 +411,7 @@ int run_training(const TrainRequest& req) {
   const Split split = make_split(clips, int(classes), split_options, loaded.skipped);
   for (const auto& miss : split.missed)
     std::cerr << "warning: " << miss.list << ":" << miss.line << ": " << miss.entry << ": " << miss.reason << "\n";
-  if (split.train.empty() || split.test.empty())
-    throw ConfigError("the split leaves " + std::to_string(split.train.size()) + " training and " +
-                      std::to_string(split.test.size()) + " test clips out of " + std::to_string(clips.size()) +
-                      "; add clips or change split.test_fraction");
+  check_split(split, clips.size());
   {
     json names = {{"train", json::array()}, {"valid", json::array()}, {"test", json::array()}, {"skipped", json::array()}};
     for (int64_t i : split.train) names["train"].push_back(clips[size_t(i)].name);
@@ -795,9 +802,12 @@ int run_training(const TrainRequest& req) {
                    ", steps " + std::to_string(first_step) + "–" + std::to_string(step - 1);
         if (flags[1] > 0 && !stop_signal) stop_signal = SIGTERM;
       }
-      if (!broken.empty())
-        throw RuntimeError(broken + "; the last good checkpoint is kept in " + checkpoint_path +
-                           ". Try a lower train.lr or train.clip_norm");
+      // What is kept: the last checkpoint, if the run made one before the loss broke.
+      auto kept = [&] {
+        return fs::exists(checkpoint_path) ? "the last good checkpoint is kept in " + checkpoint_path
+                                           : std::string("no checkpoint had been written");
+      };
+      if (!broken.empty()) throw RuntimeError(broken + "; " + kept() + ". Try a lower train.lr or train.clip_norm");
       // The loss can be finite while a gradient or the updated weights are not: the next step
       // would then train on NaN. Stop here, before any checkpoint takes the broken weights.
       if (std::string where; !net->check_finite(&where)) {
@@ -806,8 +816,7 @@ int run_training(const TrainRequest& req) {
                                          std::to_string(step - 1) + "; train.sync_every_steps=1 checks each step)"
                                    : "";
         throw RuntimeError(where + " at epoch " + std::to_string(epoch) + ", step " + std::to_string(step - 1) + steps +
-                           "; training stopped and the last good checkpoint is kept in " + checkpoint_path +
-                           ". Try a lower train.lr or train.clip_norm");
+                           "; training stopped and " + kept() + ". Try a lower train.lr or train.clip_norm");
       }
       synced_step = step;
       if (!decode_failure.empty()) {

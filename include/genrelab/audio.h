@@ -26,6 +26,10 @@ namespace genrelab {
 //   undecodable from the start "cannot decode: <libsndfile's reason>"
 //   read error mid-file        "truncated or corrupt after N of M frames: <libsndfile's reason>"
 //   NaN/Inf in a float file    "contains a NaN or infinite sample (at frame N)"
+// The largest sample magnitude a decoded clip may hold (full scale is 1; float files may exceed it,
+// up to integer ranges): beyond it the features overflow float32.
+inline constexpr float kMaxSampleMagnitude = 1e10f;
+
 struct AudioError : RuntimeError {
   AudioError(const std::string& path, const std::string& reason)
       : RuntimeError(path + ": " + reason), path(path), reason(reason) {}
