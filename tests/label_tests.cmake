@@ -3,10 +3,12 @@
 # GENRELAB_TEST_BINARY); Catch2 2 gives its tests no labels itself. The binary lists the names
 # under each tag; a test with several of these tags gets all of them.
 #   gpu     runs on a GPU (reports SKIPPED without one)
-#   slow    whole training runs, left out of the sanitizer suite (tools/test.sh)
+#   slow    several seconds of whole training runs (several runs, or several ranks), left out of
+#           the sanitizer suite (tools/test.sh): the fast [train] tests run the same code there
 #   mpi     starts mpirun
-#   python  compares with a live Python reference (skips without GENRELAB_PYTHON)
-#   train   whole training processes
+#   python  runs Python: a live reference (skips without GENRELAB_PYTHON) or a tools/ script
+#           (python3 when GENRELAB_PYTHON is unset)
+#   train   whole training processes, or the trainer's examples and steps in process
 if(NOT EXISTS "${GENRELAB_TEST_BINARY}")
   return()
 endif()

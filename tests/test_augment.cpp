@@ -565,7 +565,7 @@ TEST_CASE("pitch shift and time stretch edge cases", "[augment]") {
   for (size_t i = direct.size(); i < y.size(); ++i) CHECK(y[i] == 0.0f);
 }
 
-TEST_CASE("pitch shift and time stretch match librosa on a real clip", "[augment][live]") {
+TEST_CASE("pitch shift and time stretch match librosa on a real clip", "[augment][live][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(audio_dir);
   const std::string py = test::python();
   if (py.empty() || test::run_command(py + " -c 'import librosa' 2>/dev/null") != 0) {

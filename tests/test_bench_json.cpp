@@ -78,7 +78,7 @@ double ratio_of(const std::string& table, const std::string& work, const std::st
 
 }  // namespace
 
-TEST_CASE("bench features writes the mel-baseline JSON that compare.py pairs with a peer", "[bench]") {
+TEST_CASE("bench features writes the mel-baseline JSON that compare.py pairs with a peer", "[bench][python]") {
   const auto dir = test::temp_dir("bench_json_features");
   const json doc = run_bench(dir, "features", "--what features --device cpu --clips 2 --iterations 1");
   const json& r = check_result(doc, "features", "mel-baseline", 2);
@@ -106,7 +106,7 @@ TEST_CASE("bench augment writes the augment-offline-baseline JSON", "[bench]") {
   CHECK(doc.at("clips").get<int64_t>() == 2);
 }
 
-TEST_CASE("compare.py pairs results by work device and precision", "[bench]") {
+TEST_CASE("compare.py pairs results by work device and precision", "[bench][python]") {
   const auto dir = test::temp_dir("bench_json_compare");
   write_text(dir / "bench-mel.json",
              R"({"bench": "features", "device": "cpu", "results": [{"work": "mel-baseline", "items": 4,

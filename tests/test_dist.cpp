@@ -78,7 +78,7 @@ TEST_CASE("shards split a global batch evenly and in order", "[dist]") {
   CHECK(dist::hash_hex("{\"train\":1}") != dist::hash_hex("{\"train\":2}"));
 }
 
-TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][slow]") {
+TEST_CASE("two MPI ranks train what one process trains", "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-equal");
   const std::string exp = test::tiny_experiment(dir, 2);
@@ -132,7 +132,7 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-TEST_CASE("three MPI ranks with an empty shard train what one process trains", "[dist][mpi][slow]") {
+TEST_CASE("three MPI ranks with an empty shard train what one process trains", "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-three");
   const std::string exp = test::tiny_experiment(dir, 2);
@@ -156,7 +156,7 @@ TEST_CASE("three MPI ranks with an empty shard train what one process trains", "
 }
 
 TEST_CASE("three MPI ranks streaming their shards from disk train what one process holding the data trains",
-          "[dist][mpi][slow]") {
+          "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-streaming");
   // A private copy of the collection with two broken files: rank 0's shard of the start-up check
@@ -194,7 +194,7 @@ TEST_CASE("three MPI ranks streaming their shards from disk train what one proce
 }
 
 TEST_CASE("two MPI ranks streaming stop together at a clip that no longer decodes and resume to the same result",
-          "[dist][mpi][slow]") {
+          "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-streaming-broken");
   const fs::path data = dir / "data";  // a private copy, whose file the test breaks and mends
@@ -230,7 +230,7 @@ TEST_CASE("two MPI ranks streaming stop together at a clip that no longer decode
   test::require_close_runs(run_dirs(dir / "reference")[0], run, 1e-6);
 }
 
-TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]") {
+TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-resume");
   const std::string exp = test::tiny_experiment(dir, 2);
@@ -253,7 +253,7 @@ TEST_CASE("a world-of-2 checkpoint resumes as one process", "[dist][mpi][slow]")
   test::require_close_runs(run_dirs(dir / "w1")[0], run, 1e-4);
 }
 
-TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mpi][slow]") {
+TEST_CASE("a rank killed mid-epoch ends the job and the run resumes", "[dist][mpi][train][slow]") {
   GENRELAB_REQUIRE_MPIRUN();
   const auto dir = test::temp_dir("dist-kill");
   const std::string exp = test::tiny_experiment(dir, 30, 16, 16);

@@ -278,12 +278,12 @@ void check_sync_against_one(int np, const std::string& extra, const std::string&
   CHECK(off.weight > 1e-2);
 }
 
-TEST_CASE("two MPI ranks with synchronised batch norm train what one process trains", "[dist][mpi][slow]") {
+TEST_CASE("two MPI ranks with synchronised batch norm train what one process trains", "[dist][mpi][train][slow]") {
   check_sync_against_one(2, "", "syncbn-two", true);
 }
 
 TEST_CASE("three MPI ranks with an empty shard and synchronised batch norm train what one process trains",
-          "[dist][mpi][slow]") {
+          "[dist][mpi][train][slow]") {
   // 60 training examples in global batches of 29: the last batch has 2, so rank 2's shard is empty
   // and it still joins every batch-norm all-reduce (forward and backward) and the update.
   check_sync_against_one(3, "--set train.batch_size=29", "syncbn-three", false);

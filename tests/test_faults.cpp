@@ -62,7 +62,7 @@ std::string finished_run_to_extend(const std::string& exp, const fs::path& out, 
 
 }  // namespace
 
-TEST_CASE("SIGKILL at random moments leaves complete files and resume matches", "[faults]") {
+TEST_CASE("SIGKILL at random moments leaves complete files and resume matches", "[faults][train]") {
   const auto dir = test::temp_dir("faults-kill");
   const std::string exp = tiny_experiment(dir, 3);
   const auto t0 = std::chrono::steady_clock::now();
@@ -110,7 +110,8 @@ TEST_CASE("SIGKILL at random moments leaves complete files and resume matches", 
   CHECK(resumed_identically + killed_before_config == 3);
 }
 
-TEST_CASE("a file-size limit during a checkpoint write fails clearly and keeps the previous checkpoint", "[faults]") {
+TEST_CASE("a file-size limit during a checkpoint write fails clearly and keeps the previous checkpoint",
+          "[faults][train]") {
   const auto dir = test::temp_dir("faults-efbig");
   // conv filters 16 and 32: about 5k parameters, a checkpoint of about 62 KB (weights + Adam moments).
   const std::string exp = tiny_experiment(dir, 2, 16, 32);
@@ -203,7 +204,7 @@ TEST_CASE("clips deleted or truncated between scan and decode are warned and ski
   for (const auto& c : loaded.clips) CHECK(c.samples.size() == 22050);
 }
 
-TEST_CASE("two trainings into the same output folder get distinct run directories", "[faults]") {
+TEST_CASE("two trainings into the same output folder get distinct run directories", "[faults][train]") {
   const auto dir = test::temp_dir("faults-twin");
   const std::string exp = tiny_experiment(dir, 1);
   const pid_t a = start_train(exp, dir / "runs");
@@ -224,7 +225,8 @@ TEST_CASE("two trainings into the same output folder get distinct run directorie
   require_same_metrics(dirs[0], dirs[1]);
 }
 
-TEST_CASE("an infinite learning rate stops training naming the layer and keeps the last good checkpoint", "[faults]") {
+TEST_CASE("an infinite learning rate stops training naming the layer and keeps the last good checkpoint",
+          "[faults][train]") {
   const auto dir = test::temp_dir("faults-nan");
   const std::string exp = tiny_experiment(dir, 2);
   // One good epoch, then the run continues with lr 1e39 (infinite in float32): the first update
@@ -244,7 +246,7 @@ TEST_CASE("an infinite learning rate stops training naming the layer and keeps t
   CHECK_FALSE(fs::exists(run_dir + "/summary.json"));
 }
 
-TEST_CASE("a run that breaks in its first epoch says that no checkpoint was kept", "[faults]") {
+TEST_CASE("a run that breaks in its first epoch says that no checkpoint was kept", "[faults][train]") {
   const auto dir = test::temp_dir("faults-nan-first");
   const std::string exp = tiny_experiment(dir, 2);
   const Result r =
@@ -258,7 +260,8 @@ TEST_CASE("a run that breaks in its first epoch says that no checkpoint was kept
   CHECK_FALSE(fs::exists(run_dir + "/checkpoint.bin"));
 }
 
-TEST_CASE("with checks every 4 steps a broken run still stops before any checkpoint takes its weights", "[faults]") {
+TEST_CASE("with checks every 4 steps a broken run still stops before any checkpoint takes its weights",
+          "[faults][train]") {
   const auto dir = test::temp_dir("faults-nan-deferred");
   const std::string exp = tiny_experiment(dir, 2);
   // As above, but the host reads the steps' stats only every 4 steps: the first update of epoch 2

@@ -107,7 +107,7 @@ TEST_CASE("covered time is the overlap of two unions of intervals", "[bench]") {
   CHECK(covered_ms(a, b) == Approx(double(cells) * 0.01));
 }
 
-TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench]") {
+TEST_CASE("gpu idle stats equal gpu_idle.py on the same intervals", "[bench][python]") {
   // 300 kernels of 1 to 50 µs, each starting 0 to 60 µs after the previous one's start (so some
   // overlap, some leave gaps), written as the GPU trace CSV that `nsys stats` writes.
   const PhiloxStream rng(7, RngPurpose::noise, 1, 2);

@@ -312,7 +312,7 @@ TEST_CASE("mel of real clip excerpts equals librosa", "[mel]") {
   }
 }
 
-TEST_CASE("live librosa parity on a whole clip", "[mel][live]") {
+TEST_CASE("live librosa parity on a whole clip", "[mel][live][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(dir);
   const std::string py = test::python();
   if (py.empty() || test::run_command("'" + py + "' -c 'import librosa' 2>/dev/null") != 0) {
@@ -459,7 +459,7 @@ TEST_CASE("MelExtractor standardises with training statistics", "[mel]") {
   }
 }
 
-TEST_CASE("npy files round-trip and read numpy-written files", "[mel][npy]") {
+TEST_CASE("npy files round-trip and read numpy-written files", "[mel][npy][python]") {
   const std::vector<float> data{1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, 7.0f};
   const std::string bytes = npy_encode(data.data(), {2, 3});
   CHECK(bytes.compare(0, 8, std::string("\x93NUMPY\x01\x00", 8)) == 0);

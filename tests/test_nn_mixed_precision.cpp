@@ -122,7 +122,7 @@ TEST_CASE("nn half rounding gives hand-computed bit patterns", "[nn][mixed]") {
   CHECK(ops::round_to_half(1.3f, ops::kHalfNone) == 1.3f);
 }
 
-TEST_CASE("nn half rounding matches numpy on edge cases and random floats", "[nn][mixed]") {
+TEST_CASE("nn half rounding matches numpy on edge cases and random floats", "[nn][mixed][python]") {
   const std::string py = test::python();
   if (py.empty()) {
     WARN("SKIPPED: GENRELAB_PYTHON is not set (numpy reference)");

@@ -113,7 +113,7 @@ TEST_CASE("summary picks the best epoch on test or on valid", "[run]") {
   CHECK(j["per_class_accuracy"]["b"] == 0.9);
 }
 
-TEST_CASE("plots are well-formed SVG", "[run]") {
+TEST_CASE("plots are well-formed SVG", "[run][python]") {
   const auto dir = test::temp_dir("plots");
   const std::string curves = (dir / "curves.svg").string(), conf = (dir / "confusion.svg").string(),
                     bars = (dir / "bars.svg").string();
@@ -129,7 +129,7 @@ TEST_CASE("plots are well-formed SVG", "[run]") {
   CHECK(svg.find("rock &amp; roll") != std::string::npos);
 }
 
-TEST_CASE("report collects runs into markdown csv and svg", "[run][cli]") {
+TEST_CASE("report collects runs into markdown csv and svg", "[run][cli][python]") {
   const auto parent = test::temp_dir("report");
   for (int i = 0; i < 2; ++i) {
     const RunDir run = RunDir::create(parent.string(), i == 0 ? "baseline" : "noaug");

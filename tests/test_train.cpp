@@ -424,7 +424,7 @@ TEST_CASE("gpu training queued between reads computes what step-by-step training
   }
 }
 
-TEST_CASE("dataset.streaming trains what the in-memory collection trains", "[train]") {
+TEST_CASE("dataset.streaming trains what the in-memory collection trains", "[train][slow]") {
   const auto dir = test::temp_dir("train-streaming");
   const std::string exp = tiny_experiment(dir, 3);
   // Three overlapping windows per clip, every waveform augmentation kind that changes the clip,
@@ -488,7 +488,7 @@ TEST_CASE("gpu dataset.streaming trains what the in-memory collection trains", "
   }
 }
 
-TEST_CASE("a clip that stops decoding during a streamed run stops it with the file named", "[train]") {
+TEST_CASE("a clip that stops decoding during a streamed run stops it with the file named", "[train][slow]") {
   const auto dir = test::temp_dir("train-streaming-broken");
   // A private copy of the collection, whose files the test breaks and mends.
   const fs::path data = dir / "data";
