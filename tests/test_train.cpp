@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "genrelab/audio.h"
+#include "genrelab/common.h"
 #include "genrelab/io.h"
 #include "genrelab/nn/checkpoint.h"
 #include "genrelab/ops/gather.h"
@@ -44,14 +46,44 @@ TEST_CASE("train writes a complete run directory", "[train]") {
   double best = 0;
   for (const auto& m : metrics) best = std::max(best, m.test_accuracy);
   CHECK(s["best_test_accuracy"].get<double>() == best);
-  CHECK(s["classes"].size() == 10);
-  int64_t total = 0;
-  for (const auto& row : s["confusion_matrix"])
-    for (const auto& c : row) total += c.get<int64_t>();
+  REQUIRE(s["classes"].size() == 10);
+  // The confusion matrix (rows: true class) holds every test clip of the run's split, each row
+  // the clips of its class; its trace over its total is the final accuracy, and each diagonal
+  // cell over its row the class's accuracy.
   const json split = run.read_json("split.json");
+  CHECK(split["classes"] == s["classes"]);
+  const auto classes = s["classes"].get<std::vector<std::string>>();
+  std::vector<int64_t> test_per_class(classes.size(), 0);
+  for (const auto& name : split["test"]) {
+    const std::string n = name.get<std::string>();
+    const auto k = std::find(classes.begin(), classes.end(), n.substr(0, n.find('/'))) - classes.begin();
+    REQUIRE(size_t(k) < classes.size());
+    ++test_per_class[size_t(k)];
+  }
+  const auto cm = s["confusion_matrix"].get<std::vector<std::vector<int64_t>>>();
+  REQUIRE(cm.size() == classes.size());
+  int64_t total = 0, trace = 0;
+  for (size_t k = 0; k < cm.size(); ++k) {
+    INFO(classes[k]);
+    REQUIRE(cm[k].size() == classes.size());
+    int64_t row = 0;
+    for (int64_t c : cm[k]) row += c;
+    CHECK(row == test_per_class[k]);
+    REQUIRE(row > 0);  // the stratified split keeps every class
+    CHECK(s["per_class_accuracy"][classes[k]].get<double>() == double(cm[k][k]) / double(row));
+    total += row;
+    trace += cm[k][k];
+  }
   CHECK(total == int64_t(split["test"].size()));
-  // Offline noise copies: 2 examples per training clip, so an epoch sees twice the clips.
-  CHECK(metrics.front().samples_per_second > 0);
+  CHECK(s["final_test_accuracy"].get<double>() == double(trace) / double(total));
+  // The training set: the experiment's one offline augmentation (noise) gives every training
+  // clip a copy, so an epoch trains 2 examples per clip (one window each), in batches of 8.
+  const int64_t train_examples = 2 * int64_t(split["train"].size());
+  for (const auto& m : metrics) {
+    INFO("epoch " << m.epoch);
+    CHECK(m.samples_per_second * m.seconds == Approx(double(train_examples)).epsilon(1e-9));
+  }
+  CHECK(nn::load_checkpoint(run_dir + "/checkpoint.bin").meta.step == 3 * ceil_div(train_examples, int64_t(8)));
   // Where the wall time went: the epochs' training and evaluation seconds are the metrics' own,
   // and the parts account for the wall time (what is left: the epoch lines and the summary).
   const json& t = s["time_seconds"];
