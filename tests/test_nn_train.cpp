@@ -2,10 +2,12 @@
 // (Keras forms), the softmax cross-entropy head against finite differences, one full CPU
 // train_step (loss averaged over the global batch, L2, global-norm clipping) against a direct
 // computation, learning-rate schedules, initialisers, and a small CNN learning a separable task.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "genrelab/common.h"
+#include "genrelab/config.h"
 #include "genrelab/nn/network.h"
 #include "genrelab/nn/schedule.h"
 #include "genrelab/ops/nn_loss.h"
@@ -340,6 +342,60 @@ TEST_CASE("nn initial weights are Keras initialisers keyed by seed", "[nn]") {
   double s2 = 0;
   for (float v : hn) { CHECK(std::fabs(v) <= 2 * sd + 1e-6); s2 += double(v) * v; }
   CHECK(std::sqrt(s2 / double(hn.size())) == Approx(std::sqrt(2.0 / 36)).epsilon(0.1));
+}
+
+// The baseline plan (SPEC §1: Glorot-uniform kernels, zero biases), every kernel against its
+// fans worked out by hand from the Keras model: within ±limit = √(6 / (fan_in + fan_out)), reaching
+// the limit, with the mean and variance of U(−limit, limit) (0 and limit²/3) within five standard
+// errors of a mean of `size` draws (limit/√(3·size) and limit²·√(4/45/size)).
+TEST_CASE("nn baseline plan starts from Glorot-uniform kernels and zero biases", "[nn]") {
+  const ModelPlan plan = plan_layers(Config().at("model.layers"), {128, 1206, 1}, 10);
+  TrainHyper h;
+  REQUIRE(h.init == "glorot_uniform");
+  const auto w = initial_weights(plan, h);
+  struct Kernel {
+    const char* name;
+    int64_t fan_in, fan_out, size;
+  };
+  const std::vector<Kernel> kernels = {{"conv2d_1", 2 * 2 * 1, 2 * 2 * 64, 2 * 2 * 1 * 64},
+                                       {"conv2d_2", 2 * 2 * 64, 2 * 2 * 128, 2 * 2 * 64 * 128},
+                                       {"conv2d_3", 2 * 2 * 128, 2 * 2 * 256, 2 * 2 * 128 * 256},
+                                       {"conv2d_4", 2 * 2 * 256, 2 * 2 * 512, 2 * 2 * 256 * 512},
+                                       {"dense_1", 6144, 2048, 6144 * 2048},
+                                       {"dense_2", 2048, 1024, 2048 * 1024},
+                                       {"dense_3", 1024, 256, 1024 * 256},
+                                       {"dense_4", 256, 10, 256 * 10}};
+  size_t next = 0;
+  int64_t params = 0;
+  for (const NamedTensor& t : w) {
+    params += int64_t(t.data.size());
+    const bool kernel = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".kernel") == 0;
+    const bool bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
+    REQUIRE((kernel || bias));
+    INFO(t.name);
+    if (bias) {
+      CHECK(std::all_of(t.data.begin(), t.data.end(), [](float v) { return v == 0.0f; }));
+      continue;
+    }
+    REQUIRE(next < kernels.size());
+    const Kernel& k = kernels[next++];
+    CHECK(t.name.find(std::string(".") + k.name + ".") != std::string::npos);
+    REQUIRE(int64_t(t.data.size()) == k.size);
+    const double limit = std::sqrt(6.0 / double(k.fan_in + k.fan_out)), n = double(k.size);
+    double mx = 0, sum = 0, sq = 0;
+    for (float v : t.data) {
+      mx = std::max(mx, double(std::fabs(v)));
+      sum += v;
+      sq += double(v) * v;
+    }
+    const double mean = sum / n, var = sq / n - mean * mean;
+    CHECK(mx <= limit);
+    CHECK(mx > 0.95 * limit);
+    CHECK(std::fabs(mean) <= 5 * limit / std::sqrt(3 * n));
+    CHECK(std::fabs(var - limit * limit / 3) <= 5 * limit * limit * std::sqrt(4.0 / 45.0 / n));
+  }
+  CHECK(next == kernels.size());
+  CHECK(params == 15637450);
 }
 
 TEST_CASE("nn small cnn learns a separable task on the cpu", "[nn]") {
