@@ -36,6 +36,13 @@ TEST_CASE("cli unknown option exits 2 naming the option", "[cli]") {
   CHECK(r.rc == 2);
   CHECK(r.err.find("--sett") != std::string::npos);
   CHECK(r.err.find("did you mean --set") != std::string::npos);
+  // An empty value is not taken for the option's absence (train would fall back to output.dir).
+  for (const std::string& line : {std::string("train x.json --out ''"), std::string("train x.json --out=")}) {
+    const Result e = run(line);
+    INFO(line);
+    CHECK(e.rc == 2);
+    CHECK(e.err.find("--out needs a value, got an empty one") != std::string::npos);
+  }
 }
 
 TEST_CASE("cli help exits 0 on stdout", "[cli]") {

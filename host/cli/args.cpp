@@ -58,6 +58,8 @@ Args::Args(const std::vector<std::string>& argv, const std::vector<OptionSpec>& 
         if (i + 1 >= argv.size()) usage_error(name + " needs a value");
         value = argv[++i];
       }
+      // An empty value ("--out ''", an unset variable) would read as the option's absence.
+      if (value.empty()) usage_error(name + " needs a value, got an empty one");
       if (!spec->repeated && values_.count(name)) usage_error(name + " given twice");
       values_[name].push_back(value);
     } else {
