@@ -358,10 +358,15 @@ TEST_CASE("train config errors name the file and the key", "[train]") {
   CHECK(r.rc != 0);
   CHECK(r.err.find("/nonexistent/folder") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "runs"));  // nothing is created before the request is valid
-  // A split the settings make impossible is refused before the run directory exists too.
-  r = run_genrelab("train " + exp + " --set split.test_fraction=0 --device cpu --out " + (dir / "runs").string());
+  // A split the settings make impossible is refused before the run directory exists too (after
+  // the warning that a SpecAugment mask as wide as the 44-frame spectrogram can blank an example).
+  r = run_genrelab("train " + exp + " --set split.test_fraction=0 --set augment.spec_mask.p=0.5 " +
+                   "--set augment.spec_mask.max_time_width=44 --device cpu --out " + (dir / "runs").string());
   CHECK(r.rc == 2);
   CHECK(r.err.find("the split leaves") != std::string::npos);
+  CHECK(r.err.find("warning: augment.spec_mask.max_time_width = 44 is not below the spectrogram's 44 frames") !=
+        std::string::npos);
+  CHECK(r.err.find("max_freq_width") == std::string::npos);  // 16 of 32 bands
   CHECK_FALSE(fs::exists(dir / "runs"));
   // A model that does not fit its input shape is rejected before training, naming the layer.
   r = run_genrelab("train " + exp + " --set model.layers[1].size=64 --device cpu --out " + (dir / "runs").string());

@@ -321,6 +321,16 @@ int run_training(const TrainRequest& req) {
                                      "--set dataset.clip_samples=617400");
   const int64_t frames = mel_params.n_frames(windows.window);
   if (frames < 1) config.fail("dataset.window_samples", "gives no feature frame (shorter than features.n_fft)");
+  if (config.get_number("augment.spec_mask.p") > 0) {
+    // A mask as wide as the spectrogram blanks whole examples: legal, but rarely meant.
+    const auto warn_wide = [&](const char* key, int64_t extent, const char* what) {
+      if (config.get_int(key) >= extent)
+        std::cerr << "warning: " << key << " = " << config.get_int(key) << " is not below the spectrogram's " << extent
+                  << " " << what << ": one mask can blank a whole example\n";
+    };
+    warn_wide("augment.spec_mask.max_time_width", frames, "frames");
+    warn_wide("augment.spec_mask.max_freq_width", mel_params.n_mels, "mel bands");
+  }
   DatasetOptions data_options = dataset_options_from_config(config);
   const Dataset dataset = scan_dataset(data_options);
   const int64_t classes = int64_t(dataset.classes.size());
