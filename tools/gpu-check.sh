@@ -12,7 +12,8 @@
 # Offline GPU machines: .gpu/env.sh (the exports of docs/gpu-offline.md) is sourced when present.
 # Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 540 s in all, from the start; allow about 30 s
 # more for the summary), GENRELAB_BENCH_PYTHON (the interpreter with torch/torchaudio for the
-# peers; default python3).
+# peers; default python3), GENRELAB_GPU_CHECK_RECIPE (precisions of the 50-epoch recipe to time
+# first, e.g. fp32; default none).
 set -uo pipefail
 t0=$(date +%s)
 out=${1:?usage: tools/gpu-check.sh OUT_DIR}
@@ -173,6 +174,7 @@ write_summary() {
     echo "- cuDNN used: $cudnn_used"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "- wall time: $(( $(date +%s) - t0 )) s${1:+ ($1)}"
+    [ -s "$out/recipe.log" ] && grep -h "^recipe " "$out/recipe.log" | sed "s/^/- /"
     for mode in eager graph; do  # tools/bench/profile_idle.sh or train --profile's own trace; the goal is < 5 %
       f="$out/nsys-idle-$mode.json"
       [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s, $idle_data): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
@@ -371,6 +373,15 @@ peers=1
 if ! "$py" -c 'import torch, torchaudio' >/dev/null 2>&1; then
   peers=0
   skipped "peers (PyTorch, torchaudio)" "$py cannot import torch and torchaudio (set GENRELAB_BENCH_PYTHON to an interpreter that can)"
+fi
+# GENRELAB_GPU_CHECK_RECIPE="fp32 [tf32 bf16]": first, the baseline recipe end to end at GTZAN's
+# size in those precisions (tools/bench/recipe.sh: 50 epochs on 1 000 synthetic clips, each run a
+# machine's first: the tuning cache is off), the figure for the 60-s target; its lines go into
+# summary.md. About 90 s a precision with the clips made.
+if [ -n "${GENRELAB_GPU_CHECK_RECIPE:-}" ] && [ -x "$bin" ]; then
+  read -r -a recipe_precisions <<<"$GENRELAB_GPU_CHECK_RECIPE"
+  step recipe $(( 60 + 90 * ${#recipe_precisions[@]} )) tools/bench/recipe.sh "$bin" /tmp/genrelab-recipe \
+    "${recipe_precisions[@]}"
 fi
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   # The [gpu] tests in parts, so a slow part cannot take the others' results with it: the kernels
