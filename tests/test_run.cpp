@@ -215,7 +215,8 @@ TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli
         std::string("--slurm " + script + " --cpus-per-task abc"),
         std::string("--slurm " + script + " --time '2 hours'"), std::string("--slurm " + script + " --partition 'a b'"),
         std::string("--slurm " + script + " --gpus 0,1"), std::string("--slurm " + script + " --device cpu --nodes 2"),
-        std::string("--time 01:00:00"), std::string("--job-name x")}) {
+        std::string("--slurm " + script + " --device gpu"), std::string("--device gpu"), std::string("--time 01:00:00"),
+        std::string("--job-name x")}) {
     err.clear();
     const int rc = test::run_command(
         test::genrelab_binary() + " sweep " + exps + " --out " + dir.string() + " " + bad + " 2>&1 >/dev/null", &err);

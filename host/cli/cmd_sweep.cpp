@@ -96,7 +96,7 @@ SlurmJob slurm_job(const Args& args) {
   job.nodes = int(args.get_int("--nodes", 1, 1, 1 << 20));
   job.gpus_per_node = int(args.get_int("--gpus-per-node", 1, 1, 1 << 10));
   job.data_parallel = args.has("--nodes") || args.has("--gpus-per-node");
-  job.gpu = args.get_or("--device", "cuda") != "cpu";
+  job.gpu = args.get_or("--device", "cuda") == "cuda";
   if (!job.gpu && job.data_parallel)
     args.usage_error("--nodes and --gpus-per-node place data-parallel ranks on GPUs; they need --device cuda");
   job.cpus_per_task = args.get_int("--cpus-per-task", 8, 1, 1 << 16);
@@ -175,10 +175,19 @@ pid_t spawn_train(const std::string& file, const std::vector<std::string>& sets,
   return pid;
 }
 
+// Creates `dir` (and its parents) or says which folder could not be made.
+void make_folder(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw RuntimeError("genrelab sweep: cannot create the folder " + dir + ": " + ec.message());
+}
+
 int run_sweep(const Args& args) {
   const auto& files = args.positional();
   if (files.empty()) args.usage_error("expects one or more EXPERIMENT.json files");
   const std::vector<std::string> sets = args.all("--set");
+  if (const auto d = args.get("--device"); d && *d != "cuda" && *d != "cpu")
+    args.usage_error("--device must be cuda or cpu, not '" + *d + "'");
   const SlurmJob job = slurm_job(args);
   // Validate every experiment before starting anything. The runs go to --out, else to the
   // experiments' output.dir (read only then: a ${VAR} in it is not needed otherwise), which must
@@ -199,7 +208,7 @@ int run_sweep(const Args& args) {
 
   if (const auto slurm = args.get("--slurm")) {
     // Slurm writes each task's log in this folder and does not create it.
-    fs::create_directories(out_dir);
+    make_folder(out_dir);
     write_file_atomic(*slurm, slurm_script(abs_files, sets, out_dir, job));
     fs::permissions(*slurm, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
     std::cerr << "genrelab sweep: wrote " << *slurm << " (" << files.size() << " array tasks"
@@ -221,7 +230,7 @@ int run_sweep(const Args& args) {
     std::cerr << "genrelab sweep: no --gpus given; running the experiments one after another on the CPU\n";
   }
   const fs::path logs = fs::path(out_dir) / "sweep-logs";
-  fs::create_directories(logs);
+  make_folder(logs.string());
   const size_t slots = gpus.empty() ? 1 : gpus.size();
   std::vector<Child> running;
   std::vector<std::string> failed;
