@@ -123,8 +123,11 @@ std::string type_problem(const KeySpec& k, const json& v) {
       return want;
     case KeyType::string: {
       if (!v.is_string()) return want;
-      if (k.choices.empty()) return "";
       const std::string s = v.get<std::string>();
+      if (k.folder_name && (s.empty() || s == "." || s == ".." ||
+                            s.find_first_of(std::string("/\0", 2)) != std::string::npos || s.size() > kMaxFolderName))
+        return want;
+      if (k.choices.empty()) return "";
       if (std::find(k.choices.begin(), k.choices.end(), s) != k.choices.end()) return "";
       const std::string guess = closest_match(s, k.choices);
       return want + (guess.empty() ? "" : " (did you mean '" + guess + "'?)");

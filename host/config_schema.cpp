@@ -47,11 +47,16 @@ KeySpec key(std::string path, KeyType type, json def, std::string doc) {
 KeySpec range(KeySpec k, double lo, double hi) { k.min = lo; k.max = hi; return k; }
 KeySpec nullable(KeySpec k) { k.nullable = true; return k; }
 KeySpec choices(KeySpec k, std::vector<std::string> c) { k.choices = std::move(c); return k; }
+KeySpec folder_name(KeySpec k) {
+  k.folder_name = true;
+  return k;
+}
 
 std::vector<KeySpec> make_schema() {
   using T = KeyType;
   std::vector<KeySpec> s;
-  s.push_back(key("name", T::string, "experiment", "Run name; the run directory is <output.dir>/<name>-<UTC timestamp>."));
+  s.push_back(folder_name(
+      key("name", T::string, "experiment", "Run name; the run directory is <output.dir>/<name>-<UTC timestamp>.")));
   s.push_back(key("description", T::string, "", "Free text saved with the run."));
 
   // dataset
@@ -210,7 +215,10 @@ std::string describe_type(const KeySpec& k) {
       for (const auto& c : k.choices) os << " or \"" << c << "\"";
       break;
     case KeyType::string:
-      if (k.choices.empty()) os << "a string";
+      if (k.folder_name)
+        os << "a folder name (not empty, \".\" or \"..\"; no '/' or NUL; at most " << kMaxFolderName << " bytes)";
+      else if (k.choices.empty())
+        os << "a string";
       else {
         os << "one of ";
         for (size_t i = 0; i < k.choices.size(); ++i) os << (i ? " | " : "") << k.choices[i];

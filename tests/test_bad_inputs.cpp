@@ -81,6 +81,7 @@ const ConfigCase kConfigs[] = {
     {"manifest_without_lists.json", {"split.kind", "no split.train_list", ""}},
     {"bad_layer_key.json", {"model.layers[0]", "kernal", ""}},
     {"model_does_not_fit.json", {"model.layers[1]", "maxpool2d", ""}},
+    {"bad_name.json", {"bad_name.json", "name: expected a folder name", "\"../escape\""}},
 };
 
 // A collection of one class folder holding one corpus file.

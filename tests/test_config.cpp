@@ -90,6 +90,28 @@ TEST_CASE("config errors name the file the key and a suggestion", "[config]") {
   }
 }
 
+TEST_CASE("config refuses a run name that cannot be one folder name", "[config]") {
+  const auto dir = test::temp_dir("config-run-name");
+  // The run directory is <out>/<name>-<timestamp>: these would leave --out, ignore it, hide the
+  // name or fail only when the folder is made. 235 bytes: over a file name's 255 with the suffix.
+  const std::vector<std::string> bad = {
+      "", ".", "..", "../../escape", "/abs/path", "a/b", "a/", std::string("a\0b", 3), std::string(235, 'x')};
+  for (size_t i = 0; i < bad.size(); ++i) {
+    INFO("name " << json(bad[i]).dump());
+    const auto f = write(dir, "case" + std::to_string(i) + ".json", json{{"name", bad[i]}}.dump());
+    CHECK(config_error([&] { Config::load(f); }).find(f + ": name: expected a folder name") == 0);
+    // Checked as the file is read, as every key is: a --set that replaces it does not excuse it.
+    CHECK(config_error([&] { Config::load(f, {"name=ok"}); }).find(f + ": name: expected a folder name") == 0);
+    const std::string set = config_error([&] { Config::load_or_defaults("", {"name=" + bad[i]}); });
+    CHECK(set.find("--set name: expected a folder name") == 0);
+  }
+  for (const std::string& good :
+       std::vector<std::string>{"my run v2", "lr=3e-4,bs.32", "...", ".hidden", std::string(234, 'x')}) {
+    INFO("name " << good);
+    CHECK(Config::load_or_defaults("", {"name=" + good}).name() == good);
+  }
+}
+
 TEST_CASE("config extends cycles and missing parents are reported", "[config]") {
   const auto dir = test::temp_dir("config-cycle");
   const auto a = write(dir, "a.json", R"({"extends": "b.json"})");

@@ -36,7 +36,13 @@ struct KeySpec {
   double max = std::numeric_limits<double>::infinity();
   bool relative_to_cwd = false;  // path keys: relative paths resolve against the working directory
                                  // (output.dir) instead of the folder of the file that set them
+  bool folder_name = false;      // string keys: the value becomes part of one folder's name (the
+                                 // run directory's), so it cannot hold '/' or be "." or ".."
 };
+
+// The longest value of a folder_name key: a file name's 255 bytes less the "-<UTC timestamp>-999"
+// that RunDir::create appends.
+constexpr size_t kMaxFolderName = 255 - 21;
 
 // Every key of the experiment schema, in documentation order.
 const std::vector<KeySpec>& config_schema();
