@@ -2,11 +2,12 @@
 // schema (unknown keys and wrong types name the file and key, with a "did you mean"), `--set`
 // overrides typed by the schema, and getters that expand ${VAR} only when a path is used.
 #include <algorithm>
-#include <functional>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -158,10 +159,89 @@ std::string read_text_file(const std::string& file) {
   return os.str();
 }
 
+// The characters of a text for json::parse, recording how far the parser has read: its callback
+// is not told where it is.
+class TrackedChars {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
+
+  TrackedChars(const char* p, const char** read_to) : p_(p), read_to_(read_to) {}
+  reference operator*() const { return *p_; }
+  TrackedChars& operator++() {
+    *read_to_ = ++p_;
+    return *this;
+  }
+  bool operator==(const TrackedChars& o) const { return p_ == o.p_; }
+  bool operator!=(const TrackedChars& o) const { return p_ != o.p_; }
+
+ private:
+  const char* p_;
+  const char** read_to_;
+};
+
+// Parses `text`, refusing a key repeated in one object: JSON keeps only the last, so a repeated
+// section would silently drop the keys of the first.
+json parse_without_duplicates(const std::string& text, const std::string& file) {
+  const char* read_to = text.data();
+  auto line_at = [&](const char* p) { return std::to_string(1 + std::count(text.data(), p, '\n')); };
+  struct Level {
+    std::string path;                          // "model.layers[2]"; "" at the top
+    bool array = false;                        // an array, else an object
+    size_t index = 0;                          // arrays: the element being read
+    std::map<std::string, std::string> lines;  // objects: key -> line
+    std::string key;                           // objects: the key being read
+  };
+  std::vector<Level> levels;
+  auto finish_value = [&] {
+    if (!levels.empty() && levels.back().array) ++levels.back().index;
+  };
+  const json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start: {
+        Level level;
+        if (!levels.empty()) {
+          const Level& up = levels.back();
+          level.path = up.array ? up.path + "[" + std::to_string(up.index) + "]"
+                                : (up.path.empty() ? "" : up.path + ".") + up.key;
+        }
+        level.array = event == json::parse_event_t::array_start;
+        levels.push_back(std::move(level));
+        break;
+      }
+      case json::parse_event_t::key: {
+        Level& level = levels.back();
+        level.key = parsed.get<std::string>();
+        const std::string line = line_at(read_to);
+        const auto [it, fresh] = level.lines.emplace(level.key, line);
+        if (!fresh)
+          throw ConfigError(file + ":" + line + ": " + (level.path.empty() ? "" : level.path + ".") + level.key +
+                            ": duplicate key (also on line " + it->second +
+                            "); only the last would count: give each key once (merge repeated sections into one)");
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        levels.pop_back();
+        finish_value();
+        break;
+      case json::parse_event_t::value:
+        finish_value();
+        break;
+    }
+    return true;
+  };
+  return json::parse(TrackedChars(text.data(), &read_to), TrackedChars(text.data() + text.size(), &read_to), on_event);
+}
+
 json parse_json_file(const std::string& file) {
   const std::string text = read_text_file(file);
   try {
-    return json::parse(text);
+    return parse_without_duplicates(text, file);
   } catch (const json::parse_error& e) {
     // Byte offset -> line:column for the message.
     size_t line = 1, col = 1;

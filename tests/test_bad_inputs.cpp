@@ -82,6 +82,8 @@ const ConfigCase kConfigs[] = {
     {"bad_layer_key.json", {"model.layers[0]", "kernal", ""}},
     {"model_does_not_fit.json", {"model.layers[1]", "maxpool2d", ""}},
     {"bad_name.json", {"bad_name.json", "name: expected a folder name", "\"../escape\""}},
+    {"duplicate_section.json", {"duplicate_section.json:3: train: duplicate key (also on line 2)", "", ""}},
+    {"duplicate_in_parent.json", {"duplicate_parent.json:3: features.n_mels: duplicate key (also on line 2)", "", ""}},
 };
 
 // A collection of one class folder holding one corpus file.

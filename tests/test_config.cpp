@@ -112,6 +112,38 @@ TEST_CASE("config refuses a run name that cannot be one folder name", "[config]"
   }
 }
 
+TEST_CASE("config refuses duplicate keys, naming the file, line and key path", "[config]") {
+  const auto dir = test::temp_dir("config-duplicates");
+  struct Case {
+    std::string text, error;
+  };
+  const std::vector<Case> cases = {
+      // A repeated section would have dropped the first's train.epochs.
+      {"{\"train\": {\"epochs\": 3},\n \"train\": {\"lr\": 0.5}}", ":2: train: duplicate key (also on line 1)"},
+      {"{\"train\": {\"epochs\": 3,\n\n  \"epochs\": 4}}", ":3: train.epochs: duplicate key (also on line 1)"},
+      {"{\"model\": {\"layers\": [{\"type\": \"flatten\"},\n  {\"type\": \"dense\", \"units\": 4,\n   \"units\": 5}]}}",
+       ":3: model.layers[1].units: duplicate key (also on line 2)"},
+      {"{\"augment\": {\"noise\": {\"p\": 0.5}, \"gain\": {\"p\": 0.5}, \"noise\": {}}}",
+       ":1: augment.noise: duplicate key (also on line 1)"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto f = write(dir, "case" + std::to_string(i) + ".json", cases[i].text);
+    INFO(cases[i].text);
+    CHECK(config_error([&] { Config::load(f); }).find(f + cases[i].error + "; only the last would count") == 0);
+  }
+  // In a file that "extends" pulls in.
+  const auto parent = write(dir, "parent.json", "{\"name\": \"a\",\n \"name\": \"b\"}");
+  const auto child = write(dir, "child.json", R"({"extends": "parent.json"})");
+  CHECK(config_error([&] { Config::load(child); }).find(parent + ":2: name: duplicate key (also on line 1)") == 0);
+  // The same key in different objects is no duplicate.
+  const auto ok = write(dir, "ok.json", R"({"train": {"seed": 1}, "split": {"seed": 2},
+      "model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": "classes"}]}})");
+  const Config c = Config::load(ok);
+  CHECK(c.get_int("train.seed") == 1);
+  CHECK(c.get_int("split.seed") == 2);
+  CHECK(c.at("model.layers").size() == 2);
+}
+
 TEST_CASE("config extends cycles and missing parents are reported", "[config]") {
   const auto dir = test::temp_dir("config-cycle");
   const auto a = write(dir, "a.json", R"({"extends": "b.json"})");
