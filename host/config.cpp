@@ -152,6 +152,9 @@ std::string type_problem(const KeySpec& k, const json& v) {
 }
 
 std::string read_text_file(const std::string& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec))
+    throw ConfigError(file + ": is a folder, not an experiment file; give the path of a .json file");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw ConfigError(file + ": cannot open experiment file (does it exist?)");
   std::ostringstream os;

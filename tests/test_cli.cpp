@@ -102,6 +102,10 @@ TEST_CASE("cli config errors exit 2 and name the key", "[cli]") {
   const Result m = run("config show /nonexistent/exp.json");
   CHECK(m.rc == 2);
   CHECK(m.err.find("/nonexistent/exp.json") != std::string::npos);
+  const std::string folder = test::source_dir() + "/experiments";
+  const Result f = run("config show " + folder);
+  CHECK(f.rc == 2);
+  CHECK(f.err.find(folder + ": is a folder, not an experiment file") != std::string::npos);
 }
 
 TEST_CASE("experiments README documents every schema key", "[cli][docs]") {
