@@ -5,7 +5,9 @@
 #include <fftw3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -161,13 +163,69 @@ void RunDir::write_json(const std::string& name, const json& doc) const {
   write_file_atomic(file(name), doc.dump(2) + "\n");
 }
 
+RuntimeError RunDir::damaged(const std::string& name, const std::string& what) const {
+  return RuntimeError(file(name) + ": " + what + "; the run directory is damaged: restore " + name +
+                      " from a copy or train the run again");
+}
+
 json RunDir::read_json(const std::string& name) const {
-  const std::string p = file(name);
+  json doc;
   try {
-    return json::parse(read_file(p));
+    doc = json::parse(read_file(file(name)));
   } catch (const json::exception& e) {
-    throw RuntimeError(p + ": not valid JSON (" + e.what() + ")");
+    const std::string what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+    throw damaged(name, "not valid JSON (" + what.substr(what.find("] ") + 2) + ")");
   }
+  if (!doc.is_object()) throw damaged(name, std::string("expected a JSON object, found ") + doc.type_name());
+  return doc;
+}
+
+RunSplit RunDir::read_split() const {
+  const json doc = read_json("split.json");
+  auto strings = [&](const char* key) {
+    const json* v = doc.contains(key) ? &doc[key] : nullptr;
+    if (!v || !v->is_array() || !std::all_of(v->begin(), v->end(), [](const json& e) { return e.is_string(); }))
+      throw damaged("split.json", std::string("'") + key + "' is missing or not a list of strings");
+    return v->get<std::vector<std::string>>();
+  };
+  RunSplit split;
+  split.classes = strings("classes");
+  if (split.classes.empty()) throw damaged("split.json", "'classes' is empty");
+  if (!doc.contains("class_root") || !doc["class_root"].is_string())
+    throw damaged("split.json", "'class_root' is missing or not a string");
+  split.class_root = doc["class_root"].get<std::string>();
+  for (const char* set : {"train", "valid", "test"}) {
+    split.sets[set] = strings(set);
+    for (const std::string& clip : split.sets[set]) {
+      const std::string cls = clip.substr(0, clip.find('/'));
+      if (cls == clip || std::find(split.classes.begin(), split.classes.end(), cls) == split.classes.end())
+        throw damaged("split.json",
+                      std::string("'") + set + "' lists " + clip + ", not a CLASS/FILE of one of 'classes'");
+    }
+  }
+  return split;
+}
+
+MelBandStats RunDir::read_feature_stats(int64_t n_mels) const {
+  const json doc = read_json("feature_stats.json");
+  auto bands = [&](const char* key) {
+    const json* v = doc.contains(key) ? &doc[key] : nullptr;
+    if (!v || !v->is_array() || int64_t(v->size()) != n_mels)
+      throw damaged("feature_stats.json", std::string("'") + key + "' is not a list of " + std::to_string(n_mels) +
+                                              " numbers (one per mel band, features.n_mels)");
+    std::vector<float> out;
+    for (const json& e : *v) {
+      if (!e.is_number() || !std::isfinite(e.get<float>()))
+        throw damaged("feature_stats.json", std::string("'") + key + "' holds " + e.dump() + ", not a finite number");
+      out.push_back(e.get<float>());
+    }
+    return out;
+  };
+  MelBandStats stats{bands("mean"), bands("std")};
+  // A band of zero spread is written as std 0 (it is only centred, see inverse_std); below 0 is not.
+  for (float s : stats.std)
+    if (s < 0) throw damaged("feature_stats.json", "'std' holds " + json(s).dump() + ", a negative spread");
+  return stats;
 }
 
 void RunDir::write_metrics(const std::vector<EpochMetrics>& metrics) const {

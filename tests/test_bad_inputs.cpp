@@ -11,7 +11,9 @@
 #include <iterator>
 
 #include "genrelab/audio.h"
+#include "genrelab/io.h"
 #include "genrelab/npy.h"
+#include "genrelab/run.h"
 #include "test_util.h"
 
 using namespace genrelab;
@@ -236,4 +238,80 @@ TEST_CASE("a pipe named like an audio file is reported, never read", "[bad_input
   const Result feat = run_genrelab("features " + fifo + " --out " + (dir / "x.npy").string() + " --device cpu");
   CHECK(feat.rc == 1);
   CHECK(contains(feat.err, fifo + ": is not a regular file"));
+}
+
+TEST_CASE("damaged run-directory files are named with what is wrong and what to do", "[bad_inputs]") {
+  const auto dir = test::temp_dir("damaged-run");
+  const std::string data = (dir / "demo").string();
+  REQUIRE(test::run_command(test::genrelab_binary() + " data synth " + data +
+                            " --clips-per-genre 2 --seconds 1 2>/dev/null") == 0);
+  // features.standardize: the run has a feature_stats.json (32 bands, base.json's n_mels).
+  const Result trained =
+      run_genrelab("train " + corpus("configs/base.json") + " --set dataset.root=" + data +
+                   " --set features.standardize=true --device cpu --quiet --out " + (dir / "runs").string());
+  INFO(trained.err);
+  REQUIRE(trained.rc == 0);
+  const fs::path run = trained.out.substr(0, trained.out.find('\n'));
+  const json split = json::parse(read_file((run / "split.json").string()));
+  const json stats = json::parse(read_file((run / "feature_stats.json").string()));
+  REQUIRE(stats["mean"].size() == 32);
+
+  // A copy of the run with one file replaced; `unfinished` drops summary.json so --resume works.
+  int copies = 0;
+  auto damaged_copy = [&](const std::string& file, const std::string& text, bool unfinished = false) {
+    const fs::path copy = dir / ("copy" + std::to_string(copies++));
+    fs::copy(run, copy, fs::copy_options::recursive);
+    write_file_atomic((copy / file).string(), text);
+    if (unfinished) fs::remove(copy / "summary.json");
+    return copy;
+  };
+  json wrong_class = split, short_mean = stats, negative_std = stats, null_mean = stats, huge_std = stats;
+  wrong_class["test"].push_back("polka/polka.00000.wav");
+  short_mean["mean"] = {0.0, 1.0, 2.0};
+  negative_std["std"][5] = -1.0;
+  null_mean["mean"][0] = nullptr;  // how json writes a NaN
+  huge_std["std"][0] = 1e39;       // beyond float
+
+  struct Case {
+    std::string file, text, command, fragment;
+    bool unfinished = false;
+  };
+  const std::vector<Case> cases = {
+      {"split.json", "[]", "eval", "expected a JSON object, found array"},
+      {"split.json", "{\"classes\": \"blues\"}", "eval", "'classes' is missing or not a list of strings"},
+      {"split.json", wrong_class.dump(), "eval",
+       "'test' lists polka/polka.00000.wav, not a CLASS/FILE of one of 'classes'"},
+      {"split.json", "{\"train\": [", "eval", "not valid JSON"},
+      {"config.json", "[]", "eval", "expected a JSON object, found array"},
+      {"feature_stats.json", short_mean.dump(), "eval", "'mean' is not a list of 32 numbers"},
+      {"feature_stats.json", negative_std.dump(), "eval", "'std' holds -1.0, a negative spread"},
+      {"feature_stats.json", null_mean.dump(), "train --resume", "'mean' holds null, not a finite number", true},
+      {"feature_stats.json", huge_std.dump(), "train --resume", "'std' holds 1e+39, not a finite number", true},
+      {"run.json", "[]", "train --resume", "expected a JSON object, found array", true},
+      {"summary.json", "[]", "report", "expected a JSON object, found array"},
+  };
+  for (const Case& c : cases) {
+    const fs::path copy = damaged_copy(c.file, c.text, c.unfinished);
+    // report takes the folder above the runs.
+    const std::string target = c.command == "report" ? (copy.parent_path() / "report-root").string() : copy.string();
+    if (c.command == "report") {
+      fs::create_directories(target);
+      fs::rename(copy, fs::path(target) / "run");
+    }
+    const std::string file = c.command == "report" ? target + "/run/" + c.file : (copy / c.file).string();
+    const Result r = run_genrelab(c.command + " " + target + (c.command == "report" ? "" : " --device cpu"));
+    INFO(c.command << " with " << c.file << " = " << c.text.substr(0, 80) << "\n" << r.err);
+    CHECK(r.rc == 1);
+    CHECK(contains(r.err, file + ": " + c.fragment));
+    CHECK(contains(r.err, "the run directory is damaged: restore " + c.file + " from a copy or train the run again"));
+    CHECK_FALSE(contains(r.err, "json.exception"));
+  }
+
+  // A zero spread is what training writes for a band without variation: it is only centred.
+  json zero_std = stats;
+  zero_std["std"][0] = 0.0;
+  const Result zero =
+      run_genrelab("eval " + damaged_copy("feature_stats.json", zero_std.dump()).string() + " --device cpu");
+  INFO(zero.err);
+  CHECK(zero.rc == 0);
 }

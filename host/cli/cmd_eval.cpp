@@ -51,12 +51,10 @@ int run_eval(const Args& args) {
     // The run's own clips as training cut them (dataset.clip_samples), so that the accuracy is the
     // run's; clips of --data are whole, their windows averaged.
     if (const auto clip = model.config().get_optional_int("dataset.clip_samples")) decode.length = *clip;
-    const json split = RunDir::open(run_dir).read_json("split.json");
-    const std::string class_root = split.at("class_root").get<std::string>();
-    for (const auto& n : split.at(which)) {
-      const std::string name = n.get<std::string>();
+    const RunSplit split = RunDir::open(run_dir).read_split();
+    for (const std::string& name : split.sets.at(which)) {
       const std::string cls = name.substr(0, name.find('/'));
-      paths.push_back((fs::path(class_root) / name).string());
+      paths.push_back((fs::path(split.class_root) / name).string());
       names.push_back(name);
       labels.push_back(int32_t(std::find(classes.begin(), classes.end(), cls) - classes.begin()));
     }

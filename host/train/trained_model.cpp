@@ -18,14 +18,13 @@ TrainedModel TrainedModel::load(const std::string& run_dir, Device device) {
   m.device_ = device;
   m.config_ = Config::from_resolved(run.read_json("config.json"), run.file("config.json"));
   if (!run.has("split.json")) throw RuntimeError(run_dir + ": no split.json; was the run stopped before its data loaded?");
-  m.classes_ = run.read_json("split.json").at("classes").get<std::vector<std::string>>();
+  m.classes_ = run.read_split().classes;
   m.windows_ = WindowSpec::from_config(m.config_);
   m.mel_params_ = MelParams::from_config(m.config_);
   m.mel_ = std::make_unique<MelExtractor>(m.mel_params_, device);
   if (m.mel_params_.standardize) {
     if (!run.has("feature_stats.json")) throw RuntimeError(run_dir + ": features.standardize is on but feature_stats.json is missing");
-    const json j = run.read_json("feature_stats.json");
-    m.mel_->set_band_stats(MelBandStats{j.at("mean").get<std::vector<float>>(), j.at("std").get<std::vector<float>>()});
+    m.mel_->set_band_stats(run.read_feature_stats(m.mel_params_.n_mels));
   }
   const int64_t frames = m.mel_params_.n_frames(m.windows_.window);
   const nn::ModelPlan plan = nn::plan_model(m.config_, nn::Shape3{m.mel_params_.n_mels, frames, 1}, int64_t(m.classes_.size()));

@@ -508,9 +508,7 @@ int run_training(const TrainRequest& req) {
   if (mel_params.standardize) {
     MelBandStats stats;
     if (run->has("feature_stats.json")) {
-      const json j = run->read_json("feature_stats.json");
-      stats.mean = j.at("mean").get<std::vector<float>>();
-      stats.std = j.at("std").get<std::vector<float>>();
+      stats = run->read_feature_stats(mel_params.n_mels);
     } else {
       // Every rank gets the same statistics (streaming: from its shard and the others').
       stats = streaming ? train_stream->band_stats(comm.get()) : builder.band_stats(train_audio);

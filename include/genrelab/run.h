@@ -5,11 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "genrelab/common.h"
 #include "genrelab/config.h"
+#include "genrelab/features.h"
 
 namespace genrelab {
 
@@ -67,6 +70,14 @@ json to_json(const RunSummary& s);
 // Library and build versions recorded with every run.
 json version_info();
 
+// split.json: the classes in label order, the folder holding the class folders, and the clips
+// ("class/file") of each set ("train", "valid", "test").
+struct RunSplit {
+  std::vector<std::string> classes;
+  std::string class_root;
+  std::map<std::string, std::vector<std::string>> sets;
+};
+
 class RunDir {
  public:
   // Creates a fresh `<parent>/<name>-<YYYYmmddTHHMMSSZ>` (adding -2, -3, ... when taken).
@@ -79,8 +90,15 @@ class RunDir {
   std::string file(const std::string& name) const;
 
   void write_json(const std::string& name, const json& doc) const;  // atomic
-  json read_json(const std::string& name) const;                    // RuntimeError naming the file
+  json read_json(const std::string& name) const;                    // a JSON object; else RuntimeError naming the file
   bool has(const std::string& name) const;
+  // The error for a file of the run that is not as genrelab writes it: names the file, says what
+  // is wrong and that the run directory is damaged.
+  RuntimeError damaged(const std::string& name, const std::string& what) const;
+
+  // split.json and feature_stats.json (n_mels bands), their structure checked (damaged() if not).
+  RunSplit read_split() const;
+  MelBandStats read_feature_stats(int64_t n_mels) const;
 
   // metrics.jsonl: rewritten whole (atomically) with every epoch so far.
   void write_metrics(const std::vector<EpochMetrics>& metrics) const;
