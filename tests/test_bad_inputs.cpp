@@ -271,6 +271,8 @@ TEST_CASE("damaged run-directory files are named with what is wrong and what to 
   negative_std["std"][5] = -1.0;
   null_mean["mean"][0] = nullptr;  // how json writes a NaN
   huge_std["std"][0] = 1e39;       // beyond float
+  std::string checkpoint = read_file((run / "checkpoint.bin").string());
+  for (int i = 20; i < 24; ++i) checkpoint[size_t(i)] = char(~checkpoint[size_t(i)]);  // the header length's high bytes
 
   struct Case {
     std::string file, text, command, fragment;
@@ -314,4 +316,12 @@ TEST_CASE("damaged run-directory files are named with what is wrong and what to 
       run_genrelab("eval " + damaged_copy("feature_stats.json", zero_std.dump()).string() + " --device cpu");
   INFO(zero.err);
   CHECK(zero.rc == 0);
+
+  // The checkpoint's header length with its high bytes flipped: damage, not a truncated copy.
+  const fs::path ck = damaged_copy("checkpoint.bin", checkpoint);
+  const Result r = run_genrelab("eval " + ck.string() + " --device cpu");
+  INFO(r.err);
+  CHECK(r.rc == 1);
+  CHECK(contains(r.err, (ck / "checkpoint.bin").string() + ": corrupt checkpoint: its header length field reads "));
+  CHECK(contains(r.err, "the file is damaged"));
 }

@@ -47,6 +47,9 @@ std::string dims_str(const json& d) {
 }
 
 constexpr size_t kPrefix = 24;  // magic 8 + version 4 + flags 4 + header length 8
+// A header takes a few hundred bytes per layer and tensor: a length field above this is damage,
+// not a model.
+constexpr uint64_t kMaxHeader = 64ull << 20;
 
 }  // namespace
 
@@ -134,6 +137,10 @@ Checkpoint load_checkpoint(const std::string& path) {
               std::to_string(kCheckpointVersion) +
               (version > kCheckpointVersion ? " (written by a newer genrelab)" : ""));
   const uint64_t hlen = get<uint64_t>(in, 16);
+  if (hlen > kMaxHeader)
+    throw bad("corrupt checkpoint: its header length field reads " + std::to_string(hlen) +
+              " bytes, far more than any checkpoint header (the file is damaged: restore it from a copy or train the "
+              "run again)");
   if (hlen > in.size() - kPrefix) throw bad("truncated checkpoint (the header needs " + std::to_string(hlen) + " bytes)");
   Checkpoint ck;
   try {
