@@ -143,6 +143,10 @@ std::mutex& open_mutex() {
 std::string open_failure_reason() {
   const std::string why = sf_strerror(nullptr);
   if (why.find("Channel count is zero") != std::string::npos) return "the header declares 0 channels";
+  // When bytes that look like MPEG (an .mp3 name, or a frame sync by chance) are no stream
+  // libmpg123 can open, libsndfile 1.2 says "File does not exist or is not a regular file (possibly
+  // a pipe?)": untrue here (both are checked before opening), so that detail is left out.
+  if (why.find("does not exist") != std::string::npos) return "not a readable audio file";
   return "not a readable audio file (" + why + ")";
 }
 
@@ -253,6 +257,10 @@ SndfilePtr open_for_reading(const std::string& path, SF_INFO& info) {
   std::lock_guard<std::mutex> lock(open_mutex());
   SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
   if (!f) throw AudioError(path, open_failure_reason());
+  // A file without a recognised header that is named .au or .snd is opened by libsndfile as raw
+  // 8 kHz mu-law, from the name alone: random bytes would "decode" as noise.
+  if ((info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_RAW)
+    throw AudioError(path, "not a readable audio file (no audio header)");
   return f;
 }
 

@@ -441,3 +441,21 @@ TEST_CASE("a header declaring absurdly many frames is truncated not a huge alloc
     CHECK(e.reason.rfind("truncated", 0) == 0);
   }
 }
+
+TEST_CASE("random bytes named .mp3 or .au or .snd are not readable audio files", "[audio]") {
+  // libsndfile reports bytes named .mp3 that libmpg123 cannot open as "File does not exist or is
+  // not a regular file", and opens bytes named .au or .snd that lack the ".snd" header as raw
+  // 8 kHz mu-law (which then read as "truncated: the header declares N frames ..."): both mislead.
+  const auto tmp = test::temp_dir("audio-random-names");
+  std::string bytes(4096, '\0');
+  uint32_t x = 12345;
+  for (char& c : bytes) {
+    x = x * 1664525u + 1013904223u;  // LCG; bytes = its top 8 bits
+    c = char(x >> 24);
+  }
+  CHECK(decode_error(write_bytes(tmp / "noise.mp3", bytes)) == "not a readable audio file");
+  CHECK(decode_error(write_bytes(tmp / "noise.au", bytes)) == "not a readable audio file (no audio header)");
+  CHECK(decode_error(write_bytes(tmp / "noise.snd", bytes)) == "not a readable audio file (no audio header)");
+  CHECK_THROWS_WITH(probe_audio((tmp / "noise.au").string()), Catch::Contains("(no audio header)"));
+  CHECK(decode_error(write_bytes(tmp / "noise.wav", bytes)) == "not a readable audio file (Format not recognised.)");
+}

@@ -58,7 +58,9 @@ const AudioCase kAudio[] = {
     {"one_sample.wav", true, "22050          1", 1},
     {"truncated.wav", false, "truncated: the header declares 2205 frames but the file holds only 1000", 0},
     {"empty.wav", false, "is empty (0 bytes)", 0},
-    {"garbage.wav", false, "not a readable audio file", 0},
+    {"garbage.wav", false, "not a readable audio file (Format not recognised.)", 0},
+    {"garbage.mp3", false, "not a readable audio file", 0},
+    {"garbage.au", false, "not a readable audio file (no audio header)", 0},
     {"text_named.flac", false, "not a readable audio file", 0},
     {"nan.wav", false, "contains a NaN or infinite sample (at frame 100)", 0},
     {"huge.wav", false, "has a sample of magnitude 3e+18 at frame 100, beyond 1e10 (full scale is 1)", 0},
@@ -125,6 +127,8 @@ TEST_CASE("bad audio files get their documented outcome in data check and featur
       CHECK(feat.rc == 1);
       CHECK(contains(feat.err, path));
       CHECK(contains(feat.err, c.reason));
+      // Only our own words where libsndfile's would mislead (garbage.mp3: "File does not exist").
+      CHECK_FALSE(contains(check.out + feat.err, "does not exist"));
       CHECK_FALSE(fs::exists(npy));
     }
   }

@@ -17,7 +17,9 @@ namespace genrelab {
 //   missing file               "no such file"
 //   a folder                   "is a folder, not an audio file"
 //   0 bytes                    "is empty (0 bytes)"
-//   not audio / cut in header  "not a readable audio file (<libsndfile's reason>)"
+//   not audio / cut in header  "not a readable audio file (<libsndfile's reason>)"; where that reason
+//                              would mislead, "not a readable audio file" (bytes named .mp3 that are
+//                              no MPEG stream) or "... (no audio header)" (bytes named .au or .snd)
 //   0 channels in the header   "the header declares 0 channels"
 //   rate <= 0 or > 1 MHz       "the header declares an absurd sample rate (N Hz)"
 //   header-only (0 samples)    "holds no audio samples (header only): as unusable as an empty file"
