@@ -1,6 +1,7 @@
 // Decoding: real GTZAN clips against their FLAC headers and soundfile, 44.1 kHz stereo input
-// against librosa's soxr_hq resampling, tone and aliasing checks, cut/pad, the WAV writer, and
-// every bad input with its documented reason.
+// against librosa's soxr_hq resampling, OGG Vorbis and MP3 against their encoded tones and
+// soundfile, tone and aliasing checks, cut/pad, the WAV writer, and every bad input with its
+// documented reason.
 #include <sndfile.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "codec_fixtures.h"
 #include "genrelab/audio.h"
 #include "genrelab/io.h"
 #include "test_util.h"
@@ -280,6 +282,82 @@ TEST_CASE("resampling keeps a tone's amplitude and frequency and removes aliases
     INFO(hz << " Hz: residual RMS " << rms << " (input RMS 0.354)");
     CHECK(rms < 0.354 * 1e-3);
     CHECK(tone_amplitude(a.samples, 22050 - hz, 22050, 1000, 21050) < 0.5e-3);
+  }
+}
+
+TEST_CASE("OGG Vorbis and MP3 decode to their encoded tones", "[audio]") {
+  const auto tmp = test::temp_dir("audio-lossy");
+  // 0.9 s from 0.05 s in: 19845 samples at 22050 Hz hold whole periods of both tones (396 of
+  // 440 Hz, 594 of 660 Hz), so each projection sees its own tone alone.
+  const size_t from = 1102, to = from + 19845;
+  for (const test::LossyFormat& fmt : test::kLossyFormats) {
+    INFO(fmt.name);
+    const std::string p = (tmp / (std::string("tones") + fmt.ext)).string();
+    test::write_tone_pair(p, fmt.format);
+    const AudioInfo info = probe_audio(p);
+    CHECK(info.format == fmt.name);
+    CHECK(info.sample_rate == 44100);
+    CHECK(info.channels == 2);
+    // Exactly the frames written: Vorbis's last granule position holds the length, and LAME's
+    // Info tag holds its encoder delay (576 + 529 decoder) and the padding to whole 1152-frame
+    // frames, which libmpg123's gapless mode (libsndfile turns it on) trims; without the tag an
+    // MP3 would decode 1105 frames early and up to 1151 long.
+    CHECK(info.frames == test::kTonePairFrames);
+    const Audio a = decode_audio(p);
+    REQUIRE(a.samples.size() == 22050);
+    std::vector<float> ideal(22050);  // the channel mean of what was encoded
+    for (size_t i = 0; i < ideal.size(); ++i) ideal[i] = float(test::tone_pair_mono(int64_t(i), 22050));
+    // Amplitudes: 0.25 and 0.125 (half of 0.5 and 0.25); measured +0.7 % for Vorbis (at
+    // libsndfile's default quality), +0.06 % and +0.02 % for MP3; allowed 2 %.
+    const double a440 = tone_amplitude(a.samples, 440, 22050, from, to);
+    const double a660 = tone_amplitude(a.samples, 660, 22050, from, to);
+    INFO("amplitudes " << a440 << " at 440 Hz, " << a660 << " at 660 Hz");
+    CHECK(a440 == Approx(0.25).epsilon(0.02));
+    CHECK(a660 == Approx(0.125).epsilon(0.02));
+    // Sample by sample, in time: measured 0.9 % (Vorbis) and 0.5 % (MP3) relative RMS error;
+    // allowed 2 %. A shift by one sample would leave 12 % (2 pi 440 / 22050 of the 440 Hz tone).
+    const double err = rel_rms(a.samples, ideal, 0, ideal.size());
+    INFO("relative RMS error against the encoded tones: " << err);
+    CHECK(err < 0.02);
+    // At the file's own rate, unresampled: 44100 samples, the same error bound.
+    const Audio native = decode_audio(p, {0, {}, {}});
+    REQUIRE(native.samples.size() == 44100);
+    std::vector<float> ideal44(44100);
+    for (size_t i = 0; i < ideal44.size(); ++i) ideal44[i] = float(test::tone_pair_mono(int64_t(i), 44100));
+    CHECK(rel_rms(native.samples, ideal44, 0, ideal44.size()) < 0.02);
+  }
+}
+
+TEST_CASE("OGG Vorbis and MP3 decode like soundfile and soxr_hq", "[audio][python]") {
+  const std::string py = test::python();
+  if (py.empty() || test::run_command("'" + py + "' -c 'import soundfile, soxr' 2>/dev/null") != 0) {
+    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks soundfile/soxr (librosa's resampler)");
+    return;
+  }
+  // soundfile carries its own libsndfile, libvorbis and libmpg123: an independent decode.
+  const auto tmp = test::temp_dir("audio-lossy-soundfile");
+  const std::string ref = "'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' ";
+  for (const test::LossyFormat& fmt : test::kLossyFormats) {
+    INFO(fmt.name);
+    const std::string p = (tmp / (std::string("tones") + fmt.ext)).string();
+    test::write_tone_pair(p, fmt.format);
+    // The channel mean at 44.1 kHz, as soundfile decodes it: measured bit-identical for MP3 and
+    // within 1.2e-7 for Vorbis (float rounding); allowed 1e-6.
+    REQUIRE(test::run_command(ref + "decode '" + p + "' '" + tmp.string() + "'") == 0);
+    const auto mean = read_f32((tmp / "0.f32").string());
+    const Audio native = decode_audio(p, {0, {}, {}});
+    test::require_close(native.samples, mean, 1e-6, 0.0, std::string(fmt.name) + " at 44.1 kHz");
+    // Resampled to 22050 Hz: soundfile + soxr_hq against our decoder + resampler. Measured 3.5e-6
+    // (Vorbis) and 4.5e-6 (MP3) relative RMS error away from the edges, allowed 2e-5; 1.5e-5 and
+    // 1.8e-5 over the whole clip, allowed 1e-4.
+    REQUIRE(test::run_command(ref + "resample '" + p + "' '" + (tmp / "ref.f32").string() + "'") == 0);
+    const auto want = read_f32((tmp / "ref.f32").string());
+    const Audio a = decode_audio(p);
+    REQUIRE(a.samples.size() == want.size());
+    const double interior = rel_rms(a.samples, want, 64, want.size() - 64);
+    INFO("relative RMS error vs soundfile + soxr_hq (interior): " << interior);
+    CHECK(interior < 2e-5);
+    CHECK(rel_rms(a.samples, want, 0, want.size()) < 1e-4);
   }
 }
 

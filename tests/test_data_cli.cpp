@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec_fixtures.h"
 #include "genrelab/audio.h"
 #include "genrelab/io.h"
 #include "genrelab/split.h"
@@ -232,6 +233,41 @@ TEST_CASE("data check prints a per-class table and the bad files", "[data][cli]"
   CHECK(missing.out.empty());
   CHECK(missing.err.find("does not exist") != std::string::npos);
   CHECK(run_genrelab("data check", tmp).rc == 2);
+}
+
+TEST_CASE("data check counts OGG Vorbis and MP3 clips", "[data][cli]") {
+  // Two class folders, each with a 1 s 44.1 kHz stereo .ogg and .mp3: all four found and decoded.
+  const auto tmp = test::temp_dir("cli-check-lossy");
+  const fs::path root = tmp / "lossy";
+  for (const char* genre : {"blues", "jazz"}) {
+    fs::create_directories(root / genre);
+    for (const test::LossyFormat& fmt : test::kLossyFormats)
+      test::write_tone_pair((root / genre / (std::string(genre) + ".00000" + fmt.ext)).string(), fmt.format);
+  }
+  const Result r = run_genrelab("data check '" + root.string() + "'", tmp);
+  INFO(r.out << r.err);
+  CHECK(r.rc == 0);
+  // class clips bad minutes rates channels shortest
+  std::map<std::string, std::vector<std::string>> row;
+  for (const auto& l : lines(r.out)) {
+    std::istringstream in(l);
+    std::vector<std::string> w;
+    for (std::string x; in >> x;) w.push_back(x);
+    if (!w.empty()) row[w[0]] = w;
+  }
+  for (const char* name : {"blues", "jazz"}) {
+    INFO(name);
+    REQUIRE(row[name].size() == 8);
+    CHECK(row[name][1] == "2");
+    CHECK(row[name][2] == "0");
+    CHECK(row[name][4] == "44100");
+    CHECK(row[name][5] == "2");
+    CHECK(row[name][6] + row[name][7] == "1.00s");  // 44100 frames at 44100 Hz
+  }
+  REQUIRE(row["total"].size() >= 3);
+  CHECK(row["total"][1] == "4");
+  CHECK(row["total"][2] == "0");
+  CHECK(r.out.find("bad files") == std::string::npos);
 }
 
 TEST_CASE("data split prints only split lines and equals sklearn over the usable clips", "[data][cli]") {

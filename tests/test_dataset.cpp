@@ -1,7 +1,9 @@
 // Dataset scanning (layouts, auto detection, class order, limits) and the parallel loader (every
-// clip equals its own decode, bad files skipped with their reasons, clear errors).
+// clip equals its own decode, OGG Vorbis and MP3 clips too, bad files skipped with their reasons,
+// clear errors).
 #include <fstream>
 
+#include "codec_fixtures.h"
 #include "genrelab/config.h"
 #include "genrelab/dataset.h"
 #include "test_util.h"
@@ -178,6 +180,50 @@ TEST_CASE("loader decodes every clip like decode_audio and skips bad files", "[d
   const LoadedDataset info = load_dataset(d, lo);
   CHECK(info.clips[0].samples.empty());
   CHECK(info.clips[0].source.frames == 2205);
+}
+
+TEST_CASE("OGG Vorbis and MP3 clips are found and loaded", "[dataset]") {
+  // genres/<genre>/ (the original GTZAN layout) holding a .ogg and a .mp3 each, beside a WAV.
+  const auto tmp = test::temp_dir("dataset-lossy");
+  for (const char* genre : {"blues", "jazz"}) {
+    fs::create_directories(tmp / "genres" / genre);
+    for (const test::LossyFormat& fmt : test::kLossyFormats)
+      test::write_tone_pair((tmp / "genres" / genre / (std::string(genre) + ".00000" + fmt.ext)).string(), fmt.format);
+  }
+  write_wav((tmp / "genres" / "jazz" / "jazz.00001.wav").string(), tone(1, 1), 22050);
+  DatasetOptions o;
+  o.root = tmp.string();
+  const Dataset d = scan_dataset(o);
+  CHECK(d.layout == "gtzan");
+  CHECK(names(d) == std::vector<std::string>{"blues/blues.00000.mp3", "blues/blues.00000.ogg", "jazz/jazz.00000.mp3",
+                                             "jazz/jazz.00000.ogg", "jazz/jazz.00001.wav"});
+  LoadOptions lo;
+  lo.decode.length = 22050;
+  lo.threads = 2;
+  lo.warn = false;
+  lo.progress = false;
+  const LoadedDataset l = load_dataset(d, lo);
+  CHECK(l.skipped.empty());
+  REQUIRE(l.clips.size() == 5);
+  for (const LoadedClip& c : l.clips) {
+    INFO(c.clip.name);
+    if (c.clip.name.find(".wav") != std::string::npos) continue;
+    CHECK(c.source.channels == 2);
+    CHECK(c.source.sample_rate == 44100);
+    CHECK(c.source.frames == test::kTonePairFrames);
+    CHECK(c.source.format ==
+          (c.clip.name.find(".ogg") != std::string::npos ? test::kLossyFormats[0].name : test::kLossyFormats[1].name));
+    // The loader's threads decode what decode_audio does, bit for bit (its tones are checked
+    // against the encoded amplitudes in test_audio.cpp).
+    CHECK(c.samples == decode_audio(c.clip.path, lo.decode).samples);
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < c.samples.size(); ++i) {
+      const double want = test::tone_pair_mono(int64_t(i), 22050);
+      err += (c.samples[i] - want) * (c.samples[i] - want);
+      ref += want * want;
+    }
+    CHECK(std::sqrt(err / ref) < 0.02);  // the encoded tones, as in test_audio.cpp
+  }
 }
 
 TEST_CASE("loader errors when no clip is usable", "[dataset]") {
