@@ -1,5 +1,6 @@
 // Training end to end on the CPU backend: the run directory's files, resume to the identical
-// result, a SIGKILL mid-run, predict and eval on clips of any length, and config errors.
+// result, a SIGKILL mid-run, predict and eval on clips of any length, config errors, and a local
+// sweep of several experiments.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "genrelab/audio.h"
@@ -378,6 +381,81 @@ TEST_CASE("train config errors name the file and the key", "[train]") {
   CHECK(r.rc == 2);
   CHECK(r.err.find("dataset.streaming: needs dataset.clip_samples") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "runs"));
+}
+
+TEST_CASE("a local sweep trains each experiment with the overrides and reports the failed ones", "[train]") {
+  const auto dir = test::temp_dir("sweep-local");
+  tiny_experiment(dir, 3);  // dir/tiny.json, 3 epochs: the sweep's --set makes it 1
+  auto variant = [&](const std::string& name, const std::string& extra) {
+    const std::string path = (dir / (name + ".json")).string();
+    std::ofstream(path) << R"({"extends": "tiny.json", "name": ")" << name << R"(", )" << extra << "}";
+    return path;
+  };
+  const std::string narrow = variant("narrow", R"("train": {"lr": 0.001, "seed": 11})");
+  const std::string wide = variant("wide", R"("train": {"lr": 0.004, "seed": 12})");
+  const fs::path out = dir / "runs";
+  Result r = run_genrelab("sweep " + narrow + " " + wide + " --set train.epochs=1 --device cpu --out " + out.string());
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.empty());  // stdout carries data only: a sweep has none
+  CHECK(r.err.find("all 2 experiments finished") != std::string::npos);
+  // One run directory per experiment, holding its own file's values and the override.
+  std::vector<std::string> runs;
+  for (const std::string& d : run_dirs(out))
+    if (fs::path(d).filename() != "sweep-logs") runs.push_back(d);
+  REQUIRE(runs.size() == 2);
+  const std::map<std::string, std::pair<double, int>> own = {{"narrow", {0.001, 11}}, {"wide", {0.004, 12}}};
+  std::set<std::string> names;
+  for (const std::string& run_dir : runs) {
+    const RunDir run = RunDir::open(run_dir);
+    const json cfg = run.read_json("config.json");
+    const std::string name = cfg["name"].get<std::string>();
+    INFO(run_dir << ": " << name);
+    names.insert(name);
+    CHECK(fs::path(run_dir).filename().string().rfind(name + "-", 0) == 0);
+    REQUIRE(own.count(name) == 1);
+    CHECK(cfg["train"]["lr"].get<double>() == own.at(name).first);
+    CHECK(cfg["train"]["seed"].get<int>() == own.at(name).second);
+    CHECK(cfg["train"]["epochs"].get<int>() == 1);
+    CHECK(cfg["features"]["n_mels"].get<int>() == 32);  // from tiny.json, through "extends"
+    CHECK(run.read_metrics().size() == 1);              // trained the overridden epoch count
+    CHECK(run.has("summary.json"));
+    // Its log, DIR/sweep-logs/<file stem>-<index>.log, holds the train's output: the run directory.
+    const fs::path log = out / "sweep-logs" / (name + (name == "narrow" ? "-0.log" : "-1.log"));
+    REQUIRE(fs::exists(log));
+    CHECK(read_file(log.string()).find(run_dir) != std::string::npos);
+  }
+  CHECK(names == std::set<std::string>{"narrow", "wide"});
+  size_t logs = 0;
+  for (const auto& e : fs::directory_iterator(out / "sweep-logs")) logs += e.path().extension() == ".log";
+  CHECK(logs == 2);
+
+  // An experiment that fails at run time (its collection holds no decodable clip): exit 1, the
+  // file named on stderr, and the experiment after it still trains.
+  for (const char* genre : {"blues", "jazz"}) {
+    fs::create_directories(dir / "bad-data" / genre);
+    for (int i = 0; i < 3; ++i) std::ofstream(dir / "bad-data" / genre / (std::to_string(i) + ".wav")) << "not audio";
+  }
+  const std::string broken = variant("broken", R"("dataset": {"root": ")" + (dir / "bad-data").string() + R"("})");
+  const fs::path out2 = dir / "runs2";
+  r = run_genrelab("sweep " + broken + " " + wide + " --set train.epochs=1 --device cpu --out " + out2.string());
+  INFO(r.err);
+  CHECK(r.rc == 1);
+  CHECK(r.err.find("1 of 2 experiments failed: " + broken) != std::string::npos);
+  CHECK(r.err.find(broken + " FAILED") != std::string::npos);
+  CHECK(r.err.find(wide + " finished") != std::string::npos);
+  CHECK(read_file((out2 / "sweep-logs" / "broken-0.log").string()).find("no usable clip") != std::string::npos);
+  std::vector<std::string> finished;
+  for (const std::string& d : run_dirs(out2))
+    if (fs::exists(fs::path(d) / "summary.json")) finished.push_back(d);
+  REQUIRE(finished.size() == 1);
+  CHECK(RunDir::open(finished[0]).read_json("config.json")["name"] == "wide");
+
+  // --gpus takes GPU indices: anything else is a usage error, before anything is created.
+  r = run_genrelab("sweep " + narrow + " --gpus abc --out " + (dir / "runs3").string());
+  CHECK(r.rc == 2);
+  CHECK(r.err.find("--gpus expects GPU indices like 0,1,2, not 'abc'") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "runs3"));
 }
 
 TEST_CASE("SIGTERM stops at a step with a checkpoint and resume matches", "[train]") {
