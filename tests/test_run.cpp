@@ -160,6 +160,14 @@ TEST_CASE("report collects runs into markdown csv and svg", "[run][cli][python]"
                                           ",stopped,,,,,0,0,no epochs"});
   CHECK(xml_problem((parent / "report.svg").string()).empty());
   CHECK(test::run_command(test::genrelab_binary() + " report /nonexistent 2>/dev/null") == 1);  // an unreadable input
+  // A run whose summary holds a value of the wrong type is skipped, the file and the key named.
+  const RunDir garbled = RunDir::create(parent.string(), "garbled");
+  garbled.write_json("config.json", json{{"name", "garbled"}});
+  garbled.write_json("summary.json", json{{"best_test_accuracy", "high"}});
+  std::string err;
+  CHECK(test::run_command(test::genrelab_binary() + " report " + parent.string() + " 2>&1 >/dev/null", &err) == 0);
+  CHECK(err.find(garbled.file("summary.json") + ": 'best_test_accuracy' holds \"high\", a value of the wrong type") !=
+        std::string::npos);
 }
 
 TEST_CASE("sweep writes a Slurm array with one experiment per index", "[run][cli]") {

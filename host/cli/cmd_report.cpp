@@ -35,6 +35,18 @@ std::string pct(double v) {
   return buf;
 }
 
+// A field of one of a run's JSON files (`fallback` when absent); a value of another type is the
+// run directory's damage, named with the file (RunDir::damaged).
+template <typename T>
+T field(const RunDir& run, const char* file, const json& doc, const char* key, T fallback) {
+  if (!doc.is_object() || !doc.contains(key)) return fallback;
+  try {
+    return doc[key].get<T>();
+  } catch (const json::exception&) {
+    throw run.damaged(file, std::string("'") + key + "' holds " + doc[key].dump() + ", a value of the wrong type");
+  }
+}
+
 int run_report(const Args& args) {
   if (args.positional().size() != 1) args.usage_error("expects one RUNS_DIR");
   const std::string root = args.positional()[0];
@@ -50,21 +62,19 @@ int run_report(const Args& args) {
     try {
       const RunDir run = RunDir::open(d.string());
       const json cfg = run.read_json("config.json");
-      r.experiment = cfg.value("name", std::string("?"));
-      if (cfg.contains("train") && cfg["train"].contains("epochs")) r.planned_epochs = cfg["train"]["epochs"].get<int>();
-      if (run.has("run.json")) {
-        const json info = run.read_json("run.json");
-        if (info.contains("overrides"))
-          for (const auto& o : info["overrides"]) r.overrides += (r.overrides.empty() ? "" : " ") + o.get<std::string>();
-      }
+      r.experiment = field(run, "config.json", cfg, "name", std::string("?"));
+      r.planned_epochs = field(run, "config.json", cfg.value("train", json::object()), "epochs", 0);
+      if (run.has("run.json"))
+        for (const auto& o : field(run, "run.json", run.read_json("run.json"), "overrides", std::vector<std::string>{}))
+          r.overrides += (r.overrides.empty() ? "" : " ") + o;
       const auto metrics = run.read_metrics();
       r.epochs = int(metrics.size());
       if (run.has("summary.json")) {
         const json s = run.read_json("summary.json");
-        r.best = s.value("best_test_accuracy", 0.0);
-        r.best_epoch = s.value("best_epoch", 0);
-        r.final_acc = s.value("final_test_accuracy", 0.0);
-        r.seconds = s.value("wall_seconds", 0.0);
+        r.best = field(run, "summary.json", s, "best_test_accuracy", 0.0);
+        r.best_epoch = field(run, "summary.json", s, "best_epoch", 0);
+        r.final_acc = field(run, "summary.json", s, "final_test_accuracy", 0.0);
+        r.seconds = field(run, "summary.json", s, "wall_seconds", 0.0);
         r.status = "finished";
       } else if (!metrics.empty()) {
         const RunSummary s = summarize(metrics, {}, {}, 0, "");
