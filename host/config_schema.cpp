@@ -103,7 +103,11 @@ std::vector<KeySpec> make_schema() {
   s.push_back(range(key("augment.gain.p", T::number, 0.0, "Probability of a gain change."), 0, 1));
   s.push_back(range(key("augment.gain.min_db", T::number, -12.0, "Gain ~ U(min, max) dB."), -120, 120));
   s.push_back(range(key("augment.gain.max_db", T::number, 12.0, "Upper end of the gain range."), -120, 120));
-  s.push_back(range(key("augment.spec_mask.p", T::number, 0.0, "Probability of SpecAugment masking on the mel spectrogram (masked cells are set to 0, silence in a power mel)."), 0, 1));
+  s.push_back(range(key("augment.spec_mask.p", T::number, 0.0,
+                        "Probability of SpecAugment masking on the mel spectrogram. Masked cells are set to 0: silence "
+                        "in a power mel, the band mean with features.standardize, but a loud level in unstandardised "
+                        "dB features (train warns)."),
+                    0, 1));
   s.push_back(range(key("augment.spec_mask.time_masks", T::integer, 2, "Number of time masks."), 0, 1000));
   s.push_back(range(key("augment.spec_mask.max_time_width", T::integer, 40, "Maximum frames per time mask."), 0, kInf));
   s.push_back(range(key("augment.spec_mask.freq_masks", T::integer, 2, "Number of frequency masks."), 0, 1000));

@@ -372,6 +372,8 @@ TEST_CASE("train config errors name the file and the key", "[train]") {
   CHECK(r.err.find("warning: augment.spec_mask.max_time_width = 44 is not below the spectrogram's 44 frames") !=
         std::string::npos);
   CHECK(r.err.find("max_freq_width") == std::string::npos);  // 16 of 32 bands
+  // The tiny experiment's features are dB without standardisation: a mask's 0 is not silence there.
+  CHECK(r.err.find("warning: augment.spec_mask fills masked cells with 0, which in dB features") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "runs"));
   // A model that does not fit its input shape is rejected before training, naming the layer.
   r = run_genrelab("train " + exp + " --set model.layers[1].size=64 --device cpu --out " + (dir / "runs").string());

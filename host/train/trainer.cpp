@@ -330,6 +330,11 @@ int run_training(const TrainRequest& req) {
     };
     warn_wide("augment.spec_mask.max_time_width", frames, "frames");
     warn_wide("augment.spec_mask.max_freq_width", mel_params.n_mels, "mel bands");
+    // Masks fill with 0: silence in a power mel, the mean once standardised, but in dB the
+    // reference level (the loudest cell with ref "max"), far above a clip's typical -40 dB.
+    if (mel_params.db && !mel_params.standardize)
+      std::cerr << "warning: augment.spec_mask fills masked cells with 0, which in dB features (features.db) without "
+                   "features.standardize is the reference level, not silence; set features.standardize=true\n";
   }
   DatasetOptions data_options = dataset_options_from_config(config);
   const Dataset dataset = scan_dataset(data_options);
