@@ -67,19 +67,20 @@ struct MemorySink {
   sf_count_t pos = 0;
 };
 sf_count_t sink_length(void* user) { return sf_count_t(static_cast<MemorySink*>(user)->bytes.size()); }
-sf_count_t sink_seek(sf_count_t offset, int whence, void* user) {
+// Seeks and reads go through the MemorySource functions over the bytes written so far.
+template <typename Op>
+sf_count_t as_source(void* user, Op op) {
   auto* m = static_cast<MemorySink*>(user);
-  const sf_count_t size = sf_count_t(m->bytes.size());
-  const sf_count_t p = whence == SEEK_SET ? offset : whence == SEEK_CUR ? m->pos + offset : size + offset;
-  m->pos = std::clamp<sf_count_t>(p, 0, size);
-  return m->pos;
+  MemorySource view{reinterpret_cast<const unsigned char*>(m->bytes.data()), sf_count_t(m->bytes.size()), m->pos};
+  const sf_count_t r = op(&view);
+  m->pos = view.pos;
+  return r;
+}
+sf_count_t sink_seek(sf_count_t offset, int whence, void* user) {
+  return as_source(user, [&](MemorySource* v) { return mem_seek(offset, whence, v); });
 }
 sf_count_t sink_read(void* ptr, sf_count_t count, void* user) {
-  auto* m = static_cast<MemorySink*>(user);
-  const sf_count_t n = std::max<sf_count_t>(0, std::min(count, sf_count_t(m->bytes.size()) - m->pos));
-  if (n > 0) std::memcpy(ptr, m->bytes.data() + m->pos, size_t(n));
-  m->pos += n;
-  return n;
+  return as_source(user, [&](MemorySource* v) { return mem_read(ptr, count, v); });
 }
 sf_count_t sink_write(const void* ptr, sf_count_t count, void* user) {
   auto* m = static_cast<MemorySink*>(user);

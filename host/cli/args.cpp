@@ -99,6 +99,29 @@ int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t minimum
               ", got '" + *v + "'");
 }
 
+std::vector<int> Args::get_gpu_list(const std::string& name) const {
+  std::vector<int> gpus;
+  const auto list = get(name);
+  if (!list) return gpus;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = list->find(',', start);
+    const std::string item = list->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    int g = -1;
+    try {
+      size_t used = 0;
+      g = std::stoi(item, &used);
+      if (used != item.size()) g = -1;
+    } catch (const std::exception&) {
+    }
+    if (g < 0) usage_error(name + " expects GPU indices like 0,1,2, not '" + *list + "'");
+    if (std::find(gpus.begin(), gpus.end(), g) != gpus.end()) usage_error(name + " lists GPU " + item + " twice");
+    gpus.push_back(g);
+    if (comma == std::string::npos) return gpus;
+    start = comma + 1;
+  }
+}
+
 void Args::usage_error(const std::string& message) const {
   throw ConfigError("genrelab " + command_ + ": " + message + " (see genrelab " + command_ + " --help)");
 }

@@ -44,24 +44,6 @@ std::string shell_quote(const std::string& s) {
   return o + "'";
 }
 
-std::vector<int> parse_gpus(const std::string& list) {
-  std::vector<int> gpus;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int g = std::stoi(item, &used);
-      if (used != item.size() || g < 0) throw std::invalid_argument(item);
-      gpus.push_back(g);
-    } catch (const std::exception&) {
-      throw ConfigError("genrelab sweep: --gpus expects GPU indices like 0,1,2, not '" + list + "'");
-    }
-  }
-  if (gpus.empty()) throw ConfigError("genrelab sweep: --gpus is empty");
-  return gpus;
-}
-
 // An option's value that goes into an #SBATCH line unquoted, checked against what Slurm accepts
 // there (`pattern`, described by `what`): a usage error otherwise, instead of a script that fails
 // on the cluster.
@@ -219,10 +201,9 @@ int run_sweep(const Args& args) {
     return 0;
   }
 
-  std::vector<int> gpus;
+  const std::vector<int> gpus = args.get_gpu_list("--gpus");
   std::string device = args.get_or("--device", "");
-  if (const auto g = args.get("--gpus")) {
-    gpus = parse_gpus(*g);
+  if (!gpus.empty()) {
     if (device == "cpu") throw ConfigError("genrelab sweep: --gpus and --device cpu contradict each other");
     device = "cuda";
   } else if (device.empty()) {

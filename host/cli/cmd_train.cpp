@@ -96,28 +96,6 @@ int spawn_workers(const std::vector<int>& gpus, const std::vector<std::string>& 
   return result;
 }
 
-std::vector<int> parse_gpu_list(const Args& args, const std::string& list) {
-  std::vector<int> gpus;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = list.find(',', start);
-    const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    try {
-      size_t used = 0;
-      const int g = std::stoi(item, &used);
-      if (used != item.size() || g < 0) throw std::invalid_argument(item);
-      for (int h : gpus)
-        if (h == g) args.usage_error("--gpus lists GPU " + item + " twice");
-      gpus.push_back(g);
-    } catch (const std::logic_error&) {
-      args.usage_error("--gpus expects GPU indices separated by commas (e.g. 0,1,2,3), not '" + list + "'");
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return gpus;
-}
-
 int run_train(const Args& args) {
   TrainRequest req;
   if (args.positional().size() > 1) args.usage_error("expects one EXPERIMENT.json");
@@ -129,11 +107,11 @@ int run_train(const Args& args) {
   req.quiet = args.has("--quiet");
   req.profile_steps = int(args.get_int("--profile", 0, 1, 1 << 30));
   if (req.experiment.empty() && req.resume.empty()) args.usage_error("expects EXPERIMENT.json or --resume RUN_DIR");
-  if (const auto list = args.get("--gpus")) {
+  if (args.has("--gpus")) {
     if (req.device == "cpu") args.usage_error("--gpus starts one process per GPU; it cannot go with --device cpu");
     if (std::getenv("GENRELAB_RANK") || std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("SLURM_PROCID"))
       args.usage_error("--gpus starts its own processes; under mpirun or srun leave it out");
-    const std::vector<int> gpus = parse_gpu_list(args, *list);
+    const std::vector<int> gpus = args.get_gpu_list("--gpus");
     std::vector<std::string> worker{"train"};
     if (!req.experiment.empty()) worker.push_back(req.experiment);
     for (const auto& o : req.overrides) worker.insert(worker.end(), {"--set", o});

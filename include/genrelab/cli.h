@@ -34,6 +34,9 @@ class Args {
   // The integer value of `name`, `fallback` when absent; a usage error naming the option when it
   // is not an integer in [minimum, maximum].
   int64_t get_int(const std::string& name, int64_t fallback, int64_t minimum, int64_t maximum = INT64_MAX) const;
+  // The GPU indices of a list option such as --gpus 0,1,2 (empty when absent); a usage error
+  // naming the option for anything but distinct non-negative integers separated by commas.
+  std::vector<int> get_gpu_list(const std::string& name) const;
   bool help() const { return help_; }
 
   // Usage errors (exit 2) naming the command.
