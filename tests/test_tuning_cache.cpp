@@ -2,14 +2,20 @@
 // merges with other processes' writes, and that a damaged, foreign, unreadable or unwritable
 // file never fails a run. The GPU side (a second training process taking every timed choice from the file)
 // is in test_train.cpp.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "genrelab/io.h"
@@ -126,6 +132,38 @@ TEST_CASE("tuning cache: processes flushing at once keep every one's values") {
   }
   const json c = read_json_file(file)["contexts"]["gpu A"];
   CHECK(c.size() == size_t(kProcesses) * 20);
+}
+
+// A flush waiting for another process's lock (a slow network home folder) holds up nothing else in
+// this process: lookups and stores answer meanwhile, and what was stored during the wait is kept.
+TEST_CASE("tuning cache: lookups and stores go on while a flush waits for the file's lock") {
+  const fs::path dir = test::temp_dir("tuning-cache-flush-wait");
+  const fs::path file = dir / "tuning.json";
+  CacheAt at(file.string());
+  nn::store_tuning("gpu A", "before", json{{"ms", 1.0}});
+  // Another process's flush, as far as this one can tell: the lock taken on its own open file.
+  const int other = ::open((file.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(other >= 0);
+  REQUIRE(::flock(other, LOCK_EX) == 0);
+  std::thread flush([] { nn::flush_tuning_cache(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the flush is now waiting
+  auto meanwhile = std::async(std::launch::async, [] {
+    nn::store_tuning("gpu A", "during", json{{"ms", 2.0}});
+    return nn::find_tuning("gpu A", "before");
+  });
+  const bool answered = meanwhile.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  CHECK(answered);
+  CHECK_FALSE(fs::exists(file));  // the flush is still waiting
+  ::close(other);                 // the other process's flush ends
+  flush.join();
+  const std::optional<json> before = meanwhile.get();
+  REQUIRE(before);
+  CHECK(*before == json{{"ms", 1.0}});
+  CHECK(read_json_file(file)["contexts"] == json{{"gpu A", {{"before", {{"ms", 1.0}}}}}});
+  // The value stored during the wait is still found, and written by the next flush.
+  REQUIRE(nn::find_tuning("gpu A", "during"));
+  nn::flush_tuning_cache();
+  CHECK(read_json_file(file)["contexts"]["gpu A"]["during"] == json{{"ms", 2.0}});
 }
 
 TEST_CASE("tuning cache: a damaged file is started afresh, a foreign one left alone, an unwritable one turns it off") {

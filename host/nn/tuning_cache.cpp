@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <utility>
 
 #include "genrelab/common.h"
 #include "genrelab/io.h"
@@ -23,7 +24,8 @@ namespace {
 constexpr const char* kFormat = "genrelab tuning cache 1";
 
 struct Store {
-  std::mutex m;
+  std::mutex m;         // every field below
+  std::mutex flushing;  // held by a flush for its whole file write (without m)
   bool opened = false;
   std::string path;             // empty: off
   json known = json::object();  // context → key → value: the file's and this process's
@@ -115,31 +117,26 @@ class FlushLock {
   int fd_;
 };
 
-void flush_locked(Store& s) {
-  if (s.path.empty() || s.fresh.empty()) return;
+// Writes `fresh` (values stored since the last flush) into the file at `path`, merged with what
+// other processes wrote there meanwhile; returns the file's contexts after the write. Runs without
+// the store's mutex, so that waiting for another process's lock never stalls this one's lookups.
+json write_merged(const std::string& path, const json& fresh) {
+  const fs::path file(path);
+  if (file.has_parent_path()) fs::create_directories(file.parent_path());
+  const FlushLock lock(path);
+  json contexts = json::object();
   try {
-    const fs::path file(s.path);
-    if (file.has_parent_path()) fs::create_directories(file.parent_path());
-    const FlushLock lock(s.path);
-    json contexts = json::object();
-    try {
-      contexts = read_contexts(s.path);  // what other processes wrote since this one read it
-    } catch (const Damaged&) {
-      // damaged since: replaced
-    }
-    for (const auto& [context, values] : s.fresh.items())
-      for (const auto& [key, value] : values.items()) contexts[context][key] = value;
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);  // a temporary name of its own on a shared home too
-    write_file_atomic(s.path, json{{"format", kFormat}, {"contexts", contexts}}.dump(1) + "\n",
-                      "." + std::string(host) + "." + std::to_string(::getpid()) + ".tmp");
-    s.known = std::move(contexts);
-    s.fresh = json::object();
-  } catch (const OtherFormat&) {
-    turn_off(s, std::string("was replaced by a file that is not a \"") + kFormat + "\" file; left as it is");
-  } catch (const std::exception& e) {
-    turn_off(s, e.what());
+    contexts = read_contexts(path);  // what other processes wrote since this one read it
+  } catch (const Damaged&) {
+    // damaged since: replaced
   }
+  for (const auto& [context, values] : fresh.items())
+    for (const auto& [key, value] : values.items()) contexts[context][key] = value;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);  // a temporary name of its own on a shared home too
+  write_file_atomic(path, json{{"format", kFormat}, {"contexts", contexts}}.dump(1) + "\n",
+                    "." + std::string(host) + "." + std::to_string(::getpid()) + ".tmp");
+  return contexts;
 }
 
 }  // namespace
@@ -185,8 +182,30 @@ void store_tuning(const std::string& context, const std::string& key, json value
 
 void flush_tuning_cache() {
   Store& s = store();
-  std::lock_guard<std::mutex> lock(s.m);
-  flush_locked(s);
+  // One flush at a time in this process; lookups and stores go on meanwhile (they take s.m only).
+  std::lock_guard<std::mutex> one_flush(s.flushing);
+  std::string path;
+  json fresh;
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    if (s.path.empty() || s.fresh.empty()) return;
+    path = s.path;
+    fresh = std::exchange(s.fresh, json::object());
+  }
+  try {
+    json contexts = write_merged(path, fresh);
+    std::lock_guard<std::mutex> lock(s.m);
+    // Values stored during the write stay known (and fresh, for the next flush).
+    for (const auto& [context, values] : s.fresh.items())
+      for (const auto& [key, value] : values.items()) contexts[context][key] = value;
+    s.known = std::move(contexts);
+  } catch (const OtherFormat&) {
+    std::lock_guard<std::mutex> lock(s.m);
+    turn_off(s, std::string("was replaced by a file that is not a \"") + kFormat + "\" file; left as it is");
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(s.m);
+    turn_off(s, e.what());
+  }
 }
 
 TuningCacheCounts tuning_cache_counts() {

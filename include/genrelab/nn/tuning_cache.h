@@ -14,7 +14,8 @@
 // or one that cannot be read, is left alone. Writes merge with what other processes wrote
 // meanwhile (holding an flock on PATH.lock) and go through a temporary file renamed over the
 // cache, so concurrent runs (data-parallel ranks) never see half a file or drop each other's
-// values. Deterministic runs time nothing and so store nothing.
+// values; a flush waiting for that lock holds up no lookup or store of its own process.
+// Deterministic runs time nothing and so store nothing.
 #pragma once
 
 #include <cstdint>
