@@ -13,7 +13,8 @@
 # Environment: GENRELAB_GPU_CHECK_BUDGET_S (default 540 s in all, from the start; allow about 30 s
 # more for the summary), GENRELAB_BENCH_PYTHON (the interpreter with torch/torchaudio for the
 # peers; default python3), GENRELAB_GPU_CHECK_RECIPE (precisions of the 50-epoch recipe to time
-# first, e.g. fp32; default none).
+# first, e.g. fp32; default none), GENRELAB_GPU_CHECK_RECIPE_SET (--set overrides of a second run
+# of each, beside the first).
 set -uo pipefail
 t0=$(date +%s)
 out=${1:?usage: tools/gpu-check.sh OUT_DIR}
@@ -174,7 +175,7 @@ write_summary() {
     echo "- cuDNN used: $cudnn_used"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "- wall time: $(( $(date +%s) - t0 )) s${1:+ ($1)}"
-    [ -s "$out/recipe.log" ] && grep -h "^recipe " "$out/recipe.log" | sed "s/^/- /"
+    for f in "$out/recipe.log" "$out/recipe-variant.log"; do [ -s "$f" ] && grep -h "^recipe " "$f" | sed "s/^/- /"; done
     for mode in eager graph; do  # tools/bench/profile_idle.sh or train --profile's own trace; the goal is < 5 %
       f="$out/nsys-idle-$mode.json"
       [ -s "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('- GPU idle, $mode steps (nsys, %s, $idle_data): %.2f %% over %s steps, %.3f ms a step' % (d['scope'], 100*d['idle_fraction'], d.get('steps', '-'), d.get('step_ms_mean', float('nan'))))" "$f"
@@ -382,6 +383,12 @@ if [ -n "${GENRELAB_GPU_CHECK_RECIPE:-}" ] && [ -x "$bin" ]; then
   read -r -a recipe_precisions <<<"$GENRELAB_GPU_CHECK_RECIPE"
   step recipe $(( 60 + 90 * ${#recipe_precisions[@]} )) tools/bench/recipe.sh "$bin" /tmp/genrelab-recipe \
     "${recipe_precisions[@]}"
+  # GENRELAB_GPU_CHECK_RECIPE_SET="KEY=VALUE ...": the same runs again with those overrides, also
+  # a machine's first, beside the plain ones (e.g. train.cudnn_benchmark_limit=1 against Find).
+  if [ -n "${GENRELAB_GPU_CHECK_RECIPE_SET:-}" ]; then
+    step recipe-variant $(( 30 + 90 * ${#recipe_precisions[@]} )) env GENRELAB_RECIPE_SET="$GENRELAB_GPU_CHECK_RECIPE_SET" \
+      GENRELAB_RECIPE_TAG=variant tools/bench/recipe.sh "$bin" /tmp/genrelab-recipe "${recipe_precisions[@]}"
+  fi
 fi
 if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   # The [gpu] tests in parts, so a slow part cannot take the others' results with it: the kernels

@@ -45,9 +45,11 @@ for prec in "${precisions[@]}"; do
     --quiet --set "train.precision=$prec" "${sets[@]}" --out "$out/runs-$name" 2>"$log")
   end=$(date +%s.%N)
   cp "$run_dir/summary.json" "$out/summary-$name.json"
-  python3 - "$out/summary-$name.json" "$log" "$name" "$device" "$start" "$end" <<'PY'
+  python3 - "$out/summary-$name.json" "$log" "$name" "$device" "$start" "$end" "${GENRELAB_RECIPE_SET:-}" <<'PY'
 import json, re, sys
-summary, log, prec, device, start, end = sys.argv[1:7]
+summary, log, prec, device, start, end, overrides = sys.argv[1:8]
+if overrides:
+    prec += " (--set " + " --set ".join(overrides.split()) + ")"
 s = json.load(open(summary))
 t = s["time_seconds"]
 epochs = [float(m.group(1)) for m in re.finditer(r"^epoch +\d+/\d+ .* ([0-9.]+) s +\d+ samples/s", open(log).read(), re.M)]
