@@ -218,16 +218,24 @@ StretchWorkspace& workspace() {
   return ws;
 }
 
+// Sizes a workspace array to n values whose old contents are not needed (every caller writes all
+// n before reading): growing frees the old block first instead of copying it into the new one.
+template <typename T>
+void resize_scratch(std::vector<T>& v, size_t n) {
+  if (n > v.capacity()) std::vector<T>().swap(v);
+  v.resize(n);
+}
+
 // One row's phase-vocoder result: spec (n_frames, bins) complex → out (t_out_max, bins).
 // Phase increments, their prefix sum along t (a plain loop: the GPU uses a segmented scan), synthesis.
 void phase_vocoder_rows(const float* spec, float* out, int64_t batch, const PvGeometry& g, const double* rate,
                         const int64_t* t_out) {
   // polar: (batch, n_frames, bins, 2); incr, acc: (batch, t_out_max, bins) (g.stride_k = 1)
   std::vector<float>& polar = workspace().polar;
-  polar.resize(static_cast<size_t>(batch * g.n_frames * g.bins * 2));
+  resize_scratch(polar, static_cast<size_t>(batch * g.n_frames * g.bins * 2));
   cpu_for_2d(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
   std::vector<double>& incr = workspace().incr;
-  incr.resize(static_cast<size_t>(batch * g.bins * g.t_out_max));
+  resize_scratch(incr, static_cast<size_t>(batch * g.bins * g.t_out_max));
   const PhaseAdvanceFunctor advance{polar.data(), incr.data(), rate, t_out, g};
   // the functor's (clip·bin, frame) grid, looped frame-major so the writes are contiguous
   cpu_for_2d(batch * g.t_out_max, g.bins, [&](int64_t row, int64_t k) {
@@ -259,11 +267,11 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   // frames: (batch, n_frames, n_fft); spec: (batch, n_frames, bins) complex
   StretchWorkspace& ws = workspace();
   std::vector<float>& frames = ws.frames;
-  frames.resize(static_cast<size_t>(batch * n_frames * n_fft));
+  resize_scratch(frames, static_cast<size_t>(batch * n_frames * n_fft));
   cpu_for_2d(batch * n_frames, n_fft,
              FrameFunctor{x, window.data(), frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant});
   std::vector<std::complex<float>>& spec = ws.spec;
-  spec.resize(static_cast<size_t>(batch * n_frames * bins));
+  resize_scratch(spec, static_cast<size_t>(batch * n_frames * bins));
   parallel_fft(n_fft, batch * n_frames, true, frames.data(), spec.data());
   std::vector<int64_t> t_out(static_cast<size_t>(batch));
   int64_t t_out_max = 1;
@@ -275,10 +283,10 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   const PvGeometry g{n_fft, hop, bins, n_frames, t_out_max, 1, bins};
   // stretched: (batch, t_out_max, bins) complex; inv: (batch, t_out_max, n_fft)
   std::vector<std::complex<float>>& stretched = ws.stretched;
-  stretched.resize(static_cast<size_t>(batch * t_out_max * bins));
+  resize_scratch(stretched, static_cast<size_t>(batch * t_out_max * bins));
   phase_vocoder_rows(reinterpret_cast<const float*>(spec.data()), reinterpret_cast<float*>(stretched.data()), batch,
                      g, rate, t_out.data());
-  frames.resize(size_t(batch * t_out_max * n_fft));  // every value is written by the inverse FFT
+  resize_scratch(frames, size_t(batch * t_out_max * n_fft));  // every value is written by the inverse FFT
   parallel_fft(n_fft, batch * t_out_max, false, frames.data(), stretched.data());
   cpu_for_rows(batch, out_stride,
              OverlapAddFunctor{frames.data(), window.data(), y, t_out.data(), length, t_out_max, out_stride, n_fft, hop});
