@@ -118,6 +118,41 @@ TEST_CASE("experiments README documents every schema key", "[cli][docs]") {
   CHECK(readme.find(r.out) != std::string::npos);
 }
 
+TEST_CASE("config keys --markdown gives every key one row of four cells", "[cli][docs]") {
+  // A '|' inside a cell ("one of auto | gtzan-kaggle | ...") must be escaped, or markdown splits
+  // the row into more cells and shifts the default and the meaning out of their columns.
+  const Result r = run("config keys --markdown");
+  REQUIRE(r.rc == 0);
+  std::vector<std::string> rows;
+  for (size_t start = 0, end; (end = r.out.find('\n', start)) != std::string::npos; start = end + 1)
+    rows.push_back(r.out.substr(start, end - start));
+  const auto& schema = config_schema();
+  REQUIRE(rows.size() == schema.size() + 2);
+  CHECK(rows[0] == "| key | type | default | meaning |");
+  for (size_t i = 0; i < schema.size(); ++i) {
+    const KeySpec& k = schema[i];
+    // Cells between unescaped '|', with "\|" read back as '|'.
+    std::vector<std::string> cells{""};
+    const std::string& row = rows[i + 2];
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (row[c] == '\\' && c + 1 < row.size() && row[c + 1] == '|')
+        cells.back() += row[++c];
+      else if (row[c] == '|')
+        cells.emplace_back();
+      else
+        cells.back() += row[c];
+    }
+    INFO(row);
+    REQUIRE(cells.size() == 6);  // "", the four cells, ""
+    CHECK(cells[0].empty());
+    CHECK(cells[5].empty());
+    CHECK(cells[1] == " `" + k.path + "` ");
+    CHECK(cells[2] == " " + describe_type(k) + " ");
+    if (k.type != KeyType::layers) CHECK(cells[3] == " `" + k.default_value.dump() + "` ");
+    CHECK(cells[4] == " " + k.doc + " ");
+  }
+}
+
 TEST_CASE("cli info reports the backends", "[cli]") {
   const Result r = run("info");
   CHECK(r.rc == 0);

@@ -13,13 +13,22 @@ std::string default_text(const KeySpec& k) {
   return k.default_value.dump();
 }
 
+// A markdown table cell: a '|' in the text (as in "one of auto | gtzan") would end the cell, even
+// inside backticks, so it is written escaped.
+std::string markdown_cell(const std::string& text) {
+  std::string cell;
+  for (char c : text) cell += c == '|' ? std::string("\\|") : std::string(1, c);
+  return cell;
+}
+
 int run_keys(const Args& args) {
   if (!args.positional().empty()) args.usage_error("takes no arguments");
   const bool markdown = args.has("--markdown");
   if (markdown) {
     std::cout << "| key | type | default | meaning |\n|---|---|---|---|\n";
     for (const auto& k : config_schema())
-      std::cout << "| `" << k.path << "` | " << describe_type(k) << " | `" << default_text(k) << "` | " << k.doc << " |\n";
+      std::cout << "| `" << markdown_cell(k.path) << "` | " << markdown_cell(describe_type(k)) << " | `"
+                << markdown_cell(default_text(k)) << "` | " << markdown_cell(k.doc) << " |\n";
     return 0;
   }
   for (const auto& k : config_schema())
