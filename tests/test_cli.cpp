@@ -158,4 +158,8 @@ TEST_CASE("cli info reports the backends", "[cli]") {
   CHECK(r.rc == 0);
   CHECK(r.out.find("libsndfile") != std::string::npos);
   CHECK(r.out.find("CUDA backend:") != std::string::npos);
+  // Whether NCCL is built in, and the GPUs or why none is usable, on every build (README.md,
+  // docs/scale-out.md); without a GPU or without CUDA, the "GPUs:" line gives the reason.
+  CHECK(r.out.find("\nNCCL: ") != std::string::npos);
+  if (!query_cuda().usable) CHECK(r.out.find("\nGPUs: none usable (") != std::string::npos);
 }

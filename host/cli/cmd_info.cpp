@@ -28,7 +28,12 @@ int run_info(const Args& args) {
   std::cout << "FFTW: " << fftwf_version << "\n";
   std::cout << "MPI: " << (dist::built_with_mpi() ? dist::mpi_version() : "not built") << "\n";
   std::cout << "CUDA backend: " << (built_with_cuda() ? "built in" : "not built") << "\n";
-  if (!built_with_cuda()) return 0;
+  if (!built_with_cuda()) {
+    // The lines a CUDA build prints too, so that every build answers both questions.
+    std::cout << "NCCL: not built (it needs the CUDA backend)\n"
+              << "GPUs: none usable (this genrelab was built without the CUDA backend)\n";
+    return 0;
+  }
   const CudaStatus s = query_cuda();
   std::cout << "CUDA driver: " << version_string(s.driver_version, 1000, 10)
             << ", runtime: " << version_string(s.runtime_version, 1000, 10) << "\n";
