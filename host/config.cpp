@@ -306,6 +306,7 @@ Config::Config() {
 
 Config Config::load(const std::string& file, const std::vector<std::string>& overrides) {
   Config c;
+  c.file_ = file;
   std::vector<std::string> chain;
   c.merge_file(file, chain);
   if (c.source_["name"] == "default") c.doc_["name"] = fs::path(file).stem().string();
@@ -344,6 +345,7 @@ Config Config::from_resolved(const json& resolved, const std::string& source) {
       }
     }
   };
+  c.file_ = source;
   walk(resolved, "");
   c.validate_all();
   return c;
@@ -596,7 +598,13 @@ std::string Config::source_of(const std::string& path) const {
 
 void Config::fail(const std::string& path, const std::string& message) const {
   const std::string src = source_of(path);
-  throw ConfigError((src == "default" ? std::string("default config") : src) + ": " + path + ": " + message);
+  if (src != "default") throw ConfigError(src + ": " + path + ": " + message);
+  // A key the experiment left at its default: the experiment's file is where to set it.
+  const json* v = get_leaf(doc_, path);
+  throw ConfigError(
+      (file_.empty() ? std::string("default config") : file_) + ": " + path +
+      (v && !v->is_null() ? " (not set: the default " + short_json(*v) + ")" : std::string(" (not set)")) + ": " +
+      message);
 }
 
 }  // namespace genrelab

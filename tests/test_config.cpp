@@ -90,6 +90,25 @@ TEST_CASE("config errors name the file the key and a suggestion", "[config]") {
   }
 }
 
+// A check that fails on a key the experiment never set (e.g. training without dataset.clip_samples)
+// names the experiment's file, where the key is to be set, and says the value is the default.
+TEST_CASE("config errors about a key left at its default name the experiment's file", "[config]") {
+  const auto dir = test::temp_dir("config-default-key");
+  const auto f = write(dir, "exp.json", R"({"train": {"epochs": 3}})");
+  const Config c = Config::load(f);
+  CHECK(config_error([&] { c.fail("train.epochs", "too few"); }) == f + ": train.epochs: too few");
+  CHECK(config_error([&] { c.fail("features.n_mels", "too many"); }) ==
+        f + ": features.n_mels (not set: the default 128): too many");
+  CHECK(config_error([&] { c.fail("dataset.clip_samples", "needed"); }) ==
+        f + ": dataset.clip_samples (not set): needed");
+  Config overridden = Config::load(f);
+  overridden.apply_override("features.n_mels=64");
+  CHECK(config_error([&] { overridden.fail("features.n_mels", "x"); }) == "--set: features.n_mels: x");
+  // Without an experiment file (a command's built-in defaults) there is no file to name.
+  CHECK(config_error([] { Config().fail("features.n_mels", "x"); }) ==
+        "default config: features.n_mels (not set: the default 128): x");
+}
+
 TEST_CASE("config refuses a run name that cannot be one folder name", "[config]") {
   const auto dir = test::temp_dir("config-run-name");
   // The run directory is <out>/<name>-<timestamp>: these would leave --out, ignore it, hide the

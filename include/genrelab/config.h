@@ -90,7 +90,8 @@ class Config {
   // Where a key's value came from: a file path, "--set", or "default". Paths inside arrays
   // ("model.layers[2].filters") report the source of the array.
   std::string source_of(const std::string& path) const;
-  // Throws ConfigError "SOURCE: KEY: message".
+  // Throws ConfigError "SOURCE: KEY: message"; for a key left at its default, "FILE: KEY (not set:
+  // the default VALUE): message", FILE the experiment's file ("default config" without one).
   [[noreturn]] void fail(const std::string& path, const std::string& message) const;
 
   // The experiment's name (key "name"), or the file's stem when the file did not set one.
@@ -102,6 +103,7 @@ class Config {
 
   json doc_;
   std::map<std::string, std::string> source_;  // leaf path → file | "--set"
+  std::string file_;                           // the experiment's file (load, from_resolved); empty: none
 };
 
 // Closest candidate to `word` (edit distance), or "" when nothing is close: for "did you mean".
