@@ -181,12 +181,43 @@ int64_t shift_samples(double fraction, int64_t n) { return int64_t(std::nearbyin
 
 namespace {
 
-// cpu_for_2d spreads rows over threads; a batch of one clip would run on one thread, so the
-// per-sample functors loop over the flattened (row, col) space instead.
+// cpu_for_2d spreads rows over threads; a batch of one clip would run on one thread, so these
+// loops split the flattened (row, col) space instead, into spans of consecutive elements that
+// the threads take as they come free (one slowed by other processes on the machine does not hold
+// the rest at the barrier). span(row, begin, end) covers cols [begin, end) of one row.
+template <typename G>
+void cpu_for_row_spans(int64_t rows, int64_t cols, const G& span) {
+  if (rows <= 0 || cols <= 0) return;
+  constexpr int64_t kSpan = 16384;
+  const int64_t total = rows * cols, spans = ceil_div(total, kSpan);
+#pragma omp parallel for schedule(dynamic, 1) if (spans > 1)
+  for (int64_t c = 0; c < spans; ++c) {
+    const int64_t end = std::min(total, (c + 1) * kSpan);
+    for (int64_t i = c * kSpan; i < end;) {
+      const int64_t row = i / cols, col = i - row * cols, n = std::min(cols - col, end - i);
+      span(row, col, col + n);
+      i += n;
+    }
+  }
+}
+
+// f(row, col) over rows × cols, the column advancing with the loop (no division per element).
 template <typename F>
 void cpu_for_rows(int64_t rows, int64_t cols, const F& f) {
-  if (cols <= 0) return;
-  cpu_for_1d(rows * cols, [&](int64_t i) { f(i / cols, i % cols); });
+  cpu_for_row_spans(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
+    for (int64_t col = begin; col < end; ++col) f(row, col);
+  });
+}
+
+// Noise blocks [begin, end) of one row. NoiseFunctor's Box-Muller is written as exact fma calls;
+// without hardware FMA in the build's baseline ISA each one is a libm call, so x86-64 also gets a
+// clone compiled for FMA (flatten inlines the whole functor into it), picked at load time where
+// the processor has it. fma is exactly rounded either way, so both clones give the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("fma", "default"), flatten))
+#endif
+void noise_span(const NoiseFunctor& f, int64_t row, int64_t begin, int64_t end) {
+  for (int64_t q = begin; q < end; ++q) f(row, q);
 }
 
 // FFTs of `count` frames split over the OpenMP threads (FFTW's execution is thread-safe; each part
@@ -212,6 +243,7 @@ struct StretchWorkspace {
   std::vector<std::complex<float>> spec, stretched;  // (batch, frames, bins)
   std::vector<float> polar;                          // (batch, frames, bins, 2)
   std::vector<double> incr;                          // (batch, t_out, bins)
+  std::vector<float> time_stretched, bank;           // pitch shift: (batch, len_max), (batch, phases + 1, taps)
 };
 StretchWorkspace& workspace() {
   static thread_local StretchWorkspace ws;
@@ -227,33 +259,39 @@ void resize_scratch(std::vector<T>& v, size_t n) {
 }
 
 // One row's phase-vocoder result: spec (n_frames, bins) complex → out (t_out_max, bins).
-// Phase increments, their prefix sum along t (a plain loop: the GPU uses a segmented scan), synthesis.
+// Phase increments and their prefix sum along t (a plain loop: the GPU uses a segmented scan),
+// then synthesis.
 void phase_vocoder_rows(const float* spec, float* out, int64_t batch, const PvGeometry& g, const double* rate,
                         const int64_t* t_out) {
   // polar: (batch, n_frames, bins, 2); incr, acc: (batch, t_out_max, bins) (g.stride_k = 1)
   std::vector<float>& polar = workspace().polar;
   resize_scratch(polar, static_cast<size_t>(batch * g.n_frames * g.bins * 2));
-  cpu_for_2d(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
+  cpu_for_rows(batch * g.n_frames, g.bins, PolarFunctor{spec, polar.data(), g.bins});
   std::vector<double>& incr = workspace().incr;
   resize_scratch(incr, static_cast<size_t>(batch * g.bins * g.t_out_max));
   const PhaseAdvanceFunctor advance{polar.data(), incr.data(), rate, t_out, g};
-  // the functor's (clip·bin, frame) grid, looped frame-major so the writes are contiguous
-  cpu_for_2d(batch * g.t_out_max, g.bins, [&](int64_t row, int64_t k) {
-    advance((row / g.t_out_max) * g.bins + k, row % g.t_out_max);
-  });
-  // exclusive prefix sum along t, all bins of a frame at once
-  cpu_for_1d(batch, [&](int64_t b) {
-    std::vector<double> run(size_t(g.bins), 0.0);
+  // Per (clip, block of bins): the functor's increments frame by frame, each turned into the
+  // exclusive prefix sum along t while it is still in cache (the same additions in the same order
+  // as a separate scan). Two blocks per thread keep the cores busy on one clip; wide blocks keep
+  // each frame's reads and writes contiguous.
+  const int64_t blocks = std::min<int64_t>(g.bins, 2 * omp_get_max_threads());
+  const int width = int(ceil_div<int64_t>(g.bins, blocks));
+#pragma omp parallel for schedule(dynamic, 1) if (batch * blocks > 1)
+  for (int64_t i = 0; i < batch * blocks; ++i) {
+    const int64_t b = i / blocks;
+    const int k0 = int(i % blocks) * width, k1 = std::min(g.bins, k0 + width);
+    std::vector<double> run(size_t(std::max(0, k1 - k0)), 0.0);
     for (int64_t t = 0; t < g.t_out_max; ++t) {
       double* r = incr.data() + g.at(b, 0, t);
-      for (int k = 0; k < g.bins; ++k) {
+      for (int k = k0; k < k1; ++k) advance(b * g.bins + k, t);  // writes r[k]
+      for (int k = k0; k < k1; ++k) {
         const double v = r[k];
-        r[k] = run[size_t(k)];
-        run[size_t(k)] += v;
+        r[k] = run[size_t(k - k0)];
+        run[size_t(k - k0)] += v;
       }
     }
-  });
-  cpu_for_2d(batch * g.t_out_max, g.bins, PvSynthFunctor{polar.data(), incr.data(), out, rate, t_out, g});
+  }
+  cpu_for_rows(batch * g.t_out_max, g.bins, PvSynthFunctor{polar.data(), incr.data(), out, rate, t_out, g});
 }
 
 // x: (batch, n) → y: (batch, out_stride): librosa time_stretch of row b by rate[b] with istft
@@ -268,8 +306,8 @@ void stretch_rows(const float* x, int64_t batch, int64_t n, const double* rate, 
   StretchWorkspace& ws = workspace();
   std::vector<float>& frames = ws.frames;
   resize_scratch(frames, static_cast<size_t>(batch * n_frames * n_fft));
-  cpu_for_2d(batch * n_frames, n_fft,
-             FrameFunctor{x, window.data(), frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant});
+  cpu_for_rows(batch * n_frames, n_fft,
+               FrameFunctor{x, window.data(), frames.data(), n, n_frames, n_fft, hop, n_fft, true, PadMode::constant});
   std::vector<std::complex<float>>& spec = ws.spec;
   resize_scratch(spec, static_cast<size_t>(batch * n_frames * bins));
   parallel_fft(n_fft, batch * n_frames, true, frames.data(), spec.data());
@@ -309,10 +347,13 @@ void pitch_shift_rows(const float* x, int64_t batch, int64_t n, const double* se
     step[size_t(b)] = 1.0 / r;
     scale[size_t(b)] = design.rolloff * std::min(1.0, r);
   }
-  std::vector<float> stretched(static_cast<size_t>(batch * len_max));  // (batch, len_max)
+  // stretched: (batch, len_max), every value written by the overlap-add
+  std::vector<float>& stretched = workspace().time_stretched;
+  resize_scratch(stretched, static_cast<size_t>(batch * len_max));
   stretch_rows(x, batch, n, rate.data(), len.data(), len_max, n_fft, hop, stretched.data());
   const PolyphaseBank geo = pitch_shift_bank_geometry(scale);
-  std::vector<float> bank(size_t(batch) * size_t(geo.phases + 1) * size_t(geo.taps));  // (batch, phases + 1, taps)
+  std::vector<float>& bank = workspace().bank;  // (batch, phases + 1, taps), every value written below
+  resize_scratch(bank, size_t(batch) * size_t(geo.phases + 1) * size_t(geo.taps));
   cpu_for_rows(
       batch, int64_t(geo.phases + 1) * geo.taps,
       PolyphaseBankFunctor::of(design, resample_table(design).data(), scale.data(), bank.data(), geo.phases, geo.half));
@@ -353,40 +394,61 @@ std::vector<float> pitch_shift(const std::vector<float>& x, int sample_rate, dou
 
 std::vector<float> apply_augment_cpu(const AugmentedExample& e, const AugmentSettings& s, const float* x, int64_t n,
                                      int sample_rate) {
-  std::vector<float> cur(x, x + n), tmp(static_cast<size_t>(n));
+  // The steps read `in` (x until a step has written cur) and write cur, in place where the functor
+  // allows it, else into next (then swapped): no copy of x, no buffer a step does not use.
+  std::vector<float> cur, next;
+  const float* in = x;
+  auto to_next = [&]() {
+    next.resize(static_cast<size_t>(n));
+    return next.data();
+  };
+  auto in_place = [&]() {
+    if (cur.empty()) cur.resize(static_cast<size_t>(n));
+    return cur.data();
+  };
+  auto advance = [&]() {
+    cur.swap(next);
+    in = cur.data();
+  };
   for (const AugmentStep& step : e.steps) {
     switch (step.kind) {
       case AugmentKind::pitch_shift:
-        pitch_shift_rows(cur.data(), 1, n, &step.value, s.pitch_shift.n_fft, s.pitch_shift.hop_length, tmp.data());
-        cur.swap(tmp);
+        pitch_shift_rows(in, 1, n, &step.value, s.pitch_shift.n_fft, s.pitch_shift.hop_length, to_next());
+        advance();
         break;
       case AugmentKind::time_stretch: {
         const int64_t len = std::max<int64_t>(1, int64_t(std::nearbyint(double(n) / step.value)));
-        stretch_rows(cur.data(), 1, n, &step.value, &len, n, s.pitch_shift.n_fft, s.pitch_shift.hop_length,
-                     tmp.data());
-        cur.swap(tmp);
+        stretch_rows(in, 1, n, &step.value, &len, n, s.pitch_shift.n_fft, s.pitch_shift.hop_length, to_next());
+        advance();
         break;
       }
       case AugmentKind::time_shift: {
         const int64_t shift = shift_samples(step.value, n);
-        cpu_for_rows(1, n, ShiftFunctor{cur.data(), tmp.data(), &shift, n, s.time_shift.rollover});
-        cur.swap(tmp);
+        cpu_for_rows(1, n, ShiftFunctor{in, to_next(), &shift, n, s.time_shift.rollover});
+        advance();
         break;
       }
       case AugmentKind::gain: {
         const float f = gain_factor(step.value);
-        cpu_for_rows(1, n, GainFunctor{cur.data(), cur.data(), &f, n});
+        float* out = in_place();
+        cpu_for_rows(1, n, GainFunctor{in, out, &f, n});
+        in = out;
         break;
       }
       case AugmentKind::noise: {
         const float a = float(step.value);
         const PhiloxStream rng = e.noise_stream(s.seed);
-        cpu_for_rows(1, NoiseFunctor::cols(n), NoiseFunctor{cur.data(), cur.data(), &a, &rng, n});
+        float* out = in_place();
+        const NoiseFunctor f{in, out, &a, &rng, n};
+        cpu_for_row_spans(1, NoiseFunctor::cols(n),
+                          [&](int64_t row, int64_t begin, int64_t end) { noise_span(f, row, begin, end); });
+        in = out;
         break;
       }
       case AugmentKind::spec_mask: break;  // acts on the mel spectrogram (apply_spec_mask_cpu)
     }
   }
+  if (in == x) cur.assign(x, x + n);
   (void)sample_rate;
   return cur;
 }
