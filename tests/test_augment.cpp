@@ -426,6 +426,53 @@ TEST_CASE("gain and time shift match hand-computed values", "[augment]") {
   CHECK(r == std::vector<float>(10, 0.0f));
 }
 
+TEST_CASE("round_half_even is std::nearbyint bit for bit", "[augment]") {
+  std::vector<double> xs = {0.0,
+                            -0.0,
+                            0.5,
+                            -0.5,
+                            1.5,
+                            -1.5,
+                            2.5,
+                            -2.5,
+                            0.49999999999999994,
+                            -0.3,
+                            3.7,
+                            -1e-300,
+                            4503599627370495.5,
+                            -4503599627370495.5,
+                            4503599627370496.0,
+                            9007199254740993.0,
+                            1e300,
+                            -1e300,
+                            INFINITY,
+                            -INFINITY};
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(-1e6, 1e6);
+  for (int i = 0; i < 10000; ++i) xs.push_back(u(rng) / double(1 << (i % 40)));
+  for (const double x : xs) {
+    const double a = round_half_even(x), b = std::nearbyint(x);
+    INFO("x = " << x);
+    CHECK(std::memcmp(&a, &b, sizeof a) == 0);
+  }
+  CHECK(std::isnan(round_half_even(NAN)));
+}
+
+TEST_CASE("chained steps read the previous step's output", "[augment]") {
+  AugmentSettings s;
+  s.time_shift.rollover = false;
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  AugmentedExample e;
+  e.steps = {
+      {AugmentKind::time_shift, 0.3}, {AugmentKind::gain, 20.0 * std::log10(2.0)}, {AugmentKind::time_shift, -0.1}};
+  const auto y = apply_augment_cpu(e, s, x.data(), 10, 22050);
+  const float f = gain_factor(20.0 * std::log10(2.0));
+  std::vector<float> want = {0, 0, 1, 2, 3, 4, 5, 6, 7, 0};
+  for (float& v : want) v *= f;
+  CHECK(y == want);
+  CHECK(x == std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});  // the source is left alone
+}
+
 TEST_CASE("spec_mask masks the drawn intervals with zeros", "[augment]") {
   AugmentSettings s;
   s.seed = 3;

@@ -130,6 +130,21 @@ struct SpecMaskFunctor {
 // them, PvSynthFunctor builds the complex frames (PolarFunctor first turns the input STFT into
 // magnitude and angle once). Spectra are interleaved (re, im) floats.
 
+// numpy.round of a double (nearest integer, ties to even), as std::nearbyint in the default
+// rounding mode. The device has an instruction for it; an x86-64 host without SSE4.1 in its
+// baseline makes nearbyint a libm call, so the host adds and subtracts 2^52 instead (below 2^52
+// the sum's ulp is 1, so the addition rounds to the nearest integer, ties to even, and the
+// subtraction is exact; the sign is put back so that −0.3 still gives −0).
+GENRELAB_HD double round_half_even(double x) {
+#if defined(__CUDA_ARCH__)
+  return nearbyint(x);
+#else
+  const double a = std::fabs(x);
+  if (!(a < 4503599627370496.0)) return x;  // 2^52 and above are integers already; NaN stays NaN
+  return std::copysign((a + 4503599627370496.0) - 4503599627370496.0, x);
+#endif
+}
+
 struct PvGeometry {
   int n_fft, hop, bins;     // bins = n_fft/2 + 1
   int64_t n_frames;         // input frames per clip
@@ -188,7 +203,7 @@ struct PhaseAdvanceFunctor {
       const float* s = polar + b * g.n_frames * g.bins * 2;
       const double phi = g.phi(k);
       double d = pv_polar(s, i0 + 1, g.n_frames, g.bins, k, 1) - pv_polar(s, i0, g.n_frames, g.bins, k, 1) - phi;
-      d -= 2.0 * M_PI * std::nearbyint(d * (0.5 / M_PI));  // numpy.round: half to even
+      d -= 2.0 * M_PI * round_half_even(d * (0.5 / M_PI));  // numpy.round
       v = phi + d;
     }
     incr[g.at(b, k, t)] = v;
@@ -218,7 +233,7 @@ struct PvSynthFunctor {
     const double mag = (1.0 - alpha) * pv_polar(s, i0, g.n_frames, g.bins, int(k), 0) +
                        alpha * pv_polar(s, i0 + 1, g.n_frames, g.bins, int(k), 0);
     double phase = pv_polar(s, 0, g.n_frames, g.bins, int(k), 1) + acc[g.at(b, k, t)];
-    phase -= 2.0 * M_PI * std::nearbyint(phase * (0.5 / M_PI));
+    phase -= 2.0 * M_PI * round_half_even(phase * (0.5 / M_PI));
     const float ph = float(phase), m = float(mag);
     float sn, cs;
 #if defined(__CUDA_ARCH__)
