@@ -2,10 +2,12 @@
 // a noise copy with p 0.7 and a pitch-shift copy with p 0.5) of N synthetic 617 400-sample clips,
 // on the CPU reference or the GPU; checks a noise copy's statistics first, then times.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -107,12 +109,24 @@ int run(const cli::Args& args) {
         check_noise(src_of(e), y.data(), e.steps[0].value);
         break;
       }
+    // The copies spread over the threads, each augmented whole on one, as training makes its
+    // offline copies (train/examples.cpp): no thread waits at the end of each step of a clip.
     const auto t0 = std::chrono::steady_clock::now();
     const double c0 = cpu_seconds();
-    for (const auto& e : work) {
-      const auto y = apply_augment_cpu(e, s, src_of(e).data(), kSamples, kRate);
-      if (y.size() != size_t(kSamples)) throw RuntimeError("bench augment: wrong output length");
+    std::exception_ptr error;
+    std::atomic<bool> wrong_length{false};
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < int64_t(work.size()); ++i) {
+      try {
+        const AugmentedExample& e = work[size_t(i)];
+        if (apply_augment_cpu(e, s, src_of(e).data(), kSamples, kRate).size() != size_t(kSamples)) wrong_length = true;
+      } catch (...) {
+#pragma omp critical(bench_augment_error)
+        if (!error) error = std::current_exception();
+      }
     }
+    if (error) std::rethrow_exception(error);
+    if (wrong_length) throw RuntimeError("bench augment: wrong output length");
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     cpu_time = cpu_seconds() - c0;
   } else {
