@@ -449,7 +449,7 @@ TEST_CASE("round_half_even is std::nearbyint bit for bit", "[augment]") {
                             -INFINITY};
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(-1e6, 1e6);
-  for (int i = 0; i < 10000; ++i) xs.push_back(u(rng) / double(1 << (i % 40)));
+  for (int i = 0; i < 10000; ++i) xs.push_back(std::ldexp(u(rng), -(i % 40)));  // down to 2^-39 of the range
   for (const double x : xs) {
     const double a = round_half_even(x), b = std::nearbyint(x);
     INFO("x = " << x);
