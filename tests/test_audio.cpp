@@ -96,6 +96,15 @@ double rel_rms(const std::vector<float>& got, const std::vector<float>& want, si
   return std::sqrt(e / s);
 }
 
+// `path` decoded and resampled to 22050 Hz by soundfile + soxr_hq, librosa's resampler
+// (tools/golden/audio_reference.py resample, through a file in `tmp`).
+std::vector<float> soxr_resampled(const std::string& py, const std::string& path, const fs::path& tmp) {
+  const std::string out = (tmp / "ref.f32").string();
+  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' resample '" +
+                            path + "' '" + out + "'") == 0);
+  return read_f32(out);
+}
+
 // Amplitude of the `hz` component of x (sample rate sr) over [from, to), by projection.
 double tone_amplitude(const std::vector<float>& x, double hz, double sr, size_t from, size_t to) {
   double c = 0, s = 0;
@@ -178,11 +187,8 @@ TEST_CASE("real clips decode at 22050 Hz with the FLAC header's frame count", "[
 
 TEST_CASE("real clips decode to the same floats as soundfile", "[audio][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(dir);
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import soundfile' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks soundfile");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("soundfile");
+  if (py.empty()) return;
   const auto tmp = test::temp_dir("audio-soundfile");
   std::vector<std::string> clips;
   const auto all = mini_clips(dir);
@@ -218,11 +224,8 @@ TEST_CASE("44.1 kHz stereo decodes to the soxr_hq resampling of the channel mean
 
 TEST_CASE("a 44.1 kHz stereo real clip decodes like librosa soxr_hq", "[audio][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(dir);
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import soundfile, soxr' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks soundfile/soxr (librosa's resampler)");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("soundfile, soxr");
+  if (py.empty()) return;
   // A real clip, upsampled by 2 with our resampler into two different channels.
   const auto tmp = test::temp_dir("audio-stereo-real");
   const Audio mono = decode_audio(dir + "/genres/rock/rock.00001.flac", {22050, int64_t(5 * 22050), {}});
@@ -238,9 +241,7 @@ TEST_CASE("a 44.1 kHz stereo real clip decodes like librosa soxr_hq", "[audio][p
   }
   const std::string path = (tmp / "stereo44.wav").string();
   write_sf(path, st, 2, 44100, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
-  REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' resample '" +
-                            path + "' '" + (tmp / "ref.f32").string() + "'") == 0);
-  const auto want = read_f32((tmp / "ref.f32").string());
+  const auto want = soxr_resampled(py, path, tmp);
   const Audio a = decode_audio(path);
   REQUIRE(a.samples.size() == want.size());
   // Measured 1.0e-5 relative RMS error on music (4e-5 on a whole 30 s clip); allowed 5e-5.
@@ -329,11 +330,8 @@ TEST_CASE("OGG Vorbis and MP3 decode to their encoded tones", "[audio]") {
 }
 
 TEST_CASE("OGG Vorbis and MP3 decode like soundfile and soxr_hq", "[audio][python]") {
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import soundfile, soxr' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks soundfile/soxr (librosa's resampler)");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("soundfile, soxr");
+  if (py.empty()) return;
   // soundfile carries its own libsndfile, libvorbis and libmpg123: an independent decode.
   const auto tmp = test::temp_dir("audio-lossy-soundfile");
   const std::string ref = "'" + py + "' '" + test::source_dir() + "/tools/golden/audio_reference.py' ";
@@ -350,8 +348,7 @@ TEST_CASE("OGG Vorbis and MP3 decode like soundfile and soxr_hq", "[audio][pytho
     // Resampled to 22050 Hz: soundfile + soxr_hq against our decoder + resampler. Measured 3.5e-6
     // (Vorbis) and 4.5e-6 (MP3) relative RMS error away from the edges, allowed 2e-5; 1.5e-5 and
     // 1.8e-5 over the whole clip, allowed 1e-4.
-    REQUIRE(test::run_command(ref + "resample '" + p + "' '" + (tmp / "ref.f32").string() + "'") == 0);
-    const auto want = read_f32((tmp / "ref.f32").string());
+    const auto want = soxr_resampled(py, p, tmp);
     const Audio a = decode_audio(p);
     REQUIRE(a.samples.size() == want.size());
     const double interior = rel_rms(a.samples, want, 64, want.size() - 64);

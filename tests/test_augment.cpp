@@ -645,11 +645,8 @@ TEST_CASE("pitch shift and time stretch edge cases", "[augment]") {
 
 TEST_CASE("pitch shift and time stretch match librosa on a real clip", "[augment][live][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(audio_dir);
-  const std::string py = test::python();
-  if (py.empty() || test::run_command(py + " -c 'import librosa' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON with librosa is not available");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("librosa");
+  if (py.empty()) return;
   std::string clip;
   for (const auto& e : std::filesystem::recursive_directory_iterator(audio_dir))
     if (e.is_regular_file() && e.path().extension() == ".flac")

@@ -140,11 +140,8 @@ TEST_CASE("synthetic genres differ in tempo and timbre as documented", "[data]")
 }
 
 TEST_CASE("synthetic collection is learnable from spectral statistics", "[data][python]") {
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import numpy, soundfile' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks numpy/soundfile");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("numpy, soundfile");
+  if (py.empty()) return;
   const auto tmp = test::temp_dir("cli-learn");
   REQUIRE(run_genrelab("data synth '" + (tmp / "d").string() + "' --clips-per-genre 8 --seconds 2", tmp).rc == 0);
   // A nearest-centroid classifier on per-band log-power mean/std (40 log-spaced bands of a

@@ -314,11 +314,8 @@ TEST_CASE("mel of real clip excerpts equals librosa", "[mel]") {
 
 TEST_CASE("live librosa parity on a whole clip", "[mel][live][python]") {
   GENRELAB_REQUIRE_TEST_AUDIO(dir);
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import librosa' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is unset or cannot import librosa");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("librosa");
+  if (py.empty()) return;
   const auto tmp = test::temp_dir("mel-live");
   const std::string clip = dir + "/genres/jazz/jazz.00004.flac";
   const Audio a = decode_audio(clip);

@@ -86,11 +86,8 @@ TEST_CASE("splits equal the committed sklearn fixture", "[split]") {
 }
 
 TEST_CASE("splits equal a live sklearn run", "[split][python]") {
-  const std::string py = test::python();
-  if (py.empty() || test::run_command("'" + py + "' -c 'import numpy, sklearn' 2>/dev/null") != 0) {
-    WARN("SKIPPED: GENRELAB_PYTHON is not set or lacks numpy/scikit-learn");
-    return;
-  }
+  const std::string py = test::python_with_or_skip("numpy, sklearn");
+  if (py.empty()) return;
   const auto dir = test::temp_dir("split-live");
   const std::string out = (dir / "fixtures.json").string();
   REQUIRE(test::run_command("'" + py + "' '" + test::source_dir() + "/tools/fixtures/make_split_fixtures.py' '" + out +

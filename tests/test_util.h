@@ -63,6 +63,17 @@ inline int run_command(const std::string& cmd, std::string* out = nullptr) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// GENRELAB_PYTHON when it imports `modules` (e.g. "numpy, soundfile"); otherwise prints
+// "SKIPPED: <reason>" (as gpu_available_or_skip) and returns "", so the caller can `return`.
+inline std::string python_with_or_skip(const std::string& modules) {
+  const std::string py = python();
+  if (py.empty() || run_command("'" + py + "' -c 'import " + modules + "' 2>/dev/null") != 0) {
+    WARN("SKIPPED: GENRELAB_PYTHON is not set or cannot import " << modules);
+    return "";
+  }
+  return py;
+}
+
 // The genrelab binary built beside the tests.
 inline std::string genrelab_binary() { return GENRELAB_BINARY; }
 inline std::string source_dir() { return GENRELAB_SOURCE_DIR; }
