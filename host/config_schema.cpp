@@ -162,7 +162,21 @@ std::vector<KeySpec> make_schema() {
   s.push_back(key("train.deterministic", T::boolean, false, "Deterministic cuDNN algorithms: identical metrics run to run."));
   s.push_back(choices(key("train.conv_engine", T::string, "auto", "cuda: who runs each conv2d pass (forward, input gradient, kernel gradient). auto: cuDNN's fastest algorithm or im2col + one cuBLAS matrix product (on the 16-bit copies under bf16/fp16), whichever the first batch of each shape measures faster (cuDNN under train.deterministic); cudnn: cuDNN only; gemm: im2col + cuBLAS wherever its column matrix fits (at most 4 GiB and a quarter of the free memory; under bf16/fp16 not for layers whose input needs asymmetric \"same\" padding). The cpu backend always runs im2col + GEMM. Same results up to summation order; see docs/network-gpu.md."),
                       {"auto", "cudnn", "gemm"}));
-  s.push_back(range(key("train.cudnn_benchmark_limit", T::integer, 0, "cuda, unless train.deterministic: how many of cuDNN's algorithms the benchmark of each convolution pass times on the layer's real data. 0: every one (cudnnFind, PyTorch's benchmark mode); N: the first N that cuDNN's heuristics rank (torch.backends.cudnn.benchmark_limit), each run once untimed and then timed twice. A small N shortens the first steps (a slow candidate such as backward-data algo_0 can take a third of a second) and may miss cuDNN's fastest algorithm; see docs/network-gpu.md."), 0, 1000));
+  s.push_back(choices(
+      key("train.cudnn_search", T::string, "probe",
+          "cuda, unless train.deterministic: how the benchmark of each convolution pass finds cuDNN's fastest "
+          "algorithm on the layer's real data. probe: each candidate cuDNN's heuristics list (the algorithms Find "
+          "would run) first runs on an eighth of the batch, and those within 4x of the fastest there are timed on the "
+          "whole batch (once untimed, then twice); a hopeless candidate such as backward-data algo_0, 30-167 ms a run "
+          "in the baseline's fp32 convolutions, costs an eighth of one run instead of whole runs. find: cudnnFind "
+          "times every algorithm on the whole batch (PyTorch's benchmark mode). See docs/network-gpu.md."),
+      {"probe", "find"}));
+  s.push_back(range(key("train.cudnn_benchmark_limit", T::integer, 0,
+                        "cuda, train.cudnn_search=probe, unless train.deterministic: how many of cuDNN's candidates "
+                        "the benchmark of each convolution pass considers. 0: every one; N: the first N that cuDNN's "
+                        "heuristics rank (torch.backends.cudnn.benchmark_limit). A small N may miss cuDNN's fastest "
+                        "algorithm; see docs/network-gpu.md."),
+                    0, 1000));
   s.push_back(key("train.cuda_graph", T::boolean, true, "cuda: capture each batch shape's training step in a CUDA graph and replay it (less host launch overhead, same results bit for bit); not for recurrent layers or data parallel, which run eagerly. false gives eager steps with per-layer NVTX ranges for profiling; see docs/network-gpu.md."));
   s.push_back(range(key("train.checkpoint_every", T::integer, 1, "Save a checkpoint every this many epochs (and at the end), written in the background while training goes on; when the previous one is still being written the save moves to the next epoch end."), 1, kInf));
   s.push_back(key("train.fuse_conv_pool", T::boolean, true, "When the model starts with conv2d → maxpool2d (kernel volume kh·kw·channels ≤ 16, as the baseline's first layer), run the two as one fused layer that never stores the conv output (about 12 GB less memory traffic a baseline step), with the dropout after the pool when there is one (the same masks as the dropout layer's); same results up to float32 summation order (and TF32 rounding under train.precision tf32, which the fused layer does not apply). On by default: with the other fusions and conv engines in place, a baseline training step on an H200 is 1.09x faster with it in fp32, 1.13x in tf32 and 1.06x in bf16 (docs/benchmarks.md); the cpu backend runs the same model at about the same speed. Models that cannot fuse run layer by layer without a note unless the experiment sets the key; see docs/network-gpu.md."));

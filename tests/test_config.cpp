@@ -209,9 +209,20 @@ TEST_CASE("set overrides are typed by the schema", "[config]") {
   CHECK(c.resolved_for_saving().dump().find("caf\xc3\xa9") != std::string::npos);
 }
 
-TEST_CASE("train.cudnn_benchmark_limit times every cuDNN algorithm by default and refuses a negative count",
+TEST_CASE("cuDNN's search probes every candidate by default; a benchmark limit refuses a negative count and Find",
           "[config]") {
-  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {})).cudnn_benchmark_limit == 0);
+  const nn::TrainHyper defaults = nn::TrainHyper::from_config(Config::load_or_defaults("", {}));
+  CHECK(defaults.cudnn_search == "probe");
+  CHECK(defaults.cudnn_benchmark_limit == 0);
+  CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.cudnn_search=find"})).cudnn_search == "find");
+  CHECK(config_error([] { Config::load_or_defaults("", {"train.cudnn_search=fastest"}); }).find("train.cudnn_search") !=
+        std::string::npos);
+  const std::string with_find = config_error([] {
+    nn::TrainHyper::from_config(
+        Config::load_or_defaults("", {"train.cudnn_search=find", "train.cudnn_benchmark_limit=2"}));
+  });
+  CHECK(with_find.find("train.cudnn_benchmark_limit") != std::string::npos);
+  CHECK(with_find.find("train.cudnn_search=probe") != std::string::npos);
   CHECK(nn::TrainHyper::from_config(Config::load_or_defaults("", {"train.cudnn_benchmark_limit=3"}))
             .cudnn_benchmark_limit == 3);
   const std::string e = config_error([] { Config::load_or_defaults("", {"train.cudnn_benchmark_limit=-1"}); });

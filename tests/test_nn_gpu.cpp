@@ -281,16 +281,17 @@ json head() {
 // (train.sync_batchnorm); the CPU layer stays local. input_grad false: the backward is asked for
 // no input gradient, as the network asks its first layer.
 // engine: train.conv_engine of the GPU context (conv2d layers); benchmark_limit its
-// train.cudnn_benchmark_limit.
+// train.cudnn_benchmark_limit; cudnn_find its train.cudnn_search=find.
 void check_layer(json layers, Shape3 in, int64_t n, size_t index, double tol, Precision precision = Precision::fp32,
                  bool logits = false, dist::Communicator* gpu_comm = nullptr, bool input_grad = true,
-                 cuda::nn::ConvEngine engine = cuda::nn::ConvEngine::automatic, int64_t benchmark_limit = 0) {
+                 cuda::nn::ConvEngine engine = cuda::nn::ConvEngine::automatic, int64_t benchmark_limit = 0,
+                 bool cudnn_find = false) {
   const auto plan = nn::plan_layers(layers, in, 3);
   const nn::LayerDesc& d = plan.layers[index];
   INFO("layer " << d.name << " " << d.spec.dump() << " in " << d.in.str() << " out " << d.out.str() << " n " << n);
   auto cpu = nn::make_cpu_layer<float>(d);
   cpu->set_matmul_format(cuda::nn::half_format(precision));  // the CPU emulates bf16/fp16 rounding
-  GpuContext ctx(precision, false, engine, benchmark_limit);
+  GpuContext ctx(precision, false, engine, benchmark_limit, cudnn_find);
   auto gpu = cuda::nn::make_gpu_layer(d, ctx);
   cpu->set_logits_output(logits);
   gpu->set_logits_output(logits);
@@ -405,11 +406,13 @@ TEST_CASE("nn gpu conv2d at a smaller batch takes the larger batch's algorithms 
   }
 }
 
-TEST_CASE("nn gpu conv2d under a cuDNN benchmark limit times only the heuristics' first algorithms", "[gpu][nn]") {
+TEST_CASE("nn gpu conv2d under a cuDNN benchmark limit probes and times only the heuristics' first algorithms",
+          "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   // Geometries no other test uses (the choices are the process's), cuDNN only, so that its choice
-  // runs every pass: each pass's search runs at most `limit` algorithms (at least one), and the
-  // layer still equals the CPU layer on what it chose, in fp32 and on bf16's 16-bit tensors.
+  // runs every pass: each pass's search probes and times at most `limit` algorithms (times at least
+  // one), and the layer still equals the CPU layer on what it chose, in fp32 and on bf16's 16-bit
+  // tensors.
   const Shape3 in{12, 17, 5};
   for (const Precision precision : {Precision::fp32, Precision::bf16}) {
     for (const int64_t limit : {int64_t(1), int64_t(2)}) {
@@ -418,12 +421,44 @@ TEST_CASE("nn gpu conv2d under a cuDNN benchmark limit times only the heuristics
       const int filters = (precision == Precision::fp32 ? 9 : 14) + 2 * int(limit);
       const json conv = with_head(
           {{"type", "conv2d"}, {"filters", filters}, {"kernel", json::array({2, 3})}, {"activation", "relu"}});
-      const int64_t searched = cuda::nn::conv_algo_searches(), ran = cuda::nn::conv_candidates_run();
+      const int64_t searched = cuda::nn::conv_algo_searches(), ran = cuda::nn::conv_candidates_run(),
+                    probed = cuda::nn::conv_candidates_probed();
       const double tol = precision == Precision::fp32 ? 1e-4 : 2e-2;
       check_layer(conv, in, 4, 0, tol, precision, false, nullptr, true, cuda::nn::ConvEngine::cudnn, limit);
       CHECK(cuda::nn::conv_algo_searches() - searched == 3);
       CHECK(cuda::nn::conv_candidates_run() - ran >= 3);
       CHECK(cuda::nn::conv_candidates_run() - ran <= 3 * limit);
+      CHECK(cuda::nn::conv_candidates_probed() - probed <= (limit > 1 ? 3 * limit : 0));  // one candidate: no probe
+    }
+  }
+}
+
+TEST_CASE("nn gpu conv2d: cuDNN's Find and the probed search both choose algorithms that equal the cpu layer",
+          "[gpu][nn]") {
+  GENRELAB_REQUIRE_GPU();
+  // Geometries no other test uses, cuDNN only, batch 16 (probes of 2 examples). The probed search
+  // (the default) times on the whole batch only candidates it probed first (or a pass's only one),
+  // at least one per pass; Find (train.cudnn_search=find) neither probes nor counts.
+  const Shape3 in{10, 21, 6};
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    for (const bool find : {false, true}) {
+      INFO("precision " << int(precision) << (find ? ", find" : ", probe"));
+      const int filters = (precision == Precision::fp32 ? 5 : 8) + (find ? 2 : 0);
+      const json conv = with_head(
+          {{"type", "conv2d"}, {"filters", filters}, {"kernel", json::array({3, 3})}, {"activation", "relu"}});
+      const int64_t searched = cuda::nn::conv_algo_searches(), ran = cuda::nn::conv_candidates_run(),
+                    probed = cuda::nn::conv_candidates_probed();
+      const double tol = precision == Precision::fp32 ? 1e-4 : 2e-2;
+      check_layer(conv, in, 16, 0, tol, precision, false, nullptr, true, cuda::nn::ConvEngine::cudnn, 0, find);
+      CHECK(cuda::nn::conv_algo_searches() - searched == 3);
+      if (find) {
+        CHECK(cuda::nn::conv_candidates_run() == ran);
+        CHECK(cuda::nn::conv_candidates_probed() == probed);
+      } else {
+        CHECK(cuda::nn::conv_candidates_run() - ran >= 3);
+        // A pass with one candidate times it unprobed; one with more times no more than it probed.
+        CHECK(cuda::nn::conv_candidates_run() - ran <= cuda::nn::conv_candidates_probed() - probed + 3);
+      }
     }
   }
 }

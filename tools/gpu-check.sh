@@ -311,7 +311,7 @@ import glob, json, sys
 # epochs take about: the time before the first epoch, the first epoch, 49 later epochs, 50 epoch
 # preparations and evaluations, 49 end-of-epoch saves and the last epoch's save.
 for name, pattern in (("held", "/runs-scale/seed-baseline-*"), ("streamed", "/runs-scale-streamed/seed-baseline-*"),
-                      ("held, train.cudnn_benchmark_limit=3", "/runs-scale-limit3/seed-baseline-*"),
+                      ("held, train.cudnn_search=find", "/runs-scale-find/seed-baseline-*"),
                       ("held, timed choices from the tuning cache", "/runs-scale-warm/seed-baseline-*")):
     for d in sorted(glob.glob(sys.argv[1] + pattern)):
         try:
@@ -384,7 +384,7 @@ if [ -n "${GENRELAB_GPU_CHECK_RECIPE:-}" ] && [ -x "$bin" ]; then
   step recipe $(( 60 + 90 * ${#recipe_precisions[@]} )) tools/bench/recipe.sh "$bin" /tmp/genrelab-recipe \
     "${recipe_precisions[@]}"
   # GENRELAB_GPU_CHECK_RECIPE_SET="KEY=VALUE ...": the same runs again with those overrides, also
-  # a machine's first, beside the plain ones (e.g. train.cudnn_benchmark_limit=1 against Find).
+  # a machine's first, beside the plain ones (e.g. train.cudnn_search=find against the probe).
   if [ -n "${GENRELAB_GPU_CHECK_RECIPE_SET:-}" ]; then
     step recipe-variant $(( 30 + 90 * ${#recipe_precisions[@]} )) env GENRELAB_RECIPE_SET="$GENRELAB_GPU_CHECK_RECIPE_SET" \
       GENRELAB_RECIPE_TAG=variant tools/bench/recipe.sh "$bin" /tmp/genrelab-recipe "${recipe_precisions[@]}"
@@ -416,18 +416,19 @@ if [ -x build-gpu/genrelab_tests ] && [ -x "$bin" ]; then
   # 200 test clips, held for 5 epochs: wall time, epoch time and samples/s at the scale of the 60-s
   # target for the recipe, which gtzan-mini's 4-step epochs cannot show (streamed: further below).
   step synth-gtzan-scale 60 "$bin" data synth "$scale" --clips-per-genre 100 --seconds 30
-  step train-baseline-scale-cuda 120 env GENRELAB_TUNING_CACHE="$out/tuning.json" GTZAN_ROOT="$scale" "$bin" train \
+  step train-baseline-scale-cuda 120 env GENRELAB_LOG_CONV_ALGOS=1 GENRELAB_TUNING_CACHE="$out/tuning.json" \
+    GTZAN_ROOT="$scale" "$bin" train \
     experiments/seed-baseline.json --device cuda --quiet --set train.epochs=5 --out "$out/runs-scale"
   # Its first epoch again in a new process that takes every timed choice from the tuning cache the
   # run above filled (docs/network-gpu.md): a later run's first epoch on this machine.
   step train-baseline-scale-warm-cuda 45 env GENRELAB_TUNING_CACHE="$out/tuning.json" GTZAN_ROOT="$scale" "$bin" \
     train experiments/seed-baseline.json --device cuda --quiet --set train.epochs=1 --out "$out/runs-scale-warm"
-  # Its first epoch again with cuDNN's benchmark limited to the heuristics' first 3 algorithms
-  # (train.cudnn_benchmark_limit): that epoch's time and the time choosing algorithms against the
-  # run above (the step's log names each choice beside cuDNN's heuristic order).
-  step train-baseline-scale-limit3-cuda 45 env GENRELAB_LOG_CONV_ALGOS=1 GTZAN_ROOT="$scale" "$bin" train \
-    experiments/seed-baseline.json --device cuda --quiet --set train.epochs=1 --set train.cudnn_benchmark_limit=3 \
-    --out "$out/runs-scale-limit3"
+  # Its first epoch again with cuDNN's own Find instead of the probed search (train.cudnn_search):
+  # that epoch's time and the time choosing algorithms against the run above. Both logs name each
+  # choice beside cuDNN's heuristic order; the held run's also each probe.
+  step train-baseline-scale-find-cuda 45 env GENRELAB_LOG_CONV_ALGOS=1 GTZAN_ROOT="$scale" "$bin" train \
+    experiments/seed-baseline.json --device cuda --quiet --set train.epochs=1 --set train.cudnn_search=find \
+    --out "$out/runs-scale-find"
 
   # The rest of the suite (every CTest test not labelled gpu: those ran above, tests/label_tests.cmake)
   # in the background beside memcheck and the GPU steps after it, which time nothing on the CPU.

@@ -92,7 +92,7 @@ class CudaNetwork final : public Network {
       : plan_(plan),
         hyper_(hyper),
         ctx_(precision_of(hyper), hyper.deterministic, cuda::nn::conv_engine_of(hyper.conv_engine),
-             hyper.cudnn_benchmark_limit) {
+             hyper.cudnn_benchmark_limit, hyper.cudnn_search == "find") {
     GENRELAB_CHECK(!plan.layers.empty(), "empty model plan");
     slots_ = optimizer_slots(hyper.optimizer);
     for (const auto& L : plan_.layers) {

@@ -15,6 +15,7 @@
 #include "genrelab/common.h"
 #include "genrelab/cuda/launch.cuh"
 #include "genrelab/dist.h"
+#include "genrelab/nn/conv_search.h"
 #include "genrelab/nn/tuning_cache.h"
 #include "genrelab/ops/low_precision.h"
 
@@ -112,11 +113,13 @@ std::string ConvShape::geometry_key() const {
   return os.str();
 }
 
-GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine, int64_t cudnn_benchmark_limit)
+GpuContext::GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine, int64_t cudnn_benchmark_limit,
+                       bool cudnn_find)
     : precision_(precision),
       deterministic_(deterministic),
       conv_engine_(conv_engine),
-      cudnn_benchmark_limit_(cudnn_benchmark_limit) {
+      cudnn_benchmark_limit_(cudnn_benchmark_limit),
+      cudnn_find_(cudnn_find) {
   GENRELAB_CUDA_CHECK(cudnnSetStream(cudnn_.get(), stream_.get()));
   GENRELAB_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   // fp32: plain FMA products (CUBLAS_PEDANTIC_MATH would also forbid split-K reductions that are
@@ -313,34 +316,91 @@ void choose(const std::vector<Perf>& perfs, int got, bool deterministic, Precisi
 }
 
 std::atomic<int64_t> g_candidates_run{0};
+std::atomic<int64_t> g_candidates_probed{0};
 
-// train.cudnn_benchmark_limit > 0: the benchmark as PyTorch's benchmark_limit makes it. perfs[0,
-// got) is cuDNN's heuristic ranking of a pass (cudnnGet*_v7); its candidates that pick() could
-// take (status success, within ws_limit, math the precision allows) run in that order on the
-// search's data through run(algo) (the pass's cuDNN call, with the search's workspace), once
-// untimed and then twice behind a 1-ms hold of the stream (hold_stream: the host's launches do not
-// count, as in the GEMM engine's timing), until `limit` of them have run (one cuDNN refuses to run does not count).
-// perfs then holds what cudnnFind*Ex would give for them: the ones that ran, fastest first, with their time (the faster
-// run), then the refused ones, with cuDNN's status. Returns their count.
+// With GENRELAB_LOG_CONV_ALGOS set, a search's probe on stderr: each probed candidate's time on
+// the batch's first `probe_n` examples (probe_ms[i] for cands[i]), and which ones the whole batch
+// then timed.
+template <typename Perf>
+void log_probe(const std::vector<Perf>& cands, const std::vector<float>& probe_ms, const std::vector<bool>& keep,
+               const char* what, const ConvShape& shape, int64_t probe_n) {
+  static const bool on = std::getenv("GENRELAB_LOG_CONV_ALGOS") != nullptr;
+  if (!on) return;
+  std::ostringstream os;
+  os << "cudnn " << what << " " << shape.key() << " probe on " << probe_n << " of " << shape.n << " examples:";
+  for (size_t i = 0; i < probe_ms.size(); ++i) {
+    os << "  " << algo_name(cands[i].algo) << (cands[i].mathType == CUDNN_TENSOR_OP_MATH ? "/tensor-op" : "") << " ";
+    if (probe_ms[i] < 0)
+      os << "refused";
+    else
+      os << probe_ms[i] << " ms";
+    if (!keep[i]) os << " (not timed further)";
+  }
+  std::cerr << os.str() << "\n";
+}
+
+// The search of train.cudnn_search=probe. perfs[0, got) is cuDNN's heuristic ranking of a pass
+// (cudnnGet*_v7); its candidates that pick() could take (status success, within ws_limit, math the
+// precision allows), the first `limit` of them (train.cudnn_benchmark_limit; 0: all), are each run
+// on the batch's first probe_n examples through run(algo, true), once untimed and once timed (none
+// when probe_n is 0 or there is one candidate); those within kProbeRatio of the fastest probe
+// (nn/conv_search.h) then run on the whole batch through run(algo, false), once untimed and twice
+// behind a 1-ms hold of the stream (hold_stream: the host's launches do not count, as in the GEMM
+// engine's timing). A candidate cuDNN refuses on the whole batch does not count: where every one
+// was refused, the next candidates are timed in order until one runs. perfs then holds what
+// cudnnFind*Ex would give: the ones timed, fastest first, with their time (the faster run); the
+// ones the probe left out, with their probe time scaled to the batch; the refused ones, with
+// cuDNN's status. Returns their count.
 template <typename Perf, typename Run>
-int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, Precision precision, size_t ws_limit,
-                const ConvDesc& conv, cudaStream_t stream, Run run) {
-  std::vector<Perf> ran, refused;
-  for (int i = 0; i < got && int64_t(ran.size()) < limit; ++i) {
-    Perf p = perfs[size_t(i)];
+int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, int64_t probe_n, Precision precision, size_t ws_limit,
+                const ConvDesc& conv, cudaStream_t stream, const char* what, const ConvShape& shape, Run run) {
+  std::vector<Perf> cands;
+  for (int i = 0; i < got; ++i) {
+    const Perf& p = perfs[size_t(i)];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit ||
         p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
         (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH))
       continue;
+    cands.push_back(p);
+  }
+  const size_t first = limit > 0 ? std::min(cands.size(), size_t(limit)) : cands.size();
+  std::vector<float> probe_ms(first, -1.0f);
+  const bool probing = probe_n > 0 && first > 1;
+  for (size_t i = 0; probing && i < first; ++i) {
+    GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math_for(cands[i].mathType, precision)));
+    probe_ms[i] = fastest_run_ms(stream, 0.5, 1, [&] { return run(cands[i].algo, true) == CUDNN_STATUS_SUCCESS; });
+    ++g_candidates_probed;
+  }
+  const std::vector<bool> keep = genrelab::nn::probe_keeps(probe_ms);
+  if (probing) log_probe(cands, probe_ms, keep, what, shape, probe_n);
+  std::vector<Perf> ran, left_out, refused;
+  for (size_t i = 0; i < cands.size() && (i < first || ran.empty()); ++i) {
+    Perf p = cands[i];
+    if (i < first && !keep[i]) {
+      p.time = float(double(probe_ms[i]) * double(shape.n) / double(probe_n));
+      left_out.push_back(p);
+      continue;
+    }
     GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, math_for(p.mathType, precision)));
-    p.time = fastest_run_ms(stream, 1.0, 2, [&] { return (p.status = run(p.algo)) == CUDNN_STATUS_SUCCESS; });
+    p.time = fastest_run_ms(stream, 1.0, 2, [&] { return (p.status = run(p.algo, false)) == CUDNN_STATUS_SUCCESS; });
     if (p.status == CUDNN_STATUS_SUCCESS) ++g_candidates_run;
     (p.status == CUDNN_STATUS_SUCCESS ? ran : refused).push_back(p);
   }
-  std::stable_sort(ran.begin(), ran.end(), [](const Perf& a, const Perf& b) { return a.time < b.time; });
+  const auto faster = [](const Perf& a, const Perf& b) { return a.time < b.time; };
+  std::stable_sort(ran.begin(), ran.end(), faster);
+  std::stable_sort(left_out.begin(), left_out.end(), faster);
+  ran.insert(ran.end(), left_out.begin(), left_out.end());
   ran.insert(ran.end(), refused.begin(), refused.end());
   std::copy(ran.begin(), ran.end(), perfs.begin());
   return int(ran.size());
+}
+
+// The descriptor of NHWC tensor t's first n examples (the same memory: the batch is outermost).
+TensorDesc first_examples(const TensorDesc& t, int64_t n) {
+  cudnnDataType_t type{};
+  int tn = 0, c = 0, h = 0, w = 0, ns = 0, cs = 0, hs = 0, ws = 0;
+  GENRELAB_CUDA_CHECK(cudnnGetTensor4dDescriptor(t, &type, &tn, &c, &h, &w, &ns, &cs, &hs, &ws));
+  return TensorDesc(n, h, w, c, type);
 }
 
 // Output buffers and workspace for cudnnFind*Ex, which runs every candidate on real data. The
@@ -517,16 +577,18 @@ void log_stored(const ConvAlgos& a, ConvPass pass, const ConvShape& shape) {
 
 int64_t conv_algo_searches() { return g_searches.load(); }
 int64_t conv_candidates_run() { return g_candidates_run.load(); }
+int64_t conv_candidates_probed() { return g_candidates_probed.load(); }
 
 ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, const FilterDesc& w,
                                   const ConvDesc& conv, const TensorDesc& y, ConvPass pass, const void* x_data,
                                   const void* w_data) {
   int device = 0;
   GENRELAB_CUDA_CHECK(cudaGetDevice(&device));
-  // Deterministic choices, Find's and each benchmark limit's are kept apart.
-  const std::string mode = deterministic_               ? "det"
-                           : cudnn_benchmark_limit_ > 0 ? "bench" + std::to_string(cudnn_benchmark_limit_)
-                                                        : "bench";
+  // Deterministic choices, Find's and each probed search's (by its limit) are kept apart.
+  const std::string mode = deterministic_ ? "det"
+                           : cudnn_find_
+                               ? "bench"
+                               : "probe" + (cudnn_benchmark_limit_ > 0 ? std::to_string(cudnn_benchmark_limit_) : "");
   const CachedAlgos cached = process_conv_algos(
       std::to_string(device) + "|" + std::to_string(int(precision_)) + "|" + mode + "|" + shape.geometry_key(), shape.n,
       pass, conv_engine_);
@@ -544,8 +606,8 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     return a;
   }
 
-  // Benchmark (cudnnFind*Ex, PyTorch's benchmark mode; or, under train.cudnn_benchmark_limit, the
-  // heuristics' first candidates timed here) unless deterministic: timings vary run to run, and a
+  // Benchmark (the heuristics' candidates probed and timed here, train.cudnn_search=probe; or
+  // cudnnFind*Ex, PyTorch's benchmark mode) unless deterministic: timings vary run to run, and a
   // different algorithm rounds differently, so deterministic runs take the heuristics' stable
   // ranking (cudnnGet*_v7) instead.
   const bool bench = !deterministic_ && x_data && w_data;
@@ -592,9 +654,13 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   cudnnHandle_t h = cudnn();
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
   int max = 0, got = 0;
-  // train.cudnn_benchmark_limit: time the heuristics' first candidates (time_ranked) instead of
-  // cudnnFind's every algorithm. Scaling factors are float for float and 16-bit data alike.
-  const bool limited = bench && cudnn_benchmark_limit_ > 0;
+  // train.cudnn_search=probe: the heuristics' candidates probed on the batch's first examples (x
+  // and y of probe_n examples: xp, yp) and timed here (time_ranked) instead of cudnnFind's every
+  // algorithm on the whole batch. Scaling factors are float for float and 16-bit data alike.
+  const bool probed = bench && !cudnn_find_;
+  const int64_t probe_n = probed ? genrelab::nn::probe_batch(shape.n) : 0;
+  const TensorDesc xp = probe_n > 0 ? first_examples(x, probe_n) : TensorDesc();
+  const TensorDesc yp = probe_n > 0 ? first_examples(y, probe_n) : TensorDesc();
   const float one = 1.0f, zero = 0.0f;
   switch (pass) {
     case ConvPass::forward: {
@@ -605,16 +671,17 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       };
       if (bench)
         log_heuristic_order<cudnnConvolutionFwdAlgoPerf_t>(pass_name(ConvPass::forward), shape, max, heuristic);
-      if (bench && !limited) {
+      if (bench && !probed) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x, x_data, w, w_data, conv, y, fb.y, max, &got,
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (limited)
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-            return cudnnConvolutionForward(h, &one, x, x_data, w, w_data, conv, algo, fb.ws.data(), ws_limit, &zero, y,
-                                           fb.y);
-          });
+        if (probed)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
+                            pass_name(ConvPass::forward), shape, [&](auto algo, bool probe) {
+                              return cudnnConvolutionForward(h, &one, probe ? xp : x, x_data, w, w_data, conv, algo,
+                                                             fb.ws.data(), ws_limit, &zero, probe ? yp : y, fb.y);
+                            });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
@@ -630,16 +697,17 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       if (bench)
         log_heuristic_order<cudnnConvolutionBwdDataAlgoPerf_t>(pass_name(ConvPass::backward_data), shape, max,
                                                                heuristic);
-      if (bench && !limited) {
+      if (bench && !probed) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w, w_data, y, fb.y, conv, x, fb.dx, max,
                                                                         &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (limited)
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-            return cudnnConvolutionBackwardData(h, &one, w, w_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit, &zero,
-                                                x, fb.dx);
-          });
+        if (probed)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
+                            pass_name(ConvPass::backward_data), shape, [&](auto algo, bool probe) {
+                              return cudnnConvolutionBackwardData(h, &one, w, w_data, probe ? yp : y, fb.y, conv, algo,
+                                                                  fb.ws.data(), ws_limit, &zero, probe ? xp : x, fb.dx);
+                            });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
@@ -656,16 +724,18 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       if (bench)
         log_heuristic_order<cudnnConvolutionBwdFilterAlgoPerf_t>(pass_name(ConvPass::backward_filter), shape, max,
                                                                  heuristic);
-      if (bench && !limited) {
+      if (bench && !probed) {
         GENRELAB_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (limited)
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, precision_, ws_limit, conv, stream(), [&](auto algo) {
-            return cudnnConvolutionBackwardFilter(h, &one, x, x_data, y, fb.y, conv, algo, fb.ws.data(), ws_limit,
-                                                  &zero, w, fb.dw.data());
-          });
+        if (probed)
+          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
+                            pass_name(ConvPass::backward_filter), shape, [&](auto algo, bool probe) {
+                              return cudnnConvolutionBackwardFilter(h, &one, probe ? xp : x, x_data, probe ? yp : y,
+                                                                    fb.y, conv, algo, fb.ws.data(), ws_limit, &zero, w,
+                                                                    fb.dw.data());
+                            });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);

@@ -153,9 +153,10 @@ struct ConvShape {
 // a smaller batch of a geometry already chosen for runs none out of deterministic runs
 // (GpuContext::conv_algos).
 int64_t conv_algo_searches();
-// How many cuDNN algorithms the searches under train.cudnn_benchmark_limit > 0 have timed in this
-// process: for tests.
+// How many cuDNN algorithms the probed searches (train.cudnn_search=probe) have timed on the
+// whole batch, and how many they have probed on its first examples, in this process: for tests.
 int64_t conv_candidates_run();
+int64_t conv_candidates_probed();
 
 // ---- the per-network GPU context ---------------------------------------------------------
 
@@ -171,9 +172,10 @@ struct StepScalars {
 // cuDNN/cuBLAS call and every launch of one network runs in order on that stream.
 class GpuContext {
  public:
-  // cudnn_benchmark_limit: train.cudnn_benchmark_limit (0: cuDNN's Find times every algorithm).
+  // cudnn_benchmark_limit: train.cudnn_benchmark_limit (0: every candidate); cudnn_find:
+  // train.cudnn_search=find (cuDNN's Find times every algorithm on the whole batch) instead of probe.
   GpuContext(Precision precision, bool deterministic, ConvEngine conv_engine = ConvEngine::automatic,
-             int64_t cudnn_benchmark_limit = 0);
+             int64_t cudnn_benchmark_limit = 0, bool cudnn_find = false);
   GpuContext(const GpuContext&) = delete;
   GpuContext& operator=(const GpuContext&) = delete;
 
@@ -283,6 +285,7 @@ class GpuContext {
   bool deterministic_;
   ConvEngine conv_engine_;
   int64_t cudnn_benchmark_limit_;
+  bool cudnn_find_;
   Stream stream_;
   CudnnHandle cudnn_;
   // Declared before the handle, so that it outlives it.

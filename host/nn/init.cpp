@@ -33,6 +33,7 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   h.loss_scale_growth_interval = config.get_int("train.loss_scale_growth_interval");
   h.deterministic = config.get_bool("train.deterministic");
   h.conv_engine = config.get_string("train.conv_engine");
+  h.cudnn_search = config.get_string("train.cudnn_search");
   h.cudnn_benchmark_limit = config.get_int("train.cudnn_benchmark_limit");
   h.cuda_graph = config.get_bool("train.cuda_graph");
   h.cuda_graph_set = config.source_of("train.cuda_graph") != "default";
@@ -47,6 +48,9 @@ TrainHyper TrainHyper::from_config(const Config& config) {
   if (h.optimizer != "sgd" && (h.momentum > 0 || h.nesterov))
     config.fail(h.nesterov ? "train.nesterov" : "train.momentum", "applies to train.optimizer=sgd only (adam has beta1)");
   if (h.nesterov && h.momentum <= 0) config.fail("train.nesterov", "needs train.momentum > 0");
+  if (h.cudnn_search == "find" && h.cudnn_benchmark_limit > 0)
+    config.fail("train.cudnn_benchmark_limit",
+                "applies to train.cudnn_search=probe; cuDNN's Find (train.cudnn_search=find) runs every algorithm");
   if (h.beta1 >= 1.0 || h.beta2 >= 1.0) config.fail(h.beta1 >= 1.0 ? "train.beta1" : "train.beta2", "must be below 1");
   return h;
 }

@@ -12,7 +12,7 @@
 # cuda), GENRELAB_RECIPE_EPOCHS (default: the recipe's 50), GENRELAB_RECIPE_CLIPS_PER_GENRE (100)
 # and GENRELAB_RECIPE_SECONDS (30) make a smaller run, e.g. a check on a machine without a GPU.
 # GENRELAB_RECIPE_SET="KEY=VALUE ..." adds --set overrides (a variant to compare, e.g.
-# "train.cudnn_benchmark_limit=3"), and its files are then named recipe-PRECISION-TAG.log etc. with
+# "train.cudnn_search=find"), and its files are then named recipe-PRECISION-TAG.log etc. with
 # GENRELAB_RECIPE_TAG (default: variant). The runs take timed choices an earlier run on this machine
 # stored in the tuning cache (docs/network-gpu.md), as any run does; the line says how many.
 # GENRELAB_TUNING_CACHE=off times a first run's.

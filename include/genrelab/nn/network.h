@@ -37,7 +37,8 @@ struct TrainHyper {
   int64_t loss_scale_growth_interval = 2000;
   bool deterministic = false;
   std::string conv_engine = "auto";  // auto | cudnn | gemm (cuda conv2d passes, every precision)
-  int64_t cudnn_benchmark_limit = 0;  // cuda: cuDNN algorithms a pass's benchmark times (0: all)
+  std::string cudnn_search = "probe";  // cuda: probe | find (how a pass's cuDNN algorithm is benchmarked)
+  int64_t cudnn_benchmark_limit = 0;   // cuda, probe: cuDNN candidates a pass's benchmark considers (0: all)
   bool cuda_graph = false;         // cuda: replay each batch shape's step as a captured CUDA graph (config default: on)
   bool cuda_graph_set = false;     // the experiment set train.cuda_graph itself: say when it cannot apply
   bool fuse_conv_pool = false;     // leading conv2d → maxpool2d as one layer (ops/conv_pool.h; config default: on)
