@@ -209,7 +209,7 @@ TEST_CASE("set overrides are typed by the schema", "[config]") {
   CHECK(c.resolved_for_saving().dump().find("caf\xc3\xa9") != std::string::npos);
 }
 
-TEST_CASE("cuDNN's search probes every candidate by default; a benchmark limit refuses a negative count and Find",
+TEST_CASE("cuDNN's search probes every candidate by default, and a benchmark limit refuses a negative count and Find",
           "[config]") {
   const nn::TrainHyper defaults = nn::TrainHyper::from_config(Config::load_or_defaults("", {}));
   CHECK(defaults.cudnn_search == "probe");
