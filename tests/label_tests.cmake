@@ -12,6 +12,11 @@
 if(NOT EXISTS "${GENRELAB_TEST_BINARY}")
   return()
 endif()
+# A ';' in a test name splits it into two CTest tests (a CMake list), one of which matches nothing.
+execute_process(COMMAND "${GENRELAB_TEST_BINARY}" --list-test-names-only OUTPUT_VARIABLE all_names ERROR_QUIET)
+if(all_names MATCHES "([^\n]*;[^\n]*)")
+  message(FATAL_ERROR "test name with ';' (CTest splits it in two): ${CMAKE_MATCH_1}")
+endif()
 set(genrelab_labelled "")
 foreach(tag gpu slow mpi python train)
   # Catch2 2 exits with the number of names it listed: the status is not an error.
