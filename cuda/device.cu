@@ -1,4 +1,5 @@
-// Device discovery: driver/runtime/library versions and the properties of every visible GPU.
+// Device discovery: driver/runtime/library versions and the properties of every visible GPU,
+// without creating a context on any of them.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -29,6 +30,14 @@ CudaStatus query_cuda() {
   cudaRuntimeGetVersion(&s.runtime_version);
   s.cudnn_version = int(cudnnGetVersion());
   cufftGetVersion(&s.cufft_version);
+  // The library's properties, not cublasGetVersion: that needs a handle, whose creation makes the
+  // GPU's context here, on the caller's thread (train resolves its device first, then builds the
+  // network on a thread of its own while the clips are read: the context belongs there).
+  int major = 0, minor = 0, patch = 0;
+  if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
+      cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
+      cublasGetProperty(PATCH_LEVEL, &patch) == CUBLAS_STATUS_SUCCESS)
+    s.cublas_version = major * 10000 + minor * 100 + patch;  // cublasGetVersion's form (CUBLAS_VERSION)
 #if defined(GENRELAB_HAVE_NCCL) && GENRELAB_HAVE_NCCL
   ncclGetVersion(&s.nccl_version);
 #endif
@@ -56,11 +65,6 @@ CudaStatus query_cuda() {
     g.peak_bandwidth_gbs = 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8) / 1e9;  // DDR: two transfers a clock
     cudaDeviceGetAttribute(&g.sm_clock_khz, cudaDevAttrClockRate, i);
     s.gpus.push_back(g);
-  }
-  cublasHandle_t h = nullptr;
-  if (cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
-    cublasGetVersion(h, &s.cublas_version);
-    cublasDestroy(h);
   }
   s.usable = !s.gpus.empty();
   if (!s.usable) s.reason = "no CUDA device could be queried";
