@@ -395,6 +395,17 @@ int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, int64_t probe_
   return int(ran.size());
 }
 
+// The most workspace any candidate of cuDNN's ranking perfs[0, got) that could run needs (status
+// success, within ws_limit): what the probed search allocates instead of the whole limit.
+template <typename Perf>
+size_t largest_workspace(const std::vector<Perf>& perfs, int got, size_t ws_limit) {
+  size_t most = 0;
+  for (int i = 0; i < got; ++i)
+    if (perfs[size_t(i)].status == CUDNN_STATUS_SUCCESS && perfs[size_t(i)].memory <= ws_limit)
+      most = std::max(most, perfs[size_t(i)].memory);
+  return most;
+}
+
 // The descriptor of NHWC tensor t's first n examples (the same memory: the batch is outermost).
 TensorDesc first_examples(const TensorDesc& t, int64_t n) {
   cudnnDataType_t type{};
@@ -638,18 +649,21 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
     if (pass != ConvPass::forward) GENRELAB_CUDA_CHECK(cudaMemsetAsync(fb.y, 0, bytes_of(y), stream()));
     if (pass == ConvPass::backward_data) fb.dx = scratch(1, int64_t((bytes_of(x) + sizeof(float) - 1) / sizeof(float)));
     if (pass == ConvPass::backward_filter) fb.dw.resize(size_t(shape.k * shape.r * shape.s * shape.c));
-    // Where the search's workspace cannot be had, half of it, down to 64 MiB; then only the
-    // algorithms that need none.
+  }
+  // The search's workspace: `want` bytes, at most ws_limit (Find's whole limit; the probe's
+  // largest candidate). Where that cannot be had, the limit halves, down to 64 MiB, then 0: only
+  // the algorithms that need none.
+  auto reserve_workspace = [&](size_t want) {
     for (;;) {
       try {
-        fb.ws.resize(ws_limit);
-        break;
+        fb.ws.resize(std::min(want, ws_limit));
+        return;
       } catch (const RuntimeError&) {
         ws_limit = ws_limit > (size_t(64) << 20) ? ws_limit / 2 : 0;
-        if (ws_limit == 0) break;
+        if (ws_limit == 0) return;
       }
     }
-  }
+  };
 
   cudnnHandle_t h = cudnn();
   GENRELAB_CUDA_CHECK(cudnnSetConvolutionMathType(conv, conv_math()));
@@ -661,6 +675,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   const int64_t probe_n = probed ? genrelab::nn::probe_batch(shape.n) : 0;
   const TensorDesc xp = probe_n > 0 ? first_examples(x, probe_n) : TensorDesc();
   const TensorDesc yp = probe_n > 0 ? first_examples(y, probe_n) : TensorDesc();
+  if (bench && !probed) reserve_workspace(ws_limit);
   const float one = 1.0f, zero = 0.0f;
   switch (pass) {
     case ConvPass::forward: {
@@ -676,12 +691,14 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed)
+        if (probed) {
+          reserve_workspace(largest_workspace(perfs, got, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::forward), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionForward(h, &one, probe ? xp : x, x_data, w, w_data, conv, algo,
-                                                             fb.ws.data(), ws_limit, &zero, probe ? yp : y, fb.y);
+                                                             fb.ws.data(), fb.ws.bytes(), &zero, probe ? yp : y, fb.y);
                             });
+        }
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
@@ -702,12 +719,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                         &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed)
+        if (probed) {
+          reserve_workspace(largest_workspace(perfs, got, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::backward_data), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionBackwardData(h, &one, w, w_data, probe ? yp : y, fb.y, conv, algo,
-                                                                  fb.ws.data(), ws_limit, &zero, probe ? xp : x, fb.dx);
+                                                                  fb.ws.data(), fb.ws.bytes(), &zero, probe ? xp : x,
+                                                                  fb.dx);
                             });
+        }
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
@@ -729,13 +749,15 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed)
+        if (probed) {
+          reserve_workspace(largest_workspace(perfs, got, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::backward_filter), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionBackwardFilter(h, &one, probe ? xp : x, x_data, probe ? yp : y,
-                                                                    fb.y, conv, algo, fb.ws.data(), ws_limit, &zero, w,
-                                                                    fb.dw.data());
+                                                                    fb.y, conv, algo, fb.ws.data(), fb.ws.bytes(),
+                                                                    &zero, w, fb.dw.data());
                             });
+        }
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);
