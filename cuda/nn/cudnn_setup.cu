@@ -281,6 +281,12 @@ void log_ranking(const std::vector<Perf>& perfs, int count, const Perf* taken, c
   std::cerr << os.str() << "\n";
 }
 
+// A candidate as the logs name it: the algorithm, with "/tensor-op" for its tensor-core variant.
+template <typename Perf>
+std::string candidate_name(const Perf& p) {
+  return std::string(algo_name(p.algo)) + (p.mathType == CUDNN_TENSOR_OP_MATH ? "/tensor-op" : "");
+}
+
 // With GENRELAB_LOG_CONV_ALGOS set, beside a benchmarked search: cuDNN's heuristic order for the
 // same pass (`query`, a cudnnGet*_v7 call: nothing runs), on stderr. How far down that order the
 // benchmark's winners sit says how many candidates a search needs to time.
@@ -295,7 +301,7 @@ void log_heuristic_order(const char* what, const ConvShape& shape, int max, Quer
   os << "cudnn " << what << " " << shape.key() << " heuristic order:";
   for (int i = 0; i < got; ++i) {
     const Perf& p = perfs[size_t(i)];
-    os << " " << algo_name(p.algo) << (p.mathType == CUDNN_TENSOR_OP_MATH ? "/tensor-op" : "")
+    os << " " << candidate_name(p)
        << (p.status != CUDNN_STATUS_SUCCESS ? "(" + std::string(cudnnGetErrorString(p.status)) + ")" : "");
   }
   std::cerr << os.str() << "\n";
@@ -329,7 +335,7 @@ void log_probe(const std::vector<Perf>& cands, const std::vector<float>& probe_m
   std::ostringstream os;
   os << "cudnn " << what << " " << shape.key() << " probe on " << probe_n << " of " << shape.n << " examples:";
   for (size_t i = 0; i < probe_ms.size(); ++i) {
-    os << "  " << algo_name(cands[i].algo) << (cands[i].mathType == CUDNN_TENSOR_OP_MATH ? "/tensor-op" : "") << " ";
+    os << "  " << candidate_name(cands[i]) << " ";
     if (probe_ms[i] < 0)
       os << "refused";
     else
