@@ -219,20 +219,24 @@ cudnnDataType_t GpuContext::conv_data_type() const {
 
 namespace {
 
+// Whether a candidate of cuDNN's ranking can be chosen: it ran or can run (status success), needs
+// no more workspace than ws_limit, and keeps the math the precision allows (never
+// ALLOW_CONVERSION, which may round to fp16; no tensor ops in fp32).
+template <typename Perf>
+bool usable(const Perf& p, Precision precision, size_t ws_limit) {
+  return p.status == CUDNN_STATUS_SUCCESS && p.memory <= ws_limit &&
+         p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+         !(precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH);
+}
+
 // The first algorithm in cuDNN's ranking (fastest measured for Find, heuristic order for Get) that
-// ran (status success), needs no more workspace than ws_limit, is deterministic when asked, and
-// keeps the math the precision allows.
+// is usable and, when asked, deterministic.
 template <typename Perf>
 const Perf* pick(const std::vector<Perf>& perfs, int count, bool deterministic, Precision precision, const char* what,
                  const ConvShape& shape, size_t ws_limit) {
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[size_t(i)];
-    if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    if (p.memory > ws_limit) continue;
-    if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
-    if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // may round to fp16
-    if (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;
-    return &p;
+    if (usable(p, precision, ws_limit) && (!deterministic || p.determinism == CUDNN_DETERMINISTIC)) return &p;
   }
   throw RuntimeError(std::string("cuDNN offers no ") + (deterministic ? "deterministic " : "") + what +
                      " algorithm for the convolution " + shape.key() +
@@ -346,8 +350,8 @@ void log_probe(const std::vector<Perf>& cands, const std::vector<float>& probe_m
 }
 
 // The search of train.cudnn_search=probe. perfs[0, got) is cuDNN's heuristic ranking of a pass
-// (cudnnGet*_v7); its candidates that pick() could take (status success, within ws_limit, math the
-// precision allows), the first `limit` of them (train.cudnn_benchmark_limit; 0: all), are each run
+// (cudnnGet*_v7); its usable candidates (status success, within ws_limit, math the precision
+// allows), the first `limit` of them (train.cudnn_benchmark_limit; 0: all), are each run
 // on the batch's first probe_n examples through run(algo, true), once untimed and once timed (none
 // when probe_n is 0 or there is one candidate); those within kProbeRatio of the fastest probe
 // (nn/conv_search.h) then run on the whole batch through run(algo, false), once untimed and twice
@@ -361,14 +365,8 @@ template <typename Perf, typename Run>
 int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, int64_t probe_n, Precision precision, size_t ws_limit,
                 const ConvDesc& conv, cudaStream_t stream, const char* what, const ConvShape& shape, Run run) {
   std::vector<Perf> cands;
-  for (int i = 0; i < got; ++i) {
-    const Perf& p = perfs[size_t(i)];
-    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit ||
-        p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
-        (precision == Precision::fp32 && p.mathType == CUDNN_TENSOR_OP_MATH))
-      continue;
-    cands.push_back(p);
-  }
+  for (int i = 0; i < got; ++i)
+    if (usable(perfs[size_t(i)], precision, ws_limit)) cands.push_back(perfs[size_t(i)]);
   const size_t first = limit > 0 ? std::min(cands.size(), size_t(limit)) : cands.size();
   std::vector<float> probe_ms(first, -1.0f);
   const bool probing = probe_n > 0 && first > 1;
@@ -401,14 +399,13 @@ int time_ranked(std::vector<Perf>& perfs, int got, int64_t limit, int64_t probe_
   return int(ran.size());
 }
 
-// The most workspace any candidate of cuDNN's ranking perfs[0, got) that could run needs (status
-// success, within ws_limit): what the probed search allocates instead of the whole limit.
+// The most workspace any usable candidate of cuDNN's ranking perfs[0, got) needs: what the probed
+// search allocates instead of the whole limit.
 template <typename Perf>
-size_t largest_workspace(const std::vector<Perf>& perfs, int got, size_t ws_limit) {
+size_t largest_workspace(const std::vector<Perf>& perfs, int got, Precision precision, size_t ws_limit) {
   size_t most = 0;
   for (int i = 0; i < got; ++i)
-    if (perfs[size_t(i)].status == CUDNN_STATUS_SUCCESS && perfs[size_t(i)].memory <= ws_limit)
-      most = std::max(most, perfs[size_t(i)].memory);
+    if (usable(perfs[size_t(i)], precision, ws_limit)) most = std::max(most, perfs[size_t(i)].memory);
   return most;
 }
 
@@ -698,7 +695,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
         if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, ws_limit));
+          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::forward), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionForward(h, &one, probe ? xp : x, x_data, w, w_data, conv, algo,
@@ -726,7 +723,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
         if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, ws_limit));
+          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::backward_data), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionBackwardData(h, &one, w, w_data, probe ? yp : y, fb.y, conv, algo,
@@ -756,7 +753,7 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
         if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, ws_limit));
+          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
           got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
                             pass_name(ConvPass::backward_filter), shape, [&](auto algo, bool probe) {
                               return cudnnConvolutionBackwardFilter(h, &one, probe ? xp : x, x_data, probe ? yp : y,
