@@ -104,34 +104,52 @@ void check_case(const Case& t, int lanes) {
   std::vector<uint16_t> f_dz16(size_t(zcount), 0xffff);
   std::vector<float> f_dpool(static_cast<size_t>(pcount), -7.0f);
   std::vector<uint16_t> f_dz16_only(static_cast<size_t>(zcount), 0xffff);
+  // Where the argmax byte carries the sign, the backward must not read the pooled map (null here),
+  // and a forward may skip writing it (the second forward below: the same dropout output and bytes).
+  const bool sign = g.sign_coded(t.act);
+  const float* pooled_read = sign ? nullptr : f_pooled.data();
+  std::vector<float> f_dropped_only(size_t(pcount), -7.0f);
+  std::vector<uint8_t> f_argmax_only(size_t(pcount), 255);
   auto run = [&](auto lane_count) {
     constexpr int L = decltype(lane_count)::value;
-    for (int64_t e = 0; e < t.n; ++e) {
-      float* d = t.rate > 0 ? f_dropped.data() : nullptr;
-      if (t.format != ops::kHalfNone)
-        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, uint16_t>{z16.data(), t.format, b, t.act, t.alpha, f_pooled.data(),
-                                                                         f_argmax.data(), drop, d, g, e});
-      else
-        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, float>{z.data(), ops::kHalfNone, b, t.act, t.alpha,
-                                                                      f_pooled.data(), f_argmax.data(), drop, d, g, e});
-    }
+    auto forward = [&](float* p, uint8_t* at, float* d) {
+      for (int64_t e = 0; e < t.n; ++e) {
+        if (t.format != ops::kHalfNone)
+          cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, uint16_t>{z16.data(), t.format, b, t.act, t.alpha, p,
+                                                                          at, drop, d, g, e});
+        else
+          cpu_for_1d(g.calls(1, L), ops::ConvEpilogueForward<L, float>{z.data(), ops::kHalfNone, b, t.act, t.alpha, p,
+                                                                       at, drop, d, g, e});
+      }
+    };
+    forward(f_pooled.data(), f_argmax.data(), t.rate > 0 ? f_dropped.data() : nullptr);
+    if (t.rate > 0) forward(nullptr, f_argmax_only.data(), f_dropped_only.data());
     for (int64_t e = 0; e < t.n; ++e)
-      cpu_for_1d(g.calls(1, L), ops::ConvEpilogueBackward<L>{dy.data(), f_pooled.data(),
-                                                             f_argmax.data(), drop, t.act, t.alpha, f_dz.data(),
-                                                             t.format != ops::kHalfNone ? f_dz16.data() : nullptr,
-                                                             t.format, f_dpool.data(), g, e});
+      cpu_for_1d(g.calls(1, L),
+                 ops::ConvEpilogueBackward<L>{dy.data(), pooled_read, f_argmax.data(), drop, t.act, t.alpha,
+                                              f_dz.data(), t.format != ops::kHalfNone ? f_dz16.data() : nullptr,
+                                              t.format, f_dpool.data(), g, e});
     // Under bf16/fp16 the product reads only dz16: the same values without the float dz.
     if (t.format != ops::kHalfNone)
       for (int64_t e = 0; e < t.n; ++e)
-        cpu_for_1d(g.calls(1, L), ops::ConvEpilogueBackward<L>{dy.data(), f_pooled.data(), f_argmax.data(), drop, t.act,
-                                                               t.alpha, nullptr, f_dz16_only.data(), t.format, nullptr, g, e});
+        cpu_for_1d(g.calls(1, L),
+                   ops::ConvEpilogueBackward<L>{dy.data(), pooled_read, f_argmax.data(), drop, t.act, t.alpha, nullptr,
+                                                f_dz16_only.data(), t.format, nullptr, g, e});
   };
   if (lanes == 4) run(std::integral_constant<int, 4>());
   else run(std::integral_constant<int, 1>());
 
   require_equal(f_pooled, pooled, "pooled");
-  CHECK(f_argmax == argmax);
-  if (t.rate > 0) require_equal(f_dropped, dropped, "dropped");
+  // MaxPoolForward's offsets, and where sign-coded the top bit for pooled > 0.
+  std::vector<uint8_t> coded = argmax;
+  for (size_t o = 0; o < coded.size(); ++o)
+    if (sign && pooled[o] > 0.0f) coded[o] |= ops::kEpiloguePositive;
+  CHECK(f_argmax == coded);
+  if (t.rate > 0) {
+    require_equal(f_dropped, dropped, "dropped");
+    require_equal(f_dropped_only, dropped, "dropped, no pooled map written");
+    CHECK(f_argmax_only == coded);
+  }
   require_equal(f_dz, dz, "dz");
   // dpool: the gradient at each window's maximum, so its sums per channel are dz's.
   std::vector<float> dpool_ref(static_cast<size_t>(pcount));
@@ -160,18 +178,20 @@ TEST_CASE("fused conv epilogue equals bias + activation, max pooling and dropout
   using namespace ops;
   // (n, h, w, c, kh, kw, act, alpha, bias, rate, format)
   const std::vector<Case> cases = {
-      {2, 6, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfNone},       // a column no window covers
-      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.5f, kHalfNone},       // and a row
-      {3, 9, 14, 4, 4, 4, kActRelu, 0, true, 0.1f, kHalfNone},      // the baseline's third pooling
-      {2, 13, 13, 8, 6, 6, kActRelu, 0, false, 0.0f, kHalfNone},    // its fourth, no dropout
-      {2, 5, 7, 3, 1, 3, kActElu, 1.0f, true, 0.25f, kHalfNone},    // 3 channels: one a call
+      {2, 6, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfNone},     // a column no window covers
+      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.5f, kHalfNone},     // and a row
+      {3, 9, 14, 4, 4, 4, kActRelu, 0, true, 0.1f, kHalfNone},    // the baseline's third pooling
+      {2, 13, 13, 8, 6, 6, kActRelu, 0, false, 0.0f, kHalfNone},  // its fourth, no dropout
+      {2, 5, 7, 3, 1, 3, kActElu, 1.0f, true, 0.25f, kHalfNone},  // 3 channels: one a call
       {2, 6, 6, 4, 2, 3, kActLeakyRelu, 0.2f, true, 0.3f, kHalfNone},
       {2, 6, 8, 4, 2, 2, kActTanh, 0, true, 0.0f, kHalfNone},
       {2, 6, 8, 4, 2, 2, kActSigmoid, 0, false, 0.2f, kHalfNone},
       {2, 6, 8, 4, 3, 2, kActNone, 0, true, 0.2f, kHalfNone},
-      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfBf16},       // the product's 16-bit z and dz
+      {2, 7, 9, 8, 2, 2, kActRelu, 0, true, 0.1f, kHalfBf16},  // the product's 16-bit z and dz
       {2, 7, 9, 8, 2, 2, kActElu, 0.5f, true, 0.1f, kHalfFp16},
       {2, 6, 8, 4, 2, 2, kActNone, 0, false, 0.0f, kHalfBf16},
+      {1, 25, 13, 4, 12, 12, kActRelu, 0, true, 0.2f, kHalfNone},  // 144 cells: offsets need all 8 bits, no sign bit
+      {2, 6, 8, 4, 2, 2, kActLeakyRelu, 0.1f, true, 0.0f, kHalfBf16},
   };
   for (const Case& t : cases) {
     if (t.c % 4 == 0) check_case(t, 4);
@@ -186,6 +206,13 @@ TEST_CASE("fused conv epilogue: geometry, launches and lanes", "[nn][conv_epilog
   CHECK_FALSE(G::tiles(62, 601, 3, 3, 2, 2, 0, 0, 30, 300));  // overlapping windows
   CHECK_FALSE(G::tiles(62, 601, 2, 2, 2, 2, 0, 1, 31, 301));  // "same" padding
   CHECK_FALSE(G::tiles(62, 601, 2, 2, 3, 3, 0, 0, 21, 200));  // gaps between windows
+  // The argmax byte's sign bit: activations whose derivative is a function of the sign, windows of
+  // at most 128 cells.
+  CHECK(G::sign_coded(ops::kActRelu, 2, 2));
+  CHECK(G::sign_coded(ops::kActLeakyRelu, 8, 16));
+  CHECK(G::sign_coded(ops::kActNone, 6, 6));
+  CHECK_FALSE(G::sign_coded(ops::kActRelu, 12, 12));
+  for (int act : {ops::kActElu, ops::kActTanh, ops::kActSigmoid}) CHECK_FALSE(G::sign_coded(act, 2, 2));
   // The baseline's second pooling: 31·300·128/4 calls an example; launches stay under 2^31 calls.
   const G g(62, 601, 128, 2, 2, 4);
   CHECK(g.calls(1, 4) == 31 * 300 * 32);

@@ -1323,9 +1323,9 @@ TEST_CASE("nn gpu tuned float products equal a double-precision GEMM and are tim
 // The fused conv epilogue's kernels against the CPU's loop over the same functors at the
 // baseline's sizes (its second, third and fourth conv runs: 2 × 2, 4 × 4 and 6 × 6 windows over
 // 128 to 512 channels, uncovered rows and columns, dropout 0.1), batch 3, fp32 and bf16 (16-bit z
-// and dz16). relu, adds and scalings are exact in IEEE arithmetic on both sides, so pooled map,
-// dropout output, dz and dz16 must be equal; the gradient at each maximum (dpool, what the GPU's
-// bias gradient reads) sums per channel to dz's sums.
+// and dz16). relu, adds and scalings are exact in IEEE arithmetic on both sides, so dropout output,
+// dz and dz16 (and the pooled map of an inference forward) must be equal; the gradient at each maximum (dpool, what the
+// GPU's bias gradient reads) sums per channel to dz's sums.
 TEST_CASE("nn gpu fused conv epilogue equals the CPU functors at the baseline's sizes", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const Config config;
@@ -1347,14 +1347,18 @@ TEST_CASE("nn gpu fused conv epilogue equals the CPU functors at the baseline's 
         z[i] = ops::half_bits_to_float(z16[i], ops::kHalfBf16);  // what the CPU's product would hold
       }
       nn::CpuConvEpilogue cpu(run);
-      std::vector<float> pooled(static_cast<size_t>(pcount)), dropped(static_cast<size_t>(pcount)), dz(static_cast<size_t>(zcount));
+      // Training with a dropout after a relu writes no pooled map (the argmax bytes carry its sign):
+      // both sides leave it as it was.
+      const std::vector<float> untouched(size_t(pcount), -7.0f);
+      std::vector<float> pooled = untouched, dropped(static_cast<size_t>(pcount)), dz(static_cast<size_t>(zcount));
       cpu.forward(z.data(), bias.data(), pooled.data(), dropped.data(), n, true, key);
       cpu.backward(dy.data(), pooled.data(), dz.data(), n, key);
+      CHECK((pooled == untouched) == (run.sign_coded() && run.dropout >= 0));
 
       cuda::nn::FusedConvEpilogue gpu(run, ctx);
       gpu.reserve(n);
       const DevVec zd(z), bd(bias), dyd(dy);
-      DevVec pd(static_cast<size_t>(pcount)), dd(static_cast<size_t>(pcount)), dzd(std::vector<float>(size_t(zcount), -7.0f));
+      DevVec pd(untouched), dd(static_cast<size_t>(pcount)), dzd(std::vector<float>(size_t(zcount), -7.0f));
       cuda::DeviceBuffer<uint16_t> z16d(z16.size()), dz16d(z16.size());
       if (bf16) cuda::copy_to_device(z16d.data(), z16.data(), z16.size());
       gpu.forward(zd.buf.data(), bf16 ? z16d.data() : nullptr, bd.buf.data(), pd.buf.data(), dd.buf.data(), n, true, key);
@@ -1379,6 +1383,14 @@ TEST_CASE("nn gpu fused conv epilogue equals the CPU functors at the baseline's 
         for (int64_t o = ch; o < pcount; o += run.c) from_dpool += dpool[size_t(o)];
         CHECK(std::fabs(from_dz - from_dpool) <= 1e-9 * (1 + std::fabs(from_dz)));
       }
+      // Inference: the pooled map, into the dropout's output when there is one.
+      std::vector<float> pooled_inf = untouched, out_inf = untouched;
+      cpu.forward(z.data(), bias.data(), pooled_inf.data(), out_inf.data(), n, false, key);
+      DevVec pid(untouched), oid(untouched);
+      gpu.forward(zd.buf.data(), bf16 ? z16d.data() : nullptr, bd.buf.data(), pid.buf.data(), oid.buf.data(), n, false,
+                  key);
+      test::require_close(download(pid.buf.data(), pcount), pooled_inf, 0.0, 0.0, "inference pooled");
+      test::require_close(download(oid.buf.data(), pcount), out_inf, 0.0, 0.0, "inference output");
     }
   }
 }

@@ -22,7 +22,8 @@ void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float
                                 int64_t n, bool training, const StepKey& key) {
   if (training) reserve(n);
   trained_n_ = training ? n : 0;
-  const ops::EpilogueOutputs out = ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data());
+  const ops::EpilogueOutputs out =
+      ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data(), run_.sign_coded());
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(training) ? ctx_.dropout_step(key) : nullptr);
   const int format = z16 ? ctx_.half_format() : ops::kHalfNone;
   const int lanes = ops::conv_epilogue_lanes(run_.c, {z16 ? nullptr : z, out.pooled, out.dropped}, {z16}, out.argmax);

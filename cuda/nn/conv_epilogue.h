@@ -20,12 +20,14 @@ class FusedConvEpilogue {
   // pooled (n, oh, ow, c) = max pooling of act(z + bias) over the windows; z (n, h, w, c) is the
   // product's float z, or its 16-bit z16 when that is non-null (bf16/fp16); bias (c) or null.
   // Training records the argmax and writes the dropout's output `dropped` (null when the run has
-  // no dropout); inference writes only the run's last output (ops::EpilogueOutputs).
+  // no dropout), and `pooled` only where the backward reads it; inference writes only the run's
+  // last output (ops::EpilogueOutputs).
   void forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped, int64_t n,
                bool training, const genrelab::nn::StepKey& key);
   // dz (n, h, w, c) (unless null: bf16/fp16, where the product reads only dz16) and dz16 (when
   // non-null) from dy (n, oh, ow, c), the gradient of the run's last layer's output; and dpool(),
-  // the gradient at each window's maximum. Follows a training forward whose pooled map is `pooled`.
+  // the gradient at each window's maximum. Follows a training forward whose pooled map is `pooled`
+  // (read only where the argmax bytes do not carry its sign: ConvEpilogueRun::sign_coded).
   void backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
                 const genrelab::nn::StepKey& key);
   // (n, oh, ow, c) after backward: dz's only non-zero values, what the bias gradient sums.

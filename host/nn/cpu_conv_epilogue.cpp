@@ -10,7 +10,8 @@ namespace genrelab::nn {
 void CpuConvEpilogue::forward(const float* z, const float* bias, float* pooled, float* dropped, int64_t n,
                               bool training, const StepKey& key) {
   if (training) argmax_.resize(size_t(n * run_.pooled_size()));
-  const ops::EpilogueOutputs out = ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data());
+  const ops::EpilogueOutputs out =
+      ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data(), run_.sign_coded());
   const ops::DropoutStep step{key.step, key.first_example};  // the per-step key, for the loops below
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(training) ? &step : nullptr);
   ops::with_epilogue_lanes(ops::conv_epilogue_lanes(run_.c, {z, out.pooled, out.dropped}, {}, out.argmax), [&](auto lanes) {

@@ -388,6 +388,7 @@ std::vector<ConvEpilogueRun> conv_epilogue_runs(const ModelPlan& plan, size_t fi
 }
 
 ops::ConvEpilogueGeom ConvEpilogueRun::geom(int lanes) const { return ops::ConvEpilogueGeom(h, w, c, kh, kw, lanes); }
+bool ConvEpilogueRun::sign_coded() const { return ops::ConvEpilogueGeom::sign_coded(act, kh, kw); }
 
 ops::EpilogueDropout ConvEpilogueRun::dropout_of(uint32_t seed, const ops::DropoutStep* step) const {
   return FusedDropout{dropout, rate, dropout_size}.of(seed, step);

@@ -92,12 +92,13 @@ class CpuConvEpilogue {
   explicit CpuConvEpilogue(const ConvEpilogueRun& run) : run_(run) {}
   const ConvEpilogueRun& run() const { return run_; }
   // pooled (n, oh, ow, c) = max pooling of act(z + bias); z (n, h, w, c), bias (c) or null.
-  // Training records the argmax and writes the dropout's output `dropped` (when the run has one);
-  // inference writes the pooled map to `dropped` instead when it is non-null.
+  // Training records the argmax and writes the dropout's output `dropped` (when the run has one),
+  // and `pooled` where the backward reads it (ops::EpilogueOutputs); inference writes the pooled
+  // map to `dropped` instead when it is non-null.
   void forward(const float* z, const float* bias, float* pooled, float* dropped, int64_t n, bool training,
                const StepKey& key);
   // dz (n, h, w, c) from dy (n, oh, ow, c), the gradient of the run's last layer's output; follows
-  // a training forward whose pooled map is `pooled`.
+  // a training forward whose pooled map is `pooled` (not read where ConvEpilogueRun::sign_coded).
   void backward(const float* dy, const float* pooled, float* dz, int64_t n, const StepKey& key);
 
  private:

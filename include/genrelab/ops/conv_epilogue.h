@@ -14,6 +14,11 @@
 // dy · act'(pooled), as ActivationBackward computes it from the activated output there. Cells that
 // are not a window's maximum get +0 (the one-by-one path gets 0 · act'(y), also +0 for finite y).
 //
+// Under an activation whose derivative depends only on the sign of its output (none, relu, leaky
+// relu: sign_coded) the argmax byte's top bit records pooled > 0, all the backward needs of the
+// pooled value; a training forward whose next layer reads the fused dropout's output then writes
+// no pooled map at all (for the baseline's second conv, 152 MB a batch of 32 written and read back).
+//
 // Pooling windows must tile the map: stride = window and no padding (Keras "valid", the pooling
 // default), so a window's cells are its own; the bottom rows and right columns that no window
 // covers (floor division) belong to the last window of their row or column in the backward, which
@@ -55,6 +60,12 @@ struct ConvEpilogueGeom {
     GENRELAB_CHECK(c % lanes == 0, "ConvEpilogueGeom: ", c, " channels in calls of ", lanes);
   }
   ConvEpilogueGeom() = default;
+  // Whether the argmax byte carries pooled > 0 in its top bit (kEpiloguePositive) for `act`: the
+  // derivative depends on nothing else, and the window's offsets fit the other seven bits.
+  GENRELAB_HD static bool sign_coded(int act, int64_t kh, int64_t kw) {
+    return (act == kActNone || act == kActRelu || act == kActLeakyRelu) && kh * kw <= 128;
+  }
+  GENRELAB_HD bool sign_coded(int act) const { return sign_coded(act, kh, kw); }
   // Calls for n examples (one per window and channel group), and the most examples one launch
   // takes (its call indices stay below 2^31).
   int64_t calls(int64_t n, int lanes) const { return n * oh * ow * (c / lanes); }
@@ -78,15 +89,19 @@ struct ConvEpilogueGeom {
   GENRELAB_HD int64_t cell(int64_t n, int64_t r, int64_t s, int64_t c0) const { return ((n * h + r) * w + s) * c + c0; }
 };
 
+// The argmax byte's bit for pooled > 0 (ConvEpilogueGeom::sign_coded).
+constexpr uint8_t kEpiloguePositive = 0x80;
+
 // Where a forward writes, given the run's buffers (dropped: the dropout's output, null without a
-// dropout): training records the argmax and writes pooled and dropped; inference writes the pooled
-// map straight into the dropout's output when there is one (the dropout is then the identity).
+// dropout): training records the argmax and writes dropped, and the pooled map where the backward
+// reads it (not sign_coded) or no dropout follows; inference writes the pooled map straight into
+// the dropout's output when there is one (the dropout is then the identity).
 struct EpilogueOutputs {
   float* pooled;
   uint8_t* argmax;
   float* dropped;
-  static EpilogueOutputs of(bool training, float* pooled, float* dropped, uint8_t* argmax) {
-    if (training) return {pooled, argmax, dropped};
+  static EpilogueOutputs of(bool training, float* pooled, float* dropped, uint8_t* argmax, bool sign_coded) {
+    if (training) return {dropped && sign_coded ? nullptr : pooled, argmax, dropped};
     return {dropped ? dropped : pooled, nullptr, nullptr};
   }
 };
@@ -101,8 +116,9 @@ struct ConvEpilogueForward {
   const float* bias;   // (c) or null
   int act;
   float alpha;
-  float* pooled;       // pooled: (n, oh, ow, c), the pooling layer's output
-  uint8_t* argmax;     // argmax: (n, oh, ow, c), offset a·kw + b of each first maximum; null = not recorded
+  float* pooled;    // pooled: (n, oh, ow, c), the pooling layer's output; null = not written
+  uint8_t* argmax;  // argmax: (n, oh, ow, c), offset a·kw + b of each first maximum (| kEpiloguePositive
+                    // where sign_coded and > 0); null = not recorded
   EpilogueDropout dropout;
   float* dropped;      // dropped: (n, oh, ow, c), the dropout layer's output; null when dropout is not fused
   ConvEpilogueGeom g;
@@ -135,8 +151,12 @@ struct ConvEpilogueForward {
           }
       }
     }
-    store_lanes(pooled + win.o, best);
-    if (argmax) store_lanes(argmax + win.o, at);
+    if (pooled) store_lanes(pooled + win.o, best);
+    if (argmax) {
+      if (g.sign_coded(act))
+        for (int l = 0; l < L; ++l) at.v[l] |= best.v[l] > 0.0f ? kEpiloguePositive : uint8_t(0);
+      store_lanes(argmax + win.o, at);
+    }
     if (!dropped) return;
     if (dropout.on) {
       bool kept[L];
@@ -159,7 +179,7 @@ struct ConvEpilogueForward {
 template <int L>
 struct ConvEpilogueBackward {
   const float* dy;        // dy: (n, oh, ow, c), the gradient of `dropped` (dropout fused) or of `pooled`
-  const float* pooled;    // pooled: (n, oh, ow, c) from the training forward
+  const float* pooled;    // pooled: (n, oh, ow, c) from the training forward; not read where sign_coded
   const uint8_t* argmax;  // argmax: (n, oh, ow, c) from the training forward
   EpilogueDropout dropout;
   int act;
@@ -174,8 +194,19 @@ struct ConvEpilogueBackward {
   GENRELAB_HD void operator()(int64_t q) const {
     const ConvEpilogueGeom::Window win = g.window<L>(q, n0);
     const auto dyv = load_lanes<Lanes<float, L>>(dy + win.o);
-    const auto yv = load_lanes<Lanes<float, L>>(pooled + win.o);
-    const auto at = load_lanes<Lanes<uint8_t, L>>(argmax + win.o);
+    auto at = load_lanes<Lanes<uint8_t, L>>(argmax + win.o);
+    // act'(pooled) as ActivationBackward computes it: from the value, or (sign_coded) from its
+    // sign, then the argmax byte's offset alone.
+    float y[L];
+    if (g.sign_coded(act)) {
+      for (int l = 0; l < L; ++l) {
+        y[l] = (at.v[l] & kEpiloguePositive) ? 1.0f : 0.0f;
+        at.v[l] &= uint8_t(~kEpiloguePositive);
+      }
+    } else {
+      const auto yv = load_lanes<Lanes<float, L>>(pooled + win.o);
+      for (int l = 0; l < L; ++l) y[l] = yv.v[l];
+    }
     float d[L];
     for (int l = 0; l < L; ++l) d[l] = dyv.v[l];
     if (dropout.on) {
@@ -183,7 +214,7 @@ struct ConvEpilogueBackward {
       dropout.apply<L>(win.o, d, kept);
     }
     Lanes<float, L> dv;
-    for (int l = 0; l < L; ++l) d[l] = dv.v[l] = d[l] * activation_grad<float>(act, yv.v[l], alpha);
+    for (int l = 0; l < L; ++l) d[l] = dv.v[l] = d[l] * activation_grad<float>(act, y[l], alpha);
     if (dpool) store_lanes(dpool + win.o, dv);
     const int64_t r0 = win.oy * g.kh, s0 = win.ox * g.kw;
     const int64_t r1 = win.oy == g.oh - 1 ? g.h : r0 + g.kh, s1 = win.ox == g.ow - 1 ? g.w : s0 + g.kw;
