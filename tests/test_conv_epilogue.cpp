@@ -199,6 +199,79 @@ TEST_CASE("fused conv epilogue equals bias + activation, max pooling and dropout
   }
 }
 
+// The backward with dy summed from the next convolution's input-gradient columns (the GPU leaves
+// them when that convolution's GEMM engine computes its dx) against col2im run first, its dx
+// rounded as the engine rounds it under bf16/fp16, and read as dy: equal bit for bit (the same
+// sums in the same order), for a valid 2 × 2 next conv (the baseline's) and a padded, strided,
+// dilated one.
+TEST_CASE("fused conv epilogue sums dy from the next conv's input-gradient columns as col2im writes it",
+          "[nn][conv_epilogue]") {
+  struct ColsCase {
+    int64_t n, h, w, c, kh, kw;  // the run: conv output and pooling windows
+    int act;
+    float rate;
+    int round;                                    // the next conv's dx rounding (ops::kHalf*)
+    int32_t nkh, nkw, sh, sw, dh, dw, top, left;  // the next conv over the pooled map
+  };
+  using namespace ops;
+  const std::vector<ColsCase> cases = {
+      {2, 8, 10, 8, 2, 2, kActRelu, 0.1f, kHalfNone, 2, 2, 1, 1, 1, 1, 0, 0},
+      {2, 9, 13, 8, 2, 2, kActElu, 0.2f, kHalfBf16, 2, 2, 1, 1, 1, 1, 0, 0},
+      {1, 16, 20, 4, 4, 4, kActRelu, 0.0f, kHalfFp16, 3, 2, 2, 1, 1, 2, 1, 0},
+  };
+  for (const ColsCase& t : cases) {
+    const int64_t oh = t.h / t.kh, ow = t.w / t.kw;
+    ConvColsGeom next;
+    next.h = int32_t(oh), next.w = int32_t(ow), next.c = int32_t(t.c);
+    next.kh = t.nkh, next.kw = t.nkw, next.sh = t.sh, next.sw = t.sw, next.dh = t.dh, next.dw = t.dw;
+    next.top = t.top, next.left = t.left;
+    next.oh = int32_t((oh + 2 * t.top - t.dh * (t.nkh - 1) - 1) / t.sh + 1);
+    next.ow = int32_t((ow + 2 * t.left - t.dw * (t.nkw - 1) - 1) / t.sw + 1);
+    const int64_t zcount = t.n * t.h * t.w * t.c, pcount = t.n * oh * ow * t.c;
+    const std::vector<float> z = random_vec(zcount, 31, -2, 2);
+    const std::vector<float> dcols = random_vec(t.n * next.positions() * next.k(), 32, -1, 1);
+    const DropoutStep step{3, 1};
+    EpilogueDropout drop;
+    drop.on = t.rate > 0;
+    drop.mask = DropoutMask{5, 2, t.rate, oh * ow * t.c, &step};
+    for (int lanes : {4, 1}) {
+      INFO("pool " << t.kh << "x" << t.kw << ", next conv " << t.nkh << "x" << t.nkw << ", round " << t.round << ", "
+                   << lanes << " lanes");
+      auto run = [&](auto lane_count) {
+        constexpr int L = decltype(lane_count)::value;
+        const ConvEpilogueGeom g(t.h, t.w, t.c, t.kh, t.kw, L);
+        std::vector<float> pooled(static_cast<size_t>(pcount)), dropped(static_cast<size_t>(pcount));
+        std::vector<uint8_t> argmax(static_cast<size_t>(pcount));
+        cpu_for_1d(g.calls(t.n, L),
+                   ConvEpilogueForward<L, float>{z.data(), kHalfNone, nullptr, t.act, 0.5f, pooled.data(),
+                                                 argmax.data(), drop, dropped.data(), g, 0});
+        // col2im first, then its dx read as dy.
+        std::vector<float> dx(size_t(pcount), -7.0f);
+        cpu_for_2d(t.n * oh * ow, Col2Im<float, L>::groups(next), Col2Im<float, L>{next, dcols.data(), dx.data()});
+        cpu_for_1d(pcount, RoundToHalf<float>{dx.data(), dx.data(), t.round});
+        std::vector<float> dz_read(size_t(zcount), -7.0f), dz_summed(size_t(zcount), -7.0f);
+        std::vector<float> dpool_read(size_t(pcount), -7.0f), dpool_summed(size_t(pcount), -7.0f);
+        cpu_for_1d(g.calls(t.n, L),
+                   ConvEpilogueBackward<L>{dx.data(), pooled.data(), argmax.data(), drop, t.act, 0.5f, dz_read.data(),
+                                           nullptr, kHalfNone, dpool_read.data(), g, 0});
+        ColumnsGrad cols{dcols.data(), next, t.round};
+        cpu_for_1d(g.calls(t.n, L), ConvEpilogueBackward<L>{nullptr, pooled.data(), argmax.data(), drop, t.act, 0.5f,
+                                                            dz_summed.data(), nullptr, kHalfNone, dpool_summed.data(),
+                                                            g, 0, columns_grad_sum<L>(cols), cols.round});
+        require_equal(dz_summed, dz_read, "dz");
+        require_equal(dpool_summed, dpool_read, "dpool");
+        size_t nonzero = 0;
+        for (float v : dz_read) nonzero += v != 0.0f;
+        CHECK(nonzero > size_t(zcount) / 20);  // the comparison is not of zeros
+      };
+      if (lanes == 4)
+        run(std::integral_constant<int, 4>());
+      else
+        run(std::integral_constant<int, 1>());
+    }
+  }
+}
+
 TEST_CASE("fused conv epilogue: geometry, launches and lanes", "[nn][conv_epilogue]") {
   using G = ops::ConvEpilogueGeom;
   // Tiling: stride = window, no padding, floor division.

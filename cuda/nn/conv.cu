@@ -116,16 +116,16 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       dzc = to_half(dz, ycount, y16_);
     }
     if (has_bias_) add_bias_grad(ctx_, dz, grad(1), n * desc_.out.h * desc_.out.w, desc_.out.c);
-    products_backward(x, dzc, dx, n, cols_ready);
+    products_backward(x, dzc, dx, n, cols_ready, nullptr);
   }
 
   uint16_t* dz16(int64_t n) override { return half_ ? grown(y16_, n * desc_.out.size()) : nullptr; }
 
   void backward_product(const float* x, const float* z, const float* dz, const float* bias_dz, int64_t bias_rows,
-                        float* dx, int64_t n) override {
+                        float* dx, int64_t n, ops::ColumnsGrad* dx_columns) override {
     const bool cols_ready = prepare_backward(x, z, dx, n);
     if (has_bias_) add_bias_grad(ctx_, bias_dz, grad(1), bias_rows, desc_.out.c);
-    products_backward(x, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready);
+    products_backward(x, half_ ? static_cast<const void*>(y16_.data()) : dz, dx, n, cols_ready, dx_columns);
   }
 
  private:
@@ -188,8 +188,11 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   const void* kernel_operand() { return half_ ? static_cast<const void*>(w16_.data()) : param(0); }
 
   // Kernel and input gradients from dzc, what the products read: dz, or its 16-bit copy under
-  // bf16/fp16.
-  void products_backward(const float* x, const void* dzc, float* dx, int64_t n, bool cols_ready) {
+  // bf16/fp16; the input gradient left as the engine's columns where dx_columns takes them
+  // (backward_product).
+  void products_backward(const float* x, const void* dzc, float* dx, int64_t n, bool cols_ready,
+                         ops::ColumnsGrad* dx_columns) {
+    if (dx_columns) *dx_columns = ops::ColumnsGrad();
     const void* xc = backward_x(x);
     const void* wc = kernel_operand();
     const float one = 1.0f, zero = 0.0f;
@@ -209,7 +212,10 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     }
     if (!dx) return;
     if (on_gemm(ConvPass::backward_data)) {
-      gemm_->backward_data(dzc, wc, dx, n);
+      if (dx_columns && !gemm_->direct())
+        *dx_columns = gemm_->backward_data_columns(dzc, wc, n);
+      else
+        gemm_->backward_data(dzc, wc, dx, n);
       return;
     }
     const int64_t xcount = n * hp_ * wp_ * desc_.in.c;

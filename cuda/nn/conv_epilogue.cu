@@ -41,8 +41,8 @@ void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float
   ops::with_epilogue_lanes(lanes, [&](auto lane_count) { z16 ? go(lane_count, z16) : go(lane_count, z); });
 }
 
-void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
-                                 const StepKey& key) {
+void FusedConvEpilogue::backward(const float* dy, const ops::ColumnsGrad& dy_cols, const float* pooled, float* dz,
+                                 uint16_t* dz16, int64_t n, const StepKey& key) {
   GENRELAB_CHECK(trained_n_ == n, "fused conv epilogue: backward of ", n, " examples follows ",
                  trained_n_ > 0 ? "a training forward of " + std::to_string(trained_n_) : "no training forward",
                  " (its argmax is that forward's)");
@@ -50,13 +50,14 @@ void FusedConvEpilogue::backward(const float* dy, const float* pooled, float* dz
   const int format = ctx_.half_format();
   const uint8_t* argmax = argmax_.data();
   float* dpool = dpool_.data();
-  const int lanes = ops::conv_epilogue_lanes(run_.c, {dy, pooled, dz, dpool}, {dz16}, argmax);
+  const int lanes = ops::conv_epilogue_lanes(run_.c, {dy, dy_cols.dcols, pooled, dz, dpool}, {dz16}, argmax);
   ops::with_epilogue_lanes(lanes, [&](auto lane_count) {
     constexpr int L = decltype(lane_count)::value;
     const ops::ConvEpilogueGeom g = run_.geom(L);
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
       launch_1d(g.calls(m, L),
-                ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, dpool, g, n0},
+                ops::ConvEpilogueBackward<L>{dy, pooled, argmax, drop, run_.act, run_.alpha, dz, dz16, format, dpool, g,
+                                             n0, ops::columns_grad_sum<L>(dy_cols), dy_cols.round},
                 ctx_.stream());
     });
   });

@@ -26,10 +26,12 @@ class FusedConvEpilogue {
                bool training, const genrelab::nn::StepKey& key);
   // dz (n, h, w, c) (unless null: bf16/fp16, where the product reads only dz16) and dz16 (when
   // non-null) from dy (n, oh, ow, c), the gradient of the run's last layer's output; and dpool(),
-  // the gradient at each window's maximum. Follows a training forward whose pooled map is `pooled`
-  // (read only where the argmax bytes do not carry its sign: ConvEpilogueRun::sign_coded).
-  void backward(const float* dy, const float* pooled, float* dz, uint16_t* dz16, int64_t n,
-                const genrelab::nn::StepKey& key);
+  // the gradient at each window's maximum. dy is read, or where dy_cols.dcols is set summed from
+  // the next convolution's input-gradient columns (ConvProduct::backward_product). Follows a
+  // training forward whose pooled map is `pooled` (read only where the argmax bytes do not carry
+  // its sign: ConvEpilogueRun::sign_coded).
+  void backward(const float* dy, const ops::ColumnsGrad& dy_cols, const float* pooled, float* dz, uint16_t* dz16,
+                int64_t n, const genrelab::nn::StepKey& key);
   // (n, oh, ow, c) after backward: dz's only non-zero values, what the bias gradient sums.
   const float* dpool() const { return dpool_.data(); }
 

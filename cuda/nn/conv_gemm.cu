@@ -180,7 +180,7 @@ void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t
   launch_1d(block, ops::AddRoundedToHalf{product, dw, half_}, ctx_.stream());
 }
 
-void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int64_t n) {
+float* GemmConv::input_grad_columns(const void* dz, const void* kernel, float* dx, int64_t n) {
   note_batch(n, true);
   const int64_t r = rows(n);
   float* dcols = dx;  // a direct 1×1 convolution's dcols are dx
@@ -189,6 +189,16 @@ void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int6
     dcols = cols_.data();
   }
   gemm(genrelab::nn::conv_data_gemm(r, k_, f_), kernel, dz, dcols, false);
+  return dcols;
+}
+
+ops::ColumnsGrad GemmConv::backward_data_columns(const void* dz, const void* kernel, int64_t n) {
+  GENRELAB_CHECK(!direct_, "conv2d GEMM engine: a 1×1 layer's input gradient is its columns");
+  return {input_grad_columns(dz, kernel, nullptr, n), g_, half_};
+}
+
+void GemmConv::backward_data(const void* dz, const void* kernel, float* dx, int64_t n) {
+  const float* dcols = input_grad_columns(dz, kernel, dx, n);
   if (!direct_) {
     // Thread (r, q): channels [q·L, q·L + L) of pixel r of the range, the sum of the columns that copied it.
     ops::with_cols_lanes<float>(g_.c, [&](auto lanes) {

@@ -43,6 +43,10 @@ class GemmConv {
   void backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready, int64_t splits);
   // dx (n, h, w, c) = col2im(dz · kernel). Under fp32/tf32 this overwrites the forward's columns.
   void backward_data(const void* dz, const void* kernel, float* dx, int64_t n);
+  // backward_data without the col2im: dcols = dz · kernel, for the layer below to sum where it
+  // reads dx (ops::ColumnsGrad); not for a direct 1×1 layer, whose dcols are dx.
+  ops::ColumnsGrad backward_data_columns(const void* dz, const void* kernel, int64_t n);
+  bool direct() const { return direct_; }
   // Whether backward_data leaves the forward's columns alone (bf16/fp16, and direct 1×1 layers).
   bool backward_data_keeps_columns() const { return direct_ || half_ != ops::kHalfNone; }
 
@@ -73,6 +77,8 @@ class GemmConv {
   // the global batch but evaluates whole global batches, and a resumed run may evaluate first
   // (until the layer has trained, every batch may be timed).
   void note_batch(int64_t n, bool training);
+  // dcols (n·oh·ow, K) = dz · kernel into the columns' buffer, or dx itself for a direct layer.
+  float* input_grad_columns(const void* dz, const void* kernel, float* dx, int64_t n);
 
   ops::ConvColsGeom g_;
   int64_t f_, k_;

@@ -542,6 +542,8 @@ class CudaNetwork final : public Network {
     if (fp16_) launch_1d(n * C, ops::ScaleByDevice{dy, loss_scale_.data()}, s);
     for (auto& l : layers_) l->zero_grads();
     loss_stage.reset();
+    // dy as the columns of the conv above, when it left them for a fused epilogue run to sum.
+    ops::ColumnsGrad dy_columns;
     for (size_t i = L; i-- > 0;) {
       if (plan_.layers[i].type == "flatten") continue;  // same memory in and out: dy passes through
       if (fused_ && i == fused_->last()) {              // the last fused layer's dy straight into the conv's gradients
@@ -560,13 +562,17 @@ class CudaNetwork final : public Network {
           StageRange range(bwd_names_[c], clock_, s);
           auto* conv = dynamic_cast<cuda::nn::ConvProduct*>(layers_[c].get());
           // dz into the other buffer (bf16/fp16: only its 16-bit copy, which the conv keeps), then
-          // the conv's dx back into dy's, which the next layer down reads; the bias gradient from
-          // the gradient at each window's maximum.
+          // the conv's dx back into dy's, which the next layer down reads, or left as its GEMM
+          // engine's columns when that layer is another fused run's last (whose backward sums
+          // them: dx is never stored); the bias gradient from the gradient at each window's maximum.
           uint16_t* dz16 = conv->dz16(n);
           float* dz = dz16 ? nullptr : dx;
-          epilogue_at_[i]->backward(dy, act_[run.pool], dz, dz16, n, key);
+          epilogue_at_[i]->backward(dy, dy_columns, act_[run.pool], dz, dz16, n, key);
+          const bool run_below = c > 0 && epilogue_at_[c - 1] && epilogue_at_[c - 1]->run().last() == c - 1;
           conv->backward_product(c == 0 ? x : act_[c - 1], act_[c], dz, epilogue_at_[i]->dpool(),
-                                 n * run.pooled_size() / run.c, c == 0 ? nullptr : dy, n);
+                                 n * run.pooled_size() / run.c, c == 0 ? nullptr : dy, n,
+                                 run_below ? &dy_columns : nullptr);
+          if (!run_below) dy_columns = ops::ColumnsGrad();
         }
         for (size_t j = i + 1; j-- > c;) all_reduce_layer(j);
         i = c;

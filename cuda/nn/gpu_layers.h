@@ -9,6 +9,7 @@
 #include "cudnn_setup.h"
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
+#include "genrelab/ops/im2col.h"
 
 namespace genrelab::cuda::nn {
 
@@ -58,9 +59,12 @@ class ConvProduct {
   // wanted) from dz (n, oh, ow, k), or under bf16/fp16 from dz16() (dz may then be null); the bias
   // gradient (added) from bias_dz (bias_rows, k), rows that hold every non-zero value of dz (the
   // fused epilogue's gradient at each pooling window's maximum). z: the forward's float z buffer (a
-  // stand-in input when the GEMM engine is timed; its contents do not matter).
+  // stand-in input when the GEMM engine is timed; its contents do not matter). With dx_columns
+  // (the layer below sums them itself: a fused epilogue's backward), an input gradient the GEMM
+  // engine computes is left as its columns there and dx is not written; else dx_columns->dcols
+  // is null.
   virtual void backward_product(const float* x, const float* z, const float* dz, const float* bias_dz,
-                                int64_t bias_rows, float* dx, int64_t n) = 0;
+                                int64_t bias_rows, float* dx, int64_t n, ops::ColumnsGrad* dx_columns) = 0;
 };
 
 // One layer of the registry.

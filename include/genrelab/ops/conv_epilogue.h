@@ -33,6 +33,7 @@
 
 #include "genrelab/common.h"
 #include "genrelab/ops/fast_div.h"
+#include "genrelab/ops/im2col.h"
 #include "genrelab/ops/lanes.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
@@ -173,9 +174,11 @@ struct ConvEpilogueForward {
 // Backward, one call per window and L channels (launched as the forward): dz over the
 // window's cells (and, for the last window of a row or column, the uncovered cells beyond it) is
 // d = g · act'(pooled) at the recorded maximum and +0 elsewhere, with g = dy, or dy through the
-// dropout's mask. Under bf16/fp16 also dz rounded to 16 bits (dz16), what the product's backward
-// reads (dz itself may then be null). dpool (optional) gets each window's d: the only non-zero
-// values of dz, so the bias gradient (their sum per channel) can read a quarter of the data or less.
+// dropout's mask. dy is read, or summed from the next convolution's input-gradient columns (its
+// col2im done here: for the baseline's third conv 152 MB of dx neither written nor read back). Under bf16/fp16 also dz
+// rounded to 16 bits (dz16), what the product's backward reads (dz itself may then be null). dpool (optional) gets each
+// window's d: the only non-zero values of dz, so the bias gradient (their sum per channel) can read a quarter of the
+// data or less.
 template <int L>
 struct ConvEpilogueBackward {
   const float* dy;        // dy: (n, oh, ow, c), the gradient of `dropped` (dropout fused) or of `pooled`
@@ -190,10 +193,20 @@ struct ConvEpilogueBackward {
   float* dpool;           // dpool: (n, oh, ow, c), or null
   ConvEpilogueGeom g;
   int64_t n0 = 0;         // the launch's first example
+  // dy summed from the next convolution's input-gradient columns instead of read (dy_cols.dcols
+  // non-null; that convolution's dx is then never stored), and rounded as its engine rounds dx.
+  Col2Im<float, L> dy_cols{};
+  int dy_round = kHalfNone;
 
   GENRELAB_HD void operator()(int64_t q) const {
     const ConvEpilogueGeom::Window win = g.window<L>(q, n0);
-    const auto dyv = load_lanes<Lanes<float, L>>(dy + win.o);
+    Lanes<float, L> dyv;
+    if (dy_cols.dcols) {
+      dyv = dy_cols.sum((win.n * g.oh + win.oy) * g.ow + win.ox, win.c0 / L);
+      for (int l = 0; l < L; ++l) dyv.v[l] = round_to_half(dyv.v[l], dy_round);
+    } else {
+      dyv = load_lanes<Lanes<float, L>>(dy + win.o);
+    }
     auto at = load_lanes<Lanes<uint8_t, L>>(argmax + win.o);
     // act'(pooled) as ActivationBackward computes it: from the value, or (sign_coded) from its
     // sign, then the argmax byte's offset alone.

@@ -23,6 +23,7 @@
 #include "genrelab/common.h"
 #include "genrelab/ops/fast_div.h"
 #include "genrelab/ops/lanes.h"
+#include "genrelab/ops/low_precision.h"
 
 namespace genrelab::ops {
 
@@ -80,17 +81,20 @@ struct Im2Col {
   }
 };
 
-// dx (m, h, w, c) of dcols: call (r, q) writes channels [q·L, q·L + L) of pixel first + r.
+// dx (m, h, w, c) of dcols: call (r, q) writes channels [q·L, q·L + L) of pixel first + r. A
+// reader of dx may instead take each pixel's sum where it needs it (sum(); dx then stays unwritten:
+// ConvEpilogueBackward's dy).
 template <typename T, int L>
 struct Col2Im {
   using Lane = Lanes<T, L>;
-  int32_t oh, ow, c, kh, kwn, dh, dw, top, left;
-  int64_t k;                                    // columns of a dcols row
+  int32_t oh = 0, ow = 0, c = 0, kh = 0, kwn = 0, dh = 1, dw = 1, top = 0, left = 0;
+  int64_t k = 0;  // columns of a dcols row
   FastDiv w, h, sh, sw;
-  const T* dcols;                               // (m·oh·ow, K)
-  T* dx;                                        // (m, h, w, c)
-  int64_t first;                                // pixel of call row 0
+  const T* dcols = nullptr;  // (m·oh·ow, K)
+  T* dx = nullptr;           // (m, h, w, c)
+  int64_t first = 0;         // pixel of call row 0
 
+  Col2Im() = default;  // no columns (dcols null)
   Col2Im(const ConvColsGeom& g, const T* dcols_, T* dx_, int64_t first_ = 0)
       : oh(g.oh), ow(g.ow), c(g.c), kh(g.kh), kwn(g.kw), dh(g.dh), dw(g.dw), top(g.top), left(g.left), k(g.k()),
         w(g.w), h(g.h), sh(g.sh), sw(g.sw), dcols(dcols_), dx(dx_), first(first_) {}
@@ -99,6 +103,11 @@ struct Col2Im {
 
   GENRELAB_HD void operator()(int64_t r, int64_t q) const {
     const int64_t pix = first + r;
+    store_lanes(dx + pix * c + q * L, sum(pix, q));
+  }
+
+  // Channels [q·L, q·L + L) of dx's pixel `pix` (counted from the batch's start).
+  GENRELAB_HD Lane sum(int64_t pix, int64_t q) const {
     uint32_t rest, ix, e, iy;
     w.divmod(uint32_t(pix), rest, ix);
     h.divmod(rest, e, iy);
@@ -123,9 +132,24 @@ struct Col2Im {
         for (int l = 0; l < L; ++l) acc.v[l] += s.v[l];
       }
     }
-    store_lanes(dx + pix * c + q * L, acc);
+    return acc;
   }
 };
+
+// An input gradient left as its columns: dcols (m·oh·ow, K) of the convolution with geometry g,
+// each pixel's sum (Col2Im::sum) taken by the layer below where it reads it, rounded to `round`
+// where the engine rounds dx (bf16/fp16; kHalfNone: not). dcols null: dx was written instead.
+struct ColumnsGrad {
+  const float* dcols = nullptr;
+  ConvColsGeom g;
+  int round = kHalfNone;
+};
+
+// The Col2Im whose sum() a reader of `grad`'s dx calls (no columns: dcols null).
+template <int L>
+Col2Im<float, L> columns_grad_sum(const ColumnsGrad& grad) {
+  return grad.dcols ? Col2Im<float, L>(grad.g, grad.dcols, nullptr) : Col2Im<float, L>();
+}
 
 // f(std::integral_constant<int, L>) with L = 4 when c is a multiple of 4 and every pointer is
 // aligned for 4 lanes of T, else L = 1.
