@@ -1035,19 +1035,23 @@ TEST_CASE("nn gpu fused conv and max pool steps equal unfused steps", "[gpu][nn]
 // losses, every state tensor and predictions agree to 1e-5 relative (bf16: 1e-2, where a bias a
 // few ulps apart can flip one 16-bit rounding of the next layer's input). The first pair is fused too
 // (train.fuse_conv_pool), so two runs fuse: 8 channels (four a call) and 6 (one a call) with elu.
+// Each on cuDNN (a deterministic run's auto) and on the GEMM engine, where the second run's conv
+// leaves its input gradient as columns for the first run's backward to sum (dx never written).
 TEST_CASE("nn gpu fused conv epilogue steps equal unfused steps", "[gpu][nn]") {
   GENRELAB_REQUIRE_GPU();
   const auto plan = nn::plan_layers(test::conv_epilogue_cnn(), {21, 31, 1}, 4);
   const Batch all = make_batch(plan, 37, 92);
   for (const std::string precision : {"fp32", "bf16"}) {
-    for (const bool graph : {false, true}) {
-      INFO(precision << (graph ? " graphed" : " eager"));
+    for (const auto& [graph, engine] :
+         {std::pair(false, "auto"), std::pair(true, "auto"), std::pair(false, "gemm"), std::pair(true, "gemm")}) {
+      INFO(precision << (graph ? " graphed" : " eager") << ", train.conv_engine " << engine);
       auto run = [&](bool fuse) {
         nn::TrainHyper h;
         h.seed = 22;
         h.deterministic = true;
         h.precision = precision;
         h.cuda_graph = graph;
+        h.conv_engine = engine;
         h.fuse_conv_pool = true;
         h.fuse_conv_epilogue = fuse;
         REQUIRE(nn::use_fused_conv_epilogues(plan, h, 2).size() == (fuse ? 2 : 0));
