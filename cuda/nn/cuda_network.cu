@@ -845,6 +845,11 @@ class CudaNetwork final : public Network {
       // Under bf16/fp16 the conv of a fused epilogue run writes only its 16-bit product (which the
       // conv layer keeps): its float output is never written nor read.
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i && ctx_.half_format() != ops::kHalfNone) continue;
+      // A fused run's pooled map, where a dropout follows and the argmax bytes carry its sign: training
+      // writes only the dropout's output, inference the pooled map into that buffer.
+      if (epilogue_at_[i] && epilogue_at_[i]->run().pool == i && epilogue_at_[i]->run().dropout >= 0 &&
+          epilogue_at_[i]->run().sign_coded())
+        continue;
       ctx_.resize_tracked(act_store_[i], size_t(n * plan_.layers[i].out.size()));
       act_[i] = act_store_[i].data();
     }
@@ -996,7 +1001,8 @@ class CudaNetwork final : public Network {
   std::vector<Trainable> trainable_;
   int64_t cap_ = 0;                             // batch size the buffers hold
   std::vector<DeviceBuffer<float>> act_store_;  // act_store_[i]: (cap, out_i); empty for flatten, the fused
-                                                // first conv (and its pool, when the dropout after it is fused)
+                                                // first conv (and its pool, when the dropout after it is fused),
+                                                // a fused epilogue's pool before a dropout (when sign-coded)
                                                 // and, under bf16/fp16, a fused epilogue's conv
   std::vector<float*> act_;                     // output of layer i (flatten: its input's memory)
   DeviceBuffer<float> grad_[2];                 // (cap, widest layer): dy / dx ping-pong
