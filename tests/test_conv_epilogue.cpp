@@ -272,6 +272,88 @@ TEST_CASE("fused conv epilogue sums dy from the next conv's input-gradient colum
   }
 }
 
+// im2col fused into the forward: the run's output (dropped, or pooled without a dropout; training
+// and inference) written into the next convolution's columns, with EpilogueOutputs' buffers for
+// that case, against the forward writing its output and im2col of it: equal bit for bit, the same
+// argmax bytes, and the output buffer left unwritten.
+TEST_CASE("fused conv epilogue writes the next conv's columns as im2col of its output", "[nn][conv_epilogue]") {
+  using namespace ops;
+  struct ColsCase {
+    int64_t n, h, w, c, kh, kw;
+    int act;
+    float rate;
+    int format;
+    int32_t nkh, nkw, dh, dw;  // the next conv: stride 1, no padding
+  };
+  const std::vector<ColsCase> cases = {
+      {2, 8, 10, 8, 2, 2, kActRelu, 0.1f, kHalfNone, 2, 2, 1, 1},  // the baseline's
+      {2, 9, 13, 8, 2, 2, kActElu, 0.0f, kHalfBf16, 2, 2, 1, 1},
+      {1, 16, 20, 6, 4, 4, kActTanh, 0.3f, kHalfNone, 2, 3, 2, 1},
+  };
+  for (const ColsCase& t : cases) {
+    const int64_t oh = t.h / t.kh, ow = t.w / t.kw;
+    ConvColsGeom next;
+    next.h = int32_t(oh), next.w = int32_t(ow), next.c = int32_t(t.c);
+    next.kh = t.nkh, next.kw = t.nkw, next.dh = t.dh, next.dw = t.dw;
+    next.oh = int32_t(oh - (t.nkh - 1) * t.dh), next.ow = int32_t(ow - (t.nkw - 1) * t.dw);
+    REQUIRE(ColumnsOut::writable(next));
+    const int64_t zcount = t.n * t.h * t.w * t.c, pcount = t.n * oh * ow * t.c;
+    std::vector<float> z = random_vec(zcount, 51, -2, 2);
+    std::vector<uint16_t> z16(static_cast<size_t>(zcount));
+    for (size_t i = 0; i < z16.size(); ++i)
+      z16[i] = float_to_half_bits(z[i], t.format == kHalfNone ? kHalfBf16 : t.format);
+    const std::vector<float> bias = random_vec(t.c, 52, -0.5, 0.5);
+    const DropoutStep step{4, 2};
+    EpilogueDropout drop;
+    drop.mask = DropoutMask{8, 3, t.rate, oh * ow * t.c, &step};
+    const bool sign = ConvEpilogueGeom::sign_coded(t.act, t.kh, t.kw);
+    for (const bool training : {true, false}) {
+      drop.on = training && t.rate > 0;
+      for (int lanes : {4, 1}) {
+        if (t.c % lanes != 0) continue;
+        INFO("pool " << t.kh << "x" << t.kw << ", act " << t.act << ", rate " << t.rate << ", format " << t.format
+                     << (training ? ", training" : ", inference") << ", " << lanes << " lanes");
+        auto run = [&](auto lane_count) {
+          constexpr int L = decltype(lane_count)::value;
+          const ConvEpilogueGeom g(t.h, t.w, t.c, t.kh, t.kw, L);
+          auto forward = [&](const EpilogueOutputs& out, const ColumnsOut& cols) {
+            if (t.format != kHalfNone)
+              cpu_for_1d(g.calls(t.n, L),
+                         ConvEpilogueForward<L, uint16_t>{z16.data(), t.format, bias.data(), t.act, 0.2f, out.pooled,
+                                                          out.argmax, drop, out.dropped, g, 0, cols});
+            else
+              cpu_for_1d(g.calls(t.n, L),
+                         ConvEpilogueForward<L, float>{z.data(), kHalfNone, bias.data(), t.act, 0.2f, out.pooled,
+                                                       out.argmax, drop, out.dropped, g, 0, cols});
+          };
+          const std::vector<float> untouched(static_cast<size_t>(pcount), -7.0f);
+          std::vector<float> pooled = untouched, dropped = untouched, pooled2 = untouched, dropped2 = untouched;
+          std::vector<uint8_t> argmax(static_cast<size_t>(pcount)), argmax2(static_cast<size_t>(pcount));
+          float* d = t.rate > 0 ? dropped.data() : nullptr;
+          forward(EpilogueOutputs::of(training, pooled.data(), d, argmax.data(), sign), ColumnsOut());
+          const std::vector<float>& output = t.rate > 0 ? dropped : pooled;  // the run's, the next conv's input
+          std::vector<float> want(size_t(t.n * next.positions() * next.k()), -7.0f), got(want.size(), -7.0f);
+          cpu_for_2d(t.n * next.positions(), Im2Col<float, 1>::groups(next),
+                     Im2Col<float, 1>{next, output.data(), want.data()});
+          const EpilogueOutputs out2 = EpilogueOutputs::of(
+              training, pooled2.data(), t.rate > 0 ? dropped2.data() : nullptr, argmax2.data(), sign, true);
+          forward(out2, ColumnsOut{got.data(), next});
+          CHECK(got == want);
+          if (training) CHECK(argmax2 == argmax);
+          CHECK(dropped2 == untouched);  // the output itself is not written
+          // The pooled map still where the backward reads it (not sign-coded, training).
+          CHECK((pooled2 == untouched) == !(training && !sign));
+          if (training && !sign) CHECK(pooled2 == pooled);
+        };
+        if (lanes == 4)
+          run(std::integral_constant<int, 4>());
+        else
+          run(std::integral_constant<int, 1>());
+      }
+    }
+  }
+}
+
 TEST_CASE("fused conv epilogue: geometry, launches and lanes", "[nn][conv_epilogue]") {
   using G = ops::ConvEpilogueGeom;
   // Tiling: stride = window, no padding, floor division.

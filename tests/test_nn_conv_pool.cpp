@@ -91,6 +91,25 @@ void check_fused(const json& conv, const json& pool, Shape3 in, int64_t n, int h
   nn::conv_pool_forward_cpu(cell, y.data(), argmax.data(), n,
                             dropout.of(key.seed, dropout.drops(true) ? &step : nullptr));
   test::require_close(y, yp, tol, tol, "fused forward");
+  // im2col fused: the same forward writing the next conv's columns instead of y (a 2 × 2 window,
+  // and one dilated 2 wide where the map allows) equals im2col of y bit for bit.
+  for (const int32_t dw : {1, 2}) {
+    ops::ConvColsGeom next;
+    next.h = g.qh, next.w = g.qw, next.c = g.f, next.kh = 2, next.kw = 2, next.dw = dw;
+    next.oh = g.qh - 1, next.ow = g.qw - dw;
+    if (next.oh < 1 || next.ow < 1) continue;
+    REQUIRE(ops::ColumnsOut::writable(next));
+    INFO("next conv 2x2, dilation 1x" << dw);
+    std::vector<float> want(size_t(n * next.positions() * next.k()), -7.0f), got(want.size(), -7.0f);
+    cpu_for_2d(n * next.positions(), ops::Im2Col<float, 1>::groups(next),
+               ops::Im2Col<float, 1>{next, y.data(), want.data()});
+    std::vector<uint8_t> argmax2(argmax.size());
+    nn::conv_pool_forward_cpu(cell, nullptr, argmax2.data(), n,
+                              dropout.of(key.seed, dropout.drops(true) ? &step : nullptr),
+                              ops::ColumnsOut{got.data(), next});
+    CHECK(got == want);
+    CHECK(argmax2 == argmax);
+  }
   // A dropped output (zero after the dropout, not before) passes no gradient: its argmax byte says so.
   if (rate > 0) {
     int64_t marked = 0;

@@ -15,7 +15,7 @@ constexpr int64_t kSpan = ops::kConvPoolSpan;  // pooled positions per backward 
 }
 
 void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n,
-                           const ops::EpilogueDropout& dropout) {
+                           const ops::EpilogueDropout& dropout, const ops::ColumnsOut& next) {
   const ops::ConvPoolGeom& g = cell.g;
   const int64_t in = int64_t(g.h) * g.w * g.c, out = int64_t(g.qh) * g.qw * g.f;
   const int64_t per = ops::conv_pool_examples_per_launch(g);
@@ -25,8 +25,8 @@ void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* arg
     ops::with_conv_pool_shape(g.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
       const int64_t m = std::min(per, n - e0);
-      cpu_for_1d(Forward::calls(g, m), Forward{c, y + e0 * out, argmax ? argmax + e0 * out : nullptr, dropout, e0 * out,
-                                               Forward::positions_of(g, m)});
+      cpu_for_1d(Forward::calls(g, m), Forward{c, y ? y + e0 * out : nullptr, argmax ? argmax + e0 * out : nullptr,
+                                               dropout, e0 * out, Forward::positions_of(g, m), next.from_example(e0)});
     });
   }
 }

@@ -10,6 +10,7 @@
 
 #include "genrelab/nn/model.h"
 #include "genrelab/nn/network.h"
+#include "genrelab/ops/im2col.h"
 #include "genrelab/ops/nn_activation.h"
 
 namespace genrelab::ops {
@@ -79,9 +80,11 @@ std::unique_ptr<CpuLayer<T>> make_cpu_layer(const LayerDesc& desc);
 // bytes; the backward adds the conv's kernel (f, kh, kw, c) and bias (f, or null) gradients of dy
 // (n, qh, qw, f; the gradient of y, scaled by dropout_scale, 1 / (1 − rate) when the forward
 // applied a dropout), given the argmax bytes of a forward of the same x and kernel, the chunk sums
-// added in chunk order.
+// added in chunk order. With next.cols the forward also writes y into the next convolution's
+// columns (im2col fused; y may then be null: not written).
 void conv_pool_forward_cpu(const ops::ConvPoolCell& cell, float* y, uint8_t* argmax, int64_t n,
-                           const ops::EpilogueDropout& dropout = ops::EpilogueDropout());
+                           const ops::EpilogueDropout& dropout = ops::EpilogueDropout(),
+                           const ops::ColumnsOut& next = ops::ColumnsOut());
 void conv_pool_backward_cpu(const ops::ConvPoolCell& cell, const float* dy, const uint8_t* argmax, int64_t n,
                             float* grad_kernel, float* grad_bias, float dropout_scale = 1.0f);
 

@@ -96,19 +96,24 @@ constexpr uint8_t kEpiloguePositive = 0x80;
 // Where a forward writes, given the run's buffers (dropped: the dropout's output, null without a
 // dropout): training records the argmax and writes dropped, and the pooled map where the backward
 // reads it (not sign_coded) or no dropout follows; inference writes the pooled map straight into
-// the dropout's output when there is one (the dropout is then the identity).
+// the dropout's output when there is one (the dropout is then the identity). Where the next
+// convolution's columns are written instead, the run's output itself is not.
 struct EpilogueOutputs {
   float* pooled;
   uint8_t* argmax;
   float* dropped;
-  static EpilogueOutputs of(bool training, float* pooled, float* dropped, uint8_t* argmax, bool sign_coded) {
-    if (training) return {dropped && sign_coded ? nullptr : pooled, argmax, dropped};
-    return {dropped ? dropped : pooled, nullptr, nullptr};
+  // cols_written: the next convolution's columns take the run's output instead (ColumnsOut).
+  static EpilogueOutputs of(bool training, float* pooled, float* dropped, uint8_t* argmax, bool sign_coded,
+                            bool cols_written = false) {
+    if (training)
+      return {!sign_coded || (!dropped && !cols_written) ? pooled : nullptr, argmax, cols_written ? nullptr : dropped};
+    return {cols_written ? nullptr : dropped ? dropped : pooled, nullptr, nullptr};
   }
 };
 
 // Forward, one call per window and L channels (a launch of m examples from n0: geom.calls(m, L) calls):
-// pooled = max over the window of act(z + b); dropped = the dropout of pooled.
+// pooled = max over the window of act(z + b); dropped = the dropout of pooled; the run's output
+// (dropped, or pooled without a dropout) also, or instead, into the next convolution's columns.
 // Z: float (z as the product wrote it) or uint16_t (the 16-bit z of bf16/fp16, `format`).
 template <int L, typename Z>
 struct ConvEpilogueForward {
@@ -124,6 +129,7 @@ struct ConvEpilogueForward {
   float* dropped;      // dropped: (n, oh, ow, c), the dropout layer's output; null when dropout is not fused
   ConvEpilogueGeom g;
   int64_t n0 = 0;      // the launch's first example
+  ColumnsOut next{};   // the next convolution's columns, which take the run's output (cols null: none)
 
   GENRELAB_HD void operator()(int64_t q) const {
     const ConvEpilogueGeom::Window win = g.window<L>(q, n0);
@@ -158,12 +164,13 @@ struct ConvEpilogueForward {
         for (int l = 0; l < L; ++l) at.v[l] |= best.v[l] > 0.0f ? kEpiloguePositive : uint8_t(0);
       store_lanes(argmax + win.o, at);
     }
-    if (!dropped) return;
+    if (!dropped && !next.cols) return;
     if (dropout.on) {
       bool kept[L];
       dropout.apply<L>(win.o, best.v, kept);
     }
-    store_lanes(dropped + win.o, best);
+    if (dropped) store_lanes(dropped + win.o, best);
+    if (next.cols) next.store<L>(win.n, int32_t(win.oy), int32_t(win.ox), win.c0, best);
   }
 
  private:

@@ -38,6 +38,7 @@
 #include <utility>
 
 #include "genrelab/common.h"
+#include "genrelab/ops/im2col.h"
 #include "genrelab/ops/lanes.h"
 #include "genrelab/ops/low_precision.h"
 #include "genrelab/ops/nn_activation.h"
@@ -114,19 +115,21 @@ inline constexpr int kActAny = -1;
 // without dividing: xe is the position's example input.
 struct ConvPoolWalk {
   const float* xe;
-  int32_t qy, qx;
+  int32_t e, qy, qx;  // example (from the launch's first), pooled row and column
   GENRELAB_HD ConvPoolWalk(const ConvPoolCell& cell, int64_t p) {
     const ConvPoolGeom& g = cell.g;
     const uint32_t u = uint32_t(p), r = u / uint32_t(g.qw);  // p < 2^31: see conv_pool_examples_per_launch
     qx = int32_t(u - r * uint32_t(g.qw));
     qy = int32_t(r % uint32_t(g.qh));
-    xe = cell.x + int64_t(r / uint32_t(g.qh)) * (int64_t(g.h) * g.w * g.c);
+    e = int32_t(r / uint32_t(g.qh));
+    xe = cell.x + int64_t(e) * (int64_t(g.h) * g.w * g.c);
   }
   GENRELAB_HD void next(const ConvPoolGeom& g) {
     if (++qx == g.qw) {
       qx = 0;
       if (++qy == g.qh) {
         qy = 0;
+        ++e;
         xe += int64_t(g.h) * g.w * g.c;
       }
     }
@@ -295,7 +298,8 @@ GENRELAB_HD void with_conv_pool_activation(int act, F&& run) {
 }
 
 // Forward: y (n, qh, qw, f) = the pooled conv layer output or, with `dropout` on (training, with
-// the dropout fused), the dropout's output; and (when argmax is not null, for a backward) argmax
+// the dropout fused), the dropout's output, written to y or (and) into the next convolution's
+// columns (next: im2col fused, y then unwritten where null); and (when argmax is not null, for a backward) argmax
 // (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
 // cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 (they share
 // their index arithmetic, input loads and Philox block) at kConvPoolForwardSpan consecutive
@@ -306,11 +310,12 @@ template <int K, int H>
 struct ConvPoolForward {
   static constexpr int G = conv_pool_filters_per_call(K);
   ConvPoolCell cell;
-  float* y;
+  float* y;  // null where `next` takes the output instead
   uint8_t* argmax;
   EpilogueDropout dropout;  // off: y is the pooled map
   int64_t first = 0;        // the launch's first output, counted from the batch's first (the mask's element index)
   int64_t positions;        // the launch's pooled positions, n · qh · qw (positions_of)
+  ColumnsOut next{};        // the next convolution's columns from the launch's first example (cols null: none)
   GENRELAB_HD static int32_t groups(int32_t filters) { return (filters + G - 1) / G; }
   static int64_t positions_of(const ConvPoolGeom& g, int64_t n) { return n * g.qh * g.qw; }
   static int64_t calls(const ConvPoolGeom& g, int64_t n) {
@@ -343,18 +348,19 @@ struct ConvPoolForward {
         for (int m = 0; m < G; ++m)
           if (!kept[m]) code.v[m] = kConvPoolNoMax;
       }
+      if (next.cols) next.store<G>(at.e, at.qy, at.qx, f0, best, f0 + G <= g.f ? G : g.f - f0);
       // All G filters at once where they exist and the buffers are aligned for it (the baseline's
       // 64 filters: one 16-byte store of values, one 4-byte store of argmax bytes).
-      if (f0 + G <= g.f && lanes_aligned<Lanes<float, G>>(y + out) &&
+      if (f0 + G <= g.f && (!y || lanes_aligned<Lanes<float, G>>(y + out)) &&
           (!argmax || lanes_aligned<Lanes<uint8_t, G>>(argmax + out))) {
-        store_lanes(y + out, best);
+        if (y) store_lanes(y + out, best);
         if (argmax) store_lanes(argmax + out, code);
         continue;
       }
       GENRELAB_UNROLL
       for (int m = 0; m < G; ++m)
         if (f0 + m < g.f) {
-          y[out + m] = best.v[m];
+          if (y) y[out + m] = best.v[m];
           if (argmax) argmax[out + m] = code.v[m];
         }
     }

@@ -32,7 +32,7 @@ struct ConvColsGeom {
   int32_t oh = 0, ow = 0;                                  // output map
   int32_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;  // kernel, stride, dilation
   int32_t top = 0, left = 0;                               // padding before the first row / column
-  int64_t k() const { return int64_t(kh) * kw * c; }        // columns of a row
+  GENRELAB_HD int64_t k() const { return int64_t(kh) * kw * c; }  // columns of a row
   int64_t positions() const { return int64_t(oh) * ow; }   // rows per example
   int64_t in_size() const { return int64_t(h) * w * c; }   // input elements per example
   // 1×1, stride 1, no padding: the column matrix is x itself, and dx is dcols.
@@ -143,6 +143,44 @@ struct ColumnsGrad {
   const float* dcols = nullptr;
   ConvColsGeom g;
   int round = kHalfNone;
+};
+
+// The next convolution's columns, written by the layer below in place of its output x (im2col
+// fused into the pass that computes x): each computed element of x is stored into every column
+// cell that copies it. Only where every cell copies some element of x (writable: stride 1, no
+// padding), so no cell is left for zeros. cols null: x is written as usual.
+struct ColumnsOut {
+  float* cols = nullptr;  // (m·oh·ow, K) of the convolution with geometry g
+  ConvColsGeom g;
+  static bool writable(const ConvColsGeom& g) {
+    return g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0 && g.oh == g.h - (g.kh - 1) * g.dh &&
+           g.ow == g.w - (g.kw - 1) * g.dw && g.oh >= 1 && g.ow >= 1;
+  }
+  // The same columns from example e0 on (for a launch whose examples start there).
+  ColumnsOut from_example(int64_t e0) const { return {cols ? cols + e0 * g.positions() * g.k() : nullptr, g}; }
+  // Channels [c0, c0 + count) of x's pixel (e, iy, ix), v (count ≤ L), into the cells of rows
+  // (e, iy − a·dh, ix − b·dw) and tap (a, b) that exist: one L-lane store each where count = L and
+  // the address allows it.
+  template <int L>
+  GENRELAB_HD void store(int64_t e, int32_t iy, int32_t ix, int64_t c0, const Lanes<float, L>& v, int count = L) const {
+    const int64_t k = g.k();
+    for (int32_t a = 0; a < g.kh; ++a) {
+      const int32_t oy = iy - a * g.dh;
+      if (oy < 0) break;  // falls as a grows
+      if (oy >= g.oh) continue;
+      for (int32_t b = 0; b < g.kw; ++b) {
+        const int32_t ox = ix - b * g.dw;
+        if (ox < 0) break;
+        if (ox >= g.ow) continue;
+        float* cell = cols + ((e * g.oh + oy) * g.ow + ox) * k + (int64_t(a) * g.kw + b) * g.c + c0;
+        if (count == L && lanes_aligned<Lanes<float, L>>(cell)) {
+          store_lanes(cell, v);
+        } else {
+          for (int l = 0; l < count; ++l) cell[l] = v.v[l];
+        }
+      }
+    }
+  }
 };
 
 // The Col2Im whose sum() a reader of `grad`'s dx calls (no columns: dcols null).
