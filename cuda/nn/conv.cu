@@ -54,7 +54,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   }
 
   void forward(const float* x, float* y, int64_t n, bool, const StepKey&) override {
-    const uint16_t* y16 = forward_product(x, y, n);
+    const uint16_t* y16 = forward_product(x, y, n, false);
     const float* bias = has_bias_ ? param(1) : nullptr;
     if (y16)  // y = act(float(y16) + b) in one pass
       launch_1d(n * desc_.out.size(), ops::HalfBiasActivation{y16, y, bias, desc_.out.c, half_, act_, alpha_},
@@ -63,7 +63,7 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
       bias_activation(y, bias, n * desc_.out.size(), desc_.out.c, act_, alpha_, ctx_.stream());
   }
 
-  const uint16_t* forward_product(const float* x, float* z, int64_t n) override {
+  const uint16_t* forward_product(const float* x, float* z, int64_t n, bool cols_written) override {
     const float* xin = pad_input(x, n);
     const void* xc = xin;       // what cuDNN reads: float, or the 16-bit copies
     const void* wc = param(0);
@@ -77,8 +77,9 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
     const void* xg = gemm_x(x);
     setup(n, xc, wc, ConvPass::forward, {xg, nullptr, zc});
     if (on_gemm(ConvPass::forward)) {
-      gemm_->forward(xg, wc, zc, n);
+      gemm_->forward(xg, wc, zc, n, cols_written);
     } else {
+      GENRELAB_CHECK(!cols_written, "conv2d layer ", desc_.index, ": columns written for a forward on cuDNN");
       // Scaling factors are float for float and 16-bit data alike.
       const float one = 1.0f, zero = 0.0f;
       void* ws = ctx_.workspace(algos_->fwd_bytes);
@@ -120,6 +121,22 @@ class ConvLayer final : public GpuLayer, public ConvProduct {
   }
 
   uint16_t* dz16(int64_t n) override { return half_ ? grown(y16_, n * desc_.out.size()) : nullptr; }
+
+  ops::ColumnsOut columns_from_below(int64_t n, bool training) override {
+    if (!gemm_ || half_ || gemm_->direct() || !ops::ColumnsOut::writable(gemm_->geom())) return {};
+    // Batch n's descriptors and decisions are the current ones (setup returns at once), and timing
+    // is over: a pass still to time would run on x, or overwrite the columns before the kernel
+    // gradient, which would then build them from x.
+    if (n != n_ || !algos_) return {};
+    const auto settled = [&](ConvPass p) {
+      return algos_->chosen[int(p)] && engine_choice().decided[int(p)] && on_gemm(p);
+    };
+    if (!settled(ConvPass::forward)) return {};
+    if (training && (!settled(ConvPass::backward_filter) || !algos_->chosen[int(ConvPass::backward_data)] ||
+                     !engine_choice().decided[int(ConvPass::backward_data)]))
+      return {};
+    return {gemm_->written_columns(n), gemm_->geom()};
+  }
 
   void backward_product(const float* x, const float* z, const float* dz, const float* bias_dz, int64_t bias_rows,
                         float* dx, int64_t n, ops::ColumnsGrad* dx_columns) override {

@@ -19,11 +19,11 @@ void FusedConvEpilogue::reserve(int64_t n) {
 }
 
 void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped,
-                                int64_t n, bool training, const StepKey& key) {
+                                int64_t n, bool training, const StepKey& key, const ops::ColumnsOut& next) {
   if (training) reserve(n);
   trained_n_ = training ? n : 0;
   const ops::EpilogueOutputs out =
-      ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data(), run_.sign_coded());
+      ops::EpilogueOutputs::of(training, pooled, dropped, argmax_.data(), run_.sign_coded(), next.cols != nullptr);
   const ops::EpilogueDropout drop = run_.dropout_of(key.seed, run_.drops(training) ? ctx_.dropout_step(key) : nullptr);
   const int format = z16 ? ctx_.half_format() : ops::kHalfNone;
   const int lanes = ops::conv_epilogue_lanes(run_.c, {z16 ? nullptr : z, out.pooled, out.dropped}, {z16}, out.argmax);
@@ -34,7 +34,7 @@ void FusedConvEpilogue::forward(const float* z, const uint16_t* z16, const float
     ops::for_each_conv_epilogue_launch(g, L, n, [&](int64_t n0, int64_t m) {
       launch_1d(g.calls(m, L),
                 ops::ConvEpilogueForward<L, Z>{zp, format, bias, run_.act, run_.alpha, out.pooled, out.argmax, drop,
-                                               out.dropped, g, n0},
+                                               out.dropped, g, n0, next},
                 ctx_.stream());
     });
   };

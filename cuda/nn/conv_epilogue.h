@@ -22,8 +22,9 @@ class FusedConvEpilogue {
   // Training records the argmax and writes the dropout's output `dropped` (null when the run has
   // no dropout), and `pooled` only where the backward reads it; inference writes only the run's
   // last output (ops::EpilogueOutputs).
+  // With next.cols the run's output goes into the next convolution's columns instead.
   void forward(const float* z, const uint16_t* z16, const float* bias, float* pooled, float* dropped, int64_t n,
-               bool training, const genrelab::nn::StepKey& key);
+               bool training, const genrelab::nn::StepKey& key, const ops::ColumnsOut& next = ops::ColumnsOut());
   // dz (n, h, w, c) (unless null: bf16/fp16, where the product reads only dz16) and dz16 (when
   // non-null) from dy (n, oh, ow, c), the gradient of the run's last layer's output; and dpool(),
   // the gradient at each window's maximum. dy is read, or where dy_cols.dcols is set summed from

@@ -135,9 +135,17 @@ void GemmConv::note_batch(int64_t n, bool training) {
   tune_ = n >= largest_trained_n_;
 }
 
-void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n) {
+void GemmConv::forward(const void* x, const void* kernel, void* y, int64_t n, bool cols_written) {
   note_batch(n, false);
-  gemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, columns(x, n), y, half_ != ops::kHalfNone);
+  const void* cols = cols_written ? static_cast<const void*>(cols_.data()) : columns(x, n);
+  gemm(genrelab::nn::conv_forward_gemm(rows(n), k_, f_), kernel, cols, y, half_ != ops::kHalfNone);
+}
+
+float* GemmConv::written_columns(int64_t n) {
+  GENRELAB_CHECK(half_ == ops::kHalfNone && !direct_, "conv2d GEMM engine: no float columns to write");
+  const int64_t elements = rows(n) * k_;
+  if (size_t(elements) > cols_.size()) ctx_.resize_tracked(cols_, size_t(elements));
+  return cols_.data();
 }
 
 void GemmConv::backward_filter(const void* x, const void* dz, float* dw, int64_t n, bool cols_ready,

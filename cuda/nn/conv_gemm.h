@@ -34,8 +34,12 @@ class GemmConv {
   bool fits(int64_t n) const;
 
   // y (n·oh·ow, f) = cols(x) · kernelᵀ, without bias and activation; the columns stay for
-  // backward_filter.
-  void forward(const void* x, const void* kernel, void* y, int64_t n);
+  // backward_filter. cols_written: the layer below wrote them (written_columns; x is not read).
+  void forward(const void* x, const void* kernel, void* y, int64_t n, bool cols_written = false);
+  // The float column matrix of batch n for the layer below to write (ops::ColumnsOut), grown as
+  // needed; fp32/tf32 only.
+  float* written_columns(int64_t n);
+  const ops::ConvColsGeom& geom() const { return g_; }
   // dw (f, K) += dzᵀ · cols, the columns from the forward of the same x when cols_ready, else
   // built from x first. With splits > 1 the product runs as that many batched partial products
   // over row ranges (one GEMM gives a 128 × 256 result few thread blocks to spread a reduction over

@@ -44,7 +44,7 @@ ops::ConvPoolCell FusedConvPool::cell(const float* x, const float* kernel, const
 }
 
 void FusedConvPool::forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training,
-                            const genrelab::nn::StepKey& key) {
+                            const genrelab::nn::StepKey& key, const ops::ColumnsOut& next) {
   const int64_t in = int64_t(g_.h) * g_.w * g_.c, out = int64_t(g_.qh) * g_.qw * g_.f;
   GENRELAB_CHECK(!training || size_t(n * out) <= argmax_.size(), "FusedConvPool: reserve(", n, ") was not called");
   trained_n_ = training ? n : 0;
@@ -55,8 +55,8 @@ void FusedConvPool::forward(const float* x, const float* kernel, const float* bi
     ops::with_conv_pool_shape(g_.k(), c.half, [&](auto k, auto h) {
       using Forward = ops::ConvPoolForward<k(), h()>;
       launch_1d(Forward::calls(g_, m),
-                Forward{c, y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop, e0 * out,
-                        Forward::positions_of(g_, m)},
+                Forward{c, next.cols ? nullptr : y + e0 * out, training ? argmax_.data() + e0 * out : nullptr, drop,
+                        e0 * out, Forward::positions_of(g_, m), next.from_example(e0)},
                 ctx_.stream());
     });
   }

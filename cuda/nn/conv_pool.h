@@ -23,9 +23,10 @@ class FusedConvPool {
   size_t last() const { return last_; }
   // y (n, qh, qw, f) = maxpool(act(conv(x) + bias)), through the dropout (key's step mask) when
   // training with one; x (n, h, w, c); kernel (f, kh, kw, c); bias (f) or null. Training also keeps
-  // each output's argmax byte for the backward.
+  // each output's argmax byte for the backward. With next.cols y goes into the next convolution's
+  // columns instead (y is not written).
   void forward(const float* x, const float* kernel, const float* bias, float* y, int64_t n, bool training,
-               const genrelab::nn::StepKey& key);
+               const genrelab::nn::StepKey& key, const ops::ColumnsOut& next = ops::ColumnsOut());
   // Adds the kernel and bias gradients of dy (n, qh, qw, f), the gradient of the forward's y, into
   // grad_kernel (f, kh, kw, c) and grad_bias (f, or null); after a training forward of the same x,
   // kernel and n.

@@ -794,26 +794,41 @@ class CudaNetwork final : public Network {
     ctx_.stream_sync();  // h lives on this stack frame
   }
 
+  // The columns of the fused run's conv right after layer `last`, where that layer's pass writes
+  // its output instead (im2col fused into it; ConvProduct::columns_from_below), or none.
+  ops::ColumnsOut columns_after(size_t last, int64_t n, bool training) {
+    const size_t j = last + 1;
+    if (j >= layers_.size() || !epilogue_at_[j] || epilogue_at_[j]->run().conv != j) return {};
+    return dynamic_cast<cuda::nn::ConvProduct*>(layers_[j].get())->columns_from_below(n, training);
+  }
+
   void forward_all(const float* x, int64_t n, bool training, const StepKey& key) {
+    bool cols_written = false;  // the layer below wrote this conv's columns instead of its input
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (fused_ && i == 0) {  // layers 0 to fused_->last() at once, into the last one's output
         StageRange range(fwd_names_[0], clock_, ctx_.stream());
         const std::vector<float*> p = layers_[0]->params();
         i = fused_->last();
-        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[i], n, training, key);
+        const ops::ColumnsOut next = columns_after(i, n, training);
+        fused_->forward(x, p[0], p.size() > 1 ? p[1] : nullptr, act_[i], n, training, key, next);
+        cols_written = next.cols != nullptr;
         continue;
       }
       const float* xin = i == 0 ? x : act_[i - 1];
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i) {  // conv product, then one pass for the run
         const auto& run = epilogue_at_[i]->run();
         StageRange range(fwd_names_[i], clock_, ctx_.stream());
-        const uint16_t* z16 = dynamic_cast<cuda::nn::ConvProduct*>(layers_[i].get())->forward_product(xin, act_[i], n);
+        const uint16_t* z16 =
+            dynamic_cast<cuda::nn::ConvProduct*>(layers_[i].get())->forward_product(xin, act_[i], n, cols_written);
         const std::vector<float*> p = layers_[i]->params();
+        const ops::ColumnsOut next = columns_after(run.last(), n, training);
         epilogue_at_[i]->forward(act_[i], z16, p.size() > 1 ? p[1] : nullptr, act_[run.pool],
-                                 run.dropout >= 0 ? act_[size_t(run.dropout)] : nullptr, n, training, key);
+                                 run.dropout >= 0 ? act_[size_t(run.dropout)] : nullptr, n, training, key, next);
+        cols_written = next.cols != nullptr;
         i = run.last();
         continue;
       }
+      GENRELAB_CHECK(!cols_written, "layer ", i, ": its input was left as columns");
       if (plan_.layers[i].type == "flatten") {
         act_[i] = const_cast<float*>(xin);  // NHWC is already flat: a view of the input
         continue;

@@ -50,8 +50,14 @@ class ConvProduct {
  public:
   virtual ~ConvProduct() = default;
   // z (n, oh, ow, k) = x ⋆ w, no bias or activation. Under bf16/fp16 the product's 16-bit z is
-  // returned (its buffer, valid until the backward) and z is left alone; else null.
-  virtual const uint16_t* forward_product(const float* x, float* z, int64_t n) = 0;
+  // returned (its buffer, valid until the backward) and z is left alone; else null. cols_written:
+  // the layer below wrote x into columns_from_below(n, ...) instead (x is not read).
+  virtual const uint16_t* forward_product(const float* x, float* z, int64_t n, bool cols_written) = 0;
+  // Where the layer below may write x for batch n (im2col fused into its pass) instead of x itself:
+  // the GEMM engine's columns, when no pass of this step reads x (fp32/tf32, the forward and, when
+  // training, the kernel gradient decided on the engine and no timing left to run, a stride-1
+  // unpadded window). Else cols null: write x.
+  virtual ops::ColumnsOut columns_from_below(int64_t n, bool training) = 0;
   // Under bf16/fp16, the 16-bit dz (n, oh, ow, k) buffer that backward_product reads besides dz
   // (the epilogue's backward fills both); else null.
   virtual uint16_t* dz16(int64_t n) = 0;
