@@ -182,10 +182,10 @@ struct ConvEpilogueForward {
 // window's cells (and, for the last window of a row or column, the uncovered cells beyond it) is
 // d = g · act'(pooled) at the recorded maximum and +0 elsewhere, with g = dy, or dy through the
 // dropout's mask. dy is read, or summed from the next convolution's input-gradient columns (its
-// col2im done here: for the baseline's third conv 152 MB of dx neither written nor read back). Under bf16/fp16 also dz
-// rounded to 16 bits (dz16), what the product's backward reads (dz itself may then be null). dpool (optional) gets each
-// window's d: the only non-zero values of dz, so the bias gradient (their sum per channel) can read a quarter of the
-// data or less.
+// col2im done here: for the baseline's third conv 152 MB of dx neither written nor read back).
+// Under bf16/fp16 also dz rounded to 16 bits (dz16), what the product's backward reads (dz itself
+// may then be null). dpool (optional) gets each window's d: the only non-zero values of dz, so the
+// bias gradient (their sum per channel) can read a quarter of the data or less.
 template <int L>
 struct ConvEpilogueBackward {
   const float* dy;        // dy: (n, oh, ow, c), the gradient of `dropped` (dropout fused) or of `pooled`

@@ -15,6 +15,11 @@
 // FastDiv multiplies (and hoisted out of the CPU's inner loop over groups). `first` offsets the
 // row (pixel) index, so the GPU can launch a large matrix in row ranges; every index of a call
 // stays below 2^31 (cols_fit_indices).
+//
+// Either pass can also happen inside the neighbouring fused pass instead of a launch of its own:
+// ColumnsOut, the pass below a convolution storing its output straight into that convolution's
+// columns, and ColumnsGrad, the pass below reading its dy as Col2Im::sum of the input-gradient
+// columns (the GPU's fused conv + pool and conv epilogue; nothing then writes x or dx).
 #pragma once
 
 #include <cstdint>
