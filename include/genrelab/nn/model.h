@@ -168,7 +168,7 @@ struct ConvEpilogueRun {
   size_t last() const { return dropout >= 0 ? size_t(dropout) : pool; }
   int64_t pooled_size() const { return (h / kh) * (w / kw) * c; }  // per example
   ops::ConvEpilogueGeom geom(int lanes) const;  // for calls of `lanes` channels
-  bool sign_coded() const;  // ConvEpilogueGeom::sign_coded: training writes the pooled map only without a dropout
+  bool sign_coded() const;  // the argmax bytes carry pooled > 0 (ConvEpilogueGeom::sign_coded)
   // Whether a pass applies the dropout (training with a non-zero rate), and the dropout as the
   // functors take it: on when `step` (the per-step key, host or device memory) is given.
   bool drops(bool training) const { return training && rate > 0.0f; }

@@ -298,9 +298,9 @@ GENRELAB_HD void with_conv_pool_activation(int act, F&& run) {
 }
 
 // Forward: y (n, qh, qw, f) = the pooled conv layer output or, with `dropout` on (training, with
-// the dropout fused), the dropout's output, written to y or (and) into the next convolution's
-// columns (next: im2col fused, y then unwritten where null); and (when argmax is not null, for a backward) argmax
-// (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
+// the dropout fused), the dropout's output, written to y and/or into the next convolution's
+// columns (next: im2col fused; y null: not written); and (when argmax is not null, for a
+// backward) argmax (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
 // cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 (they share
 // their index arithmetic, input loads and Philox block) at kConvPoolForwardSpan consecutive
 // pooled positions (or up to the last): calls(n) of them, call i at span i / groups, j = i %
