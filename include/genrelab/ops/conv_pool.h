@@ -300,11 +300,11 @@ GENRELAB_HD void with_conv_pool_activation(int act, F&& run) {
 // Forward: y (n, qh, qw, f) = the pooled conv layer output or, with `dropout` on (training, with
 // the dropout fused), the dropout's output, written to y and/or into the next convolution's
 // columns (next: im2col fused; y null: not written); and (when argmax is not null, for a
-// backward) argmax (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the output. K =
-// cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1 (they share
-// their index arithmetic, input loads and Philox block) at kConvPoolForwardSpan consecutive
-// pooled positions (or up to the last): calls(n) of them, call i at span i / groups, j = i %
-// groups, so consecutive calls write consecutive outputs. i < 2^31: see
+// backward) argmax (n, qh, qw, f) the argmax bytes, kConvPoolNoMax where the dropout dropped the
+// output. K = cell.g.k(), H = cell.half. A call computes G consecutive filters G·j … G·j + G − 1
+// (they share their index arithmetic, input loads and Philox block) at kConvPoolForwardSpan
+// consecutive pooled positions (or up to the last): calls(n) of them, call i at span i / groups,
+// j = i % groups, so consecutive calls write consecutive outputs. i < 2^31: see
 // conv_pool_examples_per_launch.
 template <int K, int H>
 struct ConvPoolForward {
