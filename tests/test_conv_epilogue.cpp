@@ -368,6 +368,26 @@ TEST_CASE("fused conv epilogue: geometry, launches and lanes", "[nn][conv_epilog
   CHECK(G::sign_coded(ops::kActNone, 6, 6));
   CHECK_FALSE(G::sign_coded(ops::kActRelu, 12, 12));
   for (int act : {ops::kActElu, ops::kActTanh, ops::kActSigmoid}) CHECK_FALSE(G::sign_coded(act, 2, 2));
+  // The buffers a forward writes, and pooled_ever_written (what the GPU allocates) agreeing with them.
+  float pooled = 0, dropped = 0;
+  uint8_t argmax = 0;
+  for (const bool has_dropout : {false, true})
+    for (const bool sign : {false, true}) {
+      bool any = false;
+      for (const bool training : {false, true})
+        for (const bool cols : {false, true}) {
+          const ops::EpilogueOutputs out =
+              ops::EpilogueOutputs::of(training, &pooled, has_dropout ? &dropped : nullptr, &argmax, sign, cols);
+          INFO("dropout " << has_dropout << " sign " << sign << " training " << training << " cols " << cols);
+          CHECK((out.argmax != nullptr) == training);
+          CHECK(out.dropped == (training && has_dropout && !cols ? &dropped : nullptr));
+          // The pooled slot: the pooled map, or (inference) the dropout's output it is written to.
+          if (out.pooled == &pooled) any = true;
+          CHECK((out.pooled == &pooled) == (training ? !sign || (!has_dropout && !cols) : !has_dropout && !cols));
+          if (!training) CHECK(out.pooled == (cols ? nullptr : has_dropout ? &dropped : &pooled));
+        }
+      CHECK(ops::EpilogueOutputs::pooled_ever_written(has_dropout, sign) == any);
+    }
   // The baseline's second pooling: 31·300·128/4 calls an example; launches stay under 2^31 calls.
   const G g(62, 601, 128, 2, 2, 4);
   CHECK(g.calls(1, 4) == 31 * 300 * 32);

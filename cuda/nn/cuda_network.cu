@@ -860,10 +860,10 @@ class CudaNetwork final : public Network {
       // Under bf16/fp16 the conv of a fused epilogue run writes only its 16-bit product (which the
       // conv layer keeps): its float output is never written nor read.
       if (epilogue_at_[i] && epilogue_at_[i]->run().conv == i && ctx_.half_format() != ops::kHalfNone) continue;
-      // A fused run's pooled map, where a dropout follows and the argmax bytes carry its sign: training
-      // writes only the dropout's output, inference the pooled map into that buffer.
-      if (epilogue_at_[i] && epilogue_at_[i]->run().pool == i && epilogue_at_[i]->run().dropout >= 0 &&
-          epilogue_at_[i]->run().sign_coded())
+      // A fused run's pooled map that no forward writes (ops::EpilogueOutputs).
+      if (epilogue_at_[i] && epilogue_at_[i]->run().pool == i &&
+          !ops::EpilogueOutputs::pooled_ever_written(epilogue_at_[i]->run().dropout >= 0,
+                                                     epilogue_at_[i]->run().sign_coded()))
         continue;
       ctx_.resize_tracked(act_store_[i], size_t(n * plan_.layers[i].out.size()));
       act_[i] = act_store_[i].data();

@@ -679,6 +679,13 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
   const TensorDesc xp = probe_n > 0 ? first_examples(x, probe_n) : TensorDesc();
   const TensorDesc yp = probe_n > 0 ? first_examples(y, probe_n) : TensorDesc();
   if (bench && !probed) reserve_workspace(ws_limit);
+  // The probed search of a pass whose heuristic ranking is perfs[0, got): its workspace, then
+  // time_ranked with run(algo, probe), the pass's cuDNN call on the probe's or the whole batch.
+  auto probe_search = [&](auto& perfs, ConvPass p, auto run) {
+    reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
+    got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(), pass_name(p),
+                      shape, run);
+  };
   const float one = 1.0f, zero = 0.0f;
   switch (pass) {
     case ConvPass::forward: {
@@ -694,14 +701,11 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                    perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
-                            pass_name(ConvPass::forward), shape, [&](auto algo, bool probe) {
-                              return cudnnConvolutionForward(h, &one, probe ? xp : x, x_data, w, w_data, conv, algo,
-                                                             fb.ws.data(), fb.ws.bytes(), &zero, probe ? yp : y, fb.y);
-                            });
-        }
+        if (probed)
+          probe_search(perfs, ConvPass::forward, [&](auto algo, bool probe) {
+            return cudnnConvolutionForward(h, &one, probe ? xp : x, x_data, w, w_data, conv, algo, fb.ws.data(),
+                                           fb.ws.bytes(), &zero, probe ? yp : y, fb.y);
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::forward), shape, conv, a.fwd, a.fwd_math, a.ms[0], bench,
              ws_limit);
@@ -722,15 +726,11 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
                                                                         &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
-                            pass_name(ConvPass::backward_data), shape, [&](auto algo, bool probe) {
-                              return cudnnConvolutionBackwardData(h, &one, w, w_data, probe ? yp : y, fb.y, conv, algo,
-                                                                  fb.ws.data(), fb.ws.bytes(), &zero, probe ? xp : x,
-                                                                  fb.dx);
-                            });
-        }
+        if (probed)
+          probe_search(perfs, ConvPass::backward_data, [&](auto algo, bool probe) {
+            return cudnnConvolutionBackwardData(h, &one, w, w_data, probe ? yp : y, fb.y, conv, algo, fb.ws.data(),
+                                                fb.ws.bytes(), &zero, probe ? xp : x, fb.dx);
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_data), shape, conv, a.bwd_data, a.bwd_data_math,
              a.ms[int(ConvPass::backward_data)], bench, ws_limit);
@@ -752,15 +752,11 @@ ConvAlgos& GpuContext::conv_algos(const ConvShape& shape, const TensorDesc& x, c
             h, x, x_data, y, fb.y, conv, w, fb.dw.data(), max, &got, perfs.data(), fb.ws.data(), ws_limit));
       } else {
         GENRELAB_CUDA_CHECK(heuristic(max, &got, perfs.data()));
-        if (probed) {
-          reserve_workspace(largest_workspace(perfs, got, precision_, ws_limit));
-          got = time_ranked(perfs, got, cudnn_benchmark_limit_, probe_n, precision_, ws_limit, conv, stream(),
-                            pass_name(ConvPass::backward_filter), shape, [&](auto algo, bool probe) {
-                              return cudnnConvolutionBackwardFilter(h, &one, probe ? xp : x, x_data, probe ? yp : y,
-                                                                    fb.y, conv, algo, fb.ws.data(), fb.ws.bytes(),
-                                                                    &zero, w, fb.dw.data());
-                            });
-        }
+        if (probed)
+          probe_search(perfs, ConvPass::backward_filter, [&](auto algo, bool probe) {
+            return cudnnConvolutionBackwardFilter(h, &one, probe ? xp : x, x_data, probe ? yp : y, fb.y, conv, algo,
+                                                  fb.ws.data(), fb.ws.bytes(), &zero, w, fb.dw.data());
+          });
       }
       choose(perfs, got, deterministic_, precision_, pass_name(ConvPass::backward_filter), shape, conv, a.bwd_filter,
              a.bwd_filter_math, a.ms[int(ConvPass::backward_filter)], bench, ws_limit);

@@ -109,6 +109,9 @@ struct EpilogueOutputs {
       return {!sign_coded || (!dropped && !cols_written) ? pooled : nullptr, argmax, cols_written ? nullptr : dropped};
     return {cols_written ? nullptr : dropped ? dropped : pooled, nullptr, nullptr};
   }
+  // Whether any forward of a run writes its pooled map (of() above, training or not): not where a
+  // dropout follows and the argmax bytes carry the sign (its buffer is then never needed).
+  static bool pooled_ever_written(bool has_dropout, bool sign_coded) { return !has_dropout || !sign_coded; }
 };
 
 // Forward, one call per window and L channels (a launch of m examples from n0: geom.calls(m, L) calls):
